@@ -1,0 +1,36 @@
+# Inside Track: `make up` runs the whole local system, `make test` runs every test.
+# Everything is installed by these targets: a venv in .venv, Kafka jars and FerretDB in
+# ~/.cache/insidetrack (cached after the first run).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: up down test venv provision clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=/path/to/python3.11)")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+provision: venv
+	$(BIN)/insidetrack infra provision
+
+up: venv
+	$(BIN)/insidetrack up
+
+down: venv
+	$(BIN)/insidetrack down
+
+# pytest exits 5 when it collected no test: make treats that as a failure, as it should.
+test: provision
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean: down
+	rm -rf var

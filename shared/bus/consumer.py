@@ -1,0 +1,202 @@
+"""The consumer runner every service uses to react to events.
+
+Delivery is at-least-once, so handlers must be idempotent (see ``shared.db.insert_once``).
+For each message, in partition order:
+
+1. decode and validate the envelope; a message that is not a valid event goes to the
+   dead-letter topic ``<topic>.dlq`` at once, with the reason in its headers;
+2. call the handler; when the database (or another dependency) is unreachable the same
+   message is retried with backoff for as long as it takes (nothing is dead-lettered
+   because of an outage); any other failure is retried ``consumer_max_attempts`` times,
+   then dead-lettered with the reason;
+3. commit the offset only after the handler returned (or the DLQ acknowledged the copy).
+
+``stop()`` (wired to SIGTERM by ``shared.lifecycle``) finishes the message in hand, commits
+and closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timezone
+from typing import Callable, Iterable
+
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from shared.bus.kafka import EventProducer
+from shared.config import Settings
+from shared.db import is_transient
+from shared.events import Envelope, EventSchema, InvalidEvent, decode, dlq_topic
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Envelope, EventSchema], None]
+MAX_BACKOFF_S = 5.0
+
+
+class TransientError(Exception):
+    """Raised by a handler when a dependency is down: retry the message, never dead-letter it."""
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TransientError) or is_transient(exc)
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        group: str,
+        topics: Iterable[str],
+        handler: Handler,
+        producer: EventProducer,
+        from_beginning: bool = True,
+        max_poll_records: int = 200,
+    ):
+        self.settings = settings
+        self.group = settings.topic(group)
+        self.topics = [settings.topic(t) for t in topics]
+        self.handler = handler
+        self.producer = producer
+        self.from_beginning = from_beginning
+        self.max_poll_records = max_poll_records
+        self._stopping = threading.Event()
+        self._consumer: KafkaConsumer | None = None
+        # Counters for logs, tests and readiness.
+        self.processed = 0
+        self.dead_lettered = 0
+        self.dependency_down: str | None = None
+        self.assigned = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def run(self) -> None:
+        """Consume until ``stop()``; commits what was handled, then closes."""
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.kafka_servers,
+            group_id=self.group,
+            client_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if self.from_beginning else "latest",
+            max_poll_records=self.max_poll_records,
+            # A member that died is noticed within seconds, so its partitions move on quickly.
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+        )
+        self._consumer = consumer
+        consumer.subscribe(self.topics)
+        log.info("consumer started", extra={"group": self.group, "topics": self.topics})
+        try:
+            while not self._stopping.is_set():
+                batch = consumer.poll(timeout_ms=200)
+                if consumer.assignment():
+                    self.assigned.set()
+                for tp, messages in batch.items():
+                    done = None
+                    for message in messages:
+                        if not self._handle(message):
+                            break  # stopping in the middle of a retry: leave it for the next run
+                        done = message.offset
+                    if done is not None:
+                        self._commit(consumer, tp, done + 1)
+                    if self._stopping.is_set():
+                        break
+        finally:
+            consumer.close(autocommit=False)
+            log.info(
+                "consumer stopped",
+                extra={"group": self.group, "processed": self.processed, "dead_lettered": self.dead_lettered},
+            )
+
+    def _commit(self, consumer: KafkaConsumer, tp, offset: int) -> None:
+        try:
+            consumer.commit({tp: OffsetAndMetadata(offset, "", -1)})
+        except KafkaError as exc:
+            # E.g. the group rebalanced while we were busy: the new owner of the partition
+            # gets these messages again, which idempotent handlers make harmless.
+            log.warning("commit failed; messages will be redelivered", extra={"group": self.group, "error": repr(exc)})
+
+    def start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name=f"consumer-{self.group}", daemon=True)
+        thread.start()
+        return thread
+
+    # -- one message -------------------------------------------------------------------------
+
+    def _handle(self, message) -> bool:
+        """Process one message to completion; False only if stopping interrupted its retries."""
+        try:
+            envelope, payload = decode(message.value)
+        except InvalidEvent as exc:
+            return self._dead_letter(message, f"invalid event: {exc}")
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self.handler(envelope, payload)
+                self.processed += 1
+                self.dependency_down = None
+                return True
+            except InvalidEvent as exc:
+                return self._dead_letter(message, f"invalid event: {exc}")
+            except Exception as exc:  # noqa: BLE001 - every failure is either retried or dead-lettered
+                if _is_transient(exc):
+                    self.dependency_down = f"{type(exc).__name__}: {exc}"
+                    log.warning(
+                        "dependency down, will retry",
+                        extra={"group": self.group, "event_id": envelope.id, "error": self.dependency_down},
+                    )
+                    attempt = 0  # an outage is not the message's fault
+                elif attempt >= self.settings.consumer_max_attempts:
+                    return self._dead_letter(
+                        message, f"handler failed after {attempt} attempts: {type(exc).__name__}: {exc}"
+                    )
+                else:
+                    log.warning(
+                        "handler failed, will retry",
+                        extra={"group": self.group, "event_id": envelope.id, "attempt": attempt, "error": repr(exc)},
+                    )
+                if not self._backoff(attempt):
+                    return False
+
+    def _backoff(self, attempt: int) -> bool:
+        delay = min(MAX_BACKOFF_S, self.settings.consumer_backoff_ms / 1000 * 2 ** max(attempt - 1, 0))
+        return not self._stopping.wait(max(delay, 0.05))
+
+    def _dead_letter(self, message, reason: str) -> bool:
+        headers = list(message.headers or []) + [
+            ("dlq.reason", reason[:2000].encode()),
+            ("dlq.topic", message.topic.encode()),
+            ("dlq.partition", str(message.partition).encode()),
+            ("dlq.offset", str(message.offset).encode()),
+            ("dlq.group", self.group.encode()),
+            ("dlq.time", datetime.now(timezone.utc).isoformat().encode()),
+        ]
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self.producer.send_raw(dlq_topic(message.topic), message.key, message.value, headers)
+                break
+            except Exception as exc:  # noqa: BLE001 - the DLQ must not lose the message either
+                log.error("dead-letter publish failed, will retry", extra={"error": repr(exc)})
+                if not self._backoff(attempt):
+                    return False
+        self.dead_lettered += 1
+        log.warning(
+            "message dead-lettered",
+            extra={"group": self.group, "topic": message.topic, "offset": message.offset, "reason": reason},
+        )
+        return True

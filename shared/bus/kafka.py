@@ -1,0 +1,137 @@
+"""The Kafka producer every service uses, and topic administration.
+
+Producing: keyed by the event's subject (so one thing's events stay in one partition, in
+order), ``acks=all``, idempotent, retried by the client. Every event is validated against
+its schema before it leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Iterable, Sequence
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewPartitions
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from shared.config import Settings
+from shared.events import TOPICS, Envelope, dlq_topic, topic_of, validate
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT_S = 30
+
+
+class EventProducer:
+    """Publishes validated events to their topics; thread-safe (one per process is enough)."""
+
+    def __init__(self, settings: Settings, client_id: str):
+        self.settings = settings
+        self._producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_servers,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            delivery_timeout_ms=SEND_TIMEOUT_S * 1000,
+            request_timeout_ms=10_000,
+            max_block_ms=10_000,
+        )
+
+    def publish(self, envelope: Envelope):
+        """Validate and send one event; returns the client's future (``.get()`` to wait)."""
+        validate(envelope)
+        topic = self.settings.topic(topic_of(envelope.type))
+        return self._producer.send(
+            topic,
+            key=envelope.key,
+            value=envelope.to_bytes(),
+            headers=[("ce_type", envelope.type.encode()), ("ce_id", envelope.id.encode())],
+        )
+
+    def publish_all(self, envelopes: Sequence[Envelope], timeout: float = SEND_TIMEOUT_S) -> None:
+        """Send events in order and wait until the broker has every one; raises on failure."""
+        futures = [self.publish(e) for e in envelopes]
+        self._producer.flush(timeout=timeout)
+        for future in futures:
+            future.get(timeout=timeout)
+
+    def send_raw(self, topic: str, key: bytes | None, value: bytes | None, headers: list, timeout: float = SEND_TIMEOUT_S) -> None:
+        """Send bytes as they are (the dead-letter path) and wait for the broker's ack."""
+        self._producer.send(topic, key=key, value=value, headers=headers).get(timeout=timeout)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._producer.flush(timeout=timeout)
+
+    def close(self, timeout: float = 10) -> None:
+        self._producer.close(timeout=timeout)
+
+
+def admin_client(settings: Settings) -> KafkaAdminClient:
+    return KafkaAdminClient(
+        bootstrap_servers=settings.kafka_servers, client_id="insidetrack-admin", request_timeout_ms=15_000
+    )
+
+
+def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
+    """Create the topics (and their ``.dlq`` twins) that are missing; grow partition counts.
+
+    Idempotent. Returns the real names of the topics it created.
+    """
+    wanted: dict[str, dict] = {}
+    for name in names or TOPICS:
+        spec = TOPICS[name]
+        real = settings.topic(name)
+        wanted[real] = {
+            "num_partitions": spec.partitions or settings.topic_partitions,
+            "replication_factor": 1,
+            "configs": {"cleanup.policy": "compact"} if spec.compacted else {},
+        }
+        wanted[dlq_topic(real)] = {"num_partitions": 1, "replication_factor": 1, "configs": {}}
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics())
+        created: list[str] = []
+        missing = {name: opts for name, opts in wanted.items() if name not in existing}
+        if missing:
+            result = admin.create_topics(missing, timeout_ms=30_000, raise_errors=False, wait_for_metadata=True)
+            for topic in result["topics"]:
+                if topic["error_code"] == 0:
+                    created.append(topic["name"])
+                elif topic["error_code"] != TopicAlreadyExistsError.errno:
+                    raise KafkaError(f"could not create topic {topic['name']}: {topic['error_message']}")
+        grow = {}
+        present = [name for name in wanted if name in existing]
+        for topic in admin.describe_topics(present) if present else []:
+            want = wanted[topic["name"]]["num_partitions"]
+            if len(topic["partitions"]) < want:
+                grow[topic["name"]] = NewPartitions(total_count=want)
+        if grow:
+            admin.create_partitions(grow, timeout_ms=30_000)
+            log.info("grew partitions", extra={"topics": sorted(grow)})
+        return created
+    finally:
+        admin.close()
+
+
+def kafka_reachable(settings: Settings, timeout: float = 1.0) -> None:
+    """Raise ConnectionError unless some bootstrap server accepts a TCP connection."""
+    errors = []
+    for server in settings.kafka_servers:
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return
+        except OSError as exc:
+            errors.append(f"{server}: {exc}")
+    raise ConnectionError("Kafka unreachable: " + "; ".join(errors))
+
+
+def kafka_answers_metadata(settings: Settings) -> list[str]:
+    """Ask the cluster for its topic list (a real metadata round trip); raise if it cannot."""
+    admin = admin_client(settings)
+    try:
+        return admin.list_topics()
+    finally:
+        admin.close()

@@ -1,0 +1,155 @@
+"""Settings read from environment variables, with local defaults, validated at start.
+
+Every process reads its configuration through :func:`load_settings`; nothing else reads
+``os.environ``. Each field ``foo_bar`` is set by the variable ``INSIDETRACK_FOO_BAR``.
+A service that needs more settings subclasses :class:`Settings` and passes its class in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal, Mapping, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "INSIDETRACK_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+Port = int
+_HOSTPORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+_NAME_PREFIX = re.compile(r"^[a-z0-9_]*$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "insidetrack"
+
+
+class Settings(BaseModel):
+    """Settings every Inside Track process shares."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    env: Literal["local", "test", "production"] = "local"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    # Kafka: the bootstrap list clients use, and the ports of the local broker we start.
+    # Unset: the local broker at 127.0.0.1:<kafka_port>.
+    kafka_bootstrap: str | None = None
+    kafka_port: Port = Field(9092, ge=1, le=65535)
+    kafka_controller_port: Port = Field(9093, ge=1, le=65535)
+    kafka_heap_mb: int = Field(512, ge=128, le=8192)
+    topic_partitions: int = Field(3, ge=1, le=64)
+    # Prepended to every topic and database name; tests use it to isolate themselves.
+    name_prefix: str = ""
+
+    # MongoDB wire protocol (FerretDB locally, MongoDB 7+ in production).
+    # Unset: the local FerretDB at mongodb://127.0.0.1:<mongo_port>/.
+    mongo_url: str | None = None
+    mongo_port: Port = Field(27017, ge=1, le=65535)
+    mongo_timeout_ms: int = Field(5000, ge=100, le=120_000)
+
+    # Where the local stack keeps data, logs and pid files, and where downloads are cached.
+    var_dir: Path = PROJECT_ROOT / "var"
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+
+    # Consumers: bounded retries with backoff before a message goes to the dead-letter topic.
+    consumer_max_attempts: int = Field(5, ge=1, le=100)
+    consumer_backoff_ms: int = Field(200, ge=0, le=60_000)
+    # Outbox relay: how often it looks for pending events when nobody wakes it up.
+    outbox_poll_ms: int = Field(500, ge=10, le=60_000)
+
+    # Internal HTTP ports.
+    gateway_port: Port = Field(8000, ge=1, le=65535)
+    requests_port: Port = Field(8001, ge=1, le=65535)
+    kudos_port: Port = Field(8002, ge=1, le=65535)
+    points_port: Port = Field(8003, ge=1, le=65535)
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_is_host_port_list(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = [p.strip() for p in value.split(",")]
+        if not parts or not all(_HOSTPORT.match(p) for p in parts):
+            raise ValueError("expected host:port[,host:port...], e.g. 127.0.0.1:9092")
+        return ",".join(parts)
+
+    @field_validator("mongo_url")
+    @classmethod
+    def _mongo_url_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("expected a mongodb:// or mongodb+srv:// URL")
+        return value
+
+    @field_validator("var_dir", "cache_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Daemons run with their own working directory: relative paths would point elsewhere.
+        return value.expanduser().resolve()
+
+    @field_validator("name_prefix")
+    @classmethod
+    def _prefix_is_safe(cls, value: str) -> str:
+        if not _NAME_PREFIX.match(value):
+            raise ValueError("use lower-case letters, digits and _ only")
+        return value
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        return (self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}").split(",")
+
+    @property
+    def mongo_uri(self) -> str:
+        return self.mongo_url or f"mongodb://127.0.0.1:{self.mongo_port}/"
+
+    def topic(self, name: str) -> str:
+        """Return the real topic name for a logical one (``kudos`` -> ``<prefix>kudos``)."""
+        return f"{self.name_prefix}{name}"
+
+    def database(self, service: str) -> str:
+        """Return the database a service owns; services never read each other's."""
+        return f"{self.name_prefix}insidetrack_{service}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.var_dir / "log"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.var_dir / "run"
+
+
+S = TypeVar("S", bound=Settings)
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(cls: type[S] = Settings, env: Mapping[str, str] | None = None, **overrides) -> S:
+    """Build settings from ``env`` (default: the process environment) plus explicit overrides.
+
+    Raises :class:`ConfigError` listing every bad variable with the reason.
+    """
+    env = os.environ if env is None else env
+    known = {env_name(name): name for name in cls.model_fields}
+    values: dict[str, object] = {name: env[var] for var, name in known.items() if var in env}
+    values.update(overrides)
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            source = env_name(field) if field in values and field not in overrides else field
+            given = values.get(field, "<missing>")
+            problems.append(f"{source}={given!r}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,69 @@
+"""MongoDB connections: one database per service, the same way everywhere.
+
+Locally and in CI the server is FerretDB 1.24 on SQLite; production is MongoDB 7+. Code
+sticks to what both do (see docs/architecture.md): single-document atomic writes, unique and
+compound indexes, ``$inc``/``$set``/``$setOnInsert``/``$push``/``$addToSet``/``$pullAll``,
+simple ``$match/$group($sum)/$sort`` pipelines. No transactions, no change streams.
+"""
+
+from __future__ import annotations
+
+import mongoengine
+import pymongo
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from shared.config import Settings
+
+__all__ = ["DuplicateKeyError", "connect", "disconnect", "insert_once", "is_transient", "mongo_client", "ping"]
+
+
+def _client_options(settings: Settings) -> dict:
+    return {
+        "serverSelectionTimeoutMS": settings.mongo_timeout_ms,
+        "connectTimeoutMS": settings.mongo_timeout_ms,
+        "socketTimeoutMS": max(settings.mongo_timeout_ms * 6, 30_000),
+        "tz_aware": True,
+        "uuidRepresentation": "standard",
+    }
+
+
+def connect(settings: Settings, service: str, alias: str = "default") -> Database:
+    """Connect mongoengine (under ``alias``) to the service's own database; return it."""
+    mongoengine.connect(
+        db=settings.database(service), host=settings.mongo_uri, alias=alias, **_client_options(settings)
+    )
+    return mongoengine.get_db(alias)
+
+
+def disconnect(alias: str = "default") -> None:
+    mongoengine.disconnect(alias)
+
+
+def mongo_client(settings: Settings) -> pymongo.MongoClient:
+    """A plain client for tools and tests (rebuilds, checks); services use :func:`connect`."""
+    return pymongo.MongoClient(settings.mongo_uri, **_client_options(settings))
+
+
+def ping(db: Database) -> None:
+    """Raise if the server does not answer ``ping``; used by readiness checks."""
+    db.command("ping")
+
+
+def insert_once(collection, document: dict) -> bool:
+    """Insert ``document`` (whose ``_id`` is deterministic); False when it was already there.
+
+    The standard idempotent effect for consumers: derive ``_id`` from the source event id, and
+    a redelivered event becomes a no-op.
+    """
+    try:
+        collection.insert_one(document)
+        return True
+    except DuplicateKeyError:
+        return False
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors that mean "the database is unreachable right now", worth retrying."""
+    return isinstance(exc, (pymongo.errors.ConnectionFailure, pymongo.errors.ServerSelectionTimeoutError))
+

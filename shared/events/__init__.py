@@ -1,0 +1,32 @@
+"""Event envelope, schemas and registry; importing this package registers every schema."""
+
+from shared.events import schemas  # noqa: F401  (registers the event types)
+from shared.events.envelope import Envelope, InvalidEvent, MAX_EVENT_BYTES
+from shared.events.registry import (
+    DLQ_SUFFIX,
+    TOPICS,
+    EventSchema,
+    build_event,
+    decode,
+    dlq_topic,
+    registered_types,
+    spec_for,
+    topic_of,
+    validate,
+)
+
+__all__ = [
+    "DLQ_SUFFIX",
+    "Envelope",
+    "EventSchema",
+    "InvalidEvent",
+    "MAX_EVENT_BYTES",
+    "TOPICS",
+    "build_event",
+    "decode",
+    "dlq_topic",
+    "registered_types",
+    "spec_for",
+    "topic_of",
+    "validate",
+]

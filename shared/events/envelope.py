@@ -1,0 +1,146 @@
+"""The one event envelope (CloudEvents-style attributes) and its wire format.
+
+On the wire an event is a UTF-8 JSON object::
+
+    {"specversion": "1.0", "id": "...", "type": "kudos.given", "source": "kudos",
+     "time": "2026-11-27T10:00:00.000000Z", "subject": "<person or request id>",
+     "schemaversion": 1, "datacontenttype": "application/json", "data": {...}}
+
+The Kafka key is ``subject``, so events about one thing land in one partition, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from shared.clock import Clock, SystemClock
+
+SPECVERSION = "1.0"
+# Kafka's default message.max.bytes is ~1 MB; our events are small, so anything near that is
+# a bug or an attack and goes to the dead-letter topic rather than into a handler.
+MAX_EVENT_BYTES = 256 * 1024
+
+_REQUIRED = ("specversion", "id", "type", "source", "time", "subject", "schemaversion", "data")
+
+
+class InvalidEvent(Exception):
+    """A message that is not a valid event; ``str()`` is the reason recorded in the DLQ."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    id: str
+    type: str
+    source: str
+    time: datetime
+    subject: str
+    data: dict[str, Any]
+    schemaversion: int = 1
+    specversion: str = SPECVERSION
+    datacontenttype: str = field(default="application/json")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "specversion": self.specversion,
+            "id": self.id,
+            "type": self.type,
+            "source": self.source,
+            "time": format_time(self.time),
+            "subject": self.subject,
+            "schemaversion": self.schemaversion,
+            "datacontenttype": self.datacontenttype,
+            "data": self.data,
+        }
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+
+    @property
+    def key(self) -> bytes:
+        return self.subject.encode()
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "Envelope":
+        if not isinstance(raw, dict):
+            raise InvalidEvent("envelope is not a JSON object")
+        missing = [name for name in _REQUIRED if name not in raw]
+        if missing:
+            raise InvalidEvent(f"envelope lacks {', '.join(missing)}")
+        if raw["specversion"] != SPECVERSION:
+            raise InvalidEvent(f"unsupported specversion {raw['specversion']!r}")
+        for name in ("id", "type", "source", "subject"):
+            if not isinstance(raw[name], str) or not raw[name]:
+                raise InvalidEvent(f"envelope {name} must be a non-empty string")
+        if not isinstance(raw["schemaversion"], int) or isinstance(raw["schemaversion"], bool):
+            raise InvalidEvent("envelope schemaversion must be an integer")
+        if not isinstance(raw["data"], dict):
+            raise InvalidEvent("envelope data must be a JSON object")
+        return cls(
+            id=raw["id"],
+            type=raw["type"],
+            source=raw["source"],
+            time=parse_time(raw["time"]),
+            subject=raw["subject"],
+            data=raw["data"],
+            schemaversion=raw["schemaversion"],
+            datacontenttype=raw.get("datacontenttype", "application/json"),
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | None) -> "Envelope":
+        if raw is None:
+            raise InvalidEvent("empty message (tombstone) where an event was expected")
+        if len(raw) > MAX_EVENT_BYTES:
+            raise InvalidEvent(f"message of {len(raw)} bytes exceeds {MAX_EVENT_BYTES}")
+        try:
+            decoded = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidEvent(f"unparseable JSON: {exc}") from None
+        return cls.from_dict(decoded)
+
+
+def format_time(dt: datetime) -> str:
+    if dt.tzinfo is None:
+        raise ValueError("event times must be timezone-aware")
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidEvent("envelope time must be an RFC 3339 string")
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidEvent(f"envelope time {value!r} is not RFC 3339") from None
+    if dt.tzinfo is None:
+        raise InvalidEvent(f"envelope time {value!r} has no timezone")
+    return dt.astimezone(timezone.utc)
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def make_envelope(
+    type: str,
+    subject: str,
+    data: dict[str, Any],
+    source: str,
+    clock: Clock | None = None,
+    schemaversion: int = 1,
+    id: str | None = None,
+) -> Envelope:
+    """Build an envelope with a fresh id and the clock's time (no validation: see registry)."""
+    return Envelope(
+        id=id or new_event_id(),
+        type=type,
+        source=source,
+        time=(clock or SystemClock()).now(),
+        subject=subject,
+        data=data,
+        schemaversion=schemaversion,
+    )

@@ -1,0 +1,140 @@
+"""Which event types exist, their schema per version, and the topic each travels on.
+
+Producers build events with :func:`build_event` (validates ``data`` against the schema) and
+consumers read them with :func:`decode` (validates again). A type is registered by decorating
+its schema class in ``shared/events/schemas.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from shared.clock import Clock
+from shared.events.envelope import Envelope, InvalidEvent, make_envelope
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    compacted: bool = False
+    # None: the configured default (INSIDETRACK_TOPIC_PARTITIONS).
+    partitions: int | None = None
+
+
+# Logical topic names; the real name carries the configured prefix (Settings.topic()).
+TOPICS: dict[str, TopicSpec] = {
+    spec.name: spec
+    for spec in (
+        TopicSpec("people", compacted=True),
+        TopicSpec("requests"),
+        TopicSpec("kudos"),
+        TopicSpec("points"),
+        TopicSpec("badges"),
+    )
+}
+DLQ_SUFFIX = ".dlq"
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}{DLQ_SUFFIX}"
+
+
+class EventSchema(BaseModel):
+    """Base of every event's ``data`` schema: unknown fields are refused, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    type: str
+    version: int
+    topic: str
+    schema: type[EventSchema]
+
+
+_SPECS: dict[tuple[str, int], EventSpec] = {}
+_LATEST: dict[str, int] = {}
+
+E = TypeVar("E", bound=type[EventSchema])
+
+
+def event_type(type: str, topic: str, version: int = 1) -> Callable[[E], E]:
+    """Register the decorated schema as the ``data`` of ``type`` at ``version``."""
+    if topic not in TOPICS:
+        raise ValueError(f"unknown topic {topic!r} for {type}")
+
+    def register(schema: E) -> E:
+        key = (type, version)
+        if key in _SPECS:
+            raise ValueError(f"{type} v{version} registered twice")
+        _SPECS[key] = EventSpec(type, version, topic, schema)
+        _LATEST[type] = max(version, _LATEST.get(type, 0))
+        return schema
+
+    return register
+
+
+def spec_for(type: str, version: int | None = None) -> EventSpec:
+    if type not in _LATEST:
+        raise InvalidEvent(f"unknown event type {type!r}")
+    version = _LATEST[type] if version is None else version
+    try:
+        return _SPECS[(type, version)]
+    except KeyError:
+        raise InvalidEvent(f"unknown schema version {version} for {type}") from None
+
+
+def registered_types() -> list[EventSpec]:
+    return sorted(_SPECS.values(), key=lambda s: (s.topic, s.type, s.version))
+
+
+def _check(spec: EventSpec, data: Any) -> EventSchema:
+    try:
+        return spec.schema.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"data.{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidEvent(f"{spec.type} v{spec.version} does not match its schema: {problems}") from None
+
+
+def build_event(
+    type: str,
+    subject: str,
+    data: EventSchema | dict[str, Any],
+    source: str,
+    clock: Clock | None = None,
+    id: str | None = None,
+) -> Envelope:
+    """Return a validated envelope for the latest version of ``type``; raises InvalidEvent."""
+    spec = spec_for(type)
+    payload = data if isinstance(data, spec.schema) else _check(spec, data)
+    return make_envelope(
+        type=type,
+        subject=subject,
+        data=payload.model_dump(mode="json"),
+        source=source,
+        clock=clock,
+        schemaversion=spec.version,
+        id=id,
+    )
+
+
+def validate(envelope: Envelope) -> EventSchema:
+    """Return the typed ``data`` of a known event; raises InvalidEvent with the reason."""
+    return _check(spec_for(envelope.type, envelope.schemaversion), envelope.data)
+
+
+def decode(raw: bytes | None) -> tuple[Envelope, EventSchema]:
+    """Parse and validate a message from Kafka; raises InvalidEvent with the reason."""
+    envelope = Envelope.from_bytes(raw)
+    return envelope, validate(envelope)
+
+
+def topic_of(type: str) -> str:
+    """The logical topic an event type travels on."""
+    return spec_for(type).topic

@@ -1,0 +1,218 @@
+"""One schema per event type: the ``data`` each event carries.
+
+Events state facts, not commands (past tense). They carry what consumers need to act without
+calling back the producer (names, departments, timing facts computed in business hours), so
+the points service can score history by reading topics alone. Changing a schema in a way an
+old consumer cannot read means a new version registered beside the old one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+from pydantic import Field
+
+from shared.events.registry import EventSchema, event_type
+
+
+class Role(str, Enum):
+    REP = "rep"
+    SUPPORT = "support"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+
+class Department(str, Enum):
+    SALES = "sales"
+    PRESALES = "presales"
+    PRICING = "pricing"
+    LEGAL = "legal"
+    ORDER_DESK = "order_desk"
+    MARKETING = "marketing"
+    PRODUCT = "product"
+    CUSTOMER_SERVICE = "customer_service"
+
+
+class Priority(str, Enum):
+    NORMAL = "normal"
+    HIGH = "high"
+    RUSH = "rush"
+
+
+class Outcome(str, Enum):
+    WON = "won"
+    LOST = "lost"
+    NO_DECISION = "no_decision"
+    NOT_APPLICABLE = "not_applicable"
+
+
+class Gesture(str, Enum):
+    THANKS = "thanks"
+    COFFEE = "coffee"
+    LUNCH = "lunch"
+    FLOWERS = "flowers"
+    HIGH_FIVE = "high_five"
+
+
+Id = str
+
+
+# --- people (compacted, key: person id) -------------------------------------------------
+
+@event_type("person.upserted", topic="people")
+class PersonUpserted(EventSchema):
+    person_id: Id
+    email: str = Field(min_length=3, max_length=320)
+    name: str = Field(min_length=1, max_length=200)
+    role: Role
+    department: Department
+    title: str | None = None
+    manager_id: Id | None = None
+    active: bool = True
+
+
+# --- requests (key: request id) -----------------------------------------------------------
+
+class RequestEvent(EventSchema):
+    """What every request event carries: which request, whose, which queue, who acted, when."""
+
+    request_id: Id
+    requester_id: Id
+    department: Department
+    actor_id: Id
+    status: str
+    at: datetime
+
+
+@event_type("request.submitted", topic="requests")
+class RequestSubmitted(RequestEvent):
+    kind: str
+    title: str
+    customer: str
+    deal_name: str | None = None
+    deal_value: float | None = None
+    commitment: str | None = None
+    details_length: int = Field(ge=0)
+    needed_by: datetime
+    priority: Priority
+    rush_reason: str | None = None
+    notice_business_hours: float
+
+
+@event_type("request.acknowledged", topic="requests")
+class RequestAcknowledged(RequestEvent):
+    business_hours_since_submitted: float
+
+
+@event_type("request.assigned", topic="requests")
+class RequestAssigned(RequestEvent):
+    assignee_ids: list[Id]
+
+
+@event_type("request.started", topic="requests")
+class RequestStarted(RequestEvent):
+    pass
+
+
+@event_type("request.info_requested", topic="requests")
+class RequestInfoRequested(RequestEvent):
+    question: str
+
+
+@event_type("request.info_provided", topic="requests")
+class RequestInfoProvided(RequestEvent):
+    business_hours_to_answer: float
+
+
+@event_type("request.deal_update_posted", topic="requests")
+class RequestDealUpdatePosted(RequestEvent):
+    text: str
+
+
+@event_type("request.delivered", topic="requests")
+class RequestDelivered(RequestEvent):
+    assignee_ids: list[Id]
+    priority: Priority
+    needed_by: datetime
+    on_time: bool
+
+
+@event_type("request.closed", topic="requests")
+class RequestClosed(RequestEvent):
+    outcome: Outcome
+    business_hours_since_delivered: float | None = None
+
+
+@event_type("request.cancelled", topic="requests")
+class RequestCancelled(RequestEvent):
+    reason: str
+
+
+class RequestTimerEvent(RequestEvent):
+    """Emitted by the sweeper once per occurrence; ``occurrence`` makes its id deterministic."""
+
+    occurrence: int = Field(ge=1)
+    due_at: datetime
+
+
+@event_type("request.overdue", topic="requests")
+class RequestOverdue(RequestTimerEvent):
+    pass
+
+
+@event_type("request.update_due", topic="requests")
+class RequestUpdateDue(RequestTimerEvent):
+    pass
+
+
+@event_type("request.info_unanswered", topic="requests")
+class RequestInfoUnanswered(RequestTimerEvent):
+    pass
+
+
+# --- kudos (key: kudos id) ------------------------------------------------------------------
+
+@event_type("kudos.given", topic="kudos")
+class KudosGiven(EventSchema):
+    kudos_id: Id
+    giver_id: Id
+    recipient_ids: list[Id] = Field(min_length=1)
+    message: str = Field(min_length=1, max_length=500)
+    values: list[str] = []
+    gesture: Gesture
+    request_id: Id | None = None
+    at: datetime
+
+
+@event_type("kudos.added_on", topic="kudos")
+class KudosAddedOn(EventSchema):
+    kudos_id: Id
+    actor_id: Id
+    giver_id: Id
+    recipient_ids: list[Id] = Field(min_length=1)
+    message: str | None = Field(default=None, max_length=500)
+    at: datetime
+
+
+# --- points and badges (key: person id) ----------------------------------------------------
+
+@event_type("points.awarded", topic="points")
+class PointsAwarded(EventSchema):
+    entry_id: Id
+    person_id: Id
+    points: int
+    rule: str
+    source_event_id: Id
+    source_event_type: str
+    capped: bool = False
+    at: datetime
+
+
+@event_type("badge.awarded", topic="badges")
+class BadgeAwarded(EventSchema):
+    person_id: Id
+    badge: str
+    tier: str | None = None
+    evidence_event_ids: list[Id]
+    at: datetime

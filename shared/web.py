@@ -1,0 +1,63 @@
+"""The base of every service's Flask app: health, readiness, the one error shape, JSON logs.
+
+``create_service_app("kudos", settings, readiness={"mongo": ..., "kafka": ...})`` returns an
+app with ``/healthz`` (the process answers) and ``/readyz`` (every dependency answers).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Mapping
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from shared.config import Settings
+from shared.errors import AppError, error_body
+
+log = logging.getLogger(__name__)
+
+Check = Callable[[], None]  # raises when the dependency does not answer
+
+
+def create_service_app(service: str, settings: Settings, readiness: Mapping[str, Check] | None = None) -> Flask:
+    app = Flask(service)
+    app.config["SETTINGS"] = settings
+    app.config["SERVICE"] = service
+    app.config["MAX_CONTENT_LENGTH"] = 1 * 1024 * 1024
+    checks = dict(readiness or {})
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok", service=service)
+
+    @app.get("/readyz")
+    def readyz():
+        results, ready = {}, True
+        for name, check in checks.items():
+            started = time.perf_counter()
+            try:
+                check()
+                results[name] = {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+            except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with the reason
+                ready = False
+                results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
+        body = {"status": "ready" if ready else "unready", "service": service, "checks": results}
+        return jsonify(body), 200 if ready else 503
+
+    @app.errorhandler(AppError)
+    def app_error(exc: AppError):
+        return jsonify(exc.to_dict()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return jsonify(error_body(code, exc.description or exc.name)), exc.code
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception):
+        log.exception("unhandled error", extra={"service": service})
+        return jsonify(error_body("internal", "internal error; the details are in the service log")), 500
+
+    return app

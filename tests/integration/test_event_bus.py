@@ -1,0 +1,182 @@
+"""The event bus on a real Kafka broker: round trip, dead letters, replay without double effect."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from shared.bus.consumer import ConsumerRunner
+from shared.config import PROJECT_ROOT
+from shared.db import mongo_client
+from shared.events import Envelope, InvalidEvent, build_event, dlq_topic
+from tests.conftest import wait_until
+from tests.integration.helpers import headers, read_topic, running
+
+pytestmark = pytest.mark.integration
+
+
+def person(n: int, **overrides) -> dict:
+    data = {
+        "person_id": f"p{n}",
+        "email": f"person{n}@example.com",
+        "name": f"Zoë Ñúñez {n}",
+        "role": "support",
+        "department": "pricing",
+    }
+    return {**data, **overrides}
+
+
+def upserted(n: int, clock=None) -> Envelope:
+    return build_event("person.upserted", f"p{n}", person(n), source="test", clock=clock)
+
+
+def test_event_round_trip_keeps_envelope_and_typed_data(settings, producer, clock):
+    sent = upserted(1, clock)
+    producer.publish_all([sent])
+
+    received = []
+    runner = ConsumerRunner(
+        settings, group="roundtrip", topics=["people"], producer=producer,
+        handler=lambda env, data: received.append((env, data)),
+    )
+    with running(runner):
+        assert wait_until(lambda: received, timeout=20)
+
+    envelope, data = received[0]
+    assert envelope == sent
+    assert data.name == "Zoë Ñúñez 1" and data.role.value == "support" and data.active is True
+    [record] = read_topic(settings, settings.topic("people"), 1)
+    assert record.key == b"p1"  # keyed by subject: one person's events stay in order
+
+
+def test_producer_refuses_an_event_that_breaks_its_schema(producer):
+    with pytest.raises(InvalidEvent, match="data.role"):
+        build_event("person.upserted", "p1", person(1, role="wizard"), source="test")
+    forged = Envelope.from_dict({**upserted(2).to_dict(), "data": person(2, email=None)})
+    with pytest.raises(InvalidEvent, match="data.email"):
+        producer.publish(forged)
+
+
+def test_poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on(settings, producer):
+    topic = settings.topic("people")
+    good = upserted(7)
+    bad_body = {**good.to_dict(), "id": "bad-body", "data": person(7, department="moon")}
+    future_version = {**good.to_dict(), "id": "v99", "schemaversion": 99}
+    raw = producer._producer  # send bytes that a well-behaved producer would refuse to send
+    raw.send(topic, key=b"p7", value=b"\x00\x01 not json")
+    raw.send(topic, key=b"p7", value=Envelope.from_dict(bad_body).to_bytes())
+    raw.send(topic, key=b"p7", value=Envelope.from_dict(future_version).to_bytes())
+    producer.publish_all([good])
+
+    handled = []
+    runner = ConsumerRunner(
+        settings, group="poison", topics=["people"], producer=producer,
+        handler=lambda env, data: handled.append(env.id),
+    )
+    with running(runner):
+        assert wait_until(lambda: handled, timeout=20)
+        assert wait_until(lambda: runner.dead_lettered == 3, timeout=10)
+
+    assert handled == [good.id]
+    dead = read_topic(settings, dlq_topic(topic), 3)
+    reasons = [headers(r)["dlq.reason"] for r in dead]
+    assert "unparseable JSON" in reasons[0]
+    assert "data.department" in reasons[1]
+    assert "unknown schema version 99" in reasons[2]
+    assert dead[0].value == b"\x00\x01 not json"  # the original bytes, for inspection or replay
+    assert {headers(r)["dlq.topic"] for r in dead} == {topic}
+
+
+def test_a_handler_that_keeps_failing_is_dead_lettered_after_bounded_retries(settings, producer):
+    producer.publish_all([upserted(1), upserted(2)])
+    attempts: dict[str, int] = {}
+    done = []
+
+    def handler(env, data):
+        attempts[env.subject] = attempts.get(env.subject, 0) + 1
+        if env.subject == "p1":
+            raise ValueError("boom")
+        done.append(env.subject)
+
+    runner = ConsumerRunner(settings, group="failing", topics=["people"], producer=producer, handler=handler)
+    with running(runner):
+        assert wait_until(lambda: done == ["p2"] and runner.dead_lettered == 1, timeout=20)
+
+    assert attempts["p1"] == settings.consumer_max_attempts
+    [dead] = read_topic(settings, dlq_topic(settings.topic("people")), 1)
+    assert headers(dead)["dlq.reason"].startswith(f"handler failed after {settings.consumer_max_attempts} attempts: ValueError: boom")
+
+
+def _child_env(settings, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDETRACK_")}
+    env.update({
+        "INSIDETRACK_KAFKA_PORT": str(settings.kafka_port),
+        "INSIDETRACK_MONGO_PORT": str(settings.mongo_port),
+        "INSIDETRACK_NAME_PREFIX": settings.name_prefix,
+        "INSIDETRACK_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(PROJECT_ROOT),
+    })
+    env.update(extra)
+    return env
+
+
+def _effects(settings):
+    client = mongo_client(settings)
+    db = client[settings.database("bus_test")]
+    return client, db
+
+
+def test_consumer_killed_before_commit_replays_without_double_effect(settings, producer):
+    events = [upserted(n) for n in range(1, 11)]
+    producer.publish_all(events)
+
+    # A child process handles events and is SIGKILLed right after its 6th write, before any commit.
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.integration.consumer_child"],
+        env=_child_env(settings, CHILD_KILL_AFTER="6"), cwd=PROJECT_ROOT, timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL
+
+    client, db = _effects(settings)
+    try:
+        assert db.effects.count_documents({}) == 6
+        # A new process in the same group starts from the last commit: the killed one's
+        # uncommitted work is delivered again.
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.integration.consumer_child"],
+            env=_child_env(settings, CHILD_IDLE_EXIT="3"), cwd=PROJECT_ROOT, timeout=120,
+        )
+        assert done.returncode == 0
+        deliveries = {d["_id"]: d["n"] for d in db.deliveries.find()}
+        assert sorted(deliveries) == sorted(e.id for e in events)
+        assert sum(deliveries.values()) > 10, "nothing was replayed: the test proved nothing"
+        # Yet every effect exists exactly once.
+        assert sorted(d["_id"] for d in db.effects.find()) == sorted(e.id for e in events)
+    finally:
+        client.close()
+
+
+def test_sigterm_stops_a_consumer_cleanly_after_committing(settings, producer):
+    producer.publish_all([upserted(n) for n in range(1, 6)])
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.consumer_child"],
+        env=_child_env(settings), cwd=PROJECT_ROOT,
+    )
+    client, db = _effects(settings)
+    try:
+        assert wait_until(lambda: db.effects.count_documents({}) == 5, timeout=60)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=30) == 0
+        # Everything was committed: a new member of the group has nothing to redo.
+        again = subprocess.run(
+            [sys.executable, "-m", "tests.integration.consumer_child"],
+            env=_child_env(settings, CHILD_IDLE_EXIT="3"), cwd=PROJECT_ROOT, timeout=120,
+        )
+        assert again.returncode == 0
+        assert sum(d["n"] for d in db.deliveries.find()) == 5
+    finally:
+        client.close()

@@ -1,0 +1,121 @@
+"""Outbox relay and MongoDB behaviour on the real wire server (FerretDB)."""
+
+from __future__ import annotations
+
+import mongoengine
+import pytest
+
+from shared.bus.outbox import OutboxDocument, OutboxRelay, merge_update, with_outbox
+from shared.db import connect, disconnect, insert_once
+from shared.events import Envelope, build_event
+from tests.integration.helpers import read_topic
+
+pytestmark = pytest.mark.integration
+
+
+def kudos_given(kudos_id: str, clock, n: int = 1) -> Envelope:
+    return build_event(
+        "kudos.given",
+        kudos_id,
+        {
+            "kudos_id": kudos_id, "giver_id": "ana", "recipient_ids": ["bo"], "message": f"thanks #{n}",
+            "values": [], "gesture": "coffee", "at": clock.now(),
+        },
+        source="kudos",
+        clock=clock,
+    )
+
+
+@pytest.fixture
+def db(settings):
+    database = connect(settings, "outbox_test")
+    yield database
+    disconnect()
+
+
+class CrashAfterPublish(Exception):
+    pass
+
+
+class CrashingCollection:
+    """A collection whose writes fail: the process "died" after publishing, before cleanup."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def find(self, *args, **kwargs):
+        return self._real.find(*args, **kwargs)
+
+    def update_one(self, *args, **kwargs):
+        raise CrashAfterPublish()
+
+
+def test_events_written_with_the_state_are_published_after_a_crash_before_the_relay_ran(settings, producer, db, clock):
+    # State and events in one insert, then the process "crashes": no relay ran.
+    events = [kudos_given("k1", clock, n) for n in range(1, 4)]
+    db.kudos.insert_one(with_outbox({"_id": "k1", "message": "thanks"}, events))
+
+    # A new process starts its relay and finds the pending events.
+    relay = OutboxRelay(producer, [db.kudos])
+    assert relay.relay_once() == 3
+
+    records = read_topic(settings, settings.topic("kudos"), 3)
+    assert [Envelope.from_bytes(r.value).id for r in records] == [e.id for e in events]  # in order
+    doc = db.kudos.find_one({"_id": "k1"})
+    assert doc["outbox"] == [] and doc["outbox_pending"] is False and doc["message"] == "thanks"
+    assert relay.relay_once() == 0
+
+
+def test_a_crash_between_publish_and_cleanup_republishes_the_same_events_never_loses_them(settings, producer, db, clock):
+    first = kudos_given("k2", clock, 1)
+    db.kudos.insert_one(with_outbox({"_id": "k2", "state": "given"}, [first]))
+
+    with pytest.raises(CrashAfterPublish):
+        OutboxRelay(producer, [CrashingCollection(db.kudos)]).relay_once()
+
+    # Meanwhile the service changes the state and records another event in the same write.
+    second = kudos_given("k2", clock, 2)
+    db.kudos.update_one({"_id": "k2"}, merge_update({"$set": {"state": "added_on"}}, [second]))
+
+    assert OutboxRelay(producer, [db.kudos]).relay_once() == 2
+    ids = [Envelope.from_bytes(r.value).id for r in read_topic(settings, settings.topic("kudos"), 3)]
+    assert ids == [first.id, first.id, second.id]  # a duplicate (deduped by id downstream), no loss
+    assert db.kudos.find_one({"_id": "k2"})["outbox"] == []
+
+
+def test_relay_thread_publishes_what_a_mongoengine_document_recorded(settings, producer, db, clock):
+    class Thanks(OutboxDocument):
+        message = mongoengine.StringField(required=True)
+        meta = {"collection": "thanks"}
+
+    doc = Thanks(message="merci")
+    doc.record(kudos_given("k3", clock))
+    doc.save()  # state and event: one insert
+
+    relay = OutboxRelay(producer, [Thanks._get_collection()], poll_ms=50)
+    relay.start()
+    try:
+        relay.notify()
+        [record] = read_topic(settings, settings.topic("kudos"), 1)
+    finally:
+        relay.stop()
+    assert Envelope.from_bytes(record.value).subject == "k3"
+    assert Thanks.objects.get(id=doc.id).outbox == []
+
+
+def test_unique_index_rejects_a_duplicate_on_the_wire_server(db):
+    class Badge(mongoengine.Document):
+        person_id = mongoengine.StringField(required=True)
+        badge = mongoengine.StringField(required=True)
+        meta = {"collection": "badges", "indexes": [{"fields": ["person_id", "badge"], "unique": True}]}
+
+    Badge.ensure_indexes()
+    Badge(person_id="ana", badge="clutch").save()
+    with pytest.raises(mongoengine.NotUniqueError):
+        Badge(person_id="ana", badge="clutch").save()
+    Badge(person_id="ana", badge="grateful").save()
+    assert Badge.objects(person_id="ana").count() == 2
+
+    assert insert_once(db.ledger, {"_id": "evt-1:rule:ana", "points": 5}) is True
+    assert insert_once(db.ledger, {"_id": "evt-1:rule:ana", "points": 5}) is False
+    assert db.ledger.count_documents({}) == 1

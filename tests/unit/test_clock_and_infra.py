@@ -1,0 +1,47 @@
+import socket
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from shared.clock import ManualClock
+from shared.config import load_settings
+from shared.infra.local import FerretDB, KafkaBroker
+from shared.infra.process import InfraError
+
+
+def test_manual_clock_moves_only_forward_when_told():
+    clock = ManualClock(datetime(2026, 3, 27, 16, 0, tzinfo=timezone.utc))
+    assert clock.now() == clock.now()
+    clock.advance(hours=2)
+    assert clock.now() == datetime(2026, 3, 27, 18, 0, tzinfo=timezone.utc)
+    with pytest.raises(ValueError):
+        clock.advance(timedelta(seconds=-1))
+    with pytest.raises(ValueError):
+        ManualClock(datetime(2026, 1, 1))
+
+
+@pytest.fixture
+def busy_port():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_a_taken_port_is_reported_with_the_variable_to_change(tmp_path, busy_port):
+    settings = load_settings(env={}, var_dir=tmp_path, kafka_port=busy_port)
+    with pytest.raises(InfraError, match=f"Port {busy_port}.*INSIDETRACK_KAFKA_PORT"):
+        KafkaBroker(settings).up()
+    settings = load_settings(env={}, var_dir=tmp_path, mongo_port=busy_port)
+    with pytest.raises(InfraError, match=f"Port {busy_port}.*INSIDETRACK_MONGO_PORT"):
+        FerretDB(settings).up()
+
+
+def test_missing_build_tools_are_named_with_how_to_install_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    settings = load_settings(env={}, var_dir=tmp_path / "var", cache_dir=tmp_path / "cache")
+    with pytest.raises(InfraError, match="`mvn` was not found.*Maven"):
+        KafkaBroker(settings).provision()
+    with pytest.raises(InfraError, match="`go` was not found.*Go"):
+        FerretDB(settings).provision()

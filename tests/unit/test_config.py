@@ -1,0 +1,50 @@
+from pathlib import Path
+
+import pytest
+
+from shared.config import ConfigError, Settings, load_settings
+
+
+def test_defaults_describe_the_local_stack():
+    s = load_settings(env={})
+    assert s.kafka_servers == ["127.0.0.1:9092"]
+    assert s.mongo_uri == "mongodb://127.0.0.1:27017/"
+    assert (s.gateway_port, s.requests_port, s.kudos_port, s.points_port) == (8000, 8001, 8002, 8003)
+
+
+def test_environment_variables_override_defaults():
+    s = load_settings(env={"INSIDETRACK_KAFKA_PORT": "19092", "INSIDETRACK_NAME_PREFIX": "t1_", "INSIDETRACK_VAR_DIR": "/tmp/x"})
+    assert s.kafka_servers == ["127.0.0.1:19092"]
+    assert s.topic("kudos") == "t1_kudos" and s.database("points") == "t1_insidetrack_points"
+    assert s.var_dir == Path("/tmp/x")
+
+
+@pytest.mark.parametrize(
+    "var, value, reason",
+    [
+        ("INSIDETRACK_KAFKA_PORT", "abc", "valid integer"),
+        ("INSIDETRACK_KAFKA_PORT", "70000", "less than or equal to 65535"),
+        ("INSIDETRACK_KAFKA_BOOTSTRAP", "localhost", "expected host:port"),
+        ("INSIDETRACK_MONGO_URL", "postgres://x", "mongodb://"),
+        ("INSIDETRACK_LOG_LEVEL", "LOUD", "DEBUG"),
+        ("INSIDETRACK_NAME_PREFIX", "Bad-Prefix", "lower-case"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_the_variable_and_the_reason(var, value, reason):
+    with pytest.raises(ConfigError) as exc:
+        load_settings(env={var: value})
+    message = str(exc.value)
+    assert var in message and repr(value) in message and reason in message
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as exc:
+        load_settings(env={"INSIDETRACK_KAFKA_PORT": "x", "INSIDETRACK_MONGO_PORT": "y"})
+    assert "INSIDETRACK_KAFKA_PORT" in str(exc.value) and "INSIDETRACK_MONGO_PORT" in str(exc.value)
+
+
+def test_services_extend_settings_with_their_own_fields():
+    class KudosSettings(Settings):
+        monthly_allowance: int = 20
+
+    assert load_settings(KudosSettings, env={"INSIDETRACK_MONTHLY_ALLOWANCE": "5"}).monthly_allowance == 5

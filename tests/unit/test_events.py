@@ -1,0 +1,99 @@
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from shared.bus.outbox import merge_update, outbox_update, with_outbox
+from shared.events import (
+    MAX_EVENT_BYTES,
+    TOPICS,
+    Envelope,
+    InvalidEvent,
+    build_event,
+    decode,
+    registered_types,
+    topic_of,
+)
+
+PERSON = {"person_id": "p1", "email": "a@example.com", "name": "Łucja Ōtani", "role": "rep", "department": "sales"}
+
+
+def test_built_event_has_the_envelope_attributes_and_survives_the_wire(clock):
+    event = build_event("person.upserted", "p1", PERSON, source="requests", clock=clock)
+    envelope, data = decode(event.to_bytes())
+    assert envelope == event
+    assert (envelope.type, envelope.source, envelope.subject, envelope.schemaversion) == ("person.upserted", "requests", "p1", 1)
+    assert envelope.time == clock.now()
+    assert data.name == "Łucja Ōtani"
+    wire = json.loads(event.to_bytes())
+    assert wire["specversion"] == "1.0" and wire["time"].endswith("Z")
+
+
+def test_each_event_has_a_unique_id(clock):
+    ids = {build_event("person.upserted", "p1", PERSON, source="t", clock=clock).id for _ in range(100)}
+    assert len(ids) == 100
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b"{not json", "unparseable JSON"),
+        (b"\xff\xfe", "unparseable JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (None, "tombstone"),
+        (json.dumps({"id": "x"}).encode(), "lacks specversion"),
+        (b"x" * (MAX_EVENT_BYTES + 1), "exceeds"),
+    ],
+)
+def test_unreadable_messages_are_refused_with_a_reason(raw, reason):
+    with pytest.raises(InvalidEvent, match=reason):
+        decode(raw)
+
+
+def _wire(clock, **changes):
+    event = build_event("person.upserted", "p1", PERSON, source="t", clock=clock).to_dict()
+    event.update(changes)
+    return json.dumps(event).encode()
+
+
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({"type": "person.exploded"}, "unknown event type"),
+        ({"schemaversion": 7}, "unknown schema version 7"),
+        ({"time": "yesterday"}, "not RFC 3339"),
+        ({"time": "2026-01-01T10:00:00"}, "no timezone"),
+        ({"subject": ""}, "subject must be a non-empty string"),
+        ({"data": {**PERSON, "role": "wizard"}}, "data.role"),
+        ({"data": {**PERSON, "extra": 1}}, "data.extra"),
+    ],
+)
+def test_invalid_envelopes_and_bodies_are_refused_with_a_reason(clock, changes, reason):
+    with pytest.raises(InvalidEvent, match=reason):
+        decode(_wire(clock, **changes))
+
+
+def test_every_event_type_travels_on_a_known_topic():
+    specs = registered_types()
+    assert {s.topic for s in specs} == set(TOPICS)
+    assert topic_of("person.upserted") == "people" and TOPICS["people"].compacted
+    assert topic_of("kudos.given") == "kudos" and topic_of("badge.awarded") == "badges"
+
+
+def test_outbox_update_merges_with_the_state_change(clock):
+    event = build_event("person.upserted", "p1", PERSON, source="t", clock=clock)
+    update = merge_update({"$set": {"name": "x"}, "$inc": {"version": 1}}, [event])
+    assert update["$set"] == {"name": "x", "outbox_pending": True}
+    assert update["$push"]["outbox"]["$each"][0]["id"] == event.id
+    assert update["$inc"] == {"version": 1}
+    with pytest.raises(ValueError):
+        merge_update({"$set": {"outbox_pending": False}}, [event])
+    assert with_outbox({"_id": 1}, [])["outbox_pending"] is False
+    assert outbox_update([event])["$push"]["outbox"]["$each"][0]["time"].endswith("Z")
+
+
+def test_envelope_times_must_be_timezone_aware():
+    with pytest.raises(ValueError):
+        Envelope(id="1", type="t", source="s", time=datetime(2026, 1, 1), subject="s", data={}).to_bytes()
+    aware = Envelope(id="1", type="t", source="s", time=datetime(2026, 1, 1, tzinfo=timezone.utc), subject="s", data={})
+    assert Envelope.from_bytes(aware.to_bytes()) == aware
