@@ -48,22 +48,23 @@ def _print_urls(settings: Settings) -> None:
 
 
 def cmd_up(args, settings: Settings) -> int:
+    """Start everything, print where it is, and keep it running until Ctrl-C or SIGTERM."""
     shutdown = Shutdown().install()
-    for name, outcome in local.up(settings).items():
-        print(f"{name}: {outcome}")
-    print("Inside Track local stack is up:")
-    _print_urls(settings)
-    print("Press Ctrl-C (or run `make down` elsewhere) to stop everything.", flush=True)
     try:
+        for name, outcome in local.up(settings).items():
+            print(f"{name}: {outcome}")
+        print("Inside Track local stack is up:")
+        _print_urls(settings)
+        print("Press Ctrl-C (or run `make down` elsewhere) to stop everything.", flush=True)
         while not shutdown.wait(1.0):
             if any(info["pid"] is None for info in local.status(settings).values()):
                 print("A component stopped (see its log); stopping the rest.", file=sys.stderr)
-                break
+                return 1
+        return 0
     finally:
         print("Stopping ...", flush=True)
         for name, outcome in local.down(settings).items():
             print(f"{name}: {outcome}")
-    return 0
 
 
 def cmd_down(args, settings: Settings) -> int:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date, time
 from pathlib import Path
 from typing import Literal, Mapping, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "INSIDETRACK_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +22,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 Port = int
 _HOSTPORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
 _NAME_PREFIX = re.compile(r"^[a-z0-9_]*$")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class ConfigError(Exception):
@@ -39,6 +42,13 @@ class Settings(BaseModel):
     env: Literal["local", "test", "production"] = "local"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
+
+    # The company's business calendar: every timeliness rule counts business hours in it.
+    company_timezone: str = "Europe/Amsterdam"
+    business_day_start: str = "09:00"
+    business_day_end: str = "17:00"
+    working_days: str = "mon,tue,wed,thu,fri"
+    holidays: str = ""  # comma-separated ISO dates, e.g. 2026-12-25,2026-12-26
 
     # Kafka: the bootstrap list clients use, and the ports of the local broker we start.
     # Unset: the local broker at 127.0.0.1:<kafka_port>.
@@ -88,6 +98,47 @@ class Settings(BaseModel):
         if value is not None and not value.startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError("expected a mongodb:// or mongodb+srv:// URL")
         return value
+
+    @field_validator("company_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA timezone name, e.g. Europe/Amsterdam") from None
+        return value
+
+    @field_validator("business_day_start", "business_day_end")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        try:
+            time.fromisoformat(value)
+        except ValueError:
+            raise ValueError("expected HH:MM, e.g. 09:00") from None
+        return value
+
+    @field_validator("working_days")
+    @classmethod
+    def _weekdays(cls, value: str) -> str:
+        days = [d.strip().lower() for d in value.split(",") if d.strip()]
+        if not days or any(d not in WEEKDAYS for d in days):
+            raise ValueError(f"expected a comma-separated list of {', '.join(WEEKDAYS)}")
+        return ",".join(days)
+
+    @field_validator("holidays")
+    @classmethod
+    def _dates(cls, value: str) -> str:
+        try:
+            [date.fromisoformat(d.strip()) for d in value.split(",") if d.strip()]
+        except ValueError:
+            raise ValueError("expected comma-separated ISO dates, e.g. 2026-12-25,2026-12-26") from None
+        return value
+
+    @model_validator(mode="after")
+    def _day_has_hours(self) -> "Settings":
+        if time.fromisoformat(self.business_day_start) >= time.fromisoformat(self.business_day_end):
+            raise ValueError("business_day_start must be before business_day_end")
+        return self
 
     @field_validator("var_dir", "cache_dir")
     @classmethod
@@ -148,7 +199,10 @@ def load_settings(cls: type[S] = Settings, env: Mapping[str, str] | None = None,
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
+            if not err["loc"]:  # a rule across fields
+                problems.append(err["msg"].removeprefix("Value error, "))
+                continue
+            field = str(err["loc"][0])
             source = env_name(field) if field in values and field not in overrides else field
             given = values.get(field, "<missing>")
             problems.append(f"{source}={given!r}: {err['msg']}")

@@ -61,3 +61,14 @@ def create_service_app(service: str, settings: Settings, readiness: Mapping[str,
         return jsonify(error_body("internal", "internal error; the details are in the service log")), 500
 
     return app
+
+
+def dependency_checks(settings: Settings, db=None) -> dict[str, Check]:
+    """The readiness checks most services want: their database answers ping, Kafka accepts."""
+    from shared.bus.kafka import kafka_reachable
+    from shared.db import ping
+
+    checks: dict[str, Check] = {"kafka": lambda: kafka_reachable(settings)}
+    if db is not None:
+        checks["mongo"] = lambda: ping(db)
+    return checks

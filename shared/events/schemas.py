@@ -98,6 +98,9 @@ class RequestSubmitted(RequestEvent):
     priority: Priority
     rush_reason: str | None = None
     notice_business_hours: float
+    # The brief rule is decided where the request lives; points only reads the verdict.
+    brief_complete: bool
+    brief_gaps: list[str] = []
 
 
 @event_type("request.acknowledged", topic="requests")
@@ -125,17 +128,21 @@ class RequestInfoProvided(RequestEvent):
     business_hours_to_answer: float
 
 
-@event_type("request.deal_update_posted", topic="requests")
-class RequestDealUpdatePosted(RequestEvent):
+@event_type("request.deal_updated", topic="requests")
+class RequestDealUpdated(RequestEvent):
     text: str
+    # None for the first update on a request.
+    business_hours_since_last_update: float | None = None
 
 
 @event_type("request.delivered", topic="requests")
 class RequestDelivered(RequestEvent):
     assignee_ids: list[Id]
     priority: Priority
+    rush: bool
     needed_by: datetime
     on_time: bool
+    notice_business_hours: float
 
 
 @event_type("request.closed", topic="requests")
