@@ -15,8 +15,11 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=/path/to/python3.11)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@mkdir -p var/log
+	@echo "Installing Python packages into $(VENV) (log: var/log/pip.log) ..."
+	@( $(BIN)/python -m pip install --disable-pip-version-check --upgrade pip && \
+	   $(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]' ) > var/log/pip.log 2>&1 \
+	   || { tail -30 var/log/pip.log; echo "pip install failed (full log: var/log/pip.log)"; exit 1; }
 	@rm -f $(VENV)/.installed-* && touch $@
 
 provision: venv

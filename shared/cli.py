@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from shared.config import ConfigError, Settings, load_settings
 from shared.infra import local
-from shared.infra.process import InfraError
+from shared.infra.process import Daemon, InfraError
 from shared.lifecycle import Shutdown
 
 
@@ -50,6 +51,12 @@ def _print_urls(settings: Settings) -> None:
 def cmd_up(args, settings: Settings) -> int:
     """Start everything, print where it is, and keep it running until Ctrl-C or SIGTERM."""
     shutdown = Shutdown().install()
+    supervisor = _supervisor(settings)
+    if supervisor.pid() is not None:
+        print(f"insidetrack up is already running (pid {supervisor.pid()}); `make down` stops it.", file=sys.stderr)
+        return 1
+    supervisor.run_dir.mkdir(parents=True, exist_ok=True)
+    supervisor.pidfile.write_text(str(os.getpid()))
     try:
         for name, outcome in local.up(settings).items():
             print(f"{name}: {outcome}")
@@ -65,9 +72,17 @@ def cmd_up(args, settings: Settings) -> int:
         print("Stopping ...", flush=True)
         for name, outcome in local.down(settings).items():
             print(f"{name}: {outcome}")
+        supervisor.pidfile.unlink(missing_ok=True)
+
+
+def _supervisor(settings: Settings) -> Daemon:
+    """The foreground `insidetrack up` process, so `down` from another terminal can stop it."""
+    return Daemon("up", settings.run_dir, settings.log_dir, marker="insidetrack")
 
 
 def cmd_down(args, settings: Settings) -> int:
+    if _supervisor(settings).stop(timeout=60):
+        print("insidetrack up: stopped")
     for name, outcome in local.down(settings).items():
         print(f"{name}: {outcome}")
     return 0
