@@ -22,6 +22,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 Port = int
 _HOSTPORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
 _NAME_PREFIX = re.compile(r"^[a-z0-9_]*$")
+DEV_INTERNAL_TOKEN = "local-development-internal-token"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -75,6 +76,9 @@ class Settings(BaseModel):
     consumer_backoff_ms: int = Field(200, ge=0, le=60_000)
     # Outbox relay: how often it looks for pending events when nobody wakes it up.
     outbox_poll_ms: int = Field(500, ge=10, le=60_000)
+
+    # Services accept commands only from callers presenting this token (the gateway, the CLI).
+    internal_token: str = Field(DEV_INTERNAL_TOKEN, min_length=16)
 
     # Internal HTTP ports.
     gateway_port: Port = Field(8000, ge=1, le=65535)
@@ -138,6 +142,12 @@ class Settings(BaseModel):
     def _day_has_hours(self) -> "Settings":
         if time.fromisoformat(self.business_day_start) >= time.fromisoformat(self.business_day_end):
             raise ValueError("business_day_start must be before business_day_end")
+        return self
+
+    @model_validator(mode="after")
+    def _production_has_secrets(self) -> "Settings":
+        if self.env == "production" and self.internal_token == DEV_INTERNAL_TOKEN:
+            raise ValueError("INSIDETRACK_INTERNAL_TOKEN must be set to a secret in production")
         return self
 
     @field_validator("var_dir", "cache_dir")

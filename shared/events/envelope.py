@@ -57,7 +57,8 @@ class Envelope:
         }
 
     def to_bytes(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+        # allow_nan=False: Infinity/NaN are not JSON, and other consumers would choke on them.
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
     @property
     def key(self) -> bytes:

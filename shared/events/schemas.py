@@ -135,6 +135,11 @@ class RequestDealUpdated(RequestEvent):
     business_hours_since_last_update: float | None = None
 
 
+@event_type("request.commented", topic="requests")
+class RequestCommented(RequestEvent):
+    text: str
+
+
 @event_type("request.delivered", topic="requests")
 class RequestDelivered(RequestEvent):
     assignee_ids: list[Id]

@@ -119,3 +119,31 @@ def test_unique_index_rejects_a_duplicate_on_the_wire_server(db):
     assert insert_once(db.ledger, {"_id": "evt-1:rule:ana", "points": 5}) is True
     assert insert_once(db.ledger, {"_id": "evt-1:rule:ana", "points": 5}) is False
     assert db.ledger.count_documents({}) == 1
+
+
+def test_concurrent_updates_of_one_document_lose_nothing(settings):
+    """FerretDB 1.24 alone loses concurrent read-modify-writes; our front serializes writes."""
+    import threading
+
+    from shared.db import mongo_client
+
+    clients = [mongo_client(settings) for _ in range(3)]
+    try:
+        coll = clients[0][settings.database("race")]["counters"]
+        coll.insert_one({"_id": "c", "a": 0, "b": 0, "log": []})
+
+        def bump(client, field):
+            mine = client[settings.database("race")]["counters"]
+            for i in range(150):
+                mine.update_one({"_id": "c"}, {"$inc": {field: 1}, "$push": {"log": f"{field}{i}"}})
+
+        threads = [threading.Thread(target=bump, args=(clients[1], "a")), threading.Thread(target=bump, args=(clients[2], "b"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        doc = coll.find_one({"_id": "c"})
+        assert (doc["a"], doc["b"], len(doc["log"])) == (150, 150, 300)
+    finally:
+        for c in clients:
+            c.close()

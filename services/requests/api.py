@@ -1,0 +1,228 @@
+"""Internal JSON API of the requests service: parse -> handler -> JSON.
+
+Callers (the gateway, the CLI) send ``X-Internal-Token`` and ``X-Actor-Id``; the handlers
+decide what that actor may do. Errors use the one shape from ``shared.errors``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from services.requests import domain
+from services.requests.domain import Person, SupportRequest
+from services.requests.handlers import RequestsService
+from services.requests.repository import person_from_doc, request_from_doc
+from shared.errors import BadInput, NotFound
+from shared.pagination import paginate
+
+people_api = Blueprint("people", __name__)
+requests_api = Blueprint("requests", __name__)
+
+
+def _service() -> RequestsService:
+    return current_app.extensions["requests_service"]
+
+
+def _actor() -> str | None:
+    return g.get("actor_id")
+
+
+def _body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadInput("invalid_json", "the body must be a JSON object")
+    return body
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def person_json(person: Person) -> dict[str, Any]:
+    return asdict(person)
+
+
+def request_json(r: SupportRequest, timeline: bool = True) -> dict[str, Any]:
+    out = {
+        "id": r.id, "number": r.number, "requester_id": r.requester_id, "department": r.department,
+        "kind": r.kind, "title": r.title, "details": r.details, "customer": r.customer,
+        "deal_name": r.deal_name, "deal_value": r.deal_value, "commitment": r.commitment,
+        "needed_by": _iso(r.needed_by), "priority": r.priority, "rush_reason": r.rush_reason,
+        "status": r.status, "outcome": r.outcome, "assignee_ids": r.assignee_ids,
+        "submitted_at": _iso(r.submitted_at), "acknowledged_at": _iso(r.acknowledged_at),
+        "delivered_at": _iso(r.delivered_at), "closed_at": _iso(r.closed_at), "cancelled_at": _iso(r.cancelled_at),
+        "last_deal_update_at": _iso(r.last_deal_update_at),
+        "notice_business_hours": r.notice_business_hours,
+        "brief_complete": r.brief_complete, "brief_gaps": r.brief_gaps,
+        "timers": {"overdue_at": _iso(r.overdue_at), "update_due_at": _iso(r.update_due_at), "info_due_at": _iso(r.info_due_at)},
+        "version": r.version,
+    }
+    if timeline:
+        out["timeline"] = [
+            {"id": e.id, "at": _iso(e.at), "actor_id": e.actor_id, "type": e.type, "text": e.text, "data": e.data}
+            for e in r.timeline
+        ]
+    return out
+
+
+def _page_json(page: dict, render) -> dict[str, Any]:
+    return {
+        "items": [render(doc) for doc in page["items"]],
+        "cursors": page["cursors"],
+        "page_info": page["page_info"],
+        "total_count": page["total_count"],
+    }
+
+
+def _arg_choice(name: str, allowed: tuple[str, ...]) -> str | None:
+    value = request.args.get(name)
+    if value in (None, ""):
+        return None
+    if value not in allowed:
+        raise BadInput(f"invalid_{name}", f"{name} must be one of {', '.join(allowed)}", field=name)
+    return value
+
+
+# -- people ----------------------------------------------------------------------------------------
+
+@people_api.get("/people")
+def list_people():
+    service = _service()
+    service.actor(_actor())
+    query: dict[str, Any] = {}
+    if department := _arg_choice("department", domain.DEPARTMENTS):
+        query["department"] = department
+    if role := _arg_choice("role", domain.ROLES):
+        query["role"] = role
+    active = request.args.get("active")
+    if active in ("true", "false"):
+        query["active"] = active == "true"
+    search = (request.args.get("search") or "").strip().lower()
+    if len(search) > 100:
+        raise BadInput("search_too_long", "search at most 100 characters", field="search")
+    if search:
+        pattern = re.escape(search)
+        query["$or"] = [{"name_lower": {"$regex": pattern}}, {"email": {"$regex": pattern}}]
+    page = paginate(service.repo.people, query, ["name_lower", "_id"], request.args.get("first"), request.args.get("after"))
+    return jsonify(_page_json(page, lambda d: person_json(person_from_doc(d))))
+
+
+@people_api.get("/people/<person_id>")
+def get_person(person_id: str):
+    service = _service()
+    service.actor(_actor())
+    person = service.repo.person(person_id)
+    if person is None:
+        raise NotFound("person_not_found", f"no person {person_id!r}")
+    return jsonify(person_json(person))
+
+
+@people_api.post("/people/lookup")
+def lookup_people():
+    """Many people by id in one call (the gateway batches its lookups through this)."""
+    service = _service()
+    service.actor(_actor())
+    ids = _body().get("ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > 500:
+        raise BadInput("invalid_ids", "ids must be a list of at most 500 person ids", field="ids")
+    found = service.repo.people_by_ids(ids)
+    return jsonify({"people": [person_json(found[i]) for i in dict.fromkeys(ids) if i in found]})
+
+
+@people_api.post("/people")
+def upsert_person():
+    person, created = _service().upsert_person(_actor(), _body())
+    return jsonify(person_json(person)), 201 if created else 200
+
+
+@people_api.post("/people/<person_id>/deactivate")
+def deactivate_person(person_id: str):
+    return jsonify(person_json(_service().deactivate_person(_actor(), person_id)))
+
+
+@people_api.post("/people/import")
+def import_people():
+    if request.mimetype == "application/json":
+        text = _body().get("csv")
+    else:
+        text = request.get_data(as_text=True)
+    return jsonify(_service().import_people(_actor(), text))
+
+
+# -- requests --------------------------------------------------------------------------------------
+
+def _parse_time(value: Any, field: str) -> datetime:
+    if not isinstance(value, str):
+        raise BadInput(f"invalid_{field}", f"{field} must be an ISO 8601 date-time with a timezone", field=field)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"invalid_{field}", f"{field} {value!r} is not an ISO 8601 date-time", field=field) from None
+    if parsed.tzinfo is None:
+        raise BadInput(f"invalid_{field}", f"{field} needs a timezone (e.g. Z or +01:00)", field=field)
+    return parsed
+
+
+@requests_api.post("/requests")
+def submit_request():
+    body = _body()
+    if "needed_by" in body and body["needed_by"] is not None:
+        body["needed_by"] = _parse_time(body["needed_by"], "needed_by")
+    return jsonify(request_json(_service().submit(_actor(), body))), 201
+
+
+@requests_api.get("/requests/<request_id>")
+def get_request(request_id: str):
+    return jsonify(request_json(_service().get(_actor(), request_id)))
+
+
+@requests_api.get("/requests")
+def list_requests():
+    """A rep's requests (``requester_id``, newest first) or a queue (``department``, by needed-by)."""
+    service = _service()
+    service.actor(_actor())
+    query: dict[str, Any] = {}
+    if status := _arg_choice("status", domain.STATUSES):
+        query["status"] = status
+    elif request.args.get("open") == "true":
+        query["status"] = {"$in": list(domain.OPEN)}
+    if priority := _arg_choice("priority", domain.PRIORITIES):
+        query["priority"] = priority
+    if department := _arg_choice("department", domain.DEPARTMENTS):
+        query["department"] = department
+    for name in ("requester_id", "assignee_id"):
+        value = request.args.get(name)
+        if value:
+            query["assignee_ids" if name == "assignee_id" else name] = value
+    if "requester_id" in query:
+        sort, descending = ["submitted_at", "_id"], True
+    else:
+        sort, descending = ["needed_by", "_id"], False
+    page = paginate(service.repo.requests, query, sort, request.args.get("first"), request.args.get("after"), descending)
+    return jsonify(_page_json(page, lambda d: request_json(request_from_doc(d), timeline=False)))
+
+
+def _command(name: str, call):
+    def view(request_id: str):
+        body = _body() if request.content_length else {}
+        return jsonify(request_json(call(_service(), _actor(), request_id, body)))
+
+    view.__name__ = f"command_{name.replace('-', '_')}"
+    requests_api.add_url_rule(f"/requests/<request_id>/{name}", view_func=view, methods=["POST"])
+
+
+_command("acknowledge", lambda s, a, r, b: s.acknowledge(a, r))
+_command("assign", lambda s, a, r, b: s.assign(a, r, b.get("assignee_ids")))
+_command("start", lambda s, a, r, b: s.start(a, r))
+_command("request-info", lambda s, a, r, b: s.request_info(a, r, b.get("question")))
+_command("provide-info", lambda s, a, r, b: s.provide_info(a, r, b.get("answer")))
+_command("deal-updates", lambda s, a, r, b: s.post_deal_update(a, r, b.get("text")))
+_command("comments", lambda s, a, r, b: s.comment(a, r, b.get("text")))
+_command("deliver", lambda s, a, r, b: s.deliver(a, r, b.get("note")))
+_command("close", lambda s, a, r, b: s.close(a, r, b.get("outcome"), b.get("note")))
+_command("cancel", lambda s, a, r, b: s.cancel(a, r, b.get("reason")))

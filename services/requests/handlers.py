@@ -1,0 +1,292 @@
+"""Command handlers: load, let the domain decide, store state + timeline + events in one write.
+
+Every handler takes the acting person's id (from the gateway, or the CLI) and returns the
+stored result. Concurrent changes to one request are detected by its version and the command
+is re-decided on fresh state (a few times) rather than overwriting someone else's change.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+from pymongo.errors import DuplicateKeyError
+
+from services.requests import domain
+from services.requests.domain import Person, SupportRequest
+from services.requests.repository import Repository
+from shared.calendar import BusinessCalendar
+from shared.clock import Clock
+from shared.errors import AppError, BadInput, Conflict, Forbidden, NotFound, Unauthorized
+from shared.events import Envelope, build_event
+
+log = logging.getLogger(__name__)
+
+SOURCE = "requests"
+SAVE_ATTEMPTS = 5
+CSV_COLUMNS = ("email", "name", "role", "department", "title", "manager_email", "active")
+MAX_IMPORT_ROWS = 5000
+
+
+@dataclass
+class RequestsService:
+    repo: Repository
+    clock: Clock
+    calendar: BusinessCalendar
+    notify: Callable[[], None] = lambda: None  # wakes the outbox relay after a write
+
+    # -- actors ----------------------------------------------------------------------------------
+
+    def actor(self, actor_id: str | None) -> Person:
+        if not actor_id:
+            raise Unauthorized("no_actor", "the call does not say who is acting (X-Actor-Id)")
+        person = self.repo.person(actor_id)
+        if person is None:
+            raise Unauthorized("unknown_actor", f"{actor_id!r} is not in the directory")
+        if not person.active:
+            raise Forbidden("inactive_actor", f"{person.name} is deactivated")
+        return person
+
+    def _admin(self, actor_id: str | None) -> Person:
+        actor = self.actor(actor_id)
+        if not actor.is_admin:
+            raise Forbidden("admin_only", "only an admin can change the directory")
+        return actor
+
+    # -- people ----------------------------------------------------------------------------------
+
+    def upsert_person(self, actor_id: str | None, raw: dict[str, Any]) -> tuple[Person, bool]:
+        """Create or update a person by email; returns (person, created)."""
+        self._admin(actor_id)
+        return self._upsert_person(domain.clean_person_input(raw))
+
+    def _upsert_person(self, fields: dict[str, Any]) -> tuple[Person, bool]:
+        if fields["manager_id"] and self.repo.person(fields["manager_id"]) is None:
+            raise BadInput("unknown_manager", f"manager {fields['manager_id']!r} is not in the directory", field="manager_id")
+        for _ in range(SAVE_ATTEMPTS):
+            now = self.clock.now()
+            existing = self.repo.person_by_email(fields["email"])
+            if existing is None:
+                person = Person(id=domain.new_id("p"), **fields)
+                try:
+                    self.repo.insert_person(person, now, [self._person_event(person)])
+                except DuplicateKeyError:
+                    continue  # someone created the same email meanwhile: update it instead
+                self.notify()
+                return person, True
+            if fields["manager_id"] == existing.id:
+                raise BadInput("own_manager", "a person cannot be their own manager", field="manager_id")
+            person = replace(existing, **fields)
+            if person == existing:
+                return person, False
+            version = self.repo.person_version(existing.id)
+            if self.repo.update_person(person, version, now, [self._person_event(person)]):
+                self.notify()
+                return person, False
+        raise Conflict("concurrent_change", "the person changed while saving; try again")
+
+    def deactivate_person(self, actor_id: str | None, person_id: str) -> Person:
+        actor = self._admin(actor_id)
+        person = self.repo.person(person_id)
+        if person is None:
+            raise NotFound("person_not_found", f"no person {person_id!r}")
+        if person.id == actor.id:
+            raise BadInput("deactivate_self", "an admin cannot deactivate themselves", field="id")
+        return self._upsert_person({**_person_fields(person), "active": False})[0]
+
+    def _person_event(self, person: Person) -> Envelope:
+        data = {"person_id": person.id, **{k: getattr(person, k) for k in ("email", "name", "role", "department", "title", "manager_id", "active")}}
+        return build_event("person.upserted", person.id, data, source=SOURCE, clock=self.clock)
+
+    def ensure_admin(self, email: str) -> Person:
+        """Make sure the configured admin exists (first start of an empty directory)."""
+        existing = self.repo.person_by_email(email)
+        if existing is not None:
+            return existing
+        return self._upsert_person(domain.clean_person_input(
+            {"email": email, "name": "Admin", "role": "admin", "department": "sales", "title": "Inside Track admin"}
+        ))[0]
+
+    def import_people(self, actor_id: str | None, text: str) -> dict[str, Any]:
+        """Import a CSV (header: email,name,role,department[,title,manager_email,active]).
+
+        Good rows are imported, bad rows reported by line number; managers may be defined
+        anywhere in the file (or already be in the directory).
+        """
+        self._admin(actor_id)
+        return import_csv(self, text)
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def submit(self, actor_id: str | None, raw: dict[str, Any]) -> SupportRequest:
+        actor = self.actor(actor_id)
+        now = self.clock.now()
+        request = domain.submit(actor, raw, number=0, now=now, cal=self.calendar)
+        request.number = self.repo.next_number()
+        self.repo.insert(request, self._envelopes(request))
+        request.version = 1
+        self.notify()
+        return request
+
+    def get(self, actor_id: str | None, request_id: str) -> SupportRequest:
+        self.actor(actor_id)
+        return self._load(request_id)
+
+    def _load(self, request_id: str) -> SupportRequest:
+        request = self.repo.get(request_id)
+        if request is None:
+            raise NotFound("request_not_found", f"no request {request_id!r}")
+        return request
+
+    def _change(self, actor_id: str | None, request_id: str, decide: Callable[[SupportRequest, Person], None]) -> SupportRequest:
+        actor = self.actor(actor_id)
+        for _ in range(SAVE_ATTEMPTS):
+            request = self._load(request_id)
+            decide(request, actor)
+            if self.repo.save(request, self._envelopes(request)):
+                request.version += 1
+                self.notify()
+                return request
+        raise Conflict("concurrent_change", "the request kept changing while saving; try again")
+
+    def acknowledge(self, actor_id, request_id):
+        return self._change(actor_id, request_id, lambda r, a: r.acknowledge(a, self.clock.now(), self.calendar))
+
+    def assign(self, actor_id, request_id, assignee_ids: Any):
+        if not isinstance(assignee_ids, list) or not all(isinstance(i, str) for i in assignee_ids):
+            raise BadInput("invalid_assignee_ids", "assignee_ids must be a list of person ids", field="assignee_ids")
+        people = self.repo.people_by_ids(assignee_ids)
+        unknown = [i for i in assignee_ids if i not in people]
+        if unknown:
+            raise BadInput("unknown_person", f"not in the directory: {', '.join(unknown)}", field="assignee_ids")
+        assignees = [people[i] for i in assignee_ids]
+        return self._change(actor_id, request_id, lambda r, a: r.assign(a, assignees, self.clock.now()))
+
+    def start(self, actor_id, request_id):
+        return self._change(actor_id, request_id, lambda r, a: r.start(a, self.clock.now()))
+
+    def request_info(self, actor_id, request_id, question):
+        return self._change(actor_id, request_id, lambda r, a: r.request_info(a, question, self.clock.now(), self.calendar))
+
+    def provide_info(self, actor_id, request_id, answer):
+        return self._change(actor_id, request_id, lambda r, a: r.provide_info(a, answer, self.clock.now(), self.calendar))
+
+    def post_deal_update(self, actor_id, request_id, text):
+        return self._change(actor_id, request_id, lambda r, a: r.post_deal_update(a, text, self.clock.now(), self.calendar))
+
+    def comment(self, actor_id, request_id, text):
+        return self._change(actor_id, request_id, lambda r, a: r.comment(a, text, self.clock.now()))
+
+    def deliver(self, actor_id, request_id, note=None):
+        return self._change(actor_id, request_id, lambda r, a: r.deliver(a, note, self.clock.now()))
+
+    def close(self, actor_id, request_id, outcome, note=None):
+        return self._change(actor_id, request_id, lambda r, a: r.close(a, outcome, note, self.clock.now(), self.calendar))
+
+    def cancel(self, actor_id, request_id, reason):
+        return self._change(actor_id, request_id, lambda r, a: r.cancel(a, reason, self.clock.now()))
+
+    # -- timers -----------------------------------------------------------------------------------
+
+    def sweep(self) -> int:
+        """Fire every due timer once; safe to run in several instances at once. Returns events."""
+        now = self.clock.now()
+        fired = 0
+        for request_id in self.repo.due_request_ids(now):
+            for _ in range(SAVE_ATTEMPTS):
+                request = self.repo.get(request_id)
+                if request is None or not request.fire_due_timers(now, self.calendar):
+                    break
+                # The version check makes one instance win; the loser re-reads and finds nothing due.
+                if self.repo.save(request, self._envelopes(request)):
+                    fired += len(request.new_events)
+                    break
+        if fired:
+            self.notify()
+        return fired
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def _envelopes(self, request: SupportRequest) -> list[Envelope]:
+        return [
+            build_event(e.type, request.id, e.data, source=SOURCE, clock=self.clock, id=e.id)
+            for e in request.new_events
+        ]
+
+
+def _person_fields(person: Person) -> dict[str, Any]:
+    return {k: getattr(person, k) for k in ("email", "name", "role", "department", "title", "manager_id", "active")}
+
+
+def import_csv(service: RequestsService, text: str) -> dict[str, Any]:
+    if not isinstance(text, str) or not text.strip():
+        raise BadInput("empty_csv", "the CSV is empty", field="csv")
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [c for c in ("email", "name", "role", "department") if c not in header]
+    if missing:
+        raise BadInput("bad_csv_header", f"the header lacks {', '.join(missing)}; expected {','.join(CSV_COLUMNS)}", field="csv")
+    unknown = [h for h in header if h not in CSV_COLUMNS]
+    if unknown:
+        raise BadInput("bad_csv_header", f"unknown column(s) {', '.join(unknown)}; expected {','.join(CSV_COLUMNS)}", field="csv")
+    reader.fieldnames = header
+
+    rows: list[tuple[int, dict[str, Any]]] = []
+    errors: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        if len(rows) + len(errors) >= MAX_IMPORT_ROWS:
+            raise BadInput("csv_too_large", f"at most {MAX_IMPORT_ROWS} rows per import", field="csv")
+        if None in row:  # more cells than columns
+            errors.append({"line": line, "field": None, "code": "too_many_cells", "message": "more cells than the header has columns"})
+            continue
+        raw = {k: (v or "").strip() for k, v in row.items()}
+        if not any(raw.values()):
+            continue  # a blank line
+        try:
+            fields = domain.clean_person_input({**raw, "manager_id": None})
+        except AppError as exc:
+            errors.append({"line": line, "field": exc.field, "code": exc.code, "message": exc.message})
+            continue
+        if fields["email"] in seen:
+            errors.append({"line": line, "field": "email", "code": "duplicate_email",
+                           "message": f"{fields['email']} is already on line {seen[fields['email']]}"})
+            continue
+        seen[fields["email"]] = line
+        rows.append((line, {**fields, "manager_email": raw.get("manager_email", "").lower() or None}))
+
+    # People first (without managers), then managers, so a manager may appear after the report.
+    created = updated = 0
+    imported: dict[str, Person] = {}
+    for line, fields in rows:
+        manager_email = fields.pop("manager_email")
+        existing = service.repo.person_by_email(fields["email"])
+        keep_manager = existing.manager_id if existing else None
+        try:
+            person, was_created = service._upsert_person({**fields, "manager_id": keep_manager})
+        except AppError as exc:
+            errors.append({"line": line, "field": exc.field, "code": exc.code, "message": exc.message})
+            continue
+        imported[fields["email"]] = person
+        fields["manager_email"] = manager_email
+        created += was_created
+        updated += not was_created
+    for line, fields in rows:
+        person = imported.get(fields["email"])
+        if person is None or not fields.get("manager_email"):
+            continue
+        manager = imported.get(fields["manager_email"]) or service.repo.person_by_email(fields["manager_email"])
+        if manager is None:
+            errors.append({"line": line, "field": "manager_email", "code": "unknown_manager",
+                           "message": f"manager {fields['manager_email']} is neither in the file nor in the directory"})
+            continue
+        if manager.id == person.id:
+            errors.append({"line": line, "field": "manager_email", "code": "own_manager", "message": "a person cannot be their own manager"})
+            continue
+        service._upsert_person({**_person_fields(person), "manager_id": manager.id})
+    errors.sort(key=lambda e: e["line"])
+    return {"created": created, "updated": updated, "errors": errors}

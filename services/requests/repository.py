@@ -1,0 +1,121 @@
+"""Load and store people and requests; each store is one single-document write with its events."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+from pymongo import ReturnDocument
+
+from services.requests.documents import CounterDoc, PersonDoc, RequestDoc
+from services.requests.domain import Person, SupportRequest, TimelineEntry
+from shared.bus.outbox import merge_update, with_outbox
+from shared.clock import utc
+from shared.events import Envelope
+
+_REQUEST_FIELDS = [f.name for f in fields(SupportRequest) if f.name not in ("id", "timeline", "new_entries", "new_events")]
+_PERSON_FIELDS = [f.name for f in fields(Person) if f.name != "id"]
+
+
+def _aware(value: Any) -> Any:
+    return utc(value) if isinstance(value, datetime) else value
+
+
+def person_from_doc(doc: dict) -> Person:
+    return Person(id=doc["_id"], **{name: doc.get(name) for name in _PERSON_FIELDS})
+
+
+def person_to_doc(person: Person) -> dict:
+    doc = {name: getattr(person, name) for name in _PERSON_FIELDS}
+    doc["name_lower"] = person.name.lower()
+    return doc
+
+
+def request_from_doc(doc: dict) -> SupportRequest:
+    values = {name: _aware(doc.get(name)) for name in _REQUEST_FIELDS if name in doc}
+    values["assignee_ids"] = list(doc.get("assignee_ids") or [])
+    values["brief_gaps"] = list(doc.get("brief_gaps") or [])
+    timeline = [
+        TimelineEntry(id=e["id"], at=utc(e["at"]), actor_id=e["actor_id"], type=e["type"], text=e.get("text"), data=e.get("data") or {})
+        for e in doc.get("timeline") or []
+    ]
+    return SupportRequest(id=doc["_id"], timeline=timeline, **values)
+
+
+def request_state(request: SupportRequest) -> dict:
+    return {name: getattr(request, name) for name in _REQUEST_FIELDS}
+
+
+def _entry(entry: TimelineEntry) -> dict:
+    return asdict(entry)
+
+
+class Repository:
+    def __init__(self) -> None:
+        self.people = PersonDoc._get_collection()
+        self.requests = RequestDoc._get_collection()
+        self.counters = CounterDoc._get_collection()
+
+    # -- people ----------------------------------------------------------------------------------
+
+    def person(self, person_id: str) -> Person | None:
+        doc = self.people.find_one({"_id": person_id}, {"outbox": 0})
+        return person_from_doc(doc) if doc else None
+
+    def person_by_email(self, email: str) -> Person | None:
+        doc = self.people.find_one({"email": email.lower()}, {"outbox": 0})
+        return person_from_doc(doc) if doc else None
+
+    def people_by_ids(self, ids: Iterable[str]) -> dict[str, Person]:
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return {}
+        return {d["_id"]: person_from_doc(d) for d in self.people.find({"_id": {"$in": ids}}, {"outbox": 0})}
+
+    def insert_person(self, person: Person, now: datetime, events: Sequence[Envelope]) -> None:
+        doc = {"_id": person.id, **person_to_doc(person), "created_at": now, "updated_at": now, "version": 1}
+        self.people.insert_one(with_outbox(doc, events))
+
+    def update_person(self, person: Person, version: int, now: datetime, events: Sequence[Envelope]) -> bool:
+        update = merge_update({"$set": {**person_to_doc(person), "updated_at": now}, "$inc": {"version": 1}}, events)
+        return self.people.update_one({"_id": person.id, "version": version}, update).modified_count == 1
+
+    def person_version(self, person_id: str) -> int | None:
+        doc = self.people.find_one({"_id": person_id}, {"version": 1})
+        return doc.get("version", 0) if doc else None
+
+    def count_people(self) -> int:
+        return self.people.count_documents({})
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def next_number(self) -> int:
+        doc = self.counters.find_one_and_update(
+            {"_id": "requests"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        return 1000 + int(doc["seq"])
+
+    def get(self, request_id: str) -> SupportRequest | None:
+        doc = self.requests.find_one({"_id": request_id}, {"outbox": 0})
+        return request_from_doc(doc) if doc else None
+
+    def insert(self, request: SupportRequest, events: Sequence[Envelope]) -> None:
+        doc = {"_id": request.id, **request_state(request), "timeline": [_entry(e) for e in request.timeline]}
+        doc["version"] = 1
+        self.requests.insert_one(with_outbox(doc, events))
+
+    def save(self, request: SupportRequest, events: Sequence[Envelope]) -> bool:
+        """Store the command's changes if nobody changed the request meanwhile (optimistic)."""
+        state = request_state(request)
+        state["version"] = request.version + 1
+        update = merge_update(
+            {"$set": state, "$push": {"timeline": {"$each": [_entry(e) for e in request.new_entries]}}}, events
+        )
+        return self.requests.update_one({"_id": request.id, "version": request.version}, update).modified_count == 1
+
+    def due_request_ids(self, now: datetime, limit: int = 500) -> list[str]:
+        ids: list[str] = []
+        for timer in ("overdue_at", "update_due_at", "info_due_at"):
+            ids.extend(d["_id"] for d in self.requests.find({timer: {"$lte": now}}, {"_id": 1}).limit(limit))
+        return list(dict.fromkeys(ids))
