@@ -1,8 +1,10 @@
 """``insidetrack``: the one command for people at a terminal.
 
-    insidetrack up                 start the local stack, print where things are, Ctrl-C stops all
+    insidetrack up                 start Kafka, FerretDB and the services; Ctrl-C stops all
     insidetrack down               stop everything `up` or `infra up` started
     insidetrack infra provision|up|down|status   (provision: download and build, no start)
+    insidetrack import-people FILE.csv            import people as the admin; bad rows by line
+    insidetrack events tail TOPIC [--from-beginning] [--dlq] [-n N]
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import os
 import sys
 
 from shared.config import ConfigError, Settings, load_settings
+from shared.errors import AppError
+from shared.events import TOPICS
 from shared.infra import local
 from shared.infra.process import Daemon, InfraError
 from shared.lifecycle import Shutdown
+from shared.supervisor import Supervisor
 
 
 def _print_status(settings: Settings) -> None:
@@ -51,41 +56,89 @@ def _print_urls(settings: Settings) -> None:
 def cmd_up(args, settings: Settings) -> int:
     """Start everything, print where it is, and keep it running until Ctrl-C or SIGTERM."""
     shutdown = Shutdown().install()
-    supervisor = _supervisor(settings)
-    if supervisor.pid() is not None:
-        print(f"insidetrack up is already running (pid {supervisor.pid()}); `make down` stops it.", file=sys.stderr)
+    me = _up_process(settings)
+    if me.pid() is not None:
+        print(f"insidetrack up is already running (pid {me.pid()}); `make down` stops it.", file=sys.stderr)
         return 1
-    supervisor.run_dir.mkdir(parents=True, exist_ok=True)
-    supervisor.pidfile.write_text(str(os.getpid()))
+    me.run_dir.mkdir(parents=True, exist_ok=True)
+    me.pidfile.write_text(str(os.getpid()))
+    services = Supervisor(settings)
     try:
         for name, outcome in local.up(settings).items():
             print(f"{name}: {outcome}")
-        print("Inside Track local stack is up:")
+        print("Starting services ...", flush=True)
+        services.start_all()
+        print("Inside Track is up:")
         _print_urls(settings)
+        for process in services.processes:
+            print(f"  {process.spec.name + ' API':<16}: {process.url} (log: {process.logfile})")
         print("Press Ctrl-C (or run `make down` elsewhere) to stop everything.", flush=True)
         while not shutdown.wait(1.0):
+            for message in services.check():
+                print(message, file=sys.stderr, flush=True)
             if any(info["pid"] is None for info in local.status(settings).values()):
-                print("A component stopped (see its log); stopping the rest.", file=sys.stderr)
+                print("Kafka or FerretDB stopped (see var/log); stopping the rest.", file=sys.stderr)
                 return 1
         return 0
     finally:
         print("Stopping ...", flush=True)
+        services.stop_all()
         for name, outcome in local.down(settings).items():
             print(f"{name}: {outcome}")
-        supervisor.pidfile.unlink(missing_ok=True)
+        me.pidfile.unlink(missing_ok=True)
 
 
-def _supervisor(settings: Settings) -> Daemon:
+def _up_process(settings: Settings) -> Daemon:
     """The foreground `insidetrack up` process, so `down` from another terminal can stop it."""
     return Daemon("up", settings.run_dir, settings.log_dir, marker="insidetrack")
 
 
 def cmd_down(args, settings: Settings) -> int:
-    if _supervisor(settings).stop(timeout=60):
+    if _up_process(settings).stop(timeout=60):
         print("insidetrack up: stopped")
     for name, outcome in local.down(settings).items():
         print(f"{name}: {outcome}")
     return 0
+
+
+def cmd_import_people(args, settings: Settings) -> int:
+    """Import people from a CSV file as the configured admin; report bad rows by line."""
+    from services.requests.app import build_runtime
+    from services.requests.config import RequestsSettings
+
+    try:
+        text = open(args.file, encoding="utf-8-sig").read()
+    except OSError as exc:
+        print(f"insidetrack: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    rs = load_settings(RequestsSettings)
+    runtime = build_runtime(rs)
+    try:
+        admin = runtime.service.ensure_admin(rs.admin_email)
+        try:
+            report = runtime.service.import_people(admin.id, text)
+        except AppError as exc:
+            print(f"insidetrack: {exc.message}", file=sys.stderr)
+            return 1
+        print(f"(imported as {admin.email}, id {admin.id})")
+        print(f"{report['created']} created, {report['updated']} already known (updated where changed), "
+              f"{len(report['errors'])} rejected")
+        for error in report["errors"]:
+            print(f"  line {error['line']}: {error['message']} [{error['code']}]")
+        # The changes and their person.upserted events are stored together; the requests
+        # service's outbox relay publishes them (now if it runs, else when it starts).
+        return 1 if report["errors"] else 0
+    finally:
+        runtime.stop()
+
+
+def cmd_events(args, settings: Settings) -> int:
+    """Print the events of a topic as they arrive (Ctrl-C stops)."""
+    from shared.bus.tail import tail_topic
+
+    shutdown = Shutdown().install()
+    return tail_topic(settings, args.topic, from_beginning=args.from_beginning, dlq=args.dlq,
+                      limit=args.limit, stop=shutdown.requested)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
     infra.add_argument("action", choices=["provision", "up", "down", "status"])
     infra.add_argument("--json", action="store_true", help="status as JSON too")
     infra.set_defaults(func=cmd_infra)
+    imp = sub.add_parser("import-people", help="import people from a CSV file (email,name,role,department,title,manager_email,active)")
+    imp.add_argument("file")
+    imp.set_defaults(func=cmd_import_people)
+    events = sub.add_parser("events", help="watch events on a topic")
+    events.add_argument("action", choices=["tail"])
+    events.add_argument("topic", choices=sorted(TOPICS))
+    events.add_argument("--from-beginning", action="store_true", help="start at the oldest event, not now")
+    events.add_argument("--dlq", action="store_true", help="the topic's dead letters, with their reasons")
+    events.add_argument("-n", "--limit", type=int, default=0, help="stop after this many events")
+    events.set_defaults(func=cmd_events)
     return parser
 
 

@@ -1,0 +1,131 @@
+"""Run the service processes for `insidetrack up`: start, wait until ready, restart on crash.
+
+Each service is ``python -m services.<name>`` with its log in ``var/log/<name>.log``. A crash
+is restarted with backoff (1 s, 2 s, 4 s ... up to 30 s); stopping sends SIGTERM and waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests as http
+
+from shared.config import PROJECT_ROOT, Settings
+from shared.infra.process import InfraError, port_open, tail
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    module: str
+    port_field: str
+
+    def port(self, settings: Settings) -> int:
+        return getattr(settings, self.port_field)
+
+
+# The processes `insidetrack up` runs, in start order.
+SERVICES = (
+    ServiceSpec("requests", "services.requests", "requests_port"),
+)
+
+
+@dataclass
+class ManagedProcess:
+    spec: ServiceSpec
+    settings: Settings
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    started_at: float = 0.0
+    logfile: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.logfile = self.settings.log_dir / f"{self.spec.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.spec.port(self.settings)}"
+
+    def start(self) -> None:
+        port = self.spec.port(self.settings)
+        if port_open(port):
+            raise InfraError(
+                f"Port {port} is taken, so the {self.spec.name} service cannot listen there. Stop that program "
+                f"or set INSIDETRACK_{self.spec.port_field.upper()}=<port>."
+            )
+        self.logfile.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.logfile, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.spec.module],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=PROJECT_ROOT, env=os.environ.copy(), start_new_session=True,
+            )
+        self.started_at = time.monotonic()
+
+    def ready(self) -> bool:
+        try:
+            return http.get(self.url + "/readyz", timeout=1).status_code == 200
+        except http.RequestException:
+            return False
+
+    def check(self) -> str | None:
+        """Restart the process if it died (with backoff); return a message when it did."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        code = self.proc.returncode
+        now = time.monotonic()
+        if now - self.started_at > 60:
+            self.restarts = 0  # it ran well for a while: start the backoff over
+        delay = min(30.0, 2.0 ** self.restarts)
+        if not self.next_start:
+            self.next_start = now + delay
+            return f"{self.spec.name} exited with {code}; restarting in {delay:.0f}s (log: {self.logfile})"
+        if now >= self.next_start:
+            self.restarts += 1
+            self.next_start = 0.0
+            self.start()
+        return None
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, specs=SERVICES):
+        self.processes = [ManagedProcess(spec, settings) for spec in specs]
+
+    def start_all(self, timeout: float = 90) -> None:
+        for process in self.processes:
+            process.start()
+        deadline = time.monotonic() + timeout
+        for process in self.processes:
+            while not process.ready():
+                if process.proc.poll() is not None:
+                    raise InfraError(f"{process.spec.name} exited during start. Last lines of {process.logfile}:\n{tail(process.logfile)}")
+                if time.monotonic() > deadline:
+                    raise InfraError(f"{process.spec.name} was not ready within {timeout:.0f}s. Last lines of {process.logfile}:\n{tail(process.logfile)}")
+                time.sleep(0.2)
+
+    def check(self) -> list[str]:
+        return [m for m in (p.check() for p in self.processes) if m]
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
