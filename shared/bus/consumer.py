@@ -24,7 +24,7 @@ from typing import Callable, Iterable
 
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from shared.bus.kafka import EventProducer
 from shared.config import Settings
@@ -50,7 +50,7 @@ class ConsumerRunner:
         self,
         settings: Settings,
         *,
-        group: str,
+        group: str | None,
         topics: Iterable[str],
         handler: Handler,
         producer: EventProducer,
@@ -58,7 +58,9 @@ class ConsumerRunner:
         max_poll_records: int = 200,
     ):
         self.settings = settings
-        self.group = settings.topic(group)
+        # No group: read every partition (from the start if from_beginning) on every start,
+        # commit nothing. For local copies of a compacted topic (the people directory).
+        self.group = settings.topic(group) if group else None
         self.topics = [settings.topic(t) for t in topics]
         self.handler = handler
         self.producer = producer
@@ -71,6 +73,8 @@ class ConsumerRunner:
         self.dead_lettered = 0
         self.dependency_down: str | None = None
         self.assigned = threading.Event()
+        self.caught_up = threading.Event()  # group-less readers: the start-time backlog is read
+        self._end_offsets: dict | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -86,7 +90,7 @@ class ConsumerRunner:
         consumer = KafkaConsumer(
             bootstrap_servers=self.settings.kafka_servers,
             group_id=self.group,
-            client_id=self.group,
+            client_id=self.group or f"{self.topics[0]}-reader",
             enable_auto_commit=False,
             auto_offset_reset="earliest" if self.from_beginning else "latest",
             max_poll_records=self.max_poll_records,
@@ -95,7 +99,10 @@ class ConsumerRunner:
             heartbeat_interval_ms=3_000,
         )
         self._consumer = consumer
-        consumer.subscribe(self.topics)
+        if self.group:
+            consumer.subscribe(self.topics)
+        else:
+            self._assign_all(consumer)
         log.info("consumer started", extra={"group": self.group, "topics": self.topics})
         try:
             while not self._stopping.is_set():
@@ -112,6 +119,7 @@ class ConsumerRunner:
                         self._commit(consumer, tp, done + 1)
                     if self._stopping.is_set():
                         break
+                self._check_caught_up(consumer)
         finally:
             consumer.close(autocommit=False)
             log.info(
@@ -119,7 +127,34 @@ class ConsumerRunner:
                 extra={"group": self.group, "processed": self.processed, "dead_lettered": self.dead_lettered},
             )
 
+    def _assign_all(self, consumer: KafkaConsumer) -> None:
+        partitions = []
+        for topic in self.topics:
+            while not self._stopping.is_set():
+                found = consumer.partitions_for_topic(topic)
+                if found:
+                    partitions.extend(TopicPartition(topic, p) for p in sorted(found))
+                    break
+                self._stopping.wait(0.5)  # the topic is not there yet (Kafka starting)
+        consumer.assign(partitions)
+        if self.from_beginning:
+            consumer.seek_to_beginning(*partitions)
+        else:
+            consumer.seek_to_end(*partitions)
+        self._end_offsets = consumer.end_offsets(partitions) if partitions else {}
+        self.assigned.set()
+        self._check_caught_up(consumer)
+
+    def _check_caught_up(self, consumer: KafkaConsumer) -> None:
+        """Set ``caught_up`` once everything that was in the topics at start has been read."""
+        if self.caught_up.is_set() or self._end_offsets is None:
+            return
+        if all(consumer.position(tp) >= end for tp, end in self._end_offsets.items()):
+            self.caught_up.set()
+
     def _commit(self, consumer: KafkaConsumer, tp, offset: int) -> None:
+        if self.group is None:
+            return
         try:
             consumer.commit({tp: OffsetAndMetadata(offset, "", -1)})
         except KafkaError as exc:
@@ -181,7 +216,7 @@ class ConsumerRunner:
             ("dlq.topic", message.topic.encode()),
             ("dlq.partition", str(message.partition).encode()),
             ("dlq.offset", str(message.offset).encode()),
-            ("dlq.group", self.group.encode()),
+            ("dlq.group", (self.group or "-").encode()),
             ("dlq.time", datetime.now(timezone.utc).isoformat().encode()),
         ]
         attempt = 0
