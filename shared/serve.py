@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from dataclasses import dataclass, field
 from typing import Callable, Protocol, TypeVar
 
 from waitress.server import create_server
@@ -59,3 +60,56 @@ def serve(
     server.close()
     runtime.stop()
     log.info("stopped")
+
+
+class Periodic:
+    """Call ``fn`` every ``interval_s`` in a thread until stopped; failures are logged, retried."""
+
+    def __init__(self, name: str, interval_s: float, fn: Callable[[], object]):
+        self.name, self.interval_s, self.fn = name, interval_s, fn
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> threading.Thread:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.fn()
+            except Exception as exc:  # noqa: BLE001 - the next pass retries
+                log.warning("%s failed, will retry", self.name, extra={"error": repr(exc)})
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+class Worker(Protocol):
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class ServiceRuntime:
+    """One service process: its Flask app, its producer and the background workers it runs
+    (outbox relay, consumers, timers). Tests build it with their own clock and call
+    ``start_background()`` / ``stop()`` themselves."""
+
+    settings: Settings
+    app: object
+    producer: object
+    workers: list = field(default_factory=list)
+
+    def start_background(self, only: list | None = None) -> None:
+        for worker in self.workers if only is None else only:
+            worker.start()
+
+    def stop(self) -> None:
+        for worker in reversed(self.workers):
+            worker.stop()
+        self.producer.close()

@@ -36,6 +36,7 @@ class ServiceSpec:
 # The processes `insidetrack up` runs, in start order.
 SERVICES = (
     ServiceSpec("requests", "services.requests", "requests_port"),
+    ServiceSpec("kudos", "services.recognition.kudos", "kudos_port"),
 )
 
 

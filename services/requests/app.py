@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flask import Flask
 
@@ -19,6 +18,7 @@ from shared.bus.outbox import OutboxRelay
 from shared.calendar import BusinessCalendar
 from shared.clock import Clock, SystemClock
 from shared.db import connect
+from shared.serve import Periodic, ServiceRuntime
 from shared.web import create_service_app, dependency_checks
 
 log = logging.getLogger(__name__)
@@ -35,41 +35,13 @@ def create_app(service: RequestsService, settings: RequestsSettings, readiness=N
 
 
 @dataclass
-class Runtime:
-    """Everything one requests process runs; tests build it with their own clock."""
-
-    settings: RequestsSettings
-    service: RequestsService
-    producer: EventProducer
-    relay: OutboxRelay
-    app: Flask
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def start_background(self, sweeper: bool = True) -> None:
-        self._threads.append(self.relay.start())
-        if sweeper:
-            thread = threading.Thread(target=self._sweep_loop, name="sweeper", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _sweep_loop(self) -> None:
-        interval = self.settings.sweep_interval_ms / 1000
-        while not self._stop.wait(interval):
-            try:
-                self.service.sweep()
-            except Exception as exc:  # noqa: BLE001 - the next pass retries; timers are not lost
-                log.warning("sweep failed, will retry", extra={"error": repr(exc)})
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.relay.stop()
-        for thread in self._threads:
-            thread.join(10)
-        self.producer.close()
+class RequestsRuntime(ServiceRuntime):
+    service: RequestsService = None
+    relay: OutboxRelay = None
+    sweeper: Periodic = None
 
 
-def build_runtime(settings: RequestsSettings, clock: Clock | None = None) -> Runtime:
+def build_runtime(settings: RequestsSettings, clock: Clock | None = None) -> RequestsRuntime:
     db = connect(settings, SERVICE)
     documents.ensure_indexes()
     producer = EventProducer(settings, client_id=SERVICE)
@@ -79,4 +51,6 @@ def build_runtime(settings: RequestsSettings, clock: Clock | None = None) -> Run
         repo=repo, clock=clock or SystemClock(), calendar=BusinessCalendar.from_settings(settings), notify=relay.notify
     )
     app = create_app(service, settings, readiness=dependency_checks(settings, db))
-    return Runtime(settings=settings, service=service, producer=producer, relay=relay, app=app)
+    sweeper = Periodic("sweeper", settings.sweep_interval_ms / 1000, service.sweep)
+    return RequestsRuntime(settings=settings, app=app, producer=producer, workers=[relay, sweeper],
+                           service=service, relay=relay, sweeper=sweeper)

@@ -67,6 +67,7 @@ class ConsumerRunner:
         self.from_beginning = from_beginning
         self.max_poll_records = max_poll_records
         self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
         self._consumer: KafkaConsumer | None = None
         # Counters for logs, tests and readiness.
         self.processed = 0
@@ -78,8 +79,11 @@ class ConsumerRunner:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30) -> None:
         self._stopping.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     @property
     def stopping(self) -> bool:
@@ -162,10 +166,11 @@ class ConsumerRunner:
             # gets these messages again, which idempotent handlers make harmless.
             log.warning("commit failed; messages will be redelivered", extra={"group": self.group, "error": repr(exc)})
 
-    def start_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run, name=f"consumer-{self.group}", daemon=True)
-        thread.start()
-        return thread
+    def start(self) -> threading.Thread:
+        """Run in a background thread (``stop()`` then joins it)."""
+        self._thread = threading.Thread(target=self.run, name=f"consumer-{self.group or self.topics[0]}", daemon=True)
+        self._thread.start()
+        return self._thread
 
     # -- one message -------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ def clock():
 def runtime(settings, clock):
     rs = RequestsSettings(**{**settings.model_dump(), "sweep_interval_ms": 50})
     rt = build_runtime(rs, clock=clock)
-    rt.start_background(sweeper=False)
+    rt.start_background(only=[rt.relay])  # tests run the sweeper themselves, on their clock
     yield rt
     rt.stop()
     from shared.db import disconnect

@@ -1,0 +1,100 @@
+"""A local copy of the people directory, kept from the compacted ``people`` topic.
+
+The recognition processes never read the requests service's database: they read every
+``person.upserted`` from the start of the topic on each start (it is compacted: one record per
+person) into their own ``directory`` collection. An older event never overwrites a newer one,
+so redeliveries and replays change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mongoengine as me
+from pymongo.errors import DuplicateKeyError
+
+from shared.bus.consumer import ConsumerRunner
+from shared.bus.kafka import EventProducer
+from shared.config import Settings
+from shared.events import Envelope
+from shared.events.schemas import PersonUpserted
+
+
+class DirectoryPersonDoc(me.Document):
+    id = me.StringField(primary_key=True)
+    email = me.StringField()
+    name = me.StringField()
+    role = me.StringField()
+    department = me.StringField()
+    title = me.StringField()
+    manager_id = me.StringField()
+    active = me.BooleanField()
+    event_time = me.DateTimeField()
+    event_id = me.StringField()
+
+    meta = {"collection": "directory", "indexes": ["department", "role"]}
+
+
+@dataclass(frozen=True)
+class DirectoryPerson:
+    id: str
+    name: str
+    email: str
+    role: str
+    department: str
+    active: bool
+    title: str | None = None
+
+
+class Directory:
+    def __init__(self) -> None:
+        self.collection = DirectoryPersonDoc._get_collection()
+
+    def apply(self, envelope: Envelope, data: PersonUpserted) -> None:
+        """Store the person as of this event unless a newer event is already stored."""
+        doc = {
+            **data.model_dump(mode="python", exclude={"person_id"}),
+            "role": data.role.value,
+            "department": data.department.value,
+            "event_time": envelope.time,
+            "event_id": envelope.id,
+        }
+        try:
+            self.collection.update_one(
+                {"_id": data.person_id, "$or": [{"event_time": {"$lte": envelope.time}}, {"event_time": None}]},
+                {"$set": doc},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            pass  # the stored copy is newer than this event: keep it
+
+    def get(self, person_id: str) -> DirectoryPerson | None:
+        doc = self.collection.find_one({"_id": person_id})
+        return _person(doc) if doc else None
+
+    def many(self, ids) -> dict[str, DirectoryPerson]:
+        ids = list(dict.fromkeys(ids))
+        return {d["_id"]: _person(d) for d in self.collection.find({"_id": {"$in": ids}})} if ids else {}
+
+    def count(self) -> int:
+        return self.collection.count_documents({})
+
+
+def _person(doc: dict) -> DirectoryPerson:
+    return DirectoryPerson(
+        id=doc["_id"], name=doc.get("name") or "?", email=doc.get("email") or "", role=doc.get("role") or "",
+        department=doc.get("department") or "", active=bool(doc.get("active")), title=doc.get("title"),
+    )
+
+
+def directory_reader(settings: Settings, directory: Directory, producer: EventProducer) -> ConsumerRunner:
+    """A group-less reader of the whole ``people`` topic into ``directory``."""
+
+    def handle(envelope: Envelope, data) -> None:
+        if envelope.type == "person.upserted":
+            directory.apply(envelope, data)
+
+    return ConsumerRunner(settings, group=None, topics=["people"], handler=handle, producer=producer)
+
+
+__all__ = ["Directory", "DirectoryPerson", "DirectoryPersonDoc", "directory_reader"]

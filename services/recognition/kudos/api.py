@@ -1,0 +1,134 @@
+"""Internal JSON API of the kudos process, and the public card images.
+
+Commands and reads need ``X-Internal-Token`` and ``X-Actor-Id`` (from the gateway). Cards
+(``/cards/<id>.png``, ``/cards/<id>.thumb.png``) are public: anyone with the link can open
+them, with ETag, Cache-Control and 304 answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from services.recognition.kudos.cards import CardStore
+from services.recognition.kudos.domain import Kudos
+from services.recognition.kudos.handlers import KudosService, kudos_from_doc
+from shared.errors import BadInput, NotFound, Unauthorized
+from shared.pagination import paginate
+
+kudos_api = Blueprint("kudos", __name__)
+cards_api = Blueprint("cards", __name__)
+CARD_CACHE = "public, max-age=86400"
+
+
+def _service() -> KudosService:
+    return current_app.extensions["kudos_service"]
+
+
+def _body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadInput("invalid_json", "the body must be a JSON object")
+    return body
+
+
+def kudos_json(k: Kudos, names: dict[str, str] | None = None) -> dict[str, Any]:
+    names = names or {}
+    return {
+        "id": k.id,
+        "giver_id": k.giver_id,
+        "giver_name": k.giver_name,
+        "recipients": [{"id": i, "name": n} for i, n in zip(k.recipient_ids, k.recipient_names)],
+        "recipient_ids": k.recipient_ids,
+        "message": k.message,
+        "values": k.values,
+        "gesture": k.gesture,
+        "request_id": k.request_id,
+        "created_at": k.created_at.isoformat(),
+        "add_ons": [
+            {"actor_id": a.actor_id, "name": names.get(a.actor_id), "message": a.message, "at": a.at.isoformat()}
+            for a in k.add_ons
+        ],
+        "add_on_count": len(k.add_ons),
+        "card_url": f"/cards/{k.id}.png",
+        "thumbnail_url": f"/cards/{k.id}.thumb.png",
+    }
+
+
+def _render(kudos: list[Kudos]) -> list[dict[str, Any]]:
+    ids = {a.actor_id for k in kudos for a in k.add_ons}
+    people = _service().directory.many(ids)
+    names = {i: p.name for i, p in people.items()}
+    return [kudos_json(k, names) for k in kudos]
+
+
+def _known_actor():
+    service = _service()
+    actor = service.directory.get(g.get("actor_id") or "")
+    if actor is None:
+        raise Unauthorized("unknown_actor", "the call does not say who is acting, or they are not in the directory")
+    return actor
+
+
+@kudos_api.post("/kudos")
+def give():
+    return jsonify(_render([_service().give(g.get("actor_id"), _body())])[0]), 201
+
+
+@kudos_api.post("/kudos/<kudos_id>/add-ons")
+def add_on(kudos_id: str):
+    body = _body() if request.content_length else {}
+    return jsonify(_render([_service().add_on(g.get("actor_id"), kudos_id, body.get("message"))])[0]), 201
+
+
+@kudos_api.get("/kudos/<kudos_id>")
+def get_kudos(kudos_id: str):
+    _known_actor()
+    return jsonify(_render([_service().get(kudos_id)])[0])
+
+
+@kudos_api.get("/kudos")
+def feed():
+    """The company feed, or one person's kudos (``person_id`` + ``direction`` received|given)."""
+    _known_actor()
+    query: dict[str, Any] = {}
+    person_id = request.args.get("person_id")
+    direction = request.args.get("direction") or "received"
+    if direction not in ("received", "given"):
+        raise BadInput("invalid_direction", "direction must be received or given", field="direction")
+    if person_id:
+        query = {"recipient_ids": person_id} if direction == "received" else {"giver_id": person_id}
+    page = paginate(_service().kudos, query, ["created_at", "_id"], request.args.get("first"),
+                    request.args.get("after"), descending=True)
+    items = _render([kudos_from_doc(d) for d in page["items"]])
+    return jsonify({"items": items, "cursors": page["cursors"], "page_info": page["page_info"],
+                    "total_count": page["total_count"]})
+
+
+@kudos_api.get("/allowance/<person_id>")
+def allowance(person_id: str):
+    _known_actor()
+    result = _service().allowance(person_id)
+    return jsonify({**result, "resets_at": result["resets_at"].isoformat()})
+
+
+def _card(kudos_id: str, thumbnail: bool) -> Response:
+    service = _service()
+    try:
+        kudos = service.get(kudos_id)
+    except NotFound:
+        raise NotFound("card_not_found", f"no card for {kudos_id!r}") from None
+    store: CardStore = current_app.extensions["card_store"]
+    data, etag = store.get(kudos.id, service.card_data(kudos), thumbnail=thumbnail)
+    headers = {"ETag": etag, "Cache-Control": CARD_CACHE}
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        return Response(status=304, headers=headers)
+    return Response(data, mimetype="image/png", headers=headers)
+
+
+@cards_api.get("/cards/<kudos_id>.png")
+def card(kudos_id: str):
+    if kudos_id.endswith(".thumb"):
+        return _card(kudos_id[: -len(".thumb")], thumbnail=True)
+    return _card(kudos_id, thumbnail=False)

@@ -1,0 +1,66 @@
+"""Wiring of the kudos process: database, directory copy, outbox relay, cards, Flask app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask
+
+from services.recognition.directory import Directory, directory_reader
+from services.recognition.kudos import documents
+from services.recognition.kudos.api import cards_api, kudos_api
+from services.recognition.kudos.cards import CardStore
+from services.recognition.kudos.config import KudosSettings
+from services.recognition.kudos.handlers import KudosService
+from shared.auth import require_internal_token
+from shared.bus.consumer import ConsumerRunner
+from shared.bus.kafka import EventProducer
+from shared.bus.outbox import OutboxRelay
+from shared.calendar import BusinessCalendar
+from shared.clock import Clock, SystemClock
+from shared.db import connect
+from shared.serve import ServiceRuntime
+from shared.web import create_service_app, dependency_checks
+
+SERVICE = "kudos"
+
+
+@dataclass
+class KudosRuntime(ServiceRuntime):
+    service: KudosService = None
+    relay: OutboxRelay = None
+    directory_reader: ConsumerRunner = None
+
+
+def _directory_loaded(reader: ConsumerRunner):
+    def check() -> None:
+        if not reader.caught_up.is_set():
+            raise RuntimeError("the directory copy is still loading from the people topic")
+
+    return check
+
+
+def create_app(service: KudosService, settings: KudosSettings, readiness=None) -> Flask:
+    app = create_service_app(SERVICE, settings, readiness)
+    require_internal_token(app, settings.internal_token, public_prefixes=("/cards/",))
+    app.extensions["kudos_service"] = service
+    app.extensions["card_store"] = CardStore(settings.cards_dir)
+    app.register_blueprint(kudos_api)
+    app.register_blueprint(cards_api)
+    return app
+
+
+def build_runtime(settings: KudosSettings, clock: Clock | None = None) -> KudosRuntime:
+    db = connect(settings, SERVICE)
+    documents.ensure_indexes()
+    producer = EventProducer(settings, client_id=SERVICE)
+    directory = Directory()
+    reader = directory_reader(settings, directory, producer)
+    service = KudosService(settings=settings, directory=directory, clock=clock or SystemClock(),
+                           calendar=BusinessCalendar.from_settings(settings))
+    relay = OutboxRelay(producer, [service.kudos], poll_ms=settings.outbox_poll_ms)
+    service.notify = relay.notify
+    readiness = {**dependency_checks(settings, db), "directory": _directory_loaded(reader)}
+    app = create_app(service, settings, readiness)
+    return KudosRuntime(settings=settings, app=app, producer=producer, workers=[relay, reader],
+                        service=service, relay=relay, directory_reader=reader)

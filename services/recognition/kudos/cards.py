@@ -1,0 +1,335 @@
+"""Kudos cards: a 1200x630 PNG (and a 400x210 thumbnail) drawn with Pillow, deterministically.
+
+Everything is drawn in code: a gesture-themed gradient, the gesture's art (a coffee cup,
+lunch, flowers, a high five, a heart for thanks), the recipients' names, the message wrapped
+and trimmed at a word boundary with an ellipsis, the company values as chips, the giver and
+the date. The fonts are DejaVu Sans, shipped in ``fonts/`` (Bitstream Vera licence), so the
+same kudos gives the same bytes on every machine with the same Pillow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+RENDERER_VERSION = "1"
+WIDTH, HEIGHT = 1200, 630
+THUMB = (400, 210)
+FONT_DIR = Path(__file__).parent / "fonts"
+SYSTEM_FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+ELLIPSIS = "\u2026"
+
+
+@dataclass(frozen=True)
+class CardData:
+    """Everything a card shows; its digest names the rendered file and is the ETag."""
+
+    giver_name: str
+    recipient_names: tuple[str, ...]
+    message: str
+    values: tuple[str, ...]
+    gesture: str
+    date: str  # already formatted in the company timezone, e.g. "27 November 2026"
+
+    def digest(self) -> str:
+        payload = json.dumps({**asdict(self), "v": RENDERER_VERSION}, ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Palette:
+    top: tuple[int, int, int]
+    bottom: tuple[int, int, int]
+    accent: tuple[int, int, int]
+    ink: tuple[int, int, int]
+    soft: tuple[int, int, int]
+    headline: str
+
+
+PALETTES = {
+    "thanks": Palette((49, 46, 129), (109, 40, 217), (251, 191, 36), (255, 255, 255), (224, 231, 255), "Thank you!"),
+    "coffee": Palette((67, 40, 24), (161, 98, 55), (253, 230, 138), (255, 251, 235), (254, 243, 199), "A coffee for you"),
+    "lunch": Palette((20, 83, 45), (101, 163, 13), (254, 240, 138), (255, 255, 255), (220, 252, 231), "Lunch is on me"),
+    "flowers": Palette((131, 24, 67), (236, 72, 153), (254, 249, 195), (255, 255, 255), (252, 231, 243), "Flowers for you"),
+    "high_five": Palette((154, 52, 18), (245, 158, 11), (255, 255, 255), (255, 255, 255), (255, 237, 213), "High five!"),
+}
+
+
+# -- fonts -----------------------------------------------------------------------------------
+
+@lru_cache(maxsize=64)
+def font(size: int, bold: bool = False) -> ImageFont.ImageFont:
+    """The shipped DejaVu Sans; the system's copy, then Pillow's own font, as fallbacks."""
+    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
+    for folder in (FONT_DIR, SYSTEM_FONT_DIR):
+        try:
+            return ImageFont.truetype(str(folder / name), size)
+        except OSError:
+            continue
+    return ImageFont.load_default(size)
+
+
+def _width(text: str, f: ImageFont.ImageFont) -> float:
+    return f.getlength(text)
+
+
+# -- text layout -------------------------------------------------------------------------------
+
+def wrap(text: str, f: ImageFont.ImageFont, max_width: float, max_lines: int) -> list[str]:
+    """Wrap into at most ``max_lines`` lines; trim the last at a word boundary with an ellipsis."""
+    lines: list[str] = []
+    truncated = False
+    for paragraph in text.split("\n"):
+        words = paragraph.split()
+        line = ""
+        for word in words:
+            # A word wider than the line is cut into pieces that fit.
+            while _width(word, f) > max_width:
+                cut = _fit_chars(word, f, max_width - (_width(line + " ", f) if line else 0))
+                if cut == 0:
+                    lines.append(line)
+                    line = ""
+                    continue
+                lines.append((line + " " if line else "") + word[:cut])
+                line, word = "", word[cut:]
+            candidate = f"{line} {word}" if line else word
+            if _width(candidate, f) <= max_width:
+                line = candidate
+            else:
+                lines.append(line)
+                line = word
+        lines.append(line)
+        if len(lines) > max_lines:
+            break
+    while lines and not lines[-1]:
+        lines.pop()
+    if len(lines) > max_lines:
+        lines, truncated = lines[:max_lines], True
+    if truncated:
+        lines[-1] = _with_ellipsis(lines[-1], f, max_width)
+    return lines
+
+
+def _fit_chars(word: str, f: ImageFont.ImageFont, width: float) -> int:
+    n = 0
+    while n < len(word) and _width(word[: n + 1], f) <= width:
+        n += 1
+    return n
+
+
+def _with_ellipsis(line: str, f: ImageFont.ImageFont, max_width: float) -> str:
+    words = line.split(" ")
+    while len(words) > 1 and _width(" ".join(words) + ELLIPSIS, f) > max_width:
+        words.pop()
+    text = " ".join(words).rstrip(",;:.-–— ")
+    while text and _width(text + ELLIPSIS, f) > max_width:  # a single long piece
+        text = text[:-1]
+    return text + ELLIPSIS
+
+
+def names_line(names: tuple[str, ...], f: ImageFont.ImageFont, max_width: float) -> str:
+    """"Ana", "Ana & Bo", "Ana, Bo & Cy", or "Ana, Bo & 3 others" when they don't fit."""
+    names = tuple(n.strip() for n in names if n.strip()) or ("you",)
+    for shown in range(len(names), 0, -1):
+        rest = len(names) - shown
+        parts = list(names[:shown])
+        if rest:
+            text = ", ".join(parts) + f" & {rest} other" + ("s" if rest > 1 else "")
+        elif len(parts) > 1:
+            text = ", ".join(parts[:-1]) + " & " + parts[-1]
+        else:
+            text = parts[0]
+        if _width(text, f) <= max_width:
+            return text
+    return _with_ellipsis(names[0], f, max_width)
+
+
+def pretty_value(value: str) -> str:
+    return value.replace("_", " ").replace("-", " ").strip().capitalize()
+
+
+# -- drawing ------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=8)
+def _gradient(p: Palette) -> Image.Image:
+    """Top-to-bottom blend of the palette's two colours (cached: copy before drawing on it)."""
+    mask = Image.linear_gradient("L").resize((WIDTH, HEIGHT))
+    return Image.composite(Image.new("RGB", (WIDTH, HEIGHT), p.bottom), Image.new("RGB", (WIDTH, HEIGHT), p.top), mask)
+
+
+@lru_cache(maxsize=8)
+def _art_cached(gesture: str, p: Palette, size: int) -> Image.Image:
+    return _art(gesture, p, size)
+
+
+def _art(gesture: str, p: Palette, size: int) -> Image.Image:
+    """The gesture's art on a transparent square, drawn at 2x and scaled down (smooth edges)."""
+    s = size * 2
+    layer = Image.new("RGBA", (s, s), (0, 0, 0, 0))
+    d = ImageDraw.Draw(layer)
+    c = s / 2
+    d.ellipse([s * 0.04, s * 0.04, s * 0.96, s * 0.96], fill=(*p.soft, 60))
+    d.ellipse([s * 0.12, s * 0.12, s * 0.88, s * 0.88], fill=(*p.soft, 70))
+    white, accent = (255, 255, 255, 255), (*p.accent, 255)
+    if gesture == "coffee":
+        d.ellipse([c - s * 0.30, c + s * 0.16, c + s * 0.30, c + s * 0.27], fill=white)  # saucer
+        d.rounded_rectangle([c - s * 0.20, c - s * 0.10, c + s * 0.16, c + s * 0.22], radius=s * 0.06, fill=white)
+        d.ellipse([c + s * 0.09, c - s * 0.05, c + s * 0.29, c + s * 0.15], outline=white, width=int(s * 0.035))
+        d.ellipse([c - s * 0.18, c - s * 0.13, c + s * 0.14, c - s * 0.06], fill=(*p.top, 255))  # coffee
+        for i, dx in enumerate((-0.10, -0.02, 0.06)):
+            x = c + s * dx
+            for k in range(3):
+                y0 = c - s * (0.40 - k * 0.08)
+                box = [x - s * 0.03, y0, x + s * 0.03, y0 + s * 0.08]
+                d.arc(box, start=90 if k % 2 else 270, end=270 if k % 2 else 90, fill=accent, width=int(s * 0.018))
+    elif gesture == "lunch":
+        d.ellipse([c - s * 0.28, c - s * 0.28, c + s * 0.28, c + s * 0.28], fill=white)
+        d.ellipse([c - s * 0.19, c - s * 0.19, c + s * 0.19, c + s * 0.19], outline=(*p.bottom, 255), width=int(s * 0.02))
+        d.ellipse([c - s * 0.09, c - s * 0.12, c + s * 0.05, c + s * 0.02], fill=accent)  # a bun, of sorts
+        d.ellipse([c - s * 0.02, c - s * 0.02, c + s * 0.12, c + s * 0.12], fill=(*p.bottom, 255))
+        fx, kx = c - s * 0.38, c + s * 0.36
+        d.rounded_rectangle([fx - s * 0.015, c - s * 0.05, fx + s * 0.015, c + s * 0.30], radius=s * 0.01, fill=white)
+        for t in (-0.035, 0, 0.035):
+            d.rounded_rectangle([fx + s * t - s * 0.008, c - s * 0.28, fx + s * t + s * 0.008, c - s * 0.08], radius=s * 0.008, fill=white)
+        d.rounded_rectangle([fx - s * 0.045, c - s * 0.10, fx + s * 0.045, c - s * 0.05], radius=s * 0.02, fill=white)
+        d.rounded_rectangle([kx - s * 0.022, c - s * 0.28, kx + s * 0.022, c + s * 0.30], radius=s * 0.02, fill=white)
+    elif gesture == "flowers":
+        stems = [(-0.12, 0.02), (0.0, -0.10), (0.12, 0.0)]
+        for dx, dy in stems:
+            d.line([(c + s * dx, c + s * dy), (c, c + s * 0.34)], fill=(34, 139, 34, 255), width=int(s * 0.02))
+        d.ellipse([c - s * 0.12, c + s * 0.16, c - s * 0.02, c + s * 0.22], fill=(34, 160, 60, 255))
+        d.ellipse([c + s * 0.02, c + s * 0.12, c + s * 0.12, c + s * 0.18], fill=(34, 160, 60, 255))
+        for (dx, dy), petal in zip(stems, (white, accent, white)):
+            fx, fy = c + s * dx, c + s * dy
+            for k in range(6):
+                a = k * math.pi / 3
+                px, py = fx + math.cos(a) * s * 0.065, fy + math.sin(a) * s * 0.065
+                d.ellipse([px - s * 0.05, py - s * 0.05, px + s * 0.05, py + s * 0.05], fill=petal)
+            d.ellipse([fx - s * 0.04, fy - s * 0.04, fx + s * 0.04, fy + s * 0.04], fill=(*p.top, 255))
+        d.polygon([(c - s * 0.10, c + s * 0.24), (c + s * 0.10, c + s * 0.24), (c + s * 0.06, c + s * 0.38), (c - s * 0.06, c + s * 0.38)], fill=accent)
+    elif gesture == "high_five":
+        d.rounded_rectangle([c - s * 0.16, c - s * 0.04, c + s * 0.16, c + s * 0.30], radius=s * 0.08, fill=white)
+        for i, (dx, top) in enumerate(((-0.13, -0.24), (-0.045, -0.32), (0.045, -0.30), (0.13, -0.22))):
+            d.rounded_rectangle([c + s * dx - s * 0.038, c + s * top, c + s * dx + s * 0.038, c + s * 0.06], radius=s * 0.038, fill=white)
+        thumb = [(c - s * 0.15, c + s * 0.16), (c - s * 0.30, c + s * 0.00), (c - s * 0.25, c - s * 0.05), (c - s * 0.10, c + s * 0.06)]
+        d.polygon(thumb, fill=white)
+        d.ellipse([c - s * 0.31, c - s * 0.07, c - s * 0.23, c + s * 0.01], fill=white)
+        for a in (200, 235, 270, 305, 340):
+            r1, r2 = s * 0.36, s * 0.44
+            x1, y1 = c + math.cos(math.radians(a)) * r1, c - s * 0.02 + math.sin(math.radians(a)) * r1
+            x2, y2 = c + math.cos(math.radians(a)) * r2, c - s * 0.02 + math.sin(math.radians(a)) * r2
+            d.line([(x1, y1), (x2, y2)], fill=accent, width=int(s * 0.022))
+    else:  # thanks: a heart with sparkles
+        r = s * 0.13
+        d.ellipse([c - 2 * r, c - r * 1.3, c, c + r * 0.7], fill=white)
+        d.ellipse([c, c - r * 1.3, c + 2 * r, c + r * 0.7], fill=white)
+        d.polygon([(c - 1.93 * r, c + 0.0), (c + 1.93 * r, c + 0.0), (c, c + r * 2.3)], fill=white)
+        for sx, sy, k in ((-0.30, -0.28, 0.05), (0.30, -0.30, 0.04), (0.28, 0.22, 0.035)):
+            x, y, a = c + s * sx, c + s * sy, s * k
+            d.polygon([(x, y - a), (x + a * 0.3, y - a * 0.3), (x + a, y), (x + a * 0.3, y + a * 0.3),
+                       (x, y + a), (x - a * 0.3, y + a * 0.3), (x - a, y), (x - a * 0.3, y - a * 0.3)], fill=accent)
+    return layer.resize((size, size), Image.LANCZOS)
+
+
+def _chips(draw: ImageDraw.ImageDraw, values: tuple[str, ...], p: Palette, x0: int, y0: int, max_width: int) -> None:
+    f = font(22, bold=True)
+    x, y, rows = x0, y0, 1
+    for value in values:
+        label = pretty_value(value)
+        w = int(_width(label, f)) + 36
+        if x + w > x0 + max_width:
+            rows += 1
+            if rows > 2:
+                break
+            x, y = x0, y + 46
+        draw.rounded_rectangle([x, y, x + w, y + 38], radius=19, fill=p.soft)
+        draw.text((x + 18, y + 19), label, font=f, fill=p.top, anchor="lm")
+        x += w + 12
+
+
+def render_card(card: CardData) -> bytes:
+    """The full-size PNG for ``card``."""
+    p = PALETTES.get(card.gesture, PALETTES["thanks"])
+    image = _gradient(p).copy()
+    art = _art_cached(card.gesture, p, 340)
+    image.paste(art, (40, 145), art)
+    draw = ImageDraw.Draw(image)
+
+    left, right = 430, WIDTH - 60
+    text_width = right - left
+    draw.text((left, 70), p.headline, font=font(34, bold=True), fill=p.accent, anchor="ls")
+
+    # Names: as large as fits (64 down to 36 px), one line.
+    for size in (64, 56, 48, 42, 36):
+        f_names = font(size, bold=True)
+        line = names_line(card.recipient_names, f_names, text_width)
+        if not line.endswith(ELLIPSIS) and (" other" not in line or size == 36):
+            break
+    draw.text((left, 150), line, font=f_names, fill=p.ink, anchor="ls")
+
+    f_msg = font(30)
+    lines = wrap(card.message, f_msg, text_width, max_lines=6 if not card.values else 5)
+    y = 205
+    for text in lines:
+        draw.text((left, y), text, font=f_msg, fill=p.ink, anchor="la")
+        y += 42
+
+    if card.values:
+        _chips(draw, card.values, p, left, 470, text_width)
+
+    footer = font(24)
+    giver = _with_ellipsis(card.giver_name, footer, text_width - 260) if _width(card.giver_name, footer) > text_width - 260 else card.giver_name
+    draw.text((left, HEIGHT - 40), f"from {giver}  \u00b7  {card.date}", font=footer, fill=p.soft, anchor="ls")
+    draw.text((right, HEIGHT - 40), "Inside Track", font=font(20, bold=True), fill=p.accent, anchor="rs")
+    return _png(image)
+
+
+def render_thumbnail(full_png: bytes) -> bytes:
+    with Image.open(io.BytesIO(full_png)) as image:
+        return _png(image.convert("RGB").resize(THUMB, Image.LANCZOS))
+
+
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=False, compress_level=6)
+    return out.getvalue()
+
+
+class CardStore:
+    """Rendered cards on disk, named by kudos id and content digest (renders once)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def get(self, kudos_id: str, card: CardData, thumbnail: bool = False) -> tuple[bytes, str]:
+        """Return (png bytes, etag)."""
+        digest = card.digest()
+        suffix = "thumb.png" if thumbnail else "png"
+        path = self.folder / f"{kudos_id}-{digest}.{suffix}"
+        try:
+            return path.read_bytes(), f'"{digest}{"-t" if thumbnail else ""}"'
+        except FileNotFoundError:
+            pass
+        full_path = self.folder / f"{kudos_id}-{digest}.png"
+        try:
+            full = full_path.read_bytes()
+        except FileNotFoundError:
+            full = render_card(card)
+            self._write(full_path, full)
+        data = render_thumbnail(full) if thumbnail else full
+        if thumbnail:
+            self._write(path, data)
+        return data, f'"{digest}{"-t" if thumbnail else ""}"'
+
+    def _write(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + f".{id(data)}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # atomic: a concurrent reader never sees half a file

@@ -1,0 +1,62 @@
+"""The kudos process's collections: fields and indexes (mapping only).
+
+Writes are single-document conditional updates on the underlying collections (see
+``handlers.py``): the allowance and weekly caps are counters that only move while below
+their limit, so two parallel gives cannot both spend the last kudos.
+"""
+
+from __future__ import annotations
+
+import mongoengine as me
+
+from services.recognition.directory import DirectoryPersonDoc
+from shared.bus.outbox import OutboxDocument
+
+
+class AddOnDoc(me.EmbeddedDocument):
+    actor_id = me.StringField(required=True)
+    message = me.StringField()
+    at = me.DateTimeField(required=True)
+
+
+class KudosDoc(OutboxDocument):
+    id = me.StringField(primary_key=True)
+    giver_id = me.StringField(required=True)
+    giver_name = me.StringField(required=True)
+    recipient_ids = me.ListField(me.StringField(), required=True)
+    recipient_names = me.ListField(me.StringField())
+    message = me.StringField(required=True)
+    values = me.ListField(me.StringField())
+    gesture = me.StringField(required=True)
+    request_id = me.StringField()
+    created_at = me.DateTimeField(required=True)
+    add_ons = me.EmbeddedDocumentListField(AddOnDoc)
+
+    meta = {
+        "collection": "kudos",
+        "indexes": [["created_at", "id"], ["giver_id", "created_at", "id"], ["recipient_ids", "created_at", "id"]],
+    }
+
+
+class AllowanceDoc(me.Document):
+    """Kudos spent by a giver in a month: ``_id`` is ``<giver>:<YYYY-MM>``."""
+
+    id = me.StringField(primary_key=True)
+    used = me.IntField(default=0)
+    meta = {"collection": "allowances"}
+
+
+class WeeklyCapDoc(me.Document):
+    """Kudos from a giver to one person in an ISO week: ``_id`` is ``<giver>:<to>:<YYYY-Www>``."""
+
+    id = me.StringField(primary_key=True)
+    count = me.IntField(default=0)
+    meta = {"collection": "weekly_caps"}
+
+
+ALL = (KudosDoc, AllowanceDoc, WeeklyCapDoc, DirectoryPersonDoc)
+
+
+def ensure_indexes() -> None:
+    for doc in ALL:
+        doc.ensure_indexes()

@@ -1,0 +1,168 @@
+"""Kudos commands and reads: check the rules, spend allowance atomically, store kudos + event.
+
+Giving is three kinds of single-document write: the giver's monthly allowance counter, one
+weekly counter per recipient (each moves only while under its limit, so concurrent gives
+cannot overspend), then the kudos with its ``kudos.given`` event (outbox). A refusal after
+a counter moved gives the spent units back before answering.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+from pymongo.errors import DuplicateKeyError
+
+from services.recognition.directory import Directory
+from services.recognition.kudos import domain
+from services.recognition.kudos.cards import CardData
+from services.recognition.kudos.config import KudosSettings
+from services.recognition.kudos.documents import AllowanceDoc, KudosDoc, WeeklyCapDoc
+from services.recognition.kudos.domain import AddOn, Kudos
+from shared.bus.outbox import merge_update, with_outbox
+from shared.calendar import BusinessCalendar, period_bounds, period_key
+from shared.clock import Clock, utc
+from shared.errors import Conflict, NotFound, RuleViolation
+from shared.events import build_event
+
+log = logging.getLogger(__name__)
+SOURCE = "kudos"
+
+
+def kudos_from_doc(doc: dict) -> Kudos:
+    return Kudos(
+        id=doc["_id"], giver_id=doc["giver_id"], recipient_ids=list(doc["recipient_ids"]), message=doc["message"],
+        values=list(doc.get("values") or []), gesture=doc["gesture"], request_id=doc.get("request_id"),
+        created_at=utc(doc["created_at"]), giver_name=doc["giver_name"], recipient_names=list(doc.get("recipient_names") or []),
+        add_ons=[AddOn(a["actor_id"], a.get("message"), utc(a["at"])) for a in doc.get("add_ons") or []],
+    )
+
+
+@dataclass
+class KudosService:
+    settings: KudosSettings
+    directory: Directory
+    clock: Clock
+    calendar: BusinessCalendar
+    notify: Callable[[], None] = lambda: None
+
+    def __post_init__(self) -> None:
+        self.kudos = KudosDoc._get_collection()
+        self.allowances = AllowanceDoc._get_collection()
+        self.caps = WeeklyCapDoc._get_collection()
+
+    # -- counters that only move while under their limit -------------------------------------
+
+    def _take(self, collection, key: str, field: str, amount: int, limit: int) -> bool:
+        """Add ``amount`` to the counter unless that would pass ``limit``; atomic."""
+        try:
+            result = collection.update_one(
+                {"_id": key, field: {"$lte": limit - amount}}, {"$inc": {field: amount}}, upsert=True
+            )
+            return result.modified_count == 1 or result.upserted_id is not None
+        except DuplicateKeyError:
+            return False  # the counter exists and is too high: the filter missed, the upsert clashed
+
+    def _give_back(self, collection, key: str, field: str, amount: int) -> None:
+        collection.update_one({"_id": key}, {"$inc": {field: -amount}})
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def give(self, actor_id: str | None, raw: dict[str, Any]) -> Kudos:
+        spec = domain.parse_give(raw, self.settings.values)
+        giver = self.directory.get(actor_id) if actor_id else None
+        recipients = self.directory.many(spec.recipient_ids)
+        domain.check_people(giver, actor_id or "", recipients, spec.recipient_ids)
+
+        now = self.clock.now()
+        month = period_key(self.calendar, "month", now)
+        week = period_key(self.calendar, "week", now)
+        cost = len(spec.recipient_ids)
+        allowance_key = f"{giver.id}:{month}"
+        if not self._take(self.allowances, allowance_key, "used", cost, self.settings.monthly_allowance):
+            left = self.allowance(giver.id)["left"]
+            raise RuleViolation(
+                "allowance_exhausted",
+                f"this kudos needs {cost} of your monthly allowance and you have {left} left; it resets {self._resets(now):%d %B}",
+                field="to",
+            )
+        taken: list[str] = []
+        try:
+            for rid in spec.recipient_ids:
+                key = f"{giver.id}:{rid}:{week}"
+                if not self._take(self.caps, key, "count", 1, self.settings.weekly_cap_per_recipient):
+                    raise RuleViolation(
+                        "weekly_cap_reached",
+                        f"you already sent {recipients[rid].name} {self.settings.weekly_cap_per_recipient} kudos this week",
+                        field="to",
+                    )
+                taken.append(key)
+            kudos = Kudos(
+                id=domain.new_kudos_id(), giver_id=giver.id, recipient_ids=spec.recipient_ids, message=spec.message,
+                values=spec.values, gesture=spec.gesture, request_id=spec.request_id, created_at=now,
+                giver_name=giver.name, recipient_names=[recipients[r].name for r in spec.recipient_ids],
+            )
+            event = build_event("kudos.given", kudos.id, {
+                "kudos_id": kudos.id, "giver_id": kudos.giver_id, "recipient_ids": kudos.recipient_ids,
+                "message": kudos.message, "values": kudos.values, "gesture": kudos.gesture,
+                "request_id": kudos.request_id, "at": now,
+            }, source=SOURCE, clock=self.clock)
+            doc = {
+                "_id": kudos.id, "giver_id": kudos.giver_id, "giver_name": kudos.giver_name,
+                "recipient_ids": kudos.recipient_ids, "recipient_names": kudos.recipient_names,
+                "message": kudos.message, "values": kudos.values, "gesture": kudos.gesture,
+                "request_id": kudos.request_id, "created_at": now, "add_ons": [],
+            }
+            self.kudos.insert_one(with_outbox(doc, [event]))
+        except BaseException:
+            for key in taken:
+                self._give_back(self.caps, key, "count", 1)
+            self._give_back(self.allowances, allowance_key, "used", cost)
+            raise
+        self.notify()
+        return kudos
+
+    def add_on(self, actor_id: str | None, kudos_id: str, message: Any = None) -> Kudos:
+        kudos = self.get(kudos_id)
+        actor = self.directory.get(actor_id) if actor_id else None
+        note = domain.check_add_on(kudos, actor, actor_id or "", message)
+        now = self.clock.now()
+        event = build_event("kudos.added_on", kudos.id, {
+            "kudos_id": kudos.id, "actor_id": actor.id, "giver_id": kudos.giver_id,
+            "recipient_ids": kudos.recipient_ids, "message": note, "at": now,
+        }, source=SOURCE, clock=self.clock)
+        update = merge_update({"$push": {"add_ons": {"actor_id": actor.id, "message": note, "at": now}}}, [event])
+        # Once each, even when the same person clicks twice at the same moment.
+        result = self.kudos.update_one({"_id": kudos.id, "add_ons.actor_id": {"$ne": actor.id}}, update)
+        if result.modified_count != 1:
+            raise Conflict("already_added_on", "you already added on to this kudos")
+        self.notify()
+        kudos.add_ons.append(AddOn(actor.id, note, now))
+        return kudos
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, kudos_id: str) -> Kudos:
+        doc = self.kudos.find_one({"_id": kudos_id}, {"outbox": 0})
+        if doc is None:
+            raise NotFound("kudos_not_found", f"no kudos {kudos_id!r}")
+        return kudos_from_doc(doc)
+
+    def _resets(self, now: datetime) -> datetime:
+        return period_bounds(self.calendar, "month", now)[1]
+
+    def allowance(self, person_id: str) -> dict[str, Any]:
+        now = self.clock.now()
+        doc = self.allowances.find_one({"_id": f"{person_id}:{period_key(self.calendar, 'month', now)}"})
+        used = int(doc["used"]) if doc else 0
+        limit = self.settings.monthly_allowance
+        return {"monthly_allowance": limit, "used": used, "left": max(0, limit - used), "resets_at": self._resets(now)}
+
+    def card_data(self, kudos: Kudos) -> CardData:
+        local = self.calendar.local(kudos.created_at)
+        return CardData(
+            giver_name=kudos.giver_name, recipient_names=tuple(kudos.recipient_names), message=kudos.message,
+            values=tuple(kudos.values), gesture=kudos.gesture, date=f"{local.day} {local:%B %Y}",
+        )
