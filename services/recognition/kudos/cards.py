@@ -19,7 +19,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-RENDERER_VERSION = "1"
+from services.recognition.kudos.domain import clean_text, one_line
+
+RENDERER_VERSION = "2"
 WIDTH, HEIGHT = 1200, 630
 THUMB = (400, 210)
 FONT_DIR = Path(__file__).parent / "fonts"
@@ -58,7 +60,7 @@ PALETTES = {
     "coffee": Palette((67, 40, 24), (161, 98, 55), (253, 230, 138), (255, 251, 235), (254, 243, 199), "A coffee for you"),
     "lunch": Palette((20, 83, 45), (101, 163, 13), (254, 240, 138), (255, 255, 255), (220, 252, 231), "Lunch is on me"),
     "flowers": Palette((131, 24, 67), (236, 72, 153), (254, 249, 195), (255, 255, 255), (252, 231, 243), "Flowers for you"),
-    "high_five": Palette((154, 52, 18), (245, 158, 11), (255, 255, 255), (255, 255, 255), (255, 237, 213), "High five!"),
+    "high_five": Palette((124, 45, 18), (217, 119, 6), (255, 255, 255), (255, 255, 255), (255, 237, 213), "High five!"),
 }
 
 
@@ -85,7 +87,6 @@ def _width(text: str, f: ImageFont.ImageFont) -> float:
 def wrap(text: str, f: ImageFont.ImageFont, max_width: float, max_lines: int) -> list[str]:
     """Wrap into at most ``max_lines`` lines; trim the last at a word boundary with an ellipsis."""
     lines: list[str] = []
-    truncated = False
     for paragraph in text.split("\n"):
         words = paragraph.split()
         line = ""
@@ -106,13 +107,14 @@ def wrap(text: str, f: ImageFont.ImageFont, max_width: float, max_lines: int) ->
                 lines.append(line)
                 line = word
         lines.append(line)
-        if len(lines) > max_lines:
-            break
+        if len(lines) > max_lines and any(lines[max_lines:]):
+            break  # text beyond the last line: no need to lay out the rest
     while lines and not lines[-1]:
         lines.pop()
     if len(lines) > max_lines:
-        lines, truncated = lines[:max_lines], True
-    if truncated:
+        lines = lines[:max_lines]
+        while len(lines) > 1 and not lines[-1]:
+            lines.pop()  # end on text, not on a blank line
         lines[-1] = _with_ellipsis(lines[-1], f, max_width)
     return lines
 
@@ -136,7 +138,7 @@ def _with_ellipsis(line: str, f: ImageFont.ImageFont, max_width: float) -> str:
 
 def names_line(names: tuple[str, ...], f: ImageFont.ImageFont, max_width: float) -> str:
     """"Ana", "Ana & Bo", "Ana, Bo & Cy", or "Ana, Bo & 3 others" when they don't fit."""
-    names = tuple(n.strip() for n in names if n.strip()) or ("you",)
+    names = tuple(n for n in (one_line(n) for n in names) if n) or ("you",)
     for shown in range(len(names), 0, -1):
         rest = len(names) - shown
         parts = list(names[:shown])
@@ -148,7 +150,10 @@ def names_line(names: tuple[str, ...], f: ImageFont.ImageFont, max_width: float)
             text = parts[0]
         if _width(text, f) <= max_width:
             return text
-    return _with_ellipsis(names[0], f, max_width)
+    # Even the first name with the count is too wide: shorten the name, keep the count.
+    rest = len(names) - 1
+    suffix = f" & {rest} other" + ("s" if rest > 1 else "") if rest else ""
+    return _with_ellipsis(names[0], f, max_width - _width(suffix, f)) + suffix
 
 
 def pretty_value(value: str) -> str:
@@ -226,11 +231,14 @@ def _art(gesture: str, p: Palette, size: int) -> Image.Image:
             x1, y1 = c + math.cos(math.radians(a)) * r1, c - s * 0.02 + math.sin(math.radians(a)) * r1
             x2, y2 = c + math.cos(math.radians(a)) * r2, c - s * 0.02 + math.sin(math.radians(a)) * r2
             d.line([(x1, y1), (x2, y2)], fill=accent, width=int(s * 0.022))
-    else:  # thanks: a heart with sparkles
-        r = s * 0.13
-        d.ellipse([c - 2 * r, c - r * 1.3, c, c + r * 0.7], fill=white)
-        d.ellipse([c, c - r * 1.3, c + 2 * r, c + r * 0.7], fill=white)
-        d.polygon([(c - 1.93 * r, c + 0.0), (c + 1.93 * r, c + 0.0), (c, c + r * 2.3)], fill=white)
+    else:  # thanks: a heart (the classic parametric curve) with sparkles
+        k = s * 0.0165
+        heart = [
+            (c + k * 16 * math.sin(t) ** 3,
+             c + s * 0.02 - k * (13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t)))
+            for t in (i * 2 * math.pi / 240 for i in range(240))
+        ]
+        d.polygon(heart, fill=white)
         for sx, sy, k in ((-0.30, -0.28, 0.05), (0.30, -0.30, 0.04), (0.28, 0.22, 0.035)):
             x, y, a = c + s * sx, c + s * sy, s * k
             d.polygon([(x, y - a), (x + a * 0.3, y - a * 0.3), (x + a, y), (x + a * 0.3, y + a * 0.3),
@@ -275,17 +283,19 @@ def render_card(card: CardData) -> bytes:
     draw.text((left, 150), line, font=f_names, fill=p.ink, anchor="ls")
 
     f_msg = font(30)
-    lines = wrap(card.message, f_msg, text_width, max_lines=6 if not card.values else 5)
+    lines = wrap(clean_text(card.message), f_msg, text_width, max_lines=6 if not card.values else 5)
     y = 205
     for text in lines:
         draw.text((left, y), text, font=f_msg, fill=p.ink, anchor="la")
         y += 42
 
     if card.values:
-        _chips(draw, card.values, p, left, 470, text_width)
+        _chips(draw, card.values, p, left, 455, text_width)
 
     footer = font(24)
-    giver = _with_ellipsis(card.giver_name, footer, text_width - 260) if _width(card.giver_name, footer) > text_width - 260 else card.giver_name
+    giver = one_line(card.giver_name) or "a colleague"
+    if _width(giver, footer) > text_width - 260:
+        giver = _with_ellipsis(giver, footer, text_width - 260)
     draw.text((left, HEIGHT - 40), f"from {giver}  \u00b7  {card.date}", font=footer, fill=p.soft, anchor="ls")
     draw.text((right, HEIGHT - 40), "Inside Track", font=font(20, bold=True), fill=p.accent, anchor="rs")
     return _png(image)

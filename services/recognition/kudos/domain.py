@@ -24,8 +24,13 @@ MAX_MESSAGE = 500
 MAX_RECIPIENTS = 10
 WEEKLY_CAP_PER_RECIPIENT = 3
 
-# Control characters (except newline) and bidirectional overrides never reach a card or a feed.
-_UNSAFE = re.compile(r"[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Line and word separators become plain newlines and spaces; other control characters,
+# zero-width characters and bidirectional marks/overrides never reach a card or a feed.
+_NEWLINES = re.compile(r"\r\n|[\r\u000b\u000c\u001c-\u001e\u0085\u2028\u2029]")
+_SPACES = re.compile(r"[\t\u001f\u00a0]")
+_UNSAFE = re.compile(
+    r"[\u0000-\u0008\u000e-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
 
 
 def new_kudos_id() -> str:
@@ -33,8 +38,15 @@ def new_kudos_id() -> str:
 
 
 def clean_text(text: str) -> str:
-    """Normalize (NFC), drop control and direction-override characters, trim spaces."""
-    return _UNSAFE.sub("", unicodedata.normalize("NFC", text)).strip()
+    """Normalize (NFC), turn separators into newlines/spaces, drop control, zero-width and
+    direction characters, trim."""
+    text = _SPACES.sub(" ", _NEWLINES.sub("\n", unicodedata.normalize("NFC", text)))
+    return _UNSAFE.sub("", text).strip()
+
+
+def one_line(text: str) -> str:
+    """A name as a card or a feed shows it: cleaned, on one line, single spaces."""
+    return " ".join(clean_text(text).split())
 
 
 @dataclass(frozen=True)

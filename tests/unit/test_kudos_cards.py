@@ -1,0 +1,502 @@
+"""Kudos cards: PNG shape, determinism, text layout, pixel containment, unsafe text, the disk cache.
+
+The renderer is pure (Pillow + the shipped DejaVu fonts), so every test here renders real
+PNGs and inspects them with Pillow. The card's text column runs from x=430 to x=1140
+(``text_width`` 710 px); the message uses DejaVu Sans 30 px, the names DejaVu Sans Bold 64..36 px.
+
+Sample cards for people to look at are written to ``tests/artifacts/cards/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from services.recognition.kudos import cards
+from services.recognition.kudos.cards import (
+    ELLIPSIS,
+    PALETTES,
+    CardData,
+    CardStore,
+    font,
+    names_line,
+    render_card,
+    render_thumbnail,
+    wrap,
+)
+from services.recognition.kudos.domain import clean_text
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+GESTURES = ("thanks", "coffee", "lunch", "flowers", "high_five")
+TEXT_WIDTH = 1140 - 430  # render_card: left=430, right=WIDTH-60
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "cards"
+
+WORD = "Supercalifragilisticexpialidocious"
+LONG_NO_SPACES = (WORD * 15)[:500]  # one 500-character "word" made of a real word repeated
+LONG_SINGLE_WORD = "W" * 500  # one 500-character word of the widest Latin glyph
+LONG_WORDS_SPACED = ((WORD + " ") * 15)[:500].strip()  # long words that each fit on a line
+LONG_SENTENCES = (
+    "Thank you for stepping in on the Rotterdam renewal at the very last minute and for "
+    "staying late to rebuild the pricing model with the customer on the phone while the "
+    "rest of us were still working out who owned which part of the proposal and why the "
+    "numbers did not add up at all when we first looked at them together this morning"
+)
+LONG_NAME = "Maximiliana Rodríguez-Santiago"  # 30 characters
+TEN_NAMES = (
+    "Ana Lopez", "Bo Smith", "Cyrus Cooper", "Dee Nguyen", "Eli Jansen",
+    "Fay Wong", "Gus Peterson", "Hal Brown", "Ivy Martinez", "Jo King",
+)
+
+
+def make_card(**changes) -> CardData:
+    base = CardData(
+        giver_name="Priya Raman",
+        recipient_names=("Ana Lopez",),
+        message="Thanks for jumping on the Acme call and saving the renewal!",
+        values=("customer_first", "teamwork"),
+        gesture="thanks",
+        date="27 November 2026",
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def open_png(data: bytes) -> Image.Image:
+    assert data[:8] == PNG_SIGNATURE
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    assert image.format == "PNG"
+    return image
+
+
+# -- shape, determinism, digest -------------------------------------------------------------------
+
+def test_the_palettes_are_exactly_the_five_gestures():
+    assert sorted(PALETTES) == sorted(GESTURES)
+
+
+@pytest.mark.parametrize("gesture", GESTURES)
+def test_every_gesture_renders_a_1200x630_rgb_png_with_its_gradient(gesture):
+    image = open_png(render_card(make_card(gesture=gesture)))
+    assert image.size == (1200, 630)
+    assert image.mode == "RGB"
+    palette = PALETTES[gesture]
+    # The background is a vertical gradient from the palette's top to its bottom colour.
+    assert image.getpixel((1199, 0)) == palette.top
+    assert image.getpixel((1199, 629)) == palette.bottom
+
+
+@pytest.mark.parametrize("gesture", GESTURES)
+def test_every_gesture_thumbnail_is_400x210_rgb(gesture):
+    thumb = open_png(render_thumbnail(render_card(make_card(gesture=gesture))))
+    assert thumb.size == (400, 210)
+    assert thumb.mode == "RGB"
+
+
+def test_the_gestures_look_different_from_each_other():
+    rendered = {g: render_card(make_card(gesture=g)) for g in GESTURES}
+    assert len(set(rendered.values())) == len(GESTURES)
+
+
+def test_an_unknown_gesture_draws_the_thanks_card():
+    assert render_card(make_card(gesture="hug")) == render_card(make_card(gesture="thanks"))
+
+
+def test_the_same_card_gives_the_same_bytes_even_with_cold_caches():
+    card = make_card(message=LONG_SENTENCES, recipient_names=TEN_NAMES)
+    first = render_card(card)
+    second = render_card(card)
+    cards._gradient.cache_clear()
+    cards._art_cached.cache_clear()
+    third = render_card(card)
+    assert first == second == third
+    thumb = render_thumbnail(first)
+    assert render_thumbnail(third) == thumb
+
+
+def test_a_different_message_gives_different_bytes():
+    a = render_card(make_card(message="Thanks for the help!"))
+    b = render_card(make_card(message="Thanks for the help?"))
+    assert a != b
+    assert render_thumbnail(a) != render_thumbnail(b)
+
+
+def test_digest_is_stable_and_twenty_hex_characters():
+    card = make_card()
+    digest = card.digest()
+    assert digest == make_card().digest()
+    assert len(digest) == 20
+    assert int(digest, 16) >= 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"giver_name": "Priya R."},
+        {"recipient_names": ("Ana Lopez", "Bo Smith")},
+        {"recipient_names": ("Ana  Lopez",)},
+        {"message": "Thanks for jumping on the Acme call and saving the renewal."},
+        {"values": ("customer_first",)},
+        {"values": ("teamwork", "customer_first")},
+        {"values": ()},
+        {"gesture": "coffee"},
+        {"date": "28 November 2026"},
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_digest_changes_when_any_field_changes(change):
+    assert make_card(**change).digest() != make_card().digest()
+
+
+def test_digest_depends_on_the_order_of_recipients():
+    a = make_card(recipient_names=("Ana", "Bo"))
+    b = make_card(recipient_names=("Bo", "Ana"))
+    assert a.digest() != b.digest()
+
+
+# -- text layout: wrap ----------------------------------------------------------------------------
+
+MESSAGE_FONT = font(30)
+
+
+@pytest.mark.parametrize("max_lines", [6, 5])
+@pytest.mark.parametrize(
+    "message",
+    [LONG_NO_SPACES, LONG_SINGLE_WORD, LONG_WORDS_SPACED, LONG_SENTENCES, "x" * 500],
+    ids=["repeated-no-spaces", "single-W-word", "long-words-spaced", "sentences", "single-x-word"],
+)
+def test_wrap_keeps_every_line_inside_the_width_and_the_line_limit(message, max_lines):
+    lines = wrap(message, MESSAGE_FONT, TEXT_WIDTH, max_lines)
+    assert len(lines) == max_lines  # all of these are far longer than the space available
+    for line in lines:
+        assert line, "no empty line in the middle of a single paragraph"
+        assert MESSAGE_FONT.getlength(line) <= TEXT_WIDTH, line
+    assert lines[-1].endswith(ELLIPSIS)
+    assert sum(line.count(ELLIPSIS) for line in lines) == 1
+
+
+@pytest.mark.parametrize("message", [LONG_NO_SPACES, LONG_SINGLE_WORD, "x" * 500])
+def test_wrap_cuts_an_unbreakable_word_into_consecutive_pieces(message):
+    lines = wrap(message, MESSAGE_FONT, TEXT_WIDTH, 6)
+    shown = "".join(lines)[: -len(ELLIPSIS)]
+    assert message.startswith(shown)  # nothing dropped or repeated before the ellipsis
+    assert len(shown) >= 120  # the lines are used, not left nearly empty (W: 23 a line)
+    used = 0
+    for line in lines[:-1]:
+        # Each piece is as long as fits: one more character would overflow.
+        used += len(line)
+        assert MESSAGE_FONT.getlength(line + message[used]) > TEXT_WIDTH
+
+
+@pytest.mark.parametrize("message", [LONG_WORDS_SPACED, LONG_SENTENCES])
+def test_wrap_trims_at_a_word_boundary_when_the_text_has_spaces(message):
+    words = message.split()
+    lines = wrap(message, MESSAGE_FONT, TEXT_WIDTH, 6)
+    last = lines[-1]
+    assert last.endswith(ELLIPSIS)
+    assert not last[: -len(ELLIPSIS)].endswith(" ")
+    shown = " ".join(lines)[: -len(ELLIPSIS)].split()
+    # Whole words only, in order, and some were left out.
+    assert shown == words[: len(shown)]
+    assert 0 < len(shown) < len(words)
+
+
+def test_wrap_long_spaced_words_one_per_line():
+    lines = wrap(LONG_WORDS_SPACED, MESSAGE_FONT, TEXT_WIDTH, 6)
+    assert lines == [WORD] * 5 + [WORD + ELLIPSIS]
+
+
+def test_wrap_leaves_short_text_alone_and_keeps_paragraphs():
+    assert wrap("Thanks for the help!", MESSAGE_FONT, TEXT_WIDTH, 6) == ["Thanks for the help!"]
+    assert wrap("Line one\nLine two", MESSAGE_FONT, TEXT_WIDTH, 6) == ["Line one", "Line two"]
+    assert wrap("  spaced   out  ", MESSAGE_FONT, TEXT_WIDTH, 6) == ["spaced out"]
+    assert wrap("", MESSAGE_FONT, TEXT_WIDTH, 6) == []
+
+
+def test_wrap_trims_after_blank_lines_with_an_ellipsis():
+    assert wrap("a\n\n\n\n\nb\nc", MESSAGE_FONT, TEXT_WIDTH, 6) == ["a", "", "", "", "", "b" + ELLIPSIS]
+
+
+def test_wrap_never_drops_text_without_an_ellipsis():
+    lines = wrap("a\n\n\n\n\n\n\nb", MESSAGE_FONT, TEXT_WIDTH, 6)
+    assert "b" in "".join(lines) or lines[-1].endswith(ELLIPSIS)
+
+
+# -- text layout: names_line ----------------------------------------------------------------------
+
+NAMES_FONT = font(36, bold=True)
+
+
+def test_names_line_joins_short_lists():
+    assert names_line(("Ana",), NAMES_FONT, 700) == "Ana"
+    assert names_line(("Ana", "Bo"), NAMES_FONT, 700) == "Ana & Bo"
+    assert names_line(("Ana", "Bo", "Cy"), NAMES_FONT, 700) == "Ana, Bo & Cy"
+    assert names_line((" Ana ", "  ", "Bo"), NAMES_FONT, 700) == "Ana & Bo"
+    assert names_line(("  ",), NAMES_FONT, 700) == "you"
+    assert names_line((), NAMES_FONT, 700) == "you"
+
+
+def test_names_line_counts_the_others_when_names_do_not_fit():
+    names = ("Ana", "Bo", "Cy", "Di", "Ed", "Flo", "Gus")
+    line = names_line(names, NAMES_FONT, 400)
+    assert line == "Ana, Bo & 5 others"
+    assert NAMES_FONT.getlength(line) <= 400
+    narrow = NAMES_FONT.getlength("Ana & 1 other")
+    assert names_line(("Ana", "Bartholomew"), NAMES_FONT, narrow) == "Ana & 1 other"
+
+
+def test_names_line_ten_recipients_on_the_card():
+    line = names_line(TEN_NAMES, NAMES_FONT, TEXT_WIDTH)
+    assert line == "Ana Lopez, Bo Smith & 8 others"
+    assert NAMES_FONT.getlength(line) <= TEXT_WIDTH
+
+
+@pytest.mark.parametrize("size", [64, 56, 48, 42, 36])
+@pytest.mark.parametrize(
+    "names",
+    [(LONG_NAME,), (LONG_NAME,) + TEN_NAMES[:9], TEN_NAMES, ("W" * 30,), ("W" * 30,) * 10],
+    ids=["one-long", "long-plus-nine", "ten", "one-W30", "ten-W30"],
+)
+def test_names_line_always_fits(names, size):
+    f = font(size, bold=True)
+    line = names_line(names, f, TEXT_WIDTH)
+    assert line
+    assert f.getlength(line) <= TEXT_WIDTH
+
+
+def test_names_line_keeps_the_count_when_the_first_name_is_long():
+    line = names_line((LONG_NAME,) + TEN_NAMES[:9], NAMES_FONT, TEXT_WIDTH)
+    assert "9 others" in line
+    assert NAMES_FONT.getlength(line) <= TEXT_WIDTH
+
+
+# -- pixels: nothing bleeds off the right edge ----------------------------------------------------
+
+def _nonuniform_rows(image: Image.Image, x0: int, x1: int, y0: int, y1: int) -> list[int]:
+    """Rows in [y0, y1) whose pixels in [x0, x1) are not all the same colour (tolerance 0)."""
+    band = image.crop((x0, y0, x1, y1))
+    raw = band.tobytes()
+    width = (x1 - x0) * 3
+    rows = []
+    for i in range(y1 - y0):
+        row = raw[i * width:(i + 1) * width]
+        if row != row[:3] * (x1 - x0):
+            rows.append(y0 + i)
+    return rows
+
+
+@pytest.mark.parametrize(
+    "message",
+    [LONG_NO_SPACES, LONG_SINGLE_WORD, LONG_WORDS_SPACED, LONG_SENTENCES],
+    ids=["repeated-no-spaces", "single-W-word", "long-words-spaced", "sentences"],
+)
+@pytest.mark.parametrize("values", [(), ("customer_first", "teamwork")], ids=["no-values", "values"])
+def test_long_text_does_not_bleed_into_the_right_margin(message, values):
+    card = make_card(
+        message=message,
+        recipient_names=(LONG_NAME,) + TEN_NAMES[:9],
+        giver_name="Bartholomew Featherstonehaugh-Wolfeschlegel",
+        values=values,
+    )
+    image = open_png(render_card(card))
+    assert _nonuniform_rows(image, 1160, 1200, 80, 460) == []
+
+
+def test_the_margin_check_sees_text_that_reaches_the_edge_of_the_column():
+    # Control for the test above: the wide message does fill the column up to x~1140, so an
+    # overflow of even a few pixels past 1160 would show up as a non-uniform row.
+    image = open_png(render_card(make_card(message=LONG_SINGLE_WORD, recipient_names=("W" * 30,))))
+    assert len(_nonuniform_rows(image, 1100, 1141, 205, 460)) > 50  # the message lines
+    assert len(_nonuniform_rows(image, 1050, 1141, 100, 160)) > 10  # the names line ("WWW…", 671 px)
+    # And the background alone is uniform per row in the band.
+    gradient = cards._gradient(PALETTES["thanks"])
+    assert _nonuniform_rows(gradient, 1100, 1200, 0, 630) == []
+
+
+# -- safety: unsafe and unusual characters -------------------------------------------------------
+
+NASTY = (
+    "Hi\x00 there \x07\x1b[31m red \u202eevil\u202c \u200f\u200e\u200b\u200c\u200d\ufeff "
+    "\u2066iso\u2069 \u061c emoji 🎉👍🏽👨\u200d👩\u200d👧 flags 🇳🇱 \t tab \r\n crlf \x85 nel \u2028 ls \u2029 ps"
+)
+NASTY_NAME = "\u202eAna\u202c \x00Lo\x07pez 🎉\u200f\u200b"
+
+
+def test_clean_text_removes_the_unsafe_characters_used_here():
+    cleaned = clean_text(NASTY)
+    for ch in "\x00\x07\x1b\u202e\u202c\u200f\u200e\u2066\u2069\r\t\x85":
+        assert ch not in cleaned
+    assert "🎉" in cleaned and "\n" in cleaned
+
+
+@pytest.mark.parametrize("gesture", GESTURES)
+def test_unsafe_text_straight_into_the_renderer_still_renders(gesture):
+    card = make_card(
+        gesture=gesture,
+        message=NASTY,
+        recipient_names=(NASTY_NAME, "\x00", "🎉🎉🎉", "\u202e\u202e\u202e", "עדי כהן", "李小龙"),
+        giver_name=NASTY_NAME,
+        values=("team\x00work", "\u202eowner"),
+    )
+    image = open_png(render_card(card))
+    assert image.size == (1200, 630) and image.mode == "RGB"
+    assert open_png(render_thumbnail(render_card(card))).size == (400, 210)
+
+
+def test_cleaned_unsafe_text_renders():
+    card = make_card(
+        message=clean_text(NASTY),
+        recipient_names=(clean_text(NASTY_NAME), clean_text("\x00\u202e")),
+        giver_name=clean_text(NASTY_NAME),
+    )
+    image = open_png(render_card(card))
+    assert image.size == (1200, 630)
+
+
+def test_a_message_of_only_invisible_characters_renders():
+    image = open_png(render_card(make_card(message="\u202e\u200b\x00\ufeff", recipient_names=("\u200b",))))
+    assert image.size == (1200, 630)
+
+
+@pytest.mark.parametrize("name", ["Ana\nLopez", "Ana\rLopez", "Ana\u2029Lopez"], ids=["LF", "CR", "PS"])
+def test_a_line_break_in_a_recipient_name_still_renders(name):
+    image = open_png(render_card(make_card(recipient_names=(name,))))
+    assert image.size == (1200, 630)
+
+
+def test_a_cleaned_giver_name_with_a_newline_still_renders():
+    image = open_png(render_card(make_card(giver_name=clean_text("Priya\nRaman"))))
+    assert image.size == (1200, 630)
+
+
+# -- CardStore --------------------------------------------------------------------------------------
+
+def _raise_after_first(monkeypatch, name: str) -> list[int]:
+    real = getattr(cards, name)
+    calls: list[int] = []
+
+    def once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise AssertionError(f"{name} called again: the cache was not used")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cards, name, once)
+    return calls
+
+
+def test_card_store_renders_once_then_serves_from_disk(tmp_path, monkeypatch):
+    folder = tmp_path / "cards"  # does not exist yet
+    store = CardStore(folder)
+    card = make_card(message=LONG_SENTENCES)
+    digest = card.digest()
+    calls = _raise_after_first(monkeypatch, "render_card")
+
+    data, etag = store.get("k_123", card)
+    assert calls == [1]
+    assert etag == f'"{digest}"'
+    assert sorted(p.name for p in folder.iterdir()) == [f"k_123-{digest}.png"]
+    assert (folder / f"k_123-{digest}.png").read_bytes() == data
+    assert open_png(data).size == (1200, 630)
+
+    again, etag2 = store.get("k_123", card)
+    assert calls == [1]
+    assert again == data and etag2 == etag
+
+    # A fresh store on the same folder (a restarted process) also reads the file.
+    assert CardStore(folder).get("k_123", card) == (data, etag)
+    assert calls == [1]
+    monkeypatch.undo()
+    assert data == render_card(card)
+
+
+def test_card_store_thumbnail_uses_the_cached_full_card(tmp_path, monkeypatch):
+    store = CardStore(tmp_path)
+    card = make_card(gesture="coffee")
+    digest = card.digest()
+    full, full_etag = store.get("k_1", card)
+
+    calls = _raise_after_first(monkeypatch, "render_card")
+    calls.append(1)  # any render_card call from now on raises
+    thumb, thumb_etag = store.get("k_1", card, thumbnail=True)
+    assert thumb_etag == f'"{digest}-t"'
+    assert thumb_etag != full_etag
+    assert open_png(thumb).size == (400, 210)
+    assert thumb == render_thumbnail(full)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"k_1-{digest}.png", f"k_1-{digest}.thumb.png"]
+
+    thumb_calls = _raise_after_first(monkeypatch, "render_thumbnail")
+    thumb_calls.append(1)
+    assert store.get("k_1", card, thumbnail=True) == (thumb, thumb_etag)
+    assert store.get("k_1", card) == (full, full_etag)
+
+
+def test_card_store_thumbnail_first_renders_and_stores_both(tmp_path, monkeypatch):
+    store = CardStore(tmp_path)
+    card = make_card(gesture="lunch")
+    digest = card.digest()
+    calls = _raise_after_first(monkeypatch, "render_card")
+    thumb, etag = store.get("k_2", card, thumbnail=True)
+    assert calls == [1]
+    assert etag == f'"{digest}-t"'
+    assert open_png(thumb).size == (400, 210)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"k_2-{digest}.png", f"k_2-{digest}.thumb.png"]
+    full, full_etag = store.get("k_2", card)
+    assert calls == [1]
+    assert full_etag == f'"{digest}"' and open_png(full).size == (1200, 630)
+
+
+def test_card_store_renders_again_when_the_content_changes(tmp_path, monkeypatch):
+    store = CardStore(tmp_path)
+    calls: list[CardData] = []
+    real = cards.render_card
+
+    def counting(card):
+        calls.append(card)
+        return real(card)
+
+    monkeypatch.setattr(cards, "render_card", counting)
+    a, etag_a = store.get("k_3", make_card())
+    b, etag_b = store.get("k_3", make_card(message="A different message"))
+    assert len(calls) == 2
+    assert a != b and etag_a != etag_b
+    assert len(list(tmp_path.glob("k_3-*.png"))) == 2
+    assert list(tmp_path.glob("*.tmp")) == []
+
+
+# -- sample cards for people to look at -----------------------------------------------------------
+
+def test_write_sample_cards_for_review():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    samples = {
+        f"gesture-{g}": make_card(
+            gesture=g,
+            recipient_names=("Ana Lopez", "Bo Smith"),
+            message="Thanks for jumping on the Acme call at 8 in the morning and saving the renewal. "
+            "The customer said it was the best support call they have had all year!",
+        )
+        for g in GESTURES
+    }
+    samples["long-message"] = make_card(
+        gesture="flowers", message=LONG_SENTENCES + " " + LONG_SENTENCES, recipient_names=(LONG_NAME,),
+        giver_name="Bartholomew Featherstonehaugh-Wolfeschlegel",
+    )
+    samples["long-unbroken-word"] = make_card(gesture="coffee", message=LONG_NO_SPACES, recipient_names=(LONG_NAME,))
+    samples["many-recipients"] = make_card(
+        gesture="high_five", recipient_names=TEN_NAMES,
+        values=("customer_first", "teamwork", "ownership", "bias_for_action", "keep_it_simple"),
+    )
+    samples["long-name-many-recipients"] = make_card(
+        gesture="lunch", recipient_names=(LONG_NAME,) + TEN_NAMES[:9], message=LONG_WORDS_SPACED,
+    )
+    samples["unsafe-text"] = make_card(message=NASTY, recipient_names=(NASTY_NAME, "李小龙"), giver_name=NASTY_NAME)
+    for name, card in samples.items():
+        data = render_card(card)
+        (ARTIFACTS / f"{name}.png").write_bytes(data)
+        (ARTIFACTS / f"{name}.thumb.png").write_bytes(render_thumbnail(data))
+    for name in samples:
+        assert open_png((ARTIFACTS / f"{name}.png").read_bytes()).size == (1200, 630)
+        assert open_png((ARTIFACTS / f"{name}.thumb.png").read_bytes()).size == (400, 210)
