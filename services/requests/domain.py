@@ -95,10 +95,11 @@ def clean_person_input(raw: dict[str, Any]) -> dict[str, Any]:
         raise BadInput("invalid_active", "active must be true or false", field="active")
     return {
         "email": email,
-        "name": _text(raw, "name", required=True, limit=LIMITS["name"]),
+        # Names and titles are shown on one line everywhere (cards, screens): no line breaks.
+        "name": " ".join(_text(raw, "name", required=True, limit=LIMITS["name"]).split()),
         "role": role,
         "department": department,
-        "title": _text(raw, "title", limit=LIMITS["title_person"]) or None,
+        "title": " ".join(_text(raw, "title", limit=LIMITS["title_person"]).split()) or None,
         "manager_id": _text(raw, "manager_id", limit=64) or None,
         "active": active,
     }
