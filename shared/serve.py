@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, TypeVar
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 from shared.config import ConfigError, Settings, load_settings
@@ -50,16 +51,45 @@ def serve(
     if on_start is not None:
         on_start(runtime)
     runtime.start_background()
-    server = create_server(runtime.app, host="127.0.0.1", port=port_of(settings),
-                           threads=getattr(settings, "http_threads", threads), ident=service)
-    thread = threading.Thread(target=server.run, name="http", daemon=True)
-    thread.start()
+    http = HttpServer(runtime.app, port_of(settings), threads=getattr(settings, "http_threads", threads), ident=service)
+    http.start()
     log.info("service started", extra={"port": port_of(settings)})
     shutdown.wait()
     log.info("stopping")
-    server.close()
+    http.stop()
     runtime.stop()
     log.info("stopped")
+
+
+class HttpServer:
+    """A threaded WSGI server (waitress) on loopback, run in a thread, stoppable from another."""
+
+    def __init__(self, app, port: int, threads: int = 8, ident: str = "insidetrack", host: str = "127.0.0.1"):
+        self.server = create_server(app, host=host, port=port, threads=threads, ident=ident)
+        self.port = self.server.effective_port
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="http", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except (OSError, ValueError):
+            # Closing the sockets under waitress's select() loop ends it this way; expected
+            # only while stopping.
+            if not self._stopping.is_set():
+                raise
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stopping.set()
+        self.server.close()  # the listening socket
+        wasyncore.close_all(self.server._map)  # open keep-alive connections end the loop
+        self.server.task_dispatcher.shutdown(timeout=timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
 
 
 class Periodic:

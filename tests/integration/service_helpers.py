@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import socket
-import threading
 from contextlib import contextmanager
 
 import requests as http
-from waitress.server import create_server
 
 from shared.auth import internal_headers
+from shared.serve import HttpServer
 
 
 def free_port() -> int:
@@ -20,16 +19,13 @@ def free_port() -> int:
 
 @contextmanager
 def serving(app):
-    """Serve ``app`` with waitress on a free port; yield its base URL."""
-    port = free_port()
-    server = create_server(app, host="127.0.0.1", port=port, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    """Serve ``app`` the way a service process does, on a free port; yield its base URL."""
+    server = HttpServer(app, free_port(), threads=4)
+    server.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{server.port}"
     finally:
-        server.close()
-        thread.join(5)
+        server.stop()
 
 
 class Client:
