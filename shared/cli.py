@@ -5,6 +5,7 @@
     insidetrack infra provision|up|down|status   (provision: download and build, no start)
     insidetrack import-people FILE.csv            import people as the admin; bad rows by line
     insidetrack events tail TOPIC [--from-beginning] [--dlq] [-n N]
+    insidetrack rebuild-points                    re-score history with the current rules file
 """
 
 from __future__ import annotations
@@ -132,6 +133,29 @@ def cmd_import_people(args, settings: Settings) -> int:
         runtime.stop()
 
 
+def cmd_rebuild_points(args, settings: Settings) -> int:
+    """Re-score all history with the current rules file, into fresh collections, then swap."""
+    from services.recognition.directory import Directory, DirectoryPersonDoc
+    from services.recognition.points.config import PointsSettings
+    from services.recognition.points.rebuild import rebuild
+    from services.recognition.points.rules import load_rules
+    from shared.db import connect
+    from shared.infra.process import port_open
+
+    ps = load_settings(PointsSettings)
+    if port_open(ps.points_port):
+        print(f"insidetrack: the points process is running (port {ps.points_port}); stop it first "
+              "(Ctrl-C `make up`, then `insidetrack infra up`), rebuild, then start again.", file=sys.stderr)
+        return 1
+    rules = load_rules(ps.rules_file)
+    db = connect(ps, "points")
+    DirectoryPersonDoc.ensure_indexes()
+    report = rebuild(ps, db, rules, Directory())
+    print(f"re-scored {report.events} events into {report.awards} awards in {report.seconds}s "
+          f"({report.skipped} invalid messages skipped) with {ps.rules_file}")
+    return 0
+
+
 def cmd_events(args, settings: Settings) -> int:
     """Print the events of a topic as they arrive (Ctrl-C stops)."""
     from shared.bus.tail import tail_topic
@@ -153,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import-people", help="import people from a CSV file (email,name,role,department,title,manager_email,active)")
     imp.add_argument("file")
     imp.set_defaults(func=cmd_import_people)
+    sub.add_parser("rebuild-points", help="re-score all history with the current rules (points process stopped)").set_defaults(func=cmd_rebuild_points)
     events = sub.add_parser("events", help="watch events on a topic")
     events.add_argument("action", choices=["tail"])
     events.add_argument("topic", choices=sorted(TOPICS))

@@ -47,7 +47,11 @@ def serve(
         sys.exit(2)
     configure_logging(service, settings.log_level, settings.log_format)
     shutdown = Shutdown().install()
-    runtime = build(settings)
+    try:
+        runtime = build(settings)
+    except ConfigError as exc:  # e.g. a rules file the service cannot use
+        print(f"{service}: {exc}", file=sys.stderr)
+        sys.exit(2)
     if on_start is not None:
         on_start(runtime)
     runtime.start_background()

@@ -37,6 +37,7 @@ class ServiceSpec:
 SERVICES = (
     ServiceSpec("requests", "services.requests", "requests_port"),
     ServiceSpec("kudos", "services.recognition.kudos", "kudos_port"),
+    ServiceSpec("points", "services.recognition.points", "points_port"),
 )
 
 

@@ -56,6 +56,7 @@ class ConsumerRunner:
         producer: EventProducer,
         from_beginning: bool = True,
         max_poll_records: int = 200,
+        with_position: bool = False,
     ):
         self.settings = settings
         # No group: read every partition (from the start if from_beginning) on every start,
@@ -66,6 +67,9 @@ class ConsumerRunner:
         self.producer = producer
         self.from_beginning = from_beginning
         self.max_poll_records = max_poll_records
+        # The handler also gets (partition, offset): for handlers whose idempotence rests on
+        # the order of one partition (the points applier).
+        self.with_position = with_position
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: KafkaConsumer | None = None
@@ -101,12 +105,17 @@ class ConsumerRunner:
             # A member that died is noticed within seconds, so its partitions move on quickly.
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
+            # New partitions (a topic grown for more consumers) are noticed within 30 s.
+            metadata_max_age_ms=30_000,
         )
         self._consumer = consumer
+        partitions = self._wait_for_topics(consumer)
         if self.group:
+            # Only once the client knows the topics' partitions: a group joined before that
+            # would be assigned nothing until the next metadata refresh.
             consumer.subscribe(self.topics)
         else:
-            self._assign_all(consumer)
+            self._assign_all(consumer, partitions)
         log.info("consumer started", extra={"group": self.group, "topics": self.topics})
         try:
             while not self._stopping.is_set():
@@ -131,7 +140,7 @@ class ConsumerRunner:
                 extra={"group": self.group, "processed": self.processed, "dead_lettered": self.dead_lettered},
             )
 
-    def _assign_all(self, consumer: KafkaConsumer) -> None:
+    def _wait_for_topics(self, consumer: KafkaConsumer) -> list[TopicPartition]:
         partitions = []
         for topic in self.topics:
             while not self._stopping.is_set():
@@ -139,7 +148,11 @@ class ConsumerRunner:
                 if found:
                     partitions.extend(TopicPartition(topic, p) for p in sorted(found))
                     break
-                self._stopping.wait(0.5)  # the topic is not there yet (Kafka starting)
+                log.info("waiting for topic", extra={"topic": topic})
+                self._stopping.wait(0.5)  # not there yet (Kafka starting, topics being created)
+        return partitions
+
+    def _assign_all(self, consumer: KafkaConsumer, partitions: list[TopicPartition]) -> None:
         consumer.assign(partitions)
         if self.from_beginning:
             consumer.seek_to_beginning(*partitions)
@@ -185,7 +198,10 @@ class ConsumerRunner:
         while True:
             attempt += 1
             try:
-                self.handler(envelope, payload)
+                if self.with_position:
+                    self.handler(envelope, payload, (message.partition, message.offset))
+                else:
+                    self.handler(envelope, payload)
                 self.processed += 1
                 self.dependency_down = None
                 return True

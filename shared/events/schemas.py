@@ -211,13 +211,23 @@ class KudosAddedOn(EventSchema):
 
 @event_type("points.awarded", topic="points")
 class PointsAwarded(EventSchema):
+    """One award to one person by one rule for one source event (the ledger entry to be).
+
+    ``entry_id`` is deterministic (source event, rule, person), so a replay awards nothing new.
+    ``capped`` awards carry 0 points and say why in ``reason``. Zero-point awards feed badges.
+    """
+
     entry_id: Id
     person_id: Id
-    points: int
+    points: int = Field(ge=0)
     rule: str
+    reason: str
     source_event_id: Id
     source_event_type: str
     capped: bool = False
+    badges: list[str] = []
+    resets: list[str] = []
+    counterparts: list[Id] = []
     at: datetime
 
 
@@ -225,6 +235,7 @@ class PointsAwarded(EventSchema):
 class BadgeAwarded(EventSchema):
     person_id: Id
     badge: str
+    name: str
     tier: str | None = None
     evidence_event_ids: list[Id]
     at: datetime

@@ -1,0 +1,47 @@
+"""Internal JSON API of the points process: leaderboards, summaries, ledger history, badges."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from services.recognition.points.queries import PointsQueries
+from shared.errors import Unauthorized
+
+points_api = Blueprint("points", __name__)
+
+
+def _queries() -> PointsQueries:
+    return current_app.extensions["points_queries"]
+
+
+@points_api.before_request
+def _known_actor():
+    queries = _queries()
+    if queries.directory.get(g.get("actor_id") or "") is None:
+        raise Unauthorized("unknown_actor", "the call does not say who is acting, or they are not in the directory")
+
+
+@points_api.get("/leaderboard")
+def leaderboard():
+    args = request.args
+    return jsonify(_queries().leaderboard(
+        period=args.get("period", "week"), scope=args.get("scope", "company"), department=args.get("department"),
+        role=args.get("role"), first=args.get("first", 10), after=args.get("after"), me=args.get("me") or g.get("actor_id"),
+    ))
+
+
+@points_api.get("/people/<person_id>/summary")
+def summary(person_id: str):
+    return jsonify(_queries().summary(person_id))
+
+
+@points_api.get("/people/<person_id>/ledger")
+def ledger(person_id: str):
+    args = request.args
+    return jsonify(_queries().history(person_id, first=args.get("first", 20), after=args.get("after"),
+                                      include_zero=args.get("include_zero") == "true"))
+
+
+@points_api.get("/badges")
+def badges():
+    return jsonify({"badges": _queries().badge_definitions()})

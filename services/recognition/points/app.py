@@ -1,0 +1,90 @@
+"""Wiring of the points process: rules, store, the two scoring stages, relay, queries, app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask
+
+from services.recognition.directory import Directory, DirectoryPersonDoc, directory_reader
+from services.recognition.points.api import points_api
+from services.recognition.points.config import PointsSettings
+from services.recognition.points.engine import Applier, Scorer, Store
+from services.recognition.points.queries import PointsQueries
+from services.recognition.points.rules import RuleSet, load_rules
+from shared.auth import require_internal_token
+from shared.bus.consumer import ConsumerRunner
+from shared.bus.kafka import EventProducer
+from shared.bus.outbox import OutboxRelay
+from shared.calendar import BusinessCalendar
+from shared.clock import Clock, SystemClock
+from shared.db import connect
+from shared.serve import ServiceRuntime
+from shared.web import create_service_app, dependency_checks
+
+SERVICE = "points"
+
+
+@dataclass
+class PointsRuntime(ServiceRuntime):
+    rules: RuleSet = None
+    store: Store = None
+    scorer: Scorer = None
+    applier: Applier = None
+    queries: PointsQueries = None
+    relay: OutboxRelay = None
+    directory_reader: ConsumerRunner = None
+    score_runner: ConsumerRunner = None
+    apply_runner: ConsumerRunner = None
+
+
+def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> PointsRuntime:
+    rules = load_rules(settings.rules_file)  # refuses a bad file with its line and reason
+    clock = clock or SystemClock()
+    calendar = BusinessCalendar.from_settings(settings)
+    db = connect(settings, SERVICE)
+    store = Store(db)
+    store.ensure_indexes()
+    DirectoryPersonDoc.ensure_indexes()
+    directory = Directory()
+    producer = EventProducer(settings, client_id=SERVICE)
+    relay = OutboxRelay(producer, [store.scored_events, store.badge_awards], poll_ms=settings.outbox_poll_ms)
+    scorer = Scorer(store, rules, calendar, directory, clock)
+    applier = Applier(store, rules, calendar, directory, clock, notify=relay.notify)
+    queries = PointsQueries(store, rules, calendar, directory, clock)
+
+    def on_person(envelope, data) -> None:
+        directory.apply(envelope, data)
+        person = directory.get(data.person_id)  # the newest copy, whatever order events came in
+        store.totals.update_many({"person_id": data.person_id},
+                                 {"$set": {"department": person.department, "role": person.role}})
+
+    def on_source_event(envelope, data) -> None:
+        if scorer.score(envelope):
+            relay.notify()
+
+    def on_award(envelope, award, position) -> None:
+        partition, offset = position
+        applier.apply(award, str(partition), offset)
+
+    people = directory_reader(settings, directory, producer)
+    people.handler = on_person
+    score_runner = ConsumerRunner(settings, group="points-score", topics=["requests", "kudos"],
+                                  handler=on_source_event, producer=producer)
+    apply_runner = ConsumerRunner(settings, group="points-apply", topics=["points"], handler=on_award,
+                                  producer=producer, with_position=True)
+
+    def directory_loaded() -> None:
+        if not people.caught_up.is_set():
+            raise RuntimeError("the directory copy is still loading from the people topic")
+
+    app = create_service_app(SERVICE, settings, {**dependency_checks(settings, db), "directory": directory_loaded})
+    require_internal_token(app, settings.internal_token)
+    app.extensions["points_queries"] = queries
+    app.register_blueprint(points_api)
+    return PointsRuntime(
+        settings=settings, app=app, producer=producer, workers=[relay, people, score_runner, apply_runner],
+        rules=rules, store=store, scorer=scorer, applier=applier, queries=queries, relay=relay,
+        directory_reader=people, score_runner=score_runner, apply_runner=apply_runner,
+    )
+

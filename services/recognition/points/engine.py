@@ -1,0 +1,355 @@
+"""The scoring engine: stage 1 turns source events into awards, stage 2 applies them.
+
+Stage 1, :class:`Scorer` (consumer group ``points-score`` on ``requests`` and ``kudos``):
+evaluates the rules file for an event, runs the stateful guards, and stores one
+``scored_events`` document per source event with its awards as ``points.awarded`` events in
+its outbox (one write). An event already scored is skipped, so replays award nothing new.
+
+Stage 2, :class:`Applier` (consumer group ``points-apply`` on ``points``, keyed by person):
+one person's awards arrive in one partition, in order, so stage 2 is sequential per person.
+It writes the ledger entry (its id is the award's deterministic id), adds the points to the
+person's totals for each period with ``$inc`` upserts, and advances badge progress. Each of
+those documents remembers the last (partition, offset) it applied, so a replayed message
+changes nothing, and a duplicate publish of the same award (another offset) is recognised by
+its ledger entry and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Callable
+
+from pymongo import UpdateOne
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from services.recognition.directory import Directory
+from services.recognition.points.rules import Badge, Rule, RuleSet
+from shared.bus.outbox import with_outbox
+from shared.calendar import BusinessCalendar, period_key
+from shared.clock import Clock, utc
+from shared.db import insert_once
+from shared.events import Envelope, build_event
+from shared.events.envelope import parse_time
+from shared.events.schemas import PointsAwarded
+
+log = logging.getLogger(__name__)
+SOURCE = "points"
+PERIODS = ("week", "month", "quarter", "all")
+RUSH_SHORT_NOTICE_HOURS = 24
+WEEKS_KEPT = 12
+
+
+class Store:
+    """The points collections; a rebuild uses the same shape under a name suffix."""
+
+    NAMES = ("scored_events", "request_facts", "guards", "submissions", "ledger", "totals",
+             "badge_progress", "badge_awards")
+    INDEXES = {
+        "scored_events": [[("outbox_pending", 1)]],
+        "submissions": [[("requester_id", 1), ("at", 1)]],
+        "ledger": [[("person_id", 1), ("at", -1), ("_id", -1)], [("source_event_id", 1)]],
+        "totals": [
+            [("key", 1), ("points", -1), ("person_id", 1)],
+            [("key", 1), ("department", 1), ("points", -1), ("person_id", 1)],
+            [("key", 1), ("role", 1), ("points", -1), ("person_id", 1)],
+            [("person_id", 1)],
+        ],
+        "badge_awards": [[("person_id", 1)], [("outbox_pending", 1)]],
+    }
+
+    def __init__(self, db: Database, suffix: str = ""):
+        self.db = db
+        self.suffix = suffix
+        for name in self.NAMES:
+            setattr(self, name, db[name + suffix])
+
+    def ensure_indexes(self) -> None:
+        for name, indexes in self.INDEXES.items():
+            for keys in indexes:
+                getattr(self, name).create_index(keys)
+
+    def drop(self) -> None:
+        for name in self.NAMES:
+            getattr(self, name).drop()
+
+
+def entry_id(source_event_id: str, rule_id: str, person_id: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"insidetrack:points:{source_event_id}:{rule_id}:{person_id}"))
+
+
+def event_time(envelope: Envelope) -> datetime:
+    """When it happened: the data's ``at`` if it has one, else the envelope time."""
+    at = envelope.data.get("at")
+    return parse_time(at) if isinstance(at, str) else envelope.time
+
+
+# -- stage 1 ------------------------------------------------------------------------------------
+
+@dataclass
+class Scorer:
+    store: Store
+    rules: RuleSet
+    calendar: BusinessCalendar
+    directory: Directory
+    clock: Clock
+    publish: bool = True  # False in a rebuild: history is re-scored, not re-announced
+
+    def score(self, envelope: Envelope) -> list[dict[str, Any]] | None:
+        """Score one source event; returns its awards, or None if it was scored before."""
+        if self.store.scored_events.find_one({"_id": envelope.id}, {"_id": 1}) is not None:
+            return None
+        data = envelope.data
+        at = event_time(envelope)
+        self._track_facts(envelope, at)
+        awards = []
+        for rule in self.rules.for_event(envelope.type, data):
+            for person in rule.awardees(data):
+                award = self._award(rule, person, envelope, at)
+                if award is not None:
+                    awards.append(award)
+        if envelope.type == "request.delivered":
+            awards.extend(self._waiting_thanks(data["request_id"], at))
+        doc = {"_id": envelope.id, "type": envelope.type, "at": at, "awards": awards}
+        events = [self._event(a) for a in awards] if self.publish else []
+        insert_once(self.store.scored_events, with_outbox(doc, events))
+        if envelope.type == "request.delivered":
+            self.store.request_facts.update_one({"_id": data["request_id"]}, {"$set": {"waiting_thanks": []}})
+        return awards
+
+    def _waiting_thanks(self, request_id: str, delivered_at: datetime) -> list[dict[str, Any]]:
+        """Kudos that thanked for this delivery but were read before it (topics are read in
+        parallel): award them now, exactly as if they had come after."""
+        facts = self.store.request_facts.find_one({"_id": request_id}) or {}
+        awards = []
+        for waiting in facts.get("waiting_thanks") or []:
+            kudos = Envelope.from_dict(waiting["event"])
+            rule = next((r for r in self.rules.rules if r.id == waiting["rule"]), None)
+            if rule is None or event_time(kudos) < delivered_at:
+                continue  # thanks given before the delivery do not count
+            award = self._award(rule, waiting["person"], kudos, event_time(kudos))
+            if award is not None:
+                awards.append(award)
+        return awards
+
+    def _event(self, award: dict[str, Any]) -> Envelope:
+        return build_event("points.awarded", award["person_id"], award, source=SOURCE, clock=self.clock, id=award["entry_id"])
+
+    def _track_facts(self, envelope: Envelope, at: datetime) -> None:
+        data = envelope.data
+        if envelope.type == "request.submitted":
+            self.store.request_facts.update_one(
+                {"_id": data["request_id"]}, {"$set": {"requester_id": data["requester_id"]}}, upsert=True
+            )
+            short = data.get("priority") == "rush" and float(data.get("notice_business_hours") or 0) < RUSH_SHORT_NOTICE_HOURS
+            insert_once(self.store.submissions, {
+                "_id": data["request_id"], "requester_id": data["requester_id"], "at": at, "rush_short_notice": short,
+            })
+        elif envelope.type == "request.delivered":
+            self.store.request_facts.update_one(
+                {"_id": data["request_id"]},
+                {"$set": {"requester_id": data["requester_id"], "delivered": True, "delivered_at": at,
+                          "assignee_ids": data.get("assignee_ids", [])}},
+                upsert=True,
+            )
+
+    def _award(self, rule: Rule, person: str, envelope: Envelope, at: datetime) -> dict[str, Any] | None:
+        data = envelope.data
+        eid = entry_id(envelope.id, rule.id, person)
+        month = period_key(self.calendar, "month", at)
+        points, capped, reason = rule.points, False, rule.reason
+
+        if rule.requires == "linked_request_delivered":
+            request_id = data.get("request_id")
+            if not isinstance(request_id, str):
+                return None
+            facts = self.store.request_facts.find_one({"_id": request_id}) or {}
+            if not facts.get("delivered"):
+                # Maybe the delivery is still on its way (another topic): wait for it there.
+                self.store.request_facts.update_one(
+                    {"_id": request_id},
+                    {"$addToSet": {"waiting_thanks": {"event": envelope.to_dict(), "rule": rule.id, "person": person}}},
+                    upsert=True,
+                )
+                return None
+            if facts.get("requester_id") != person or (facts.get("delivered_at") and at < utc(facts["delivered_at"])):
+                return None
+        if rule.once_per_key and not self._spaced(rule, person, str(data.get(rule.once_per_key)), eid, at):
+            return None
+        if rule.limit_per_month and not self._within(f"limit:{rule.id}:{person}:{month}", eid, "n", 1, rule.limit_per_month):
+            points, capped = 0, True
+            reason = f"{rule.reason} (capped: at most {rule.limit_per_month} a month)"
+        cap = self.rules.giver_to_receiver_monthly_points
+        giver = data.get(rule.giver) if rule.giver else None
+        if not capped and points > 0 and cap is not None and isinstance(giver, str):
+            if not self._within(f"giver:{giver}:{person}:{month}", eid, "points", points, cap):
+                points, capped = 0, True
+                reason = f"{rule.reason} (capped: at most {cap} points a month from one colleague)"
+
+        counterparts = [c for c in rule.counterparts(data) if c != person]
+        if rule.counterpart_role and counterparts:
+            people = self.directory.many(counterparts)
+            counterparts = [c for c in counterparts if c in people and people[c].role == rule.counterpart_role]
+        return {
+            "entry_id": eid, "person_id": person, "points": points, "rule": rule.id, "reason": reason,
+            "source_event_id": envelope.id, "source_event_type": envelope.type, "capped": capped,
+            "badges": list(rule.badges), "resets": list(rule.resets), "counterparts": counterparts, "at": at,
+        }
+
+    def _within(self, guard_id: str, eid: str, field: str, amount: int, limit: int) -> bool:
+        """Count ``amount`` against a limit once per award id; True if the award fits."""
+        try:
+            result = self.store.guards.update_one(
+                {"_id": guard_id, "ids": {"$ne": eid}, field: {"$lte": limit - amount}},
+                {"$push": {"ids": eid}, "$inc": {field: amount}},
+                upsert=True,
+            )
+            if result.modified_count == 1 or result.upserted_id is not None:
+                return True
+        except DuplicateKeyError:
+            pass  # the guard exists and the filter missed: over the limit, or counted already
+        doc = self.store.guards.find_one({"_id": guard_id}, {"ids": 1})
+        return bool(doc) and eid in (doc.get("ids") or [])
+
+    def _spaced(self, rule: Rule, person: str, key: str, eid: str, at: datetime) -> bool:
+        """At most one award per key per N business days (events of one key come in order)."""
+        guard_id = f"once:{rule.id}:{key}:{person}"
+        doc = self.store.guards.find_one({"_id": guard_id})
+        if doc and doc.get("last_award") == eid:
+            return True  # this very award, replayed
+        if doc and doc.get("last_at") is not None:
+            gap = self.calendar.business_hours_between(utc(doc["last_at"]), at)
+            if gap < rule.once_per_business_days * self.calendar.hours_per_day:
+                return False
+        self.store.guards.update_one({"_id": guard_id}, {"$set": {"last_at": at, "last_award": eid}}, upsert=True)
+        return True
+
+
+# -- stage 2 ------------------------------------------------------------------------------------
+
+def _not_applied(partition: str, offset: int) -> dict:
+    field = f"applied.{partition}"
+    return {"$or": [{field: {"$lt": offset}}, {field: {"$exists": False}}]}
+
+
+@dataclass
+class Applier:
+    store: Store
+    rules: RuleSet
+    calendar: BusinessCalendar
+    directory: Directory
+    clock: Clock
+    publish: bool = True
+    notify: Callable[[], None] = lambda: None
+
+    def apply(self, award: PointsAwarded, partition: str, offset: int) -> bool:
+        """Apply one award delivered at (partition, offset); False if it was a duplicate publish."""
+        tag = f"{partition}:{offset}"
+        at = utc(award.at)
+        entry = {
+            "_id": award.entry_id, "person_id": award.person_id, "points": award.points, "rule": award.rule,
+            "reason": award.reason, "capped": award.capped, "source_event_id": award.source_event_id,
+            "source_event_type": award.source_event_type, "at": at, "src": tag,
+        }
+        if not insert_once(self.store.ledger, entry):
+            existing = self.store.ledger.find_one({"_id": award.entry_id}, {"src": 1})
+            if existing and existing.get("src") != tag:
+                return False  # the same award published twice: the first delivery applies it
+        person = self.directory.get(award.person_id)
+        if award.points > 0:
+            self._add_to_totals(award, at, partition, offset, person)
+        if award.badges or award.resets:
+            self._advance_badges(award, at, partition, offset)
+            self._award_badges(award.person_id, at)
+        return True
+
+    def _add_to_totals(self, award: PointsAwarded, at: datetime, partition: str, offset: int, person) -> None:
+        ops = []
+        for period in PERIODS:
+            key = period_key(self.calendar, period, at)
+            ops.append(UpdateOne(
+                {"_id": f"{award.person_id}:{key}", **_not_applied(partition, offset)},
+                {"$inc": {"points": award.points},
+                 "$set": {"person_id": award.person_id, "key": key, f"applied.{partition}": offset,
+                          "department": person.department if person else None, "role": person.role if person else None}},
+                upsert=True,
+            ))
+        try:
+            self.store.totals.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            # A duplicate key means that totals document already has this offset: applied.
+            if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+                raise
+
+    def _advance_badges(self, award: PointsAwarded, at: datetime, partition: str, offset: int) -> None:
+        doc = self.store.badge_progress.find_one({"_id": award.person_id}) or {"badges": {}, "applied": {}}
+        if doc.get("applied", {}).get(partition, -1) >= offset:
+            return
+        badges = doc.get("badges") or {}
+        week = period_key(self.calendar, "week", at)
+        for bid in award.resets:
+            badges[bid] = {**badges.get(bid, {}), "count": 0, "evidence": []}
+        for bid in award.badges:
+            badge = self.rules.badges[bid]
+            state = badges.setdefault(bid, {"count": 0, "members": [], "weeks": [], "evidence": []})
+            keep = badge.tiers[-1][1]
+            if badge.kind in ("count", "streak"):
+                state["count"] = state.get("count", 0) + 1
+            elif badge.kind == "distinct":
+                members = state.setdefault("members", [])
+                members.extend(c for c in award.counterparts if c not in members and len(members) < keep)
+            elif badge.kind == "weekly_streak":
+                weeks = sorted(set(state.get("weeks", [])) | {week})
+                state["weeks"] = weeks[-WEEKS_KEPT:]
+            evidence = state.setdefault("evidence", [])
+            if len(evidence) < keep and award.source_event_id not in evidence:
+                evidence.append(award.source_event_id)
+        try:
+            self.store.badge_progress.update_one(
+                {"_id": award.person_id, **_not_applied(partition, offset)},
+                {"$set": {"badges": badges, f"applied.{partition}": offset}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            pass  # applied meanwhile by the other owner of this partition (a rebalance)
+
+    def _award_badges(self, person_id: str, at: datetime) -> None:
+        doc = self.store.badge_progress.find_one({"_id": person_id}) or {}
+        for bid, state in (doc.get("badges") or {}).items():
+            badge = self.rules.badges.get(bid)
+            if badge is None:
+                continue
+            for tier in badge.reached(badge_level(badge, state)):
+                award_id = f"{person_id}:{bid}:{tier or 'earned'}"
+                evidence = list(state.get("evidence") or [])
+                event = build_event("badge.awarded", person_id, {
+                    "person_id": person_id, "badge": bid, "name": badge.name, "tier": tier,
+                    "evidence_event_ids": evidence, "at": at,
+                }, source=SOURCE, clock=self.clock, id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"insidetrack:badge:{award_id}")))
+                doc = {"_id": award_id, "person_id": person_id, "badge": bid, "tier": tier, "evidence": evidence, "at": at}
+                if insert_once(self.store.badge_awards, with_outbox(doc, [event] if self.publish else [])):
+                    self.notify()
+
+
+def badge_level(badge: Badge, state: dict[str, Any]) -> int:
+    if badge.kind == "distinct":
+        return len(state.get("members") or [])
+    if badge.kind == "weekly_streak":
+        return consecutive_weeks(state.get("weeks") or [])
+    return int(state.get("count") or 0)
+
+
+def consecutive_weeks(keys: list[str]) -> int:
+    """Length of the run of consecutive ISO weeks ending at the latest one."""
+    mondays = sorted({date.fromisocalendar(int(k[:4]), int(k.split("-W")[1]), 1) for k in keys})
+    if not mondays:
+        return 0
+    run = 1
+    for earlier, later in zip(reversed(mondays[:-1]), reversed(mondays)):
+        if later - earlier != timedelta(days=7):
+            break
+        run += 1
+    return run

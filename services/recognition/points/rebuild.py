@@ -1,0 +1,122 @@
+"""Re-score all history: read the topics from the start into fresh collections, then swap.
+
+Used after a rules change (`insidetrack rebuild-points`). Source events from ``requests`` and
+``kudos`` are read from the beginning, put in time order, scored and applied in this process
+(awards are not re-published: history is re-scored, not re-announced), into collections named
+``<name>__rebuild``; then each replaces its live twin. Run it while the points process is
+stopped; when it starts again it carries on from where its consumer groups were, and every
+award it meets again is already in the rebuilt ledger, so nothing counts twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, TopicPartition
+from pymongo.database import Database
+from pymongo.errors import OperationFailure
+
+from services.recognition.directory import Directory
+from services.recognition.points.engine import Applier, Scorer, Store, event_time
+from services.recognition.points.rules import RuleSet
+from shared.calendar import BusinessCalendar
+from shared.clock import Clock, SystemClock
+from shared.config import Settings
+from shared.events import Envelope, InvalidEvent, decode
+from shared.events.schemas import PointsAwarded, PersonUpserted
+
+log = logging.getLogger(__name__)
+SUFFIX = "__rebuild"
+
+
+@dataclass
+class RebuildReport:
+    events: int
+    awards: int
+    skipped: int
+    seconds: float
+
+
+def read_topics(settings: Settings, topics: list[str], timeout: float = 120) -> tuple[list[tuple[Envelope, object]], int]:
+    """Every valid event now in ``topics`` (all partitions, from the start); and how many
+    messages were not valid events (they sit in the dead-letter topics already)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False, max_poll_records=2000)
+    try:
+        partitions = [TopicPartition(settings.topic(t), p) for t in topics
+                      for p in sorted(consumer.partitions_for_topic(settings.topic(t)) or [])]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        events, skipped = [], 0
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise TimeoutError("reading the topics took too long")
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    if record.offset >= ends[TopicPartition(record.topic, record.partition)]:
+                        continue
+                    try:
+                        events.append(decode(record.value))
+                    except InvalidEvent:
+                        skipped += 1
+        return events, skipped
+    finally:
+        consumer.close()
+
+
+def rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Directory,
+            clock: Clock | None = None) -> RebuildReport:
+    started = time.monotonic()
+    clock = clock or SystemClock()
+    calendar = BusinessCalendar.from_settings(settings)
+
+    people, _ = read_topics(settings, ["people"])
+    for envelope, data in people:
+        if isinstance(data, PersonUpserted):
+            directory.apply(envelope, data)
+
+    events, skipped = read_topics(settings, ["requests", "kudos"])
+    events.sort(key=lambda pair: (event_time(pair[0]), pair[0].time, pair[0].id))
+
+    store = Store(db, suffix=SUFFIX)
+    store.drop()
+    store.ensure_indexes()
+    scorer = Scorer(store, rules, calendar, directory, clock, publish=False)
+    applier = Applier(store, rules, calendar, directory, clock, publish=False)
+    seq = 0
+    seen: set[str] = set()
+    for envelope, _ in events:
+        if envelope.id in seen:
+            continue  # the same event published twice
+        seen.add(envelope.id)
+        for award in scorer.score(envelope) or []:
+            seq += 1
+            applier.apply(PointsAwarded.model_validate(award), "rebuild", seq)
+    swap(db, store)
+    report = RebuildReport(events=len(seen), awards=seq, skipped=skipped, seconds=round(time.monotonic() - started, 2))
+    log.info("points rebuilt", extra=report.__dict__)
+    return report
+
+
+def swap(db: Database, rebuilt: Store) -> None:
+    """Replace each live collection by its rebuilt twin."""
+    for name in Store.NAMES:
+        source = name + rebuilt.suffix
+        try:
+            db.client.admin.command("renameCollection", f"{db.name}.{source}", to=f"{db.name}.{name}", dropTarget=True)
+        except OperationFailure:
+            # No renameCollection on this server: copy instead.
+            db[name].drop()
+            batch = []
+            for doc in db[source].find():
+                batch.append(doc)
+                if len(batch) == 1000:
+                    db[name].insert_many(batch)
+                    batch = []
+            if batch:
+                db[name].insert_many(batch)
+            db[source].drop()
+    Store(db).ensure_indexes()

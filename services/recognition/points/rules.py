@@ -1,0 +1,356 @@
+"""The scoring rules file: load it, refuse it with the line and the reason, evaluate it.
+
+Pure logic: which rules match an event and who they award. Stateful guards (monthly limits,
+"once per N business days", "the linked request was delivered", the giver-to-receiver cap)
+are named here and carried out by the scorer, which has the state.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.config import ConfigError
+from shared.events import registered_types
+
+DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
+OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "in")
+BADGE_KINDS = ("count", "distinct", "streak", "weekly_streak")
+TIER_ORDER = ("bronze", "silver", "gold")
+GUARDS = ("linked_request_delivered",)
+ROLES = ("rep", "support", "manager", "admin")
+_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+class RulesError(ConfigError):
+    """The rules file is unusable; the message names the file, the line and the reason."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    op: str
+    value: Any
+
+    def holds(self, data: dict[str, Any]) -> bool:
+        if self.field not in data:
+            return False
+        actual = data[self.field]
+        if self.op == "eq":
+            return _same(actual, self.value)
+        if self.op == "ne":
+            return not _same(actual, self.value)
+        if self.op == "in":
+            return any(_same(actual, v) for v in self.value)
+        if actual is None or isinstance(actual, bool) != isinstance(self.value, bool):
+            return False
+        try:
+            return {"lt": actual < self.value, "lte": actual <= self.value,
+                    "gt": actual > self.value, "gte": actual >= self.value}[self.op]
+        except TypeError:
+            return False
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality where true is not 1 and false is not 0 (Python says they are)."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    on: str
+    to: str
+    points: int
+    reason: str
+    when: tuple[Condition, ...] = ()
+    badges: tuple[str, ...] = ()
+    resets: tuple[str, ...] = ()
+    counterpart: str | None = None
+    counterpart_role: str | None = None
+    giver: str | None = None
+    limit_per_month: int | None = None
+    once_per_key: str | None = None
+    once_per_business_days: float | None = None
+    requires: str | None = None
+    line: int = 0
+
+    def matches(self, event_type: str, data: dict[str, Any]) -> bool:
+        return event_type == self.on and all(c.holds(data) for c in self.when)
+
+    def awardees(self, data: dict[str, Any]) -> list[str]:
+        return _ids(data.get(self.to))
+
+    def counterparts(self, data: dict[str, Any]) -> list[str]:
+        return _ids(data.get(self.counterpart)) if self.counterpart else []
+
+
+@dataclass(frozen=True)
+class Badge:
+    id: str
+    name: str
+    description: str
+    kind: str
+    tiers: tuple[tuple[str | None, int], ...]  # ((tier, threshold), ...) ascending; tier None: single
+
+    def reached(self, level: int) -> list[str | None]:
+        return [tier for tier, threshold in self.tiers if level >= threshold]
+
+    def next_tier(self, level: int) -> tuple[str | None, int] | None:
+        for tier, threshold in self.tiers:
+            if level < threshold:
+                return tier, threshold
+        return None
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    badges: dict[str, Badge]
+    giver_to_receiver_monthly_points: int | None
+    source: str = ""
+    event_types: frozenset[str] = field(default_factory=frozenset)
+
+    def for_event(self, event_type: str, data: dict[str, Any]) -> list[Rule]:
+        return [r for r in self.rules if r.matches(event_type, data)]
+
+
+def _ids(value: Any) -> list[str]:
+    if isinstance(value, str) and value:
+        return [value]
+    if isinstance(value, list):
+        return [v for v in dict.fromkeys(value) if isinstance(v, str) and v]
+    return []
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+class _LineLoader(yaml.SafeLoader):
+    """Remembers the line of every mapping, so errors can point at it."""
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int):
+        super().__init__(key)
+        self.key, self.line = key, line
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = getattr(key_node, "value", None)
+        if isinstance(key, str):
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+    mapping = _Lined(loader.construct_mapping(node, deep=True))
+    mapping.line = node.start_mark.line + 1
+    mapping.lines = {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+    return mapping
+
+
+class _Lined(dict):
+    line = 0
+    lines: dict = {}
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# YAML 1.1 reads on/off/yes/no as booleans, which would turn the key "on:" into True. Only
+# true/false are booleans in this file.
+_LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_LineLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def load_rules(path: Path | str = DEFAULT_RULES) -> RuleSet:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read the rules file: {exc.strerror}") from None
+    return parse_rules(text, str(path))
+
+
+def parse_rules(text: str, source: str = "rules.yaml") -> RuleSet:
+    try:
+        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise RulesError(f"{source} line {exc.line}: {exc.key!r} is given twice") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise RulesError(f"{source}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return _Validator(source).ruleset(doc)
+
+
+class _Validator:
+    def __init__(self, source: str):
+        self.source = source
+        self.known_types = {spec.type: spec for spec in registered_types()}
+
+    def fail(self, node: Any, reason: str, key: str | None = None) -> None:
+        line = getattr(node, "lines", {}).get(key) if key else None
+        line = line or getattr(node, "line", 0)
+        raise RulesError(f"{self.source} line {line}: {reason}")
+
+    def ruleset(self, doc: Any) -> RuleSet:
+        if not isinstance(doc, dict):
+            raise RulesError(f"{self.source} line 1: expected a mapping with version, rules and badges")
+        if doc.get("version") != 1:
+            self.fail(doc, "version must be 1", "version")
+        unknown = set(doc) - {"version", "limits", "rules", "badges"}
+        if unknown:
+            self.fail(doc, f"unknown key(s): {', '.join(sorted(unknown))}", sorted(unknown)[0])
+        limits = doc.get("limits") or {}
+        if not isinstance(limits, dict):
+            self.fail(doc, "limits must be a mapping", "limits")
+        cap = limits.get("giver_to_receiver_monthly_points")
+        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 0):
+            self.fail(limits, "giver_to_receiver_monthly_points must be a whole number >= 0", "giver_to_receiver_monthly_points")
+        badges = self.badges(doc, doc.get("badges"))
+        rules = self.rules(doc, doc.get("rules"), badges)
+        return RuleSet(rules=tuple(rules), badges=badges, giver_to_receiver_monthly_points=cap, source=self.source,
+                       event_types=frozenset(r.on for r in rules))
+
+    def badges(self, doc: Any, raw: Any) -> dict[str, Badge]:
+        if not isinstance(raw, list):
+            self.fail(doc, "badges must be a list", "badges")
+        out: dict[str, Badge] = {}
+        for item in raw:
+            if not isinstance(item, dict):
+                self.fail(doc, "each badge must be a mapping", "badges")
+            bid = item.get("id")
+            if not isinstance(bid, str) or not _ID.fullmatch(bid):
+                self.fail(item, "badge id must be a lower-case slug", "id")
+            if bid in out:
+                self.fail(item, f"badge {bid!r} is defined twice", "id")
+            if not isinstance(item.get("kind"), str) or item["kind"] not in BADGE_KINDS:
+                self.fail(item, f"badge {bid!r}: kind must be one of {', '.join(BADGE_KINDS)}", "kind")
+            for key in ("name", "description"):
+                if not isinstance(item.get(key), str) or not item[key].strip():
+                    self.fail(item, f"badge {bid!r}: {key} is required", key)
+            if ("tiers" in item) == ("threshold" in item):
+                self.fail(item, f"badge {bid!r}: give either tiers (bronze/silver/gold) or one threshold")
+            if "threshold" in item:
+                tiers = ((None, self.positive(item, "threshold", bid)),)
+            else:
+                raw_tiers = item["tiers"]
+                if not isinstance(raw_tiers, dict) or not raw_tiers or set(raw_tiers) - set(TIER_ORDER):
+                    self.fail(item, f"badge {bid!r}: tiers are bronze, silver, gold with thresholds", "tiers")
+                tiers = tuple((t, self.positive(raw_tiers, t, bid)) for t in TIER_ORDER if t in raw_tiers)
+                if [n for _, n in tiers] != sorted({n for _, n in tiers}):
+                    self.fail(item, f"badge {bid!r}: tier thresholds must grow from bronze to gold", "tiers")
+            unknown = set(item) - {"id", "name", "description", "kind", "tiers", "threshold"}
+            if unknown:
+                self.fail(item, f"badge {bid!r}: unknown key(s) {', '.join(sorted(unknown))}", sorted(unknown)[0])
+            out[bid] = Badge(bid, item["name"].strip(), item["description"].strip(), item["kind"], tiers)
+        return out
+
+    def positive(self, node: dict, key: str, owner: str) -> int:
+        value = node.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            self.fail(node, f"{owner}: {key} must be a whole number >= 1", key)
+        return value
+
+    def rules(self, doc: Any, raw: Any, badges: dict[str, Badge]) -> list[Rule]:
+        if not isinstance(raw, list) or not raw:
+            self.fail(doc, "rules must be a non-empty list", "rules")
+        seen: set[str] = set()
+        out = []
+        allowed = {"id", "on", "when", "to", "points", "reason", "badges", "resets", "counterpart",
+                   "counterpart_role", "giver", "limit", "once_per", "requires"}
+        for item in raw:
+            if not isinstance(item, dict):
+                self.fail(doc, "each rule must be a mapping", "rules")
+            rid = item.get("id")
+            if not isinstance(rid, str) or not _ID.fullmatch(rid):
+                self.fail(item, "rule id must be a lower-case slug", "id")
+            if rid in seen:
+                self.fail(item, f"rule {rid!r} is defined twice", "id")
+            seen.add(rid)
+            unknown = set(item) - allowed
+            if unknown:
+                self.fail(item, f"rule {rid!r}: unknown key(s) {', '.join(sorted(unknown))}", sorted(unknown)[0])
+            on = item.get("on")
+            if not isinstance(on, str) or on not in self.known_types:
+                self.fail(item, f"rule {rid!r}: unknown event type {on!r}", "on")
+            fields = self.known_types[on].schema.model_fields
+            to = item.get("to")
+            if not isinstance(to, str) or to not in fields:
+                self.fail(item, f"rule {rid!r}: {on} has no field {to!r} to award", "to")
+            points = item.get("points")
+            if not isinstance(points, int) or isinstance(points, bool) or not 0 <= points <= 10_000:
+                self.fail(item, f"rule {rid!r}: points must be a whole number from 0 to 10000", "points")
+            reason = item.get("reason")
+            if not isinstance(reason, str) or not reason.strip():
+                self.fail(item, f"rule {rid!r}: a reason is required (it explains the ledger)", "reason")
+            when = self.conditions(item, rid, on, fields)
+            refs = {}
+            for key in ("badges", "resets"):
+                value = item.get(key, [])
+                if not isinstance(value, list) or any(not isinstance(b, str) or b not in badges for b in value):
+                    self.fail(item, f"rule {rid!r}: {key} must list known badge ids ({', '.join(badges)})", key)
+                refs[key] = tuple(value)
+            for bid in refs["resets"]:
+                if badges[bid].kind != "streak":
+                    self.fail(item, f"rule {rid!r}: only streak badges can be reset ({bid} is {badges[bid].kind})", "resets")
+            for bid in refs["badges"]:
+                if badges[bid].kind == "distinct" and not item.get("counterpart"):
+                    self.fail(item, f"rule {rid!r}: distinct badge {bid} needs a counterpart field", "badges")
+            for key in ("counterpart", "giver"):
+                if item.get(key) is not None and (not isinstance(item[key], str) or item[key] not in fields):
+                    self.fail(item, f"rule {rid!r}: {on} has no field {item[key]!r}", key)
+            role = item.get("counterpart_role")
+            if role is not None and (not isinstance(role, str) or role not in ROLES):
+                self.fail(item, f"rule {rid!r}: counterpart_role must be one of {', '.join(ROLES)}", "counterpart_role")
+            limit = item.get("limit")
+            per_month = None
+            if limit is not None:
+                if not isinstance(limit, dict) or set(limit) != {"per_month"}:
+                    self.fail(item, f"rule {rid!r}: limit takes per_month", "limit")
+                per_month = self.positive(limit, "per_month", f"rule {rid!r}")
+            once = item.get("once_per")
+            once_key = once_days = None
+            if once is not None:
+                if (not isinstance(once, dict) or set(once) != {"key", "business_days"}
+                        or not isinstance(once["key"], str) or once["key"] not in fields):
+                    self.fail(item, f"rule {rid!r}: once_per takes key (a field of {on}) and business_days", "once_per")
+                once_key = once["key"]
+                once_days = once["business_days"]
+                if not isinstance(once_days, (int, float)) or isinstance(once_days, bool) or once_days <= 0:
+                    self.fail(item, f"rule {rid!r}: once_per.business_days must be > 0", "once_per")
+            requires = item.get("requires")
+            if requires is not None and (not isinstance(requires, str) or requires not in GUARDS):
+                self.fail(item, f"rule {rid!r}: requires must be one of {', '.join(GUARDS)}", "requires")
+            out.append(Rule(
+                id=rid, on=on, to=to, points=points, reason=reason.strip(), when=when,
+                badges=refs["badges"], resets=refs["resets"], counterpart=item.get("counterpart"),
+                counterpart_role=role, giver=item.get("giver"), limit_per_month=per_month,
+                once_per_key=once_key, once_per_business_days=once_days, requires=requires, line=item.line,
+            ))
+        return out
+
+    def conditions(self, item: dict, rid: str, on: str, fields: dict) -> tuple[Condition, ...]:
+        when = item.get("when") or {}
+        if not isinstance(when, dict):
+            self.fail(item, f"rule {rid!r}: when must map fields to conditions", "when")
+        out = []
+        for name, spec in when.items():
+            if not isinstance(name, str) or name not in fields:
+                self.fail(when, f"rule {rid!r}: {on} has no field {name!r}", name)
+            if isinstance(spec, dict):
+                if len(spec) != 1 or next(iter(spec)) not in OPS:
+                    self.fail(when, f"rule {rid!r}: condition on {name} must be one of {', '.join(OPS)}", name)
+                op, value = next(iter(spec.items()))
+                if op == "in" and not isinstance(value, list):
+                    self.fail(when, f"rule {rid!r}: 'in' needs a list", name)
+            else:
+                op, value = "eq", spec
+            out.append(Condition(name, op, value))
+        return tuple(out)

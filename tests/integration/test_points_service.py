@@ -1,0 +1,277 @@
+"""The points process on real Kafka and FerretDB: rules, ledger, totals, leaderboards, badges."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from services.recognition.points.app import build_runtime
+from services.recognition.points.config import PointsSettings
+from services.recognition.points.rebuild import rebuild
+from shared.clock import ManualClock
+from shared.db import disconnect
+from shared.events import build_event, decode
+from tests.conftest import wait_until
+from tests.integration.helpers import read_topic
+from tests.integration.service_helpers import Client, serving
+
+pytestmark = pytest.mark.integration
+
+UTC = timezone.utc
+# Monday 23 November 2026 (ISO week 2026-W48), in Amsterdam (UTC+1).
+MON = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 10:00 local
+PEOPLE = {
+    "rita": ("Rita Okafor", "rep", "sales"),
+    "jonas": ("Jonas Weiß", "rep", "sales"),
+    "pia": ("Pía Novák", "support", "pricing"),
+    "li": ("Li Wei", "support", "pricing"),
+    "ahmed": ("Ahmed Haddad", "support", "legal"),
+}
+
+
+def person_events():
+    return [build_event("person.upserted", pid, {"person_id": pid, "email": f"{pid}@example.com", "name": name,
+                                                  "role": role, "department": dept}, source="requests")
+            for pid, (name, role, dept) in PEOPLE.items()]
+
+
+class History:
+    """Builds realistic request and kudos events, the way the services publish them."""
+
+    def __init__(self):
+        self.events = []
+
+    def request(self, type, rid, at, actor, status, requester="rita", dept="pricing", **data):
+        event = build_event(f"request.{type}", rid, {
+            "request_id": rid, "requester_id": requester, "department": dept, "actor_id": actor,
+            "status": status, "at": at, **data}, source="requests")
+        self.events.append(event)
+        return event
+
+    def submitted(self, rid, at, requester="rita", complete=True, rush=False, notice=40.0):
+        return self.request("submitted", rid, at, requester, "submitted", requester=requester, kind="pricing",
+                            title="Price it", customer="Acme", details_length=120, needed_by=at + timedelta(days=7),
+                            priority="rush" if rush else "normal", rush_reason="CFO call" if rush else None,
+                            notice_business_hours=notice, brief_complete=complete,
+                            brief_gaps=[] if complete else ["commitment: say what was committed"])
+
+    def delivered(self, rid, at, who, on_time=True, rush=False, requester="rita"):
+        return self.request("delivered", rid, at, who, "delivered", requester=requester, assignee_ids=[who],
+                            priority="rush" if rush else "normal", rush=rush, needed_by=at + timedelta(hours=1),
+                            on_time=on_time, notice_business_hours=10.0)
+
+    def kudos(self, kid, at, giver, to, request_id=None):
+        event = build_event("kudos.given", kid, {"kudos_id": kid, "giver_id": giver, "recipient_ids": to,
+                                                 "message": "Thanks!", "values": [], "gesture": "coffee",
+                                                 "request_id": request_id, "at": at}, source="kudos")
+        self.events.append(event)
+        return event
+
+    def add_on(self, kid, at, actor, giver, to):
+        event = build_event("kudos.added_on", kid, {"kudos_id": kid, "actor_id": actor, "giver_id": giver,
+                                                    "recipient_ids": to, "message": None, "at": at}, source="kudos")
+        self.events.append(event)
+        return event
+
+
+def story() -> History:
+    """A week of internal selling (and a little of the week before, for movement)."""
+    h = History()
+    prev = MON - timedelta(days=7)
+    h.submitted("r0", prev, requester="jonas")                                  # jonas +10 (W47)
+    h.request("acknowledged", "r0", prev + timedelta(hours=1), "li", "acknowledged", requester="jonas",
+              business_hours_since_submitted=1.0)                               # li +5 (W47)
+    h.kudos("k0", prev + timedelta(hours=2), "jonas", ["pia"])                  # pia +10 (W47)
+
+    h.submitted("r1", MON)                                                      # rita +10
+    h.request("acknowledged", "r1", MON + timedelta(hours=1), "pia", "acknowledged",
+              business_hours_since_submitted=1.0)                               # pia +5
+    h.request("info_requested", "r1", MON + timedelta(hours=2), "pia", "waiting_on_rep", question="EUR?")
+    h.request("info_provided", "r1", MON + timedelta(hours=4), "rita", "in_progress", business_hours_to_answer=2.0)  # rita +10
+    h.request("deal_updated", "r1", MON + timedelta(hours=5), "rita", "in_progress", text="CFO in",
+              business_hours_since_last_update=None)                            # rita +5
+    h.request("deal_updated", "r1", MON + timedelta(days=1), "rita", "in_progress", text="Legal in",
+              business_hours_since_last_update=4.0)                             # too soon: 0
+    h.delivered("r1", MON + timedelta(days=2), "pia")                           # pia +20
+    h.request("closed", "r1", MON + timedelta(days=2, hours=3), "rita", "closed", outcome="won",
+              business_hours_since_delivered=3.0)                               # rita +15
+    h.kudos("k1", MON + timedelta(days=2, hours=4), "rita", ["pia"], request_id="r1")  # pia +10, rita +5 (thanked)
+    h.add_on("k1", MON + timedelta(days=2, hours=5), "jonas", "rita", ["pia"])  # pia +5
+
+    h.submitted("r2", MON + timedelta(days=1), requester="jonas", complete=False, rush=True, notice=6.0)  # jonas 0
+    h.request("acknowledged", "r2", MON + timedelta(days=1, hours=7), "li", "acknowledged", requester="jonas",
+              business_hours_since_submitted=6.0)                               # late: 0
+    h.delivered("r2", MON + timedelta(days=2), "li", rush=True, requester="jonas")  # li +20 +15
+    return h
+
+
+@pytest.fixture
+def clock():
+    return ManualClock(MON + timedelta(days=3))  # Thursday
+
+
+@pytest.fixture
+def points_settings(settings):
+    return PointsSettings(**settings.model_dump())
+
+
+@pytest.fixture
+def runtime(points_settings, producer, clock):
+    producer.publish_all(person_events())
+    rt = build_runtime(points_settings, clock=clock)
+    rt.start_background()
+    assert wait_until(rt.directory_reader.caught_up.is_set, timeout=30)
+    yield rt
+    rt.stop()
+    disconnect()
+
+
+def feed(producer, runtime, events, awards: int | None = None, timeout: float = 60):
+    producer.publish_all(events)
+    assert wait_until(lambda: runtime.store.scored_events.count_documents({"_id": {"$in": [e.id for e in events]}}) == len(set(e.id for e in events)), timeout)
+    expected = sum(len(d["awards"]) for d in runtime.store.scored_events.find()) if awards is None else awards
+    assert wait_until(lambda: runtime.store.ledger.count_documents({}) >= expected, timeout), (
+        f"awards not applied: {runtime.store.ledger.count_documents({})} of {expected}; applier processed "
+        f"{runtime.apply_runner.processed}, dead-lettered {runtime.apply_runner.dead_lettered}, relay {runtime.relay.published} "
+        f"{runtime.relay.last_error}")
+    # Let any duplicate deliveries drain too.
+    assert wait_until(lambda: runtime.relay.relay_once() == 0, timeout)
+
+
+def totals(runtime, key):
+    return {d["person_id"]: d["points"] for d in runtime.store.totals.find({"key": key})}
+
+
+def test_a_week_of_events_gives_the_points_the_rules_say(producer, runtime):
+    feed(producer, runtime, story().events)
+    assert totals(runtime, "2026-W48") == {"rita": 45, "pia": 40, "li": 35}
+    assert totals(runtime, "2026-W47") == {"jonas": 10, "li": 5, "pia": 10}
+    assert totals(runtime, "2026-11") == {"rita": 45, "pia": 50, "li": 40, "jonas": 10}
+    assert totals(runtime, "all") == totals(runtime, "2026-11") == totals(runtime, "2026-Q4")
+
+    # Every point is explained by its ledger entry: rule, reason, source event.
+    rita = runtime.queries.history("rita")["items"]
+    assert sorted((e["rule"], e["points"]) for e in rita) == sorted([
+        ("complete_brief", 10), ("info_answered_within_a_day", 10), ("deal_update", 5),
+        ("closed_the_loop", 15), ("thanked_the_helpers", 5)])
+    assert all(e["reason"] and e["source_event_id"] for e in rita)
+    assert sum(e["points"] for e in rita) == 45
+
+
+def test_leaderboard_ranks_moves_scopes_and_my_rank(producer, runtime, settings):
+    feed(producer, runtime, story().events)
+    board = runtime.queries.leaderboard("week", me="jonas")
+    assert [(e["rank"], e["person_id"], e["points"], e["movement"]) for e in board["entries"]] == [
+        (1, "rita", 45, None), (2, "pia", 40, -1), (3, "li", 35, 0)]  # last week: pia 1st (tied with jonas), li 3rd
+    assert board["me"] == {"person_id": "jonas", "points": 0, "rank": None}
+    support = runtime.queries.leaderboard("week", scope="role", role="support", me="li")
+    assert [e["person_id"] for e in support["entries"]] == ["pia", "li"] and support["me"]["rank"] == 2
+    pricing = runtime.queries.leaderboard("month", scope="department", department="pricing")
+    assert [(e["person_id"], e["points"]) for e in pricing["entries"]] == [("pia", 50), ("li", 40)]
+    page = runtime.queries.leaderboard("week", first=2)
+    rest = runtime.queries.leaderboard("week", first=2, after=page["page_info"]["end_cursor"])
+    assert [e["person_id"] for e in rest["entries"]] == ["li"] and rest["entries"][0]["rank"] == 3
+
+    # Over the internal API, as the gateway calls it.
+    with serving(runtime.app) as url:
+        api = Client(url, settings.internal_token, "pia")
+        answer = api.get("/leaderboard", params={"period": "week"}).json()
+        assert answer["me"] == {"person_id": "pia", "points": 40, "rank": 2}
+        assert api.get("/leaderboard", params={"period": "fortnight"}).json()["error"]["code"] == "invalid_period"
+        summary = api.get("/people/rita/summary").json()
+        assert summary["periods"]["week"]["points"] == 45 and summary["periods"]["week"]["rank"] == 1
+        assert summary["rush_share"] == {"days": 30, "requests": 1, "rush_short_notice": 0, "share": 0.0}
+        assert api.get("/people/jonas/summary").json()["rush_share"]["share"] == 0.5  # r2 was a short-notice rush
+        assert api.as_(None).get("/leaderboard").status_code == 401
+
+
+def test_ties_share_a_rank(producer, runtime):
+    h = History()
+    for pid in ("pia", "li", "ahmed"):
+        h.request("acknowledged", f"t-{pid}", MON, pid, "acknowledged", business_hours_since_submitted=1.0)
+    h.request("acknowledged", "t-extra", MON, "ahmed", "acknowledged", business_hours_since_submitted=1.0)
+    feed(producer, runtime, h.events)
+    board = runtime.queries.leaderboard("week")
+    assert [(e["rank"], e["points"]) for e in board["entries"]] == [(1, 10), (2, 5), (2, 5)]
+
+
+def test_duplicates_and_replays_change_nothing(producer, runtime, settings):
+    events = story().events
+    feed(producer, runtime, events)
+    before = (totals(runtime, "all"), runtime.store.ledger.count_documents({}))
+    # The same source events again, and every award published a second time.
+    feed(producer, runtime, events)
+    awards = [decode(r.value)[0] for r in read_topic(settings, settings.topic("points"), 10)]
+    producer.publish_all(awards)
+    assert wait_until(lambda: runtime.apply_runner.processed >= before[1] + len(awards), timeout=30)
+    assert (totals(runtime, "all"), runtime.store.ledger.count_documents({})) == before
+
+
+def test_giver_cap_records_capped_awards_with_zero_points(producer, runtime):
+    h = History()
+    for i in range(4):
+        h.kudos(f"kc{i}", MON + timedelta(hours=i), "jonas", ["ahmed"])
+    feed(producer, runtime, h.events)
+    entries = runtime.queries.history("ahmed")["items"]
+    assert sorted((e["points"], e["capped"]) for e in entries) == [(0, True), (10, False), (10, False), (10, False)]
+    assert "capped" in next(e["reason"] for e in entries if e["capped"])
+    assert totals(runtime, "all")["ahmed"] == 30
+
+
+def test_week_boundary_is_midnight_in_the_company_timezone(producer, runtime):
+    h = History()
+    sunday_late = datetime(2026, 11, 29, 22, 59, tzinfo=UTC)   # Sunday 23:59 in Amsterdam
+    monday_early = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)   # Monday 00:00 in Amsterdam
+    h.request("acknowledged", "b1", sunday_late, "pia", "acknowledged", business_hours_since_submitted=1.0)
+    h.request("acknowledged", "b2", monday_early, "li", "acknowledged", business_hours_since_submitted=1.0)
+    feed(producer, runtime, h.events)
+    assert totals(runtime, "2026-W48") == {"pia": 5}
+    assert totals(runtime, "2026-W49") == {"li": 5}
+
+
+def test_badges_are_awarded_once_with_evidence_and_progress(producer, runtime, settings):
+    h = History()
+    for i in range(6):
+        h.delivered(f"c{i}", MON + timedelta(hours=i), "li", rush=True)
+    for i in range(3):
+        h.request("deal_updated", "s1", MON - timedelta(weeks=i), "rita", "in_progress", text="news")
+    feed(producer, runtime, h.events)
+    assert wait_until(lambda: runtime.relay.relay_once() == 0 and runtime.store.badge_awards.count_documents({}) >= 1)
+    badges = {b["badge"]: b for b in runtime.queries.badges_of("li")}
+    clutch = badges["clutch"]
+    assert clutch["earned"] and clutch["level"] == 6 and len(clutch["evidence_event_ids"]) == 5
+    assert badges["fast_responder"]["earned"] is False and badges["fast_responder"]["progress"] == 0.0
+    streak = {b["badge"]: b for b in runtime.queries.badges_of("rita")}["streak"]
+    assert (streak["level"], streak["earned"], streak["next_threshold"], streak["progress"]) == (3, False, 4, 0.75)
+
+    [(event, data)] = [decode(r.value) for r in read_topic(settings, settings.topic("badges"), 1)]
+    assert event.type == "badge.awarded" and data.person_id == "li" and data.badge == "clutch" and data.name == "Clutch"
+    assert read_topic(settings, settings.topic("badges"), 2, timeout=3)[1:] == []  # awarded once
+
+
+def test_rebuild_equals_live_scoring(producer, runtime, points_settings):
+    h = story()
+    for i in range(4):
+        h.kudos(f"kr{i}", MON + timedelta(hours=10 + i), "jonas", ["ahmed"])  # includes a capped one
+    for i in range(5):
+        h.delivered(f"cr{i}", MON + timedelta(hours=i), "li", rush=True)
+    feed(producer, runtime, h.events)
+    snapshot = _snapshot(runtime)
+    runtime.stop()  # a rebuild runs with the points process stopped
+
+    report = rebuild(points_settings, runtime.store.db, runtime.rules, runtime.scorer.directory)
+    assert report.events == len(h.events) and report.awards == len(snapshot["ledger"])
+    assert _snapshot(runtime) == snapshot
+
+
+def _snapshot(runtime):
+    store = runtime.store
+    return {
+        # Which of several kudos racing at a cap gets capped follows processing order (live:
+        # as they arrive across partitions; rebuild: by time), so compare what each person
+        # earned by which rule, not entry ids.
+        "ledger": sorted((d["person_id"], d["rule"], d["points"], d["capped"]) for d in store.ledger.find()),
+        "totals": sorted((d["_id"], d["points"]) for d in store.totals.find()),
+        "badges": sorted(d["_id"] for d in store.badge_awards.find()),
+    }
