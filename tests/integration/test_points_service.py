@@ -275,3 +275,50 @@ def _snapshot(runtime):
         "totals": sorted((d["_id"], d["points"]) for d in store.totals.find()),
         "badges": sorted(d["_id"] for d in store.badge_awards.find()),
     }
+
+
+def test_two_processes_share_the_work_and_a_killed_one_loses_and_doubles_nothing(points_settings, producer):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from shared.config import PROJECT_ROOT
+    from shared.db import mongo_client
+    from tests.integration.service_helpers import free_port
+
+    producer.publish_all(person_events())
+    actors = list(PEOPLE)
+    h = History()
+    for i in range(400):
+        h.request("acknowledged", f"s{i}", MON + timedelta(minutes=i), actors[i % len(actors)], "acknowledged",
+                  business_hours_since_submitted=1.0)
+    expected = {a: 5 * sum(1 for i in range(400) if actors[i % len(actors)] == a) for a in actors}
+
+    def start():
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDETRACK_")}
+        env.update({"INSIDETRACK_KAFKA_PORT": str(points_settings.kafka_port), "INSIDETRACK_MONGO_PORT": str(points_settings.mongo_port),
+                    "INSIDETRACK_NAME_PREFIX": points_settings.name_prefix, "INSIDETRACK_POINTS_PORT": str(free_port()),
+                    "INSIDETRACK_LOG_LEVEL": "WARNING", "PYTHONPATH": str(PROJECT_ROOT)})
+        return subprocess.Popen([sys.executable, "-m", "services.recognition.points"], env=env, cwd=PROJECT_ROOT)
+
+    first, second = start(), start()
+    client = mongo_client(points_settings)
+    db = client[points_settings.database("points")]
+    try:
+        producer.publish_all(h.events[:200])
+        assert wait_until(lambda: db.ledger.count_documents({}) >= 50, timeout=60)
+        first.send_signal(signal.SIGKILL)  # in the middle of the stream
+        first.wait(10)
+        producer.publish_all(h.events[200:])
+        # The survivor takes over the dead one's partitions and finishes everything, exactly once.
+        assert wait_until(lambda: db.ledger.count_documents({}) == 400, timeout=120), db.ledger.count_documents({})
+        week = {d["person_id"]: d["points"] for d in db.totals.find({"key": "2026-W48"})}
+        assert wait_until(lambda: {d["person_id"]: d["points"] for d in db.totals.find({"key": "2026-W48"})} == expected, timeout=30), week
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+        client.close()
+    assert second.returncode == 0  # and it stopped cleanly on SIGTERM
