@@ -322,3 +322,42 @@ def test_two_processes_share_the_work_and_a_killed_one_loses_and_doubles_nothing
                 proc.wait(30)
         client.close()
     assert second.returncode == 0  # and it stopped cleanly on SIGTERM
+
+
+def test_thanks_read_before_the_delivery_still_count_and_early_thanks_do_not(producer, runtime):
+    h = History()
+    h.submitted("o1", MON)
+    delivered = h.delivered("o1", MON + timedelta(days=1), "pia")
+    thanks = h.kudos("ko1", MON + timedelta(days=1, hours=1), "rita", ["pia"], request_id="o1")
+    early = h.kudos("ko2", MON + timedelta(hours=1), "rita", ["li"], request_id="o1")  # before the delivery
+    feed(producer, runtime, [h.events[0], thanks, early])   # the kudos topic is read first
+    assert "thanked_the_helpers" not in {e["rule"] for e in runtime.queries.history("rita")["items"]}
+    feed(producer, runtime, [delivered])
+    rules = [e["rule"] for e in runtime.queries.history("rita")["items"]]
+    assert rules.count("thanked_the_helpers") == 1  # the thanks after the delivery, not the early one
+
+
+def test_distinct_and_streak_badges(producer, runtime):
+    reps = [f"rep{i}" for i in range(10)]
+    producer.publish_all([build_event("person.upserted", r, {"person_id": r, "email": f"{r}@example.com", "name": r.title(),
+                                                             "role": "rep", "department": "sales"}, source="requests")
+                          for r in reps])
+    assert wait_until(lambda: runtime.queries.directory.get("rep9") is not None, timeout=30)
+    h = History()
+    for i, rep in enumerate(reps):
+        h.kudos(f"kt{i}", MON + timedelta(minutes=i), rep, ["ahmed"])          # Team Favorite for ahmed
+        h.kudos(f"kg{i}", MON + timedelta(hours=1, minutes=i), "rita", [rep])  # Grateful for rita
+    h.kudos("kx", MON + timedelta(hours=2), "pia", ["ahmed"])                  # pia is support: not a rep
+    for i in range(3):
+        h.submitted(f"gb{i}", MON + timedelta(hours=3 + i), requester="jonas")
+    h.submitted("gbx", MON + timedelta(hours=7), requester="jonas", complete=False)
+    h.submitted("gby", MON + timedelta(hours=8), requester="jonas")
+    feed(producer, runtime, h.events)
+    assert wait_until(lambda: runtime.store.badge_awards.count_documents({}) >= 2, timeout=30)
+    ahmed = {b["badge"]: b for b in runtime.queries.badges_of("ahmed")}
+    assert ahmed["team_favorite"]["earned"] and ahmed["team_favorite"]["level"] == 10
+    rita = {b["badge"]: b for b in runtime.queries.badges_of("rita")}
+    assert rita["grateful"]["earned"] and rita["grateful"]["level"] == 10
+    jonas = {b["badge"]: b for b in runtime.queries.badges_of("jonas")}
+    assert jonas["great_brief"]["level"] == 1 and not jonas["great_brief"]["earned"]  # the streak was broken
+    assert sorted(d["_id"] for d in runtime.store.badge_awards.find()) == ["ahmed:team_favorite:earned", "rita:grateful:earned"]

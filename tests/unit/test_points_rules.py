@@ -597,8 +597,9 @@ def test_badge_level_by_kind(rules):
     b = rules.badges
     assert badge_level(b["closed_loop"], {"count": 7}) == 7
     assert badge_level(b["internal_seller"], {}) == 0
-    assert badge_level(b["great_brief"], {"count": 19}) == 19
-    assert badge_level(b["great_brief"], {"count": None}) == 0
+    # A streak counts the complete briefs after the latest break, kept as their times.
+    assert badge_level(b["great_brief"], {"hits": [f"2026-11-{d:02d}T10:00:00+00:00" for d in range(1, 20)]}) == 19
+    assert badge_level(b["great_brief"], {"count": 5, "hits": None}) == 0
     assert badge_level(b["grateful"], {"members": ["a", "b", "c"], "count": 99}) == 3
     assert badge_level(b["team_favorite"], {}) == 0
     assert badge_level(b["streak"], {"weeks": ["2026-W45", "2026-W46", "2026-W47", "2026-W48"], "count": 1}) == 4

@@ -290,13 +290,26 @@ class Applier:
             return
         badges = doc.get("badges") or {}
         week = period_key(self.calendar, "week", at)
+        stamp = at.isoformat()
         for bid in award.resets:
-            badges[bid] = {**badges.get(bid, {}), "count": 0, "evidence": []}
+            # A streak counts the hits after the latest reset *in time*, so awards that arrive
+            # out of order (from different partitions) give the same streak.
+            state = badges.setdefault(bid, {})
+            state["reset_at"] = max(filter(None, [state.get("reset_at"), stamp]))
+            kept = [(h, e) for h, e in zip(state.get("hits", []), state.get("evidence", [])) if h > state["reset_at"]]
+            state["hits"], state["evidence"] = [h for h, _ in kept], [e for _, e in kept]
         for bid in award.badges:
             badge = self.rules.badges[bid]
             state = badges.setdefault(bid, {"count": 0, "members": [], "weeks": [], "evidence": []})
             keep = badge.tiers[-1][1]
-            if badge.kind in ("count", "streak"):
+            if badge.kind == "streak":
+                if state.get("reset_at") and stamp <= state["reset_at"]:
+                    continue  # before the streak was broken: does not count
+                if len(state.setdefault("hits", [])) < keep:
+                    state["hits"].append(stamp)
+                    state.setdefault("evidence", []).append(award.source_event_id)
+                continue
+            if badge.kind == "count":
                 state["count"] = state.get("count", 0) + 1
             elif badge.kind == "distinct":
                 members = state.setdefault("members", [])
@@ -337,6 +350,8 @@ class Applier:
 def badge_level(badge: Badge, state: dict[str, Any]) -> int:
     if badge.kind == "distinct":
         return len(state.get("members") or [])
+    if badge.kind == "streak":
+        return len(state.get("hits") or [])
     if badge.kind == "weekly_streak":
         return consecutive_weeks(state.get("weeks") or [])
     return int(state.get("count") or 0)
