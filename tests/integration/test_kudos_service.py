@@ -70,7 +70,13 @@ def runtime(kudos_settings, producer, clock):
 @pytest.fixture
 def api(runtime, settings):
     with serving(runtime.app) as url:
-        yield Client(url, settings.internal_token)
+        client = Client(url, settings.internal_token)
+        client.runtime = runtime
+        yield client
+
+
+def api_runtime_service(api):
+    return api.runtime.service
 
 
 def give(api, giver, to, message="Thanks for the help!", **extra):
@@ -135,6 +141,10 @@ def test_weekly_cap_and_monthly_allowance(api, clock):
     assert allowance["left"] == 0 and allowance["resets_at"].startswith("2026-11-30T23:00:00")  # 1 Dec, Amsterdam
 
     clock.set(datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc))  # a new month and a new week
+    # A kudos to more people than the whole allowance never fits, even on a fresh month.
+    service = api_runtime_service(api)
+    assert service._take(service.allowances, "jonas:2026-12", "used", 6, 5) is False
+    assert service.allowances.find_one({"_id": "jonas:2026-12"}) is None
     assert give(api, "rita", ["pia"]).status_code == 201
     assert api.as_("rita").get("/allowance/rita").json()["left"] == 4
 

@@ -57,6 +57,8 @@ class KudosService:
 
     def _take(self, collection, key: str, field: str, amount: int, limit: int) -> bool:
         """Add ``amount`` to the counter unless that would pass ``limit``; atomic."""
+        if amount > limit:
+            return False  # never fits (and an upsert would ignore the filter on a new counter)
         try:
             result = collection.update_one(
                 {"_id": key, field: {"$lte": limit - amount}}, {"$inc": {field: amount}}, upsert=True

@@ -201,6 +201,8 @@ class Scorer:
 
     def _within(self, guard_id: str, eid: str, field: str, amount: int, limit: int) -> bool:
         """Count ``amount`` against a limit once per award id; True if the award fits."""
+        if amount > limit:
+            return False  # never fits (and an upsert would ignore the filter on a new guard)
         try:
             result = self.store.guards.update_one(
                 {"_id": guard_id, "ids": {"$ne": eid}, field: {"$lte": limit - amount}},

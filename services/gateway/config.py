@@ -1,0 +1,52 @@
+"""Settings of the gateway (on top of the shared ones)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from shared.config import Settings
+
+DEV_JWT_SECRET = "local-development-jwt-secret-change-me"
+
+
+class GatewaySettings(Settings):
+    # Sign-on: tokens from the intranet's identity provider. HS256 with a shared secret, or
+    # RS256 with the provider's public key (then the secret is not used).
+    jwt_algorithm: str = Field("HS256", pattern="^(HS256|RS256)$")
+    jwt_secret: str = Field(DEV_JWT_SECRET, min_length=16)
+    jwt_public_key_file: Path | None = None
+    jwt_private_key_file: Path | None = None  # only for `insidetrack token` with RS256 locally
+    jwt_issuer: str = "insidetrack-local"
+    jwt_audience: str = "insidetrack"
+    jwt_leeway_s: int = Field(30, ge=0, le=600)
+    token_ttl_minutes: int = Field(12 * 60, ge=1, le=60 * 24 * 30)
+
+    # Limits: what one request may ask for.
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    max_query_depth: int = Field(10, ge=2, le=50)
+    max_query_cost: int = Field(5000, ge=10, le=1_000_000)
+    max_aliases: int = Field(30, ge=1, le=1000)
+    rate_limit_per_minute: int = Field(240, ge=1, le=100_000)
+    introspection: bool = True  # turn off in production if the schema should not be browsable
+
+    # Where the services answer (unset: this machine, on their configured ports).
+    requests_url: str | None = None
+    kudos_url: str | None = None
+    points_url: str | None = None
+    service_timeout_s: float = Field(5.0, gt=0, le=60)
+    http_threads: int = Field(16, ge=1, le=128)
+
+    @model_validator(mode="after")
+    def _production_keys(self) -> "GatewaySettings":
+        if self.env == "production" and self.jwt_algorithm == "HS256" and self.jwt_secret == DEV_JWT_SECRET:
+            raise ValueError("INSIDETRACK_JWT_SECRET must be set in production (or use RS256 with a public key)")
+        if self.jwt_algorithm == "RS256" and self.jwt_public_key_file is None:
+            raise ValueError("RS256 needs INSIDETRACK_JWT_PUBLIC_KEY_FILE")
+        return self
+
+    def service_url(self, service: str) -> str:
+        configured = {"requests": self.requests_url, "kudos": self.kudos_url, "points": self.points_url}[service]
+        port = {"requests": self.requests_port, "kudos": self.kudos_port, "points": self.points_port}[service]
+        return (configured or f"http://127.0.0.1:{port}").rstrip("/")
