@@ -6,6 +6,7 @@
     insidetrack import-people FILE.csv            import people as the admin; bad rows by line
     insidetrack events tail TOPIC [--from-beginning] [--dlq] [-n N]
     insidetrack rebuild-points                    re-score history with the current rules file
+    insidetrack token EMAIL                       print a sign-on token for that person
 """
 
 from __future__ import annotations
@@ -133,6 +134,32 @@ def cmd_import_people(args, settings: Settings) -> int:
         runtime.stop()
 
 
+def cmd_token(args, settings: Settings) -> int:
+    """Print a signed token for a person in the directory (local use, e.g. GraphiQL, curl)."""
+    from services.gateway.auth import issue_token
+    from services.gateway.config import GatewaySettings
+    from services.requests.app import build_runtime
+    from services.requests.config import RequestsSettings
+
+    runtime = build_runtime(load_settings(RequestsSettings))
+    try:
+        if args.email.lower() == load_settings(RequestsSettings).admin_email:
+            runtime.service.ensure_admin(args.email)
+        person = runtime.service.repo.person_by_email(args.email)
+    finally:
+        runtime.stop()
+    if person is None:
+        print(f"insidetrack: nobody with the email {args.email} is in the directory "
+              "(import people first: insidetrack import-people FILE.csv)", file=sys.stderr)
+        return 1
+    if not person.active:
+        print(f"insidetrack: {person.name} is deactivated", file=sys.stderr)
+        return 1
+    print(issue_token(load_settings(GatewaySettings), person.id, person.email, person.role,
+                      ttl_minutes=args.minutes))
+    return 0
+
+
 def cmd_rebuild_points(args, settings: Settings) -> int:
     """Re-score all history with the current rules file, into fresh collections, then swap."""
     from services.recognition.directory import Directory, DirectoryPersonDoc
@@ -177,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import-people", help="import people from a CSV file (email,name,role,department,title,manager_email,active)")
     imp.add_argument("file")
     imp.set_defaults(func=cmd_import_people)
+    token = sub.add_parser("token", help="print a signed sign-on token for a person (local use)")
+    token.add_argument("email")
+    token.add_argument("--minutes", type=int, default=None, help="lifetime (default INSIDETRACK_TOKEN_TTL_MINUTES)")
+    token.set_defaults(func=cmd_token)
     sub.add_parser("rebuild-points", help="re-score all history with the current rules (points process stopped)").set_defaults(func=cmd_rebuild_points)
     events = sub.add_parser("events", help="watch events on a topic")
     events.add_argument("action", choices=["tail"])

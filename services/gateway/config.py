@@ -15,7 +15,7 @@ class GatewaySettings(Settings):
     # Sign-on: tokens from the intranet's identity provider. HS256 with a shared secret, or
     # RS256 with the provider's public key (then the secret is not used).
     jwt_algorithm: str = Field("HS256", pattern="^(HS256|RS256)$")
-    jwt_secret: str = Field(DEV_JWT_SECRET, min_length=16)
+    jwt_secret: str = Field(DEV_JWT_SECRET, min_length=32)  # PyJWT warns below 32 bytes
     jwt_public_key_file: Path | None = None
     jwt_private_key_file: Path | None = None  # only for `insidetrack token` with RS256 locally
     jwt_issuer: str = "insidetrack-local"

@@ -20,6 +20,10 @@ from shared.errors import BadInput
 from shared.pagination import decode_cursor, encode_cursor, page_size
 
 SCOPES = ("company", "department", "role")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 RUSH_SHARE_DAYS = 30
 
 
@@ -145,7 +149,7 @@ class PointsQueries:
                 "badge": badge.id, "name": badge.name, "description": badge.description, "kind": badge.kind,
                 "level": level, "earned": bool(earned), "tiers_earned": [t for t in earned if t],
                 "tier": earned[-1] if earned else None,
-                "awarded_at": max((awarded[(badge.id, t)]["at"] for t in earned), default=None),
+                "awarded_at": _iso(max((awarded[(badge.id, t)]["at"] for t in earned), default=None)),
                 "evidence_event_ids": (awarded[(badge.id, earned[-1])]["evidence"] if earned else []),
                 "next_tier": nxt[0] if nxt else None, "next_threshold": nxt[1] if nxt else None,
                 "progress": round(min(1.0, level / nxt[1]), 4) if nxt else 1.0,

@@ -1,0 +1,164 @@
+"""What every part of the schema shares: enums, typed user errors, connections, the base of
+mutations, and how service refusals become GraphQL answers.
+
+Business-rule refusals from the services (HTTP 400/409/422) become ``errors: [UserError]`` in
+a mutation's payload (``field``, ``code``, ``message``); permission refusals (401/403) and
+unavailable services stay GraphQL errors with an ``extensions.code``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Callable
+
+import graphene
+from graphql import GraphQLError, StringValueNode
+
+from services.gateway.clients import ServiceError, ServiceUnavailable
+from shared.events.schemas import Department as DepartmentValues, Gesture as GestureValues, Outcome as OutcomeValues
+from shared.events.schemas import Priority as PriorityValues, Role as RoleValues
+
+
+def _enum(name: str, values: list[str], description: str) -> type[graphene.Enum]:
+    return graphene.Enum(name, [(v.upper(), v) for v in values], description=description)
+
+
+Role = _enum("Role", [r.value for r in RoleValues], "What a person does in Inside Track.")
+Department = _enum("Department", [d.value for d in DepartmentValues], "A team of the company.")
+Priority = _enum("Priority", [p.value for p in PriorityValues], "How urgent a request is; RUSH needs a reason.")
+Outcome = _enum("Outcome", [o.value for o in OutcomeValues], "How the deal ended.")
+Gesture = _enum("Gesture", [g.value for g in GestureValues], "What a kudos says besides thanks.")
+RequestKind = _enum("RequestKind", ["presales_technical", "marketing", "pricing", "legal_review", "order_entry",
+                                    "customization", "post_sale_service", "exception"],
+                    "What kind of help a rep asks for; each kind goes to a department's queue.")
+RequestStatus = _enum("RequestStatus", ["submitted", "acknowledged", "in_progress", "waiting_on_rep", "delivered",
+                                        "closed", "cancelled"], "Where a support request is in its life.")
+Period = _enum("Period", ["week", "month", "quarter", "all"], "A calendar period in the company timezone.")
+Scope = _enum("Scope", ["company", "department", "role"], "Who a leaderboard compares.")
+KudosDirection = _enum("KudosDirection", ["received", "given"], "Kudos a person received or gave.")
+
+
+class DateTime(graphene.Scalar):
+    """An ISO 8601 date-time with a timezone (e.g. 2026-11-27T10:00:00+01:00)."""
+
+    @staticmethod
+    def serialize(value):
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, str):
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat()
+        raise GraphQLError(f"DateTime cannot represent {value!r}")
+
+    @staticmethod
+    def parse_value(value):
+        if not isinstance(value, str):
+            raise GraphQLError("DateTime must be an ISO 8601 string")
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise GraphQLError(f"DateTime {value!r} is not ISO 8601") from None
+        if parsed.tzinfo is None:
+            raise GraphQLError("DateTime needs a timezone (Z or +01:00)")
+        return parsed
+
+    @classmethod
+    def parse_literal(cls, node, _variables=None):
+        if isinstance(node, StringValueNode):
+            return cls.parse_value(node.value)
+        raise GraphQLError("DateTime must be an ISO 8601 string")
+
+
+def enum_value(value: Any) -> Any:
+    """The plain value of a graphene enum argument (or the value itself)."""
+    return getattr(value, "value", value)
+
+
+class UserError(graphene.ObjectType):
+    """A business rule refused the mutation; nothing was changed."""
+
+    field = graphene.String(description="The input field at fault, if one is.")
+    code = graphene.String(required=True, description="Stable, machine-readable (e.g. RUSH_NEEDS_REASON).")
+    message = graphene.String(required=True)
+
+
+class PageInfo(graphene.ObjectType):
+    has_next_page = graphene.Boolean(required=True)
+    has_previous_page = graphene.Boolean(required=True)
+    start_cursor = graphene.String()
+    end_cursor = graphene.String()
+
+
+def connection_types(node: type, name: str) -> tuple[type, type]:
+    """A Relay-style ``<Name>Connection`` with edges, pageInfo and totalCount."""
+    edge = type(f"{name}Edge", (graphene.ObjectType,), {
+        "cursor": graphene.String(required=True),
+        "node": graphene.Field(node, required=True),
+    })
+    connection = type(f"{name}Connection", (graphene.ObjectType,), {
+        "edges": graphene.List(graphene.NonNull(edge), required=True),
+        "page_info": graphene.Field(PageInfo, required=True),
+        "total_count": graphene.Int(required=True),
+    })
+    return connection, edge
+
+
+def connection_from_page(page: dict[str, Any], items: list[Any] | None = None, cursors: list[str] | None = None) -> dict:
+    """Turn a service page (items, cursors, page_info, total_count) into a connection value."""
+    items = page["items"] if items is None else items
+    cursors = cursors if cursors is not None else page.get("cursors") or [i.get("cursor") for i in items]
+    edges = [{"cursor": c, "node": n} for c, n in zip(cursors, items)]
+    return {
+        "edges": edges,
+        "page_info": {
+            "has_next_page": page["page_info"]["has_next_page"], "has_previous_page": False,
+            "start_cursor": cursors[0] if cursors else None, "end_cursor": page["page_info"]["end_cursor"],
+        },
+        "total_count": page["total_count"],
+    }
+
+
+def camel(name: str | None) -> str | None:
+    if not name:
+        return name
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class GatewayError(GraphQLError):
+    """A GraphQL error with a stable ``extensions.code``."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message, extensions={"code": code})
+
+
+def refused(exc: ServiceError) -> GraphQLError:
+    code = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND"}.get(exc.status, exc.code.upper())
+    return GatewayError(exc.message, code)
+
+
+def call_service(fn: Callable[[], Any]) -> Any:
+    """Run a service call inside a query resolver: refusals become GraphQL errors."""
+    try:
+        return fn()
+    except ServiceError as exc:
+        raise refused(exc) from None
+    except ServiceUnavailable as exc:
+        raise GatewayError(str(exc), "SERVICE_UNAVAILABLE") from None
+
+
+def run_mutation(payload_field: str, fn: Callable[[], Any]) -> dict[str, Any]:
+    """Run a mutation's service call; business-rule refusals become the payload's errors."""
+    try:
+        return {payload_field: fn(), "errors": []}
+    except ServiceError as exc:
+        if exc.status in (400, 409, 422):
+            return {payload_field: None,
+                    "errors": [{"field": camel(exc.field), "code": exc.code.upper(), "message": exc.message}]}
+        raise refused(exc) from None
+    except ServiceUnavailable as exc:
+        raise GatewayError(str(exc), "SERVICE_UNAVAILABLE") from None

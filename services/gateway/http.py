@@ -1,0 +1,170 @@
+"""GraphQL over HTTP, done properly: POST and GET (queries only), sign-on, limits, one error shape.
+
+- ``POST /graphql`` with ``application/json`` ``{query, variables, operationName}``;
+  ``GET /graphql?query=...`` for queries only (a mutation over GET answers 405).
+- Answers ``application/graphql-response+json`` when the client accepts it (status codes of
+  the GraphQL-over-HTTP spec: 400 for a request that cannot run, 200 once it ran, even with
+  field errors), else ``application/json`` with 200 once it ran.
+- ``Authorization: Bearer <JWT>`` on every operation; 401 without a valid one, no data.
+- Limits before execution: body size (413), query depth, aliases, estimated cost,
+  introspection switch; a per-person rate limit (429 with Retry-After).
+- Unexpected errors are logged with the request id and answered as "internal error": no
+  stack trace ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+from graphql import GraphQLError, OperationType, execute, get_operation_ast, parse, specified_rules, validate
+
+from services.gateway.auth import bearer_token, verify_token
+from services.gateway.clients import ServiceError, ServiceUnavailable
+from services.gateway.context import RequestContext
+from services.gateway.limits import RateLimiter, limit_rules, no_introspection_rule
+from services.gateway.schema import schema
+from shared.errors import AppError
+
+log = logging.getLogger(__name__)
+graphql_api = Blueprint("graphql", __name__)
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+def _answer(body: dict[str, Any], status: int, media_type: str, headers: dict | None = None) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
+                    mimetype=media_type, headers=headers or {})
+
+
+def _media_type() -> str:
+    accept = request.accept_mimetypes
+    if not accept or accept.best_match([GRAPHQL_RESPONSE, "application/json"]) in (GRAPHQL_RESPONSE, None):
+        return GRAPHQL_RESPONSE
+    return "application/json"
+
+
+def _request_error(message: str, code: str, status: int, media_type: str, headers: dict | None = None) -> Response:
+    return _answer({"errors": [{"message": message, "extensions": {"code": code}}]}, status, media_type, headers)
+
+
+def _params() -> dict[str, Any]:
+    if request.method == "GET":
+        raw = request.args.to_dict()
+        if "variables" in raw and raw["variables"]:
+            try:
+                raw["variables"] = json.loads(raw["variables"])
+            except ValueError:
+                raise AppError("bad_request", "variables must be a JSON object") from None
+        return raw
+    if request.mimetype == "application/graphql":
+        return {"query": request.get_data(as_text=True)}
+    if request.mimetype != "application/json":
+        raise AppError("unsupported_media_type", "send application/json (or application/graphql)")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise AppError("bad_request", "the body must be a JSON object with a query")
+    return body
+
+
+@graphql_api.route("/graphql", methods=["GET", "POST"])
+def graphql_endpoint():
+    settings = current_app.config["SETTINGS"]
+    media_type = _media_type()
+    if request.method == "GET" and "query" not in request.args and request.accept_mimetypes.accept_html:
+        return current_app.send_static_file("graphiql.html")
+    if (request.content_length or 0) > settings.max_body_bytes:
+        return _request_error(f"the request body is larger than {settings.max_body_bytes} bytes", "BODY_TOO_LARGE", 413, media_type)
+
+    try:
+        params = _params()
+    except AppError as exc:
+        status = 415 if exc.code == "unsupported_media_type" else 400
+        return _request_error(exc.message, exc.code.upper(), status, media_type)
+    query, variables, operation_name = params.get("query"), params.get("variables") or {}, params.get("operationName")
+    if not isinstance(query, str) or not query.strip():
+        return _request_error("no query: send {\"query\": \"...\"}", "BAD_REQUEST", 400, media_type)
+    if not isinstance(variables, dict) or (operation_name is not None and not isinstance(operation_name, str)):
+        return _request_error("variables must be an object and operationName a string", "BAD_REQUEST", 400, media_type)
+
+    try:
+        document = parse(query)
+    except GraphQLError as exc:
+        return _answer({"errors": [exc.formatted]}, 400, media_type)
+    operation = get_operation_ast(document, operation_name)
+    if operation is None:
+        return _request_error("name the operation to run (operationName)", "BAD_REQUEST", 400, media_type)
+    if request.method == "GET" and operation.operation != OperationType.QUERY:
+        return _request_error("mutations are sent with POST, never GET", "METHOD_NOT_ALLOWED", 405, media_type,
+                              {"Allow": "POST"})
+
+    try:
+        claims = verify_token(settings, bearer_token(request.headers.get("Authorization")))
+    except AppError as exc:
+        return _request_error(exc.message, "UNAUTHENTICATED", 401, media_type, {"WWW-Authenticate": "Bearer"})
+
+    limiter: RateLimiter = current_app.extensions["rate_limiter"]
+    allowed, wait = limiter.allow(claims.subject)
+    if not allowed:
+        return _request_error("too many requests; slow down", "RATE_LIMITED", 429, media_type,
+                              {"Retry-After": str(max(1, int(wait + 0.999)))})
+
+    rules = list(specified_rules) + limit_rules(settings.max_query_depth, settings.max_aliases, settings.max_query_cost, variables)
+    if not settings.introspection:
+        rules.append(no_introspection_rule())
+    errors = validate(schema.graphql_schema, document, rules=rules)
+    if errors:
+        return _answer({"errors": [e.formatted for e in errors]}, 400, media_type)
+
+    context = RequestContext(actor_id=claims.subject, services=current_app.extensions["services"],
+                             base_url=request.host_url.rstrip("/"))
+    result = execute(schema.graphql_schema, document, variable_values=variables, operation_name=operation_name,
+                     context_value=context)
+    body: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        body["errors"] = [_public_error(e) for e in result.errors]
+    if settings.env != "production":
+        body["extensions"] = {"serviceCalls": context.calls}  # to see batching at work
+    if result.data is None and result.errors and media_type == GRAPHQL_RESPONSE:
+        # The operation could not start (e.g. bad variable values): a request error.
+        return _answer(body, 400 if _is_request_error(result.errors) else 200, media_type)
+    return _answer(body, 200, media_type)
+
+
+def _is_request_error(errors: list[GraphQLError]) -> bool:
+    return all(e.path is None for e in errors)
+
+
+def _public_error(error: GraphQLError) -> dict[str, Any]:
+    """What a client may see of an error: its message and code; never internals."""
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError):
+        return error.formatted
+    if isinstance(original, (ServiceError, ServiceUnavailable)):
+        return error.formatted
+    incident = uuid.uuid4().hex[:12]
+    log.error("resolver failed", exc_info=original, extra={"incident": incident, "path": error.path})
+    return {"message": f"internal error (incident {incident})", "path": error.path, "locations": error.formatted.get("locations"),
+            "extensions": {"code": "INTERNAL"}}
+
+
+@graphql_api.get("/schema.graphql")
+def sdl():
+    return Response(str(schema) + "\n", mimetype="text/plain", headers={"Content-Disposition": "inline; filename=schema.graphql"})
+
+
+@graphql_api.get("/cards/<path:name>")
+def card(name: str):
+    """Kudos cards are public: pass them through from the kudos service, with caching headers."""
+    import requests as http
+
+    settings = current_app.config["SETTINGS"]
+    headers = {k: v for k, v in request.headers.items() if k.lower() == "if-none-match"}
+    try:
+        upstream = http.get(f"{settings.service_url('kudos')}/cards/{name}", headers=headers, timeout=settings.service_timeout_s)
+    except http.RequestException:
+        return _request_error("cards are unavailable right now", "SERVICE_UNAVAILABLE", 503, "application/json")
+    keep = {k: v for k, v in upstream.headers.items() if k.lower() in ("etag", "cache-control", "content-type")}
+    return Response(upstream.content, status=upstream.status_code, headers=keep)

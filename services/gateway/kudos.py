@@ -1,0 +1,138 @@
+"""Kudos: the feed, giving, add-ons (kudos service); cards are proxied at /cards/."""
+
+from __future__ import annotations
+
+import graphene
+
+from services.gateway.core import (
+    DateTime, Gesture, KudosDirection, UserError, call_service, connection_from_page, connection_types, enum_value,
+    run_mutation,
+)
+from services.gateway.people import Person
+from services.gateway.support import SupportRequest
+
+
+class KudosAddOn(graphene.ObjectType):
+    actor = graphene.Field(Person)
+    message = graphene.String()
+    at = DateTime(required=True)
+
+    def resolve_actor(root, info):
+        return call_service(lambda: info.context.person(root["actor_id"]))
+
+
+class Kudos(graphene.ObjectType):
+    id = graphene.ID(required=True)
+    giver = graphene.Field(Person)
+    recipients = graphene.List(graphene.NonNull(Person), required=True)
+    message = graphene.String(required=True)
+    values = graphene.List(graphene.NonNull(graphene.String), required=True)
+    gesture = graphene.Field(Gesture, required=True)
+    request = graphene.Field(SupportRequest, description="The request this kudos thanks for, if any.")
+    created_at = DateTime(required=True)
+    add_ons = graphene.List(graphene.NonNull(KudosAddOn), required=True)
+    add_on_count = graphene.Int(required=True)
+    card_url = graphene.String(required=True, description="The 1200x630 card image (PNG).")
+    thumbnail_url = graphene.String(required=True, description="A 400x210 thumbnail (PNG).")
+
+    def resolve_giver(root, info):
+        return call_service(lambda: info.context.person(root["giver_id"]))
+
+    def resolve_recipients(root, info):
+        ctx = info.context
+        call_service(lambda: ctx.prime_people(root["recipient_ids"]))
+        return [p for p in (ctx.person(i) for i in root["recipient_ids"]) if p]
+
+    def resolve_request(root, info):
+        ctx = info.context
+        if not root.get("request_id"):
+            return None
+        try:
+            return call_service(lambda: ctx.services.requests.get(f"/requests/{root['request_id']}", ctx.actor_id))
+        except Exception as exc:
+            if getattr(exc, "extensions", {}).get("code") == "NOT_FOUND":
+                return None
+            raise
+
+    def resolve_card_url(root, info):
+        return info.context.card_url(root["card_url"])
+
+    def resolve_thumbnail_url(root, info):
+        return info.context.card_url(root["thumbnail_url"])
+
+
+KudosConnection, KudosEdge = connection_types(Kudos, "Kudos")
+
+
+class GiveKudosInput(graphene.InputObjectType):
+    to = graphene.List(graphene.NonNull(graphene.ID), required=True)
+    message = graphene.String(required=True)
+    values = graphene.List(graphene.NonNull(graphene.String))
+    gesture = Gesture(default_value="thanks")
+    request_id = graphene.ID()
+
+
+class GiveKudosPayload(graphene.ObjectType):
+    kudos = graphene.Field(Kudos)
+    errors = graphene.List(graphene.NonNull(UserError), required=True)
+
+
+def _prime(ctx, items) -> None:
+    call_service(lambda: ctx.prime_people(
+        pid for k in items for pid in [k["giver_id"], *k["recipient_ids"], *(a["actor_id"] for a in k["add_ons"])]))
+
+
+class KudosQueries(graphene.ObjectType):
+    kudos = graphene.Field(Kudos, id=graphene.ID(required=True))
+    kudos_feed = graphene.Field(KudosConnection, required=True, person_id=graphene.ID(), direction=KudosDirection(),
+                                first=graphene.Int(), after=graphene.String())
+
+    def resolve_kudos(root, info, id):
+        ctx = info.context
+        try:
+            return call_service(lambda: ctx.services.kudos.get(f"/kudos/{id}", ctx.actor_id))
+        except Exception as exc:
+            if getattr(exc, "extensions", {}).get("code") == "NOT_FOUND":
+                return None
+            raise
+
+    def resolve_kudos_feed(root, info, person_id=None, direction=None, first=None, after=None):
+        ctx = info.context
+        page = call_service(lambda: ctx.services.kudos.get(
+            "/kudos", ctx.actor_id, person_id=person_id, direction=enum_value(direction), first=first, after=after))
+        _prime(ctx, page["items"])
+        return connection_from_page(page)
+
+
+class GiveKudos(graphene.Mutation):
+    """Thank one or more colleagues (each recipient spends one of your monthly allowance)."""
+
+    class Arguments:
+        input = GiveKudosInput(required=True)
+
+    Output = GiveKudosPayload
+
+    def mutate(root, info, input):
+        ctx = info.context
+        body = {"to": input.to, "message": input.message, "values": input.values or [],
+                "gesture": enum_value(input.gesture), "request_id": input.request_id}
+        return run_mutation("kudos", lambda: ctx.services.kudos.post("/kudos", ctx.actor_id, body))
+
+
+class AddOnKudos(graphene.Mutation):
+    """+1 a colleague's kudos (not your own, once)."""
+
+    class Arguments:
+        id = graphene.ID(required=True)
+        message = graphene.String()
+
+    Output = GiveKudosPayload
+
+    def mutate(root, info, id, message=None):
+        ctx = info.context
+        return run_mutation("kudos", lambda: ctx.services.kudos.post(f"/kudos/{id}/add-ons", ctx.actor_id, {"message": message}))
+
+
+class KudosMutations(graphene.ObjectType):
+    give_kudos = GiveKudos.Field(required=True)
+    add_on_kudos = AddOnKudos.Field(required=True)

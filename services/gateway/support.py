@@ -1,0 +1,177 @@
+"""Support requests: queries and the lifecycle mutations (requests service)."""
+
+from __future__ import annotations
+
+import graphene
+
+from services.gateway.core import (
+    DateTime, Department, Outcome, Priority, RequestKind, RequestStatus, UserError, call_service,
+    connection_from_page, connection_types, enum_value, run_mutation,
+)
+from services.gateway.people import Person
+
+
+class TimelineEntry(graphene.ObjectType):
+    id = graphene.ID(required=True)
+    at = DateTime(required=True)
+    actor = graphene.Field(Person, description="Null for the system (timers).")
+    type = graphene.String(required=True, description="submitted, acknowledged, info_requested, deal_updated, ...")
+    text = graphene.String()
+
+    def resolve_actor(root, info):
+        return call_service(lambda: info.context.person(root["actor_id"])) if root["actor_id"] != "system" else None
+
+
+class SupportRequest(graphene.ObjectType):
+    id = graphene.ID(required=True)
+    number = graphene.Int(required=True)
+    requester = graphene.Field(Person)
+    department = graphene.Field(Department, required=True)
+    kind = graphene.Field(RequestKind, required=True)
+    title = graphene.String(required=True)
+    details = graphene.String(required=True)
+    customer = graphene.String(required=True)
+    deal_name = graphene.String()
+    deal_value = graphene.Float()
+    commitment = graphene.String(description="What was committed to the customer.")
+    needed_by = DateTime(required=True)
+    priority = graphene.Field(Priority, required=True)
+    rush_reason = graphene.String()
+    status = graphene.Field(RequestStatus, required=True)
+    outcome = graphene.Field(Outcome)
+    assignees = graphene.List(graphene.NonNull(Person), required=True)
+    submitted_at = DateTime(required=True)
+    acknowledged_at = DateTime()
+    delivered_at = DateTime()
+    closed_at = DateTime()
+    brief_complete = graphene.Boolean(required=True)
+    brief_gaps = graphene.List(graphene.NonNull(graphene.String), required=True)
+    timeline = graphene.List(graphene.NonNull(TimelineEntry), required=True)
+
+    def resolve_requester(root, info):
+        return call_service(lambda: info.context.person(root["requester_id"]))
+
+    def resolve_assignees(root, info):
+        ctx = info.context
+        call_service(lambda: ctx.prime_people(root["assignee_ids"]))
+        return [p for p in (ctx.person(i) for i in root["assignee_ids"]) if p]
+
+    def resolve_timeline(root, info):
+        ctx = info.context
+        if "timeline" not in root:  # lists carry no timeline: fetch it
+            root = call_service(lambda: ctx.services.requests.get(f"/requests/{root['id']}", ctx.actor_id))
+        call_service(lambda: ctx.prime_people(e["actor_id"] for e in root["timeline"] if e["actor_id"] != "system"))
+        return root["timeline"]
+
+
+SupportRequestConnection, SupportRequestEdge = connection_types(SupportRequest, "SupportRequest")
+
+
+class RequestFilter(graphene.InputObjectType):
+    requester_id = graphene.ID(description="A rep's requests, newest first.")
+    department = Department(description="A queue, by needed-by.")
+    status = RequestStatus()
+    open = graphene.Boolean(description="Only open requests (submitted .. waiting on rep).")
+    priority = Priority()
+    assignee_id = graphene.ID()
+
+
+class SubmitRequestInput(graphene.InputObjectType):
+    kind = RequestKind(required=True)
+    title = graphene.String(required=True)
+    details = graphene.String(required=True)
+    customer = graphene.String(required=True)
+    deal_name = graphene.String()
+    deal_value = graphene.Float()
+    commitment = graphene.String(description="What was committed to the customer.")
+    needed_by = DateTime(required=True)
+    priority = Priority(default_value="normal")
+    rush_reason = graphene.String()
+
+
+class SubmitRequestPayload(graphene.ObjectType):
+    request = graphene.Field(SupportRequest)
+    errors = graphene.List(graphene.NonNull(UserError), required=True)
+
+
+class RequestPayload(graphene.ObjectType):
+    request = graphene.Field(SupportRequest)
+    errors = graphene.List(graphene.NonNull(UserError), required=True)
+
+
+def _prime_page(ctx, items) -> None:
+    call_service(lambda: ctx.prime_people(pid for r in items for pid in [r["requester_id"], *r["assignee_ids"]]))
+
+
+class SupportQueries(graphene.ObjectType):
+    request = graphene.Field(SupportRequest, id=graphene.ID(required=True))
+    requests = graphene.Field(SupportRequestConnection, required=True, filter=RequestFilter(),
+                              first=graphene.Int(), after=graphene.String())
+
+    def resolve_request(root, info, id):
+        ctx = info.context
+        try:
+            return call_service(lambda: ctx.services.requests.get(f"/requests/{id}", ctx.actor_id))
+        except Exception as exc:
+            if getattr(exc, "extensions", {}).get("code") == "NOT_FOUND":
+                return None
+            raise
+
+    def resolve_requests(root, info, filter=None, first=None, after=None):
+        ctx = info.context
+        f = filter or {}
+        page = call_service(lambda: ctx.services.requests.get(
+            "/requests", ctx.actor_id, requester_id=f.get("requester_id"), department=enum_value(f.get("department")),
+            status=enum_value(f.get("status")), open="true" if f.get("open") else None,
+            priority=enum_value(f.get("priority")), assignee_id=f.get("assignee_id"), first=first, after=after))
+        _prime_page(ctx, page["items"])
+        return connection_from_page(page)
+
+
+def _command(name: str, path: str, **fields):
+    """A lifecycle mutation: POST /requests/<id>/<path> with the given arguments."""
+    arguments = {"id": graphene.ID(required=True), **fields}
+
+    def mutate(root, info, id, **kwargs):
+        ctx = info.context
+        body = {k: enum_value(v) for k, v in kwargs.items()}
+        return run_mutation("request", lambda: ctx.services.requests.post(f"/requests/{id}/{path}", ctx.actor_id, body))
+
+    return type(name, (graphene.Mutation,), {
+        "Arguments": type("Arguments", (), arguments),
+        "Output": RequestPayload,
+        "mutate": mutate,
+    })
+
+
+class SubmitRequest(graphene.Mutation):
+    """File a support request to the department that handles its kind."""
+
+    class Arguments:
+        input = SubmitRequestInput(required=True)
+
+    Output = SubmitRequestPayload
+
+    def mutate(root, info, input):
+        ctx = info.context
+        body = {
+            "kind": enum_value(input.kind), "title": input.title, "details": input.details, "customer": input.customer,
+            "deal_name": input.deal_name, "deal_value": input.deal_value, "commitment": input.commitment,
+            "needed_by": input.needed_by.isoformat(), "priority": enum_value(input.priority), "rush_reason": input.rush_reason,
+        }
+        return run_mutation("request", lambda: ctx.services.requests.post("/requests", ctx.actor_id, body))
+
+
+class SupportMutations(graphene.ObjectType):
+    submit_request = SubmitRequest.Field(required=True)
+    acknowledge_request = _command("AcknowledgeRequest", "acknowledge").Field(required=True)
+    start_request = _command("StartRequest", "start").Field(required=True)
+    assign_request = _command("AssignRequest", "assign",
+                              assignee_ids=graphene.List(graphene.NonNull(graphene.ID), required=True)).Field(required=True)
+    request_info = _command("RequestInfo", "request-info", question=graphene.String(required=True)).Field(required=True)
+    provide_info = _command("ProvideInfo", "provide-info", answer=graphene.String(required=True)).Field(required=True)
+    post_deal_update = _command("PostDealUpdate", "deal-updates", text=graphene.String(required=True)).Field(required=True)
+    deliver_request = _command("DeliverRequest", "deliver", note=graphene.String()).Field(required=True)
+    close_request = _command("CloseRequest", "close", outcome=Outcome(required=True), note=graphene.String()).Field(required=True)
+    cancel_request = _command("CancelRequest", "cancel", reason=graphene.String(required=True)).Field(required=True)
+    comment_on_request = _command("CommentOnRequest", "comments", text=graphene.String(required=True)).Field(required=True)
