@@ -30,6 +30,7 @@ def create_app(settings: GatewaySettings):
     app.static_folder = "static"
     app.extensions["services"] = services
     app.extensions["rate_limiter"] = RateLimiter(settings.rate_limit_per_minute)
+    app.extensions["active_cache"] = {}
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.register_blueprint(graphql_api)
     return app

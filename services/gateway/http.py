@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -105,6 +106,11 @@ def graphql_endpoint():
     except AppError as exc:
         return _request_error(exc.message, "UNAUTHENTICATED", 401, media_type, {"WWW-Authenticate": "Bearer"})
 
+    refusal = _refuse_inactive(claims.subject)
+    if refusal is not None:
+        status, code, message = refusal
+        return _request_error(message, code, status, media_type)
+
     limiter: RateLimiter = current_app.extensions["rate_limiter"]
     allowed, wait = limiter.allow(claims.subject)
     if not allowed:
@@ -131,6 +137,35 @@ def graphql_endpoint():
         # The operation could not start (e.g. bad variable values): a request error.
         return _answer(body, 400 if _is_request_error(result.errors) else 200, media_type)
     return _answer(body, 200, media_type)
+
+
+ACTIVE_CHECK_TTL_S = 30.0
+
+
+def _refuse_inactive(person_id: str) -> tuple[int, str, str] | None:
+    """A valid token for someone deactivated, or unknown to the directory, gets no data.
+
+    The answer is cached for 30 s per person. If the directory cannot be asked right now the
+    request goes on: every service still checks who is acting, and refuses them itself.
+    """
+    cache: dict = current_app.extensions["active_cache"]
+    now = time.monotonic()
+    hit = cache.get(person_id)
+    if hit is not None and now - hit[0] < ACTIVE_CHECK_TTL_S:
+        return hit[1]
+    services = current_app.extensions["services"]
+    try:
+        services.requests.get(f"/people/{person_id}", person_id)
+        verdict = None
+    except ServiceError as exc:
+        verdict = ((403, "FORBIDDEN", "this account is deactivated") if exc.code == "inactive_actor"
+                   else (401, "UNAUTHENTICATED", "the signed-in person is not in the directory"))
+    except ServiceUnavailable:
+        return None
+    if len(cache) > 10_000:
+        cache.clear()
+    cache[person_id] = (now, verdict)
+    return verdict
 
 
 def _is_request_error(errors: list[GraphQLError]) -> bool:

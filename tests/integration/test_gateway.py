@@ -91,7 +91,7 @@ def system(settings):
 
             # The recognition processes learn people from the people topic.
             assert wait_until(lambda: as_("pia")("{ me { kudosAllowance { left } } }").json()["data"]["me"]["kudosAllowance"] is not None, 30)
-            yield {"url": gateway_url, "as": as_, "people": people, "settings": gateway_settings,
+            yield {"url": gateway_url, "as": as_, "as_admin": as_admin, "people": people, "settings": gateway_settings,
                    "processes": processes, "anonymous": GraphQL(gateway_url, None)}
     finally:
         for proc in processes.values():
@@ -214,3 +214,125 @@ def test_when_a_service_is_down_its_fields_are_null_and_the_rest_answers(system)
     assert body["errors"][0]["path"] == ["me", "points"]
     assert body["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
     assert "Traceback" not in answer.text and "127.0.0.1" not in answer.text
+
+
+LIFECYCLE = {
+    "acknowledge": 'mutation($id: ID!) { acknowledgeRequest(id: $id) { request { status } errors { code } } }',
+    "assign": 'mutation($id: ID!, $to: [ID!]!) { assignRequest(id: $id, assigneeIds: $to) { request { assignees { name } } errors { code field } } }',
+    "start": 'mutation($id: ID!) { startRequest(id: $id) { request { status } errors { code } } }',
+    "ask": 'mutation($id: ID!) { requestInfo(id: $id, question: "EUR or USD?") { request { status } errors { code } } }',
+    "answer": 'mutation($id: ID!) { provideInfo(id: $id, answer: "EUR") { request { status } errors { code } } }',
+    "update": 'mutation($id: ID!) { postDealUpdate(id: $id, text: "CFO joined") { request { status } errors { code } } }',
+    "deliver": 'mutation($id: ID!) { deliverRequest(id: $id, note: "v1") { request { status } errors { code } } }',
+    "close": 'mutation($id: ID!) { closeRequest(id: $id, outcome: WON, note: "Signed") { request { status outcome } errors { code } } }',
+    "cancel": 'mutation($id: ID!) { cancelRequest(id: $id, reason: "deal lost") { request { status } errors { code } } }',
+}
+
+
+def test_the_whole_story_with_the_contract_operations(system):
+    rita, pia, li, jonas, mona = (system["as"](n) for n in ("rita", "pia", "li", "jonas", "mona"))
+    people = system["people"]
+    rid = rita(SUBMIT, {"input": brief()}).json()["data"]["submitRequest"]["request"]["id"]
+
+    def run(who, step, **variables):
+        body = who(LIFECYCLE[step], {"id": rid, **variables}).json()
+        return next(iter(body["data"].values())) if body.get("data") else body
+
+    assert run(pia, "acknowledge")["request"]["status"] == "ACKNOWLEDGED"
+    assert run(pia, "assign", to=[people["li"]["id"]])["request"]["assignees"] == [{"name": "Li Wei"}]
+    wrong = run(pia, "assign", to=[people["rita"]["id"]])
+    assert wrong["errors"] == [{"code": "ASSIGNEE_NOT_IN_DEPARTMENT", "field": "assigneeIds"}]
+    assert run(li, "start")["request"]["status"] == "IN_PROGRESS"
+    assert run(li, "ask")["request"]["status"] == "WAITING_ON_REP"
+    assert run(rita, "answer")["request"]["status"] == "IN_PROGRESS"
+    assert run(rita, "update")["request"]["status"] == "IN_PROGRESS"
+    assert run(rita, "deliver")["errors"][0]["extensions"]["code"] == "FORBIDDEN"  # only an assignee delivers
+    assert run(li, "deliver")["request"]["status"] == "DELIVERED"
+    assert run(rita, "cancel")["errors"] == [{"code": "ILLEGAL_TRANSITION"}]
+    assert run(rita, "close")["request"] == {"status": "CLOSED", "outcome": "WON"}
+
+    story = rita('query($id: ID!) { request(id: $id) { number timeline { type actor { name } } } }', {"id": rid}).json()
+    assert [e["type"] for e in story["data"]["request"]["timeline"]] == [
+        "submitted", "acknowledged", "assigned", "started", "info_requested", "info_provided", "deal_updated",
+        "delivered", "closed"]
+    assert rita('{ request(id: "r_nope") { id } }').json()["data"] == {"request": None}
+
+    thanks = rita('mutation($to: [ID!]!, $r: ID) { giveKudos(input: {to: $to, message: "Thank you Li!", gesture: COFFEE, '
+                  'values: ["speed"], requestId: $r}) { kudos { id request { title } } errors { code } } }',
+                  {"to": [people["li"]["id"]], "r": rid}).json()["data"]["giveKudos"]["kudos"]
+    assert thanks["request"] == {"title": "Price the Acme renewal"}
+    plus_one = jonas('mutation($id: ID!) { addOnKudos(id: $id, message: "+1") { kudos { addOnCount addOns { actor { name } } } errors { code } } }',
+                     {"id": thanks["id"]}).json()["data"]["addOnKudos"]
+    assert plus_one["kudos"] == {"addOnCount": 1, "addOns": [{"actor": {"name": "Jonas Weiß"}}]}
+    again = jonas('mutation($id: ID!) { addOnKudos(id: $id) { kudos { id } errors { code } } }', {"id": thanks["id"]}).json()
+    assert again["data"]["addOnKudos"]["errors"] == [{"code": "ALREADY_ADDED_ON"}]
+    one = li('query($id: ID!) { kudos(id: $id) { message giver { name } values } }', {"id": thanks["id"]}).json()
+    assert one["data"]["kudos"] == {"message": "Thank you Li!", "giver": {"name": "Rita Okafor"}, "values": ["speed"]}
+    li_id = people["li"]["id"]
+    received = li('query($p: ID!) { kudosFeed(personId: $p, direction: RECEIVED) { totalCount } }', {"p": li_id}).json()
+    assert received["data"]["kudosFeed"]["totalCount"] == 1
+
+    # Li earned: on-time delivery (+20) and a kudos (+10) and an add-on (+5).
+    assert wait_until(lambda: li("{ me { points(period: WEEK) } }").json()["data"]["me"]["points"] == 35, 30)
+    profile = li('query($id: ID!) { person(id: $id) { name rank badges { id level progress } kudosAllowance { left } } }',
+                 {"id": li_id}).json()["data"]["person"]
+    assert profile["name"] == "Li Wei" and profile["kudosAllowance"] == {"left": 20}
+    assert {b["id"] for b in profile["badges"]} >= {"clutch", "fast_responder", "team_favorite"}
+
+    # An admin changes the directory; a rep cannot.
+    upsert = 'mutation($i: PersonInput!) { upsertPerson(input: $i) { person { name title } errors { code field } } }'
+    change = {"email": "li@example.com", "name": "Li Wei", "role": "SUPPORT", "department": "PRICING", "title": "Lead"}
+    refused = rita(upsert, {"i": change}).json()
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    admin = system["as_admin"]
+    assert admin(upsert, {"i": change}).json()["data"]["upsertPerson"]["person"] == {"name": "Li Wei", "title": "Lead"}
+    bad = admin(upsert, {"i": {**change, "email": "not-an-email"}}).json()["data"]["upsertPerson"]
+    assert bad["errors"] == [{"code": "INVALID_EMAIL", "field": "email"}]
+
+
+def test_sign_on_refusals_over_http(system):
+    import jwt as pyjwt
+
+    settings = system["settings"]
+    p = system["people"]["rita"]
+    now = datetime.now(timezone.utc)
+
+    def token(**changes):
+        claims = {"sub": p["id"], "iss": settings.jwt_issuer, "aud": settings.jwt_audience,
+                  "iat": int(now.timestamp()), "exp": int((now + timedelta(minutes=5)).timestamp()), **changes}
+        return pyjwt.encode(claims, changes.pop("key", settings.jwt_secret), algorithm="HS256")
+
+    header = '{"alg":"none","typ":"JWT"}'
+    import base64
+
+    def b64(text):
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    none_token = f"{b64(header)}.{b64(json.dumps({'sub': p['id'], 'aud': settings.jwt_audience, 'iss': settings.jwt_issuer, 'exp': 9999999999, 'iat': 1}))}."
+    for bad in (token(exp=int((now - timedelta(minutes=5)).timestamp())), token(aud="someone-else"),
+                pyjwt.encode({"sub": p["id"], "aud": settings.jwt_audience, "iss": settings.jwt_issuer, "iat": int(now.timestamp()),
+                              "exp": int((now + timedelta(minutes=5)).timestamp())}, "x" * 40, algorithm="HS256"),
+                none_token):
+        answer = GraphQL(system["url"], bad)("{ me { name } }")
+        assert answer.status_code == 401 and "data" not in answer.json(), bad
+    assert GraphQL(system["url"], token())("{ me { name } }").json()["data"]["me"]["name"] == "Rita Okafor"
+
+    # A deactivated person's (still valid) token gets no data.
+    admin = system["as_admin"]
+    gone = admin('mutation($i: PersonInput!) { upsertPerson(input: $i) { person { active } errors { code } } }',
+                 {"i": {"email": "jonas@example.com", "name": "Jonas Weiß", "role": "REP", "department": "SALES", "active": False}}).json()
+    assert gone["data"]["upsertPerson"]["person"] == {"active": False}
+    jonas = system["as"]("jonas")
+    assert wait_until(lambda: jonas("{ me { name } }").status_code == 403, timeout=40)
+
+
+def test_a_standard_graphql_client_works_unchanged(system):
+    from gql import Client, gql
+    from gql.transport.requests import RequestsHTTPTransport
+
+    token = system["as"]("pia").token
+    transport = RequestsHTTPTransport(url=system["url"] + "/graphql", headers={"Authorization": f"Bearer {token}"}, timeout=15)
+    with Client(transport=transport, fetch_schema_from_transport=True) as session:
+        result = session.execute(gql("query Me { me { name department } badgeDefinitions { name } }"))
+    assert result["me"] == {"name": "Pía Novák", "department": "PRICING"}
+    assert len(result["badgeDefinitions"]) == 8
