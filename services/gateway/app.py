@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+from flask import request
+from flask_sock import Sock
 
 from services.gateway.clients import Services
 from services.gateway.config import GatewaySettings
 from services.gateway.http import graphql_api
 from services.gateway.limits import RateLimiter
-from shared.serve import ServiceRuntime
+from services.gateway.live import LiveHub
+from services.gateway.ws import PROTOCOL, Connection
 from shared.web import create_service_app
 
 SERVICE = "gateway"
@@ -23,28 +26,29 @@ def _services_answer(services: Services):
     return check
 
 
-def create_app(settings: GatewaySettings):
+def create_app(settings: GatewaySettings, hub: LiveHub | None = None):
     services = Services.from_settings(settings)
-    app = create_service_app(SERVICE, settings, readiness={"services": _services_answer(services)})
+    hub = hub or LiveHub(settings)
+
+    def live_events() -> None:
+        if not hub.ready():
+            raise RuntimeError("not reading the live topics (yet)")
+
+    app = create_service_app(SERVICE, settings, readiness={"services": _services_answer(services), "live": live_events})
+    app.extensions["live_hub"] = hub
+    sock = Sock(app)
+
+    @sock.route("/graphql")
+    def subscriptions(ws):
+        Connection(ws, settings, services, hub, base_url=request.host_url.rstrip("/"),
+                   init_timeout_s=settings.ws_init_timeout_s).run()
+
     app.root_path = os.path.dirname(__file__)  # static/graphiql.html lives beside this file
     app.static_folder = "static"
     app.extensions["services"] = services
     app.extensions["rate_limiter"] = RateLimiter(settings.rate_limit_per_minute)
     app.extensions["active_cache"] = {}
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["SOCK_SERVER_OPTIONS"] = {"subprotocols": [PROTOCOL], "ping_interval": 25}
     app.register_blueprint(graphql_api)
     return app
-
-
-@dataclass
-class GatewayRuntime(ServiceRuntime):
-    pass
-
-
-class _NoProducer:
-    def close(self) -> None:
-        pass
-
-
-def build_runtime(settings: GatewaySettings) -> GatewayRuntime:
-    return GatewayRuntime(settings=settings, app=create_app(settings), producer=_NoProducer())

@@ -36,7 +36,9 @@ class GatewaySettings(Settings):
     kudos_url: str | None = None
     points_url: str | None = None
     service_timeout_s: float = Field(5.0, gt=0, le=60)
-    http_threads: int = Field(16, ge=1, le=128)
+    # Each open WebSocket (a screen, a portal tab) holds a thread of the gateway's server.
+    http_threads: int = Field(64, ge=4, le=1024)
+    ws_init_timeout_s: float = Field(10.0, gt=0, le=300)
 
     @model_validator(mode="after")
     def _production_keys(self) -> "GatewaySettings":

@@ -151,6 +151,18 @@ def call_service(fn: Callable[[], Any]) -> Any:
         raise GatewayError(str(exc), "SERVICE_UNAVAILABLE") from None
 
 
+def find(fn: Callable[[], Any]) -> Any:
+    """Like :func:`call_service` for a lookup by id: a missing object is null, not an error."""
+    try:
+        return fn()
+    except ServiceError as exc:
+        if exc.status == 404:
+            return None
+        raise refused(exc) from None
+    except ServiceUnavailable as exc:
+        raise GatewayError(str(exc), "SERVICE_UNAVAILABLE") from None
+
+
 def run_mutation(payload_field: str, fn: Callable[[], Any]) -> dict[str, Any]:
     """Run a mutation's service call; business-rule refusals become the payload's errors."""
     try:

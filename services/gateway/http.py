@@ -20,6 +20,7 @@ import time
 import uuid
 from typing import Any
 
+import requests as http
 from flask import Blueprint, Response, current_app, request
 from graphql import GraphQLError, OperationType, execute, get_operation_ast, parse, specified_rules, validate
 
@@ -193,8 +194,6 @@ def sdl():
 @graphql_api.get("/cards/<path:name>")
 def card(name: str):
     """Kudos cards are public: pass them through from the kudos service, with caching headers."""
-    import requests as http
-
     settings = current_app.config["SETTINGS"]
     headers = {k: v for k, v in request.headers.items() if k.lower() == "if-none-match"}
     try:

@@ -6,7 +6,7 @@ import graphene
 
 from services.gateway.core import (
     DateTime, Gesture, KudosDirection, UserError, call_service, connection_from_page, connection_types, enum_value,
-    run_mutation,
+    find, run_mutation,
 )
 from services.gateway.people import Person
 from services.gateway.support import SupportRequest
@@ -47,12 +47,7 @@ class Kudos(graphene.ObjectType):
         ctx = info.context
         if not root.get("request_id"):
             return None
-        try:
-            return call_service(lambda: ctx.services.requests.get(f"/requests/{root['request_id']}", ctx.actor_id))
-        except Exception as exc:
-            if getattr(exc, "extensions", {}).get("code") == "NOT_FOUND":
-                return None
-            raise
+        return find(lambda: ctx.services.requests.get(f"/requests/{root['request_id']}", ctx.actor_id))
 
     def resolve_card_url(root, info):
         return info.context.card_url(root["card_url"])
@@ -89,12 +84,7 @@ class KudosQueries(graphene.ObjectType):
 
     def resolve_kudos(root, info, id):
         ctx = info.context
-        try:
-            return call_service(lambda: ctx.services.kudos.get(f"/kudos/{id}", ctx.actor_id))
-        except Exception as exc:
-            if getattr(exc, "extensions", {}).get("code") == "NOT_FOUND":
-                return None
-            raise
+        return find(lambda: ctx.services.kudos.get(f"/kudos/{id}", ctx.actor_id))
 
     def resolve_kudos_feed(root, info, person_id=None, direction=None, first=None, after=None):
         ctx = info.context

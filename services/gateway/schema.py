@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import graphene
 
-from services.gateway.kudos import KudosMutations, KudosQueries
-from services.gateway.people import PeopleMutations, PeopleQueries
-from services.gateway.points import PointsQueries
-from services.gateway.support import SupportMutations, SupportQueries
+from services.gateway.core import DateTime, Department, Period, Role, Scope, call_service
+from services.gateway.kudos import Kudos, KudosMutations, KudosQueries
+from services.gateway.people import PeopleMutations, PeopleQueries, Person
+from services.gateway.points import Leaderboard, PointsQueries
+from services.gateway.support import SupportMutations, SupportQueries, SupportRequest
 
 
 class Query(PeopleQueries, SupportQueries, KudosQueries, PointsQueries, graphene.ObjectType):
@@ -18,4 +19,29 @@ class Mutation(PeopleMutations, SupportMutations, KudosMutations, graphene.Objec
     """Every change; business-rule refusals come back in each payload's `errors`."""
 
 
-schema = graphene.Schema(query=Query, mutation=Mutation)
+class BadgeAward(graphene.ObjectType):
+    """A badge (tier) someone just earned, with the events that earned it."""
+
+    person = graphene.Field(Person)
+    badge = graphene.ID(required=True)
+    name = graphene.String(required=True)
+    tier = graphene.String()
+    awarded_at = DateTime(required=True)
+    evidence_event_ids = graphene.List(graphene.NonNull(graphene.ID), required=True)
+
+    def resolve_person(root, info):
+        return call_service(lambda: info.context.person(root["person_id"]))
+
+
+class Subscription(graphene.ObjectType):
+    """Live updates over WebSocket (graphql-transport-ws) at /graphql."""
+
+    kudos_given = graphene.Field(Kudos, required=True, person_id=graphene.ID(),
+                                 description="Every new kudos, or those given or received by one person.")
+    leaderboard_changed = graphene.Field(Leaderboard, required=True, period=Period(required=True),
+                                         scope=Scope(default_value="company"), department=Department(), role=Role())
+    badge_awarded = graphene.Field(BadgeAward, required=True, person_id=graphene.ID())
+    request_changed = graphene.Field(SupportRequest, required=True, id=graphene.ID(required=True))
+
+
+schema = graphene.Schema(query=Query, mutation=Mutation, subscription=Subscription)

@@ -6,7 +6,7 @@ import graphene
 
 from services.gateway.core import (
     DateTime, Department, Outcome, Priority, RequestKind, RequestStatus, UserError, call_service,
-    connection_from_page, connection_types, enum_value, run_mutation,
+    connection_from_page, connection_types, enum_value, find, run_mutation,
 )
 from services.gateway.people import Person
 
@@ -110,12 +110,7 @@ class SupportQueries(graphene.ObjectType):
 
     def resolve_request(root, info, id):
         ctx = info.context
-        try:
-            return call_service(lambda: ctx.services.requests.get(f"/requests/{id}", ctx.actor_id))
-        except Exception as exc:
-            if getattr(exc, "extensions", {}).get("code") == "NOT_FOUND":
-                return None
-            raise
+        return find(lambda: ctx.services.requests.get(f"/requests/{id}", ctx.actor_id))
 
     def resolve_requests(root, info, filter=None, first=None, after=None):
         ctx = info.context

@@ -8,19 +8,19 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests as http
 from PIL import Image
 
-from services.gateway.app import create_app as create_gateway
 from services.gateway.auth import issue_token
 from services.gateway.config import GatewaySettings
 from shared.config import PROJECT_ROOT
 from shared.db import mongo_client
 from tests.conftest import wait_until
-from tests.integration.service_helpers import free_port, serving
+from tests.integration.service_helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +51,7 @@ def _start(module: str, settings, ports: dict[str, int]):
     env.update({"INSIDETRACK_KAFKA_PORT": str(settings.kafka_port), "INSIDETRACK_MONGO_PORT": str(settings.mongo_port),
                 "INSIDETRACK_NAME_PREFIX": settings.name_prefix, "INSIDETRACK_LOG_LEVEL": "WARNING",
                 "INSIDETRACK_VAR_DIR": str(settings.var_dir), "PYTHONPATH": str(PROJECT_ROOT),
+                "INSIDETRACK_WS_INIT_TIMEOUT_S": "2",
                 **{f"INSIDETRACK_{name.upper()}_PORT": str(port) for name, port in ports.items()}})
     return subprocess.Popen([sys.executable, "-m", module], env=env, cwd=PROJECT_ROOT)
 
@@ -65,34 +66,33 @@ def _ready(port: int) -> bool:
 @pytest.fixture
 def system(settings):
     """The requests, kudos and points processes (real, as `make up` runs them) and the gateway."""
-    ports = {"requests": free_port(), "kudos": free_port(), "points": free_port()}
+    ports = {"requests": free_port(), "kudos": free_port(), "points": free_port(), "gateway": free_port()}
     processes = {name: _start(module, settings, ports) for name, module in
                  (("requests", "services.requests"), ("kudos", "services.recognition.kudos"),
-                  ("points", "services.recognition.points"))}
+                  ("points", "services.recognition.points"), ("gateway", "services.gateway"))}
     try:
         for name, port in ports.items():
             assert wait_until(lambda: _ready(port), timeout=60), f"{name} did not become ready"
-        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        gateway_settings = GatewaySettings(**settings.model_dump(), requests_url=urls["requests"],
-                                           kudos_url=urls["kudos"], points_url=urls["points"])
+        gateway_settings = GatewaySettings(**{**settings.model_dump(), "gateway_port": ports["gateway"]})
         with mongo_client(settings) as client:  # the admin the requests service created on its first start
             admin = client[settings.database("requests")]["people"].find_one({"email": "admin@example.com"})
-        with serving(create_gateway(gateway_settings)) as gateway_url:
-            as_admin = GraphQL(gateway_url, issue_token(gateway_settings, admin["_id"], admin["email"], "admin"))
-            imported = as_admin('mutation($csv: String!) { importPeople(csv: $csv) { created rowErrors { line } errors { code } } }',
-                                {"csv": PEOPLE_CSV}).json()
-            assert imported["data"]["importPeople"]["created"] == 5, imported
-            listed = as_admin("{ people(first: 50) { edges { node { id email role } } } }").json()
-            people = {e["node"]["email"].split("@")[0]: e["node"] for e in listed["data"]["people"]["edges"]}
+        gateway_url = f"http://127.0.0.1:{ports['gateway']}"
+        as_admin = GraphQL(gateway_url, issue_token(gateway_settings, admin["_id"], admin["email"], "admin"))
+        imported = as_admin('mutation($csv: String!) { importPeople(csv: $csv) { created rowErrors { line } errors { code } } }',
+                            {"csv": PEOPLE_CSV}).json()
+        assert imported["data"]["importPeople"]["created"] == 5, imported
+        listed = as_admin("{ people(first: 50) { edges { node { id email role } } } }").json()
+        people = {e["node"]["email"].split("@")[0]: e["node"] for e in listed["data"]["people"]["edges"]}
 
-            def as_(name: str) -> GraphQL:
-                p = people[name]
-                return GraphQL(gateway_url, issue_token(gateway_settings, p["id"], p["email"], p["role"].lower()))
+        def as_(name: str) -> GraphQL:
+            p = people[name]
+            return GraphQL(gateway_url, issue_token(gateway_settings, p["id"], p["email"], p["role"].lower()))
 
-            # The recognition processes learn people from the people topic.
-            assert wait_until(lambda: as_("pia")("{ me { kudosAllowance { left } } }").json()["data"]["me"]["kudosAllowance"] is not None, 30)
-            yield {"url": gateway_url, "as": as_, "as_admin": as_admin, "people": people, "settings": gateway_settings,
-                   "processes": processes, "anonymous": GraphQL(gateway_url, None)}
+        # The recognition processes learn people from the people topic.
+        assert wait_until(lambda: as_("pia")("{ me { kudosAllowance { left } } }").json()["data"]["me"]["kudosAllowance"] is not None, 30)
+        yield {"url": gateway_url, "as": as_, "as_admin": as_admin, "people": people, "settings": gateway_settings,
+               "ports": ports,
+               "processes": processes, "anonymous": GraphQL(gateway_url, None)}
     finally:
         for proc in processes.values():
             if proc.poll() is None:
@@ -336,3 +336,128 @@ def test_a_standard_graphql_client_works_unchanged(system):
         result = session.execute(gql("query Me { me { name department } badgeDefinitions { name } }"))
     assert result["me"] == {"name": "Pía Novák", "department": "PRICING"}
     assert len(result["badgeDefinitions"]) == 8
+
+
+# -- subscriptions (graphql-transport-ws) ---------------------------------------------------------
+
+def _ws(system):
+    from simple_websocket import Client as WsClient
+
+    return WsClient(system["url"].replace("http://", "ws://") + "/graphql", subprotocols=["graphql-transport-ws"])
+
+
+def _recv(ws, timeout=10.0):
+    raw = ws.receive(timeout=timeout)
+    return json.loads(raw) if raw is not None else None
+
+
+def _closed_with(ws, timeout=5.0) -> int:
+    from simple_websocket import ConnectionClosed
+
+    try:
+        while True:
+            if ws.receive(timeout=timeout) is None:
+                return -1
+    except ConnectionClosed as exc:
+        return exc.reason
+
+
+def _init(ws, token):
+    ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}))
+    assert _recv(ws) == {"type": "connection_ack"}
+
+
+def test_subscriptions_deliver_kudos_and_leaderboard_changes(system):
+    rita, pia = system["as"]("rita"), system["as"]("pia")
+    pia_id = system["people"]["pia"]["id"]
+    assert wait_until(lambda: http.get(system["url"] + "/readyz", timeout=2).status_code == 200, 30)
+    ws = _ws(system)
+    try:
+        assert ws.subprotocol == "graphql-transport-ws"
+        _init(ws, pia.token)
+        ws.send(json.dumps({"type": "ping"}))
+        assert _recv(ws) == {"type": "pong"}
+        ws.send(json.dumps({"id": "k", "type": "subscribe", "payload": {
+            "query": "subscription($p: ID) { kudosGiven(personId: $p) { message giver { name } cardUrl } }",
+            "variables": {"p": pia_id}}}))
+        ws.send(json.dumps({"id": "lb", "type": "subscribe", "payload": {
+            "query": "subscription { leaderboardChanged(period: WEEK) { entries { rank points person { name } } } }"}}))
+        time.sleep(0.5)
+        rita('mutation($to: [ID!]!) { giveKudos(input: {to: $to, message: "Live thanks!"}) { errors { code } } }', {"to": [pia_id]})
+        got = {}
+        deadline = time.monotonic() + 20
+        while len(got) < 2 and time.monotonic() < deadline:
+            message = _recv(ws, timeout=5)
+            if message and message["type"] == "next":
+                got[message["id"]] = message["payload"]["data"]
+        assert got["k"]["kudosGiven"]["message"] == "Live thanks!"
+        assert got["k"]["kudosGiven"]["giver"] == {"name": "Rita Okafor"}
+        assert got["k"]["kudosGiven"]["cardUrl"].endswith(".png")
+        assert got["lb"]["leaderboardChanged"]["entries"][0] == {"rank": 1, "points": 10, "person": {"name": "Pía Novák"}}
+
+        # Unsubscribe: no more kudos messages for "k".
+        ws.send(json.dumps({"id": "k", "type": "complete"}))
+        time.sleep(0.3)
+        rita('mutation($to: [ID!]!) { giveKudos(input: {to: $to, message: "Again"}) { errors { code } } }', {"to": [pia_id]})
+        seen = []
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            message = _recv(ws, timeout=1)
+            if message:
+                seen.append(message.get("id"))
+        assert "k" not in seen
+
+        # A query over the socket: one result, then complete.
+        ws.send(json.dumps({"id": "q", "type": "subscribe", "payload": {"query": "{ me { name } }"}}))
+        first, second = _recv(ws), _recv(ws)
+        while first and first.get("id") != "q":
+            first, second = second, _recv(ws)
+        assert first == {"id": "q", "type": "next", "payload": {"data": {"me": {"name": "Pía Novák"}}}}
+        assert second == {"id": "q", "type": "complete"}
+    finally:
+        ws.close()
+
+    # A new connection works just the same (a screen reconnecting after a restart).
+    again = _ws(system)
+    try:
+        _init(again, pia.token)
+    finally:
+        again.close()
+
+
+def test_protocol_close_codes(system):
+    token = system["as"]("pia").token
+    ws = _ws(system)
+    ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": "{ me { name } }"}}))
+    assert _closed_with(ws) == 4401  # subscribe before connection_ack
+
+    ws = _ws(system)
+    ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": "Bearer forged"}}))
+    assert _closed_with(ws) == 4403
+
+    ws = _ws(system)
+    _init(ws, token)
+    ws.send(json.dumps({"type": "connection_init"}))
+    assert _closed_with(ws) == 4429
+
+    ws = _ws(system)
+    _init(ws, token)
+    sub = {"id": "same", "type": "subscribe", "payload": {"query": "subscription { badgeAwarded { name } }"}}
+    ws.send(json.dumps(sub))
+    ws.send(json.dumps(sub))
+    assert _closed_with(ws) == 4409
+
+    ws = _ws(system)
+    _init(ws, token)
+    ws.send("this is not json")
+    assert _closed_with(ws) == 4400
+
+    ws = _ws(system)  # says nothing
+    assert _closed_with(ws, timeout=6) == 4408
+
+    ws = _ws(system)
+    _init(ws, token)
+    ws.send(json.dumps({"id": "bad", "type": "subscribe", "payload": {"query": "subscription { nothing }"}}))
+    error = _recv(ws)
+    assert error["type"] == "error" and error["id"] == "bad" and "nothing" in error["payload"][0]["message"]
+    ws.close()

@@ -1,0 +1,107 @@
+"""Live events for subscriptions: the gateway reads kudos, points, badges and requests from the
+moment it starts (each gateway process reads every partition itself, from the end: no
+consumer group, so every instance sees every event) and hands each event to the subscribers
+it concerns.
+
+A subscriber is a callable that must not block: the WebSocket connection puts work on its own
+bounded queue, so a slow screen never slows the others.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from shared.bus.consumer import ConsumerRunner
+from shared.bus.kafka import EventProducer
+from shared.config import Settings
+from shared.events import Envelope
+
+log = logging.getLogger(__name__)
+
+# Which subscription field each topic feeds.
+TOPIC_FIELDS = {"kudos": "kudosGiven", "points": "leaderboardChanged", "badges": "badgeAwarded", "requests": "requestChanged"}
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    field: str                      # kudosGiven, leaderboardChanged, badgeAwarded, requestChanged
+    arguments: dict[str, Any]
+    deliver: Callable[[Envelope], None]
+
+    def wants(self, envelope: Envelope) -> bool:
+        data = envelope.data
+        if self.field == "kudosGiven":
+            person = self.arguments.get("person_id")
+            return envelope.type == "kudos.given" and (
+                person is None or person == data.get("giver_id") or person in data.get("recipient_ids", []))
+        if self.field == "badgeAwarded":
+            person = self.arguments.get("person_id")
+            return envelope.type == "badge.awarded" and person in (None, data.get("person_id"))
+        if self.field == "requestChanged":
+            return envelope.type.startswith("request.") and self.arguments.get("id") == data.get("request_id")
+        if self.field == "leaderboardChanged":
+            return envelope.type == "points.awarded" and data.get("points", 0) > 0
+        return False
+
+
+class LiveHub:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._subscribers: dict[int, Subscriber] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._producer: EventProducer | None = None
+        self._readers: list[ConsumerRunner] = []
+        self.started = threading.Event()
+
+    def subscribe(self, field: str, arguments: dict[str, Any], deliver: Callable[[Envelope], None]) -> int:
+        sub = Subscriber(next(self._ids), field, arguments, deliver)
+        with self._lock:
+            self._subscribers[sub.id] = sub
+        return sub.id
+
+    def unsubscribe(self, sub_id: int) -> None:
+        with self._lock:
+            self._subscribers.pop(sub_id, None)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, envelope: Envelope) -> None:
+        """Hand one event to every subscriber it concerns (never blocks on a subscriber)."""
+        with self._lock:
+            targets = [s for s in self._subscribers.values() if s.wants(envelope)]
+        for sub in targets:
+            try:
+                sub.deliver(envelope)
+            except Exception:  # noqa: BLE001 - one broken subscriber must not stop the others
+                log.exception("subscriber failed", extra={"subscriber": sub.id})
+
+    def start(self) -> None:
+        """Read the live topics from now on, in background threads."""
+        if self._readers:
+            return
+        self._producer = EventProducer(self.settings, client_id="gateway-live")  # dead letters only
+        for topic in TOPIC_FIELDS:
+            reader = ConsumerRunner(self.settings, group=None, topics=[topic], from_beginning=False,
+                                    handler=lambda envelope, _data: self.publish(envelope), producer=self._producer)
+            reader.start()
+            self._readers.append(reader)
+        self.started.set()
+
+    def ready(self) -> bool:
+        return bool(self._readers) and all(r.assigned.is_set() for r in self._readers)
+
+    def stop(self) -> None:
+        for reader in self._readers:
+            reader.stop()
+        self._readers.clear()
+        if self._producer is not None:
+            self._producer.close()
+            self._producer = None
