@@ -158,7 +158,7 @@ def cmd_token(args, settings: Settings) -> int:
         print(f"insidetrack: {person.name} is deactivated", file=sys.stderr)
         return 1
     print(issue_token(load_settings(GatewaySettings), person.id, person.email, person.role,
-                      ttl_minutes=args.minutes))
+                      ttl_minutes=args.minutes, screen=args.screen))
     return 0
 
 
@@ -209,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="print a signed sign-on token for a person (local use)")
     token.add_argument("email")
     token.add_argument("--minutes", type=int, default=None, help="lifetime (default INSIDETRACK_TOKEN_TTL_MINUTES)")
+    token.add_argument("--screen", action="store_true", help="a read-only token for a leaderboard screen")
     token.set_defaults(func=cmd_token)
     sub.add_parser("rebuild-points", help="re-score all history with the current rules (points process stopped)").set_defaults(func=cmd_rebuild_points)
     events = sub.add_parser("events", help="watch events on a topic")

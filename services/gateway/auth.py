@@ -43,12 +43,17 @@ MAX_TOKEN_CHARS = 16 * 1024
 _B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 
 
+SCREEN_SCOPE = "screen"
+
+
 @dataclass(frozen=True)
 class Claims:
     subject: str  # the person id ("sub")
     email: str | None
     role: str | None  # as the token says; services decide from their directory anyway
     expires_at: datetime
+    # A screen token (claim ``scope: screen``) may read and subscribe, never change anything.
+    read_only: bool = False
 
 
 # --- the Authorization header ------------------------------------------------------------
@@ -250,6 +255,7 @@ def verify_token(settings: GatewaySettings, token: str, now: datetime | None = N
         email=_optional_text(payload, "email"),
         role=_optional_text(payload, "role"),
         expires_at=expires_at,
+        read_only=payload.get("scope") == SCREEN_SCOPE,
     )
 
 
@@ -263,8 +269,9 @@ def issue_token(
     role: str,
     now: datetime | None = None,
     ttl_minutes: int | None = None,
+    screen: bool = False,
 ) -> str:
-    """Sign a token the gateway accepts, as the intranet's sign-on would."""
+    """Sign a token the gateway accepts, as the intranet's sign-on would (``screen``: read-only)."""
     if not isinstance(person_id, str) or not person_id.strip():
         raise ValueError("person_id must be a non-empty string")
     ttl = settings.token_ttl_minutes if ttl_minutes is None else ttl_minutes
@@ -286,4 +293,6 @@ def issue_token(
         "nbf": iat,
         "exp": iat + int(timedelta(minutes=ttl).total_seconds()),
     }
+    if screen:
+        payload["scope"] = SCREEN_SCOPE
     return jwt.encode(payload, key, algorithm=algorithm)

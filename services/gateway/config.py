@@ -39,6 +39,9 @@ class GatewaySettings(Settings):
     # Each open WebSocket (a screen, a portal tab) holds a thread of the gateway's server.
     http_threads: int = Field(64, ge=4, le=1024)
     ws_init_timeout_s: float = Field(10.0, gt=0, le=300)
+    # A read-only token (`insidetrack token --screen EMAIL`) the leaderboard screen uses when its
+    # URL carries none.
+    screen_token: str | None = None
 
     @model_validator(mode="after")
     def _production_keys(self) -> "GatewaySettings":

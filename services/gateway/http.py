@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import requests as http
@@ -107,6 +108,8 @@ def graphql_endpoint():
     except AppError as exc:
         return _request_error(exc.message, "UNAUTHENTICATED", 401, media_type, {"WWW-Authenticate": "Bearer"})
 
+    if claims.read_only and operation.operation != OperationType.QUERY:
+        return _request_error("this token is read-only (a screen token)", "FORBIDDEN", 403, media_type)
     refusal = _refuse_inactive(claims.subject)
     if refusal is not None:
         status, code, message = refusal
@@ -184,6 +187,17 @@ def _public_error(error: GraphQLError) -> dict[str, Any]:
     log.error("resolver failed", exc_info=original, extra={"incident": incident, "path": error.path})
     return {"message": f"internal error (incident {incident})", "path": error.path, "locations": error.formatted.get("locations"),
             "extensions": {"code": "INTERNAL"}}
+
+
+@graphql_api.get("/screens/leaderboard")
+def leaderboard_screen():
+    """The office TV page: no build step; it signs in with ?token=... or the configured screen token."""
+    settings = current_app.config["SETTINGS"]
+    page = (Path(current_app.root_path) / "static" / "screen.html").read_text(encoding="utf-8")
+    if settings.screen_token:
+        config = json.dumps({"token": settings.screen_token}).replace("</", "<\\/")
+        page = page.replace("<!--SCREEN_CONFIG-->", f"<script>window.SCREEN_CONFIG = {config};</script>")
+    return Response(page, mimetype="text/html", headers={"Cache-Control": "no-store"})
 
 
 @graphql_api.get("/schema.graphql")

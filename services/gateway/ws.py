@@ -65,6 +65,7 @@ class Connection:
         self.base_url = base_url
         self.init_timeout_s = init_timeout_s
         self.actor_id: str | None = None
+        self.read_only = False
         self.operations: dict[str, Operation] = {}
         self.outbox: queue.Queue = queue.Queue(maxsize=QUEUE_SIZE)
         self.closed = threading.Event()
@@ -108,9 +109,10 @@ class Connection:
                 token = payload.get("token") or str(payload.get("Authorization") or payload.get("authorization") or "")
                 token = token[7:] if token.lower().startswith("bearer ") else token
                 try:
-                    self.actor_id = verify_token(self.settings, token).subject
+                    claims = verify_token(self.settings, token)
                 except AppError:
                     raise Close(4403, "Forbidden") from None
+                self.actor_id, self.read_only = claims.subject, claims.read_only
                 self._send({"type": "connection_ack"})
                 return
             if message["type"] == "ping":
@@ -167,6 +169,9 @@ class Connection:
             errors = [GraphQLError("name the operation to run (operationName)")]
         if errors:
             return self._send({"id": op_id, "type": "error", "payload": [e.formatted for e in errors]})
+        if self.read_only and operation.operation == OperationType.MUTATION:
+            return self._send({"id": op_id, "type": "error",
+                               "payload": [{"message": "this token is read-only (a screen token)"}]})
         op = Operation(op_id, document, variables, payload.get("operationName"))
         self.operations[op_id] = op
         if operation.operation != OperationType.SUBSCRIPTION:

@@ -461,3 +461,13 @@ def test_protocol_close_codes(system):
     error = _recv(ws)
     assert error["type"] == "error" and error["id"] == "bad" and "nothing" in error["payload"][0]["message"]
     ws.close()
+
+
+def test_screen_page_is_served_and_mutations_are_refused_to_a_screen_token(system):
+    page = http.get(system["url"] + "/screens/leaderboard?period=week", timeout=10)
+    assert page.status_code == 200 and "graphql-transport-ws" in page.text and page.headers["Cache-Control"] == "no-store"
+    p = system["people"]["mona"]
+    screen = GraphQL(system["url"], issue_token(system["settings"], p["id"], p["email"], "manager", screen=True))
+    assert screen("{ leaderboard(period: WEEK) { key } }").json()["data"]["leaderboard"]["key"]
+    refused = screen('mutation { cancelRequest(id: "r", reason: "x") { errors { code } } }')
+    assert refused.status_code == 403 and refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
