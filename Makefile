@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: up down test venv provision clean
+.PHONY: up down test venv provision browser clean
 
 venv: $(STAMP)
 
@@ -31,8 +31,17 @@ up: venv
 down: venv
 	$(BIN)/insidetrack down
 
+# The browser test drives Debian's chromium (no browser download): install it if missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's chromium for the browser test (log: var/log/apt.log) ..."; mkdir -p var/log; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } > var/log/apt.log 2>&1 \
+	      || { tail -20 var/log/apt.log; exit 1; }; \
+	  else echo "chromium is missing: install Debian's chromium package (apt-get install chromium)"; exit 1; fi; }
+
 # pytest exits 5 when it collected no test: make treats that as a failure, as it should.
-test: provision
+test: provision browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean: down

@@ -73,6 +73,7 @@ def cmd_up(args, settings: Settings) -> int:
         print("Inside Track is up:")
         print(f"  GraphiQL        : http://127.0.0.1:{settings.gateway_port}/graphql   (schema: /schema.graphql)")
         print("  a token         : .venv/bin/insidetrack token admin@example.com   (paste it in GraphiQL)")
+        print(f"  office screen   : http://127.0.0.1:{settings.gateway_port}/screens/leaderboard?period=week&token=$(.venv/bin/insidetrack token --screen admin@example.com)")
         _print_urls(settings)
         for process in services.processes:
             print(f"  {process.spec.name + ' API':<16}: {process.url} (log: {process.logfile})")

@@ -471,3 +471,25 @@ def test_screen_page_is_served_and_mutations_are_refused_to_a_screen_token(syste
     assert screen("{ leaderboard(period: WEEK) { key } }").json()["data"]["leaderboard"]["key"]
     refused = screen('mutation { cancelRequest(id: "r", reason: "x") { errors { code } } }')
     assert refused.status_code == 403 and refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_the_leaderboard_screen_updates_live_in_a_real_browser(system):
+    from tests.integration.browser import open_page
+
+    p = system["people"]["mona"]
+    token = issue_token(system["settings"], p["id"], p["email"], "manager", screen=True)
+    rita, pia_id = system["as"]("rita"), system["people"]["pia"]["id"]
+    with open_page(f"{system['url']}/screens/leaderboard?period=week&token={token}") as page:
+        page.wait_for("document.getElementById('status').className === 'live'")
+        page.wait_for("document.getElementById('empty').hidden === false")  # nobody has points yet
+        rita('mutation($to: [ID!]!) { giveKudos(input: {to: $to, message: "Thanks for the quick pricing!", gesture: FLOWERS}) '
+             '{ errors { code } } }', {"to": [pia_id]})
+        first = page.wait_for("(document.querySelector('#board li .name') || {}).textContent", timeout=15)
+        assert first == "Pía Novák"
+        page.wait_for("document.getElementById('caption').textContent.includes('Rita Okafor')", timeout=15)
+        page.wait_for("document.getElementById('card').complete && document.getElementById('card').naturalWidth === 1200")
+        png = page.screenshot()
+    artifacts = PROJECT_ROOT / "tests" / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    (artifacts / "leaderboard-screen-1920x1080.png").write_bytes(png)
+    assert Image.open(io.BytesIO(png)).size == (1920, 1080)
