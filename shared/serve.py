@@ -122,12 +122,6 @@ class Periodic:
             self._thread.join(timeout)
 
 
-class Worker(Protocol):
-    def start(self) -> object: ...
-
-    def stop(self) -> None: ...
-
-
 @dataclass
 class ServiceRuntime:
     """One service process: its Flask app, its producer and the background workers it runs
@@ -137,7 +131,7 @@ class ServiceRuntime:
     settings: Settings
     app: object
     producer: object
-    workers: list = field(default_factory=list)
+    workers: list = field(default_factory=list)  # each has start() and stop()
 
     def start_background(self, only: list | None = None) -> None:
         for worker in self.workers if only is None else only:

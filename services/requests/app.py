@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from flask import Flask
@@ -21,7 +20,6 @@ from shared.db import connect
 from shared.serve import Periodic, ServiceRuntime
 from shared.web import create_service_app, dependency_checks
 
-log = logging.getLogger(__name__)
 SERVICE = "requests"
 
 
