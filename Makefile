@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: up down test venv provision browser clean
+.PHONY: up down test venv provision browser bench clean
 
 venv: $(STAMP)
 
@@ -43,6 +43,11 @@ browser:
 # pytest exits 5 when it collected no test: make treats that as a failure, as it should.
 test: provision browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks are not tests: they print figures and write bench/results/<time>.json.
+# BENCH_SCALE=full adds the 100k-event and 100k-people runs.
+bench: provision
+	$(BIN)/python bench/run.py
 
 clean: down
 	rm -rf var

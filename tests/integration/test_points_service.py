@@ -131,7 +131,7 @@ def feed(producer, runtime, events, awards: int | None = None, timeout: float = 
     producer.publish_all(events)
     assert wait_until(lambda: runtime.store.scored_events.count_documents({"_id": {"$in": [e.id for e in events]}}) == len(set(e.id for e in events)), timeout)
     expected = sum(len(d["awards"]) for d in runtime.store.scored_events.find()) if awards is None else awards
-    assert wait_until(lambda: runtime.store.ledger.count_documents({}) >= expected, timeout), (
+    assert wait_until(lambda: runtime.store.ledger.count_documents({"applied": True}) >= expected, timeout), (
         f"awards not applied: {runtime.store.ledger.count_documents({})} of {expected}; applier processed "
         f"{runtime.apply_runner.processed}, dead-lettered {runtime.apply_runner.dead_lettered}, relay {runtime.relay.published} "
         f"{runtime.relay.last_error}")
@@ -342,7 +342,8 @@ def test_distinct_and_streak_badges(producer, runtime):
     producer.publish_all([build_event("person.upserted", r, {"person_id": r, "email": f"{r}@example.com", "name": r.title(),
                                                              "role": "rep", "department": "sales"}, source="requests")
                           for r in reps])
-    assert wait_until(lambda: runtime.queries.directory.get("rep9") is not None, timeout=30)
+    # People arrive on several partitions: wait for all of them, not just the last one sent.
+    assert wait_until(lambda: len(runtime.queries.directory.many(reps)) == len(reps), timeout=30)
     h = History()
     for i, rep in enumerate(reps):
         h.kudos(f"kt{i}", MON + timedelta(minutes=i), rep, ["ahmed"])          # Team Favorite for ahmed
@@ -353,7 +354,9 @@ def test_distinct_and_streak_badges(producer, runtime):
     h.submitted("gbx", MON + timedelta(hours=7), requester="jonas", complete=False)
     h.submitted("gby", MON + timedelta(hours=8), requester="jonas")
     feed(producer, runtime, h.events)
-    assert wait_until(lambda: runtime.store.badge_awards.count_documents({}) >= 2, timeout=30)
+    assert wait_until(lambda: runtime.store.badge_awards.count_documents({}) >= 2, timeout=30), (
+        list(runtime.store.badge_progress.find({"_id": {"$in": ["ahmed", "rita"]}})),
+        [(e["rule"], e["person_id"]) for e in runtime.store.ledger.find({"person_id": {"$in": ["ahmed", "rita"]}})][:30])
     ahmed = {b["badge"]: b for b in runtime.queries.badges_of("ahmed")}
     assert ahmed["team_favorite"]["earned"] and ahmed["team_favorite"]["level"] == 10
     rita = {b["badge"]: b for b in runtime.queries.badges_of("rita")}

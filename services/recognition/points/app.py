@@ -55,9 +55,8 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
 
     def on_person(envelope, data) -> None:
         directory.apply(envelope, data)
-        person = directory.get(data.person_id)  # the newest copy, whatever order events came in
-        store.totals.update_many({"person_id": data.person_id},
-                                 {"$set": {"department": person.department, "role": person.role}})
+        # The newest copy, whatever order the events came in.
+        applier.person_changed(directory.get(data.person_id), clock.now())
 
     def on_source_event(envelope, data) -> None:
         if scorer.score(envelope):

@@ -29,7 +29,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from services.recognition.directory import Directory
 from services.recognition.points.rules import Badge, Rule, RuleSet
 from shared.bus.outbox import with_outbox
-from shared.calendar import BusinessCalendar, period_key
+from shared.calendar import BusinessCalendar, period_key, previous_period_key
 from shared.clock import Clock, utc
 from shared.db import insert_once
 from shared.events import Envelope, build_event
@@ -46,7 +46,7 @@ WEEKS_KEPT = 12
 class Store:
     """The points collections; a rebuild uses the same shape under a name suffix."""
 
-    NAMES = ("scored_events", "request_facts", "guards", "submissions", "ledger", "totals",
+    NAMES = ("scored_events", "request_facts", "guards", "submissions", "ledger", "totals", "boards",
              "badge_progress", "badge_awards")
     INDEXES = {
         "scored_events": [[("outbox_pending", 1)]],
@@ -232,6 +232,19 @@ class Scorer:
 
 # -- stage 2 ------------------------------------------------------------------------------------
 
+def _bulk_once(collection, ops) -> None:
+    try:
+        collection.bulk_write(ops, ordered=False)
+    except BulkWriteError as exc:
+        # A duplicate key means that document already has this offset: applied before.
+        if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+            raise
+
+
+def _safe_key(value: str) -> bool:
+    return bool(value) and "." not in value and not value.startswith("$")
+
+
 def _not_applied(partition: str, offset: int) -> dict:
     field = f"applied.{partition}"
     return {"$or": [{field: {"$lt": offset}}, {field: {"$exists": False}}]}
@@ -266,6 +279,8 @@ class Applier:
         if award.badges or award.resets:
             self._advance_badges(award, at, partition, offset)
             self._award_badges(award.person_id, at)
+        # Everything this award changes is in place (readers and tests can rely on it).
+        self.store.ledger.update_one({"_id": award.entry_id}, {"$set": {"applied": True}})
         return True
 
     def _add_to_totals(self, award: PointsAwarded, at: datetime, partition: str, offset: int, person) -> None:
@@ -279,12 +294,34 @@ class Applier:
                           "department": person.department if person else None, "role": person.role if person else None}},
                 upsert=True,
             ))
-        try:
-            self.store.totals.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            # A duplicate key means that totals document already has this offset: applied.
-            if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
-                raise
+        _bulk_once(self.store.totals, ops)
+        if not _safe_key(award.person_id):
+            return  # never let an id become a field path in the board documents
+        # The board of each period: one document with everyone's points in it, so a
+        # leaderboard is one read by _id (FerretDB only uses an index for _id equality).
+        boards = []
+        for period in PERIODS:
+            key = period_key(self.calendar, period, at)
+            entry = f"entries.{award.person_id}"
+            boards.append(UpdateOne(
+                {"_id": f"board:{key}", **_not_applied(partition, offset)},
+                {"$inc": {f"{entry}.p": award.points},
+                 "$set": {f"{entry}.d": person.department if person else None, f"{entry}.r": person.role if person else None,
+                          f"applied.{partition}": offset}},
+                upsert=True,
+            ))
+        _bulk_once(self.store.boards, boards)
+
+    def person_changed(self, person, now: datetime) -> None:
+        """Keep a person's department and role right on the boards of the current periods."""
+        if not _safe_key(person.id):
+            return
+        self.store.totals.update_many({"person_id": person.id}, {"$set": {"department": person.department, "role": person.role}})
+        entry = f"entries.{person.id}"
+        for period in PERIODS:
+            for key in {period_key(self.calendar, period, now), previous_period_key(self.calendar, period, now)} - {None}:
+                self.store.boards.update_one({"_id": f"board:{key}", entry: {"$exists": True}},
+                                             {"$set": {f"{entry}.d": person.department, f"{entry}.r": person.role}})
 
     def _advance_badges(self, award: PointsAwarded, at: datetime, partition: str, offset: int) -> None:
         doc = self.store.badge_progress.find_one({"_id": award.person_id}) or {"badges": {}, "applied": {}}

@@ -1,8 +1,11 @@
 """Reads: leaderboards with competition ranking and movement, a person's summary, the ledger.
 
-Ranks come from counting: a person's rank is 1 + the number of people in the same period and
-scope with strictly more points (competition ranking: 1, 2, 2, 4), answered by the
-``(key, [department|role,] -points)`` indexes, so "my rank" costs one count, not a scan.
+A period's board is one document (``boards``, ``_id`` ``board:<key>``) holding everyone's points
+in that period with their department and role, kept by the applier with ``$inc``. FerretDB
+1.24 uses an index only for ``_id`` equality (any other filter scans the collection: 0.6 s at
+12k totals documents, measured), so a leaderboard, "my rank" and movement are two reads by
+``_id`` (this period and the previous one) and a sort in memory, whatever the company size.
+Ranks are competition ranks: 1 + the number of people with strictly more points (1, 2, 2, 4).
 """
 
 from __future__ import annotations
@@ -55,8 +58,30 @@ class PointsQueries:
             raise BadInput("invalid_period", f"period must be one of {', '.join(PERIODS)}", field="period")
         return period
 
-    def rank_of(self, key: str, scope_filter: dict, points: int) -> int:
-        return 1 + self.store.totals.count_documents({"key": key, **scope_filter, "points": {"$gt": points}})
+    def board(self, key: str | None, scope_filter: dict) -> list[tuple[str, int, dict]]:
+        """Everyone with points in a period (and scope), best first: (person, points, entry)."""
+        if key is None:
+            return []
+        doc = self.store.boards.find_one({"_id": f"board:{key}"}) or {}
+        department, role = scope_filter.get("department"), scope_filter.get("role")
+        rows = [(pid, int(e.get("p") or 0), e) for pid, e in (doc.get("entries") or {}).items()
+                if (e.get("p") or 0) > 0 and (department is None or e.get("d") == department)
+                and (role is None or e.get("r") == role)]
+        rows.sort(key=lambda row: (-row[1], row[0]))
+        return rows
+
+    @staticmethod
+    def ranks(rows: list[tuple[str, int, dict]]) -> dict[str, int]:
+        """Competition ranking (1, 2, 2, 4) over a board sorted best first."""
+        ranks, previous_points, previous_rank = {}, None, 0
+        for position, (pid, points, _) in enumerate(rows, start=1):
+            if points != previous_points:
+                previous_points, previous_rank = points, position
+            ranks[pid] = previous_rank
+        return ranks
+
+    def rank_of(self, key: str, scope_filter: dict, person_id: str) -> int | None:
+        return self.ranks(self.board(key, scope_filter)).get(person_id)
 
     def leaderboard(self, period: str, scope: str = "company", department: str | None = None, role: str | None = None,
                     first: Any = 10, after: str | None = None, me: str | None = None, at: datetime | None = None) -> dict[str, Any]:
@@ -66,51 +91,37 @@ class PointsQueries:
         key = period_key(self.calendar, period, now)
         previous = previous_period_key(self.calendar, period, now)
         size = page_size(first)
-        query: dict[str, Any] = {"key": key, **scope_filter, "points": {"$gt": 0}}
+        rows = self.board(key, scope_filter)
+        ranks = self.ranks(rows)
+        previous_ranks = self.ranks(self.board(previous, scope_filter))
+        start = 0
         if after:
             points, person = decode_cursor(after, 2)
-            query["$or"] = [{"points": {"$lt": points}}, {"points": points, "person_id": {"$gt": person}}]
-        docs = list(self.store.totals.find(query).sort([("points", -1), ("person_id", 1)]).limit(size + 1))
-        has_next = len(docs) > size
-        docs = docs[:size]
-        people = self.directory.many(d["person_id"] for d in docs)
-        previous_points = self._points_in(previous, [d["person_id"] for d in docs]) if previous else {}
-        entries, rank_cache = [], {}
-        for doc in docs:
-            pts = doc["points"]
-            if pts not in rank_cache:
-                rank_cache[pts] = self.rank_of(key, scope_filter, pts)
-            rank = rank_cache[pts]
-            prev_rank = None
-            if doc["person_id"] in previous_points:
-                prev_rank = self.rank_of(previous, scope_filter, previous_points[doc["person_id"]])
-            person = people.get(doc["person_id"])
+            start = next((i for i, (pid, pts, _) in enumerate(rows) if (pts, pid) != (points, person)
+                          and (pts < points or (pts == points and pid > person))), len(rows))
+        page = rows[start:start + size]
+        people = self.directory.many(pid for pid, _, _ in page)
+        entries = []
+        for pid, pts, entry in page:
+            prev_rank = previous_ranks.get(pid)
+            person = people.get(pid)
             entries.append({
-                "rank": rank, "person_id": doc["person_id"], "name": person.name if person else None,
-                "department": doc.get("department"), "role": doc.get("role"), "points": pts,
-                "previous_rank": prev_rank, "movement": (prev_rank - rank) if prev_rank is not None else None,
-                "cursor": encode_cursor([pts, doc["person_id"]]),
+                "rank": ranks[pid], "person_id": pid, "name": person.name if person else None,
+                "department": entry.get("d"), "role": entry.get("r"), "points": pts,
+                "previous_rank": prev_rank, "movement": (prev_rank - ranks[pid]) if prev_rank is not None else None,
+                "cursor": encode_cursor([pts, pid]),
             })
         result = {
             "period": period, "key": key, "previous_key": previous, "scope": scope,
             "department": department, "role": role, "entries": entries,
-            "page_info": {"has_next_page": has_next, "end_cursor": entries[-1]["cursor"] if entries else None},
-            "total_count": self.store.totals.count_documents({"key": key, **scope_filter, "points": {"$gt": 0}}),
+            "page_info": {"has_next_page": start + size < len(rows), "end_cursor": entries[-1]["cursor"] if entries else None},
+            "total_count": len(rows),
             "me": None,
         }
         if me:
-            mine = self.store.totals.find_one({"_id": f"{me}:{key}"})
-            points = mine["points"] if mine and self._in_scope(mine, scope_filter) else 0
-            result["me"] = {"person_id": me, "points": points, "rank": self.rank_of(key, scope_filter, points) if points else None}
+            mine = next((pts for pid, pts, _ in rows if pid == me), 0)
+            result["me"] = {"person_id": me, "points": mine, "rank": ranks.get(me)}
         return result
-
-    @staticmethod
-    def _in_scope(doc: dict, scope_filter: dict) -> bool:
-        return all(doc.get(k) == v for k, v in scope_filter.items())
-
-    def _points_in(self, key: str, person_ids: list[str]) -> dict[str, int]:
-        ids = [f"{p}:{key}" for p in person_ids]
-        return {d["person_id"]: d["points"] for d in self.store.totals.find({"_id": {"$in": ids}, "points": {"$gt": 0}})}
 
     # -- a person -------------------------------------------------------------------------------
 
@@ -124,7 +135,7 @@ class PointsQueries:
             points = doc["points"] if doc else 0
             start, end = period_bounds(self.calendar, period, now)
             periods[period] = {
-                "key": key, "points": points, "rank": self.rank_of(key, {}, points) if points else None,
+                "key": key, "points": points, "rank": self.rank_of(key, {}, person_id) if points else None,
                 "starts_at": start.isoformat() if start else None, "ends_at": end.isoformat() if end else None,
             }
         return {

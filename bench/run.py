@@ -1,0 +1,346 @@
+"""Inside Track benchmarks: `make bench` (not tests: they print figures and write a JSON file).
+
+Starts its own stack (Kafka, FerretDB and the four services on bench ports, data in
+var/bench), measures, stops it. Figures are medians of repeated runs where the measurement is
+short; ratios are measured in the same run. BENCH_SCALE=full adds the 100k-event pipeline run
+and the 100k-people leaderboard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FULL = os.environ.get("BENCH_SCALE") == "full"
+PORTS = {"KAFKA": 29092, "KAFKA_CONTROLLER": 29093, "MONGO": 27019, "GATEWAY": 28000, "REQUESTS": 28001,
+         "KUDOS": 28002, "POINTS": 28003}
+os.environ.update({f"INSIDETRACK_{k}_PORT": str(v) for k, v in PORTS.items()})
+os.environ.update({
+    "INSIDETRACK_VAR_DIR": str(ROOT / "var" / "bench"), "INSIDETRACK_LOG_LEVEL": "WARNING",
+    "INSIDETRACK_NAME_PREFIX": f"b{uuid.uuid4().hex[:6]}_", "INSIDETRACK_MONTHLY_ALLOWANCE": "1000000",
+    "INSIDETRACK_WEEKLY_CAP_PER_RECIPIENT": "1000000", "INSIDETRACK_RATE_LIMIT_PER_MINUTE": "1000000",
+})
+sys.path.insert(0, str(ROOT))
+
+import requests as http  # noqa: E402
+
+from services.gateway.auth import issue_token  # noqa: E402
+from services.gateway.config import GatewaySettings  # noqa: E402
+from shared.bus.kafka import EventProducer, ensure_topics  # noqa: E402
+from shared.config import load_settings  # noqa: E402
+from shared.db import mongo_client  # noqa: E402
+from shared.events import build_event  # noqa: E402
+from shared.infra import local  # noqa: E402
+from shared.supervisor import Supervisor  # noqa: E402
+
+RESULTS: dict = {"measurements": {}}
+
+
+def pct(values, q):
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q / 100 * len(values)))], 2) if values else None
+
+
+def record(name: str, **figures) -> None:
+    RESULTS["measurements"][name] = figures
+    print(f"  {name:<36} " + "  ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+# -- cards (no stack) ------------------------------------------------------------------------------
+
+def bench_cards() -> None:
+    import tempfile
+
+    from services.recognition.kudos import cards
+
+    card = cards.CardData("Pía Novák", ("Rita Okafor",), "Thanks for turning the Acme pricing around in a day!",
+                          ("speed", "customer_first"), "coffee", "27 November 2026")
+    cold = []
+    for i in range(20):
+        variant = cards.CardData(card.giver_name, card.recipient_names, f"{card.message} #{i}", card.values, card.gesture, card.date)
+        t = time.perf_counter()
+        png = cards.render_card(variant)
+        cold.append((time.perf_counter() - t) * 1000)
+    with tempfile.TemporaryDirectory() as folder:
+        store = cards.CardStore(Path(folder))
+        store.get("k1", card)
+        cached = []
+        for _ in range(200):
+            t = time.perf_counter()
+            store.get("k1", card)
+            cached.append((time.perf_counter() - t) * 1000)
+    record("cards", cold_ms_p50=pct(cold, 50), cached_ms_p50=pct(cached, 50), png_kb=round(len(png) / 1024, 1),
+           target="cold <= 40 ms, cached <= 2 ms")
+
+
+# -- leaderboard at scale (direct on the points store) ---------------------------------------------
+
+def bench_leaderboard_scale(settings) -> None:
+    from services.recognition.directory import Directory
+    from services.recognition.points.engine import Store
+    from services.recognition.points.queries import PointsQueries
+    from services.recognition.points.rules import load_rules
+    from shared.calendar import BusinessCalendar, period_key
+    from shared.clock import ManualClock
+    from shared.db import connect, disconnect
+
+    now = datetime(2026, 11, 26, 12, tzinfo=timezone.utc)
+    calendar = BusinessCalendar.from_settings(settings)
+    for people in ([1000, 10_000, 100_000] if FULL else [1000, 10_000]):
+        db = connect(settings.model_copy(update={"name_prefix": settings.name_prefix + f"lb{people}_"}), "points")
+        store = Store(db)
+        store.ensure_indexes()
+        week = period_key(calendar, "week", now)
+        keys = [period_key(calendar, "week", now - timedelta(weeks=w)) for w in range(52)] + [
+            period_key(calendar, "month", now - timedelta(days=30 * m)) for m in range(12)] + ["all"]
+        keys = list(dict.fromkeys(keys))
+        t = time.perf_counter()
+        # A year of boards: this week's is the one read; the others make the store realistic.
+        for key in keys:
+            entries = {f"p{i}": {"p": (i * 7919 + sum(map(ord, key))) % 500 + 1, "d": "pricing", "r": "support"}
+                       for i in range(people)}
+            store.boards.insert_one({"_id": f"board:{key}", "entries": entries, "applied": {}})
+        load_s = time.perf_counter() - t
+        queries = PointsQueries(store, load_rules(), calendar, Directory(), ManualClock(now))
+        top, mine = [], []
+        for i in range(15):
+            t = time.perf_counter()
+            queries.leaderboard("week", first=10)
+            top.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            queries.rank_of(week, {}, f"p{i * 37 % people}")
+            mine.append((time.perf_counter() - t) * 1000)
+        record(f"leaderboard_{people}_people", top10_ms_p50=pct(top, 50), my_rank_ms_p50=pct(mine, 50),
+               boards=len(keys), load_s=round(load_s, 1), target="top-10 <= 10 ms, my-rank <= 20 ms at 100k")
+        db.client.drop_database(db.name)
+        disconnect()
+
+
+# -- the running system -------------------------------------------------------------------------------
+
+def seed(settings, gateway_url: str, people: int = 60) -> dict:
+    with mongo_client(settings) as client:
+        admin = client[settings.database("requests")]["people"].find_one({"email": "admin@example.com"})
+    gs = load_settings(GatewaySettings)
+    token = issue_token(gs, admin["_id"], admin["email"], "admin")
+    rows = ["email,name,role,department"] + [
+        f"p{i}@example.com,Person {i},{'rep' if i % 2 else 'support'},{'sales' if i % 2 else 'pricing'}" for i in range(people)]
+    answer = http.post(gateway_url + "/graphql", headers={"Authorization": f"Bearer {token}"},
+                       json={"query": "mutation($c: String!) { importPeople(csv: $c) { created } }", "variables": {"c": "\n".join(rows)}},
+                       timeout=60).json()
+    assert answer["data"]["importPeople"]["created"] == people, answer
+    with mongo_client(settings) as client:
+        found = {d["email"]: d for d in client[settings.database("requests")]["people"].find({"email": {"$regex": "^p[0-9]"}})}
+    return {"token": token, "people": [found[f"p{i}@example.com"] for i in range(people)], "gateway_settings": gs}
+
+
+def bench_pipeline(settings, n: int) -> None:
+    producer = EventProducer(settings, client_id="bench")
+    base = datetime(2026, 11, 23, 9, tzinfo=timezone.utc)
+    events, expected = [], 0
+    for i in range(n):
+        at = base + timedelta(seconds=i)
+        if i % 2:
+            events.append(build_event("request.acknowledged", f"br{i}", {
+                "request_id": f"br{i}", "requester_id": f"rep{i % 50}", "department": "pricing", "actor_id": f"sup{i % 40}",
+                "status": "acknowledged", "at": at, "business_hours_since_submitted": 1.0}, source="bench"))
+            expected += 1
+        else:
+            events.append(build_event("kudos.given", f"bk{i}", {
+                "kudos_id": f"bk{i}", "giver_id": f"rep{i % 50}", "recipient_ids": [f"sup{i % 40}"], "message": "thanks",
+                "values": [], "gesture": "thanks", "request_id": None, "at": at}, source="bench"))
+            expected += 2  # kudos_received (maybe capped) + kudos_given (0 points, Grateful)
+    with mongo_client(settings) as client:
+        ledger = client[settings.database("points")]["ledger"]
+        before = ledger.count_documents({})
+        t = time.perf_counter()
+        for start in range(0, n, 2000):
+            producer.publish_all(events[start:start + 2000])
+        while ledger.count_documents({}) < before + expected:
+            time.sleep(0.5)
+            if time.perf_counter() - t > 3600:
+                raise TimeoutError("pipeline did not finish")
+        pipeline_s = time.perf_counter() - t
+    producer.close()
+    raw = raw_limit(settings, n)
+    rate = n / pipeline_s
+    record(f"points_pipeline_{n // 1000}k", events=n, seconds=round(pipeline_s, 1), events_per_s=round(rate),
+           raw_events_per_s=round(raw), ratio_to_raw=round(rate / raw, 3), target=">= 5000/s and >= 50% of raw")
+
+
+def raw_limit(settings, n: int) -> float:
+    """A bare consumer reading the same topics and inserting one document per event."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False, max_poll_records=2000)
+    tps = [TopicPartition(settings.topic(t), p) for t in ("requests", "kudos")
+           for p in consumer.partitions_for_topic(settings.topic(t)) or []]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    with mongo_client(settings) as client:
+        coll = client[settings.database("raw_bench")]["events"]
+        coll.drop()
+        seen, t = 0, time.perf_counter()
+        while seen < n:
+            batch = [{"_id": f"{r.topic}:{r.partition}:{r.offset}", "v": r.value} for recs in consumer.poll(500).values() for r in recs]
+            if batch:
+                coll.insert_many(batch, ordered=False)
+                seen += len(batch)
+        elapsed = time.perf_counter() - t
+        client.drop_database(coll.database.name)
+    consumer.close()
+    return seen / elapsed
+
+
+def bench_latency(gateway_url: str, ctx: dict, n: int, rate_per_s: float = 5.0) -> None:
+    from simple_websocket import Client as WsClient
+
+    people, gs = ctx["people"], ctx["gateway_settings"]
+    giver = people[1]
+    watcher = people[0]
+    ws = WsClient(gateway_url.replace("http", "ws") + "/graphql", subprotocols=["graphql-transport-ws"])
+    ws.send(json.dumps({"type": "connection_init", "payload": {"token": issue_token(gs, watcher["_id"], watcher["email"], "support")}}))
+    assert json.loads(ws.receive(10))["type"] == "connection_ack"
+    ws.send(json.dumps({"id": "k", "type": "subscribe", "payload": {"query": "subscription { kudosGiven { message } }"}}))
+    ws.send(json.dumps({"id": "lb", "type": "subscribe", "payload": {"query": "subscription { leaderboardChanged(period: WEEK) { key } }"}}))
+    time.sleep(1)
+    sent: dict[str, float] = {}
+    last_sent = [0.0]
+    kudos_lat, board_lat = [], []
+
+    def listen():
+        while True:
+            try:
+                raw = ws.receive(timeout=15)
+            except Exception:  # noqa: BLE001 - closed at the end
+                return
+            if raw is None:
+                return
+            now = time.perf_counter()
+            message = json.loads(raw)
+            if message.get("type") != "next":
+                continue
+            data = message["payload"]["data"]
+            if message["id"] == "k" and data["kudosGiven"]["message"] in sent:
+                kudos_lat.append((now - sent[data["kudosGiven"]["message"]]) * 1000)
+            elif message["id"] == "lb" and last_sent[0]:
+                # From the latest kudos sent before this refresh arrived (a lower bound).
+                board_lat.append((now - last_sent[0]) * 1000)
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    token = issue_token(gs, giver["_id"], giver["email"], "rep")
+    session = http.Session()
+    for i in range(n):
+        message = f"bench kudos {i} {uuid.uuid4().hex[:6]}"
+        sent[message] = last_sent[0] = time.perf_counter()
+        session.post(gateway_url + "/graphql", headers={"Authorization": f"Bearer {token}"}, timeout=30, json={
+            "query": "mutation($to: [ID!]!, $m: String!) { giveKudos(input: {to: $to, message: $m}) { errors { code } } }",
+            "variables": {"to": [people[2 + i % 50]["_id"]], "m": message}})
+        time.sleep(1 / rate_per_s)
+    time.sleep(3)
+    ws.close()
+    record("kudos_to_screen_latency", kudos=n, kudosGiven_p50_ms=pct(kudos_lat, 50), kudosGiven_p95_ms=pct(kudos_lat, 95),
+           kudosGiven_p99_ms=pct(kudos_lat, 99), leaderboardChanged_p50_ms=pct(board_lat, 50),
+           leaderboardChanged_p95_ms=pct(board_lat, 95), received=len(kudos_lat), target="p95 <= 300 ms")
+
+
+def load(fn, clients: int = 20, seconds: float = 8.0) -> tuple[float, float]:
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    def worker():
+        session = http.Session()
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            fn(session)
+            latencies.append((time.perf_counter() - t) * 1000)
+
+    with ThreadPoolExecutor(clients) as pool:
+        for _ in range(clients):
+            pool.submit(worker)
+    return len(latencies) / seconds, pct(latencies, 99)
+
+
+def bench_gateway(settings, gateway_url: str, ctx: dict) -> None:
+    person = ctx["people"][0]
+    token = issue_token(ctx["gateway_settings"], person["_id"], person["email"], "support")
+    auth = {"Authorization": f"Bearer {token}"}
+    internal = {"X-Internal-Token": settings.internal_token, "X-Actor-Id": person["_id"]}
+    cases = {
+        "leaderboard": (
+            lambda s: s.post(gateway_url + "/graphql", headers=auth, timeout=30, json={
+                "query": "{ leaderboard(period: WEEK) { entries { rank points person { name } } me { rank } } }"}),
+            lambda s: s.get(f"http://127.0.0.1:{PORTS['POINTS']}/leaderboard?period=week&first=10", headers=internal, timeout=30)),
+        "kudosFeed_50": (
+            lambda s: s.post(gateway_url + "/graphql", headers=auth, timeout=30, json={
+                "query": "{ kudosFeed(first: 50) { edges { node { message giver { name } recipients { name } } } } }"}),
+            lambda s: s.get(f"http://127.0.0.1:{PORTS['KUDOS']}/kudos?first=50", headers=internal, timeout=30)),
+    }
+    for name, (via_gateway, direct) in cases.items():
+        g_rps, g_p99 = load(via_gateway)
+        d_rps, d_p99 = load(direct)
+        record(f"gateway_{name}", gateway_rps=round(g_rps), gateway_p99_ms=g_p99, direct_rps=round(d_rps), direct_p99_ms=d_p99,
+               overhead_ratio=round(d_rps / g_rps, 2) if g_rps else None, target="overhead <= 1.5x")
+
+
+def main() -> int:
+    settings = load_settings()
+    print(f"Inside Track benchmarks ({'full' if FULL else 'quick'}), results in bench/results/", flush=True)
+    RESULTS["machine"] = {"cores": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+                          "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+                          "kafka": "4.3.1 (KRaft, -Xmx512m)", "mongo": "FerretDB 1.24 on SQLite (serialized writes)"}
+    RESULTS["started"] = datetime.now(timezone.utc).isoformat()
+    bench_cards()
+    local.down(settings)
+    local.wipe(settings)
+    local.up(settings)
+    ensure_topics(settings)
+    services = Supervisor(settings)
+    try:
+        bench_leaderboard_scale(settings)
+        services.start_all(timeout=120)
+        idle = {p.spec.name: rss_mb(p.proc.pid) for p in services.processes}
+        gateway_url = f"http://127.0.0.1:{PORTS['GATEWAY']}"
+        ctx = seed(settings, gateway_url)
+        time.sleep(3)  # the recognition processes read the new people from the people topic
+        bench_pipeline(settings, 10_000)
+        if FULL:
+            bench_pipeline(settings, 100_000)
+        bench_latency(gateway_url, ctx, 500 if FULL else 100)
+        bench_gateway(settings, gateway_url, ctx)
+        loaded = {p.spec.name: rss_mb(p.proc.pid) for p in services.processes}
+        kafka_pid = local.KafkaBroker(settings).daemon.pid()
+        record("memory_rss_mb", **{f"{k}_idle": v for k, v in idle.items()}, **{f"{k}_loaded": v for k, v in loaded.items()},
+               kafka_rss=rss_mb(kafka_pid) if kafka_pid else None, target="each Python service <= 150 MB under load")
+    finally:
+        services.stop_all()
+        local.down(settings)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(RESULTS, indent=2))
+    print(f"written {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
