@@ -43,6 +43,12 @@ class RequestContext:
             self.prime_people([person_id])
         return self.people[person_id]
 
+    def people_list(self, ids: Iterable[str]) -> list[dict]:
+        """The people behind ``ids`` (one batched lookup), in order, skipping unknown ones."""
+        ids = list(ids)
+        self.prime_people(ids)
+        return [p for p in (self.people.get(i) for i in ids) if p]
+
     def summary(self, person_id: str) -> dict[str, Any]:
         if person_id not in self.summaries:
             self.summaries[person_id] = self.services.points.get(f"/people/{person_id}/summary", self.actor_id)

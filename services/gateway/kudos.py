@@ -39,9 +39,7 @@ class Kudos(graphene.ObjectType):
         return call_service(lambda: info.context.person(root["giver_id"]))
 
     def resolve_recipients(root, info):
-        ctx = info.context
-        call_service(lambda: ctx.prime_people(root["recipient_ids"]))
-        return [p for p in (ctx.person(i) for i in root["recipient_ids"]) if p]
+        return call_service(lambda: info.context.people_list(root["recipient_ids"]))
 
     def resolve_request(root, info):
         ctx = info.context

@@ -52,9 +52,7 @@ class SupportRequest(graphene.ObjectType):
         return call_service(lambda: info.context.person(root["requester_id"]))
 
     def resolve_assignees(root, info):
-        ctx = info.context
-        call_service(lambda: ctx.prime_people(root["assignee_ids"]))
-        return [p for p in (ctx.person(i) for i in root["assignee_ids"]) if p]
+        return call_service(lambda: info.context.people_list(root["assignee_ids"]))
 
     def resolve_timeline(root, info):
         ctx = info.context

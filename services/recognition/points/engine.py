@@ -52,12 +52,9 @@ class Store:
         "scored_events": [[("outbox_pending", 1)]],
         "submissions": [[("requester_id", 1), ("at", 1)]],
         "ledger": [[("person_id", 1), ("at", -1), ("_id", -1)], [("source_event_id", 1)]],
-        "totals": [
-            [("key", 1), ("points", -1), ("person_id", 1)],
-            [("key", 1), ("department", 1), ("points", -1), ("person_id", 1)],
-            [("key", 1), ("role", 1), ("points", -1), ("person_id", 1)],
-            [("person_id", 1)],
-        ],
+        # Totals are read by _id (a person's summary); leaderboards read the boards. Only the
+        # department/role refresh filters by person.
+        "totals": [[("person_id", 1)]],
         "badge_awards": [[("person_id", 1)], [("outbox_pending", 1)]],
     }
 
