@@ -7,6 +7,7 @@
     insidetrack events tail TOPIC [--from-beginning] [--dlq] [-n N]
     insidetrack rebuild-points                    re-score history with the current rules file
     insidetrack token EMAIL                       print a sign-on token for that person
+    insidetrack ensure-topics                     create missing topics on a running cluster
 """
 
 from __future__ import annotations
@@ -186,6 +187,31 @@ def cmd_rebuild_points(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_ensure_topics(args, settings: Settings) -> int:
+    """Create the missing topics (and their dead-letter twins), grow partition counts.
+
+    What `infra up` does for the local broker; the init step of a compose or cluster deploy.
+    """
+    import time
+
+    from shared.bus.kafka import ensure_topics, kafka_answers_metadata
+
+    shutdown = Shutdown().install()
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            kafka_answers_metadata(settings)
+            break
+        except Exception as exc:  # noqa: BLE001 - the brokers may still be starting
+            if time.monotonic() >= deadline or shutdown.wait(1.0):
+                print(f"insidetrack: Kafka at {','.join(settings.kafka_servers)} does not answer: {exc}", file=sys.stderr)
+                return 1
+    created = ensure_topics(settings)
+    print(f"topics ready ({settings.topic_partitions} partitions, replication factor "
+          f"{settings.topic_replication_factor}); created: {', '.join(created) or 'none'}")
+    return 0
+
+
 def cmd_events(args, settings: Settings) -> int:
     """Print the events of a topic as they arrive (Ctrl-C stops)."""
     from shared.bus.tail import tail_topic
@@ -213,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--screen", action="store_true", help="a read-only token for a leaderboard screen")
     token.set_defaults(func=cmd_token)
     sub.add_parser("rebuild-points", help="re-score all history with the current rules (points process stopped)").set_defaults(func=cmd_rebuild_points)
+    topics = sub.add_parser("ensure-topics", help="create missing topics on the configured Kafka; grow partitions")
+    topics.add_argument("--wait", type=int, default=60, help="seconds to wait for the brokers to answer")
+    topics.set_defaults(func=cmd_ensure_topics)
     events = sub.add_parser("events", help="watch events on a topic")
     events.add_argument("action", choices=["tail"])
     events.add_argument("topic", choices=sorted(TOPICS))

@@ -58,6 +58,9 @@ class Settings(BaseModel):
     kafka_controller_port: Port = Field(9093, ge=1, le=65535)
     kafka_heap_mb: int = Field(512, ge=128, le=8192)
     topic_partitions: int = Field(3, ge=1, le=64)
+    # Copies of each topic's partitions when topics are created (1 for the local broker; 3 on a
+    # production cluster, with the broker's min.insync.replicas at 2).
+    topic_replication_factor: int = Field(1, ge=1, le=7)
     # Prepended to every topic and database name; tests use it to isolate themselves.
     name_prefix: str = ""
 
@@ -80,7 +83,9 @@ class Settings(BaseModel):
     # Services accept commands only from callers presenting this token (the gateway, the CLI).
     internal_token: str = Field(DEV_INTERNAL_TOKEN, min_length=16)
 
-    # Internal HTTP ports.
+    # Internal HTTP ports, and the address the HTTP servers listen on (loopback locally;
+    # 0.0.0.0 in a container, so the runtime's network can reach them).
+    http_host: str = Field("127.0.0.1", pattern=r"^[A-Za-z0-9.:\-]+$")
     gateway_port: Port = Field(8000, ge=1, le=65535)
     requests_port: Port = Field(8001, ge=1, le=65535)
     kudos_port: Port = Field(8002, ge=1, le=65535)

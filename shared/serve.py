@@ -55,7 +55,8 @@ def serve(
     if on_start is not None:
         on_start(runtime)
     runtime.start_background()
-    http = HttpServer(runtime.app, port_of(settings), threads=getattr(settings, "http_threads", threads), ident=service)
+    http = HttpServer(runtime.app, port_of(settings), threads=getattr(settings, "http_threads", threads), ident=service,
+                      host=settings.http_host)
     http.start()
     log.info("service started", extra={"port": port_of(settings)})
     shutdown.wait()

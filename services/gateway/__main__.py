@@ -25,7 +25,8 @@ class GatewayServer(BaseApplication):
 
     def load_config(self) -> None:
         s = self.settings
-        self.cfg.set("bind", f"127.0.0.1:{s.gateway_port}")
+        host = f"[{s.http_host}]" if ":" in s.http_host else s.http_host  # an IPv6 address
+        self.cfg.set("bind", f"{host}:{s.gateway_port}")
         self.cfg.set("workers", 1)
         self.cfg.set("worker_class", "gthread")
         self.cfg.set("threads", s.http_threads)

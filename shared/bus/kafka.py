@@ -85,10 +85,12 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> lis
         real = settings.topic(name)
         wanted[real] = {
             "num_partitions": spec.partitions or settings.topic_partitions,
-            "replication_factor": 1,
+            "replication_factor": settings.topic_replication_factor,
             "configs": {"cleanup.policy": "compact"} if spec.compacted else {},
         }
-        wanted[dlq_topic(real)] = {"num_partitions": 1, "replication_factor": 1, "configs": {}}
+        wanted[dlq_topic(real)] = {
+            "num_partitions": 1, "replication_factor": settings.topic_replication_factor, "configs": {}
+        }
     admin = admin_client(settings)
     try:
         existing = set(admin.list_topics())
