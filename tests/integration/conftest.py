@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -16,6 +18,7 @@ from shared.bus.kafka import EventProducer, ensure_topics
 from shared.config import PROJECT_ROOT, Settings, load_settings
 from shared.db import mongo_client
 from shared.infra import local
+from tests.integration.gateway_system import running_system
 
 pytestmark = pytest.mark.integration
 
@@ -56,9 +59,9 @@ def stack_settings() -> Settings:
         local.down(settings)
 
 
-@pytest.fixture
-def settings(stack_settings: Settings) -> Settings:
-    """Settings isolated for one test: its own topics (created) and databases (dropped after)."""
+@contextmanager
+def isolated_settings(stack_settings: Settings) -> Iterator[Settings]:
+    """Settings with their own topics (created) and databases (dropped after)."""
     isolated = stack_settings.model_copy(update={"name_prefix": f"t{uuid.uuid4().hex[:10]}_"})
     ensure_topics(isolated)
     yield isolated
@@ -69,6 +72,21 @@ def settings(stack_settings: Settings) -> Settings:
                 client.drop_database(name)
     finally:
         client.close()
+
+
+@pytest.fixture
+def settings(stack_settings: Settings) -> Settings:
+    """Settings isolated for one test."""
+    with isolated_settings(stack_settings) as isolated:
+        yield isolated
+
+
+@pytest.fixture
+def system(settings: Settings) -> dict:
+    """The requests, kudos and points processes (real, as `make up` runs them) and the gateway
+    (see tests/integration/gateway_system.py)."""
+    with running_system(settings) as running:
+        yield running
 
 
 @pytest.fixture

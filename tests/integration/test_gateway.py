@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -16,90 +13,11 @@ import requests as http
 from PIL import Image
 
 from services.gateway.auth import issue_token
-from services.gateway.config import GatewaySettings
 from shared.config import PROJECT_ROOT
-from shared.db import mongo_client
 from tests.conftest import wait_until
-from tests.integration.service_helpers import free_port
+from tests.integration.gateway_system import GraphQL
 
 pytestmark = pytest.mark.integration
-
-PEOPLE_CSV = """email,name,role,department,title,manager_email
-mona@example.com,Mona Berg,manager,sales,Sales Director,
-rita@example.com,Rita Okafor,rep,sales,Account Executive,mona@example.com
-jonas@example.com,Jonas Weiß,rep,sales,Account Executive,mona@example.com
-pia@example.com,Pía Novák,support,pricing,Pricing Analyst,
-li@example.com,Li Wei,support,pricing,Pricing Analyst,
-"""
-
-
-class GraphQL:
-    def __init__(self, url: str, token: str | None):
-        self.url, self.token = url, token
-
-    def __call__(self, query: str, variables: dict | None = None, method: str = "POST", headers: dict | None = None):
-        h = {"Accept": "application/graphql-response+json", **({"Authorization": f"Bearer {self.token}"} if self.token else {}),
-             **(headers or {})}
-        if method == "GET":
-            params = {"query": query, **({"variables": json.dumps(variables)} if variables else {})}
-            return http.get(self.url + "/graphql", params=params, headers=h, timeout=15)
-        return http.post(self.url + "/graphql", json={"query": query, "variables": variables or {}}, headers=h, timeout=15)
-
-
-def _start(module: str, settings, ports: dict[str, int]):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDETRACK_")}
-    env.update({"INSIDETRACK_KAFKA_PORT": str(settings.kafka_port), "INSIDETRACK_MONGO_PORT": str(settings.mongo_port),
-                "INSIDETRACK_NAME_PREFIX": settings.name_prefix, "INSIDETRACK_LOG_LEVEL": "WARNING",
-                "INSIDETRACK_VAR_DIR": str(settings.var_dir), "PYTHONPATH": str(PROJECT_ROOT),
-                "INSIDETRACK_WS_INIT_TIMEOUT_S": "2",
-                **{f"INSIDETRACK_{name.upper()}_PORT": str(port) for name, port in ports.items()}})
-    return subprocess.Popen([sys.executable, "-m", module], env=env, cwd=PROJECT_ROOT)
-
-
-def _ready(port: int) -> bool:
-    try:
-        return http.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-    except http.RequestException:
-        return False
-
-
-@pytest.fixture
-def system(settings):
-    """The requests, kudos and points processes (real, as `make up` runs them) and the gateway."""
-    ports = {"requests": free_port(), "kudos": free_port(), "points": free_port(), "gateway": free_port()}
-    processes = {name: _start(module, settings, ports) for name, module in
-                 (("requests", "services.requests"), ("kudos", "services.recognition.kudos"),
-                  ("points", "services.recognition.points"), ("gateway", "services.gateway"))}
-    try:
-        for name, port in ports.items():
-            assert wait_until(lambda: _ready(port), timeout=60), f"{name} did not become ready"
-        gateway_settings = GatewaySettings(**{**settings.model_dump(), "gateway_port": ports["gateway"]})
-        with mongo_client(settings) as client:  # the admin the requests service created on its first start
-            admin = client[settings.database("requests")]["people"].find_one({"email": "admin@example.com"})
-        gateway_url = f"http://127.0.0.1:{ports['gateway']}"
-        as_admin = GraphQL(gateway_url, issue_token(gateway_settings, admin["_id"], admin["email"], "admin"))
-        imported = as_admin('mutation($csv: String!) { importPeople(csv: $csv) { created rowErrors { line } errors { code } } }',
-                            {"csv": PEOPLE_CSV}).json()
-        assert imported["data"]["importPeople"]["created"] == 5, imported
-        listed = as_admin("{ people(first: 50) { edges { node { id email role } } } }").json()
-        people = {e["node"]["email"].split("@")[0]: e["node"] for e in listed["data"]["people"]["edges"]}
-
-        def as_(name: str) -> GraphQL:
-            p = people[name]
-            return GraphQL(gateway_url, issue_token(gateway_settings, p["id"], p["email"], p["role"].lower()))
-
-        # The recognition processes learn people from the people topic.
-        assert wait_until(lambda: as_("pia")("{ me { kudosAllowance { left } } }").json()["data"]["me"]["kudosAllowance"] is not None, 30)
-        yield {"url": gateway_url, "as": as_, "as_admin": as_admin, "people": people, "settings": gateway_settings,
-               "ports": ports,
-               "processes": processes, "anonymous": GraphQL(gateway_url, None)}
-    finally:
-        for proc in processes.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in processes.values():
-            proc.wait(30)
-
 
 SUBMIT = """mutation Submit($input: SubmitRequestInput!) {
   submitRequest(input: $input) { request { id status briefComplete briefGaps department requester { name } }
