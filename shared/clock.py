@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
+import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Protocol
 
 
@@ -40,6 +44,12 @@ class ManualClock:
             self._now += step
             return self._now
 
+    def start_at(self, when: datetime) -> None:
+        """Put "now" at ``when`` (in the past) before any process reads the clock: the demo's start."""
+        if when.tzinfo is None:
+            raise ValueError("OffsetClock.start_at needs a timezone-aware time")
+        self._write((when - datetime.now(timezone.utc)).total_seconds())
+
     def set(self, when: datetime) -> None:
         if when.tzinfo is None:
             raise ValueError("ManualClock.set needs a timezone-aware time")
@@ -47,6 +57,89 @@ class ManualClock:
             if when < self._now:
                 raise ValueError("a clock does not go backwards")
             self._now = when.astimezone(timezone.utc)
+
+
+class OffsetClock:
+    """Real time plus an offset kept in a small file: the simulated clock of the local demo.
+
+    The demo loader (``shared.demo``) moves the offset forward so that four weeks of activity
+    pass in about a minute, and sets it to zero when it is done, so the running system ends
+    on real time. Every service process of the demo reads the same file, so they agree on
+    "now". The file is re-read only when it changed (one ``stat`` per call: inode, mtime in
+    nanoseconds, size; :meth:`set` gives every write a new, strictly later mtime), so
+    ``now()`` stays cheap. No file means no offset. Settings refuse it outside the local
+    environment (``demo_clock_file``), so it can never run in a test or production setup.
+    """
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._offset = timedelta(0)
+        self._last = datetime.min.replace(tzinfo=timezone.utc)
+
+    def offset(self) -> timedelta:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return timedelta(0)
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if key != self._key:
+                try:
+                    seconds = float(json.loads(self.path.read_text(encoding="utf-8"))["offset_seconds"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    return self._offset  # replaced meanwhile, or unreadable: keep the last good one
+                self._key, self._offset = key, timedelta(seconds=seconds)
+            return self._offset
+
+    def now(self) -> datetime:
+        offset = self.offset()
+        with self._lock:
+            # Never backwards within a process, even if the file were moved back by hand.
+            self._last = max(self._last, datetime.now(timezone.utc) + offset)
+            return self._last
+
+    def start_at(self, when: datetime) -> None:
+        """Put "now" at ``when`` (in the past) before any process reads the clock: the demo's start."""
+        if when.tzinfo is None:
+            raise ValueError("OffsetClock.start_at needs a timezone-aware time")
+        self._write((when - datetime.now(timezone.utc)).total_seconds())
+
+    def set(self, when: datetime) -> None:
+        """Make "now" ``when`` for every process reading the file (the demo loader's call)."""
+        if when.tzinfo is None:
+            raise ValueError("OffsetClock.set needs a timezone-aware time")
+        current = datetime.now(timezone.utc) + self.offset()
+        if when < current - timedelta(seconds=1):
+            raise ValueError(f"a clock does not go backwards ({when.isoformat()} is before {current.isoformat()})")
+        self._write((when - datetime.now(timezone.utc)).total_seconds())
+
+    def reset(self) -> None:
+        """Back to real time (offset 0); only ever a step forward for a clock in the past."""
+        if self.offset() > timedelta(0):
+            raise ValueError("the clock is ahead of real time: going back to it would move time backwards")
+        self._write(0.0)
+
+    def _write(self, seconds: float) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"offset_seconds": seconds}), encoding="utf-8")
+        # File times are coarse (a few ms): give each write its own, later mtime so readers
+        # never mistake a new offset for the one they cached.
+        try:
+            previous = os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            previous = 0
+        stamp = max(time.time_ns(), previous + 1)
+        os.utime(tmp, ns=(stamp, stamp))
+        os.replace(tmp, self.path)
+
+
+def clock_for(settings) -> "Clock":
+    """The clock a service runs on: real time, or the demo's offset clock when configured."""
+    path = getattr(settings, "demo_clock_file", None)
+    return OffsetClock(path) if path is not None else SystemClock()
 
 
 def utc(dt: datetime) -> datetime:

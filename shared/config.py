@@ -83,6 +83,10 @@ class Settings(BaseModel):
     # Services accept commands only from callers presenting this token (the gateway, the CLI).
     internal_token: str = Field(DEV_INTERNAL_TOKEN, min_length=16)
 
+    # The local demo's simulated clock (shared.clock.OffsetClock): real time plus the offset in
+    # this file. Only `insidetrack up` sets it, to load the demo company; refused unless local.
+    demo_clock_file: Path | None = None
+
     # Internal HTTP ports, and the address the HTTP servers listen on (loopback locally;
     # 0.0.0.0 in a container, so the runtime's network can reach them).
     http_host: str = Field("127.0.0.1", pattern=r"^[A-Za-z0-9.:\-]+$")
@@ -153,6 +157,15 @@ class Settings(BaseModel):
     def _production_has_secrets(self) -> "Settings":
         if self.env == "production" and self.internal_token == DEV_INTERNAL_TOKEN:
             raise ValueError("INSIDETRACK_INTERNAL_TOKEN must be set to a secret in production")
+        return self
+
+    @model_validator(mode="after")
+    def _demo_clock_only_in_the_demo(self) -> "Settings":
+        if self.demo_clock_file is not None and self.env != "local":
+            raise ValueError(
+                f"INSIDETRACK_DEMO_CLOCK_FILE is set with INSIDETRACK_ENV={self.env}: the simulated clock is for "
+                "the local demo only (INSIDETRACK_ENV=local); unset it"
+            )
         return self
 
     @field_validator("var_dir", "cache_dir")

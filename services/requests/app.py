@@ -15,7 +15,7 @@ from shared.auth import require_internal_token
 from shared.bus.kafka import EventProducer
 from shared.bus.outbox import OutboxRelay
 from shared.calendar import BusinessCalendar
-from shared.clock import Clock, SystemClock
+from shared.clock import Clock, clock_for
 from shared.db import connect
 from shared.serve import Periodic, ServiceRuntime
 from shared.web import create_service_app, dependency_checks
@@ -46,7 +46,7 @@ def build_runtime(settings: RequestsSettings, clock: Clock | None = None) -> Req
     repo = Repository()
     relay = OutboxRelay(producer, [repo.people, repo.requests], poll_ms=settings.outbox_poll_ms)
     service = RequestsService(
-        repo=repo, clock=clock or SystemClock(), calendar=BusinessCalendar.from_settings(settings), notify=relay.notify
+        repo=repo, clock=clock or clock_for(settings), calendar=BusinessCalendar.from_settings(settings), notify=relay.notify
     )
     app = create_app(service, settings, readiness=dependency_checks(settings, db))
     sweeper = Periodic("sweeper", settings.sweep_interval_ms / 1000, service.sweep)

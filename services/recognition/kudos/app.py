@@ -17,7 +17,7 @@ from shared.bus.consumer import ConsumerRunner
 from shared.bus.kafka import EventProducer
 from shared.bus.outbox import OutboxRelay
 from shared.calendar import BusinessCalendar
-from shared.clock import Clock, SystemClock
+from shared.clock import Clock, clock_for
 from shared.db import connect
 from shared.serve import ServiceRuntime
 from shared.web import create_service_app, dependency_checks
@@ -56,7 +56,7 @@ def build_runtime(settings: KudosSettings, clock: Clock | None = None) -> KudosR
     producer = EventProducer(settings, client_id=SERVICE)
     directory = Directory()
     reader = directory_reader(settings, directory, producer)
-    service = KudosService(settings=settings, directory=directory, clock=clock or SystemClock(),
+    service = KudosService(settings=settings, directory=directory, clock=clock or clock_for(settings),
                            calendar=BusinessCalendar.from_settings(settings))
     relay = OutboxRelay(producer, [service.kudos], poll_ms=settings.outbox_poll_ms)
     service.notify = relay.notify
