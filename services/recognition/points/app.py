@@ -17,7 +17,7 @@ from shared.bus.consumer import ConsumerRunner
 from shared.bus.kafka import EventProducer
 from shared.bus.outbox import OutboxRelay
 from shared.calendar import BusinessCalendar
-from shared.clock import Clock, SystemClock
+from shared.clock import Clock, clock_for
 from shared.db import connect
 from shared.serve import ServiceRuntime
 from shared.web import create_service_app, dependency_checks
@@ -40,7 +40,7 @@ class PointsRuntime(ServiceRuntime):
 
 def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> PointsRuntime:
     rules = load_rules(settings.rules_file)  # refuses a bad file with its line and reason
-    clock = clock or SystemClock()
+    clock = clock or clock_for(settings)
     calendar = BusinessCalendar.from_settings(settings)
     db = connect(settings, SERVICE)
     store = Store(db)
