@@ -12,6 +12,10 @@ Every refusal is :class:`~shared.errors.Unauthorized` with a stable code:
 library's text, and never contain key material. A broken key *configuration* (unreadable
 key file, wrong key type) is a :class:`~shared.config.ConfigError`: it is the operator's
 problem, not the caller's.
+
+Rotating a key: the previous secret or public key (``INSIDETRACK_JWT_PREVIOUS_SECRET`` /
+``_PREVIOUS_PUBLIC_KEY_FILE``) is still accepted for verifying while tokens signed with it
+live; tokens are only ever signed with the current key (``docs/operations.md``).
 """
 
 from __future__ import annotations
@@ -98,8 +102,7 @@ def _read_key_file(path: Path, variable: str) -> tuple[str, int, int]:
 
 
 @lru_cache(maxsize=8)
-def _load_public_key(path: str, _mtime_ns: int, _size: int) -> rsa.RSAPublicKey:
-    variable = "INSIDETRACK_JWT_PUBLIC_KEY_FILE"
+def _load_public_key(path: str, _mtime_ns: int, _size: int, variable: str = "INSIDETRACK_JWT_PUBLIC_KEY_FILE") -> rsa.RSAPublicKey:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -143,6 +146,20 @@ def _public_key(settings: GatewaySettings) -> rsa.RSAPublicKey:
     return _load_public_key(*_read_key_file(settings.jwt_public_key_file, "INSIDETRACK_JWT_PUBLIC_KEY_FILE"))
 
 
+def _verification_keys(settings: GatewaySettings, algorithm: str) -> list[Any]:
+    """The current key, then the previous one while a rotation is under way."""
+    if algorithm == "HS256":
+        keys: list[Any] = [settings.jwt_secret]
+        if settings.jwt_previous_secret:
+            keys.append(settings.jwt_previous_secret)
+        return keys
+    keys = [_public_key(settings)]
+    if settings.jwt_previous_public_key_file is not None:
+        variable = "INSIDETRACK_JWT_PREVIOUS_PUBLIC_KEY_FILE"
+        keys.append(_load_public_key(*_read_key_file(settings.jwt_previous_public_key_file, variable), variable))
+    return keys
+
+
 def _private_key(settings: GatewaySettings) -> rsa.RSAPrivateKey:
     if settings.jwt_private_key_file is None:
         raise ConfigError(
@@ -184,30 +201,14 @@ def verify_token(settings: GatewaySettings, token: str, now: datetime | None = N
     ``now`` defaults to the real clock; naive datetimes are taken as UTC.
     """
     algorithm = _algorithm(settings)
-    key: Any = settings.jwt_secret if algorithm == "HS256" else _public_key(settings)
+    keys = _verification_keys(settings, algorithm)
     if not isinstance(token, str) or not token:
         raise _invalid("no token was presented")
     if len(token) > MAX_TOKEN_CHARS:
         raise _invalid("the token is too long")
 
     try:
-        payload = jwt.decode(
-            token,
-            key,
-            algorithms=[algorithm],
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
-            options={
-                # Times are checked below against `now`; PyJWT would use the real clock.
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-                "verify_signature": True,
-                "verify_aud": True,
-                "verify_iss": True,
-                "require": list(REQUIRED_CLAIMS),
-            },
-        )
+        payload = _decode(settings, token, keys, algorithm)
     # Order matters: several of these subclass DecodeError / InvalidTokenError.
     except jwt_errors.InvalidAlgorithmError:
         raise _invalid(f"the token is not signed with the accepted algorithm ({algorithm})") from None
@@ -257,6 +258,34 @@ def verify_token(settings: GatewaySettings, token: str, now: datetime | None = N
         expires_at=expires_at,
         read_only=payload.get("scope") == SCREEN_SCOPE,
     )
+
+
+def _decode(settings: GatewaySettings, token: str, keys: list[Any], algorithm: str) -> dict[str, Any]:
+    """PyJWT's checks with the first key whose signature verifies (PyJWT checks the signature
+    before any claim, so a token signed with another key fails the same way with each)."""
+    for index, key in enumerate(keys):
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+                options={
+                    # Times are checked by the caller against `now`; PyJWT would use the real clock.
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_signature": True,
+                    "verify_aud": True,
+                    "verify_iss": True,
+                    "require": list(REQUIRED_CLAIMS),
+                },
+            )
+        except jwt_errors.InvalidSignatureError:
+            if index == len(keys) - 1:
+                raise
+    raise AssertionError("unreachable: there is always a current key")
 
 
 # --- issuing (local development, the CLI) -----------------------------------------------------

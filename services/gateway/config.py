@@ -18,6 +18,10 @@ class GatewaySettings(Settings):
     jwt_secret: str = Field(DEV_JWT_SECRET, min_length=32)  # PyJWT warns below 32 bytes
     jwt_public_key_file: Path | None = None
     jwt_private_key_file: Path | None = None  # only for `insidetrack token` with RS256 locally
+    # Rotating the key: the previous secret (HS256) or public key (RS256) is still accepted for
+    # verifying tokens, never used to sign, until the tokens signed with it have expired.
+    jwt_previous_secret: str | None = Field(None, min_length=32)
+    jwt_previous_public_key_file: Path | None = None
     jwt_issuer: str = "insidetrack-local"
     jwt_audience: str = "insidetrack"
     jwt_leeway_s: int = Field(30, ge=0, le=600)
@@ -49,6 +53,11 @@ class GatewaySettings(Settings):
             raise ValueError("INSIDETRACK_JWT_SECRET must be set in production (or use RS256 with a public key)")
         if self.jwt_algorithm == "RS256" and self.jwt_public_key_file is None:
             raise ValueError("RS256 needs INSIDETRACK_JWT_PUBLIC_KEY_FILE")
+        # A previous key of the other algorithm would be silently ignored: say so instead.
+        if self.jwt_algorithm == "RS256" and self.jwt_previous_secret is not None:
+            raise ValueError("INSIDETRACK_JWT_PREVIOUS_SECRET is for HS256; with RS256 use INSIDETRACK_JWT_PREVIOUS_PUBLIC_KEY_FILE")
+        if self.jwt_algorithm == "HS256" and self.jwt_previous_public_key_file is not None:
+            raise ValueError("INSIDETRACK_JWT_PREVIOUS_PUBLIC_KEY_FILE is for RS256; with HS256 use INSIDETRACK_JWT_PREVIOUS_SECRET")
         return self
 
     def service_url(self, service: str) -> str:

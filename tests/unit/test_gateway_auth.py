@@ -457,3 +457,57 @@ def test_issue_token_refuses_a_nonsense_ttl(hs, ttl):
 def test_issue_token_refuses_an_empty_person_id(hs):
     with pytest.raises(ValueError):
         issue_token(hs, " ", "p@example.com", "seller", now=NOW)
+
+
+# --- rotating the key ----------------------------------------------------------------------------
+
+
+def test_hs256_rotation_accepts_tokens_of_the_previous_secret_and_signs_with_the_new(hs):
+    old_token = hs_token(payload(), SECRET)
+    rotated = hs.model_copy(update={"jwt_secret": OTHER_SECRET, "jwt_previous_secret": SECRET})
+    assert verify_token(rotated, old_token, now=NOW).subject == "person-42"
+    new_token = issue_token(rotated, "person-7", "p@example.com", "support", now=NOW)
+    assert verify_token(rotated, new_token, now=NOW).subject == "person-7"
+    # New tokens are signed with the new secret only: the old secret alone refuses them.
+    assert refusal(hs, new_token).code == "invalid_token"
+    # Once the previous secret is removed, its tokens are refused.
+    assert refusal(rotated.model_copy(update={"jwt_previous_secret": None}), old_token).code == "invalid_token"
+
+
+def test_rotation_still_checks_everything_else_with_the_previous_key(hs):
+    rotated = hs.model_copy(update={"jwt_secret": OTHER_SECRET, "jwt_previous_secret": SECRET})
+    assert refusal(rotated, hs_token(payload(exp=T - 3600), SECRET)).code == "token_expired"
+    assert refusal(rotated, hs_token(payload(aud="other"), SECRET)).code == "wrong_audience"
+    third = "a-third-jwt-secret-nobody-configured-0123"
+    assert refusal(rotated, hs_token(payload(), third)).code == "invalid_token"
+
+
+def test_rs256_rotation_accepts_tokens_of_the_previous_public_key(rs, rsa_key, other_rsa_key, tmp_path):
+    new_public = tmp_path / "new-public.pem"
+    new_public.write_bytes(pem_public(other_rsa_key))
+    old_public = rs.jwt_public_key_file
+    rotated = rs.model_copy(update={
+        "jwt_public_key_file": new_public, "jwt_previous_public_key_file": old_public, "jwt_private_key_file": None,
+    })
+    assert verify_token(rotated, rs_token(payload(), rsa_key), now=NOW).subject == "person-42"
+    assert verify_token(rotated, rs_token(payload(sub="p-9"), other_rsa_key), now=NOW).subject == "p-9"
+    assert refusal(rotated.model_copy(update={"jwt_previous_public_key_file": None}), rs_token(payload(), rsa_key)).code == "invalid_token"
+
+
+def test_an_unreadable_previous_public_key_is_a_config_error_naming_its_variable(rs, rsa_key, tmp_path):
+    broken = rs.model_copy(update={"jwt_previous_public_key_file": tmp_path / "gone.pem"})
+    with pytest.raises(ConfigError, match="INSIDETRACK_JWT_PREVIOUS_PUBLIC_KEY_FILE"):
+        verify_token(broken, rs_token(payload(), rsa_key), now=NOW)
+
+
+def test_a_previous_key_of_the_other_algorithm_is_refused_at_start(key_files):
+    _, public = key_files
+    with pytest.raises(ConfigError, match="INSIDETRACK_JWT_PREVIOUS_SECRET is for HS256"):
+        load_settings(GatewaySettings, env={
+            "INSIDETRACK_JWT_ALGORITHM": "RS256", "INSIDETRACK_JWT_PUBLIC_KEY_FILE": str(public),
+            "INSIDETRACK_JWT_PREVIOUS_SECRET": OTHER_SECRET,
+        })
+    with pytest.raises(ConfigError, match="INSIDETRACK_JWT_PREVIOUS_PUBLIC_KEY_FILE is for RS256"):
+        load_settings(GatewaySettings, env={"INSIDETRACK_JWT_PREVIOUS_PUBLIC_KEY_FILE": str(public)})
+    with pytest.raises(ConfigError, match="INSIDETRACK_JWT_PREVIOUS_SECRET"):
+        load_settings(GatewaySettings, env={"INSIDETRACK_JWT_PREVIOUS_SECRET": "too-short"})
