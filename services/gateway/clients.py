@@ -5,12 +5,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import requests as http
 
 from shared.auth import internal_headers
 
 log = logging.getLogger(__name__)
+
+
+def segment(value: Any) -> str:
+    """``value`` as one path segment of a service URL: an id can never become another path.
+
+    Without this, ``cancelRequest(id: "../people/p_1/deactivate?")`` would reach
+    ``/people/p_1/deactivate`` (HTTP clients resolve dot segments; ``?`` starts a query).
+    Every character but letters, digits, ``_``, ``-`` and ``~`` is percent-encoded, dots
+    included, so ``..`` stays a (non-existent) id.
+    """
+    return quote(str(value), safe="").replace(".", "%2E")
 
 
 class ServiceError(Exception):

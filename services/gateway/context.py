@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from services.gateway.clients import Services
+from services.gateway.clients import Services, segment
 
 
 @dataclass
@@ -51,7 +51,7 @@ class RequestContext:
 
     def summary(self, person_id: str) -> dict[str, Any]:
         if person_id not in self.summaries:
-            self.summaries[person_id] = self.services.points.get(f"/people/{person_id}/summary", self.actor_id)
+            self.summaries[person_id] = self.services.points.get(f"/people/{segment(person_id)}/summary", self.actor_id)
         return self.summaries[person_id]
 
     def card_url(self, path: str) -> str:

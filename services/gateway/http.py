@@ -23,12 +23,12 @@ from typing import Any
 
 import requests as http
 from flask import Blueprint, Response, current_app, request
-from graphql import GraphQLError, OperationType, execute, get_operation_ast, parse, specified_rules, validate
+from graphql import GraphQLError, OperationType, execute, get_operation_ast, parse, specified_rules
 
 from services.gateway.auth import bearer_token, verify_token
-from services.gateway.clients import ServiceError, ServiceUnavailable
+from services.gateway.clients import ServiceError, ServiceUnavailable, segment
 from services.gateway.context import RequestContext
-from services.gateway.limits import RateLimiter, limit_rules, no_introspection_rule
+from services.gateway.limits import RateLimiter, limit_rules, no_introspection_rule, validate_within_limits
 from services.gateway.schema import schema
 from shared.errors import AppError
 
@@ -53,6 +53,9 @@ def _request_error(message: str, code: str, status: int, media_type: str, header
     return _answer({"errors": [{"message": message, "extensions": {"code": code}}]}, status, media_type, headers)
 
 
+_TOO_DEEP = "the JSON is nested too deeply"
+
+
 def _params() -> dict[str, Any]:
     if request.method == "GET":
         raw = request.args.to_dict()
@@ -61,12 +64,20 @@ def _params() -> dict[str, Any]:
                 raw["variables"] = json.loads(raw["variables"])
             except ValueError:
                 raise AppError("bad_request", "variables must be a JSON object") from None
+            except RecursionError:
+                raise AppError("bad_request", _TOO_DEEP) from None
         return raw
     if request.mimetype == "application/graphql":
         return {"query": request.get_data(as_text=True)}
     if request.mimetype != "application/json":
         raise AppError("unsupported_media_type", "send application/json (or application/graphql)")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # the JSON decoder recurses per level of nesting
+        raise AppError("bad_request", _TOO_DEEP) from None
+    if isinstance(body, list):
+        # Batching would let one request run many operations past the per-request limits.
+        raise AppError("bad_request", "batched operations (a JSON array) are not accepted: send one operation per request")
     if not isinstance(body, dict):
         raise AppError("bad_request", "the body must be a JSON object with a query")
     return body
@@ -121,10 +132,11 @@ def graphql_endpoint():
         return _request_error("too many requests; slow down", "RATE_LIMITED", 429, media_type,
                               {"Retry-After": str(max(1, int(wait + 0.999)))})
 
-    rules = list(specified_rules) + limit_rules(settings.max_query_depth, settings.max_aliases, settings.max_query_cost, variables)
+    rules = list(specified_rules)
     if not settings.introspection:
         rules.append(no_introspection_rule())
-    errors = validate(schema.graphql_schema, document, rules=rules)
+    limits = limit_rules(settings.max_query_depth, settings.max_aliases, settings.max_query_cost, variables)
+    errors = validate_within_limits(schema.graphql_schema, document, limits, rules)
     if errors:
         return _answer({"errors": [e.formatted for e in errors]}, 400, media_type)
 
@@ -159,7 +171,7 @@ def _refuse_inactive(person_id: str) -> tuple[int, str, str] | None:
         return hit[1]
     services = current_app.extensions["services"]
     try:
-        services.requests.get(f"/people/{person_id}", person_id)
+        services.requests.get(f"/people/{segment(person_id)}", person_id)
         verdict = None
     except ServiceError as exc:
         verdict = ((403, "FORBIDDEN", "this account is deactivated") if exc.code == "inactive_actor"
@@ -211,7 +223,7 @@ def card(name: str):
     settings = current_app.config["SETTINGS"]
     headers = {k: v for k, v in request.headers.items() if k.lower() == "if-none-match"}
     try:
-        upstream = http.get(f"{settings.service_url('kudos')}/cards/{name}", headers=headers, timeout=settings.service_timeout_s)
+        upstream = http.get(f"{settings.service_url('kudos')}/cards/{segment(name)}", headers=headers, timeout=settings.service_timeout_s)
     except http.RequestException:
         return _request_error("cards are unavailable right now", "SERVICE_UNAVAILABLE", 503, "application/json")
     keep = {k: v for k, v in upstream.headers.items() if k.lower() in ("etag", "cache-control", "content-type")}

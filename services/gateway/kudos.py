@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import graphene
 
+from services.gateway.clients import segment
 from services.gateway.core import (
     DateTime, Gesture, KudosDirection, UserError, call_service, connection_from_page, connection_types, enum_value,
     find, run_mutation,
@@ -45,7 +46,7 @@ class Kudos(graphene.ObjectType):
         ctx = info.context
         if not root.get("request_id"):
             return None
-        return find(lambda: ctx.services.requests.get(f"/requests/{root['request_id']}", ctx.actor_id))
+        return find(lambda: ctx.services.requests.get(f"/requests/{segment(root['request_id'])}", ctx.actor_id))
 
     def resolve_card_url(root, info):
         return info.context.card_url(root["card_url"])
@@ -82,7 +83,7 @@ class KudosQueries(graphene.ObjectType):
 
     def resolve_kudos(root, info, id):
         ctx = info.context
-        return find(lambda: ctx.services.kudos.get(f"/kudos/{id}", ctx.actor_id))
+        return find(lambda: ctx.services.kudos.get(f"/kudos/{segment(id)}", ctx.actor_id))
 
     def resolve_kudos_feed(root, info, person_id=None, direction=None, first=None, after=None):
         ctx = info.context
@@ -118,7 +119,7 @@ class AddOnKudos(graphene.Mutation):
 
     def mutate(root, info, id, message=None):
         ctx = info.context
-        return run_mutation("kudos", lambda: ctx.services.kudos.post(f"/kudos/{id}/add-ons", ctx.actor_id, {"message": message}))
+        return run_mutation("kudos", lambda: ctx.services.kudos.post(f"/kudos/{segment(id)}/add-ons", ctx.actor_id, {"message": message}))
 
 
 class KudosMutations(graphene.ObjectType):

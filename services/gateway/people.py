@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import graphene
 
+from services.gateway.clients import segment
 from services.gateway.core import (
     DateTime, Department, Period, Role, UserError, call_service, connection_from_page, connection_types, enum_value, run_mutation,
 )
@@ -77,7 +78,7 @@ class Person(graphene.ObjectType):
 
     def resolve_kudos_allowance(root, info):
         ctx = info.context
-        return call_service(lambda: ctx.services.kudos.get(f"/allowance/{root['id']}", ctx.actor_id))
+        return call_service(lambda: ctx.services.kudos.get(f"/allowance/{segment(root['id'])}", ctx.actor_id))
 
 
 PersonConnection, PersonEdge = connection_types(Person, "Person")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import graphene
 
+from services.gateway.clients import segment
 from services.gateway.core import (
     DateTime, Department, Outcome, Priority, RequestKind, RequestStatus, UserError, call_service,
     connection_from_page, connection_types, enum_value, find, run_mutation,
@@ -57,7 +58,7 @@ class SupportRequest(graphene.ObjectType):
     def resolve_timeline(root, info):
         ctx = info.context
         if "timeline" not in root:  # lists carry no timeline: fetch it
-            root = call_service(lambda: ctx.services.requests.get(f"/requests/{root['id']}", ctx.actor_id))
+            root = call_service(lambda: ctx.services.requests.get(f"/requests/{segment(root['id'])}", ctx.actor_id))
         call_service(lambda: ctx.prime_people(e["actor_id"] for e in root["timeline"] if e["actor_id"] != "system"))
         return root["timeline"]
 
@@ -108,7 +109,7 @@ class SupportQueries(graphene.ObjectType):
 
     def resolve_request(root, info, id):
         ctx = info.context
-        return find(lambda: ctx.services.requests.get(f"/requests/{id}", ctx.actor_id))
+        return find(lambda: ctx.services.requests.get(f"/requests/{segment(id)}", ctx.actor_id))
 
     def resolve_requests(root, info, filter=None, first=None, after=None):
         ctx = info.context
@@ -128,7 +129,7 @@ def _command(name: str, path: str, **fields):
     def mutate(root, info, id, **kwargs):
         ctx = info.context
         body = {k: enum_value(v) for k, v in kwargs.items()}
-        return run_mutation("request", lambda: ctx.services.requests.post(f"/requests/{id}/{path}", ctx.actor_id, body))
+        return run_mutation("request", lambda: ctx.services.requests.post(f"/requests/{segment(id)}/{path}", ctx.actor_id, body))
 
     return type(name, (graphene.Mutation,), {
         "Arguments": type("Arguments", (), arguments),

@@ -21,14 +21,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphql import GraphQLError, OperationType, execute, get_operation_ast, parse, specified_rules, validate
+from graphql import GraphQLError, OperationType, execute, get_operation_ast, parse, specified_rules
 from graphql.execution.values import get_argument_values
 from simple_websocket import ConnectionClosed
 
 from services.gateway.auth import verify_token
-from services.gateway.clients import ServiceError, ServiceUnavailable
+from services.gateway.clients import ServiceError, ServiceUnavailable, segment
 from services.gateway.context import RequestContext
-from services.gateway.limits import limit_rules, no_introspection_rule
+from services.gateway.limits import limit_rules, no_introspection_rule, validate_within_limits
 from services.gateway.live import LiveHub
 from services.gateway.schema import schema
 from shared.errors import AppError
@@ -159,11 +159,11 @@ class Connection:
             document = parse(payload["query"])
         except GraphQLError as exc:
             return self._send({"id": op_id, "type": "error", "payload": [exc.formatted]})
-        rules = list(specified_rules) + limit_rules(self.settings.max_query_depth, self.settings.max_aliases,
-                                                    self.settings.max_query_cost, variables)
+        rules = list(specified_rules)
         if not self.settings.introspection:
             rules.append(no_introspection_rule())
-        errors = validate(schema.graphql_schema, document, rules=rules)
+        limits = limit_rules(self.settings.max_query_depth, self.settings.max_aliases, self.settings.max_query_cost, variables)
+        errors = validate_within_limits(schema.graphql_schema, document, limits, rules)
         operation = get_operation_ast(document, payload.get("operationName"))
         if not errors and operation is None:
             errors = [GraphQLError("name the operation to run (operationName)")]
@@ -234,9 +234,9 @@ class Connection:
         key = FIELD_KEYS[op.root_field]
         try:
             if op.root_field == "kudosGiven":
-                return {key: ctx.services.kudos.get(f"/kudos/{data['kudos_id']}", self.actor_id)}
+                return {key: ctx.services.kudos.get(f"/kudos/{segment(data['kudos_id'])}", self.actor_id)}
             if op.root_field == "requestChanged":
-                return {key: ctx.services.requests.get(f"/requests/{data['request_id']}", self.actor_id)}
+                return {key: ctx.services.requests.get(f"/requests/{segment(data['request_id'])}", self.actor_id)}
             if op.root_field == "badgeAwarded":
                 return {key: {"person_id": data["person_id"], "badge": data["badge"], "name": data["name"],
                               "tier": data.get("tier"), "awarded_at": data["at"],

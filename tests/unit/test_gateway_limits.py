@@ -16,8 +16,10 @@ from services.gateway.limits import (
     alias_limit_rule,
     cost_limit_rule,
     depth_limit_rule,
+    field_count_rule,
     limit_rules,
     no_introspection_rule,
+    validate_within_limits,
 )
 
 
@@ -294,6 +296,46 @@ def test_errors_carry_codes_and_locations():
     [error] = graphql.validate(SCHEMA, graphql.parse("{ me { " + nested_managers(10) + " } }"), [depth_limit_rule(10)])
     assert error.extensions == {"code": "query_too_deep"}
     assert error.locations and error.locations[0].line == 1
+
+
+# --- fields written ------------------------------------------------------------------------
+
+
+def test_fields_up_to_the_limit_are_allowed_and_one_more_is_refused():
+    rule = field_count_rule(5)
+    assert check("{ me { id name manager { name } } }", rule) == []  # 5 fields
+    assert check("{ me { id name manager { id name } } }", rule) == ["too many fields (6, limit 5)"]
+
+
+def test_fields_inside_fragments_count_as_written():
+    rule = field_count_rule(3)
+    assert check("{ me { ...F } } fragment F on Person { id name }", rule) == []  # me, id, name
+    assert check("{ me { ...F } } fragment F on Person { id name manager { name } }", rule) == ["too many fields (5, limit 3)"]
+
+
+def test_the_standard_introspection_query_writes_fewer_fields_than_the_default_limit():
+    assert check(graphql.get_introspection_query(descriptions=True), field_count_rule()) == []
+
+
+class _Recorder(graphql.validation.ValidationRule):
+    seen: list = []
+
+    def enter_document(self, *_args):
+        _Recorder.seen.append(1)
+
+
+def test_a_field_flood_is_refused_before_the_costly_rules_run():
+    """1000 copies of one field cost graphql-core's overlapping-fields rule seconds of CPU
+    (pairwise); the limits refuse the document first and the other rules never see it."""
+    _Recorder.seen = []
+    flood = graphql.parse("{ me { " + "name " * 1000 + "} }")
+    errors = validate_within_limits(SCHEMA, flood, limit_rules(10, 30, 5000, {}), [*specified_rules, _Recorder])
+    assert [e.message for e in errors] == ["too many fields (1001, limit 200)"]
+    assert errors[0].extensions == {"code": "too_many_fields"}
+    assert _Recorder.seen == []
+    assert validate_within_limits(SCHEMA, graphql.parse("{ me { name } }"), limit_rules(10, 30, 5000, {}),
+                                  [*specified_rules, _Recorder]) == []
+    assert _Recorder.seen == [1]
 
 
 # --- rate limiting -------------------------------------------------------------------------
