@@ -23,13 +23,23 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
+def _cursor_value(value: Any) -> Any:
+    """A sort value from a cursor: a scalar, or a date. Anything else (``{"$ne": null}``)
+    would become a query operator in ``after_filter``: refused."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dict) and set(value) == {"$dt"} and isinstance(value["$dt"], str):
+        return datetime.fromisoformat(value["$dt"])
+    raise ValueError("not a sort value")
+
+
 def decode_cursor(cursor: str, length: int) -> list[Any]:
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(raw, list) or len(raw) != length:
             raise ValueError("wrong shape")
-        return [datetime.fromisoformat(v["$dt"]) if isinstance(v, dict) and "$dt" in v else v for v in raw]
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        return [_cursor_value(v) for v in raw]
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError):
         raise BadInput("bad_cursor", "the cursor is not one this list gave out", field="after") from None
 
 
