@@ -74,23 +74,39 @@ def admin_client(settings: Settings) -> KafkaAdminClient:
     )
 
 
-def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
-    """Create the topics (and their ``.dlq`` twins) that are missing; grow partition counts.
+def topic_plan(settings: Settings, names: Iterable[str] | None = None) -> dict[str, dict]:
+    """The topics to create, by real name: partitions, replication factor, topic configs.
 
-    Idempotent. Returns the real names of the topics it created.
+    Configs apply when a topic is created; an existing topic keeps its own (docs/operations.md
+    says how to change them).
     """
     wanted: dict[str, dict] = {}
     for name in names or TOPICS:
         spec = TOPICS[name]
         real = settings.topic(name)
+        configs = {}
+        if spec.compacted:
+            configs["cleanup.policy"] = "compact"
+        if spec.keep_forever:
+            configs["retention.ms"] = "-1"
+            configs["retention.bytes"] = "-1"
         wanted[real] = {
             "num_partitions": spec.partitions or settings.topic_partitions,
             "replication_factor": settings.topic_replication_factor,
-            "configs": {"cleanup.policy": "compact"} if spec.compacted else {},
+            "configs": configs,
         }
         wanted[dlq_topic(real)] = {
             "num_partitions": 1, "replication_factor": settings.topic_replication_factor, "configs": {}
         }
+    return wanted
+
+
+def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
+    """Create the topics (and their ``.dlq`` twins) that are missing; grow partition counts.
+
+    Idempotent. Returns the real names of the topics it created.
+    """
+    wanted = topic_plan(settings, names)
     admin = admin_client(settings)
     try:
         existing = set(admin.list_topics())

@@ -22,15 +22,18 @@ class TopicSpec:
     compacted: bool = False
     # None: the configured default (INSIDETRACK_TOPIC_PARTITIONS).
     partitions: int | None = None
+    # Kept forever: the history `insidetrack rebuild-points` re-scores from the start. False:
+    # the cluster's retention (log.retention.*).
+    keep_forever: bool = False
 
 
 # Logical topic names; the real name carries the configured prefix (Settings.topic()).
 TOPICS: dict[str, TopicSpec] = {
     spec.name: spec
     for spec in (
-        TopicSpec("people", compacted=True),
-        TopicSpec("requests"),
-        TopicSpec("kudos"),
+        TopicSpec("people", compacted=True),  # compaction keeps each person's latest record
+        TopicSpec("requests", keep_forever=True),
+        TopicSpec("kudos", keep_forever=True),
         TopicSpec("points"),
         TopicSpec("badges"),
     )
