@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: up down test venv provision browser bench clean
+.PHONY: up down test chaos venv provision browser bench clean
 
 venv: $(STAMP)
 
@@ -43,6 +43,12 @@ browser:
 # pytest exits 5 when it collected no test: make treats that as a failure, as it should.
 test: provision browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The slow fault suite (docs/reliability.md): kills, broker and database outages, several
+# processes per service. Sizes: CHAOS_EVENTS (20000), CHAOS_STREAM_EVENTS, CHAOS_LOAD; patience:
+# CHAOS_TIMEOUT_S. Like `test`, it fails when it collects no test (pytest exits 5).
+chaos: provision
+	$(BIN)/python -m pytest -m chaos tests/integration/chaos $(PYTEST_ARGS)
 
 # Benchmarks are not tests: they print figures and write bench/results/<time>.json.
 # BENCH_SCALE=full adds the 100k-event and 100k-people runs.
