@@ -54,9 +54,9 @@ class Person(graphene.ObjectType):
     title = graphene.String()
     active = graphene.Boolean(required=True)
     manager = graphene.Field(lambda: Person)
-    points = graphene.Int(period=Period(default_value="week"),
+    points = graphene.Int(period=Period(required=True, default_value="week"),
                           description="Points in the current period (null while the points service is unavailable).")
-    rank = graphene.Int(period=Period(default_value="week"), description="Company rank in the current period (null without points).")
+    rank = graphene.Int(period=Period(required=True, default_value="week"), description="Company rank in the current period (null without points).")
     badges = graphene.List(graphene.NonNull(PersonBadge), description="Null while the points service is unavailable.")
     kudos_allowance = graphene.Field(KudosAllowance, description="Kudos left to give this month.")
     rush_share = graphene.Field(RushShare, description="Reps only.")
