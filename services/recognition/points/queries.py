@@ -1,11 +1,17 @@
 """Reads: leaderboards with competition ranking and movement, a person's summary, the ledger.
 
-A period's board is one document (``boards``, ``_id`` ``board:<key>``) holding everyone's points
-in that period with their department and role, kept by the applier with ``$inc``. FerretDB
-1.24 uses an index only for ``_id`` equality (any other filter scans the collection: 0.6 s at
-12k totals documents, measured), so a leaderboard, "my rank" and movement are two reads by
-``_id`` (this period and the previous one) and a sort in memory, whatever the company size.
-Ranks are competition ranks: 1 + the number of people with strictly more points (1, 2, 2, 4).
+Leaderboards read the ranking read model (:mod:`services.recognition.points.ranking`): per
+period and scope a summary with the best 100, the number of people and a coarse histogram, and
+histogram pages, all read by ``_id`` (FerretDB 1.24 uses an index only for ``_id`` equality
+and decodes whole documents, so the period's board, one document with everyone in it, takes
+seconds to read at 100k people). A top page is one or two reads; "my rank" reads the person's
+totals (``<person>:<key>``) and counts the people above that score. Movement is each listed
+person's rank in the previous period's ranking, for the score they had then (in that period's
+top list, or their totals document). Ranks are competition ranks: 1 + the number of people
+with strictly more points (1, 2, 2, 4).
+
+Pages beyond the top lists (a cursor deeper than 100), and periods whose ranking is not there
+yet, are answered from the board as before: one read and a sort in memory.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.recognition.directory import Directory
-from services.recognition.points.engine import PERIODS, Store, badge_level
+from services.recognition.points.engine import PERIODS, Store, _safe_key, badge_level
+from services.recognition.points.ranking import Ranking, RankingView
 from services.recognition.points.rules import RuleSet
 from shared.calendar import BusinessCalendar, period_bounds, period_key, previous_period_key
 from shared.clock import Clock
@@ -23,6 +30,20 @@ from shared.errors import BadInput
 from shared.pagination import decode_cursor, encode_cursor, page_size
 
 SCOPES = ("company", "department", "role")
+
+
+def rankings_collection(store: Store):
+    """The store's ranking read model collection (``rankings``, renamed with the store's suffix)."""
+    collection = getattr(store, "rankings", None)
+    return collection if collection is not None else store.db["rankings" + store.suffix]
+
+
+def _scope_of(scope_filter: dict) -> tuple[str, str | None]:
+    if "department" in scope_filter:
+        return "department", scope_filter["department"]
+    if "role" in scope_filter:
+        return "role", scope_filter["role"]
+    return "company", None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -37,6 +58,11 @@ class PointsQueries:
     calendar: BusinessCalendar
     directory: Directory
     clock: Clock
+    ranking: Ranking | None = None
+
+    def __post_init__(self) -> None:
+        if self.ranking is None:
+            self.ranking = Ranking(rankings_collection(self.store))
 
     # -- leaderboards --------------------------------------------------------------------------
 
@@ -81,7 +107,25 @@ class PointsQueries:
         return ranks
 
     def rank_of(self, key: str, scope_filter: dict, person_id: str) -> int | None:
-        return self.ranks(self.board(key, scope_filter)).get(person_id)
+        """A person's rank in a period and scope; None without points there."""
+        scope, value = _scope_of(scope_filter)
+        view = self.ranking.view(key, scope, value)
+        if view is None:
+            return self.ranks(self.board(key, scope_filter)).get(person_id)
+        points = self._points(person_id, key, scope_filter, view)
+        return view.rank(points) if points else None
+
+    def _points(self, person_id: str, key: str, scope_filter: dict, view: RankingView) -> int:
+        """A person's points in a period if they are in the scope (as the board has them), else 0."""
+        entry = view.entry(person_id)
+        if entry is not None:
+            return entry[1]
+        if view.state.complete or not _safe_key(person_id):
+            return 0  # everyone in the scope is in the list; and an unsafe id is on no board
+        doc = self.store.totals.find_one({"_id": f"{person_id}:{key}"}) or {}
+        if any(doc.get(field) != wanted for field, wanted in scope_filter.items()):
+            return 0
+        return int(doc.get("points") or 0)
 
     def leaderboard(self, period: str, scope: str = "company", department: str | None = None, role: str | None = None,
                     first: Any = 10, after: str | None = None, me: str | None = None, at: datetime | None = None) -> dict[str, Any]:
@@ -91,15 +135,50 @@ class PointsQueries:
         key = period_key(self.calendar, period, now)
         previous = previous_period_key(self.calendar, period, now)
         size = page_size(first)
-        rows = self.board(key, scope_filter)
-        ranks = self.ranks(rows)
-        previous_ranks = self.ranks(self.board(previous, scope_filter))
+        cursor = tuple(decode_cursor(after, 2)) if after else None
+        _, value = _scope_of(scope_filter)
+        view = self.ranking.view(key, scope, value)
+        ranked = self._ranked_page(view, size, cursor) if view is not None else None
+        if ranked is None:
+            return self._leaderboard_from_board(period, scope, department, role, key, previous, size, cursor, me, scope_filter)
+        page, ranks, has_next = ranked
+        previous_view = self.ranking.view(previous, scope, value) if previous else None
+        previous_ranks = (self._previous_ranks(previous, scope_filter, previous_view, [row[0] for row in page])
+                          if previous else {})
+        result = self._answer(period, scope, department, role, key, previous, page, ranks, previous_ranks, has_next, view.count)
+        if me:
+            mine = self._points(me, key, scope_filter, view)
+            result["me"] = {"person_id": me, "points": mine, "rank": view.rank(mine) if mine else None}
+        return result
+
+    @staticmethod
+    def _ranked_page(view: RankingView, size: int, cursor: tuple | None):
+        """The page from the top list: (rows, ranks, has_next); None if it reaches beyond it."""
+        top = view.state.top
         start = 0
-        if after:
-            points, person = decode_cursor(after, 2)
-            start = next((i for i, (pid, pts, _) in enumerate(rows) if (pts, pid) != (points, person)
-                          and (pts < points or (pts == points and pid > person))), len(rows))
-        page = rows[start:start + size]
+        if cursor is not None:
+            points, person = cursor
+            start = next((i for i, (pid, pts, _, _) in enumerate(top)
+                          if (pts, pid) != (points, person) and (pts < points or (pts == points and pid > person))), len(top))
+        if start + size > len(top) and not view.state.complete:
+            return None
+        rows = [(pid, pts, {"d": d, "r": r}) for pid, pts, d, r in top[start:start + size]]
+        # Everyone with more points than a listed person is listed before them.
+        ranks = {pid: 1 + sum(1 for e in top if e[1] > pts) for pid, pts, _ in rows}
+        return rows, ranks, start + size < view.count
+
+    def _previous_ranks(self, previous: str, scope_filter: dict, view: RankingView | None, people: list[str]) -> dict[str, int]:
+        if view is None:
+            ranks = self.ranks(self.board(previous, scope_filter))  # no ranking for that period: its board
+            return {pid: ranks[pid] for pid in people if pid in ranks}
+        out = {}
+        for pid in people:
+            points = self._points(pid, previous, scope_filter, view)
+            if points:
+                out[pid] = view.rank(points)
+        return out
+
+    def _answer(self, period, scope, department, role, key, previous, page, ranks, previous_ranks, has_next, total) -> dict[str, Any]:
         people = self.directory.many(pid for pid, _, _ in page)
         entries = []
         for pid, pts, entry in page:
@@ -111,13 +190,27 @@ class PointsQueries:
                 "previous_rank": prev_rank, "movement": (prev_rank - ranks[pid]) if prev_rank is not None else None,
                 "cursor": encode_cursor([pts, pid]),
             })
-        result = {
+        return {
             "period": period, "key": key, "previous_key": previous, "scope": scope,
             "department": department, "role": role, "entries": entries,
-            "page_info": {"has_next_page": start + size < len(rows), "end_cursor": entries[-1]["cursor"] if entries else None},
-            "total_count": len(rows),
+            "page_info": {"has_next_page": has_next, "end_cursor": entries[-1]["cursor"] if entries else None},
+            "total_count": total,
             "me": None,
         }
+
+    def _leaderboard_from_board(self, period, scope, department, role, key, previous, size, cursor, me, scope_filter) -> dict[str, Any]:
+        """The same answer from the period's board: for pages beyond the top lists."""
+        rows = self.board(key, scope_filter)
+        ranks = self.ranks(rows)
+        start = 0
+        if cursor is not None:
+            points, person = cursor
+            start = next((i for i, (pid, pts, _) in enumerate(rows) if (pts, pid) != (points, person)
+                          and (pts < points or (pts == points and pid > person))), len(rows))
+        page = rows[start:start + size]
+        previous_ranks = self.ranks(self.board(previous, scope_filter))
+        result = self._answer(period, scope, department, role, key, previous, page, ranks, previous_ranks,
+                              start + size < len(rows), len(rows))
         if me:
             mine = next((pts for pid, pts, _ in rows if pid == me), 0)
             result["me"] = {"person_id": me, "points": mine, "rank": ranks.get(me)}
@@ -135,7 +228,7 @@ class PointsQueries:
             points = doc["points"] if doc else 0
             start, end = period_bounds(self.calendar, period, now)
             periods[period] = {
-                "key": key, "points": points, "rank": self.rank_of(key, {}, person_id) if points else None,
+                "key": key, "points": points, "rank": self._summary_rank(key, person_id, points),
                 "starts_at": start.isoformat() if start else None, "ends_at": end.isoformat() if end else None,
             }
         return {
@@ -146,6 +239,14 @@ class PointsQueries:
             "badges": self.badges_of(person_id),
             "rush_share": self.rush_share(person_id) if (person is None or person.role in ("rep", "manager")) else None,
         }
+
+    def _summary_rank(self, key: str, person_id: str, points: int) -> int | None:
+        if not points:
+            return None
+        view = self.ranking.view(key, "company", None)
+        if view is None:
+            return self.rank_of(key, {}, person_id)
+        return view.rank(points) if _safe_key(person_id) else None
 
     def badges_of(self, person_id: str) -> list[dict[str, Any]]:
         progress = (self.store.badge_progress.find_one({"_id": person_id}) or {}).get("badges") or {}
