@@ -441,6 +441,12 @@ def test_points_never_scales_beyond_the_partitions_it_can_share():
         assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
 
 
+def test_every_service_has_a_disruption_budget_matching_its_pods():
+    budgets = k8s_objects("PodDisruptionBudget")
+    for name, deployment in k8s_objects("Deployment").items():
+        assert budgets[name]["spec"]["selector"] == deployment["spec"]["selector"]
+
+
 def test_the_ingress_sends_everything_to_the_gateway_with_websocket_friendly_timeouts():
     (ingress,) = k8s_objects("Ingress").values()
     backends = [p["backend"]["service"]["name"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
