@@ -18,6 +18,7 @@ import os
 import sys
 
 from shared.config import ConfigError, Settings, load_settings
+from shared.demo.loader import DemoError
 from shared.errors import AppError
 from shared.events import TOPICS
 from shared.infra import local
@@ -57,7 +58,10 @@ def _print_urls(settings: Settings) -> None:
 
 
 def cmd_up(args, settings: Settings) -> int:
-    """Start everything, print where it is, and keep it running until Ctrl-C or SIGTERM."""
+    """Start everything (loading the demo company on the first start), print where it is, and
+    keep it running until Ctrl-C or SIGTERM."""
+    from shared.demo.start import DemoState, load_demo_company, prepare_first_start
+
     shutdown = Shutdown().install()
     me = _up_process(settings)
     if me.pid() is not None:
@@ -65,19 +69,28 @@ def cmd_up(args, settings: Settings) -> int:
         return 1
     me.run_dir.mkdir(parents=True, exist_ok=True)
     me.pidfile.write_text(str(os.getpid()))
-    services = Supervisor(settings)
+    demo_env = prepare_first_start(settings)  # first start: the services run on the demo clock
+    services = Supervisor(settings, env=demo_env)
     try:
         for name, outcome in local.up(settings).items():
             print(f"{name}: {outcome}")
         print("Starting services ...", flush=True)
         services.start_all()
-        print("Inside Track is up:")
-        print(f"  GraphiQL        : http://127.0.0.1:{settings.gateway_port}/graphql   (schema: /schema.graphql)")
-        print("  a token         : .venv/bin/insidetrack token admin@example.com   (paste it in GraphiQL)")
-        print(f"  office screen   : http://127.0.0.1:{settings.gateway_port}/screens/leaderboard?period=week&token=$(.venv/bin/insidetrack token --screen admin@example.com)")
-        _print_urls(settings)
-        for process in services.processes:
-            print(f"  {process.spec.name + ' API':<16}: {process.url} (log: {process.logfile})")
+        gateway_url = f"http://127.0.0.1:{settings.gateway_port}"
+        admin_email = _admin_email()
+        admin_token = _sign_on(admin_email)
+        if demo_env:
+            def keep_running() -> None:
+                for message in services.check():
+                    print(message, file=sys.stderr, flush=True)
+
+            load_demo_company(settings, gateway_url, admin_token, _token_for,
+                              say=lambda line: print(line, flush=True), between=keep_running,
+                              stop=shutdown.requested.is_set)
+        elif (DemoState(settings).read() or {}).get("state") == "loading":
+            print("The demo company's first load was interrupted, so its data is partial; for a fresh one: "
+                  "make down && make clean && make up", file=sys.stderr)
+        _print_greeting(settings, gateway_url, admin_email, admin_token)
         print("Press Ctrl-C (or run `make down` elsewhere) to stop everything.", flush=True)
         while not shutdown.wait(1.0):
             for message in services.check():
@@ -86,12 +99,68 @@ def cmd_up(args, settings: Settings) -> int:
                 print("Kafka or FerretDB stopped (see var/log); stopping the rest.", file=sys.stderr)
                 return 1
         return 0
+    except DemoError as exc:
+        print(f"insidetrack: the demo company could not be loaded: {exc} (logs: {settings.log_dir})", file=sys.stderr)
+        return 1
     finally:
         print("Stopping ...", flush=True)
         services.stop_all()
         for name, outcome in local.down(settings).items():
             print(f"{name}: {outcome}")
         me.pidfile.unlink(missing_ok=True)
+
+
+def _print_greeting(settings: Settings, gateway_url: str, admin_email: str, admin_token: str) -> None:
+    from shared.demo.start import greeting
+
+    print("Inside Track is up:")
+    for line in greeting(gateway_url, admin_email, admin_token, _token_for, _sign_on(admin_email, screen=True)):
+        print(line)
+    _print_urls(settings)
+    for name, port in (("requests", settings.requests_port), ("kudos", settings.kudos_port),
+                       ("points", settings.points_port), ("gateway", settings.gateway_port)):
+        print(f"  {name + ' API':<16}: http://127.0.0.1:{port} (log: {settings.log_dir / (name + '.log')})")
+
+
+def _admin_email() -> str:
+    from services.requests.config import RequestsSettings
+
+    return load_settings(RequestsSettings).admin_email
+
+
+def _token_for(person: dict) -> str:
+    """Sign a token for a person the directory answered with (``id``, ``email``, ``role``)."""
+    from services.gateway.auth import issue_token
+    from services.gateway.config import GatewaySettings
+
+    return issue_token(load_settings(GatewaySettings), person["id"], person["email"], person["role"].lower())
+
+
+def _sign_on(email: str, screen: bool = False, minutes: int | None = None) -> str:
+    """A signed token for the person with this email, found in the directory (local sign-on)."""
+    from services.gateway.auth import issue_token
+    from services.gateway.config import GatewaySettings
+    from services.requests.app import build_runtime
+    from services.requests.config import RequestsSettings
+
+    runtime = build_runtime(load_settings(RequestsSettings))
+    try:
+        if email.lower() == load_settings(RequestsSettings).admin_email:
+            runtime.service.ensure_admin(email)
+        person = runtime.service.repo.person_by_email(email)
+    finally:
+        runtime.stop()
+    if person is None:
+        raise SignOnError(f"nobody with the email {email} is in the directory "
+                          "(import people first: insidetrack import-people FILE.csv)")
+    if not person.active:
+        raise SignOnError(f"{person.name} is deactivated")
+    return issue_token(load_settings(GatewaySettings), person.id, person.email, person.role,
+                       ttl_minutes=minutes, screen=screen)
+
+
+class SignOnError(Exception):
+    """No token for that email: unknown or deactivated."""
 
 
 def _up_process(settings: Settings) -> Daemon:
@@ -140,27 +209,11 @@ def cmd_import_people(args, settings: Settings) -> int:
 
 def cmd_token(args, settings: Settings) -> int:
     """Print a signed token for a person in the directory (local use, e.g. GraphiQL, curl)."""
-    from services.gateway.auth import issue_token
-    from services.gateway.config import GatewaySettings
-    from services.requests.app import build_runtime
-    from services.requests.config import RequestsSettings
-
-    runtime = build_runtime(load_settings(RequestsSettings))
     try:
-        if args.email.lower() == load_settings(RequestsSettings).admin_email:
-            runtime.service.ensure_admin(args.email)
-        person = runtime.service.repo.person_by_email(args.email)
-    finally:
-        runtime.stop()
-    if person is None:
-        print(f"insidetrack: nobody with the email {args.email} is in the directory "
-              "(import people first: insidetrack import-people FILE.csv)", file=sys.stderr)
+        print(_sign_on(args.email, screen=args.screen, minutes=args.minutes))
+    except SignOnError as exc:
+        print(f"insidetrack: {exc}", file=sys.stderr)
         return 1
-    if not person.active:
-        print(f"insidetrack: {person.name} is deactivated", file=sys.stderr)
-        return 1
-    print(issue_token(load_settings(GatewaySettings), person.id, person.email, person.role,
-                      ttl_minutes=args.minutes, screen=args.screen))
     return 0
 
 

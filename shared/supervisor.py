@@ -46,6 +46,7 @@ SERVICES = (
 class ManagedProcess:
     spec: ServiceSpec
     settings: Settings
+    env: dict[str, str] = field(default_factory=dict)  # added to this process's environment
     proc: subprocess.Popen | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -71,7 +72,7 @@ class ManagedProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", self.spec.module],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=PROJECT_ROOT, env=os.environ.copy(), start_new_session=True,
+                cwd=PROJECT_ROOT, env={**os.environ, **self.env}, start_new_session=True,
             )
         self.started_at = time.monotonic()
 
@@ -111,8 +112,8 @@ class ManagedProcess:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, specs=SERVICES):
-        self.processes = [ManagedProcess(spec, settings) for spec in specs]
+    def __init__(self, settings: Settings, specs=SERVICES, env: dict[str, str] | None = None):
+        self.processes = [ManagedProcess(spec, settings, dict(env or {})) for spec in specs]
 
     def start_all(self, timeout: float = 90) -> None:
         for process in self.processes:
