@@ -16,6 +16,7 @@ yet, are answered from the board as before: one read and a sort in memory.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from shared.errors import BadInput
 from shared.pagination import decode_cursor, encode_cursor, page_size
 
 SCOPES = ("company", "department", "role")
+_READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="points-reads")
 
 
 def rankings_collection(store: Store):
@@ -63,6 +65,7 @@ class PointsQueries:
     def __post_init__(self) -> None:
         if self.ranking is None:
             self.ranking = Ranking(rankings_collection(self.store))
+        self._previous_memo: dict[tuple, dict[str, int | None]] = {}
 
     # -- leaderboards --------------------------------------------------------------------------
 
@@ -171,12 +174,20 @@ class PointsQueries:
         if view is None:
             ranks = self.ranks(self.board(previous, scope_filter))  # no ranking for that period: its board
             return {pid: ranks[pid] for pid in people if pid in ranks}
-        out = {}
-        for pid in people:
-            points = self._points(pid, previous, scope_filter, view)
-            if points:
-                out[pid] = view.rank(points)
-        return out
+        # The previous period rarely changes once it is over: remember its ranks per version.
+        memo_key = (previous, view.sid, view.head.get("g"), view.version)
+        memo = self._previous_memo.get(memo_key)
+        if memo is None:
+            if len(self._previous_memo) >= 64:
+                self._previous_memo.clear()
+            memo = self._previous_memo[memo_key] = {}
+        missing = [pid for pid in people if pid not in memo]
+        if missing:
+            # One read by _id per person not in last period's top list: issued together.
+            points = dict(zip(missing, _READS.map(lambda pid: self._points(pid, previous, scope_filter, view), missing)))
+            for pid in missing:
+                memo[pid] = view.rank(points[pid]) if points[pid] else None
+        return {pid: memo[pid] for pid in people if memo[pid] is not None}
 
     def _answer(self, period, scope, department, role, key, previous, page, ranks, previous_ranks, has_next, total) -> dict[str, Any]:
         people = self.directory.many(pid for pid, _, _ in page)
