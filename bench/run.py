@@ -112,7 +112,9 @@ def bench_leaderboard_scale(settings) -> None:
     calendar = BusinessCalendar.from_settings(settings)
     departments = ["sales", "presales", "pricing", "legal", "order_desk", "marketing", "product", "customer_service"]
     roles = ["rep", "support", "manager"]
-    for people in ([1000, 10_000, 100_000] if FULL else [1000]):
+    sizes = os.environ.get("BENCH_PEOPLE")  # e.g. "100000": only these sizes
+    year = os.environ.get("BENCH_YEAR", "1") != "0"  # 0: only this week's and last week's boards
+    for people in ([int(n) for n in sizes.split(",")] if sizes else [1000, 10_000, 100_000] if FULL else [1000]):
         db = connect(settings.model_copy(update={"name_prefix": settings.name_prefix + f"lb{people}_"}), "points")
         store = Store(db)
         store.ensure_indexes()
@@ -120,7 +122,7 @@ def bench_leaderboard_scale(settings) -> None:
         week = period_key(calendar, "week", now)
         keys = [period_key(calendar, "week", now - timedelta(weeks=w)) for w in range(52)] + [
             period_key(calendar, "month", now - timedelta(days=30 * m)) for m in range(12)] + ["all"]
-        keys = list(dict.fromkeys(keys))
+        keys = list(dict.fromkeys(keys)) if year else keys[:2]
         load, rebuild = 0.0, []
         # A year of boards, their rankings, and the totals of this week and the last (the ones
         # "my rank" and movement read by _id); the other boards make the store realistic.
