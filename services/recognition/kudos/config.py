@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from shared.config import Settings
 
@@ -16,6 +16,16 @@ class KudosSettings(Settings):
     monthly_allowance: int = Field(20, ge=1, le=1000)
     weekly_cap_per_recipient: int = Field(3, ge=1, le=100)
     http_threads: int = Field(8, ge=1, le=64)
+    # A fault for the crash tests (tests/integration/faults.py): the process kills itself
+    # (SIGKILL) right after a kudos and its event are stored, before the outbox relay is told.
+    # Refused in production.
+    fault_crash_after_state_write: bool = False
+
+    @model_validator(mode="after")
+    def _no_faults_in_production(self) -> "KudosSettings":
+        if self.env == "production" and self.fault_crash_after_state_write:
+            raise ValueError("INSIDETRACK_FAULT_CRASH_AFTER_STATE_WRITE is a test fault; it is refused in production")
+        return self
 
     @field_validator("company_values")
     @classmethod
