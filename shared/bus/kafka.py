@@ -17,6 +17,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.config import Settings
 from shared.events import TOPICS, Envelope, dlq_topic, topic_of, validate
+from shared.events.envelope import refuse_oversized
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,12 @@ class EventProducer:
     def publish(self, envelope: Envelope):
         """Validate and send one event; returns the client's future (``.get()`` to wait)."""
         validate(envelope)
+        value = refuse_oversized(envelope.to_bytes())  # consumers would dead-letter it
         topic = self.settings.topic(topic_of(envelope.type))
         return self._producer.send(
             topic,
             key=envelope.key,
-            value=envelope.to_bytes(),
+            value=value,
             headers=[("ce_type", envelope.type.encode()), ("ce_id", envelope.id.encode())],
         )
 

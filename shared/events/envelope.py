@@ -95,13 +95,22 @@ class Envelope:
     def from_bytes(cls, raw: bytes | None) -> "Envelope":
         if raw is None:
             raise InvalidEvent("empty message (tombstone) where an event was expected")
-        if len(raw) > MAX_EVENT_BYTES:
-            raise InvalidEvent(f"message of {len(raw)} bytes exceeds {MAX_EVENT_BYTES}")
+        refuse_oversized(raw)
         try:
             decoded = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise InvalidEvent(f"unparseable JSON: {exc}") from None
         return cls.from_dict(decoded)
+
+
+def refuse_oversized(raw: bytes) -> bytes:
+    """Return ``raw`` unless it is over :data:`MAX_EVENT_BYTES` (then raise InvalidEvent).
+
+    Checked where an event is built (so no handler stores one), sent and read.
+    """
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"message of {len(raw)} bytes exceeds {MAX_EVENT_BYTES}")
+    return raw
 
 
 def format_time(dt: datetime) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Callable, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared.clock import Clock
-from shared.events.envelope import Envelope, InvalidEvent, make_envelope
+from shared.events.envelope import Envelope, InvalidEvent, make_envelope, refuse_oversized
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def build_event(
     """Return a validated envelope for the latest version of ``type``; raises InvalidEvent."""
     spec = spec_for(type)
     payload = data if isinstance(data, spec.schema) else _check(spec, data)
-    return make_envelope(
+    envelope = make_envelope(
         type=type,
         subject=subject,
         data=payload.model_dump(mode="json"),
@@ -125,6 +125,8 @@ def build_event(
         schemaversion=spec.version,
         id=id,
     )
+    refuse_oversized(envelope.to_bytes())  # every consumer would dead-letter it
+    return envelope
 
 
 def validate(envelope: Envelope) -> EventSchema:

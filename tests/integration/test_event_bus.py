@@ -12,7 +12,7 @@ import pytest
 from shared.bus.consumer import ConsumerRunner
 from shared.config import PROJECT_ROOT
 from shared.db import mongo_client
-from shared.events import Envelope, InvalidEvent, build_event, dlq_topic
+from shared.events import MAX_EVENT_BYTES, Envelope, InvalidEvent, build_event, dlq_topic
 from tests.conftest import wait_until
 from tests.integration.helpers import headers, read_topic, running
 
@@ -89,6 +89,30 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on(sett
     assert "unknown schema version 99" in reasons[2]
     assert dead[0].value == b"\x00\x01 not json"  # the original bytes, for inspection or replay
     assert {headers(r)["dlq.topic"] for r in dead} == {topic}
+
+
+def test_an_oversized_event_is_refused_where_it_is_built_and_sent_and_dead_lettered_where_read(settings, producer):
+    # "Oversized": over MAX_EVENT_BYTES (256 KiB) on the wire, far above any real event and
+    # below Kafka's own 1 MB limit, so the broker takes it and only our code stands in the way.
+    huge_title = "x" * MAX_EVENT_BYTES
+    with pytest.raises(InvalidEvent, match=f"exceeds {MAX_EVENT_BYTES}"):
+        build_event("person.upserted", "p8", person(8, title=huge_title), source="test")  # no handler can store one
+    forged = Envelope.from_dict({**upserted(8).to_dict(), "data": person(8, title=huge_title)})
+    with pytest.raises(InvalidEvent, match="exceeds"):
+        producer.publish(forged)
+
+    topic = settings.topic("people")
+    producer._producer.send(topic, key=b"p8", value=forged.to_bytes()).get(timeout=30)  # as a foreign producer could
+    good = upserted(8)
+    producer.publish_all([good])
+    handled = []
+    runner = ConsumerRunner(settings, group="oversized", topics=["people"], producer=producer,
+                            handler=lambda env, data: handled.append(env.id))
+    with running(runner):
+        assert wait_until(lambda: handled == [good.id] and runner.dead_lettered == 1, timeout=20)
+    [dead] = read_topic(settings, dlq_topic(topic), 1)
+    assert headers(dead)["dlq.reason"] == f"invalid event: message of {len(forged.to_bytes())} bytes exceeds {MAX_EVENT_BYTES}"
+    assert dead.value == forged.to_bytes()
 
 
 def test_a_handler_that_keeps_failing_is_dead_lettered_after_bounded_retries(settings, producer):
