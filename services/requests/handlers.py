@@ -36,7 +36,7 @@ class RequestsService:
     repo: Repository
     clock: Clock
     calendar: BusinessCalendar
-    notify: Callable[[], None] = lambda: None  # wakes the outbox relay after a write
+    notify: Callable[..., None] = lambda collection=None, *ids: None  # tells the outbox relay which document got events
 
     # -- actors ----------------------------------------------------------------------------------
 
@@ -75,7 +75,7 @@ class RequestsService:
                     self.repo.insert_person(person, now, [self._person_event(person)])
                 except DuplicateKeyError:
                     continue  # someone created the same email meanwhile: update it instead
-                self.notify()
+                self.notify(self.repo.people, person.id)
                 return person, True
             if fields["manager_id"] == existing.id:
                 raise BadInput("own_manager", "a person cannot be their own manager", field="manager_id")
@@ -84,7 +84,7 @@ class RequestsService:
                 return person, False
             version = self.repo.person_version(existing.id)
             if self.repo.update_person(person, version, now, [self._person_event(person)]):
-                self.notify()
+                self.notify(self.repo.people, person.id)
                 return person, False
         raise Conflict("concurrent_change", "the person changed while saving; try again")
 
@@ -128,7 +128,7 @@ class RequestsService:
         request.number = self.repo.next_number()
         self.repo.insert(request, self._envelopes(request))
         request.version = 1
-        self.notify()
+        self.notify(self.repo.requests, request.id)
         return request
 
     def get(self, actor_id: str | None, request_id: str) -> SupportRequest:
@@ -148,7 +148,7 @@ class RequestsService:
             decide(request, actor)
             if self.repo.save(request, self._envelopes(request)):
                 request.version += 1
-                self.notify()
+                self.notify(self.repo.requests, request.id)
                 return request
         raise Conflict("concurrent_change", "the request kept changing while saving; try again")
 
@@ -194,7 +194,7 @@ class RequestsService:
     def sweep(self) -> int:
         """Fire every due timer once; safe to run in several instances at once. Returns events."""
         now = self.clock.now()
-        fired = 0
+        fired, changed = 0, []
         for request_id in self.repo.due_request_ids(now):
             for _ in range(SAVE_ATTEMPTS):
                 request = self.repo.get(request_id)
@@ -203,9 +203,10 @@ class RequestsService:
                 # The version check makes one instance win; the loser re-reads and finds nothing due.
                 if self.repo.save(request, self._envelopes(request)):
                     fired += len(request.new_events)
+                    changed.append(request_id)
                     break
-        if fired:
-            self.notify()
+        if changed:
+            self.notify(self.repo.requests, *changed)
         return fired
 
     # -- events -----------------------------------------------------------------------------------

@@ -13,12 +13,18 @@ For each message, in partition order:
 
 ``stop()`` (wired to SIGTERM by ``shared.lifecycle``) finishes the message in hand, commits
 and closes.
+
+A ``batch_handler`` gets every valid message of one poll at once (a list of :class:`Delivery`,
+in partition order), so a handler can turn a thousand events into a few bulk writes. The same
+rules hold for the batch: an outage retries it for as long as it takes; a failure retries it,
+then the messages are handled one by one so only the one that fails is dead-lettered.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
@@ -34,6 +40,20 @@ from shared.events import Envelope, EventSchema, InvalidEvent, decode, dlq_topic
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope, EventSchema], None]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One valid event and where it was read from."""
+
+    envelope: Envelope
+    payload: EventSchema
+    topic: str
+    partition: int
+    offset: int
+
+
+BatchHandler = Callable[[list[Delivery]], None]
 MAX_BACKOFF_S = 5.0
 
 
@@ -52,8 +72,9 @@ class ConsumerRunner:
         *,
         group: str | None,
         topics: Iterable[str],
-        handler: Handler,
+        handler: Handler | None = None,
         producer: EventProducer,
+        batch_handler: BatchHandler | None = None,
         from_beginning: bool = True,
         max_poll_records: int = 200,
         with_position: bool = False,
@@ -63,7 +84,10 @@ class ConsumerRunner:
         # commit nothing. For local copies of a compacted topic (the people directory).
         self.group = settings.topic(group) if group else None
         self.topics = [settings.topic(t) for t in topics]
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give a consumer either a handler or a batch_handler")
         self.handler = handler
+        self.batch_handler = batch_handler
         self.producer = producer
         self.from_beginning = from_beginning
         self.max_poll_records = max_poll_records
@@ -122,6 +146,11 @@ class ConsumerRunner:
                 batch = consumer.poll(timeout_ms=200)
                 if consumer.assignment():
                     self.assigned.set()
+                if self.batch_handler is not None:
+                    if batch and not self._handle_batch(consumer, batch):
+                        break  # stopping in the middle of a retry: leave it for the next run
+                    self._check_caught_up(consumer)
+                    continue
                 for tp, messages in batch.items():
                     done = None
                     for message in messages:
@@ -224,6 +253,58 @@ class ConsumerRunner:
                         "handler failed, will retry",
                         extra={"group": self.group, "event_id": envelope.id, "attempt": attempt, "error": repr(exc)},
                     )
+                if not self._backoff(attempt):
+                    return False
+
+    def _handle_batch(self, consumer: KafkaConsumer, batch) -> bool:
+        """Handle one poll's messages with the batch handler; commit them all. False if stopped."""
+        deliveries = []
+        for tp, messages in batch.items():
+            for message in messages:
+                try:
+                    envelope, payload = decode(message.value)
+                except InvalidEvent as exc:
+                    if not self._dead_letter(message, f"invalid event: {exc}"):
+                        return False
+                    continue
+                deliveries.append((message, Delivery(envelope, payload, message.topic, message.partition, message.offset)))
+        if deliveries and not self._run_batch(deliveries):
+            return False
+        if self.group is not None:
+            offsets = {tp: OffsetAndMetadata(messages[-1].offset + 1, "", -1) for tp, messages in batch.items() if messages}
+            try:
+                consumer.commit(offsets)
+            except KafkaError as exc:
+                log.warning("commit failed; messages will be redelivered", extra={"group": self.group, "error": repr(exc)})
+        return True
+
+    def _run_batch(self, deliveries: list[tuple[object, Delivery]]) -> bool:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self.batch_handler([d for _, d in deliveries])
+                self.processed += len(deliveries)
+                self.dependency_down = None
+                return True
+            except Exception as exc:  # noqa: BLE001 - retried, then narrowed down to the failing message
+                if _is_transient(exc):
+                    self.dependency_down = f"{type(exc).__name__}: {exc}"
+                    log.warning("dependency down, will retry", extra={"group": self.group, "error": self.dependency_down})
+                    attempt = 0
+                elif len(deliveries) == 1 and (isinstance(exc, InvalidEvent) or attempt >= self.settings.consumer_max_attempts):
+                    message = deliveries[0][0]
+                    reason = (f"invalid event: {exc}" if isinstance(exc, InvalidEvent)
+                              else f"handler failed after {attempt} attempts: {type(exc).__name__}: {exc}")
+                    return self._dead_letter(message, reason)
+                elif len(deliveries) > 1 and (isinstance(exc, InvalidEvent) or attempt >= self.settings.consumer_max_attempts):
+                    # Find the culprit: one by one, in order (the handler is idempotent).
+                    log.warning("batch failed; handling its messages one by one",
+                                extra={"group": self.group, "size": len(deliveries), "error": repr(exc)})
+                    return all(self._run_batch([one]) for one in deliveries)
+                else:
+                    log.warning("batch handler failed, will retry",
+                                extra={"group": self.group, "attempt": attempt, "error": repr(exc)})
                 if not self._backoff(attempt):
                     return False
 

@@ -6,12 +6,19 @@ that changes the state (no transactions needed, which FerretDB lacks). The relay
 pending events to Kafka in order, then removes exactly those it published (``$pullAll``) and
 clears the flag only if nothing new arrived meanwhile. A crash between publish and removal
 publishes the same events again later: duplicates, never loss; consumers dedupe by event id.
+
+Writers tell the relay which document they changed (``relay.notify(collection, doc_id)``), and
+the relay reads exactly those by ``_id``. A search for ``outbox_pending: true`` runs only at
+start and every ``scan_s`` seconds, as a safety net for a notice lost in a crash: on FerretDB
+such a search scans the whole collection (only ``_id`` equality uses an index), so searching on
+every wake-up made the relays' cost grow with the data.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Iterable, Sequence
 
 import mongoengine
@@ -80,43 +87,95 @@ class OutboxDocument(mongoengine.Document):
 class OutboxRelay:
     """Publishes pending outbox events from ``collections`` to Kafka, in order per document."""
 
-    def __init__(self, producer: EventProducer, collections: Iterable[Collection], poll_ms: int = 500, batch: int = 200):
+    def __init__(self, producer: EventProducer, collections: Iterable[Collection], poll_ms: int = 500,
+                 batch: int = 200, scan_s: float = 60.0):
         self.producer = producer
         self.collections = list(collections)
         self.poll_s = poll_ms / 1000
         self.batch = batch
+        self.scan_s = scan_s
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._noticed: dict[str, dict[Any, None]] = {c.full_name: {} for c in self.collections}
+        self._scan_due = True  # a first search at start: whatever an earlier run left pending
+        self._last_scan = 0.0
         self.published = 0
         self.last_error: str | None = None
 
-    def notify(self) -> None:
-        """Wake the relay now (call after a write that recorded events)."""
+    def notify(self, collection: Collection | None = None, *doc_ids: Any) -> None:
+        """Wake the relay now: ``doc_ids`` of ``collection`` got events (no arguments: search all)."""
+        with self._lock:
+            if collection is None or not doc_ids:
+                self._scan_due = True
+            else:
+                noticed = self._noticed.get(collection.full_name)
+                if noticed is None:
+                    raise ValueError(f"the relay does not watch {collection.full_name}")
+                noticed.update(dict.fromkeys(doc_ids))
         self._wake.set()
 
     def relay_once(self) -> int:
-        """Publish every pending event once; return how many were published."""
+        """Publish what was noticed (and, when due, search for anything pending); return the count."""
+        with self._lock:
+            noticed = {name: list(ids) for name, ids in self._noticed.items() if ids}
+            for ids in self._noticed.values():
+                ids.clear()
+            scan = self._scan_due or time.monotonic() - self._last_scan >= self.scan_s
+            self._scan_due = False
         published = 0
-        for collection in self.collections:
-            cursor = collection.find({PENDING: True}, {OUTBOX: 1}).limit(self.batch)
-            for doc in cursor:
-                pending = doc.get(OUTBOX) or []
-                if pending:
-                    self.producer.publish_all([Envelope.from_dict(e) for e in pending])
-                    # Remove exactly what was published: events added meanwhile stay.
-                    collection.update_one({"_id": doc["_id"]}, {"$pullAll": {OUTBOX: pending}})
-                    published += len(pending)
-                collection.update_one({"_id": doc["_id"], OUTBOX: []}, {"$set": {PENDING: False}})
+        try:
+            for collection in self.collections:
+                ids = noticed.pop(collection.full_name, [])
+                for start in range(0, len(ids), self.batch):
+                    # By _id alone: FerretDB scans the whole collection for any other filter.
+                    docs = [collection.find_one({"_id": i}, {OUTBOX: 1, PENDING: 1}) for i in ids[start:start + self.batch]]
+                    published += self._publish(collection, [d for d in docs if d is not None])
+                if scan:
+                    while True:
+                        docs = list(collection.find({PENDING: True}, {OUTBOX: 1, PENDING: 1}).limit(self.batch))
+                        published += self._publish(collection, docs)
+                        if len(docs) < self.batch:
+                            break
+            if scan:
+                self._last_scan = time.monotonic()
+        except BaseException:
+            with self._lock:  # not done: try those again on the next pass
+                for collection in self.collections:
+                    self._noticed[collection.full_name].update(dict.fromkeys(noticed.get(collection.full_name, [])))
+                self._scan_due = self._scan_due or scan
+            raise
         self.published += published
         return published
+
+    def _publish(self, collection: Collection, docs: list[dict[str, Any]]) -> int:
+        """Publish the documents' pending events (one flush), then take them off the outboxes."""
+        envelopes = [Envelope.from_dict(e) for d in docs for e in d.get(OUTBOX) or []]
+        if envelopes:
+            self.producer.publish_all(envelopes)
+        for doc in docs:
+            pending = doc.get(OUTBOX) or []
+            if not pending:
+                if doc.get(PENDING):
+                    collection.update_one({"_id": doc["_id"]}, {"$set": {PENDING: False}})
+                continue  # published already (by an earlier pass, or another instance)
+            # Remove exactly what was published (events added meanwhile stay) and lower the flag,
+            # by _id alone (any other filter is a full scan on FerretDB). Then look again: if an
+            # event arrived in between, raise the flag again and take it on the next pass.
+            collection.update_one({"_id": doc["_id"]}, {"$pullAll": {OUTBOX: pending}, "$set": {PENDING: False}})
+            after = collection.find_one({"_id": doc["_id"]}, {OUTBOX: 1})
+            if after is not None and after.get(OUTBOX):
+                collection.update_one({"_id": doc["_id"]}, {"$set": {PENDING: True}})
+                with self._lock:
+                    self._noticed[collection.full_name][doc["_id"]] = None
+                self._wake.set()
+        return len(envelopes)
 
     def run(self) -> None:
         while not self._stopping.is_set():
             try:
-                if self.relay_once():
-                    self.last_error = None
-                    continue  # there may be more than one batch waiting
+                self.relay_once()
                 self.last_error = None
             except Exception as exc:  # noqa: BLE001 - keep relaying; the events stay pending
                 self.last_error = f"{type(exc).__name__}: {exc}"

@@ -43,8 +43,8 @@ class CrashingCollection:
     def __init__(self, real):
         self._real = real
 
-    def find(self, *args, **kwargs):
-        return self._real.find(*args, **kwargs)
+    def __getattr__(self, name):
+        return getattr(self._real, name)  # reads (find, find_one, full_name) work
 
     def update_one(self, *args, **kwargs):
         raise CrashAfterPublish()
@@ -81,6 +81,25 @@ def test_a_crash_between_publish_and_cleanup_republishes_the_same_events_never_l
     ids = [Envelope.from_bytes(r.value).id for r in read_topic(settings, settings.topic("kudos"), 3)]
     assert ids == [first.id, first.id, second.id]  # a duplicate (deduped by id downstream), no loss
     assert db.kudos.find_one({"_id": "k2"})["outbox"] == []
+
+
+def test_a_writer_names_the_document_and_the_relay_publishes_it_without_searching(settings, producer, db, clock):
+    relay = OutboxRelay(producer, [db.kudos], scan_s=3600)
+    assert relay.relay_once() == 0  # the start-up search: nothing pending yet
+    first, second = kudos_given("k4", clock, 1), kudos_given("k5", clock, 1)
+    db.kudos.insert_one(with_outbox({"_id": "k4"}, [first]))
+    db.kudos.insert_one(with_outbox({"_id": "k5"}, [second]))
+
+    relay.notify(db.kudos, "k4")
+    assert relay.relay_once() == 1  # only the document it was told about: no search ran
+    assert db.kudos.find_one({"_id": "k5"})["outbox_pending"] is True
+
+    relay.notify()  # no id: search everything (what the periodic safety net does)
+    assert relay.relay_once() == 1
+    ids = [Envelope.from_bytes(r.value).id for r in read_topic(settings, settings.topic("kudos"), 2)]
+    assert sorted(ids) == sorted([first.id, second.id])  # two subjects: two partitions, no order between them
+    with pytest.raises(ValueError):
+        relay.notify(db.people, "p1")  # a collection it does not watch: a wiring mistake, said loudly
 
 
 def test_relay_thread_publishes_what_a_mongoengine_document_recorded(settings, producer, db, clock):

@@ -131,7 +131,8 @@ def feed(producer, runtime, events, awards: int | None = None, timeout: float = 
     producer.publish_all(events)
     assert wait_until(lambda: runtime.store.scored_events.count_documents({"_id": {"$in": [e.id for e in events]}}) == len(set(e.id for e in events)), timeout)
     expected = sum(len(d["awards"]) for d in runtime.store.scored_events.find()) if awards is None else awards
-    assert wait_until(lambda: runtime.store.ledger.count_documents({"applied": True}) >= expected, timeout), (
+    # An award is in the ledger only once everything it changes is in place (written last).
+    assert wait_until(lambda: runtime.store.ledger.count_documents({}) >= expected, timeout), (
         f"awards not applied: {runtime.store.ledger.count_documents({})} of {expected}; applier processed "
         f"{runtime.apply_runner.processed}, dead-lettered {runtime.apply_runner.dead_lettered}, relay {runtime.relay.published} "
         f"{runtime.relay.last_error}")
@@ -299,7 +300,7 @@ def test_two_processes_share_the_work_and_a_killed_one_loses_and_doubles_nothing
         env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDETRACK_")}
         env.update({"INSIDETRACK_KAFKA_PORT": str(points_settings.kafka_port), "INSIDETRACK_MONGO_PORT": str(points_settings.mongo_port),
                     "INSIDETRACK_NAME_PREFIX": points_settings.name_prefix, "INSIDETRACK_POINTS_PORT": str(free_port()),
-                    "INSIDETRACK_LOG_LEVEL": "WARNING", "PYTHONPATH": str(PROJECT_ROOT)})
+                    "INSIDETRACK_LOG_LEVEL": os.environ.get("TEST_CHILD_LOG_LEVEL", "WARNING"), "PYTHONPATH": str(PROJECT_ROOT)})
         return subprocess.Popen([sys.executable, "-m", "services.recognition.points"], env=env, cwd=PROJECT_ROOT)
 
     first, second = start(), start()
@@ -312,7 +313,9 @@ def test_two_processes_share_the_work_and_a_killed_one_loses_and_doubles_nothing
         first.wait(10)
         producer.publish_all(h.events[200:])
         # The survivor takes over the dead one's partitions and finishes everything, exactly once.
-        assert wait_until(lambda: db.ledger.count_documents({}) == 400, timeout=120), db.ledger.count_documents({})
+        assert wait_until(lambda: db.ledger.count_documents({}) == 400, timeout=120), (
+            f"ledger {db.ledger.count_documents({})}, scored {db.scored_events.count_documents({})}, "
+            f"still pending {db.scored_events.count_documents({'outbox_pending': True})}")
         week = {d["person_id"]: d["points"] for d in db.totals.find({"key": "2026-W48"})}
         assert wait_until(lambda: {d["person_id"]: d["points"] for d in db.totals.find({"key": "2026-W48"})} == expected, timeout=30), week
     finally:

@@ -46,7 +46,7 @@ class KudosService:
     directory: Directory
     clock: Clock
     calendar: BusinessCalendar
-    notify: Callable[[], None] = lambda: None
+    notify: Callable[..., None] = lambda collection=None, *ids: None  # tells the outbox relay which document got events
 
     def __post_init__(self) -> None:
         self.kudos = KudosDoc._get_collection()
@@ -123,7 +123,7 @@ class KudosService:
                 self._give_back(self.caps, key, "count", 1)
             self._give_back(self.allowances, allowance_key, "used", cost)
             raise
-        self.notify()
+        self.notify(self.kudos, kudos.id)
         return kudos
 
     def add_on(self, actor_id: str | None, kudos_id: str, message: Any = None) -> Kudos:
@@ -140,7 +140,7 @@ class KudosService:
         result = self.kudos.update_one({"_id": kudos.id, "add_ons.actor_id": {"$ne": actor.id}}, update)
         if result.modified_count != 1:
             raise Conflict("already_added_on", "you already added on to this kudos")
-        self.notify()
+        self.notify(self.kudos, kudos.id)
         kudos.add_ons.append(AddOn(actor.id, note, now))
         return kudos
 

@@ -58,20 +58,21 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
         # The newest copy, whatever order the events came in.
         applier.person_changed(directory.get(data.person_id), clock.now())
 
-    def on_source_event(envelope, data) -> None:
-        if scorer.score(envelope):
-            relay.notify()
+    def on_source_events(deliveries) -> None:
+        scored = scorer.score_batch([d.envelope for d in deliveries])
+        if scored:
+            relay.notify(store.scored_events, *(doc["_id"] for doc in scored))
 
-    def on_award(envelope, award, position) -> None:
-        partition, offset = position
-        applier.apply(award, str(partition), offset)
+    def on_awards(deliveries) -> None:
+        applier.apply_batch([(d.payload, str(d.partition), d.offset) for d in deliveries])
 
     people = directory_reader(settings, directory, producer)
     people.handler = on_person
+    # Both stages take a whole poll at once: a batch is a few bulk writes instead of many.
     score_runner = ConsumerRunner(settings, group="points-score", topics=["requests", "kudos"],
-                                  handler=on_source_event, producer=producer)
-    apply_runner = ConsumerRunner(settings, group="points-apply", topics=["points"], handler=on_award,
-                                  producer=producer, with_position=True)
+                                  batch_handler=on_source_events, producer=producer, max_poll_records=500)
+    apply_runner = ConsumerRunner(settings, group="points-apply", topics=["points"], batch_handler=on_awards,
+                                  producer=producer, max_poll_records=1000)
 
     def directory_loaded() -> None:
         if not people.caught_up.is_set():

@@ -67,6 +67,9 @@ def read_topics(settings: Settings, topics: list[str], timeout: float = 120) -> 
         consumer.close()
 
 
+REBUILD_BATCH = 1000  # awards applied per bulk (in time order, like a poll of the live applier)
+
+
 def rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Directory,
             clock: Clock | None = None) -> RebuildReport:
     started = time.monotonic()
@@ -88,13 +91,18 @@ def rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Directo
     applier = Applier(store, rules, calendar, directory, clock, publish=False)
     seq = 0
     seen: set[str] = set()
+    pending: list[tuple[PointsAwarded, str, int]] = []
     for envelope, _ in events:
         if envelope.id in seen:
             continue  # the same event published twice
         seen.add(envelope.id)
         for award in scorer.score(envelope) or []:
             seq += 1
-            applier.apply(PointsAwarded.model_validate(award), "rebuild", seq)
+            pending.append((PointsAwarded.model_validate(award), "rebuild", seq))
+        if len(pending) >= REBUILD_BATCH:
+            applier.apply_batch(pending)
+            pending = []
+    applier.apply_batch(pending)
     swap(db, store)
     report = RebuildReport(events=len(seen), awards=seq, skipped=skipped, seconds=round(time.monotonic() - started, 2))
     log.info("points rebuilt", extra=report.__dict__)
