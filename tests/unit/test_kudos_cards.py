@@ -372,6 +372,39 @@ def test_a_cleaned_giver_name_with_a_newline_still_renders():
     assert image.size == (1200, 630)
 
 
+# -- oversized text straight into the renderer -----------------------------------------------------
+# The API refuses messages over 500 characters and the directory names over 200; the renderer
+# must still be safe and quick with anything (old data, another caller).
+
+HUGE = {
+    "10k-word": "W" * 10_000,
+    "10k-emoji": "🎉👨\u200d👩\u200d👧" * 2_000,
+    "10k-rtl": "שלום עולם " * 1_000,
+    "10k-lines": "a\n" * 5_000,
+    "combining-marks": "Th" + "\u0301\u0316\u0330" * 300 + "anks",
+}
+
+
+@pytest.mark.parametrize("message", list(HUGE.values()), ids=list(HUGE))
+def test_ten_thousand_characters_render_inside_the_card(message):
+    card = make_card(message=message, recipient_names=("W" * 10_000,) * 10, giver_name="G " * 5_000)
+    image = open_png(render_card(card))
+    assert image.size == (1200, 630) and image.mode == "RGB"
+    assert _nonuniform_rows(image, 1160, 1200, 80, 460) == []
+
+
+def test_a_long_word_is_cut_with_few_measurements(monkeypatch):
+    """Cutting a 10,000-character word measured every prefix of every piece (15 s a card);
+    now only the pieces that show, each found by a binary search."""
+    widths: list[int] = []
+    real = cards._width
+    monkeypatch.setattr(cards, "_width", lambda text, f: widths.append(len(text)) or real(text, f))
+    lines = wrap("W" * 10_000, font(30), 710, 6)
+    assert len(lines) == 6 and lines[-1].endswith(ELLIPSIS)
+    assert all(real(line, font(30)) <= 710 for line in lines)
+    assert len(widths) < 200 and sum(widths) < 300_000, (len(widths), sum(widths))
+
+
 # -- CardStore --------------------------------------------------------------------------------------
 
 def _raise_after_first(monkeypatch, name: str) -> list[int]:

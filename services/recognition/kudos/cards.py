@@ -21,12 +21,15 @@ from PIL import Image, ImageDraw, ImageFont
 
 from services.recognition.kudos.domain import clean_text, one_line
 
-RENDERER_VERSION = "2"
+RENDERER_VERSION = "3"  # 3: long words are cut by a binary search
 WIDTH, HEIGHT = 1200, 630
 THUMB = (400, 210)
 FONT_DIR = Path(__file__).parent / "fonts"
 SYSTEM_FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 ELLIPSIS = "\u2026"
+# The directory keeps names to 200 characters; a card never lays out more of one (a longer
+# name, from anywhere, would only cost time: a line shows about 40).
+MAX_NAME_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,18 @@ def _width(text: str, f: ImageFont.ImageFont) -> float:
 def wrap(text: str, f: ImageFont.ImageFont, max_width: float, max_lines: int) -> list[str]:
     """Wrap into at most ``max_lines`` lines; trim the last at a word boundary with an ellipsis."""
     lines: list[str] = []
+
+    def full() -> bool:  # text beyond the last line: the rest need not be laid out
+        return len(lines) > max_lines and any(lines[max_lines:])
+
     for paragraph in text.split("\n"):
         words = paragraph.split()
         line = ""
         for word in words:
-            # A word wider than the line is cut into pieces that fit.
-            while _width(word, f) > max_width:
+            if full():
+                break
+            # A word wider than the line is cut into pieces that fit (only as many as show).
+            while not full() and _width(word, f) > max_width:
                 cut = _fit_chars(word, f, max_width - (_width(line + " ", f) if line else 0))
                 if cut == 0:
                     lines.append(line)
@@ -107,8 +116,8 @@ def wrap(text: str, f: ImageFont.ImageFont, max_width: float, max_lines: int) ->
                 lines.append(line)
                 line = word
         lines.append(line)
-        if len(lines) > max_lines and any(lines[max_lines:]):
-            break  # text beyond the last line: no need to lay out the rest
+        if full():
+            break
     while lines and not lines[-1]:
         lines.pop()
     if len(lines) > max_lines:
@@ -119,11 +128,17 @@ def wrap(text: str, f: ImageFont.ImageFont, max_width: float, max_lines: int) ->
     return lines
 
 
-def _fit_chars(word: str, f: ImageFont.ImageFont, width: float) -> int:
-    n = 0
-    while n < len(word) and _width(word[: n + 1], f) <= width:
-        n += 1
-    return n
+def _fit_chars(word: str, f: ImageFont.ImageFont, width: float, suffix: str = "") -> int:
+    """How many leading characters of ``word`` (followed by ``suffix``) fit in ``width``; a
+    binary search, so a long word costs log(n) measurements, not n."""
+    fits, too_many = 0, len(word) + 1
+    while too_many - fits > 1:
+        mid = (fits + too_many) // 2
+        if _width(word[:mid] + suffix, f) <= width:
+            fits = mid
+        else:
+            too_many = mid
+    return fits
 
 
 def _with_ellipsis(line: str, f: ImageFont.ImageFont, max_width: float) -> str:
@@ -131,14 +146,14 @@ def _with_ellipsis(line: str, f: ImageFont.ImageFont, max_width: float) -> str:
     while len(words) > 1 and _width(" ".join(words) + ELLIPSIS, f) > max_width:
         words.pop()
     text = " ".join(words).rstrip(",;:.-–— ")
-    while text and _width(text + ELLIPSIS, f) > max_width:  # a single long piece
-        text = text[:-1]
+    if _width(text + ELLIPSIS, f) > max_width:  # a single long piece
+        text = text[:_fit_chars(text, f, max_width, ELLIPSIS)]
     return text + ELLIPSIS
 
 
 def names_line(names: tuple[str, ...], f: ImageFont.ImageFont, max_width: float) -> str:
     """"Ana", "Ana & Bo", "Ana, Bo & Cy", or "Ana, Bo & 3 others" when they don't fit."""
-    names = tuple(n for n in (one_line(n) for n in names) if n) or ("you",)
+    names = tuple(n for n in (one_line(n[:MAX_NAME_CHARS]) for n in names) if n) or ("you",)
     for shown in range(len(names), 0, -1):
         rest = len(names) - shown
         parts = list(names[:shown])
@@ -293,7 +308,7 @@ def render_card(card: CardData) -> bytes:
         _chips(draw, card.values, p, left, 455, text_width)
 
     footer = font(24)
-    giver = one_line(card.giver_name) or "a colleague"
+    giver = one_line(card.giver_name[:MAX_NAME_CHARS]) or "a colleague"
     if _width(giver, footer) > text_width - 260:
         giver = _with_ellipsis(giver, footer, text_width - 260)
     draw.text((left, HEIGHT - 40), f"from {giver}  \u00b7  {card.date}", font=footer, fill=p.soft, anchor="ls")
