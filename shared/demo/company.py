@@ -342,14 +342,25 @@ def plan_activity(calendar: BusinessCalendar, end: datetime, days: int = DEMO_DA
             gesture = rng.choice(GESTURES)
             kudos(thank, rep, [worker], gesture, rng.choice(THANKS[gesture]).format(n=first_name(worker)), chain)
 
-    # Colleagues thanking each other, not tied to a request.
+    # Colleagues thanking each other, not tied to a request: a few people thank widely
+    # (Grateful: kudos to 10 colleagues), two helpers are thanked by most reps (Team Favorite:
+    # kudos from 10 reps), and some thanks at random.
     everyone = [p[0] for p in PEOPLE]
-    for _ in range(round(45 * volume * days / DEMO_DAYS)):
-        giver = rng.choice(everyone)
-        recipients = rng.sample([e for e in everyone if e != giver], rng.choice((1, 1, 1, 2)))
+
+    def peer(giver: str, recipients: list[str]) -> None:
         gesture = rng.choice(GESTURES)
         message = rng.choice(PEER).format(n=" and ".join(first_name(r) for r in recipients))
         kudos(rng.randrange(0, n), giver, recipients, gesture, message, None)
+
+    for giver in ("mona.berg@example.com", "rita.okafor@example.com", "siobhan.obriain@example.com"):
+        for recipient in rng.sample([e for e in everyone if e != giver], 11):
+            peer(giver, [recipient])
+    for favorite in (DEMO_SUPPORT, "soren.holm@example.com"):
+        for rep in rng.sample(reps, 11):
+            peer(rep, [favorite])
+    for _ in range(round(15 * volume * days / DEMO_DAYS)):
+        giver = rng.choice(everyone)
+        peer(giver, rng.sample([e for e in everyone if e != giver], rng.choice((1, 1, 2))))
 
     kept = sorted((s for s in steps if s[0] < n), key=lambda s: (s[1].at, s[1].chain))
     plan_steps = [s for _, s in kept]

@@ -177,12 +177,20 @@ class DemoLoader:
             if target is None:
                 return  # what it acts on was refused earlier; already reported
             variables["id"] = target
-        try:
-            answer = self.gql(self.tokens[step.actor], query, variables)
-        except (DemoError, http.RequestException) as exc:  # e.g. a service slower than the gateway's timeout
-            with self._lock:
-                report.refused.append(f"{step.op} by {step.actor} ({step.chain}): {exc}")
-            return
+        for attempt in range(2):
+            try:
+                answer = self.gql(self.tokens[step.actor], query, variables)
+                break
+            except (DemoError, http.RequestException) as exc:
+                # A busy machine: a service slower than the gateway's timeout, a dropped
+                # connection. Once more; a step that did go through is then refused as a
+                # repeat (illegal transition), which changes nothing.
+                if attempt == 0:
+                    time.sleep(1)
+                    continue
+                with self._lock:
+                    report.refused.append(f"{step.op} by {step.actor} ({step.chain}): {exc}")
+                return
         payload = next(iter(answer["data"].values()))
         if payload is None:
             with self._lock:
