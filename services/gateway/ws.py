@@ -123,7 +123,7 @@ class Connection:
     def _message(self, raw: Any) -> dict:
         try:
             message = json.loads(raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):  # RecursionError: nested too deeply
             raise Close(4400, "Invalid message: not JSON") from None
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             raise Close(4400, "Invalid message: no type")
