@@ -22,6 +22,7 @@ from typing import Any
 from shared.calendar import BusinessCalendar
 from shared.errors import BadInput, Conflict, Forbidden
 from shared.events.schemas import Department, Outcome, Priority, Role
+from shared.text import one_line
 
 # Which department's queue each kind of request goes to. Exceptions (a rushed call to a
 # customer, an exception to policy) are decided by sales management.
@@ -95,14 +96,22 @@ def clean_person_input(raw: dict[str, Any]) -> dict[str, Any]:
         raise BadInput("invalid_active", "active must be true or false", field="active")
     return {
         "email": email,
-        # Names and titles are shown on one line everywhere (cards, screens): no line breaks.
-        "name": " ".join(_text(raw, "name", required=True, limit=LIMITS["name"]).split()),
+        # Names and titles are shown on one line everywhere (cards, screens): no line breaks,
+        # no invisible or direction-changing characters.
+        "name": _name(raw),
         "role": role,
         "department": department,
-        "title": " ".join(_text(raw, "title", limit=LIMITS["title_person"]).split()) or None,
+        "title": one_line(_text(raw, "title", limit=LIMITS["title_person"])) or None,
         "manager_id": _text(raw, "manager_id", limit=64) or None,
         "active": active,
     }
+
+
+def _name(raw: dict[str, Any]) -> str:
+    name = one_line(_text(raw, "name", required=True, limit=LIMITS["name"]))
+    if not name:
+        raise BadInput("missing_name", "name is required (visible characters)", field="name")
+    return name
 
 
 # -- actors and permissions -----------------------------------------------------------------

@@ -1015,3 +1015,15 @@ def test_person_upserted_schema_accepts_a_cleaned_person():
     cleaned = clean_person_input({**PERSON_RAW, "title": "Counsel", "manager_id": "p_boss"})
     event = build_event("person.upserted", "p1", {"person_id": "p1", **cleaned}, source="requests")
     assert event.data["email"] == "ana.lopez@example.com" and event.data["title"] == "Counsel"
+
+
+def test_names_and_titles_lose_invisible_and_direction_changing_characters():
+    cleaned = clean_person_input({**PERSON_RAW, "name": "\u202eAna\u202c\u200b L\x00ópez\n", "title": "Lead\u2066 \u200fCounsel\x07"})
+    assert (cleaned["name"], cleaned["title"]) == ("Ana López", "Lead Counsel")
+
+
+@pytest.mark.parametrize("name", ["\u202e\u200b", "\x00\x07", "\ufeff \u2066"])
+def test_a_name_of_only_invisible_characters_is_refused(name):
+    with pytest.raises(BadInput) as exc:
+        clean_person_input({**PERSON_RAW, "name": name})
+    assert (exc.value.code, exc.value.field) == ("missing_name", "name")

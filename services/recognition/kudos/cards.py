@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from services.recognition.kudos.domain import clean_text, one_line
+from shared.text import clean_text, one_line
 
 RENDERER_VERSION = "3"  # 3: long words are cut by a binary search
 WIDTH, HEIGHT = 1200, 630

@@ -8,8 +8,6 @@ week; add-ons (+1) by anyone but the giver and the recipients, once each.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,35 +16,15 @@ from typing import Any
 from services.recognition.directory import DirectoryPerson
 from shared.errors import BadInput, Conflict, Forbidden, RuleViolation, Unauthorized
 from shared.events.schemas import Gesture
+from shared.text import clean_text
 
 GESTURES = tuple(g.value for g in Gesture)
 MAX_MESSAGE = 500
 MAX_RECIPIENTS = 10
 WEEKLY_CAP_PER_RECIPIENT = 3
 
-# Line and word separators become plain newlines and spaces; other control characters,
-# zero-width characters and bidirectional marks/overrides never reach a card or a feed.
-_NEWLINES = re.compile(r"\r\n|[\r\u000b\u000c\u001c-\u001e\u0085\u2028\u2029]")
-_SPACES = re.compile(r"[\t\u001f\u00a0]")
-_UNSAFE = re.compile(
-    r"[\u0000-\u0008\u000e-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
-)
-
-
 def new_kudos_id() -> str:
     return f"k_{uuid.uuid4().hex[:16]}"
-
-
-def clean_text(text: str) -> str:
-    """Normalize (NFC), turn separators into newlines/spaces, drop control, zero-width and
-    direction characters, trim."""
-    text = _SPACES.sub(" ", _NEWLINES.sub("\n", unicodedata.normalize("NFC", text)))
-    return _UNSAFE.sub("", text).strip()
-
-
-def one_line(text: str) -> str:
-    """A name as a card or a feed shows it: cleaned, on one line, single spaces."""
-    return " ".join(clean_text(text).split())
 
 
 @dataclass(frozen=True)
