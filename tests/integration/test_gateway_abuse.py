@@ -477,6 +477,19 @@ def test_huge_bodies_and_variables_are_refused_or_ignored_safely(abuse):
     assert given(rita, rita_id) == before
 
 
+def test_a_websocket_message_nested_too_deeply_closes_with_the_protocol_code(abuse):
+    from simple_websocket import Client as WsClient, ConnectionClosed
+
+    ws = WsClient(abuse["url"].replace("http://", "ws://") + "/graphql", subprotocols=["graphql-transport-ws"])
+    ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {abuse['as']('rita').token}"}}))
+    assert json.loads(ws.receive(timeout=10)) == {"type": "connection_ack"}
+    ws.send('{"type": "subscribe", "id": "1", "payload": ' + "[" * 5_000 + "]" * 5_000 + "}")
+    with pytest.raises(ConnectionClosed) as closed:
+        while ws.receive(timeout=10) is not None:
+            pass
+    assert closed.value.reason == 4400
+
+
 # -- sign-on over HTTP (the full list is proven on verify_token in tests/unit/test_gateway_auth.py) --
 
 def test_tokens_that_are_not_valid_now_or_here_get_no_data(abuse):
@@ -547,6 +560,15 @@ def test_nasty_card_text_is_cleaned_and_every_card_renders(abuse):
         payload = mutate(omar, GIVE, to=helpers[:1], message=message)["data"]["giveKudos"]
         assert payload["kudos"] is None and payload["errors"][0]["code"] in ("MESSAGE_TOO_LONG", "EMPTY_MESSAGE"), payload
         assert payload["errors"][0]["field"] == "message" and payload["errors"][0]["message"]
+
+
+def test_names_lose_direction_overrides_and_invisible_characters(abuse):
+    upsert = 'mutation($i: PersonInput!) { upsertPerson(input: $i) { person { name title } errors { code field } } }'
+    person = {"email": "reversed@example.com", "role": "SUPPORT", "department": "LEGAL"}
+    stored = mutate(abuse["as_admin"], upsert, i={**person, "name": "\u202eAdmin\u202c \u200bIT\x00", "title": "\u2066Boss\x07"})
+    assert stored["data"]["upsertPerson"] == {"person": {"name": "Admin IT", "title": "Boss"}, "errors": []}
+    empty = mutate(abuse["as_admin"], upsert, i={**person, "name": "\u202e\u200b"})
+    assert empty["data"]["upsertPerson"] == {"person": None, "errors": [{"code": "MISSING_NAME", "field": "name"}]}
 
 
 # -- GraphQL fuzzing with schemathesis --------------------------------------------------------------
