@@ -9,11 +9,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import requests as http
@@ -46,12 +48,12 @@ def _ready(port: int) -> bool:
 
 @pytest.fixture
 def demo_system(settings, tmp_path):
-    """The four service processes on a simulated clock (a file in tmp_path), started `start`
-    ago; yields a function that starts them at a given simulated time."""
+    """The four service processes on a simulated clock (a file in tmp_path); yields a function
+    that starts them at a given simulated time (optionally with another rules file)."""
     clock_file = tmp_path / "clock.json"
     processes = {}
 
-    def start(at: datetime):
+    def start(at: datetime, rules_file: Path | None = None):
         OffsetClock(clock_file).start_at(at)
         ports = {name: free_port() for name, _ in MODULES}
         env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDETRACK_")}
@@ -60,6 +62,7 @@ def demo_system(settings, tmp_path):
                     "INSIDETRACK_VAR_DIR": str(settings.var_dir), "PYTHONPATH": str(PROJECT_ROOT),
                     "INSIDETRACK_OUTBOX_POLL_MS": "100", "INSIDETRACK_SWEEP_INTERVAL_MS": "500",
                     "INSIDETRACK_DEMO_CLOCK_FILE": str(clock_file),
+                    **({"INSIDETRACK_RULES_FILE": str(rules_file)} if rules_file else {}),
                     **{f"INSIDETRACK_{name.upper()}_PORT": str(port) for name, port in ports.items()}})
         for name, module in MODULES:
             processes[name] = subprocess.Popen([sys.executable, "-m", module], env=env, cwd=PROJECT_ROOT)
@@ -239,11 +242,17 @@ def test_the_internal_selling_story(demo_system, settings):
 
 # -- the demo company ------------------------------------------------------------------------
 
-def test_the_demo_company_looks_like_a_real_one(demo_system, settings):
-    """The loader on a shorter span (8 days, so the test stays short): a believable company."""
+def test_the_demo_company_looks_like_a_real_one(demo_system, settings, tmp_path):
+    """The loader on a shorter span, so the test stays short: 7 days (this week and the end of
+    the last, for movement) and badge thresholds of 2, since four weeks' worth of badges
+    cannot be earned in one (`make up` loads the real four weeks with the real rules)."""
+    rules = (PROJECT_ROOT / "services/recognition/points/rules.yaml").read_text(encoding="utf-8")
+    rules = re.sub(r"threshold: \d+", "threshold: 2", rules.replace("bronze: 10,", "bronze: 2,"))
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(rules, encoding="utf-8")
     now = datetime.now(timezone.utc)
-    days = 8
-    system = demo_system(now - timedelta(days=days, hours=1))
+    days = 7
+    system = demo_system(now - timedelta(days=days, hours=1), rules_file)
     calendar = BusinessCalendar.from_settings(settings)
     plan = plan_activity(calendar, end=datetime.now(timezone.utc), days=days)
     loader = DemoLoader(settings, system["url"], system["clock"], system["token_for"], system["admin_token"])
