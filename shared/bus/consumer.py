@@ -223,7 +223,7 @@ class ConsumerRunner:
         except InvalidEvent as exc:
             return self._dead_letter(message, f"invalid event: {exc}")
 
-        attempt = 0
+        attempt = outage = 0
         while True:
             attempt += 1
             try:
@@ -244,6 +244,7 @@ class ConsumerRunner:
                         extra={"group": self.group, "event_id": envelope.id, "error": self.dependency_down},
                     )
                     attempt = 0  # an outage is not the message's fault
+                    outage += 1
                 elif attempt >= self.settings.consumer_max_attempts:
                     return self._dead_letter(
                         message, f"handler failed after {attempt} attempts: {type(exc).__name__}: {exc}"
@@ -253,7 +254,7 @@ class ConsumerRunner:
                         "handler failed, will retry",
                         extra={"group": self.group, "event_id": envelope.id, "attempt": attempt, "error": repr(exc)},
                     )
-                if not self._backoff(attempt):
+                if not self._backoff(max(attempt, outage)):  # longer pauses while an outage lasts
                     return False
 
     def _handle_batch(self, consumer: KafkaConsumer, batch) -> bool:
@@ -279,7 +280,7 @@ class ConsumerRunner:
         return True
 
     def _run_batch(self, deliveries: list[tuple[object, Delivery]]) -> bool:
-        attempt = 0
+        attempt = outage = 0
         while True:
             attempt += 1
             try:
@@ -292,6 +293,7 @@ class ConsumerRunner:
                     self.dependency_down = f"{type(exc).__name__}: {exc}"
                     log.warning("dependency down, will retry", extra={"group": self.group, "error": self.dependency_down})
                     attempt = 0
+                    outage += 1
                 elif len(deliveries) == 1 and (isinstance(exc, InvalidEvent) or attempt >= self.settings.consumer_max_attempts):
                     message = deliveries[0][0]
                     reason = (f"invalid event: {exc}" if isinstance(exc, InvalidEvent)
@@ -305,7 +307,7 @@ class ConsumerRunner:
                 else:
                     log.warning("batch handler failed, will retry",
                                 extra={"group": self.group, "attempt": attempt, "error": repr(exc)})
-                if not self._backoff(attempt):
+                if not self._backoff(max(attempt, outage)):
                     return False
 
     def _backoff(self, attempt: int) -> bool:

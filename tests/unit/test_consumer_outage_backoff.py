@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import pytest
-
 from shared.bus.consumer import MAX_BACKOFF_S, ConsumerRunner, TransientError
 from shared.config import load_settings
 from shared.events import build_event
@@ -35,10 +33,30 @@ def _pauses_during_an_outage(failures: int) -> list[float]:
     return pauses
 
 
-@pytest.mark.xfail(strict=True, reason="shared/bus/consumer.py resets the attempt count on every transient error, "
-                                       "so the pause stays at consumer_backoff_ms for the whole outage")
 def test_an_outage_is_retried_with_exponential_backoff_up_to_the_cap():
     pauses = _pauses_during_an_outage(8)
     assert len(pauses) == 8
     assert pauses == sorted(pauses) and pauses[-1] > pauses[0]  # growing
     assert max(pauses) <= MAX_BACKOFF_S
+
+
+def test_a_batch_consumer_backs_off_the_same_way_and_dead_letters_nothing_for_an_outage():
+    from shared.bus.consumer import Delivery
+    from shared.events import decode
+
+    settings = load_settings(env={"INSIDETRACK_CONSUMER_BACKOFF_MS": "100"})
+    calls = {"n": 0}
+
+    def handler(deliveries) -> None:
+        calls["n"] += 1
+        if calls["n"] <= 8:
+            raise TransientError("database unreachable")
+
+    runner = ConsumerRunner(settings, group="g", topics=["people"], batch_handler=handler, producer=None)
+    pauses: list[float] = []
+    runner._stopping = SimpleNamespace(wait=lambda seconds: pauses.append(seconds) or False, is_set=lambda: False)
+    message = _message()
+    envelope, payload = decode(message.value)
+    assert runner._run_batch([(message, Delivery(envelope, payload, "people", 0, 0))]) is True
+    assert runner.processed == 1 and runner.dead_lettered == 0
+    assert len(pauses) == 8 and pauses == sorted(pauses) and pauses[-1] > pauses[0] and max(pauses) <= MAX_BACKOFF_S
