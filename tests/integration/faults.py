@@ -19,7 +19,6 @@ re-scoring the same topics into a fresh database with the rebuild.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -40,9 +39,6 @@ from tests.conftest import wait_until
 from tests.integration.gateway_system import start_service
 from tests.integration.helpers import headers, read_topic
 from tests.integration.service_helpers import Client, free_port
-
-log = logging.getLogger(__name__)
-
 
 def env_int(name: str, default: int) -> int:
     return int(os.environ.get(name) or default)
@@ -253,12 +249,12 @@ class Figures:
     """What a run measured, for the report (docs/reliability.md)."""
 
     events: int
-    killed_at: int = 0
+    ledger_at_fault: int = 0  # ledger entries when the fault struck
     seconds_to_exact: float = 0.0
     notes: dict = field(default_factory=dict)
 
     def print(self, scenario: str) -> None:
-        print(f"\nCHAOS {scenario}: events={self.events} killed_at_ledger={self.killed_at} "
+        print(f"\nCHAOS {scenario}: events={self.events} ledger_at_fault={self.ledger_at_fault} "
               f"exact_after_s={self.seconds_to_exact:.1f} {self.notes}")
 
 
@@ -300,7 +296,7 @@ def points_killed_mid_burst(settings: Settings, producer, n: int, processes: int
             publisher.join(timeout_s())
             assert not burst_error, burst_error
             wait_exact(points, expected, timeout_s())
-            figures = Figures(events=n, killed_at=killed_at, seconds_to_exact=time.monotonic() - started,
+            figures = Figures(events=n, ledger_at_fault=killed_at, seconds_to_exact=time.monotonic() - started,
                               notes={"processes": processes})
             settle(settings, points, expected)
             assert killed_at < len(expected.ledger), "the kill came after the work was done: it proved nothing"
@@ -469,7 +465,7 @@ def broker_restart_mid_stream(stack_settings: Settings, settings: Settings, prod
             wait_exact(points, expected, timeout_s())
             settle(settings, points, expected)
             _still_running(fleet)
-            return Figures(events=n + 1, killed_at=stopped_at, seconds_to_exact=time.monotonic() - started,
+            return Figures(events=n + 1, ledger_at_fault=stopped_at, seconds_to_exact=time.monotonic() - started,
                            notes={"broker_down_s": round(down_s, 1), "ready_again_after_s": round(recovered_s, 1)})
         finally:
             points.close()
@@ -506,7 +502,7 @@ def database_outage_mid_stream(stack_settings: Settings, settings: Settings, pro
             settle(settings, points, expected)
             _still_running(fleet)
             assert read_topic(settings, dlq_topic(settings.topic("requests")), 1, timeout=2) == []  # an outage is no poison
-            return Figures(events=n, killed_at=stopped_at, seconds_to_exact=time.monotonic() - started,
+            return Figures(events=n, ledger_at_fault=stopped_at, seconds_to_exact=time.monotonic() - started,
                            notes={"database_down_s": round(down_s, 1), "ready_again_after_s": round(recovered_s, 1)})
         finally:
             points.close()
@@ -530,7 +526,7 @@ def _people_csv() -> str:
 def _partitions(settings: Settings, logical: list[str]) -> dict[str, int]:
     admin = admin_client(settings)
     try:
-        return {t["topic"] if "topic" in t else t["name"]: len(t["partitions"])
+        return {t["name"]: len(t["partitions"])
                 for t in admin.describe_topics([settings.topic(n) for n in logical])}
     finally:
         admin.close()
