@@ -71,7 +71,7 @@ def load_demo_company(settings: Settings, gateway_url: str, admin_token: str, to
     plan = plan_activity(BusinessCalendar.from_settings(settings), end=datetime.now(timezone.utc), days=days)
     planned = summarize(plan)
     say(f"First start: loading the demo company through GraphQL: {len(plan.steps)} steps over {days} days "
-        f"on a simulated clock (about a minute or two) ...")
+        f"on a simulated clock (a few minutes) ...")
     loader = DemoLoader(settings, gateway_url, clock, token_for, admin_token, progress=say, between=between, stop=stop)
     report = loader.load(plan)
     info = {"people": report.people, "requests": planned["ops"].get("submit", 0), "kudos": planned["ops"].get("give_kudos", 0),
