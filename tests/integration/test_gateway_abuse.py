@@ -394,6 +394,15 @@ def test_the_internal_apis_refuse_operators_in_bodies_and_take_query_parameters_
         listed = requests_api.get("/requests", params=params)
         assert listed.status_code == 200 and listed.json()["total_count"] == 0, params
     assert kudos_api.get("/kudos", params={"person_id": '{"$ne": null}'}).json()["total_count"] == 0
+    points_api = Client(f"http://127.0.0.1:{abuse['ports']['points']}", token, rita_id)
+    for params in ({"period": "week", "after": forged_cursor([{"$ne": None}, "x"])},
+                   {"period": "week", "after": forged_cursor(["x", {"$gt": ""}])},
+                   {"period": {"$ne": None}.__repr__()}, {"period": "week", "scope": "$where"}):
+        answer = points_api.get("/leaderboard", params=params)
+        assert answer.status_code == 400 and answer.json()["error"]["code"] in ("bad_cursor", "invalid_period", "invalid_scope"), (
+            params, answer.text)
+    board = points_api.get("/leaderboard", params={"period": "week", "scope": "department", "department": '{"$ne": null}'})
+    assert board.status_code == 200 and board.json()["entries"] == []
     # An actor id is a string too.
     assert requests_api.as_('{"$gt": ""}').get("/people").status_code == 401
     assert kudos_api.as_('{"$gt": ""}').get("/kudos").status_code == 401
