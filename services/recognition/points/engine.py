@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
-from pymongo import UpdateOne
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.recognition.directory import Directory
+from services.recognition.points.ranking import Ranking, ScoreChange
 from services.recognition.points.rules import Badge, Rule, RuleSet
 from shared.bus.outbox import with_outbox
 from shared.calendar import BusinessCalendar, period_key, previous_period_key
@@ -46,7 +47,7 @@ WEEKS_KEPT = 12
 class Store:
     """The points collections; a rebuild uses the same shape under a name suffix."""
 
-    NAMES = ("scored_events", "request_facts", "guards", "submissions", "ledger", "totals", "boards",
+    NAMES = ("scored_events", "request_facts", "guards", "submissions", "ledger", "totals", "boards", "rankings",
              "badge_progress", "badge_awards")
     INDEXES = {
         "scored_events": [[("outbox_pending", 1)]],
@@ -334,6 +335,9 @@ class Applier:
     publish: bool = True
     notify: Callable[..., None] = lambda collection=None, *ids: None
 
+    def __post_init__(self) -> None:
+        self.ranking = Ranking(self.store.rankings)
+
     def apply(self, award: PointsAwarded, partition: str, offset: int) -> bool:
         """Apply one award delivered at (partition, offset); False if it was applied before."""
         return bool(self.apply_batch([(award, partition, offset)]))
@@ -388,9 +392,32 @@ class Applier:
                 if _safe_key(pid):  # never let an id become a field path in the board documents
                     boards.setdefault(f"board:{key}", _Sum({})).add(item, pid, fields)
         _apply_sums(self.store.totals, totals, self._totals_update)
-        # The board of each period: one document with everyone's points in it, so a
-        # leaderboard is one read by _id (FerretDB only uses an index for _id equality).
-        _apply_sums(self.store.boards, boards, self._board_update)
+        # The board of each period (everyone's points in one document), then the ranking read
+        # model beside it, which leaderboards read (ranking.py).
+        for doc_id, board in boards.items():
+            self._update_board(doc_id, board)
+
+    def _update_board(self, doc_id: str, board: "_Sum") -> None:
+        """One board update, versioned (``v``), and the same change in the ranking read model."""
+        applied = (self.store.boards.find_one({"_id": doc_id}, {"applied": 1}) or {}).get("applied") or {}
+        todo = [i for i in board.items if applied.get(i.partition, -1) < i.offset]
+        if not todo:
+            return  # applied before the crash that replays it
+        update = self._board_update(board, todo)
+        update["$inc"]["v"] = 1
+        update["$set"].update({f"applied.{i.partition}": i.offset for i in sorted(todo, key=lambda i: i.offset)})
+        # FerretDB 1.24 refuses a projection here: the whole board comes back.
+        before = self.store.boards.find_one_and_update({"_id": doc_id}, update, upsert=True,
+                                                       return_document=ReturnDocument.BEFORE) or {}
+        entries = before.get("entries") or {}
+        changes = []
+        for pid in dict.fromkeys(i.award.person_id for i in todo):
+            old = entries.get(pid) or {}
+            fields = board.people[pid]
+            changes.append(ScoreChange(pid, int(old.get("p") or 0), int(old.get("p") or 0) + update["$inc"][f"entries.{pid}.p"],
+                                       fields["department"], fields["role"], old_department=old.get("d"), old_role=old.get("r")))
+        self.ranking.apply(doc_id.removeprefix("board:"), int(before.get("v") or 0) + 1, changes,
+                           lambda: self.store.boards.find_one({"_id": doc_id}) or {})
 
     @staticmethod
     def _totals_update(total: "_Sum", items: list["_Item"]) -> dict:
@@ -415,8 +442,16 @@ class Applier:
         entry = f"entries.{person.id}"
         for period in PERIODS:
             for key in {period_key(self.calendar, period, now), previous_period_key(self.calendar, period, now)} - {None}:
-                self.store.boards.update_one({"_id": f"board:{key}", entry: {"$exists": True}},
-                                             {"$set": {f"{entry}.d": person.department, f"{entry}.r": person.role}})
+                before = self.store.boards.find_one_and_update(
+                    {"_id": f"board:{key}", entry: {"$exists": True},
+                     "$or": [{f"{entry}.d": {"$ne": person.department}}, {f"{entry}.r": {"$ne": person.role}}]},
+                    {"$set": {f"{entry}.d": person.department, f"{entry}.r": person.role}, "$inc": {"v": 1}})
+                if before is not None:  # moved: the ranking moves them too
+                    old = before["entries"][person.id]
+                    points = int(old.get("p") or 0)
+                    self.ranking.apply(key, int(before.get("v") or 0) + 1, [ScoreChange(
+                        person.id, points, points, person.department, person.role, old_department=old.get("d"),
+                        old_role=old.get("r"))], lambda key=key: self.store.boards.find_one({"_id": f"board:{key}"}) or {})
 
     def _advance_badges(self, person_id: str, items: list["_Item"]) -> dict[str, Any]:
         """Fold a person's awards into their badge progress (one write by _id); return the state."""
