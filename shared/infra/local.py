@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -40,6 +41,46 @@ def _digest(*paths: Path) -> str:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
+
+
+FERRETDB_PATCHES = FERRETDB_SRC / "patches.json"
+
+
+def _patched_program(go: str, work: Path, env: dict, logfile: Path) -> Path:
+    """Copy our program and the patched modules it embeds under ``work``; return the program dir.
+
+    Each patch in ``deploy/local/ferretdb/patches.json`` replaces one exact text in one file of
+    a module (fetched by ``go mod download`` at the version go.mod requires); the program is
+    built against the patched copy with a ``replace``. A patch that no longer applies stops the
+    build with a clear error instead of building something else.
+    """
+    program = work / "program"
+    program.mkdir(parents=True)
+    for name in ("main.go", "go.mod", "go.sum"):
+        shutil.copy2(FERRETDB_SRC / name, program / name)
+    patches = json.loads(FERRETDB_PATCHES.read_text())
+    for module in sorted({p["module"] for p in patches}):
+        found = subprocess.run([go, "mod", "download", "-json", module], cwd=program, env=env,
+                               capture_output=True, text=True, timeout=1800)
+        if found.returncode != 0:
+            raise InfraError(f"go mod download {module} failed (the Go module proxy must be reachable on the "
+                             f"first build):\n{found.stdout[-2000:]}{found.stderr[-2000:]}")
+        source = Path(json.loads(found.stdout)["Dir"])
+        copy = work / "modules" / module.replace("/", "_")
+        shutil.copytree(source, copy, copy_function=shutil.copyfile)  # the module cache is read-only
+        for folder, _, _ in os.walk(copy):
+            os.chmod(folder, 0o755)
+        for patch in (p for p in patches if p["module"] == module):
+            target = copy / patch["file"]
+            text = target.read_text()
+            if text.count(patch["old"]) != 1:
+                raise InfraError(f"the FerretDB patch for {patch['file']} no longer applies (see {FERRETDB_PATCHES})")
+            target.write_text(text.replace(patch["old"], patch["new"]))
+        edit = subprocess.run([go, "mod", "edit", f"-replace={module}={copy}"], cwd=program, env=env,
+                              capture_output=True, text=True, timeout=60)
+        if edit.returncode != 0:
+            raise InfraError(f"go mod edit -replace failed:\n{edit.stderr[-2000:]}")
+    return program
 
 
 def _run_logged(argv: list[str], cwd: Path, logfile: Path, env: dict | None = None, timeout: float = 1800) -> int:
@@ -197,7 +238,7 @@ class FerretDB:
 
     @property
     def binary(self) -> Path:
-        digest = _digest(FERRETDB_SRC / "go.mod", FERRETDB_SRC / "go.sum", FERRETDB_SRC / "main.go")
+        digest = _digest(FERRETDB_SRC / "go.mod", FERRETDB_SRC / "go.sum", FERRETDB_SRC / "main.go", FERRETDB_PATCHES)
         return self.settings.cache_dir / "ferretdb" / digest / "ferretdb-local"
 
     def provision(self) -> Path:
@@ -211,8 +252,13 @@ class FerretDB:
         logfile = self.settings.log_dir / "ferretdb-build.log"
         print(f"Building FerretDB 1.24 with go build (first run only; log: {logfile}) ...", flush=True)
         env = {**os.environ, "GOFLAGS": "-buildvcs=false", "CGO_ENABLED": "0"}
-        code = _run_logged([go, "build", "-o", str(partial), "."], cwd=FERRETDB_SRC, logfile=logfile, env=env)
-        if code != 0 or not partial.exists():
+        work = binary.parent / "build"
+        shutil.rmtree(work, ignore_errors=True)
+        program = _patched_program(go, work, env, logfile)
+        code = _run_logged([go, "build", "-o", str(partial), "."], cwd=program, logfile=logfile, env=env)
+        if code == 0 and partial.exists():
+            shutil.rmtree(work, ignore_errors=True)
+        else:
             raise InfraError(
                 "Building FerretDB failed (the Go module proxy must be reachable on the first build). "
                 f"Last lines of {logfile}:\n{tail(logfile)}"
