@@ -187,6 +187,28 @@ def test_leaderboard_ranks_moves_scopes_and_my_rank(producer, runtime, settings)
         assert api.as_(None).get("/leaderboard").status_code == 401
 
 
+def test_leaderboards_come_from_the_ranking_and_follow_a_department_change(producer, runtime):
+    from services.recognition.points.queries import PointsQueries
+    from services.recognition.points.ranking import Ranking
+
+    feed(producer, runtime, story().events)
+    store = runtime.store
+    board = store.boards.find_one({"_id": "board:2026-W48"})
+    assert runtime.queries.ranking.view("2026-W48", "company", None).version == board["v"]  # kept up to date
+    q = runtime.queries
+    from_boards = PointsQueries(store, q.rules, q.calendar, q.directory, q.clock, ranking=Ranking(store.db["no_rankings"]))
+    for args in [("week", "company", None, None), ("month", "department", "pricing", None), ("week", "role", None, "support")]:
+        assert q.leaderboard(*args, me="li") == from_boards.leaderboard(*args, me="li")
+
+    # Li moves from pricing to legal: the boards and the ranking follow.
+    producer.publish_all([build_event("person.upserted", "li", {"person_id": "li", "email": "li@example.com", "name": "Li Wei",
+                                                                 "role": "support", "department": "legal"}, source="requests")])
+    assert wait_until(lambda: [e["person_id"] for e in q.leaderboard("week", "department", "legal")["entries"]] == ["li"], timeout=30)
+    assert [e["person_id"] for e in q.leaderboard("week", "department", "pricing")["entries"]] == ["pia"]
+    for args in [("week", "department", "legal", None), ("week", "department", "pricing", None), ("month", "company", None, None)]:
+        assert q.leaderboard(*args, me="li") == from_boards.leaderboard(*args, me="li")
+
+
 def test_ties_share_a_rank(producer, runtime):
     h = History()
     for pid in ("pia", "li", "ahmed"):
