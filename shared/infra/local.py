@@ -83,6 +83,17 @@ def _patched_program(go: str, work: Path, env: dict, logfile: Path) -> Path:
     return program
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id (base64url of 16 random bytes) that cannot be read as an option.
+
+    About one in 64 ids would start with "-", and ``kafka-storage format -t -x...`` then fails.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _run_logged(argv: list[str], cwd: Path, logfile: Path, env: dict | None = None, timeout: float = 1800) -> int:
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with open(logfile, "wb") as out:
@@ -184,7 +195,7 @@ class KafkaBroker:
         data = self.home / "data"
         if (data / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         logfile = self.settings.log_dir / "kafka-format.log"
         code = _run_logged(
             self._java(lib) + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file)],

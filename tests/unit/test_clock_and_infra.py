@@ -45,3 +45,13 @@ def test_missing_build_tools_are_named_with_how_to_install_them(tmp_path, monkey
         KafkaBroker(settings).provision()
     with pytest.raises(InfraError, match="`go` was not found.*Go"):
         FerretDB(settings).provision()
+
+
+def test_kraft_cluster_ids_never_look_like_a_command_line_option():
+    import base64
+
+    from shared.infra.local import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]  # about 30 would start with "-" if unchecked
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(base64.urlsafe_b64decode(i + "==")) == 16 for i in ids)
