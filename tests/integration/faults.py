@@ -127,6 +127,12 @@ def diff(expected: Expected, ledger: dict, totals: dict) -> str:
             f"{len(wrong)} different; totals {totals} vs expected {expected.totals}")
 
 
+def poll_interval(n: int) -> float:
+    """Seconds between looks at the ledger: counting it scans it on FerretDB, so a big ledger
+    is looked at less often (the test must not be what slows the points process down)."""
+    return max(0.2, n / 2000)
+
+
 def wait_exact(points: PointsDb, expected: Expected, timeout: float) -> float:
     """Wait until the ledger and the all-time totals are exactly the expected ones; return
     the seconds it took. Fails with what differs."""
@@ -143,7 +149,7 @@ def wait_exact(points: PointsDb, expected: Expected, timeout: float) -> float:
                 if ledger == expected.ledger and totals == expected.totals:
                     return time.monotonic() - started
                 last = diff(expected, ledger, totals)
-        time.sleep(1.0)
+        time.sleep(max(1.0, poll_interval(len(expected.ledger))))
     raise AssertionError(f"the ledger did not become exact within {timeout:.0f}s: {last or points.count()}")
 
 
@@ -287,7 +293,7 @@ def points_killed_mid_burst(settings: Settings, producer, n: int, processes: int
             started = time.monotonic()
             publisher = threading.Thread(target=burst, daemon=True)
             publisher.start()
-            assert wait_until(lambda: points.count() >= max(1, n // 3), timeout_s(), 0.1), (
+            assert wait_until(lambda: points.count() >= max(1, n // 3), timeout_s(), poll_interval(n)), (
                 f"no progress: {points.count()} ledger entries")
             fleet.kill9(names[0])
             killed_at = points.count()
@@ -436,7 +442,7 @@ def broker_restart_mid_stream(stack_settings: Settings, settings: Settings, prod
             points_port, kudos_port = _outage_fleet(fleet)
             half = n // 2
             producer.publish_all(events[:half])
-            assert wait_until(lambda: points.count() >= max(1, n // 8), timeout_s(), 0.2)
+            assert wait_until(lambda: points.count() >= max(1, n // 8), timeout_s(), poll_interval(n))
             # kafka-python 3.0 leaks a socket per refused reconnect, which this test process turns
             # into errors: no Kafka client of ours stays open while the broker is away.
             producer.close()
@@ -485,7 +491,7 @@ def database_outage_mid_stream(stack_settings: Settings, settings: Settings, pro
         try:
             points_port, kudos_port = _outage_fleet(fleet)
             producer.publish_all(events)
-            assert wait_until(lambda: points.count() >= max(1, n // 8), timeout_s(), 0.2)
+            assert wait_until(lambda: points.count() >= max(1, n // 8), timeout_s(), poll_interval(n))
             stopped_at = points.count()
             started = time.monotonic()
             database.daemon.stop()
