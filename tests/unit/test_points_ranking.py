@@ -3,8 +3,8 @@
 Random boards and random sequences of board updates (more points, ties, department and role
 moves), applied in order, replayed, out of order, interrupted half-way and concurrently; after
 each step every scope's top list, count and the rank of every score must equal what sorting
-the board gives. Small pages and lists (monkeypatched) make page boundaries, truncated lists
-and refills happen with a few dozen people. The store is an in-memory stand-in with the few
+the board gives. Short lists (monkeypatched) make truncated lists and refills happen with a
+few dozen people. The store is an in-memory stand-in with the few
 operations the model uses (reads and conditional writes by ``_id``); the same model runs on
 FerretDB in tests/integration/test_points_ranking_store.py.
 """
@@ -18,7 +18,7 @@ import threading
 import time
 
 import pytest
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.recognition.points import ranking as rk
 from services.recognition.points.ranking import Ranking, ScoreChange
@@ -80,6 +80,17 @@ class MemoryCollection:
             if upsert:
                 self.docs[filt["_id"]] = {"_id": filt["_id"], **copy.deepcopy(update["$set"])}
             return _Result(0)
+
+    def bulk_write(self, ops, ordered=True):
+        """Each operation on its own (a crash can stop the bulk half-way); refusals reported at the end."""
+        refused = []
+        for index, op in enumerate(ops):
+            try:
+                self.update_one(op._filter, op._doc, upsert=op._upsert)
+            except DuplicateKeyError:
+                refused.append({"index": index, "code": 11000})
+        if refused:
+            raise BulkWriteError({"writeErrors": refused})
 
     def insert_many(self, docs, ordered=True):
         with self.lock:
@@ -170,8 +181,7 @@ def check(ranking: Ranking, board: Board) -> None:
 
 @pytest.fixture
 def small(monkeypatch):
-    """Pages of 4 scores and lists of 6, so boundaries and truncation happen with few people."""
-    monkeypatch.setattr(rk, "PAGE", 4)
+    """Lists of 6, so truncation and refills happen with few people."""
     monkeypatch.setattr(rk, "TOP_K", 6)
     monkeypatch.setattr(rk, "REFILL_BELOW", 3)
 

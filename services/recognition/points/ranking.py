@@ -1,22 +1,22 @@
 """The ranking read model: top lists, counts and ranks of a period's board, read by ``_id`` only.
 
 A board (``boards``, ``board:<key>``) holds everyone's points in a period; at 100k people it
-takes seconds to read and decode on FerretDB 1.24 (which uses an index only for ``_id``
-equality and decodes whole documents). The ranking keeps, beside each board, what the
-leaderboards ask for, in a few small documents of the ``rankings`` collection:
+takes seconds to read and decode on FerretDB 1.24 (which decodes whole documents). The ranking
+keeps, beside each board, what the leaderboards ask for, in a few small documents of the
+``rankings`` collection:
 
 ``head:<key>``  the key's head: generation ``g``, the board version ``v`` it reflects, the
-                scopes that exist, and the company scope's summary (``n``, ``top``, ``h``).
-``<key>|<g>|<scope>``      the summary of a department or role scope (``department:pricing``).
-``<key>|<g>|<scope>|<b>``  a histogram page: how many people have each score in
-                [b * 256, (b + 1) * 256) (``c``).
+                scopes that exist, and the company scope's summary.
+``<key>|<g>|<scope>``  the summary of a department or role scope (``department:pricing``).
 
-A summary holds the number of people with points (``n``), the best ``TOP_K`` people
-(``top``: person, points, department, role, best first, ties by person id), and a coarse
-histogram (``h``: people per page of scores). The rank of a score is 1 + the people with
-strictly more: counted from the top list when the score is within it, else from the coarse
-histogram plus one page. Lists and histograms are stored as JSON strings: FerretDB decodes a
-document field by field, and a 300-key map costs ~14 ms to read where a string costs ~1 ms.
+A summary holds the number of people with points (``n``), the best ``TOP_K`` people (``top``:
+person, points, department, role, best first, ties by person id) and the histogram of scores
+(``h``: people per score). The rank of a score is 1 + the people with strictly more: counted
+from the top list when the score is within it, else from the histogram. So a top page, a
+count and any rank are one read (two for a department or role). Lists and histograms are JSON
+strings: FerretDB decodes a document field by field (a 300-key map costs ~14 ms to read, a
+string of the same data ~1 ms). A histogram has one pair per distinct score (a few hundred for
+a week, a few thousand for all time).
 
 Exactness: points per person per period only increase, so the best K are kept exactly by
 merging each change into the list; a person leaving a scope (a department or role change)
@@ -25,12 +25,12 @@ it gets short (``REFILL_BELOW``).
 
 Versions: the board carries ``v``, incremented atomically with its entries by every update.
 The head remembers the version it reflects and is written last, with a filter on the version
-before; summaries and pages remember the version that last changed them and are written only
-if they are older, so an attempt interrupted half-way and retried changes each document once.
+before; summaries remember the version that last changed them and are written only if they
+are older, so an attempt interrupted half-way and retried changes each document once.
 Versions of one key are applied in order: an update that finds the head behind waits briefly
 for the other process, then rebuilds from the board. A rebuild writes a new generation (fresh
 ids) and flips the head to it in one write, so readers never see half of one; readers check
-that nothing they read is newer than the head they read first, and read again if it is.
+that a summary they read is not newer than the head they read first, and read again if it is.
 """
 
 from __future__ import annotations
@@ -42,15 +42,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 log = logging.getLogger(__name__)
 
 TOP_K = 100          # people kept per scope in the top list
 REFILL_BELOW = 50    # a list shortened below this (scope moves) is refilled from the board
-PAGE = 256           # scores per histogram page
 WAIT_BEHIND_S = 2.0  # how long an update waits for an earlier version before rebuilding
 READ_ATTEMPTS = 4
 
@@ -114,20 +113,19 @@ def _dump(value: Any) -> str:
 
 @dataclass
 class ScopeState:
-    """Count, best-K list and coarse histogram of one scope, and the score deltas of an update."""
+    """Count, best-K list and histogram of one scope."""
 
     n: int = 0
     top: list[Entry] = field(default_factory=list)
-    pages: dict[int, int] = field(default_factory=dict)          # page -> people
-    deltas: dict[int, int] = field(default_factory=dict)         # score -> change in people
-    loaded: dict[str, Any] | None = None                         # the stored fields it was read from
+    hist: dict[int, int] = field(default_factory=dict)  # score -> people
+    loaded: dict[str, Any] | None = None                # the stored fields it was read from
 
     @classmethod
     def from_doc(cls, doc: dict | None) -> "ScopeState":
         if not doc:
             return cls()
         state = cls(n=int(doc.get("n") or 0), top=[tuple(e) for e in json.loads(doc.get("top") or "[]")],
-                    pages={int(p): c for p, c in json.loads(doc.get("h") or "[]")})
+                    hist={int(p): c for p, c in json.loads(doc.get("h") or "[]")})
         state.loaded = state.fields()
         return state
 
@@ -136,7 +134,7 @@ class ScopeState:
         return self.fields() != self.loaded
 
     def fields(self) -> dict[str, Any]:
-        return {"n": self.n, "top": _dump([list(e) for e in self.top]), "h": _dump(sorted(self.pages.items()))}
+        return {"n": self.n, "top": _dump([list(e) for e in self.top]), "h": _dump(sorted(self.hist.items()))}
 
     @property
     def complete(self) -> bool:
@@ -144,11 +142,9 @@ class ScopeState:
         return len(self.top) == self.n
 
     def _count(self, score: int, step: int) -> None:
-        self.deltas[score] = self.deltas.get(score, 0) + step
-        page = score // PAGE
-        self.pages[page] = self.pages.get(page, 0) + step
-        if self.pages[page] <= 0:
-            del self.pages[page]
+        self.hist[score] = self.hist.get(score, 0) + step
+        if self.hist[score] <= 0:
+            del self.hist[score]
 
     def _position(self, person_id: str) -> int | None:
         return next((i for i, e in enumerate(self.top) if e[0] == person_id), None)
@@ -207,8 +203,8 @@ def apply_change(states: Callable[[str], ScopeState], change: ScoreChange) -> No
             states(sid).add(change.person_id, change.new, change.department, change.role)
 
 
-def states_from_board(board: dict) -> dict[str, tuple[ScopeState, dict[int, dict[int, int]]]]:
-    """Every scope's state and histogram pages (page -> score -> people) from a board document."""
+def states_from_board(board: dict) -> dict[str, ScopeState]:
+    """Every scope's state from a board document."""
     people: dict[str, list[Entry]] = {}
     for pid, e in (board.get("entries") or {}).items():
         points = int((e or {}).get("p") or 0)
@@ -219,12 +215,10 @@ def states_from_board(board: dict) -> dict[str, tuple[ScopeState, dict[int, dict
     out = {}
     for sid, entries in people.items():
         entries.sort(key=_order)
-        hist: dict[int, dict[int, int]] = {}
+        hist: dict[int, int] = {}
         for _, points, _, _ in entries:
-            page = hist.setdefault(points // PAGE, {})
-            page[points] = page.get(points, 0) + 1
-        state = ScopeState(n=len(entries), top=entries[:TOP_K], pages={p: sum(c.values()) for p, c in hist.items()})
-        out[sid] = (state, hist)
+            hist[points] = hist.get(points, 0) + 1
+        out[sid] = ScopeState(n=len(entries), top=entries[:TOP_K], hist=hist)
     return out
 
 
@@ -240,7 +234,6 @@ class RankingView:
 
     def _reset(self, head: dict, state: ScopeState) -> None:
         self.head, self.state = head, state
-        self._pages: dict[int, tuple[dict[int, int], int]] = {}
 
     @property
     def version(self) -> int:
@@ -262,30 +255,10 @@ class RankingView:
 
     def rank(self, points: int) -> int:
         """Competition rank of a score: 1 + the people in the scope with strictly more."""
-        for attempt in range(READ_ATTEMPTS):
-            top = self.state.top
-            if self.state.complete or (top and top[-1][1] <= points):
-                # Everyone with more than this score is in the list.
-                return 1 + sum(1 for e in top if e[1] > points)
-            page = points // PAGE
-            above = sum(c for p, c in self.state.pages.items() if p > page)
-            if page not in self.state.pages:
-                return 1 + above
-            counts, version = self._page(page)
-            if version > self.version and attempt < READ_ATTEMPTS - 1:
-                # Written by an update after the head we read: read the scope again.
-                fresh = self.ranking.view(self.key, self.scope, self.value)
-                if fresh is not None:
-                    self._reset(fresh.head, fresh.state)
-                continue
-            return 1 + above + sum(c for s, c in counts.items() if s > points)
-        raise AssertionError("unreachable")
-
-    def _page(self, page: int) -> tuple[dict[int, int], int]:
-        if page not in self._pages:
-            doc = self.ranking.collection.find_one({"_id": self.ranking.page_id(self.key, self.head["g"], self.sid, page)}) or {}
-            self._pages[page] = ({int(s): c for s, c in json.loads(doc.get("c") or "[]")}, int(doc.get("v") or 0))
-        return self._pages[page]
+        top = self.state.top
+        if self.state.complete or (top and top[-1][1] <= points):
+            return 1 + sum(1 for e in top if e[1] > points)  # everyone with more is in the list
+        return 1 + sum(c for score, c in self.state.hist.items() if score > points)
 
 
 # -- the model ----------------------------------------------------------------------------------
@@ -304,9 +277,6 @@ class Ranking:
     def summary_id(key: str, g: str, sid: str) -> str:
         return f"{key}|{g}|{sid}"
 
-    @staticmethod
-    def page_id(key: str, g: str, sid: str, page: int) -> str:
-        return f"{key}|{g}|{sid}|{page}"
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -398,30 +368,9 @@ class Ranking:
         for change in changes:
             apply_change(state, change)
 
-        # Pages first, then summaries, the head last: readers trust nothing newer than the head.
-        for sid, st in states.items():
-            by_page: dict[int, dict[int, int]] = {}
-            for score, step in st.deltas.items():
-                if step:
-                    by_page.setdefault(score // PAGE, {})[score] = step
-            for page, steps in sorted(by_page.items()):
-                pid = self.page_id(key, g, sid, page)
-                doc = self.collection.find_one({"_id": pid})
-                if doc is not None and int(doc.get("v") or 0) >= version:
-                    continue
-                counts = {int(s): c for s, c in json.loads((doc or {}).get("c") or "[]")}
-                for score, step in steps.items():
-                    counts[score] = counts.get(score, 0) + step
-                    if counts[score] <= 0:
-                        del counts[score]
-                if counts:
-                    self._write_once(pid, version, {"c": _dump(sorted(counts.items()))})
-                else:
-                    # Nobody left on this page; the coarse histogram no longer lists it either.
-                    self.collection.delete_one({"_id": pid, "v": {"$lt": version}})
-        for sid, st in states.items():
-            if sid != "company" and sid not in done and st.changed:
-                self._write_once(self.summary_id(key, g, sid), version, st.fields())
+        # Summaries in one bulk, the head last: readers trust nothing newer than the head.
+        self._write_all(version, [(self.summary_id(key, g, sid), st.fields()) for sid, st in states.items()
+                                  if sid != "company" and sid not in done and st.changed])
         company = states.get("company") or ScopeState.from_doc(head)
         update = {"v": version, "scopes": sorted(known | (set(states) - {"company"})), **company.fields()}
         result = self.collection.update_one({"_id": self.head_id(key), "g": g, "v": version - 1}, {"$set": update})
@@ -429,12 +378,27 @@ class Ranking:
             return None
         return any(st.short for st in states.values())
 
-    def _write_once(self, doc_id: str, version: int, fields: dict[str, Any]) -> None:
-        """Write a summary or page for ``version`` unless it already reflects it."""
+    def _write_all(self, version: int, writes: list[tuple[str, dict[str, Any]]]) -> None:
+        """Write summaries for ``version``, each unless it already reflects it."""
+        def op(doc_id: str, fields: dict[str, Any]):
+            return UpdateOne({"_id": doc_id, "v": {"$lt": version}}, {"$set": {"v": version, **fields}}, upsert=True)
+
+        if not writes:
+            return
         try:
-            self.collection.update_one({"_id": doc_id, "v": {"$lt": version}}, {"$set": {"v": version, **fields}}, upsert=True)
-        except DuplicateKeyError:
-            pass  # it is at this version already (an interrupted attempt got this far)
+            self.collection.bulk_write([op(*w) for w in writes], ordered=False)
+        except BulkWriteError as exc:
+            # A duplicate key: that document is at this version already (an interrupted attempt got this far).
+            if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+                raise
+        except KeyError:
+            # FerretDB's reply to a bulk with refusals lacks "nModified": write them one by one.
+            for doc_id, fields in writes:
+                try:
+                    self.collection.bulk_write([op(doc_id, fields)])
+                except BulkWriteError as exc:
+                    if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+                        raise
 
     def rebuild(self, key: str, board: dict) -> None:
         """Compute the key's ranking from a board document and switch readers to it at once."""
@@ -442,14 +406,12 @@ class Ranking:
         g = uuid.uuid4().hex[:12]
         scopes = states_from_board(board)
         docs = []
-        for sid, (state, hist) in scopes.items():
+        for sid, state in scopes.items():
             if sid != "company":
                 docs.append({"_id": self.summary_id(key, g, sid), "v": version, **state.fields()})
-            for page, counts in hist.items():
-                docs.append({"_id": self.page_id(key, g, sid, page), "v": version, "c": _dump(sorted(counts.items()))})
         for start in range(0, len(docs), 500):
             self.collection.insert_many(docs[start:start + 500], ordered=False)
-        company = scopes.get("company", (ScopeState(), {}))[0]
+        company = scopes.get("company") or ScopeState()
         head = {"_id": self.head_id(key), "key": key, "g": g, "v": version,
                 "scopes": sorted(s for s in scopes if s != "company"), **company.fields()}
         try:
@@ -463,13 +425,7 @@ class Ranking:
             self._drop_generation(key, old["g"], self._generation_ids(key, old))
 
     def _generation_ids(self, key: str, head: dict) -> list[str]:
-        g, ids = head["g"], []
-        ids += [self.page_id(key, g, "company", p) for p in ScopeState.from_doc(head).pages]
-        for sid in head.get("scopes") or []:
-            doc = self.collection.find_one({"_id": self.summary_id(key, g, sid)})
-            ids.append(self.summary_id(key, g, sid))
-            ids += [self.page_id(key, g, sid, p) for p in ScopeState.from_doc(doc).pages]
-        return ids
+        return [self.summary_id(key, head["g"], sid) for sid in head.get("scopes") or []]
 
     def _drop_generation(self, key: str, g: str, ids: list[str]) -> None:
         # One by _id each: a filter on anything else would scan the collection on FerretDB.
