@@ -15,7 +15,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.config import Settings
 
-__all__ = ["DuplicateKeyError", "connect", "disconnect", "insert_once", "is_transient", "mongo_client", "ping"]
+__all__ = ["WRITE_CHUNK", "DuplicateKeyError", "chunks", "connect", "disconnect", "insert_once", "is_transient", "mongo_client", "ping"]
 
 
 def _client_options(settings: Settings) -> dict:
@@ -67,3 +67,14 @@ def is_transient(exc: BaseException) -> bool:
     """True for errors that mean "the database is unreachable right now", worth retrying."""
     return isinstance(exc, (pymongo.errors.ConnectionFailure, pymongo.errors.ServerSelectionTimeoutError))
 
+
+# Bulk writes go in commands of at most this many operations. The local FerretDB lets one
+# write command through at a time (it loses concurrent updates otherwise), so a thousand-
+# document insert would hold every other writer back for its whole duration.
+WRITE_CHUNK = 100
+
+
+def chunks(items: list, size: int = WRITE_CHUNK):
+    """Yield ``items`` in consecutive slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

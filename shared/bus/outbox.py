@@ -9,7 +9,8 @@ publishes the same events again later: duplicates, never loss; consumers dedupe 
 
 Writers tell the relay which document they changed (``relay.notify(collection, doc_id)``), and
 the relay reads exactly those by ``_id``. A search for ``outbox_pending: true`` runs only at
-start and every ``scan_s`` seconds, as a safety net for a notice lost in a crash: on FerretDB
+start and every ``scan_s`` seconds (10 minutes), as a safety net for a notice lost in a crash
+(a restarted process searches at once): on FerretDB
 such a search scans the whole collection (only ``_id`` equality uses an index), so searching on
 every wake-up made the relays' cost grow with the data.
 """
@@ -88,9 +89,12 @@ class OutboxRelay:
     """Publishes pending outbox events from ``collections`` to Kafka, in order per document."""
 
     def __init__(self, producer: EventProducer, collections: Iterable[Collection], poll_ms: int = 500,
-                 batch: int = 200, scan_s: float = 60.0):
+                 batch: int = 200, scan_s: float = 600.0, insert_only: Iterable[Collection] = ()):
         self.producer = producer
         self.collections = list(collections)
+        # Collections whose documents get all their events when inserted, never later: the
+        # writer may hand the relay the documents themselves, and clearing needs no second look.
+        self.insert_only = {c.full_name for c in insert_only}
         self.poll_s = poll_ms / 1000
         self.batch = batch
         self.scan_s = scan_s
@@ -98,7 +102,7 @@ class OutboxRelay:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._noticed: dict[str, dict[Any, None]] = {c.full_name: {} for c in self.collections}
+        self._noticed: dict[str, dict[Any, dict | None]] = {c.full_name: {} for c in self.collections}
         self._scan_due = True  # a first search at start: whatever an earlier run left pending
         self._last_scan = 0.0
         self.published = 0
@@ -116,10 +120,18 @@ class OutboxRelay:
                 noticed.update(dict.fromkeys(doc_ids))
         self._wake.set()
 
+    def notify_inserted(self, collection: Collection, documents: Iterable[dict[str, Any]]) -> None:
+        """Wake the relay for documents just inserted with their events (no need to read them back)."""
+        if collection.full_name not in self.insert_only:
+            raise ValueError(f"{collection.full_name} is not insert-only: name the documents with notify()")
+        with self._lock:
+            self._noticed[collection.full_name].update({d["_id"]: d for d in documents})
+        self._wake.set()
+
     def relay_once(self) -> int:
         """Publish what was noticed (and, when due, search for anything pending); return the count."""
         with self._lock:
-            noticed = {name: list(ids) for name, ids in self._noticed.items() if ids}
+            noticed = {name: dict(ids) for name, ids in self._noticed.items() if ids}
             for ids in self._noticed.values():
                 ids.clear()
             scan = self._scan_due or time.monotonic() - self._last_scan >= self.scan_s
@@ -127,10 +139,11 @@ class OutboxRelay:
         published = 0
         try:
             for collection in self.collections:
-                ids = noticed.pop(collection.full_name, [])
+                ids = list(noticed.pop(collection.full_name, {}).items())
                 for start in range(0, len(ids), self.batch):
                     # By _id alone: FerretDB scans the whole collection for any other filter.
-                    docs = [collection.find_one({"_id": i}, {OUTBOX: 1, PENDING: 1}) for i in ids[start:start + self.batch]]
+                    docs = [doc if doc is not None else collection.find_one({"_id": i}, {OUTBOX: 1, PENDING: 1})
+                            for i, doc in ids[start:start + self.batch]]
                     published += self._publish(collection, [d for d in docs if d is not None])
                 if scan:
                     while True:
@@ -143,7 +156,8 @@ class OutboxRelay:
         except BaseException:
             with self._lock:  # not done: try those again on the next pass
                 for collection in self.collections:
-                    self._noticed[collection.full_name].update(dict.fromkeys(noticed.get(collection.full_name, [])))
+                    for doc_id, doc in noticed.get(collection.full_name, {}).items():
+                        self._noticed[collection.full_name].setdefault(doc_id, doc)
                 self._scan_due = self._scan_due or scan
             raise
         self.published += published
@@ -154,22 +168,23 @@ class OutboxRelay:
         envelopes = [Envelope.from_dict(e) for d in docs for e in d.get(OUTBOX) or []]
         if envelopes:
             self.producer.publish_all(envelopes)
-        for doc in docs:
-            pending = doc.get(OUTBOX) or []
-            if not pending:
-                if doc.get(PENDING):
-                    collection.update_one({"_id": doc["_id"]}, {"$set": {PENDING: False}})
-                continue  # published already (by an earlier pass, or another instance)
-            # Remove exactly what was published (events added meanwhile stay) and lower the flag,
-            # by _id alone (any other filter is a full scan on FerretDB). Then look again: if an
-            # event arrived in between, raise the flag again and take it on the next pass.
-            collection.update_one({"_id": doc["_id"]}, {"$pullAll": {OUTBOX: pending}, "$set": {PENDING: False}})
-            after = collection.find_one({"_id": doc["_id"]}, {OUTBOX: 1})
-            if after is not None and after.get(OUTBOX):
-                collection.update_one({"_id": doc["_id"]}, {"$set": {PENDING: True}})
-                with self._lock:
-                    self._noticed[collection.full_name][doc["_id"]] = None
-                self._wake.set()
+        # Remove exactly what was published (events added meanwhile stay) and lower the flag,
+        # by _id alone (any other filter is a full scan on FerretDB). One update per document:
+        # the same updates sent as one bulk "update" command stalled FerretDB 1.24 when two
+        # processes relayed at once (every write then timed out; the two-process test shows it).
+        done = [d for d in docs if d.get(OUTBOX) or d.get(PENDING)]
+        for doc in done:
+            collection.update_one({"_id": doc["_id"]}, {"$pullAll": {OUTBOX: doc.get(OUTBOX) or []}, "$set": {PENDING: False}})
+        if collection.full_name not in self.insert_only:
+            # Look again: an event may have arrived in between. Raise its flag again and take
+            # it on the next pass (its writer's notice may be lost if that process died).
+            for doc in done:
+                after = collection.find_one({"_id": doc["_id"]}, {OUTBOX: 1})
+                if after is not None and after.get(OUTBOX):
+                    collection.update_one({"_id": doc["_id"]}, {"$set": {PENDING: True}})
+                    with self._lock:
+                        self._noticed[collection.full_name][doc["_id"]] = None
+                    self._wake.set()
         return len(envelopes)
 
     def run(self) -> None:

@@ -49,6 +49,9 @@ class CrashingCollection:
     def update_one(self, *args, **kwargs):
         raise CrashAfterPublish()
 
+    def bulk_write(self, *args, **kwargs):
+        raise CrashAfterPublish()
+
 
 def test_events_written_with_the_state_are_published_after_a_crash_before_the_relay_ran(settings, producer, db, clock):
     # State and events in one insert, then the process "crashes": no relay ran.

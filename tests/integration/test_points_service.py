@@ -344,7 +344,11 @@ def test_two_processes_share_the_work_and_a_killed_one_loses_and_doubles_nothing
         for proc in (first, second):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-                proc.wait(30)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()  # never leave a process behind to load the next tests
+                    proc.wait(10)
         client.close()
     assert second.returncode == 0  # and it stopped cleanly on SIGTERM
 

@@ -48,7 +48,8 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     DirectoryPersonDoc.ensure_indexes()
     directory = Directory()
     producer = EventProducer(settings, client_id=SERVICE)
-    relay = OutboxRelay(producer, [store.scored_events, store.badge_awards], poll_ms=settings.outbox_poll_ms)
+    relay = OutboxRelay(producer, [store.scored_events, store.badge_awards], poll_ms=settings.outbox_poll_ms,
+                        insert_only=[store.scored_events, store.badge_awards])
     scorer = Scorer(store, rules, calendar, directory, clock)
     applier = Applier(store, rules, calendar, directory, clock, notify=relay.notify)
     queries = PointsQueries(store, rules, calendar, directory, clock)
@@ -61,7 +62,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     def on_source_events(deliveries) -> None:
         scored = scorer.score_batch([d.envelope for d in deliveries])
         if scored:
-            relay.notify(store.scored_events, *(doc["_id"] for doc in scored))
+            relay.notify_inserted(store.scored_events, scored)
 
     def on_awards(deliveries) -> None:
         applier.apply_batch([(d.payload, str(d.partition), d.offset) for d in deliveries])

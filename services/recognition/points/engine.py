@@ -32,7 +32,7 @@ from services.recognition.points.rules import Badge, Rule, RuleSet
 from shared.bus.outbox import with_outbox
 from shared.calendar import BusinessCalendar, period_key, previous_period_key
 from shared.clock import Clock, utc
-from shared.db import insert_once
+from shared.db import chunks, insert_once
 from shared.events import Envelope, build_event
 from shared.events.envelope import parse_time
 from shared.events.schemas import PointsAwarded
@@ -117,17 +117,21 @@ class Scorer:
             docs.append(self._score(envelope))
         if not docs:
             return []
-        try:
-            self.store.scored_events.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(err.get("code") != 11000 for err in errors):
-                raise
-            # Scored meanwhile by another process (a rebalance): its copy is the one relayed.
-            lost = {err["index"] for err in errors}
-            docs = [doc for i, doc in enumerate(docs) if i not in lost]
-        except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
-            docs = [doc for doc in docs if insert_once(self.store.scored_events, doc)]
+        stored = []
+        for part in chunks(docs):
+            try:
+                self.store.scored_events.insert_many(part, ordered=False)
+                stored.extend(part)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(err.get("code") != 11000 for err in errors):
+                    raise
+                # Scored meanwhile by another process (a rebalance): its copy is the one relayed.
+                lost = {err["index"] for err in errors}
+                stored.extend(doc for i, doc in enumerate(part) if i not in lost)
+            except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
+                stored.extend(doc for doc in part if insert_once(self.store.scored_events, doc))
+        docs = stored
         for doc in docs:
             if doc["type"] == "request.delivered":
                 # Only now that the thanks it awarded are stored (a crash before this line
@@ -232,21 +236,35 @@ class Scorer:
         }
 
     def _within(self, guard_id: str, eid: str, field: str, amount: int, limit: int) -> bool:
-        """Count ``amount`` against a limit once per award id; True if the award fits."""
+        """Count ``amount`` against a limit once per award id; True if the award fits.
+
+        By ``_id`` alone (FerretDB scans for any other filter): add, look at the total this
+        very update produced, and take it back if it went over. Each update is atomic and sees
+        its own result, so concurrent scorers decide exactly as if one after the other.
+        """
         if amount > limit:
-            return False  # never fits (and an upsert would ignore the filter on a new guard)
+            return False  # never fits
+        doc = self.store.guards.find_one({"_id": guard_id}) or {}
+        if eid in (doc.get("ids") or []):
+            if (doc.get(field) or 0) <= limit:
+                return True  # this very award, counted before (a replay)
+            self._take_back(guard_id, eid, field, amount)  # a crash came between counting and taking back
+            return False
+        if (doc.get(field) or 0) + amount > limit:
+            return False  # totals only go over the limit for the moment before a take-back
+        count = {"$inc": {field: amount}, "$push": {"ids": eid}}
         try:
-            result = self.store.guards.update_one(
-                {"_id": guard_id, "ids": {"$ne": eid}, field: {"$lte": limit - amount}},
-                {"$push": {"ids": eid}, "$inc": {field: amount}},
-                upsert=True,
-            )
-            if result.modified_count == 1 or result.upserted_id is not None:
-                return True
-        except DuplicateKeyError:
-            pass  # the guard exists and the filter missed: over the limit, or counted already
-        doc = self.store.guards.find_one({"_id": guard_id}, {"ids": 1})
-        return bool(doc) and eid in (doc.get("ids") or [])
+            after = self.store.guards.find_one_and_update({"_id": guard_id}, count, upsert=True,
+                                                          return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:  # created by another scorer at the same moment: it exists now
+            after = self.store.guards.find_one_and_update({"_id": guard_id}, count, return_document=ReturnDocument.AFTER)
+        if after[field] <= limit:
+            return True
+        self._take_back(guard_id, eid, field, amount)
+        return False
+
+    def _take_back(self, guard_id: str, eid: str, field: str, amount: int) -> None:
+        self.store.guards.update_one({"_id": guard_id}, {"$inc": {field: -amount}, "$pull": {"ids": eid}})
 
     def _spaced(self, rule: Rule, person: str, key: str, eid: str, at: datetime) -> bool:
         """At most one award per key per N business days (events of one key come in order)."""
@@ -311,18 +329,20 @@ def _apply_sums(collection, sums: dict[str, _Sum], build: Callable[[_Sum, list[_
         update.setdefault("$set", {}).update({f"applied.{i.partition}": i.offset for i in sorted(todo, key=lambda i: i.offset)})
         ops.append(UpdateOne({"_id": doc_id}, update, upsert=True))
     if ops:
-        collection.bulk_write(ops, ordered=False)
+        for part in chunks(ops):
+            collection.bulk_write(part, ordered=False)
 
 
 def _insert_many_once(collection, documents: list[dict]) -> None:
-    try:
-        collection.insert_many(documents, ordered=False)
-    except BulkWriteError as exc:
-        if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
-            raise
-    except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
-        for document in documents:
-            insert_once(collection, document)
+    for part in chunks(documents):
+        try:
+            collection.insert_many(part, ordered=False)
+        except BulkWriteError as exc:
+            if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+                raise
+        except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
+            for document in part:
+                insert_once(collection, document)
 
 
 @dataclass
@@ -367,9 +387,14 @@ class Applier:
         for item in fresh:
             if item.award.badges or item.award.resets:
                 by_person.setdefault(item.award.person_id, []).append(item)
+        progress, writes = {}, []
         for person_id, person_items in by_person.items():
-            state = self._advance_badges(person_id, person_items)
-            self._award_badges(person_id, state, person_items[-1].at)
+            progress[person_id] = self._advance_badges(person_id, person_items, writes)
+        if writes:
+            for part in chunks(writes):  # everyone's progress in a few bulks
+                self.store.badge_progress.bulk_write(part, ordered=False)
+        for person_id, state in progress.items():
+            self._award_badges(person_id, state, by_person[person_id][-1].at)
         entries = [{
             "_id": i.award.entry_id, "person_id": i.award.person_id, "points": i.award.points, "rule": i.award.rule,
             "reason": i.award.reason, "capped": i.award.capped, "source_event_id": i.award.source_event_id,
@@ -453,8 +478,8 @@ class Applier:
                         person.id, points, points, person.department, person.role, old_department=old.get("d"),
                         old_role=old.get("r"))], lambda key=key: self.store.boards.find_one({"_id": f"board:{key}"}) or {})
 
-    def _advance_badges(self, person_id: str, items: list["_Item"]) -> dict[str, Any]:
-        """Fold a person's awards into their badge progress (one write by _id); return the state."""
+    def _advance_badges(self, person_id: str, items: list["_Item"], writes: list) -> dict[str, Any]:
+        """Fold a person's awards into their badge progress; add its write (by _id) to ``writes``."""
         doc = self.store.badge_progress.find_one({"_id": person_id}) or {}
         applied = dict(doc.get("applied") or {})
         badges = doc.get("badges") or {}
@@ -464,8 +489,8 @@ class Applier:
         for item in todo:
             self._advance(badges, item)
             applied[item.partition] = item.offset
-        self.store.badge_progress.update_one(
-            {"_id": person_id}, {"$set": {"badges": badges, **{f"applied.{p}": o for p, o in applied.items()}}}, upsert=True)
+        writes.append(UpdateOne(
+            {"_id": person_id}, {"$set": {"badges": badges, **{f"applied.{p}": o for p, o in applied.items()}}}, upsert=True))
         return badges
 
     def _advance(self, badges: dict[str, Any], item: "_Item") -> None:
