@@ -16,7 +16,7 @@ from shared.auth import require_internal_token
 from shared.bus.consumer import ConsumerRunner
 from shared.bus.kafka import EventProducer
 from shared.bus.outbox import OutboxRelay
-from shared.calendar import BusinessCalendar
+from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, clock_for
 from shared.db import connect
 from shared.serve import ServiceRuntime
@@ -55,9 +55,21 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     queries = PointsQueries(store, rules, calendar, directory, clock)
 
     def on_person(envelope, data) -> None:
+        before = directory.get(data.person_id)
         directory.apply(envelope, data)
         # The newest copy, whatever order the events came in.
-        applier.person_changed(directory.get(data.person_id), clock.now())
+        after = directory.get(data.person_id)
+        if after is None:
+            return
+        if before is None:
+            # New to us: only awards that came before the person (another topic) need fixing.
+            week = period_key(calendar, "week", clock.now())
+            moved = store.totals.find_one({"_id": f"{after.id}:{week}"}, {"_id": 1}) is not None
+        else:
+            moved = (before.department, before.role) != (after.department, after.role)
+        if moved:
+            # Rare, and it searches totals and boards by person (scans on FerretDB): only then.
+            applier.person_changed(after, clock.now())
 
     def on_source_events(deliveries) -> None:
         scored = scorer.score_batch([d.envelope for d in deliveries])

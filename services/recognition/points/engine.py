@@ -238,33 +238,30 @@ class Scorer:
     def _within(self, guard_id: str, eid: str, field: str, amount: int, limit: int) -> bool:
         """Count ``amount`` against a limit once per award id; True if the award fits.
 
-        By ``_id`` alone (FerretDB scans for any other filter): add, look at the total this
-        very update produced, and take it back if it went over. Each update is atomic and sees
-        its own result, so concurrent scorers decide exactly as if one after the other.
+        A read by ``_id`` answers most cases (counted before, or already full); only an award
+        that may fit takes the conditional update, which is exact when scorers race. (A
+        findAndModify-with-upsert variant that avoided FerretDB's scan stalled FerretDB under
+        the benchmark's load, so the conditional update stays.)
         """
         if amount > limit:
-            return False  # never fits
+            return False  # never fits (and an upsert would ignore the filter on a new guard)
         doc = self.store.guards.find_one({"_id": guard_id}) or {}
         if eid in (doc.get("ids") or []):
-            if (doc.get(field) or 0) <= limit:
-                return True  # this very award, counted before (a replay)
-            self._take_back(guard_id, eid, field, amount)  # a crash came between counting and taking back
-            return False
+            return True  # this very award, counted before (a replay)
         if (doc.get(field) or 0) + amount > limit:
-            return False  # totals only go over the limit for the moment before a take-back
-        count = {"$inc": {field: amount}, "$push": {"ids": eid}}
+            return False  # full: counts only grow
         try:
-            after = self.store.guards.find_one_and_update({"_id": guard_id}, count, upsert=True,
-                                                          return_document=ReturnDocument.AFTER)
-        except DuplicateKeyError:  # created by another scorer at the same moment: it exists now
-            after = self.store.guards.find_one_and_update({"_id": guard_id}, count, return_document=ReturnDocument.AFTER)
-        if after[field] <= limit:
-            return True
-        self._take_back(guard_id, eid, field, amount)
-        return False
-
-    def _take_back(self, guard_id: str, eid: str, field: str, amount: int) -> None:
-        self.store.guards.update_one({"_id": guard_id}, {"$inc": {field: -amount}, "$pull": {"ids": eid}})
+            result = self.store.guards.update_one(
+                {"_id": guard_id, "ids": {"$ne": eid}, field: {"$lte": limit - amount}},
+                {"$push": {"ids": eid}, "$inc": {field: amount}},
+                upsert=True,
+            )
+            if result.modified_count == 1 or result.upserted_id is not None:
+                return True
+        except DuplicateKeyError:
+            pass  # the guard exists and the filter missed: over the limit, or counted already
+        doc = self.store.guards.find_one({"_id": guard_id}, {"ids": 1})
+        return bool(doc) and eid in (doc.get("ids") or [])
 
     def _spaced(self, rule: Rule, person: str, key: str, eid: str, at: datetime) -> bool:
         """At most one award per key per N business days (events of one key come in order)."""
