@@ -26,7 +26,8 @@ FULL = os.environ.get("BENCH_SCALE") == "full"
 PORTS = {"KAFKA": 29092, "KAFKA_CONTROLLER": 29093, "MONGO": 27019, "GATEWAY": 28000, "REQUESTS": 28001,
          "KUDOS": 28002, "POINTS": 28003}
 # "leaderboard": only the leaderboard-at-scale part (FerretDB alone); "pipeline": only the points
-# pipeline against its raw limit (BENCH_EVENTS=10000,100000 sets the sizes).
+# pipeline against its raw limit (BENCH_EVENTS=10000,100000 sets the sizes); "live": only the
+# running system's kudos->screen latency, gateway overhead and memory.
 ONLY = os.environ.get("BENCH_ONLY")
 for _name, _port in PORTS.items():  # ports and data folder may be overridden (a second bench beside another)
     os.environ.setdefault(f"INSIDETRACK_{_name}_PORT", str(_port))
@@ -361,7 +362,7 @@ def main() -> int:
         finally:
             ferretdb.daemon.stop()
         return write_results()
-    if ONLY != "pipeline":
+    if ONLY not in ("pipeline", "live"):
         bench_cards()
     local.down(settings)
     local.wipe(settings)
@@ -369,7 +370,7 @@ def main() -> int:
     ensure_topics(settings)
     services = Supervisor(settings)
     try:
-        if ONLY != "pipeline":
+        if ONLY not in ("pipeline", "live"):
             bench_leaderboard_scale(settings)
         services.start_all(timeout=120)
         idle = {p.spec.name: rss_mb(p.proc.pid) for p in services.processes}
@@ -379,7 +380,7 @@ def main() -> int:
         sizes = [2_000] + ([10_000, 100_000] if FULL else [])
         if os.environ.get("BENCH_EVENTS"):
             sizes = [int(n) for n in os.environ["BENCH_EVENTS"].split(",")]
-        for n in sizes:
+        for n in sizes if ONLY != "live" else []:
             bench_pipeline(settings, n)
         if ONLY != "pipeline":
             bench_latency(gateway_url, ctx, 500 if FULL else 100)
