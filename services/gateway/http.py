@@ -18,21 +18,53 @@ import json
 import logging
 import time
 import uuid
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import requests as http
 from flask import Blueprint, Response, current_app, request
-from graphql import GraphQLError, OperationType, execute, get_operation_ast, parse, specified_rules
+from graphql import GraphQLError, OperationType, execute, get_operation_ast, parse, specified_rules, validate
 
 from services.gateway.auth import bearer_token, verify_token
 from services.gateway.clients import ServiceError, ServiceUnavailable, segment
 from services.gateway.context import RequestContext
-from services.gateway.limits import RateLimiter, limit_rules, no_introspection_rule, validate_within_limits
+from services.gateway.limits import RateLimiter, limit_rules, no_introspection_rule
 from services.gateway.schema import schema
 from shared.errors import AppError
 
 log = logging.getLogger(__name__)
+
+# Portals and screens send the same few queries over and over: parsing and validating each
+# once (graphql-core does both in Python) is most of a small query's cost in the gateway.
+CACHED_QUERY_CHARS = 10_000
+
+
+@lru_cache(maxsize=512)
+def _parse_cached(query: str):
+    return parse(query)
+
+
+def _parse(query: str):
+    """The parsed document (shared, never changed by execution); a GraphQLError if it is not GraphQL."""
+    return _parse_cached(query) if len(query) <= CACHED_QUERY_CHARS else parse(query)
+
+
+@lru_cache(maxsize=512)
+def _rule_errors_cached(query: str, introspection: bool) -> tuple:
+    return tuple(_validate_rules(_parse_cached(query), introspection))
+
+
+def _validate_rules(document, introspection: bool) -> list:
+    rules = list(specified_rules) + ([] if introspection else [no_introspection_rule()])
+    return validate(schema.graphql_schema, document, rules=rules)
+
+
+def _rule_errors(query: str, document, introspection: bool) -> list:
+    """The specified GraphQL rules' errors for this query (remembered per query text)."""
+    if len(query) <= CACHED_QUERY_CHARS:
+        return list(_rule_errors_cached(query, introspection))
+    return _validate_rules(document, introspection)
 graphql_api = Blueprint("graphql", __name__)
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
@@ -104,7 +136,7 @@ def graphql_endpoint():
         return _request_error("variables must be an object and operationName a string", "BAD_REQUEST", 400, media_type)
 
     try:
-        document = parse(query)
+        document = _parse(query)
     except GraphQLError as exc:
         return _answer({"errors": [exc.formatted]}, 400, media_type)
     operation = get_operation_ast(document, operation_name)
@@ -132,11 +164,10 @@ def graphql_endpoint():
         return _request_error("too many requests; slow down", "RATE_LIMITED", 429, media_type,
                               {"Retry-After": str(max(1, int(wait + 0.999)))})
 
-    rules = list(specified_rules)
-    if not settings.introspection:
-        rules.append(no_introspection_rule())
+    # The cheap limits first, per request (the cost rule sees the variables); the specified
+    # rules only for a document within them, and remembered per query text.
     limits = limit_rules(settings.max_query_depth, settings.max_aliases, settings.max_query_cost, variables)
-    errors = validate_within_limits(schema.graphql_schema, document, limits, rules)
+    errors = validate(schema.graphql_schema, document, rules=limits) or _rule_errors(query, document, settings.introspection)
     if errors:
         return _answer({"errors": [e.formatted for e in errors]}, 400, media_type)
 
