@@ -44,12 +44,6 @@ class ManualClock:
             self._now += step
             return self._now
 
-    def start_at(self, when: datetime) -> None:
-        """Put "now" at ``when`` (in the past) before any process reads the clock: the demo's start."""
-        if when.tzinfo is None:
-            raise ValueError("OffsetClock.start_at needs a timezone-aware time")
-        self._write((when - datetime.now(timezone.utc)).total_seconds())
-
     def set(self, when: datetime) -> None:
         if when.tzinfo is None:
             raise ValueError("ManualClock.set needs a timezone-aware time")
