@@ -158,7 +158,7 @@ class ConsumerRunner:
                             break  # stopping in the middle of a retry: leave it for the next run
                         done = message.offset
                     if done is not None:
-                        self._commit(consumer, tp, done + 1)
+                        self._commit(consumer, {tp: done + 1})
                     if self._stopping.is_set():
                         break
                 self._check_caught_up(consumer)
@@ -198,11 +198,12 @@ class ConsumerRunner:
         if all(consumer.position(tp) >= end for tp, end in self._end_offsets.items()):
             self.caught_up.set()
 
-    def _commit(self, consumer: KafkaConsumer, tp, offset: int) -> None:
-        if self.group is None:
+    def _commit(self, consumer: KafkaConsumer, offsets: dict) -> None:
+        """Commit ``{partition: next offset to read}`` (nothing for a group-less reader)."""
+        if self.group is None or not offsets:
             return
         try:
-            consumer.commit({tp: OffsetAndMetadata(offset, "", -1)})
+            consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
         except KafkaError as exc:
             # E.g. the group rebalanced while we were busy: the new owner of the partition
             # gets these messages again, which idempotent handlers make harmless.
@@ -222,40 +223,17 @@ class ConsumerRunner:
             envelope, payload = decode(message.value)
         except InvalidEvent as exc:
             return self._dead_letter(message, f"invalid event: {exc}")
+        return self._run([(message, Delivery(envelope, payload, message.topic, message.partition, message.offset))])
 
-        attempt = outage = 0
-        while True:
-            attempt += 1
-            try:
-                if self.with_position:
-                    self.handler(envelope, payload, (message.partition, message.offset))
-                else:
-                    self.handler(envelope, payload)
-                self.processed += 1
-                self.dependency_down = None
-                return True
-            except InvalidEvent as exc:
-                return self._dead_letter(message, f"invalid event: {exc}")
-            except Exception as exc:  # noqa: BLE001 - every failure is either retried or dead-lettered
-                if _is_transient(exc):
-                    self.dependency_down = f"{type(exc).__name__}: {exc}"
-                    log.warning(
-                        "dependency down, will retry",
-                        extra={"group": self.group, "event_id": envelope.id, "error": self.dependency_down},
-                    )
-                    attempt = 0  # an outage is not the message's fault
-                    outage += 1
-                elif attempt >= self.settings.consumer_max_attempts:
-                    return self._dead_letter(
-                        message, f"handler failed after {attempt} attempts: {type(exc).__name__}: {exc}"
-                    )
-                else:
-                    log.warning(
-                        "handler failed, will retry",
-                        extra={"group": self.group, "event_id": envelope.id, "attempt": attempt, "error": repr(exc)},
-                    )
-                if not self._backoff(max(attempt, outage)):  # longer pauses while an outage lasts
-                    return False
+    def _call(self, deliveries: list[Delivery]) -> None:
+        if self.batch_handler is not None:
+            self.batch_handler(deliveries)
+            return
+        [one] = deliveries
+        if self.with_position:
+            self.handler(one.envelope, one.payload, (one.partition, one.offset))
+        else:
+            self.handler(one.envelope, one.payload)
 
     def _handle_batch(self, consumer: KafkaConsumer, batch) -> bool:
         """Handle one poll's messages with the batch handler; commit them all. False if stopped."""
@@ -269,45 +247,47 @@ class ConsumerRunner:
                         return False
                     continue
                 deliveries.append((message, Delivery(envelope, payload, message.topic, message.partition, message.offset)))
-        if deliveries and not self._run_batch(deliveries):
+        if deliveries and not self._run(deliveries):
             return False
-        if self.group is not None:
-            offsets = {tp: OffsetAndMetadata(messages[-1].offset + 1, "", -1) for tp, messages in batch.items() if messages}
-            try:
-                consumer.commit(offsets)
-            except KafkaError as exc:
-                log.warning("commit failed; messages will be redelivered", extra={"group": self.group, "error": repr(exc)})
+        self._commit(consumer, {tp: messages[-1].offset + 1 for tp, messages in batch.items() if messages})
         return True
 
-    def _run_batch(self, deliveries: list[tuple[object, Delivery]]) -> bool:
+    def _run(self, deliveries: list[tuple[object, Delivery]]) -> bool:
+        """Hand ``deliveries`` to the handler until it succeeds; False only if stopping interrupted.
+
+        An outage (a transient error) is retried for as long as it takes, with growing pauses.
+        Any other failure is retried ``consumer_max_attempts`` times; then one message is
+        dead-lettered with the reason, and a batch is handled one message at a time (the
+        handler is idempotent) so that only the culprit is dead-lettered.
+        """
+        event_id = deliveries[0][1].envelope.id if len(deliveries) == 1 else None
         attempt = outage = 0
         while True:
             attempt += 1
             try:
-                self.batch_handler([d for _, d in deliveries])
+                self._call([d for _, d in deliveries])
                 self.processed += len(deliveries)
                 self.dependency_down = None
                 return True
-            except Exception as exc:  # noqa: BLE001 - retried, then narrowed down to the failing message
+            except Exception as exc:  # noqa: BLE001 - every failure is either retried or dead-lettered
                 if _is_transient(exc):
                     self.dependency_down = f"{type(exc).__name__}: {exc}"
-                    log.warning("dependency down, will retry", extra={"group": self.group, "error": self.dependency_down})
-                    attempt = 0
+                    log.warning("dependency down, will retry",
+                                extra={"group": self.group, "event_id": event_id, "error": self.dependency_down})
+                    attempt = 0  # an outage is not the message's fault
                     outage += 1
-                elif len(deliveries) == 1 and (isinstance(exc, InvalidEvent) or attempt >= self.settings.consumer_max_attempts):
-                    message = deliveries[0][0]
+                elif isinstance(exc, InvalidEvent) or attempt >= self.settings.consumer_max_attempts:
+                    if len(deliveries) > 1:
+                        log.warning("batch failed; handling its messages one by one",
+                                    extra={"group": self.group, "size": len(deliveries), "error": repr(exc)})
+                        return all(self._run([one]) for one in deliveries)
                     reason = (f"invalid event: {exc}" if isinstance(exc, InvalidEvent)
                               else f"handler failed after {attempt} attempts: {type(exc).__name__}: {exc}")
-                    return self._dead_letter(message, reason)
-                elif len(deliveries) > 1 and (isinstance(exc, InvalidEvent) or attempt >= self.settings.consumer_max_attempts):
-                    # Find the culprit: one by one, in order (the handler is idempotent).
-                    log.warning("batch failed; handling its messages one by one",
-                                extra={"group": self.group, "size": len(deliveries), "error": repr(exc)})
-                    return all(self._run_batch([one]) for one in deliveries)
+                    return self._dead_letter(deliveries[0][0], reason)
                 else:
-                    log.warning("batch handler failed, will retry",
-                                extra={"group": self.group, "attempt": attempt, "error": repr(exc)})
-                if not self._backoff(max(attempt, outage)):
+                    log.warning("handler failed, will retry",
+                                extra={"group": self.group, "event_id": event_id, "attempt": attempt, "error": repr(exc)})
+                if not self._backoff(max(attempt, outage)):  # longer pauses while an outage lasts
                     return False
 
     def _backoff(self, attempt: int) -> bool:

@@ -57,6 +57,6 @@ def test_a_batch_consumer_backs_off_the_same_way_and_dead_letters_nothing_for_an
     runner._stopping = SimpleNamespace(wait=lambda seconds: pauses.append(seconds) or False, is_set=lambda: False)
     message = _message()
     envelope, payload = decode(message.value)
-    assert runner._run_batch([(message, Delivery(envelope, payload, "people", 0, 0))]) is True
+    assert runner._run([(message, Delivery(envelope, payload, "people", 0, 0))]) is True
     assert runner.processed == 1 and runner.dead_lettered == 0
     assert len(pauses) == 8 and pauses == sorted(pauses) and pauses[-1] > pauses[0] and max(pauses) <= MAX_BACKOFF_S
