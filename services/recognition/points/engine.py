@@ -117,21 +117,9 @@ class Scorer:
             docs.append(self._score(envelope))
         if not docs:
             return []
-        stored = []
-        for part in chunks(docs):
-            try:
-                self.store.scored_events.insert_many(part, ordered=False)
-                stored.extend(part)
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if any(err.get("code") != 11000 for err in errors):
-                    raise
-                # Scored meanwhile by another process (a rebalance): its copy is the one relayed.
-                lost = {err["index"] for err in errors}
-                stored.extend(doc for i, doc in enumerate(part) if i not in lost)
-            except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
-                stored.extend(doc for doc in part if insert_once(self.store.scored_events, doc))
-        docs = stored
+        # A document refused as a duplicate was scored meanwhile by another process (a
+        # rebalance): its copy is the one relayed.
+        docs = _insert_many_once(self.store.scored_events, docs)
         for doc in docs:
             if doc["type"] == "request.delivered":
                 # Only now that the thanks it awarded are stored (a crash before this line
@@ -330,16 +318,22 @@ def _apply_sums(collection, sums: dict[str, _Sum], build: Callable[[_Sum, list[_
             collection.bulk_write(part, ordered=False)
 
 
-def _insert_many_once(collection, documents: list[dict]) -> None:
+def _insert_many_once(collection, documents: list[dict]) -> list[dict]:
+    """Insert the documents (deterministic ids) in chunks; return those that were new."""
+    stored = []
     for part in chunks(documents):
         try:
             collection.insert_many(part, ordered=False)
+            stored.extend(part)
         except BulkWriteError as exc:
-            if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+            errors = exc.details.get("writeErrors", [])
+            if any(err.get("code") != 11000 for err in errors):
                 raise
+            lost = {err["index"] for err in errors}
+            stored.extend(doc for i, doc in enumerate(part) if i not in lost)
         except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
-            for document in part:
-                insert_once(collection, document)
+            stored.extend(doc for doc in part if insert_once(collection, doc))
+    return stored
 
 
 @dataclass
