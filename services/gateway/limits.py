@@ -242,27 +242,8 @@ def alias_limit_rule(max_aliases: int) -> type[ValidationRule]:
     if max_aliases < 0:
         raise ValueError("max_aliases must not be negative")
 
-    class AliasLimitRule(ValidationRule):
-        def __init__(self, context: ValidationContext) -> None:
-            super().__init__(context)
-            self._aliases = 0
-
-        def enter_field(self, node: FieldNode, *_args: Any) -> None:
-            if node.alias is not None:
-                self._aliases += 1
-
-        def leave_document(self, node: Any, *_args: Any) -> None:
-            if self._aliases > max_aliases:
-                self.report_error(
-                    GraphQLError(
-                        f"too many aliases ({self._aliases}, limit {max_aliases})",
-                        node,
-                        extensions={"code": "too_many_aliases"},
-                    )
-                )
-
-    AliasLimitRule.__name__ = AliasLimitRule.__qualname__ = f"AliasLimitRule{max_aliases}"
-    return AliasLimitRule
+    return _field_counting_rule("AliasLimitRule", max_aliases, "aliases", "too_many_aliases",
+                                lambda node: node.alias is not None)
 
 
 # --- cost --------------------------------------------------------------------------------
@@ -428,26 +409,29 @@ def field_count_rule(max_fields: int = MAX_FIELDS) -> type[ValidationRule]:
     if max_fields < 1:
         raise ValueError("max_fields must be at least 1")
 
-    class FieldCountRule(ValidationRule):
+    return _field_counting_rule("FieldCountRule", max_fields, "fields", "too_many_fields", lambda node: True)
+
+
+def _field_counting_rule(name: str, limit: int, noun: str, code: str,
+                         counts: Callable[[FieldNode], bool]) -> type[ValidationRule]:
+    """A rule counting the written fields that ``counts``, refusing more than ``limit``."""
+
+    class CountingRule(ValidationRule):
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
-            self._fields = 0
+            self._count = 0
 
-        def enter_field(self, *_args: Any) -> None:
-            self._fields += 1
+        def enter_field(self, node: FieldNode, *_args: Any) -> None:
+            if counts(node):
+                self._count += 1
 
         def leave_document(self, node: Any, *_args: Any) -> None:
-            if self._fields > max_fields:
-                self.report_error(
-                    GraphQLError(
-                        f"too many fields ({self._fields}, limit {max_fields})",
-                        node,
-                        extensions={"code": "too_many_fields"},
-                    )
-                )
+            if self._count > limit:
+                self.report_error(GraphQLError(f"too many {noun} ({self._count}, limit {limit})", node,
+                                               extensions={"code": code}))
 
-    FieldCountRule.__name__ = FieldCountRule.__qualname__ = f"FieldCountRule{max_fields}"
-    return FieldCountRule
+    CountingRule.__name__ = CountingRule.__qualname__ = f"{name}{limit}"
+    return CountingRule
 
 
 def limit_rules(
