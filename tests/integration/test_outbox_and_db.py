@@ -169,3 +169,32 @@ def test_concurrent_updates_of_one_document_lose_nothing(settings):
     finally:
         for c in clients:
             c.close()
+
+
+def test_one_update_command_with_hundreds_of_statements_completes(settings):
+    """FerretDB 1.24 kept every statement's cursor open until the whole ``update`` command ended.
+
+    Each open cursor holds one of its 100 SQLite connections, so the 100th statement waited for a
+    connection forever and, behind our front's write lock, so did every other writer: the stall
+    of the points pipeline under load. deploy/local/ferretdb/patches.json closes each cursor
+    when its statement is done.
+    """
+    from pymongo import UpdateOne
+
+    from shared.db import mongo_client
+
+    client = mongo_client(settings)
+    try:
+        coll = client[settings.database("bulk")]["totals"]
+        coll.insert_many([{"_id": f"p{i}", "points": 0} for i in range(150)])
+        ops = [UpdateOne({"_id": f"p{i}"}, {"$inc": {"points": i}}) for i in range(150)]
+        ops += [UpdateOne({"_id": f"new{i}"}, {"$inc": {"points": 1}}, upsert=True) for i in range(100)]
+        result = coll.bulk_write(ops, ordered=False)
+        assert (result.modified_count, result.upserted_count) == (150, 100)
+        assert coll.find_one({"_id": "p149"})["points"] == 149
+        assert coll.count_documents({}) == 250
+        # and the database still takes other writes afterwards
+        coll.update_one({"_id": "p0"}, {"$set": {"points": 7}})
+        assert coll.find_one({"_id": "p0"})["points"] == 7
+    finally:
+        client.close()
