@@ -155,3 +155,34 @@ def kafka_answers_metadata(settings: Settings) -> list[str]:
         return admin.list_topics()
     finally:
         admin.close()
+
+
+# The points process's consumer groups and what they read: scoring, then applying the awards.
+POINTS_GROUPS = {"points-score": ("requests", "kudos"), "points-apply": ("points",)}
+
+
+def consumer_lag(settings: Settings, groups: dict[str, Sequence[str]]) -> int:
+    """Messages in the groups' topics not yet committed by them (logical group and topic names).
+
+    A consumer commits only after its effects are written, so 0 means "everything produced so
+    far has been handled" (a stage's output may still be on its way through an outbox).
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    admin = admin_client(settings)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers, client_id="insidetrack-lag",
+                             enable_auto_commit=False)
+    try:
+        lag = 0
+        for group, topics in groups.items():
+            name = settings.topic(group)  # groups carry the prefix too
+            committed = admin.list_group_offsets({name: None}).get(name, {})
+            partitions = [TopicPartition(settings.topic(t), p) for t in topics
+                          for p in sorted(consumer.partitions_for_topic(settings.topic(t)) or ())]
+            for tp, end in consumer.end_offsets(partitions).items():
+                done = committed.get(tp)
+                lag += end - (done.offset if done is not None and done.offset >= 0 else 0)
+        return lag
+    finally:
+        consumer.close()
+        admin.close()

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import requests as http
 
+from shared.bus.kafka import POINTS_GROUPS, consumer_lag
 from shared.clock import OffsetClock
 from shared.config import Settings
 from shared.demo.company import Plan, Step, people_csv
@@ -248,38 +249,13 @@ class DemoLoader:
         return report
 
 
-def points_backlog(settings: Settings) -> int:
-    """Events the points process has not scored and applied yet (its consumer groups' lag)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    from shared.bus.kafka import admin_client
-
-    groups = {"points-score": ["requests", "kudos"], "points-apply": ["points"]}
-    admin = admin_client(settings)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers, client_id="insidetrack-demo")
-    try:
-        backlog = 0
-        for group, topics in groups.items():
-            name = settings.topic(group)  # groups carry the prefix too
-            committed = admin.list_group_offsets({name: None}).get(name, {})
-            partitions = [TopicPartition(settings.topic(t), p) for t in topics
-                          for p in (consumer.partitions_for_topic(settings.topic(t)) or ())]
-            for tp, end in consumer.end_offsets(partitions).items():
-                done = committed.get(tp)
-                backlog += end - (done.offset if done is not None and done.offset >= 0 else 0)
-        return backlog
-    finally:
-        consumer.close()
-        admin.close()
-
-
 def wait_for_points(settings: Settings, timeout: float = 300, quiet_checks: int = 3) -> bool:
     """Wait until the points process has nothing left to score (several checks in a row: the
     scorer's awards reach the points topic through its outbox a moment after it commits)."""
     deadline = time.monotonic() + timeout
     quiet = 0
     while time.monotonic() < deadline:
-        quiet = quiet + 1 if points_backlog(settings) == 0 else 0
+        quiet = quiet + 1 if consumer_lag(settings, POINTS_GROUPS) == 0 else 0
         if quiet >= quiet_checks:
             return True
         time.sleep(1)

@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import requests as http
-from kafka import KafkaConsumer, TopicPartition
 
 from services.recognition.points.engine import entry_id
-from shared.bus.kafka import EventProducer, admin_client
+from shared.bus.kafka import POINTS_GROUPS, EventProducer, admin_client, consumer_lag
 from shared.config import Settings
 from shared.db import mongo_client
 from shared.events import Envelope, build_event, dlq_topic
@@ -155,23 +154,8 @@ def wait_exact(points: PointsDb, expected: Expected, timeout: float) -> float:
 
 # -- Kafka: consumer group lag ------------------------------------------------------------------
 
-def group_lag(settings: Settings, group: str, topics: list[str]) -> int:
-    """Messages in ``topics`` not yet committed by consumer group ``group`` (logical names)."""
-    admin = admin_client(settings)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False)
-    try:
-        committed = admin.list_group_offsets(settings.topic(group)).get(settings.topic(group), {})
-        partitions = [TopicPartition(settings.topic(t), p) for t in topics
-                      for p in sorted(consumer.partitions_for_topic(settings.topic(t)) or [])]
-        ends = consumer.end_offsets(partitions)
-        return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
-    finally:
-        consumer.close()
-        admin.close()
-
-
 def points_lag(settings: Settings) -> int:
-    return group_lag(settings, "points-score", ["requests", "kudos"]) + group_lag(settings, "points-apply", ["points"])
+    return consumer_lag(settings, POINTS_GROUPS)
 
 
 def settle(settings: Settings, points: PointsDb, expected: Expected, timeout: float = 120) -> None:
