@@ -198,3 +198,46 @@ def test_one_update_command_with_hundreds_of_statements_completes(settings):
         assert coll.find_one({"_id": "p0"})["points"] == 7
     finally:
         client.close()
+
+
+def _plan(coll, filter_: dict) -> str:
+    answer = coll.database.command("explain", {"find": coll.name, "filter": filter_})
+    return " ".join(answer["queryPlanner"]["Plan"])
+
+
+def test_reads_by_id_use_the_index_whatever_else_the_filter_says_and_answer_exactly(settings):
+    """Our FerretDB patches push an ``_id`` condition down to SQLite's index even beside other
+    conditions or as ``$in``; the rest of the filter still applies to what comes back."""
+    from bson import ObjectId
+
+    from shared.db import mongo_client
+
+    client = mongo_client(settings)
+    try:
+        coll = client[settings.database("pushdown")]["guards"]
+        oid = ObjectId()
+        coll.insert_many([{"_id": f"g{i}", "n": i, "ids": [f"e{i}"]} for i in range(300)] + [{"_id": oid, "n": 7}, {"_id": 5, "n": 5}])
+
+        assert "USING INDEX" in _plan(coll, {"_id": "g5"})
+        assert "USING INDEX" in _plan(coll, {"_id": "g5", "n": {"$lte": 5}})
+        assert "USING INDEX" in _plan(coll, {"_id": {"$in": ["g1", "g2", "nope"]}})
+        assert "USING INDEX" not in _plan(coll, {"n": 5})  # the control: no _id, a scan
+
+        # the other conditions still decide
+        assert coll.find_one({"_id": "g5", "n": {"$lte": 5}})["n"] == 5
+        assert coll.find_one({"_id": "g6", "n": {"$lte": 5}}) is None
+        assert coll.find_one({"_id": "g6", "ids": {"$ne": "e6"}}) is None
+        found = coll.find({"_id": {"$in": ["g1", "g299", "nope", "g1"]}, "n": {"$gt": 1}})
+        assert sorted(d["_id"] for d in found) == ["g299"]
+        assert sorted(str(d["_id"]) for d in coll.find({"_id": {"$in": ["g3", oid]}})) == sorted(["g3", str(oid)])
+        assert [d["n"] for d in coll.find({"_id": {"$in": [5, "g4"]}}).sort("n", 1)] == [4, 5]  # not pushed down, still right
+        assert list(coll.find({"_id": {"$in": []}})) == []
+
+        # a conditional update by _id: the guard pattern (applies once, then its filter misses)
+        for _ in range(2):
+            coll.update_one({"_id": "g10", "ids": {"$ne": "new"}, "n": {"$lte": 10}}, {"$push": {"ids": "new"}, "$inc": {"n": 1}})
+        assert coll.find_one({"_id": "g10"}) == {"_id": "g10", "n": 11, "ids": ["e10", "new"]}
+        coll.delete_many({"_id": {"$in": ["g0", "g1"]}, "n": 0})
+        assert coll.count_documents({}) == 301
+    finally:
+        client.close()
