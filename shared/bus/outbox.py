@@ -23,10 +23,11 @@ import time
 from typing import Any, Iterable, Sequence
 
 import mongoengine
+from pymongo import UpdateOne
 from pymongo.collection import Collection
 
 from shared.bus.kafka import EventProducer
-from shared.db import is_transient
+from shared.db import chunks, is_transient
 from shared.events import Envelope
 
 log = logging.getLogger(__name__)
@@ -140,10 +141,11 @@ class OutboxRelay:
         try:
             for collection in self.collections:
                 ids = list(noticed.pop(collection.full_name, {}).items())
-                for start in range(0, len(ids), self.batch):
-                    # By _id alone: FerretDB scans the whole collection for any other filter.
-                    docs = [doc if doc is not None else collection.find_one({"_id": i}, {OUTBOX: 1, PENDING: 1})
-                            for i, doc in ids[start:start + self.batch]]
+                for part in chunks(ids, self.batch):
+                    # By _id (FerretDB scans the whole collection for a filter without one).
+                    unread = [i for i, doc in part if doc is None]
+                    read = {d["_id"]: d for d in collection.find({"_id": {"$in": unread}}, {OUTBOX: 1, PENDING: 1})} if unread else {}
+                    docs = [doc if doc is not None else read.get(i) for i, doc in part]
                     published += self._publish(collection, [d for d in docs if d is not None])
                 if scan:
                     while True:
@@ -169,21 +171,21 @@ class OutboxRelay:
         if envelopes:
             self.producer.publish_all(envelopes)
         # Remove exactly what was published (events added meanwhile stay) and lower the flag,
-        # by _id alone (any other filter is a full scan on FerretDB). One update per document:
-        # the same updates sent as one bulk "update" command stalled FerretDB 1.24 when two
-        # processes relayed at once (every write then timed out; the two-process test shows it).
+        # by _id alone (the filter FerretDB answers from its index), in bulk commands.
         done = [d for d in docs if d.get(OUTBOX) or d.get(PENDING)]
-        for doc in done:
-            collection.update_one({"_id": doc["_id"]}, {"$pullAll": {OUTBOX: doc.get(OUTBOX) or []}, "$set": {PENDING: False}})
+        for part in chunks(done):
+            collection.bulk_write([UpdateOne({"_id": doc["_id"]}, {"$pullAll": {OUTBOX: doc.get(OUTBOX) or []},
+                                                                   "$set": {PENDING: False}}) for doc in part], ordered=False)
         if collection.full_name not in self.insert_only:
             # Look again: an event may have arrived in between. Raise its flag again and take
             # it on the next pass (its writer's notice may be lost if that process died).
-            for doc in done:
-                after = collection.find_one({"_id": doc["_id"]}, {OUTBOX: 1})
-                if after is not None and after.get(OUTBOX):
-                    collection.update_one({"_id": doc["_id"]}, {"$set": {PENDING: True}})
+            for part in chunks(done):
+                again = [d["_id"] for d in collection.find({"_id": {"$in": [d["_id"] for d in part]}}, {OUTBOX: 1})
+                         if d.get(OUTBOX)]
+                for doc_id in again:
+                    collection.update_one({"_id": doc_id}, {"$set": {PENDING: True}})
                     with self._lock:
-                        self._noticed[collection.full_name][doc["_id"]] = None
+                        self._noticed[collection.full_name][doc_id] = None
                     self._wake.set()
         return len(envelopes)
 

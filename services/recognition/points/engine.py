@@ -109,9 +109,12 @@ class Scorer:
         touches are written as it is scored; all of them are idempotent by award id, so a batch
         interrupted before the insert is simply scored again.
         """
-        docs, seen = [], set()
+        seen = set()
+        for part in chunks([e.id for e in envelopes]):
+            seen.update(d["_id"] for d in self.store.scored_events.find({"_id": {"$in": part}}, {"_id": 1}))
+        docs = []
         for envelope in envelopes:
-            if envelope.id in seen or self.store.scored_events.find_one({"_id": envelope.id}, {"_id": 1}) is not None:
+            if envelope.id in seen:
                 continue  # scored before (a redelivery, or the same event published twice)
             seen.add(envelope.id)
             docs.append(self._score(envelope))
@@ -296,17 +299,19 @@ def _safe_key(value: str) -> bool:
 def _apply_sums(collection, sums: dict[str, _Sum], build: Callable[[_Sum, list[_Item]], dict]) -> None:
     """Add each batch sum to its document once, whatever happened before a crash.
 
-    Each document remembers the last offset it applied per partition: read it (by ``_id``),
-    add only the items after it, and move it forward in the same write. Reads and writes go by
-    ``_id`` alone, because FerretDB scans the whole collection for any other filter (a
-    conditional update cost 0.46 s at 20k documents; by ``_id``, a few ms). This relies on one
+    Each document remembers the last offset it applied per partition: read them (by ``_id``,
+    in one query per chunk), add only the items after it, and move it forward in the same
+    write. Reads and writes go by ``_id`` alone, because FerretDB scans the whole collection
+    for a filter without one (a conditional update cost 0.46 s at 20k documents; by ``_id``, a
+    few ms). This relies on one
     writer per partition at a time, which the consumer group gives (a person's awards are all
     in one partition; a board's fields per partition are only moved by that partition's owner).
     """
-    ops = []
+    ops, stored = [], {}
+    for part in chunks(list(sums)):
+        stored.update((d["_id"], d) for d in collection.find({"_id": {"$in": part}}, {"applied": 1}))
     for doc_id, total in sums.items():
-        doc = collection.find_one({"_id": doc_id}, {"applied": 1}) or {}
-        applied = doc.get("applied") or {}
+        applied = stored.get(doc_id, {}).get("applied") or {}
         todo = [i for i in total.items if applied.get(i.partition, -1) < i.offset]
         if not todo:
             continue  # applied before the crash that replays it
@@ -364,9 +369,12 @@ class Applier:
         award); documents changed before a crash remember the offsets they applied, so a replay
         adds nothing twice.
         """
-        fresh, seen = [], set()
+        seen = set()
+        for part in chunks([award.entry_id for award, _, _ in items]):
+            seen.update(d["_id"] for d in self.store.ledger.find({"_id": {"$in": part}}, {"_id": 1}))
+        fresh = []
         for award, partition, offset in items:
-            if award.entry_id in seen or self.store.ledger.find_one({"_id": award.entry_id}, {"_id": 1}) is not None:
+            if award.entry_id in seen:
                 continue
             seen.add(award.entry_id)
             fresh.append(_Item(award, str(partition), offset, utc(award.at)))
@@ -378,14 +386,16 @@ class Applier:
         for item in fresh:
             if item.award.badges or item.award.resets:
                 by_person.setdefault(item.award.person_id, []).append(item)
+        stored = {}
+        for part in chunks(list(by_person)):
+            stored.update((d["_id"], d) for d in self.store.badge_progress.find({"_id": {"$in": part}}))
         progress, writes = {}, []
         for person_id, person_items in by_person.items():
-            progress[person_id] = self._advance_badges(person_id, person_items, writes)
+            progress[person_id] = self._advance_badges(person_id, stored.get(person_id, {}), person_items, writes)
         if writes:
             for part in chunks(writes):  # everyone's progress in a few bulks
                 self.store.badge_progress.bulk_write(part, ordered=False)
-        for person_id, state in progress.items():
-            self._award_badges(person_id, state, by_person[person_id][-1].at)
+        self._award_badges({pid: (state, by_person[pid][-1].at) for pid, state in progress.items()})
         entries = [{
             "_id": i.award.entry_id, "person_id": i.award.person_id, "points": i.award.points, "rule": i.award.rule,
             "reason": i.award.reason, "capped": i.award.capped, "source_event_id": i.award.source_event_id,
@@ -469,9 +479,9 @@ class Applier:
                         person.id, points, points, person.department, person.role, old_department=old.get("d"),
                         old_role=old.get("r"))], lambda key=key: self.store.boards.find_one({"_id": f"board:{key}"}) or {})
 
-    def _advance_badges(self, person_id: str, items: list["_Item"], writes: list) -> dict[str, Any]:
-        """Fold a person's awards into their badge progress; add its write (by _id) to ``writes``."""
-        doc = self.store.badge_progress.find_one({"_id": person_id}) or {}
+    def _advance_badges(self, person_id: str, doc: dict, items: list["_Item"], writes: list) -> dict[str, Any]:
+        """Fold a person's awards into their badge progress (``doc``, as stored); add its write
+        (by _id) to ``writes``."""
         applied = dict(doc.get("applied") or {})
         badges = doc.get("badges") or {}
         todo = [i for i in items if applied.get(i.partition, -1) < i.offset]
@@ -518,15 +528,18 @@ class Applier:
             if len(evidence) < keep and award.source_event_id not in evidence:
                 evidence.append(award.source_event_id)
 
-    def _award_badges(self, person_id: str, badges: dict[str, Any], at: datetime) -> None:
-        for bid, state in badges.items():
-            badge = self.rules.badges.get(bid)
-            if badge is None:
-                continue
-            for tier in badge.reached(badge_level(badge, state)):
-                award_id = f"{person_id}:{bid}:{tier or 'earned'}"
-                if self.store.badge_awards.find_one({"_id": award_id}, {"_id": 1}) is not None:
-                    continue  # awarded before (a read: cheaper than a refused insert)
+    def _award_badges(self, progress: dict[str, tuple[dict[str, Any], datetime]]) -> None:
+        """Award every tier the people's badge progress (person -> (badges, time)) has reached."""
+        reached = [(person_id, bid, self.rules.badges[bid], state, tier, at)
+                   for person_id, (badges, at) in progress.items()
+                   for bid, state in badges.items() if bid in self.rules.badges
+                   for tier in self.rules.badges[bid].reached(badge_level(self.rules.badges[bid], state))]
+        ids = [f"{person_id}:{bid}:{tier or 'earned'}" for person_id, bid, _, _, tier, _ in reached]
+        awarded = set()
+        for part in chunks(ids):  # awarded before: a read is cheaper than a refused insert
+            awarded.update(d["_id"] for d in self.store.badge_awards.find({"_id": {"$in": part}}, {"_id": 1}))
+        for award_id, (person_id, bid, badge, state, tier, at) in zip(ids, reached):
+            if award_id not in awarded:
                 evidence = list(state.get("evidence") or [])
                 event = build_event("badge.awarded", person_id, {
                     "person_id": person_id, "badge": bid, "name": badge.name, "tier": tier,
