@@ -112,14 +112,20 @@ class Scorer:
         seen = set()
         for part in chunks([e.id for e in envelopes]):
             seen.update(d["_id"] for d in self.store.scored_events.find({"_id": {"$in": part}}, {"_id": 1}))
-        docs = []
+        todo = []
         for envelope in envelopes:
             if envelope.id in seen:
                 continue  # scored before (a redelivery, or the same event published twice)
             seen.add(envelope.id)
-            docs.append(self._score(envelope))
-        if not docs:
+            todo.append(envelope)
+        if not todo:
             return []
+        try:
+            docs = self._score_all(todo, batched=len(todo) > 1)
+        except _GuardRace:
+            log.info("another scorer counted against this batch's guards meanwhile: scoring it again, "
+                     "one write at a time", extra={"events": len(todo)})
+            docs = self._score_all(todo, batched=False)
         # A document refused as a duplicate was scored meanwhile by another process (a
         # rebalance): its copy is the one relayed.
         docs = _insert_many_once(self.store.scored_events, docs)
@@ -130,24 +136,51 @@ class Scorer:
                 self.store.request_facts.update_one({"_id": doc["request_id"]}, {"$set": {"waiting_thanks": []}})
         return docs
 
-    def _score(self, envelope: Envelope) -> dict[str, Any]:
+    def _score_all(self, envelopes: list[Envelope], batched: bool) -> list[dict[str, Any]]:
+        batch = _Batch(self.store.guards, self.directory, batched)
+        if batched:  # what the batch's guards and counterparts are, read in one query each
+            guard_ids, people = [], []
+            for envelope in envelopes:
+                month = period_key(self.calendar, "month", event_time(envelope))
+                for rule in self.rules.for_event(envelope.type, envelope.data):
+                    for person in rule.awardees(envelope.data):
+                        guard_ids.extend(self._guard_ids(rule, person, envelope.data, month))
+                    if rule.counterpart_role:
+                        people.extend(rule.counterparts(envelope.data))
+            batch.prefetch(guard_ids, people)
+        docs = [self._score(envelope, batch) for envelope in envelopes]
+        batch.flush()
+        return docs
+
+    def _guard_ids(self, rule: Rule, person: str, data: dict[str, Any], month: str) -> list[str]:
+        ids = []
+        if rule.once_per_key:
+            ids.append(_once_guard(rule, str(data.get(rule.once_per_key)), person))
+        if rule.limit_per_month:
+            ids.append(_limit_guard(rule, person, month))
+        giver = data.get(rule.giver) if rule.giver else None
+        if self.rules.giver_to_receiver_monthly_points is not None and isinstance(giver, str):
+            ids.append(_giver_guard(giver, person, month))
+        return ids
+
+    def _score(self, envelope: Envelope, batch: "_Batch") -> dict[str, Any]:
         data = envelope.data
         at = event_time(envelope)
         self._track_facts(envelope, at)
         awards = []
         for rule in self.rules.for_event(envelope.type, data):
             for person in rule.awardees(data):
-                award = self._award(rule, person, envelope, at)
+                award = self._award(rule, person, envelope, at, batch)
                 if award is not None:
                     awards.append(award)
         if envelope.type == "request.delivered":
-            awards.extend(self._waiting_thanks(data["request_id"], at))
+            awards.extend(self._waiting_thanks(data["request_id"], at, batch))
         doc = {"_id": envelope.id, "type": envelope.type, "at": at, "awards": awards}
         if envelope.type == "request.delivered":
             doc["request_id"] = data["request_id"]
         return with_outbox(doc, [self._event(a) for a in awards] if self.publish else [])
 
-    def _waiting_thanks(self, request_id: str, delivered_at: datetime) -> list[dict[str, Any]]:
+    def _waiting_thanks(self, request_id: str, delivered_at: datetime, batch: "_Batch") -> list[dict[str, Any]]:
         """Kudos that thanked for this delivery but were read before it (topics are read in
         parallel): award them now, exactly as if they had come after."""
         facts = self.store.request_facts.find_one({"_id": request_id}) or {}
@@ -157,7 +190,7 @@ class Scorer:
             rule = next((r for r in self.rules.rules if r.id == waiting["rule"]), None)
             if rule is None or event_time(kudos) < delivered_at:
                 continue  # thanks given before the delivery do not count
-            award = self._award(rule, waiting["person"], kudos, event_time(kudos))
+            award = self._award(rule, waiting["person"], kudos, event_time(kudos), batch)
             if award is not None:
                 awards.append(award)
         return awards
@@ -183,7 +216,7 @@ class Scorer:
                 upsert=True,
             )
 
-    def _award(self, rule: Rule, person: str, envelope: Envelope, at: datetime) -> dict[str, Any] | None:
+    def _award(self, rule: Rule, person: str, envelope: Envelope, at: datetime, batch: "_Batch") -> dict[str, Any] | None:
         data = envelope.data
         eid = entry_id(envelope.id, rule.id, person)
         month = period_key(self.calendar, "month", at)
@@ -204,21 +237,21 @@ class Scorer:
                 return None
             if facts.get("requester_id") != person or (facts.get("delivered_at") and at < utc(facts["delivered_at"])):
                 return None
-        if rule.once_per_key and not self._spaced(rule, person, str(data.get(rule.once_per_key)), eid, at):
+        if rule.once_per_key and not self._spaced(batch, rule, person, str(data.get(rule.once_per_key)), eid, at):
             return None
-        if rule.limit_per_month and not self._within(f"limit:{rule.id}:{person}:{month}", eid, "n", 1, rule.limit_per_month):
+        if rule.limit_per_month and not self._within(batch, _limit_guard(rule, person, month), eid, "n", 1, rule.limit_per_month):
             points, capped = 0, True
             reason = f"{rule.reason} (capped: at most {rule.limit_per_month} a month)"
         cap = self.rules.giver_to_receiver_monthly_points
         giver = data.get(rule.giver) if rule.giver else None
         if not capped and points > 0 and cap is not None and isinstance(giver, str):
-            if not self._within(f"giver:{giver}:{person}:{month}", eid, "points", points, cap):
+            if not self._within(batch, _giver_guard(giver, person, month), eid, "points", points, cap):
                 points, capped = 0, True
                 reason = f"{rule.reason} (capped: at most {cap} points a month from one colleague)"
 
         counterparts = [c for c in rule.counterparts(data) if c != person]
         if rule.counterpart_role and counterparts:
-            people = self.directory.many(counterparts)
+            people = batch.people(counterparts)
             counterparts = [c for c in counterparts if c in people and people[c].role == rule.counterpart_role]
         return {
             "entry_id": eid, "person_id": person, "points": points, "rule": rule.id, "reason": reason,
@@ -226,46 +259,128 @@ class Scorer:
             "badges": list(rule.badges), "resets": list(rule.resets), "counterparts": counterparts, "at": at,
         }
 
-    def _within(self, guard_id: str, eid: str, field: str, amount: int, limit: int) -> bool:
+    def _within(self, batch: "_Batch", guard_id: str, eid: str, field: str, amount: int, limit: int) -> bool:
         """Count ``amount`` against a limit once per award id; True if the award fits.
 
-        A read by ``_id`` answers most cases (counted before, or already full); only an award
-        that may fit takes the conditional update, which is exact when scorers race. (A
-        findAndModify-with-upsert variant that avoided FerretDB's scan stalled FerretDB under
-        the benchmark's load, so the conditional update stays.)
+        The guard as read answers most cases (counted before, or already full); only an award
+        that may fit is counted, by a conditional update that is exact when scorers race.
         """
         if amount > limit:
             return False  # never fits (and an upsert would ignore the filter on a new guard)
-        doc = self.store.guards.find_one({"_id": guard_id}) or {}
+        doc = batch.guard(guard_id)
         if eid in (doc.get("ids") or []):
             return True  # this very award, counted before (a replay)
         if (doc.get(field) or 0) + amount > limit:
             return False  # full: counts only grow
+        return batch.count(guard_id, eid, field, amount, limit)
+
+    def _spaced(self, batch: "_Batch", rule: Rule, person: str, key: str, eid: str, at: datetime) -> bool:
+        """At most one award per key per N business days (events of one key come in order)."""
+        guard_id = _once_guard(rule, key, person)
+        doc = batch.guard(guard_id)
+        if doc.get("last_award") == eid:
+            return True  # this very award, replayed
+        if doc.get("last_at") is not None:
+            gap = self.calendar.business_hours_between(utc(doc["last_at"]), at)
+            if gap < rule.once_per_business_days * self.calendar.hours_per_day:
+                return False
+        batch.set(guard_id, {"last_at": at, "last_award": eid})
+        return True
+
+
+def _once_guard(rule: Rule, key: str, person: str) -> str:
+    return f"once:{rule.id}:{key}:{person}"
+
+
+def _limit_guard(rule: Rule, person: str, month: str) -> str:
+    return f"limit:{rule.id}:{person}:{month}"
+
+
+def _giver_guard(giver: str, person: str, month: str) -> str:
+    return f"giver:{giver}:{person}:{month}"
+
+
+class _GuardRace(Exception):
+    """Another scorer changed a guard this batch counted against (see :class:`_Batch`)."""
+
+
+class _Batch:
+    """What one batch of scoring reads (guards, counterparts) and how it writes its guards.
+
+    Live (a single event, or a batch scored again): each guard is read when needed and each
+    decision written at once, counts as conditional updates that stay exact when scorers race.
+    Batched: the batch's guards and counterparts are read in one query each, every decision
+    changes the copy in memory (later events of the batch see it), and :meth:`flush` writes
+    them in ordered bulk commands with the same conditional filters. If one misses (another
+    process counted against the guard meanwhile), flush raises :class:`_GuardRace` and the
+    batch is scored again live: it reads the truth, and awards already counted are recognised
+    by their ids in the guard, so nothing is counted twice.
+    """
+
+    def __init__(self, guards, directory: Directory, batched: bool):
+        self.guards = guards
+        self.directory = directory
+        self.batched = batched
+        self.docs: dict[str, dict] = {}
+        self.known: dict[str, Any] = {}
+        self.ops: list[UpdateOne] = []
+
+    def prefetch(self, guard_ids: list[str], people: list[str]) -> None:
+        missing = [i for i in dict.fromkeys(guard_ids) if i not in self.docs]
+        for part in chunks(missing):
+            found = {d["_id"]: d for d in self.guards.find({"_id": {"$in": part}})}
+            self.docs.update((i, found.get(i) or {}) for i in part)
+        self.people(people)
+
+    def guard(self, guard_id: str) -> dict:
+        if not self.batched:
+            return self.guards.find_one({"_id": guard_id}) or {}
+        if guard_id not in self.docs:
+            self.prefetch([guard_id], [])
+        return self.docs[guard_id]
+
+    def count(self, guard_id: str, eid: str, field: str, amount: int, limit: int) -> bool:
+        """Count ``amount`` under ``field`` for award ``eid`` if it stays within ``limit``."""
+        filter_ = {"_id": guard_id, "ids": {"$ne": eid}, field: {"$lte": limit - amount}}
+        update = {"$push": {"ids": eid}, "$inc": {field: amount}}
+        if self.batched:
+            self.ops.append(UpdateOne(filter_, update, upsert=True))
+            doc = self.docs[guard_id]
+            doc["ids"] = [*(doc.get("ids") or []), eid]
+            doc[field] = (doc.get(field) or 0) + amount
+            return True
         try:
-            result = self.store.guards.update_one(
-                {"_id": guard_id, "ids": {"$ne": eid}, field: {"$lte": limit - amount}},
-                {"$push": {"ids": eid}, "$inc": {field: amount}},
-                upsert=True,
-            )
+            result = self.guards.update_one(filter_, update, upsert=True)
             if result.modified_count == 1 or result.upserted_id is not None:
                 return True
         except DuplicateKeyError:
             pass  # the guard exists and the filter missed: over the limit, or counted already
-        doc = self.store.guards.find_one({"_id": guard_id}, {"ids": 1})
+        doc = self.guards.find_one({"_id": guard_id}, {"ids": 1})
         return bool(doc) and eid in (doc.get("ids") or [])
 
-    def _spaced(self, rule: Rule, person: str, key: str, eid: str, at: datetime) -> bool:
-        """At most one award per key per N business days (events of one key come in order)."""
-        guard_id = f"once:{rule.id}:{key}:{person}"
-        doc = self.store.guards.find_one({"_id": guard_id})
-        if doc and doc.get("last_award") == eid:
-            return True  # this very award, replayed
-        if doc and doc.get("last_at") is not None:
-            gap = self.calendar.business_hours_between(utc(doc["last_at"]), at)
-            if gap < rule.once_per_business_days * self.calendar.hours_per_day:
-                return False
-        self.store.guards.update_one({"_id": guard_id}, {"$set": {"last_at": at, "last_award": eid}}, upsert=True)
-        return True
+    def set(self, guard_id: str, fields: dict[str, Any]) -> None:
+        if self.batched:
+            self.ops.append(UpdateOne({"_id": guard_id}, {"$set": fields}, upsert=True))
+            self.docs.setdefault(guard_id, {}).update(fields)
+        else:
+            self.guards.update_one({"_id": guard_id}, {"$set": fields}, upsert=True)
+
+    def people(self, ids: list[str]) -> dict[str, Any]:
+        missing = [i for i in dict.fromkeys(ids) if i not in self.known]
+        if missing:
+            found = self.directory.many(missing)
+            self.known.update((i, found.get(i)) for i in missing)
+        return {i: self.known[i] for i in ids if self.known.get(i) is not None}
+
+    def flush(self) -> None:
+        ops, self.ops = self.ops, []
+        try:
+            for part in chunks(ops):
+                result = self.guards.bulk_write(part, ordered=True)
+                if result.matched_count + result.upserted_count != len(part):
+                    raise _GuardRace()
+        except BulkWriteError as exc:
+            raise _GuardRace() from exc
 
 
 # -- stage 2 ------------------------------------------------------------------------------------
