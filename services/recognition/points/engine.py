@@ -379,7 +379,7 @@ class _Batch:
                 result = self.guards.bulk_write(part, ordered=True)
                 if result.matched_count + result.upserted_count != len(part):
                     raise _GuardRace()
-        except BulkWriteError as exc:
+        except (BulkWriteError, KeyError) as exc:  # KeyError: FerretDB's incomplete reply to a refused write
             raise _GuardRace() from exc
 
 

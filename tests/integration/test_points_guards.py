@@ -1,0 +1,89 @@
+"""The scorer's guards (monthly limits, the giver-to-receiver cap) on FerretDB: a batch scored
+with its guards read and written in bulk gives the same awards as one event at a time, and a
+batch that another scorer races against is scored again, counting nothing twice."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from services.recognition.directory import Directory
+from services.recognition.points import engine
+from services.recognition.points.engine import Scorer, Store
+from services.recognition.points.rules import load_rules
+from shared.calendar import BusinessCalendar
+from shared.clock import ManualClock
+from shared.db import connect, disconnect
+from shared.events import build_event
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 26, 12, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def db(settings):
+    database = connect(settings, "points")
+    yield database
+    disconnect()
+
+
+def scorer(db, settings, suffix: str) -> Scorer:
+    store = Store(db, suffix)
+    store.ensure_indexes()
+    return Scorer(store, load_rules(), BusinessCalendar.from_settings(settings), Directory(), ManualClock(NOW), publish=False)
+
+
+def kudos(n: int, giver: str, recipients: list[str]):
+    return build_event("kudos.given", f"k{n}", {
+        "kudos_id": f"k{n}", "giver_id": giver, "recipient_ids": recipients, "message": "thanks", "values": [],
+        "gesture": "thanks", "request_id": None, "at": NOW - timedelta(minutes=100 - n)}, source="test")
+
+
+def awards(docs) -> dict[tuple[str, str, str], tuple[int, bool]]:
+    return {(d["_id"], a["rule"], a["person_id"]): (a["points"], a["capped"]) for d in docs for a in d["awards"]}
+
+
+def test_a_batch_scores_exactly_as_one_event_at_a_time(db, settings):
+    # Three givers, three receivers, 45 kudos: the 30-points-a-month cap from one giver to one
+    # receiver caps some kudos_received awards; kudos_given (0 points) is never capped.
+    events = [kudos(n, f"g{n % 3}", [f"r{n % 5 % 3}", f"r{(n + 1) % 3}"] if n % 4 == 0 else [f"r{n % 5 % 3}"])
+              for n in range(45)]
+    batched = scorer(db, settings, "_batched").score_batch(events)
+    single = scorer(db, settings, "_single")
+    one_by_one = [doc for e in events for doc in single.score_batch([e])]
+
+    assert awards(batched) == awards(one_by_one)
+    capped = [k for k, (points, was_capped) in awards(batched).items() if was_capped]
+    assert capped and len(capped) < len(awards(batched))  # the cap bites, and not on everything
+    received = {}
+    for (_, rule, person), (points, _) in awards(batched).items():
+        if rule == "kudos_received":
+            received[person] = received.get(person, 0) + points
+    assert received and all(total > 0 for total in received.values())
+
+    # a replay of the whole batch scores nothing new
+    assert scorer(db, settings, "_batched").score_batch(events) == []
+
+
+def test_a_batch_raced_by_another_scorer_counts_nothing_twice(db, settings, monkeypatch):
+    ours, theirs = scorer(db, settings, "_race"), scorer(db, settings, "_race")
+    batch = [kudos(n, "g", ["r"]) for n in (1, 2, 3)]
+    raced = []
+    prefetch = engine._Batch.prefetch
+
+    def prefetch_then_race(self, guard_ids, people):
+        prefetch(self, guard_ids, people)  # our batch has read the guard: 0 of 30 points used
+        if not raced:
+            raced.append(True)
+            theirs.score_batch([kudos(0, "g", ["r"])])  # another process takes 10 of them meanwhile
+
+    monkeypatch.setattr(engine._Batch, "prefetch", prefetch_then_race)
+    scored = ours.score_batch(batch)
+
+    assert raced and [d["_id"] for d in scored] == [e.id for e in batch]
+    received = [next((a["points"], a["capped"]) for a in d["awards"] if a["rule"] == "kudos_received") for d in scored]
+    assert received == [(10, False), (10, False), (0, True)]  # k0 took the first 10 of the 30
+    guard = ours.store.guards.find_one({"_id": f"giver:g:r:{NOW:%Y-%m}"})
+    assert guard["points"] == 30 and len(guard["ids"]) == 3 == len(set(guard["ids"]))
