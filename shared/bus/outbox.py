@@ -140,13 +140,15 @@ class OutboxRelay:
         published = 0
         try:
             for collection in self.collections:
-                ids = list(noticed.pop(collection.full_name, {}).items())
-                for part in chunks(ids, self.batch):
+                pending = noticed.get(collection.full_name, {})
+                for part in chunks(list(pending.items()), self.batch):
                     # By _id (FerretDB scans the whole collection for a filter without one).
                     unread = [i for i, doc in part if doc is None]
                     read = {d["_id"]: d for d in collection.find({"_id": {"$in": unread}}, {OUTBOX: 1, PENDING: 1})} if unread else {}
                     docs = [doc if doc is not None else read.get(i) for i, doc in part]
                     published += self._publish(collection, [d for d in docs if d is not None])
+                    for doc_id, _ in part:
+                        del pending[doc_id]  # done: only what is left is noticed again after a failure
                 if scan:
                     while True:
                         docs = list(collection.find({PENDING: True}, {OUTBOX: 1, PENDING: 1}).limit(self.batch))

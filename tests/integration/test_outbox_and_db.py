@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mongoengine
 import pytest
+from kafka.errors import KafkaTimeoutError
 
 from shared.bus.outbox import OutboxDocument, OutboxRelay, merge_update, with_outbox
 from shared.db import connect, disconnect, insert_once
@@ -103,6 +104,34 @@ def test_a_writer_names_the_document_and_the_relay_publishes_it_without_searchin
     assert sorted(ids) == sorted([first.id, second.id])  # two subjects: two partitions, no order between them
     with pytest.raises(ValueError):
         relay.notify(db.people, "p1")  # a collection it does not watch: a wiring mistake, said loudly
+
+
+class FlakyProducer:
+    """Kafka away for the first ``failures`` publishes (what a broker restart looks like)."""
+
+    def __init__(self, real, failures: int = 1):
+        self.real, self.failures = real, failures
+
+    def publish_all(self, envelopes):
+        if self.failures:
+            self.failures -= 1
+            raise KafkaTimeoutError("Failed to update metadata after 10.0 secs.")
+        return self.real.publish_all(envelopes)
+
+
+def test_a_notice_survives_a_failed_publish_and_goes_out_on_the_next_pass(settings, producer, db, clock):
+    flaky = FlakyProducer(producer, failures=0)
+    relay = OutboxRelay(flaky, [db.kudos], scan_s=3600)
+    assert relay.relay_once() == 0  # the start-up search; from now on only a notice brings a document out
+    flaky.failures = 1
+    event = kudos_given("k6", clock, 1)
+    db.kudos.insert_one(with_outbox({"_id": "k6"}, [event]))
+    relay.notify(db.kudos, "k6")
+    with pytest.raises(KafkaTimeoutError):
+        relay.relay_once()  # Kafka away: nothing published, the notice kept
+    assert relay.relay_once() == 1
+    assert [Envelope.from_bytes(r.value).id for r in read_topic(settings, settings.topic("kudos"), 1)] == [event.id]
+    assert db.kudos.find_one({"_id": "k6"})["outbox_pending"] is False
 
 
 def test_relay_thread_publishes_what_a_mongoengine_document_recorded(settings, producer, db, clock):
