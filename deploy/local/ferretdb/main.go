@@ -23,6 +23,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -57,7 +59,12 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
 	dataDir := flag.String("data", "var/ferretdb", "directory for the SQLite databases")
 	level := flag.String("log-level", "warn", "log level: debug, info, warn, error")
+	pprofAddr := flag.String("pprof", "", "serve Go's pprof profiles on this loopback address (off when empty)")
 	flag.Parse()
+
+	if *pprofAddr != "" {
+		go func() { _ = http.ListenAndServe(*pprofAddr, nil) }() // net/http/pprof registers on the default mux
+	}
 
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
@@ -85,8 +92,10 @@ func main() {
 		// WAL with synchronous=NORMAL (SQLite's advice for WAL): a commit survives a crash of
 		// this process, kill -9 included; only a power cut or an OS crash may lose the last
 		// few. FerretDB's default (FULL) fsyncs every commit, and it commits every updated
-		// document on its own: that fsync was most of the points pipeline's write time.
-		SQLiteURL: "file:" + dir + "/?_pragma=synchronous(normal)",
+		// document on its own. A checkpoint every 20,000 WAL pages (80 MB) instead of 1,000:
+		// checkpoints took a quarter of FerretDB's CPU under a stream of small updates
+		// (measured with -pprof: bulk updates by _id went from 956/s to 1,471/s).
+		SQLiteURL: "file:" + dir + "/?_pragma=synchronous(normal)&_pragma=wal_autocheckpoint(20000)",
 	})
 	if err != nil {
 		fatal(1, "%v", err)
