@@ -62,7 +62,10 @@ class TransientError(Exception):
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TransientError) or is_transient(exc)
+    """An outage, not the message's fault: the database or Kafka (a handler that publishes)
+    cannot be reached right now."""
+    return (isinstance(exc, TransientError) or is_transient(exc)
+            or (isinstance(exc, KafkaError) and bool(exc.retriable)))
 
 
 class ConsumerRunner:

@@ -1,12 +1,14 @@
-"""The scorer's guards (monthly limits, the giver-to-receiver cap) on FerretDB: a batch scored
-with its guards read and written in bulk gives the same awards as one event at a time, and a
-batch that another scorer races against is scored again, counting nothing twice."""
+"""The scorer (stage 1 of points) on FerretDB: a batch scored with its guards (monthly limits,
+the giver-to-receiver cap) read and written in bulk gives the same awards as one event at a
+time; a batch another scorer races against is scored again, counting nothing twice; an event
+delivered again is not scored again, but its stored awards are published again."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from kafka.errors import KafkaTimeoutError
 
 from services.recognition.directory import Directory
 from services.recognition.points import engine
@@ -32,7 +34,7 @@ def db(settings):
 def scorer(db, settings, suffix: str) -> Scorer:
     store = Store(db, suffix)
     store.ensure_indexes()
-    return Scorer(store, load_rules(), BusinessCalendar.from_settings(settings), Directory(), ManualClock(NOW), publish=False)
+    return Scorer(store, load_rules(), BusinessCalendar.from_settings(settings), Directory(), ManualClock(NOW))
 
 
 def kudos(n: int, giver: str, recipients: list[str]):
@@ -87,3 +89,28 @@ def test_a_batch_raced_by_another_scorer_counts_nothing_twice(db, settings, monk
     assert received == [(10, False), (10, False), (0, True)]  # k0 took the first 10 of the 30
     guard = ours.store.guards.find_one({"_id": f"giver:g:r:{NOW:%Y-%m}"})
     assert guard["points"] == 30 and len(guard["ids"]) == 3 == len(set(guard["ids"]))
+
+
+def test_awards_lost_between_store_and_publish_go_out_when_the_event_comes_again(db, settings):
+    scorer_ = scorer(db, settings, "_again")
+    sent = []
+
+    def kafka_away(envelopes):
+        raise KafkaTimeoutError("Failed to update metadata after 10.0 secs.")
+
+    event = kudos(1, "g", ["r1", "r2"])
+    scorer_.publish = kafka_away
+    with pytest.raises(KafkaTimeoutError):
+        scorer_.score_batch([event])  # stored, not published: the consumer does not commit
+    assert scorer_.store.scored_events.count_documents({}) == 1
+
+    scorer_.publish = sent.extend
+    assert scorer_.score_batch([event, event]) == []  # redelivered (twice, even): not scored again...
+    awards = scorer_.store.scored_events.find_one({"_id": event.id})["awards"]
+    assert sorted(e.id for e in sent) == sorted(a["entry_id"] for a in awards)  # ...but published, once
+    assert {e.type for e in sent} == {"points.awarded"} and len(sent) == 3  # two received, one given
+
+    sent.clear()
+    fresh = kudos(2, "g", ["r1"])
+    assert len(scorer_.score_batch([fresh])) == 1
+    assert len(sent) == 2 and all(e.data["source_event_id"] == fresh.id for e in sent)

@@ -15,15 +15,15 @@ def _message():
     return SimpleNamespace(value=event.to_bytes(), key=b"p1", topic="people", partition=0, offset=0, headers=[])
 
 
-def _pauses_during_an_outage(failures: int) -> list[float]:
-    """The pauses a consumer takes while its handler reports the database down ``failures`` times."""
+def _pauses_during_an_outage(failures: int, error: Exception = TransientError("database unreachable")) -> list[float]:
+    """The pauses a consumer takes while its handler reports a dependency down ``failures`` times."""
     settings = load_settings(env={"INSIDETRACK_CONSUMER_BACKOFF_MS": "100"})
     calls = {"n": 0}
 
     def handler(envelope, data) -> None:
         calls["n"] += 1
         if calls["n"] <= failures:
-            raise TransientError("database unreachable")
+            raise error
 
     runner = ConsumerRunner(settings, group="g", topics=["people"], handler=handler, producer=None)
     pauses: list[float] = []
@@ -60,3 +60,24 @@ def test_a_batch_consumer_backs_off_the_same_way_and_dead_letters_nothing_for_an
     assert runner._run([(message, Delivery(envelope, payload, "people", 0, 0))]) is True
     assert runner.processed == 1 and runner.dead_lettered == 0
     assert len(pauses) == 8 and pauses == sorted(pauses) and pauses[-1] > pauses[0] and max(pauses) <= MAX_BACKOFF_S
+
+
+def test_kafka_away_while_a_handler_publishes_is_an_outage_not_poison():
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    for error in (KafkaTimeoutError("Failed to update metadata after 10.0 secs."), KafkaConnectionError("refused")):
+        assert len(_pauses_during_an_outage(6, error)) == 6  # retried as long as it lasts, nothing dead-lettered
+
+
+def test_a_handler_bug_is_still_dead_lettered_after_its_attempts():
+    settings = load_settings(env={"INSIDETRACK_CONSUMER_BACKOFF_MS": "100", "INSIDETRACK_CONSUMER_MAX_ATTEMPTS": "3"})
+    sent = []
+
+    def handler(envelope, data) -> None:
+        raise ValueError("a bug")
+
+    producer = SimpleNamespace(send_raw=lambda topic, key, value, headers: sent.append((topic, dict(headers))))
+    runner = ConsumerRunner(settings, group="g", topics=["people"], handler=handler, producer=producer)
+    runner._stopping = SimpleNamespace(wait=lambda seconds: False, is_set=lambda: False)
+    assert runner._handle(_message()) is True
+    assert runner.dead_lettered == 1 and b"ValueError" in sent[0][1]["dlq.reason"]

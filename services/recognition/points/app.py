@@ -48,9 +48,10 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     DirectoryPersonDoc.ensure_indexes()
     directory = Directory()
     producer = EventProducer(settings, client_id=SERVICE)
-    relay = OutboxRelay(producer, [store.scored_events, store.badge_awards], poll_ms=settings.outbox_poll_ms,
-                        insert_only=[store.scored_events, store.badge_awards])
-    scorer = Scorer(store, rules, calendar, directory, clock)
+    # The scorer publishes its awards itself before its consumer commits (engine.py says why
+    # that is as safe as an outbox); badges awarded go out through this relay.
+    relay = OutboxRelay(producer, [store.badge_awards], poll_ms=settings.outbox_poll_ms, insert_only=[store.badge_awards])
+    scorer = Scorer(store, rules, calendar, directory, clock, publish=producer.publish_all)
     applier = Applier(store, rules, calendar, directory, clock, notify=relay.notify)
     queries = PointsQueries(store, rules, calendar, directory, clock)
 
@@ -72,9 +73,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
             applier.person_changed(after, clock.now())
 
     def on_source_events(deliveries) -> None:
-        scored = scorer.score_batch([d.envelope for d in deliveries])
-        if scored:
-            relay.notify_inserted(store.scored_events, scored)
+        scorer.score_batch([d.envelope for d in deliveries])
 
     def on_awards(deliveries) -> None:
         applier.apply_batch([(d.payload, str(d.partition), d.offset) for d in deliveries])

@@ -1,9 +1,11 @@
 """The scoring engine: stage 1 turns source events into awards, stage 2 applies them.
 
 Stage 1, :class:`Scorer` (consumer group ``points-score`` on ``requests`` and ``kudos``):
-evaluates the rules file for an event, runs the stateful guards, and stores one
-``scored_events`` document per source event with its awards as ``points.awarded`` events in
-its outbox (one write). An event already scored is skipped, so replays award nothing new.
+evaluates the rules file for an event, runs the stateful guards, stores one ``scored_events``
+document per source event with its awards (one write), then publishes the awards as
+``points.awarded`` events before the consumer commits. The stored document is the record of
+what to publish: an event delivered again (a crash or a rebalance before the commit) is not
+scored again, but its stored awards are published again, and stage 2 skips awards it has.
 
 Stage 2, :class:`Applier` (consumer group ``points-apply`` on ``points``, keyed by person):
 one person's awards arrive in one partition, in order, so stage 2 is sequential per person.
@@ -50,7 +52,6 @@ class Store:
     NAMES = ("scored_events", "request_facts", "guards", "submissions", "ledger", "totals", "boards", "rankings",
              "badge_progress", "badge_awards")
     INDEXES = {
-        "scored_events": [[("outbox_pending", 1)]],
         "submissions": [[("requester_id", 1), ("at", 1)]],
         "ledger": [[("person_id", 1), ("at", -1), ("_id", -1)], [("source_event_id", 1)]],
         # Totals are read by _id (a person's summary); leaderboards read the boards. Only the
@@ -94,7 +95,9 @@ class Scorer:
     calendar: BusinessCalendar
     directory: Directory
     clock: Clock
-    publish: bool = True  # False in a rebuild: history is re-scored, not re-announced
+    # Sends events and waits for the broker's ack (EventProducer.publish_all); None in a
+    # rebuild: history is re-scored, not re-announced.
+    publish: Callable[[list[Envelope]], Any] | None = None
 
     def score(self, envelope: Envelope) -> list[dict[str, Any]] | None:
         """Score one source event; returns its awards, or None if it was scored before."""
@@ -102,24 +105,31 @@ class Scorer:
         return scored[0]["awards"] if scored else None
 
     def score_batch(self, envelopes: list[Envelope]) -> list[dict[str, Any]]:
-        """Score source events in order; store them in one bulk insert; return the new ones.
+        """Score source events in order, store them in bulk, publish their awards; return the
+        new documents (``_id`` = the source event id, with their awards).
 
-        Each returned document (``_id`` = the source event id) carries its awards and, in its
-        outbox, their ``points.awarded`` events. The guards and request facts each event
-        touches are written as it is scored; all of them are idempotent by award id, so a batch
-        interrupted before the insert is simply scored again.
+        The guards and request facts each event touches are written as it is scored; all of
+        them are idempotent by award id, so a batch interrupted before the insert is simply
+        scored again. Events scored before (a redelivery, or the same event published twice)
+        are not scored again, but their stored awards are published again: the consumer
+        commits only after this returns, so a crash between the insert and the publish is
+        mended by the redelivery.
         """
-        seen = set()
+        before: dict[str, dict] = {}
         for part in chunks([e.id for e in envelopes]):
-            seen.update(d["_id"] for d in self.store.scored_events.find({"_id": {"$in": part}}, {"_id": 1}))
-        todo = []
+            before.update((d["_id"], d) for d in self.store.scored_events.find({"_id": {"$in": part}}, {"awards": 1}))
+        todo, seen = [], set(before)
         for envelope in envelopes:
             if envelope.id in seen:
-                continue  # scored before (a redelivery, or the same event published twice)
+                continue
             seen.add(envelope.id)
             todo.append(envelope)
-        if not todo:
-            return []
+        docs = self._score_and_store(todo) if todo else []
+        if self.publish:
+            self.publish([self._event(award) for doc in [*before.values(), *docs] for award in doc["awards"]])
+        return docs
+
+    def _score_and_store(self, todo: list[Envelope]) -> list[dict[str, Any]]:
         try:
             docs = self._score_all(todo, batched=len(todo) > 1)
         except _GuardRace:
@@ -127,7 +137,7 @@ class Scorer:
                      "one write at a time", extra={"events": len(todo)})
             docs = self._score_all(todo, batched=False)
         # A document refused as a duplicate was scored meanwhile by another process (a
-        # rebalance): its copy is the one relayed.
+        # rebalance): that process publishes its copy's awards.
         docs = _insert_many_once(self.store.scored_events, docs)
         for doc in docs:
             if doc["type"] == "request.delivered":
@@ -178,7 +188,7 @@ class Scorer:
         doc = {"_id": envelope.id, "type": envelope.type, "at": at, "awards": awards}
         if envelope.type == "request.delivered":
             doc["request_id"] = data["request_id"]
-        return with_outbox(doc, [self._event(a) for a in awards] if self.publish else [])
+        return doc
 
     def _waiting_thanks(self, request_id: str, delivered_at: datetime, batch: "_Batch") -> list[dict[str, Any]]:
         """Kudos that thanked for this delivery but were read before it (topics are read in

@@ -87,7 +87,7 @@ def rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Directo
     store = Store(db, suffix=SUFFIX)
     store.drop()
     store.ensure_indexes()
-    scorer = Scorer(store, rules, calendar, directory, clock, publish=False)
+    scorer = Scorer(store, rules, calendar, directory, clock)  # publishes nothing
     applier = Applier(store, rules, calendar, directory, clock, publish=False)
     seq = 0
     seen: set[str] = set()
