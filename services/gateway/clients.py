@@ -88,6 +88,11 @@ class Services:
     @classmethod
     def from_settings(cls, settings) -> "Services":
         def client(name: str) -> ServiceClient:
-            return ServiceClient(name, settings.service_url(name), settings.internal_token, settings.service_timeout_s)
+            # Keep a connection per serving thread: with requests' default pool of 10, the 11th
+            # concurrent call opened a new TCP connection and threw it away afterwards.
+            session = http.Session()
+            session.mount("http://", http.adapters.HTTPAdapter(pool_maxsize=settings.http_threads))
+            return ServiceClient(name, settings.service_url(name), settings.internal_token, settings.service_timeout_s,
+                                 session)
 
         return cls(requests=client("requests"), kudos=client("kudos"), points=client("points"))
