@@ -36,6 +36,12 @@ class RequestContext:
             for pid in chunk:
                 self.people[pid] = by_id.get(pid)
 
+    def remember_people(self, people: Iterable[dict | None]) -> None:
+        """People another service already returned in full (same shape as ``/people/lookup``)."""
+        for person in people:
+            if person and person.get("id"):
+                self.people.setdefault(person["id"], person)
+
     def person(self, person_id: str | None) -> dict | None:
         if not person_id:
             return None

@@ -59,7 +59,8 @@ class PointsQueries(graphene.ObjectType):
         board = call_service(lambda: ctx.services.points.get(
             "/leaderboard", ctx.actor_id, period=enum_value(period), scope=enum_value(scope),
             department=enum_value(department), role=enum_value(role), first=first, me=ctx.actor_id))
-        call_service(lambda: ctx.prime_people(e["person_id"] for e in board["entries"]))
+        ctx.remember_people(e.get("person") for e in board["entries"])  # the points service's directory copy
+        call_service(lambda: ctx.prime_people(e["person_id"] for e in board["entries"]))  # anyone it lacked
         return board
 
     def resolve_badge_definitions(root, info):

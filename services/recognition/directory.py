@@ -44,6 +44,12 @@ class DirectoryPerson:
     department: str
     active: bool
     title: str | None = None
+    manager_id: str | None = None
+
+    def as_record(self) -> dict:
+        """The person as the requests service's API shows them (the gateway's ``Person``)."""
+        return {"id": self.id, "email": self.email, "name": self.name, "role": self.role, "department": self.department,
+                "title": self.title, "manager_id": self.manager_id, "active": self.active}
 
 
 class Directory:
@@ -84,6 +90,7 @@ def _person(doc: dict) -> DirectoryPerson:
     return DirectoryPerson(
         id=doc["_id"], name=doc.get("name") or "?", email=doc.get("email") or "", role=doc.get("role") or "",
         department=doc.get("department") or "", active=bool(doc.get("active")), title=doc.get("title"),
+        manager_id=doc.get("manager_id"),
     )
 
 

@@ -86,6 +86,7 @@ def test_kudos_card_and_leaderboard_through_the_gateway(system):
     board = pia("{ leaderboard(period: WEEK) { key entries { rank points movement person { name } } me { rank points } } }").json()
     assert board["data"]["leaderboard"]["entries"][0] == {"rank": 1, "points": 10, "movement": None, "person": {"name": "Pía Novák"}}
     assert board["data"]["leaderboard"]["me"] == {"rank": 1, "points": 10}
+    assert board["extensions"]["serviceCalls"] == 1  # names come with the board (the points service's directory copy)
     assert len(rita("{ badgeDefinitions { id name } }").json()["data"]["badgeDefinitions"]) == 8
 
 

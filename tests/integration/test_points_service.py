@@ -179,6 +179,11 @@ def test_leaderboard_ranks_moves_scopes_and_my_rank(producer, runtime, settings)
         api = Client(url, settings.internal_token, "pia")
         answer = api.get("/leaderboard", params={"period": "week"}).json()
         assert answer["me"] == {"person_id": "pia", "points": 40, "rank": 2}
+        # each entry carries the person from the directory copy: the gateway needs no second call
+        name, role, department = PEOPLE["rita"]
+        assert answer["entries"][0]["person"] == {"id": "rita", "email": "rita@example.com", "name": name, "role": role,
+                                                  "department": department, "title": None, "manager_id": None, "active": True}
+        assert [e["person"]["id"] for e in answer["entries"]] == [e["person_id"] for e in answer["entries"]]
         assert api.get("/leaderboard", params={"period": "fortnight"}).json()["error"]["code"] == "invalid_period"
         summary = api.get("/people/rita/summary").json()
         assert summary["periods"]["week"]["points"] == 45 and summary["periods"]["week"]["rank"] == 1

@@ -23,11 +23,19 @@ def _known_actor():
 
 @points_api.get("/leaderboard")
 def leaderboard():
+    """A page of the board; each entry carries its ``person`` from the directory copy (null
+    if unknown here), so a caller showing names needs no second call."""
     args = request.args
-    return jsonify(_queries().leaderboard(
+    queries = _queries()
+    board = queries.leaderboard(
         period=args.get("period", "week"), scope=args.get("scope", "company"), department=args.get("department"),
         role=args.get("role"), first=args.get("first", 10), after=args.get("after"), me=args.get("me") or g.get("actor_id"),
-    ))
+    )
+    people = queries.directory.many(e["person_id"] for e in board["entries"])
+    for entry in board["entries"]:
+        person = people.get(entry["person_id"])
+        entry["person"] = person.as_record() if person else None
+    return jsonify(board)
 
 
 @points_api.get("/people/<person_id>/summary")
