@@ -89,7 +89,8 @@ class KudosQueries(graphene.ObjectType):
         ctx = info.context
         page = call_service(lambda: ctx.services.kudos.get(
             "/kudos", ctx.actor_id, person_id=person_id, direction=enum_value(direction), first=first, after=after))
-        _prime(ctx, page["items"])
+        ctx.remember_people(page.get("people") or [])  # the kudos service's directory copy
+        _prime(ctx, page["items"])  # anyone it lacked
         return connection_from_page(page)
 
 

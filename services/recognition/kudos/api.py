@@ -101,9 +101,11 @@ def feed():
         query = {"recipient_ids": person_id} if direction == "received" else {"giver_id": person_id}
     page = paginate(_service().kudos, query, ["created_at", "_id"], request.args.get("first"),
                     request.args.get("after"), descending=True)
-    items = _render([kudos_from_doc(d) for d in page["items"]])
-    return jsonify({"items": items, "cursors": page["cursors"], "page_info": page["page_info"],
-                    "total_count": page["total_count"]})
+    kudos = [kudos_from_doc(d) for d in page["items"]]
+    # Everyone the page names, from the directory copy: a caller showing names needs no second call.
+    people = _service().directory.many(pid for k in kudos for pid in [k.giver_id, *k.recipient_ids, *(a.actor_id for a in k.add_ons)])
+    return jsonify({"items": _render(kudos), "people": [p.as_record() for p in people.values()], "cursors": page["cursors"],
+                    "page_info": page["page_info"], "total_count": page["total_count"]})
 
 
 @kudos_api.get("/allowance/<person_id>")
