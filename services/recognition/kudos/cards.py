@@ -322,8 +322,10 @@ def render_thumbnail(full_png: bytes) -> bytes:
 
 
 def _png(image: Image.Image) -> bytes:
+    # zlib level 1: the encoder was 37 of a card's 44 ms at the default level 6; level 1 takes
+    # 23 ms for a file 20 % bigger (about 73 KB instead of 60), rendered once and then cached.
     out = io.BytesIO()
-    image.save(out, format="PNG", optimize=False, compress_level=6)
+    image.save(out, format="PNG", optimize=False, compress_level=1)
     return out.getvalue()
 
 
