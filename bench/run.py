@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FULL = os.environ.get("BENCH_SCALE") == "full"
 PORTS = {"KAFKA": 29092, "KAFKA_CONTROLLER": 29093, "MONGO": 27019, "GATEWAY": 28000, "REQUESTS": 28001,
          "KUDOS": 28002, "POINTS": 28003}
-# "leaderboard": only the leaderboard-at-scale part (FerretDB alone); "pipeline": only the points
+# "leaderboard": only the leaderboard-at-scale part (FerretDB alone); "ferretdb": only inserts against
+# updates timed directly on FerretDB; "pipeline": only the points
 # pipeline against its raw limit (BENCH_EVENTS=10000,100000 sets the sizes); "live": only the
 # running system's kudos->screen latency, gateway overhead and memory.
 ONLY = os.environ.get("BENCH_ONLY")
@@ -95,6 +96,32 @@ def bench_cards() -> None:
             cached.append((time.perf_counter() - t) * 1000)
     record("cards", cold_ms_p50=pct(cold, 50), cached_ms_p50=pct(cached, 50), png_kb=round(len(png) / 1024, 1),
            target="cold <= 40 ms, cached <= 2 ms")
+
+
+# -- FerretDB itself: the cost of the operations the pipeline is made of ----------------------------
+
+def bench_ferretdb_ops(settings, docs: int = 5000, seconds: float = 6.0) -> None:
+    """Inserts against updates by _id, in bulk commands of 100, timed directly on FerretDB: the
+    evidence for what the pipeline can reach on it (docs/performance.md)."""
+    from pymongo import UpdateOne
+
+    with mongo_client(settings) as client:
+        db = client[settings.database("ferretdb_ops")]
+        client.drop_database(db.name)
+        t, n = time.perf_counter(), 0
+        while time.perf_counter() - t < seconds / 2 or n < docs:
+            db.inserted.insert_many([{"v": i, "pad": "x" * 200} for i in range(100)])
+            n += 100
+        inserts = n / (time.perf_counter() - t)
+        db.counters.insert_many([{"_id": f"c{i}", "v": 0, "pad": "x" * 200} for i in range(docs)])
+        t, n = time.perf_counter(), 0
+        while time.perf_counter() - t < seconds:
+            db.counters.bulk_write([UpdateOne({"_id": f"c{(n + j) % docs}"}, {"$inc": {"v": 1}}) for j in range(100)])
+            n += 100
+        updates = n / (time.perf_counter() - t)
+        client.drop_database(db.name)
+    record("ferretdb_ops", inserts_per_s=round(inserts), updates_by_id_per_s=round(updates),
+           update_cost_in_inserts=round(inserts / updates, 1), note="bulk commands of 100, 200-byte documents")
 
 
 # -- leaderboard at scale (direct on the points store) ---------------------------------------------
@@ -360,11 +387,11 @@ def main() -> int:
                           "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
                           "kafka": "4.3.1 (KRaft, -Xmx512m)", "mongo": "FerretDB 1.24 on SQLite (serialized writes)"}
     RESULTS["started"] = datetime.now(timezone.utc).isoformat()
-    if ONLY == "leaderboard":
+    if ONLY in ("leaderboard", "ferretdb"):
         ferretdb = local.FerretDB(settings)
         ferretdb.up()
         try:
-            bench_leaderboard_scale(settings)
+            bench_leaderboard_scale(settings) if ONLY == "leaderboard" else bench_ferretdb_ops(settings)
         finally:
             ferretdb.daemon.stop()
         return write_results()
@@ -377,6 +404,7 @@ def main() -> int:
     services = Supervisor(settings)
     try:
         if ONLY not in ("pipeline", "live"):
+            bench_ferretdb_ops(settings)
             bench_leaderboard_scale(settings)
         services.start_all(timeout=120)
         idle = {p.spec.name: rss_mb(p.proc.pid) for p in services.processes}
