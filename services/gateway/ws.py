@@ -194,6 +194,18 @@ class Connection:
             if op.refresh_pending:
                 return  # one refresh answers a burst of awards
             op.refresh_pending = True
+            # Let the points applier add the award before the board is read, on a timer: a
+            # pause in the worker held up this connection's other subscriptions (a screen's
+            # kudosGiven waited behind it: the p95 of kudos -> screen).
+            timer = threading.Timer(LEADERBOARD_SETTLE_S, self._put, args=(item,))
+            timer.daemon = True
+            timer.start()
+            return
+        self._put(item)
+
+    def _put(self, item) -> None:
+        if self.closed.is_set():
+            return
         try:
             self.outbox.put_nowait(item)
         except queue.Full:
@@ -241,8 +253,7 @@ class Connection:
                 return {key: {"person_id": data["person_id"], "badge": data["badge"], "name": data["name"],
                               "tier": data.get("tier"), "awarded_at": data["at"],
                               "evidence_event_ids": data.get("evidence_event_ids", [])}}
-            time.sleep(LEADERBOARD_SETTLE_S)
-            op.refresh_pending = False
+            op.refresh_pending = False  # awards from now on ask for another refresh
             args = op.arguments
             return {key: ctx.services.points.get(
                 "/leaderboard", self.actor_id, period=_plain(args.get("period")), scope=_plain(args.get("scope")) or "company",
