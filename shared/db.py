@@ -15,7 +15,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.config import Settings
 
-__all__ = ["WRITE_CHUNK", "DuplicateKeyError", "chunks", "connect", "disconnect", "insert_once", "is_transient", "mongo_client", "ping"]
+__all__ = ["ID_CHUNK", "WRITE_CHUNK", "DuplicateKeyError", "chunks", "connect", "disconnect", "insert_once", "is_transient", "mongo_client", "ping"]
 
 
 def _client_options(settings: Settings) -> dict:
@@ -72,6 +72,10 @@ def is_transient(exc: BaseException) -> bool:
 # write command through at a time (it loses concurrent updates otherwise), so a thousand-
 # document insert would hold every other writer back for its whole duration.
 WRITE_CHUNK = 100
+
+# Reads of many documents by id go in `$in`s of at most this many ids: the local FerretDB (our
+# patch) answers an `$in` of up to 1,000 ids from the `_id` index and scans beyond that.
+ID_CHUNK = 1000
 
 
 def chunks(items: list, size: int = WRITE_CHUNK):

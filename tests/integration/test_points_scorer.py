@@ -114,3 +114,15 @@ def test_awards_lost_between_store_and_publish_go_out_when_the_event_comes_again
     fresh = kudos(2, "g", ["r1"])
     assert len(scorer_.score_batch([fresh])) == 1
     assert len(sent) == 2 and all(e.data["source_event_id"] == fresh.id for e in sent)
+
+
+def test_the_directory_copy_reads_many_people_in_index_sized_chunks(db):
+    """``Directory.many`` reads by ``$in`` in chunks the local FerretDB answers from its index;
+    every known person comes back once, unknown ids are left out."""
+    directory = Directory()
+    directory.collection.insert_many([{"_id": f"d{i}", "name": f"D {i}", "email": f"d{i}@example.com", "role": "rep",
+                                       "department": "sales", "active": True} for i in range(1_250)])
+    wanted = [f"d{i}" for i in range(1_250)] + ["d7", "nobody"]
+    found = directory.many(wanted)
+    assert len(found) == 1_250 and "nobody" not in found and found["d1249"].name == "D 1249"
+    assert directory.many([]) == {}
