@@ -410,6 +410,16 @@ def _still_running(fleet: Fleet) -> None:
     assert not exited, f"processes gave up instead of retrying: {exited}"
 
 
+def _wait_reported_down(ports: tuple[int, ...], dependency: str) -> None:
+    """Every process on ``ports`` answers /readyz 503 naming ``dependency`` (within 30 s)."""
+    assert wait_until(lambda: all(reports_down(port, dependency) for port in ports), 30), [readiness(p) for p in ports]
+
+
+def _wait_ready_again(ports: tuple[int, ...]) -> None:
+    """Every process on ``ports`` is ready again by itself (within 120 s)."""
+    assert wait_until(lambda: all(readiness(port)[0] == 200 for port in ports), 120, 0.5), [readiness(p) for p in ports]
+
+
 def broker_restart_mid_stream(stack_settings: Settings, settings: Settings, producer, n: int,
                               outage_s: float = 5) -> Figures:
     """The Kafka broker stops in the middle of a stream and starts again. While it is down the
@@ -433,8 +443,7 @@ def broker_restart_mid_stream(stack_settings: Settings, settings: Settings, prod
             stopped_at = points.count()
             started = time.monotonic()
             broker.daemon.stop()
-            assert wait_until(lambda: reports_down(points_port, "kafka") and reports_down(kudos_port, "kafka"), 30), (
-                readiness(points_port), readiness(kudos_port))
+            _wait_reported_down((points_port, kudos_port), "kafka")
             # A kudos given while the broker is away: stored with its event, published later.
             api = Client(f"http://127.0.0.1:{kudos_port}", settings.internal_token, "rita")
             given = api.post("/kudos", json={"to": ["pia"], "message": "Thanks, even with Kafka down"})
@@ -443,8 +452,7 @@ def broker_restart_mid_stream(stack_settings: Settings, settings: Settings, prod
             _still_running(fleet)
             broker.up()
             down_s = time.monotonic() - started
-            assert wait_until(lambda: readiness(points_port)[0] == 200 and readiness(kudos_port)[0] == 200, 120, 0.5), (
-                readiness(points_port), readiness(kudos_port))
+            _wait_ready_again((points_port, kudos_port))
             recovered_s = time.monotonic() - started
             producer = EventProducer(settings, client_id="chaos")
             producer.publish_all(events[half:])
@@ -479,14 +487,12 @@ def database_outage_mid_stream(stack_settings: Settings, settings: Settings, pro
             stopped_at = points.count()
             started = time.monotonic()
             database.daemon.stop()
-            assert wait_until(lambda: reports_down(points_port, "mongo") and reports_down(kudos_port, "mongo"), 30), (
-                readiness(points_port), readiness(kudos_port))
+            _wait_reported_down((points_port, kudos_port), "mongo")
             time.sleep(max(0.0, outage_s - (time.monotonic() - started)))
             _still_running(fleet)
             database.up()
             down_s = time.monotonic() - started
-            assert wait_until(lambda: readiness(points_port)[0] == 200 and readiness(kudos_port)[0] == 200, 120, 0.5), (
-                readiness(points_port), readiness(kudos_port))
+            _wait_ready_again((points_port, kudos_port))
             recovered_s = time.monotonic() - started
             wait_exact(points, expected, timeout_s())
             settle(settings, points, expected)
