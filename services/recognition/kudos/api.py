@@ -56,9 +56,10 @@ def kudos_json(k: Kudos, names: dict[str, str] | None = None) -> dict[str, Any]:
     }
 
 
-def _render(kudos: list[Kudos]) -> list[dict[str, Any]]:
-    ids = {a.actor_id for k in kudos for a in k.add_ons}
-    people = _service().directory.many(ids)
+def _render(kudos: list[Kudos], people: dict | None = None) -> list[dict[str, Any]]:
+    """The kudos as JSON; ``people`` (id -> directory person) if the caller read them already."""
+    if people is None:
+        people = _service().directory.many(a.actor_id for k in kudos for a in k.add_ons)
     names = {i: p.name for i, p in people.items()}
     return [kudos_json(k, names) for k in kudos]
 
@@ -104,7 +105,7 @@ def feed():
     kudos = [kudos_from_doc(d) for d in page["items"]]
     # Everyone the page names, from the directory copy: a caller showing names needs no second call.
     people = _service().directory.many(pid for k in kudos for pid in [k.giver_id, *k.recipient_ids, *(a.actor_id for a in k.add_ons)])
-    return jsonify({"items": _render(kudos), "people": [p.as_record() for p in people.values()], "cursors": page["cursors"],
+    return jsonify({"items": _render(kudos, people), "people": [p.as_record() for p in people.values()], "cursors": page["cursors"],
                     "page_info": page["page_info"], "total_count": page["total_count"]})
 
 
