@@ -14,6 +14,14 @@ For each message, in partition order:
 ``stop()`` (wired to SIGTERM by ``shared.lifecycle``) finishes the message in hand, commits
 and closes.
 
+A group member that has not been settled in its group (joined and stable) for
+``consumer_rejoin_after_s`` closes its Kafka client and starts over with a new one. kafka-python
+3.0.12 can stay "rebalancing" for ever: when a metadata change asks for a rejoin and is undone
+(a metadata answer without a topic, then one with it) before a slow JoinGroup returns, nobody
+collects the join's result; the client goes on fetching but every commit fails and its broker
+session expires. Starting over loses nothing: what was handled but not committed is
+redelivered to idempotent handlers.
+
 A ``batch_handler`` gets every valid message of one poll at once (a list of :class:`Delivery`,
 in partition order), so a handler can turn a thousand events into a few bulk writes. The same
 rules hold for the batch: an outage retries it for as long as it takes; a failure retries it,
@@ -24,15 +32,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata, TopicPartition
+from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 
-from shared.bus.kafka import EventProducer
+from shared.bus.kafka import EventProducer, kafka_reachable
 from shared.config import Settings
 from shared.db import is_transient
 from shared.events import Envelope, EventSchema, InvalidEvent, decode, dlq_topic
@@ -55,6 +64,8 @@ class Delivery:
 
 BatchHandler = Callable[[list[Delivery]], None]
 MAX_BACKOFF_S = 5.0
+COMMIT_TIMEOUT_MS = 10_000  # a commit that cannot finish now is tried again after the next poll
+CLOSE_TIMEOUT_MS = 5_000  # leaving the group is a courtesy, not worth kafka-python's 30 s
 
 
 class TransientError(Exception):
@@ -107,6 +118,10 @@ class ConsumerRunner:
         self.assigned = threading.Event()
         self.caught_up = threading.Event()  # group-less readers: the start-time backlog is read
         self._end_offsets: dict | None = None
+        self._unsettled_since: float | None = None
+        self._uncommitted: dict[TopicPartition, int] = {}  # handled, commit failed: tried again
+        self._commit_failing_since: float | None = None
+        self.restarts = 0  # clients replaced because the group membership never settled
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -122,33 +137,16 @@ class ConsumerRunner:
 
     def run(self) -> None:
         """Consume until ``stop()``; commits what was handled, then closes."""
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.kafka_servers,
-            group_id=self.group,
-            client_id=self.group or f"{self.topics[0]}-reader",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest" if self.from_beginning else "latest",
-            max_poll_records=self.max_poll_records,
-            # A member that died is noticed within seconds, so its partitions move on quickly.
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=3_000,
-            # New partitions (a topic grown for more consumers) are noticed within 30 s.
-            metadata_max_age_ms=30_000,
-        )
-        self._consumer = consumer
-        partitions = self._wait_for_topics(consumer)
-        if self.group:
-            # Only once the client knows the topics' partitions: a group joined before that
-            # would be assigned nothing until the next metadata refresh.
-            consumer.subscribe(self.topics)
-        else:
-            self._assign_all(consumer, partitions)
-        log.info("consumer started", extra={"group": self.group, "topics": self.topics})
         try:
-            while not self._stopping.is_set():
+            consumer = self._open()
+            while consumer is not None and not self._stopping.is_set():
                 batch = consumer.poll(timeout_ms=200)
                 if consumer.assignment():
                     self.assigned.set()
+                self._commit_pending(consumer)
+                if self._never_settles(consumer):
+                    consumer = self._start_over(consumer)
+                    continue
                 if self.batch_handler is not None:
                     if batch and not self._handle_batch(consumer, batch):
                         break  # stopping in the middle of a retry: leave it for the next run
@@ -166,11 +164,78 @@ class ConsumerRunner:
                         break
                 self._check_caught_up(consumer)
         finally:
-            consumer.close(autocommit=False)
+            if self._consumer is not None:  # the newest client, if _start_over replaced one
+                self._commit_pending(self._consumer)
+                self._consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
             log.info(
                 "consumer stopped",
                 extra={"group": self.group, "processed": self.processed, "dead_lettered": self.dead_lettered},
             )
+
+    def _open(self) -> KafkaConsumer | None:
+        """A new Kafka client, subscribed (a group) or assigned every partition (no group).
+        While Kafka cannot be reached it keeps trying; None only when stopped meanwhile."""
+        attempt = 0
+        while True:
+            try:
+                # A TCP probe first: kafka-python leaks its sockets when it fails to bootstrap.
+                kafka_reachable(self.settings)
+                consumer = KafkaConsumer(
+                    bootstrap_servers=self.settings.kafka_servers,
+                    group_id=self.group,
+                    client_id=self.group or f"{self.topics[0]}-reader",
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest" if self.from_beginning else "latest",
+                    max_poll_records=self.max_poll_records,
+                    # A member that died is noticed within seconds, so its partitions move on quickly.
+                    session_timeout_ms=10_000,
+                    heartbeat_interval_ms=3_000,
+                    # New partitions (a topic grown for more consumers) are noticed within 30 s.
+                    metadata_max_age_ms=30_000,
+                )
+                break
+            except (ConnectionError, KafkaError) as exc:  # no broker answers (yet): wait it out
+                attempt += 1
+                self.dependency_down = f"{type(exc).__name__}: {exc}"
+                log.warning("kafka unreachable, will retry", extra={"group": self.group, "error": self.dependency_down})
+                if not self._backoff(attempt):
+                    return None
+        self.dependency_down = None
+        self._consumer = consumer
+        self._unsettled_since = None
+        partitions = self._wait_for_topics(consumer)
+        if self.group:
+            # Only once the client knows the topics' partitions: a group joined before that
+            # would be assigned nothing until the next metadata refresh.
+            consumer.subscribe(self.topics)
+        else:
+            self._assign_all(consumer, partitions)
+        log.info("consumer started", extra={"group": self.group, "topics": self.topics})
+        return consumer
+
+    def _never_settles(self, consumer: KafkaConsumer) -> bool:
+        """True when this group member has not been stable for ``consumer_rejoin_after_s``."""
+        if self.group is None or consumer.group_metadata().state == MemberState.STABLE:
+            self._unsettled_since = None
+            return False
+        now = time.monotonic()
+        if self._unsettled_since is None:
+            self._unsettled_since = now
+        return now - self._unsettled_since >= self.settings.consumer_rejoin_after_s
+
+    def _start_over(self, consumer: KafkaConsumer) -> KafkaConsumer | None:
+        """Close a client whose group membership never settles and open a new one."""
+        self.restarts += 1
+        log.warning("group membership has not settled; starting over with a new Kafka client",
+                    extra={"group": self.group, "state": consumer.group_metadata().state,
+                           "unsettled_s": round(time.monotonic() - self._unsettled_since, 1),
+                           "restarts": self.restarts})
+        self._consumer, self._uncommitted = None, {}  # the new client starts from the committed offsets
+        try:
+            consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
+        except Exception as exc:  # noqa: BLE001 - the old client is abandoned either way
+            log.warning("closing the unsettled Kafka client failed", extra={"group": self.group, "error": repr(exc)})
+        return self._open()
 
     def _wait_for_topics(self, consumer: KafkaConsumer) -> list[TopicPartition]:
         partitions = []
@@ -205,12 +270,34 @@ class ConsumerRunner:
         """Commit ``{partition: next offset to read}`` (nothing for a group-less reader)."""
         if self.group is None or not offsets:
             return
+        self._uncommitted.update(offsets)
+        self._commit_pending(consumer)
+
+    def _commit_pending(self, consumer: KafkaConsumer) -> None:
+        """Commit what was handled and not yet committed. A commit that fails (the group is
+        rebalancing) is tried again after each poll while the partition stays ours; a partition
+        given away meanwhile is its new owner's to redo (idempotent handlers make that harmless).
+        Without this, messages handled during a rebalance stayed uncommitted until the next
+        message on their partition, which on a quiet topic never comes."""
+        if not self._uncommitted:
+            return
+        owned = consumer.assignment()
+        self._uncommitted = {tp: offset for tp, offset in self._uncommitted.items() if tp in owned}
+        if not self._uncommitted:
+            return
         try:
-            consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+            consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._uncommitted.items()},
+                            timeout_ms=COMMIT_TIMEOUT_MS)
         except KafkaError as exc:
-            # E.g. the group rebalanced while we were busy: the new owner of the partition
-            # gets these messages again, which idempotent handlers make harmless.
-            log.warning("commit failed; messages will be redelivered", extra={"group": self.group, "error": repr(exc)})
+            if self._commit_failing_since is None:
+                self._commit_failing_since = time.monotonic()
+                log.warning("commit failed; will try again", extra={"group": self.group, "error": repr(exc)})
+            return
+        self._uncommitted = {}
+        if self._commit_failing_since is not None:
+            log.info("commit succeeded again", extra={
+                "group": self.group, "failing_s": round(time.monotonic() - self._commit_failing_since, 1)})
+            self._commit_failing_since = None
 
     def start(self) -> threading.Thread:
         """Run in a background thread (``stop()`` then joins it)."""

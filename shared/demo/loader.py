@@ -251,7 +251,7 @@ class DemoLoader:
 
 def wait_for_points(settings: Settings, timeout: float = 300, quiet_checks: int = 3) -> bool:
     """Wait until the points process has nothing left to score (several checks in a row: the
-    scorer's awards reach the points topic through its outbox a moment after it commits)."""
+    applier's badge awards reach their topic through its outbox a moment after it commits)."""
     deadline = time.monotonic() + timeout
     quiet = 0
     while time.monotonic() < deadline:

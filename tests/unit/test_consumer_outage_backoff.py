@@ -81,3 +81,59 @@ def test_a_handler_bug_is_still_dead_lettered_after_its_attempts():
     runner._stopping = SimpleNamespace(wait=lambda seconds: False, is_set=lambda: False)
     assert runner._handle(_message()) is True
     assert runner.dead_lettered == 1 and b"ValueError" in sent[0][1]["dlq.reason"]
+
+
+def test_a_consumer_started_while_kafka_is_down_keeps_trying_and_stops_when_asked():
+    """Kafka not (yet) there when a service starts: the consumer must wait for it, not die."""
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = load_settings(env={"INSIDETRACK_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}", "INSIDETRACK_CONSUMER_BACKOFF_MS": "50"})
+    runner = ConsumerRunner(settings, group="g", topics=["people"], handler=lambda e, d: None, producer=None)
+    thread = runner.start()
+    deadline = time.monotonic() + 30
+    while runner.dependency_down is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert runner.dependency_down and "Kafka unreachable" in runner.dependency_down
+    time.sleep(1)
+    assert thread.is_alive()  # still trying
+    runner.stop(timeout=20)
+    assert not thread.is_alive()
+
+
+class _Client:
+    """Just what the runner's commit path asks of a Kafka client; its commits fail while told to."""
+
+    def __init__(self, assigned):
+        self.assigned, self.failing, self.committed = set(assigned), True, []
+
+    def assignment(self):
+        return set(self.assigned)
+
+    def commit(self, offsets, timeout_ms=None):
+        from kafka.errors import CommitFailedError
+
+        if self.failing:
+            raise CommitFailedError("the group is rebalancing")
+        self.committed.append({tp: meta.offset for tp, meta in offsets.items()})
+
+
+def test_a_failed_commit_is_tried_again_after_the_next_poll_for_partitions_still_ours():
+    """Messages handled while the group rebalanced used to stay uncommitted until the next
+    message on their partition (on a quiet topic: never), so the backlog looked unfinished."""
+    from kafka.structs import TopicPartition
+
+    kept, lost = TopicPartition("people", 0), TopicPartition("people", 1)
+    client = _Client({kept, lost})
+    runner = ConsumerRunner(load_settings(env={}), group="g", topics=["people"], handler=lambda e, d: None, producer=None)
+    runner._commit(client, {kept: 11, lost: 7})
+    assert client.committed == []
+    runner._commit_pending(client)  # after a poll, still failing: kept for later
+    client.failing, client.assigned = False, {kept}  # settled; partition 1 went to another member
+    runner._commit_pending(client)
+    assert client.committed == [{kept: 11}]  # the other member redoes partition 1 from its last commit
+    runner._commit_pending(client)
+    assert client.committed == [{kept: 11}]  # nothing left to commit
