@@ -1,4 +1,5 @@
-"""While a dependency is down, a consumer retries the same message with growing pauses."""
+"""The consumer runner without a broker: an outage is retried with growing pauses (never
+dead-lettered), a consumer started before Kafka waits for it, a failed commit is tried again."""
 
 from __future__ import annotations
 
