@@ -77,8 +77,8 @@ class Settings(BaseModel):
     # Consumers: bounded retries with backoff before a message goes to the dead-letter topic.
     consumer_max_attempts: int = Field(5, ge=1, le=100)
     consumer_backoff_ms: int = Field(200, ge=0, le=60_000)
-    # A group member that has not settled (joined, stable) for this long starts over with a new
-    # Kafka client: kafka-python 3.0 can stay "rebalancing" for ever (see shared/bus/consumer.py).
+    # A group member that has not been stable for this long starts over with a new Kafka client:
+    # kafka-python 3.0 can strand a member "rebalancing" for ever (see shared/bus/consumer.py).
     consumer_rejoin_after_s: float = Field(30, ge=1, le=3600)
     # Outbox relay: how often it looks for pending events when nobody wakes it up.
     outbox_poll_ms: int = Field(500, ge=10, le=60_000)

@@ -14,13 +14,15 @@ For each message, in partition order:
 ``stop()`` (wired to SIGTERM by ``shared.lifecycle``) finishes the message in hand, commits
 and closes.
 
-A group member that has not been settled in its group (joined and stable) for
-``consumer_rejoin_after_s`` closes its Kafka client and starts over with a new one. kafka-python
-3.0.12 can stay "rebalancing" for ever: when a metadata change asks for a rejoin and is undone
-(a metadata answer without a topic, then one with it) before a slow JoinGroup returns, nobody
-collects the join's result; the client goes on fetching but every commit fails and its broker
-session expires. Starting over loses nothing: what was handled but not committed is
-redelivered to idempotent handlers.
+kafka-python 3.0.12 can strand a group member "rebalancing" for ever. A rejoin asked for because
+the metadata changed (every group asks once, just after its first join) runs as a background
+task; when it takes longer than one poll (200 ms: common on a loaded machine), the task's own
+assignment step records the new metadata, so the next poll sees no rejoin to do and nobody
+collects the join's result. The client goes on fetching, every commit fails, heartbeats stop and
+the broker drops the member. So a member that receives records while "rebalancing" for
+``STRANDED_S``, or has not been stable for ``consumer_rejoin_after_s`` (anything else that
+never settles), closes its Kafka client and starts over with a new one. That loses nothing:
+what was handled but not committed is redelivered to idempotent handlers.
 
 A ``batch_handler`` gets every valid message of one poll at once (a list of :class:`Delivery`,
 in partition order), so a handler can turn a thousand events into a few bulk writes. The same
@@ -64,6 +66,7 @@ class Delivery:
 
 BatchHandler = Callable[[list[Delivery]], None]
 MAX_BACKOFF_S = 5.0
+STRANDED_S = 1.0  # records while "rebalancing", still so this much later: kafka-python lost its join
 COMMIT_TIMEOUT_MS = 10_000  # a commit that cannot finish now is tried again after the next poll
 CLOSE_TIMEOUT_MS = 5_000  # leaving the group is a courtesy, not worth kafka-python's 30 s
 
@@ -119,6 +122,7 @@ class ConsumerRunner:
         self.caught_up = threading.Event()  # group-less readers: the start-time backlog is read
         self._end_offsets: dict | None = None
         self._unsettled_since: float | None = None
+        self._stranded_since: float | None = None
         self._uncommitted: dict[TopicPartition, int] = {}  # handled, commit failed: tried again
         self._commit_failing_since: float | None = None
         self.restarts = 0  # clients replaced because the group membership never settled
@@ -144,7 +148,7 @@ class ConsumerRunner:
                 if consumer.assignment():
                     self.assigned.set()
                 self._commit_pending(consumer)
-                if self._never_settles(consumer):
+                if self._never_settles(consumer, fetched=bool(batch)):
                     consumer = self._start_over(consumer)
                     continue
                 if self.batch_handler is not None:
@@ -202,7 +206,7 @@ class ConsumerRunner:
                     return None
         self.dependency_down = None
         self._consumer = consumer
-        self._unsettled_since = None
+        self._unsettled_since = self._stranded_since = None
         partitions = self._wait_for_topics(consumer)
         if self.group:
             # Only once the client knows the topics' partitions: a group joined before that
@@ -213,20 +217,27 @@ class ConsumerRunner:
         log.info("consumer started", extra={"group": self.group, "topics": self.topics})
         return consumer
 
-    def _never_settles(self, consumer: KafkaConsumer) -> bool:
-        """True when this group member has not been stable for ``consumer_rejoin_after_s``."""
-        if self.group is None or consumer.group_metadata().state == MemberState.STABLE:
-            self._unsettled_since = None
+    def _never_settles(self, consumer: KafkaConsumer, fetched: bool) -> bool:
+        """True when this group member is stranded: it received records while "rebalancing" (a
+        client that is really rejoining returns none) and is still not stable a second later, or
+        it has not been stable for ``consumer_rejoin_after_s``."""
+        state = consumer.group_metadata().state if self.group else MemberState.STABLE
+        if state == MemberState.STABLE:
+            self._unsettled_since = self._stranded_since = None
             return False
         now = time.monotonic()
         if self._unsettled_since is None:
             self._unsettled_since = now
+        if fetched and state == MemberState.REBALANCING and self._stranded_since is None:
+            self._stranded_since = now
+        if self._stranded_since is not None and now - self._stranded_since >= STRANDED_S:
+            return True
         return now - self._unsettled_since >= self.settings.consumer_rejoin_after_s
 
     def _start_over(self, consumer: KafkaConsumer) -> KafkaConsumer | None:
         """Close a client whose group membership never settles and open a new one."""
         self.restarts += 1
-        log.warning("group membership has not settled; starting over with a new Kafka client",
+        log.warning("group membership is stranded; starting over with a new Kafka client",
                     extra={"group": self.group, "state": consumer.group_metadata().state,
                            "unsettled_s": round(time.monotonic() - self._unsettled_since, 1),
                            "restarts": self.restarts})
