@@ -19,9 +19,10 @@ the metadata changed (every group asks once, just after its first join) runs as 
 task; when it takes longer than one poll (200 ms: common on a loaded machine), the task's own
 assignment step records the new metadata, so the next poll sees no rejoin to do and nobody
 collects the join's result. The client goes on fetching, every commit fails, heartbeats stop and
-the broker drops the member. So a member that receives records while "rebalancing" for
-``STRANDED_S``, or has not been stable for ``consumer_rejoin_after_s`` (anything else that
-never settles), closes its Kafka client and starts over with a new one. That loses nothing:
+the broker drops the member. So a member that receives records while "rebalancing" (which a
+client really rejoining never does) and is still not stable ``STRANDED_S`` later, or has not
+been stable for ``consumer_rejoin_after_s`` (anything else that never settles), closes its Kafka
+client and starts over with a new one. That loses nothing:
 what was handled but not committed is redelivered to idempotent handlers.
 
 A ``batch_handler`` gets every valid message of one poll at once (a list of :class:`Delivery`,
