@@ -213,6 +213,10 @@ class ConsumerRunner:
             # Only once the client knows the topics' partitions: a group joined before that
             # would be assigned nothing until the next metadata refresh.
             consumer.subscribe(self.topics)
+            # Then one metadata round trip, so the group's first join already sees the subscribed
+            # topics: otherwise kafka-python notices them just after that join and rejoins at
+            # once, the rejoin that can strand it (above).
+            consumer.topics()
         else:
             self._assign_all(consumer, partitions)
         log.info("consumer started", extra={"group": self.group, "topics": self.topics})

