@@ -8,6 +8,8 @@ simple ``$match/$group($sum)/$sort`` pipelines. No transactions, no change strea
 
 from __future__ import annotations
 
+from typing import Any, Iterable
+
 import mongoengine
 import pymongo
 from pymongo.database import Database
@@ -15,7 +17,8 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.config import Settings
 
-__all__ = ["ID_CHUNK", "WRITE_CHUNK", "DuplicateKeyError", "chunks", "connect", "disconnect", "insert_once", "is_transient", "mongo_client", "ping"]
+__all__ = ["ID_CHUNK", "WRITE_CHUNK", "DuplicateKeyError", "chunks", "connect", "disconnect", "find_by_ids", "insert_once",
+           "is_transient", "mongo_client", "ping"]
 
 
 def _client_options(settings: Settings) -> dict:
@@ -82,3 +85,12 @@ def chunks(items: list, size: int = WRITE_CHUNK):
     """Yield ``items`` in consecutive slices of at most ``size``."""
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def find_by_ids(collection, ids: Iterable, projection: dict | None = None) -> dict[Any, dict]:
+    """The documents among ``ids`` (missing ones left out), by ``_id``, read in ``$in``s of
+    ``ID_CHUNK`` ids: the filter the local FerretDB answers from its index."""
+    found: dict[Any, dict] = {}
+    for part in chunks(list(dict.fromkeys(ids)), ID_CHUNK):
+        found.update((d["_id"], d) for d in collection.find({"_id": {"$in": part}}, projection))
+    return found

@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 from shared.bus.consumer import ConsumerRunner
 from shared.bus.kafka import EventProducer
 from shared.config import Settings
-from shared.db import ID_CHUNK, chunks
+from shared.db import find_by_ids
 from shared.events import Envelope
 from shared.events.schemas import PersonUpserted
 
@@ -82,10 +82,7 @@ class Directory:
     def many(self, ids) -> dict[str, DirectoryPerson]:
         """The people among ``ids`` (unknown ones left out), read by ``_id`` in chunks our
         FerretDB answers from its index (an ``$in`` of up to 1,000 ids)."""
-        found: dict[str, DirectoryPerson] = {}
-        for part in chunks(list(dict.fromkeys(ids)), ID_CHUNK):
-            found.update((d["_id"], _person(d)) for d in self.collection.find({"_id": {"$in": part}}))
-        return found
+        return {i: _person(d) for i, d in find_by_ids(self.collection, ids).items()}
 
     def count(self) -> int:
         return self.collection.count_documents({})

@@ -12,6 +12,7 @@ from services.requests.documents import CounterDoc, PersonDoc, RequestDoc
 from services.requests.domain import Person, SupportRequest, TimelineEntry
 from shared.bus.outbox import merge_update, with_outbox
 from shared.clock import utc
+from shared.db import find_by_ids
 from shared.events import Envelope
 
 _REQUEST_FIELDS = [f.name for f in fields(SupportRequest) if f.name not in ("id", "timeline", "new_entries", "new_events")]
@@ -68,10 +69,7 @@ class Repository:
         return person_from_doc(doc) if doc else None
 
     def people_by_ids(self, ids: Iterable[str]) -> dict[str, Person]:
-        ids = list(dict.fromkeys(ids))
-        if not ids:
-            return {}
-        return {d["_id"]: person_from_doc(d) for d in self.people.find({"_id": {"$in": ids}}, {"outbox": 0})}
+        return {i: person_from_doc(d) for i, d in find_by_ids(self.people, ids, {"outbox": 0}).items()}
 
     def insert_person(self, person: Person, now: datetime, events: Sequence[Envelope]) -> None:
         doc = {"_id": person.id, **person_to_doc(person), "created_at": now, "updated_at": now, "version": 1}

@@ -27,7 +27,7 @@ from pymongo import UpdateOne
 from pymongo.collection import Collection
 
 from shared.bus.kafka import EventProducer
-from shared.db import chunks, is_transient
+from shared.db import chunks, find_by_ids, is_transient
 from shared.events import Envelope
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class OutboxRelay:
                 for part in chunks(list(pending.items()), self.batch):
                     # By _id (FerretDB scans the whole collection for a filter without one).
                     unread = [i for i, doc in part if doc is None]
-                    read = {d["_id"]: d for d in collection.find({"_id": {"$in": unread}}, {OUTBOX: 1, PENDING: 1})} if unread else {}
+                    read = find_by_ids(collection, unread, {OUTBOX: 1, PENDING: 1})
                     docs = [doc if doc is not None else read.get(i) for i, doc in part]
                     published += self._publish(collection, [d for d in docs if d is not None])
                     for doc_id, _ in part:
@@ -182,7 +182,7 @@ class OutboxRelay:
             # Look again: an event may have arrived in between. Raise its flag again and take
             # it on the next pass (its writer's notice may be lost if that process died).
             for part in chunks(done):
-                again = [d["_id"] for d in collection.find({"_id": {"$in": [d["_id"] for d in part]}}, {OUTBOX: 1})
+                again = [i for i, d in find_by_ids(collection, [d["_id"] for d in part], {OUTBOX: 1}).items()
                          if d.get(OUTBOX)]
                 for doc_id in again:
                     collection.update_one({"_id": doc_id}, {"$set": {PENDING: True}})

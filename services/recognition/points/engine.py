@@ -34,7 +34,7 @@ from services.recognition.points.rules import Badge, Rule, RuleSet
 from shared.bus.outbox import with_outbox
 from shared.calendar import BusinessCalendar, period_key, previous_period_key
 from shared.clock import Clock, utc
-from shared.db import chunks, insert_once
+from shared.db import chunks, find_by_ids, insert_once
 from shared.events import Envelope, build_event
 from shared.events.envelope import parse_time
 from shared.events.schemas import PointsAwarded
@@ -115,9 +115,7 @@ class Scorer:
         commits only after this returns, so a crash between the insert and the publish is
         mended by the redelivery.
         """
-        before: dict[str, dict] = {}
-        for part in chunks([e.id for e in envelopes]):
-            before.update((d["_id"], d) for d in self.store.scored_events.find({"_id": {"$in": part}}, {"awards": 1}))
+        before = find_by_ids(self.store.scored_events, [e.id for e in envelopes], {"awards": 1})
         todo, seen = [], set(before)
         for envelope in envelopes:
             if envelope.id in seen:
@@ -337,9 +335,8 @@ class _Batch:
 
     def prefetch(self, guard_ids: list[str], people: list[str]) -> None:
         missing = [i for i in dict.fromkeys(guard_ids) if i not in self.docs]
-        for part in chunks(missing):
-            found = {d["_id"]: d for d in self.guards.find({"_id": {"$in": part}})}
-            self.docs.update((i, found.get(i) or {}) for i in part)
+        found = find_by_ids(self.guards, missing)
+        self.docs.update((i, found.get(i) or {}) for i in missing)
         self.people(people)
 
     def guard(self, guard_id: str) -> dict:
@@ -432,9 +429,7 @@ def _apply_sums(collection, sums: dict[str, _Sum], build: Callable[[_Sum, list[_
     writer per partition at a time, which the consumer group gives (a person's awards are all
     in one partition; a board's fields per partition are only moved by that partition's owner).
     """
-    ops, stored = [], {}
-    for part in chunks(list(sums)):
-        stored.update((d["_id"], d) for d in collection.find({"_id": {"$in": part}}, {"applied": 1}))
+    ops, stored = [], find_by_ids(collection, sums, {"applied": 1})
     for doc_id, total in sums.items():
         applied = stored.get(doc_id, {}).get("applied") or {}
         todo = [i for i in total.items if applied.get(i.partition, -1) < i.offset]
@@ -494,9 +489,7 @@ class Applier:
         award); documents changed before a crash remember the offsets they applied, so a replay
         adds nothing twice.
         """
-        seen = set()
-        for part in chunks([award.entry_id for award, _, _ in items]):
-            seen.update(d["_id"] for d in self.store.ledger.find({"_id": {"$in": part}}, {"_id": 1}))
+        seen = set(find_by_ids(self.store.ledger, [award.entry_id for award, _, _ in items], {"_id": 1}))
         fresh = []
         for award, partition, offset in items:
             if award.entry_id in seen:
@@ -511,9 +504,7 @@ class Applier:
         for item in fresh:
             if item.award.badges or item.award.resets:
                 by_person.setdefault(item.award.person_id, []).append(item)
-        stored = {}
-        for part in chunks(list(by_person)):
-            stored.update((d["_id"], d) for d in self.store.badge_progress.find({"_id": {"$in": part}}))
+        stored = find_by_ids(self.store.badge_progress, by_person)
         progress, writes = {}, []
         for person_id, person_items in by_person.items():
             progress[person_id] = self._advance_badges(person_id, stored.get(person_id, {}), person_items, writes)
@@ -660,9 +651,7 @@ class Applier:
                    for bid, state in badges.items() if bid in self.rules.badges
                    for tier in self.rules.badges[bid].reached(badge_level(self.rules.badges[bid], state))]
         ids = [f"{person_id}:{bid}:{tier or 'earned'}" for person_id, bid, _, _, tier, _ in reached]
-        awarded = set()
-        for part in chunks(ids):  # awarded before: a read is cheaper than a refused insert
-            awarded.update(d["_id"] for d in self.store.badge_awards.find({"_id": {"$in": part}}, {"_id": 1}))
+        awarded = find_by_ids(self.store.badge_awards, ids, {"_id": 1})  # a read: cheaper than a refused insert
         for award_id, (person_id, bid, badge, state, tier, at) in zip(ids, reached):
             if award_id not in awarded:
                 evidence = list(state.get("evidence") or [])
