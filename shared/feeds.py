@@ -1,0 +1,238 @@
+"""Lists kept by the write path and read by ``_id``: the read side that does not grow with history.
+
+Our FerretDB answers only ``_id`` lookups (``{_id: x}``, ``{_id: {$in: [...]}}``) from an
+index; any other filter, sort or count decodes the whole collection. So every list a person
+opens (a feed, a queue, "my requests") is kept as documents addressed by ``_id``:
+
+- a **bucket** per list and time slot (``<list>|<slot>``, the slot from the entry's own time:
+  a day or a month): ``{e: {<item id>: {t: time, d: {...}}}, n: entries, v: changes}`` (a map,
+  not an array: FerretDB 1.24 neither matches ``$ne`` inside arrays of documents nor runs a
+  conditional ``$pull``, while ``e.<id>: {$exists: ...}`` with ``$set``/``$unset`` works on both);
+- a **head** per list (``<list>``): ``{b: {<slot>: v << 20 | n}}``, which slots hold entries
+  and how many (``$max`` of a number that grows with every change of the bucket, so the
+  newest state wins whatever order two writers' head updates land in).
+
+A page reads the head, then just enough buckets (newest or oldest first) with one ``$in``,
+sorts those entries in memory and cuts the page: its cost is the page and a bucket or two,
+never the history. ``total_count`` is the sum of the head's counts. Adding and removing are
+idempotent (a redelivered event, a retried command, a replayed outbox change nothing), so a
+writer may apply them again whenever it is unsure they happened. Real MongoDB answers the
+same reads the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Iterable, Sequence
+
+from pymongo import ReturnDocument, UpdateOne
+from pymongo.errors import DuplicateKeyError
+
+from shared.clock import utc
+from shared.db import WRITE_CHUNK, chunks, find_by_ids
+from shared.errors import BadInput
+from shared.pagination import decode_cursor, encode_cursor, page_size
+
+__all__ = ["DAY", "MONTH", "Entry", "FeedStore", "in_order"]
+
+_N_BITS = 20
+_N_MASK = (1 << _N_BITS) - 1
+
+
+def DAY(at: datetime) -> str:  # noqa: N802 - a slot function, named like the constant it is
+    return utc(at).strftime("%Y-%m-%d")
+
+
+def MONTH(at: datetime) -> str:  # noqa: N802
+    return utc(at).strftime("%Y-%m")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One item of a list: its id, its sort time and a little data to filter on."""
+
+    id: str
+    at: datetime
+    data: dict[str, Any] | None = None
+
+
+def _key(item_id: str) -> str:
+    if not item_id or "." in item_id or item_id.startswith("$"):
+        raise ValueError(f"{item_id!r} cannot name an entry (no dots, no leading $)")
+    return f"e.{item_id}"
+
+
+def _item(entry: Entry) -> dict[str, Any]:
+    return {"t": utc(entry.at), **({"d": entry.data} if entry.data else {})}
+
+
+def _slot_of(feed: str, slots: dict[str, Callable[[datetime], str]]) -> Callable[[datetime], str]:
+    kind = feed.split(":", 1)[0]
+    return slots.get(kind, MONTH)
+
+
+class FeedStore:
+    """Every list of one service, in one collection. ``slots`` maps a list kind (the part of
+    the list name before the first ``:``) to its slot function (``DAY`` for busy lists such
+    as the company feed, ``MONTH`` for a person's lists, the default)."""
+
+    def __init__(self, collection, slots: dict[str, Callable[[datetime], str]] | None = None):
+        self.collection = collection
+        self.slots = slots or {}
+
+    def _bucket_id(self, feed: str, at: datetime) -> tuple[str, str]:
+        slot = _slot_of(feed, self.slots)(at)
+        return slot, f"{feed}|{slot}"
+
+    def _publish(self, feed: str, slot: str, bucket: dict | None) -> None:
+        if bucket is None:
+            return
+        stamp = (int(bucket.get("v", 0)) << _N_BITS) | int(bucket.get("n", 0))
+        self.collection.update_one({"_id": feed}, {"$max": {f"b.{slot}": stamp}}, upsert=True)
+
+    # -- writes -------------------------------------------------------------------------------------
+
+    def add(self, feed: str, entry: Entry) -> bool:
+        """Put ``entry`` on ``feed`` once; True if it was not there yet."""
+        slot, bucket_id = self._bucket_id(feed, entry.at)
+        key = _key(entry.id)
+        try:
+            bucket = self.collection.find_one_and_update(
+                {"_id": bucket_id, key: {"$exists": False}},
+                {"$set": {key: _item(entry)}, "$inc": {"n": 1, "v": 1}},
+                upsert=True, return_document=ReturnDocument.AFTER)  # FerretDB: no projection here
+            added = True
+        except DuplicateKeyError:  # the bucket exists and has the entry: the filter missed
+            bucket, added = self.collection.find_one({"_id": bucket_id}, {"n": 1, "v": 1}), False
+        self._publish(feed, slot, bucket)  # again when it was there: mends a head a crash left behind
+        return added
+
+    def remove(self, feed: str, item_id: str, at: datetime) -> bool:
+        """Take the item off ``feed`` (``at`` is the time it was added with); True if it was there."""
+        slot, bucket_id = self._bucket_id(feed, at)
+        key = _key(item_id)
+        bucket = self.collection.find_one_and_update(
+            {"_id": bucket_id, key: {"$exists": True}}, {"$unset": {key: ""}, "$inc": {"n": -1, "v": 1}},
+            return_document=ReturnDocument.AFTER)
+        removed = bucket is not None
+        if bucket is None:
+            bucket = self.collection.find_one({"_id": bucket_id}, {"n": 1, "v": 1})
+        self._publish(feed, slot, bucket)
+        return removed
+
+    def move(self, feed: str, entry: Entry, old_at: datetime | None) -> None:
+        """Put ``entry`` on ``feed`` at its (new) time, off its old slot if that changed."""
+        if old_at is not None:
+            self.remove(feed, entry.id, old_at)
+        self.add(feed, entry)
+
+    def add_many(self, entries: Iterable[tuple[str, Entry]]) -> int:
+        """Bulk form of :meth:`add` for imports and upgrades: one write per touched bucket.
+        Entries already on their list are skipped. Returns how many were added."""
+        by_bucket: dict[str, tuple[str, str, dict[str, dict]]] = {}
+        for feed, entry in entries:
+            slot, bucket_id = self._bucket_id(feed, entry.at)
+            _key(entry.id)
+            by_bucket.setdefault(bucket_id, (feed, slot, {}))[2][entry.id] = _item(entry)
+        added = 0
+        for ids in chunks(list(by_bucket), WRITE_CHUNK):
+            existing = find_by_ids(self.collection, ids, {"e": 1})
+            ops = []
+            for bucket_id in ids:
+                feed, slot, items = by_bucket[bucket_id]
+                have = set((existing.get(bucket_id) or {}).get("e") or {})
+                new = {f"e.{i}": item for i, item in items.items() if i not in have}
+                if new:
+                    added += len(new)
+                    # Bulk writers of one bucket are one process at a time (an import, an upgrade).
+                    ops.append(UpdateOne({"_id": bucket_id}, {"$set": new, "$inc": {"n": len(new), "v": 1}}, upsert=True))
+            if ops:
+                self.collection.bulk_write(ops, ordered=False)
+            stamps = find_by_ids(self.collection, ids, {"n": 1, "v": 1})
+            heads: dict[str, dict[str, int]] = {}
+            for bucket_id, bucket in stamps.items():
+                feed, slot, _ = by_bucket[bucket_id]
+                heads.setdefault(feed, {})[f"b.{slot}"] = (int(bucket.get("v", 0)) << _N_BITS) | int(bucket.get("n", 0))
+            head_ops = [UpdateOne({"_id": feed}, {"$max": stamps_}, upsert=True) for feed, stamps_ in heads.items()]
+            for chunk in chunks(head_ops, WRITE_CHUNK):
+                self.collection.bulk_write(chunk, ordered=False)
+        return added
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    def _slots(self, feed: str) -> dict[str, int]:
+        head = self.collection.find_one({"_id": feed}) or {}
+        return {slot: stamp & _N_MASK for slot, stamp in (head.get("b") or {}).items() if stamp & _N_MASK}
+
+    def count(self, feed: str) -> int:
+        return sum(self._slots(feed).values())
+
+    def page(self, feed: str, first: Any = None, after: str | None = None, descending: bool = True,
+             where: Callable[[dict], bool] | None = None) -> dict[str, Any]:
+        """One page of ``feed`` by time (then id), newest first unless ``descending`` is False.
+
+        Without ``where`` it reads the head and the few buckets the page needs. ``where`` keeps
+        only the entries whose data it accepts (a status, a priority) and reads the whole list to
+        count them: use it on lists a person or a queue owns, never on a company-wide one.
+        Returns ``{"ids", "entries", "cursors", "page_info", "total_count"}``, the shape of
+        :func:`shared.pagination.paginate` with ids instead of documents.
+        """
+        size = page_size(first)
+        slots = self._slots(feed)
+        cursor = None
+        if after:
+            raw_at, raw_id = decode_cursor(after, 2)
+            if not isinstance(raw_at, datetime) or not isinstance(raw_id, str):
+                raise BadInput("bad_cursor", "the cursor is not one this list gave out", field="after")
+            cursor = (utc(raw_at), raw_id)
+        order = sorted(slots, reverse=descending)
+        if cursor is not None and where is None:
+            edge = _slot_of(feed, self.slots)(cursor[0])
+            order = [s for s in order if (s <= edge if descending else s >= edge)]
+
+        def beyond(item: dict) -> bool:
+            if cursor is None:
+                return True
+            key = (utc(item["t"]), item["i"])
+            return key < cursor if descending else key > cursor
+
+        found: list[dict] = []
+        total = sum(slots.values())
+        if where is not None:
+            matching = [e for e in self._read(feed, order) if where(e.get("d") or {})]
+            total = len(matching)
+            found = [e for e in matching if beyond(e)]
+        else:
+            i = 0
+            while i < len(order) and len(found) <= size:
+                # As many buckets as the page needs by their counts (at least one), in one $in.
+                batch, want = [], size + 1 - len(found)
+                while i < len(order) and (not batch or want > 0):
+                    batch.append(order[i])
+                    want -= slots[order[i]]
+                    i += 1
+                found.extend(e for e in self._read(feed, batch) if beyond(e))
+        found.sort(key=lambda e: (utc(e["t"]), e["i"]), reverse=descending)
+        has_next = len(found) > size
+        found = found[:size]
+        cursors = [encode_cursor([utc(e["t"]), e["i"]]) for e in found]
+        return {"ids": [e["i"] for e in found], "entries": found, "cursors": cursors,
+                "page_info": {"has_next_page": has_next, "end_cursor": cursors[-1] if cursors else None},
+                "total_count": total}
+
+    def _read(self, feed: str, slots: Sequence[str]) -> list[dict]:
+        out: list[dict] = []
+        for ids in chunks([f"{feed}|{s}" for s in slots], 100):
+            for bucket in find_by_ids(self.collection, ids, {"e": 1}).values():
+                out.extend({"i": i, **item} for i, item in (bucket.get("e") or {}).items())
+        return out
+
+    def entries(self, feed: str) -> list[dict]:
+        """Every entry of ``feed`` (a person-sized list; tools and tests)."""
+        return self._read(feed, sorted(self._slots(feed)))
+
+
+def in_order(ids: Sequence[str], found: dict[str, dict]) -> list[dict]:
+    """Documents read by id (``find_by_ids``), in the page's order, skipping any that vanished."""
+    return [found[i] for i in ids if i in found]

@@ -1,0 +1,81 @@
+"""Lists kept by the write path (shared/feeds.py) on the real wire server: pages, cursors,
+counts, idempotent adds and removes, bulk adds, and a head left behind by a crash mended."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from shared.db import mongo_client
+from shared.feeds import DAY, Entry, FeedStore
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def store(settings):
+    client = mongo_client(settings)
+    try:
+        yield FeedStore(client[settings.database("feeds")]["lists"], slots={"all": DAY})
+    finally:
+        client.close()
+
+
+def _walk(store, feed, first, descending=True, where=None):
+    ids, after = [], None
+    while True:
+        page = store.page(feed, first, after, descending=descending, where=where)
+        ids += page["ids"]
+        if not page["page_info"]["has_next_page"]:
+            return ids, page["total_count"]
+        after = page["page_info"]["end_cursor"]
+
+
+def test_pages_walk_every_entry_once_in_time_order_across_buckets(store):
+    entries = [Entry(f"k{i:03d}", T0 + timedelta(hours=7 * i), {"s": "open" if i % 3 else "closed"}) for i in range(60)]
+    for e in reversed(entries):  # arriving out of order, as imported history does
+        assert store.add("all", e) is True
+    assert store.add("all", entries[5]) is False  # again: nothing changes
+    newest_first, total = _walk(store, "all", 7)
+    assert newest_first == [e.id for e in reversed(entries)] and total == 60
+    oldest_first, _ = _walk(store, "all", 9, descending=False)
+    assert oldest_first == [e.id for e in entries]
+    closed, total = _walk(store, "all", 4, where=lambda d: d.get("s") == "closed")
+    assert closed == [e.id for e in reversed(entries) if e.data["s"] == "closed"] and total == 20
+
+
+def test_remove_and_move_keep_the_counts(store):
+    for i in range(5):
+        store.add("to:p1", Entry(f"k{i}", T0 + timedelta(days=40 * i)))
+    assert store.remove("to:p1", "k2", T0 + timedelta(days=80)) is True
+    assert store.remove("to:p1", "k2", T0 + timedelta(days=80)) is False
+    store.move("to:p1", Entry("k4", T0 - timedelta(days=400)), old_at=T0 + timedelta(days=160))
+    page = store.page("to:p1", 10)
+    assert page["ids"] == ["k3", "k1", "k0", "k4"] and page["total_count"] == 4
+    assert store.count("to:p1") == 4 and store.count("to:nobody") == 0
+
+
+def test_bulk_adds_skip_what_is_there(store):
+    store.add("from:p2", Entry("a", T0))
+    added = store.add_many([("from:p2", Entry("a", T0)), ("from:p2", Entry("b", T0 + timedelta(minutes=1))),
+                            ("from:p3", Entry("c", T0 + timedelta(days=90)))])
+    assert added == 2
+    assert store.page("from:p2", 5)["ids"] == ["b", "a"] and store.count("from:p3") == 1
+    assert store.add_many([("from:p2", Entry("b", T0 + timedelta(minutes=1)))]) == 0
+
+
+def test_a_head_a_crash_left_behind_is_mended_by_adding_again(store):
+    store.add("to:p9", Entry("x", T0))
+    store.collection.delete_one({"_id": "to:p9"})  # the head write never happened
+    assert store.page("to:p9", 5)["ids"] == []
+    assert store.add("to:p9", Entry("x", T0)) is False  # the replay finds the entry there ...
+    assert store.page("to:p9", 5)["ids"] == ["x"]  # ... and mends the head
+
+
+def test_a_cursor_from_elsewhere_is_refused(store):
+    from shared.errors import BadInput
+    from shared.pagination import encode_cursor
+    with pytest.raises(BadInput):
+        store.page("all", 5, after=encode_cursor(["x", 1]))
