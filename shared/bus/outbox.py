@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import mongoengine
 from pymongo import UpdateOne
@@ -90,8 +90,14 @@ class OutboxRelay:
     """Publishes pending outbox events from ``collections`` to Kafka, in order per document."""
 
     def __init__(self, producer: EventProducer, collections: Iterable[Collection], poll_ms: int = 500,
-                 batch: int = 200, scan_s: float = 600.0, insert_only: Iterable[Collection] = ()):
+                 batch: int = 200, scan_s: float = 600.0, insert_only: Iterable[Collection] = (),
+                 on_scan: Callable[[Collection, list[dict[str, Any]]], None] | None = None):
         self.producer = producer
+        # Called with the documents the safety-net search found pending (``_id``, outbox,
+        # flag), before their events are published: a writer whose process died after its
+        # state write, before its follow-up writes (read models), finishes them here. Their
+        # notice was lost with the process, so these documents come only through the search.
+        self.on_scan = on_scan
         self.collections = list(collections)
         # Collections whose documents get all their events when inserted, never later: the
         # writer may hand the relay the documents themselves, and clearing needs no second look.
@@ -152,6 +158,8 @@ class OutboxRelay:
                 if scan:
                     while True:
                         docs = list(collection.find({PENDING: True}, {OUTBOX: 1, PENDING: 1}).limit(self.batch))
+                        if docs and self.on_scan is not None:
+                            self.on_scan(collection, docs)
                         published += self._publish(collection, docs)
                         if len(docs) < self.batch:
                             break
