@@ -32,6 +32,25 @@ class Leaderboard(graphene.ObjectType):
     entries = graphene.List(graphene.NonNull(LeaderboardEntry), required=True)
     me = graphene.Field(MyRank)
     total_count = graphene.Int(required=True)
+    previous = graphene.Field(lambda: Leaderboard, description=(
+        "The previous period's final board, same scope and size (null for ALL): what a screen shows, "
+        "labelled, while this period has no points yet (a Monday morning, a new month)."))
+
+    def resolve_previous(root, info):
+        if root.get("period") == "all" or root.get("is_previous"):
+            return None
+        return _board(info, root["period"], root["scope"], root.get("department"), root.get("role"),
+                      root.get("first", 10), previous=True)
+
+
+def _board(info, period, scope, department, role, first, previous: bool = False) -> dict:
+    ctx = info.context
+    board = call_service(lambda: ctx.services.points.get(
+        "/leaderboard", ctx.actor_id, period=period, scope=scope, department=department, role=role, first=first,
+        me=ctx.actor_id, **({"previous": "true"} if previous else {})))
+    ctx.remember_people(e.get("person") for e in board["entries"])  # the points service's directory copy
+    call_service(lambda: ctx.prime_people(e["person_id"] for e in board["entries"]))  # anyone it lacked
+    return {**board, "first": first, "is_previous": previous}
 
 
 class BadgeTier(graphene.ObjectType):
@@ -55,13 +74,7 @@ class PointsQueries(graphene.ObjectType):
     badge_definitions = graphene.List(graphene.NonNull(BadgeDefinition), required=True)
 
     def resolve_leaderboard(root, info, period, scope="company", department=None, role=None, first=10):
-        ctx = info.context
-        board = call_service(lambda: ctx.services.points.get(
-            "/leaderboard", ctx.actor_id, period=enum_value(period), scope=enum_value(scope),
-            department=enum_value(department), role=enum_value(role), first=first, me=ctx.actor_id))
-        ctx.remember_people(e.get("person") for e in board["entries"])  # the points service's directory copy
-        call_service(lambda: ctx.prime_people(e["person_id"] for e in board["entries"]))  # anyone it lacked
-        return board
+        return _board(info, enum_value(period), enum_value(scope), enum_value(department), enum_value(role), first)
 
     def resolve_badge_definitions(root, info):
         ctx = info.context

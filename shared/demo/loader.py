@@ -234,14 +234,19 @@ class DemoLoader:
                     self.progress(f"  ... {done}/{len(plan.steps)} steps played, the company's clock at "
                                   f"{when.astimezone().strftime('%a %d %b %H:%M')}")
 
-    def load(self, plan: Plan, wait_for_scoring: float = 300) -> Report:
+    def load(self, plan: Plan, wait_for_scoring: float = 300, finish_at: datetime | None = None) -> Report:
+        """Play ``plan``; at the end the clock is back on real time, or stays at ``finish_at``
+        (a test that loads the demo at a chosen instant: a Sunday evening, a Monday 00:30)."""
         report = Report()
         began = time.monotonic()
         self.clock.set(plan.start)
         report.people = self.import_people()
         self.wait_for_directories(sorted(self.ids))
         self.play(plan, report)
-        self.clock.reset()  # the company's clock is back on real time: the data ends now
+        if finish_at is None:
+            self.clock.reset()  # the company's clock is back on real time: the data ends now
+        else:
+            self.clock.set(finish_at)
         report.load_seconds = round(time.monotonic() - began, 1)
         scoring_began = time.monotonic()
         report.scored = wait_for_points(self.settings, timeout=wait_for_scoring)

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -115,9 +115,8 @@ def _local(calendar: BusinessCalendar, day, hour: int, minute: int = 0) -> datet
 
 def test_the_internal_selling_story(demo_system, settings):
     calendar = BusinessCalendar.from_settings(settings)
-    # A Tuesday two weeks ago, 09:00 company time: the story runs on the simulated clock.
-    today = calendar.local(datetime.now(timezone.utc)).date()
-    tuesday = today - timedelta(days=today.weekday() + 13)
+    # A Tuesday, 09:00 company time: the story runs on the simulated clock, whatever the real date.
+    tuesday = date(2026, 11, 17)
     wednesday = tuesday + timedelta(days=1)
     system = demo_system(_local(calendar, tuesday, 9, 0))
     clock, gql = system["clock"], GraphQLClient(system["url"])
@@ -242,26 +241,35 @@ def test_the_internal_selling_story(demo_system, settings):
 
 # -- the demo company ------------------------------------------------------------------------
 
-def test_the_demo_company_looks_like_a_real_one(demo_system, settings, tmp_path):
-    """The loader on a shorter span, so the test stays short: 7 days (this week and the end of
-    the last, for movement) and badge thresholds of 2, since four weeks' worth of badges
-    cannot be earned in one (`make up` loads the real four weeks with the real rules)."""
+# Instants in the company's timezone (Europe/Amsterdam) at which a fresh demo must look right,
+# whatever the real date of the run: a Sunday evening (the week's board is full, and moved since
+# last week), and a Monday before business hours (this week is still empty: the screen shows
+# last week's final board, labelled).
+SUNDAY_EVENING = datetime(2026, 11, 29, 19, 0)
+MONDAY_0030 = datetime(2026, 11, 30, 0, 30)
+
+
+@pytest.mark.parametrize("local_now", [SUNDAY_EVENING, MONDAY_0030], ids=["sunday-19h", "monday-00h30"])
+def test_the_demo_company_looks_like_a_real_one(demo_system, settings, tmp_path, local_now):
+    """The loader on a shorter span, so the test stays short: 10 days (this week and the end of
+    the last two, for movement) and badge thresholds of 2, since four weeks' worth of badges
+    cannot be earned in ten days (`make up` loads the real four weeks with the real rules)."""
     rules = (PROJECT_ROOT / "services/recognition/points/rules.yaml").read_text(encoding="utf-8")
     rules = re.sub(r"threshold: \d+", "threshold: 2", rules.replace("bronze: 10,", "bronze: 2,"))
     rules_file = tmp_path / "rules.yaml"
     rules_file.write_text(rules, encoding="utf-8")
-    now = datetime.now(timezone.utc)
-    days = 7
-    system = demo_system(now - timedelta(days=days, hours=1), rules_file)
     calendar = BusinessCalendar.from_settings(settings)
-    plan = plan_activity(calendar, end=datetime.now(timezone.utc), days=days)
+    now = local_now.replace(tzinfo=calendar.tz).astimezone(timezone.utc)
+    days = 10
+    system = demo_system(now - timedelta(days=days, hours=1), rules_file)
+    plan = plan_activity(calendar, end=now, days=days)
     loader = DemoLoader(settings, system["url"], system["clock"], system["token_for"], system["admin_token"])
-    report = loader.load(plan, wait_for_scoring=120)
+    report = loader.load(plan, wait_for_scoring=120, finish_at=now)
     assert report.refused == []
     assert report.scored
     gql, admin = GraphQLClient(system["url"]), system["admin_token"]
-    # The clock is back on real time: the data ends now.
-    assert abs((system["clock"].now() - datetime.now(timezone.utc)).total_seconds()) < 2
+    # The company's clock stays at the chosen instant: the data ends then.
+    assert abs((system["clock"].now() - now).total_seconds()) < 60
 
     assert gql(admin, "{ people(first: 1) { totalCount } }")["data"]["people"]["totalCount"] == len(PEOPLE) + 1
     kinds, after = set(), None
@@ -274,12 +282,41 @@ def test_the_demo_company_looks_like_a_real_one(demo_system, settings, tmp_path)
         after = page["pageInfo"]["endCursor"]
     assert kinds == set(KINDS)
 
-    week = gql(admin, "{ leaderboard(period: WEEK, first: 50) { totalCount entries { rank points movement person { name badges { earned } } } } }")
-    entries = week["data"]["leaderboard"]["entries"]
-    assert len(entries) >= 10
-    assert any(e["movement"] not in (None, 0) for e in entries), "somebody moved since last week"
+    week = gql(admin, "{ leaderboard(period: WEEK, first: 50) { key totalCount entries { rank points movement } "
+                      "previous { key entries { rank points movement } } } }")["data"]["leaderboard"]
+    assert week["key"] == "2026-W48" if local_now == SUNDAY_EVENING else week["key"] == "2026-W49"
+    if local_now == SUNDAY_EVENING:
+        board = week
+    else:  # nothing has happened yet this week; last week's final board is there to show
+        assert week["entries"] == [] and week["totalCount"] == 0
+        board = week["previous"]
+        assert board["key"] == "2026-W48"
+    assert len(board["entries"]) >= 10
+    assert any(e["movement"] not in (None, 0) for e in board["entries"]), "somebody moved since the week before"
     everyone = gql(admin, "{ leaderboard(period: ALL, first: 50) { entries { person { badges { earned } } } } }")
     earned = sum(b["earned"] for e in everyone["data"]["leaderboard"]["entries"] for b in e["person"]["badges"])
     assert earned >= 1, "badges were awarded"
     feed = gql(admin, "{ kudosFeed(first: 50) { totalCount edges { node { gesture addOnCount } } } }")["data"]["kudosFeed"]
     assert feed["totalCount"] >= 10 and any(e["node"]["addOnCount"] for e in feed["edges"])
+
+    if local_now == MONDAY_0030:
+        _the_screen_shows_last_weeks_final_board(system, board)
+
+
+def _the_screen_shows_last_weeks_final_board(system, board):
+    """What the office TV shows on a Monday at 00:30: last week's final board, labelled."""
+    from tests.integration.browser import open_page
+
+    admin = GraphQLClient(system["url"])(system["admin_token"], "{ me { id email } }")["data"]["me"]
+    screen_token = issue_token(system["gateway_settings"], admin["id"], admin["email"], "admin", screen=True)
+    with open_page(f"{system['url']}/screens/leaderboard?period=week&token={screen_token}") as page:
+        page.wait_for("document.getElementById('status').className === 'live'")
+        page.wait_for("document.body.dataset.showing === 'previous'", timeout=20)
+        assert page.evaluate("document.getElementById('period').textContent") == "Leaderboard · Last week's final standings"
+        assert page.evaluate("document.getElementById('fallback').hidden") is False
+        shown = page.evaluate("Array.from(document.querySelectorAll('#board li .points')).map(e => e.textContent)")
+        assert shown == [str(e["points"]) for e in board["entries"][:len(shown)]] and len(shown) == min(10, len(board["entries"]))
+        png = page.screenshot()
+    artifacts = PROJECT_ROOT / "tests" / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    (artifacts / "leaderboard-screen-monday-0030.png").write_bytes(png)

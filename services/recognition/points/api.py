@@ -30,6 +30,7 @@ def leaderboard():
     board = queries.leaderboard(
         period=args.get("period", "week"), scope=args.get("scope", "company"), department=args.get("department"),
         role=args.get("role"), first=args.get("first", 10), after=args.get("after"), me=args.get("me") or g.get("actor_id"),
+        previous_period=args.get("previous") == "true",
     )
     people = queries.directory.many(e["person_id"] for e in board["entries"])
     for entry in board["entries"]:

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from services.recognition.directory import Directory
-from services.recognition.points.engine import PERIODS, Store, _safe_key, badge_level
+from services.recognition.points.engine import PERIODS, Store, _safe_key, award_id, badge_level, ledger_list
 from services.recognition.points.ranking import Ranking, RankingView
 from services.recognition.points.rules import RuleSet
 from shared.calendar import BusinessCalendar, period_bounds, period_key, previous_period_key
-from shared.clock import Clock
+from shared.clock import Clock, utc
+from shared.db import find_by_ids
+from shared.feeds import in_order
 from shared.errors import BadInput
 from shared.pagination import decode_cursor, encode_cursor, page_size
 
@@ -131,10 +133,17 @@ class PointsQueries:
         return int(doc.get("points") or 0)
 
     def leaderboard(self, period: str, scope: str = "company", department: str | None = None, role: str | None = None,
-                    first: Any = 10, after: str | None = None, me: str | None = None, at: datetime | None = None) -> dict[str, Any]:
+                    first: Any = 10, after: str | None = None, me: str | None = None, at: datetime | None = None,
+                    previous_period: bool = False) -> dict[str, Any]:
+        """The board of the period containing ``at`` (default now), or, with ``previous_period``,
+        the final board of the period before it (what a screen shows while this one is empty)."""
         period = self._period(period)
         scope_filter = self._scope_filter(scope, department, role)
         now = at or self.clock.now()
+        if previous_period:
+            if period == "all":
+                raise BadInput("no_previous_period", "all time has no previous period", field="period")
+            now = period_bounds(self.calendar, period, now)[0] - timedelta(microseconds=1)
         key = period_key(self.calendar, period, now)
         previous = previous_period_key(self.calendar, period, now)
         size = page_size(first)
@@ -261,7 +270,10 @@ class PointsQueries:
 
     def badges_of(self, person_id: str) -> list[dict[str, Any]]:
         progress = (self.store.badge_progress.find_one({"_id": person_id}) or {}).get("badges") or {}
-        awarded = {(d["badge"], d.get("tier")): d for d in self.store.badge_awards.find({"person_id": person_id})}
+        # Award ids are deterministic (person:badge:tier, engine.Applier._award_badges): read
+        # every tier the rules have by _id instead of searching by person.
+        ids = [award_id(person_id, badge.id, tier) for badge in self.rules.badges.values() for tier, _ in badge.tiers]
+        awarded = {(d["badge"], d.get("tier")): d for d in find_by_ids(self.store.badge_awards, ids).values()}
         out = []
         for badge in self.rules.badges.values():
             state = progress.get(badge.id, {})
@@ -280,13 +292,25 @@ class PointsQueries:
         return out
 
     def rush_share(self, person_id: str) -> dict[str, Any]:
-        since = self.clock.now() - timedelta(days=RUSH_SHARE_DAYS)
-        total = self.store.submissions.count_documents({"requester_id": person_id, "at": {"$gte": since}})
-        rush = self.store.submissions.count_documents({"requester_id": person_id, "at": {"$gte": since}, "rush_short_notice": True})
+        now = self.clock.now()
+        since = now - timedelta(days=RUSH_SHARE_DAYS)
+        # The requester's days (engine: submission_days, kept by the scorer), 31 ids in one $in.
+        days = [f"{person_id}:{(since + timedelta(days=i)).astimezone(timezone.utc).strftime('%Y-%m-%d')}"
+                for i in range(RUSH_SHARE_DAYS + 2)]
+        found = [s for doc in find_by_ids(self.store.submission_days, days).values() for s in (doc.get("r") or {}).values()
+                 if utc(s["t"]) >= since]
+        total, rush = len(found), sum(1 for s in found if s.get("s"))
         return {"days": RUSH_SHARE_DAYS, "requests": total, "rush_short_notice": rush,
                 "share": round(rush / total, 4) if total else None}
 
     def history(self, person_id: str, first: Any = 20, after: str | None = None, include_zero: bool = False) -> dict[str, Any]:
+        if not include_zero and _safe_key(person_id):
+            # The person's ledger list (engine: ledger_lists), read by _id: a page and a bucket or two.
+            page = self.store.ledger_feeds.page(ledger_list(person_id), first=first, after=after)
+            docs = in_order(page["ids"], find_by_ids(self.store.ledger, page["ids"]))
+            return {"items": [_ledger_item(d) for d in docs], "page_info": page["page_info"],
+                    "total_count": page["total_count"]}
+        # An audit of every entry, zero-point ones too (not a portal read): a search by person.
         size = page_size(first)
         query: dict[str, Any] = {"person_id": person_id}
         if not include_zero:
@@ -297,14 +321,19 @@ class PointsQueries:
             filt = {"$and": [query, {"$or": [{"at": {"$lt": at}}, {"at": at, "_id": {"$lt": eid}}]}]}
         docs = list(self.store.ledger.find(filt).sort([("at", -1), ("_id", -1)]).limit(size + 1))
         has_next = len(docs) > size
-        items = [{
-            "entry_id": d["_id"], "points": d["points"], "rule": d["rule"], "reason": d["reason"], "capped": d.get("capped", False),
-            "source_event_id": d["source_event_id"], "source_event_type": d["source_event_type"], "at": d["at"].isoformat(),
-            "cursor": encode_cursor([d["at"], d["_id"]]),
-        } for d in docs[:size]]
+        items = [_ledger_item(d) for d in docs[:size]]
         return {"items": items, "page_info": {"has_next_page": has_next, "end_cursor": items[-1]["cursor"] if items else None},
                 "total_count": self.store.ledger.count_documents(query)}
 
     def badge_definitions(self) -> list[dict[str, Any]]:
         return [{"badge": b.id, "name": b.name, "description": b.description, "kind": b.kind,
                  "tiers": [{"tier": t, "threshold": n} for t, n in b.tiers]} for b in self.rules.badges.values()]
+
+
+def _ledger_item(d: dict) -> dict[str, Any]:
+    at = utc(d["at"])
+    return {
+        "entry_id": d["_id"], "points": d["points"], "rule": d["rule"], "reason": d["reason"], "capped": d.get("capped", False),
+        "source_event_id": d["source_event_id"], "source_event_type": d["source_event_type"], "at": at.isoformat(),
+        "cursor": encode_cursor([at, d["_id"]]),
+    }
