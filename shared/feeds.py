@@ -121,6 +121,20 @@ class FeedStore:
         self._publish(feed, slot, bucket)
         return removed
 
+    def put(self, feed: str, entry: Entry) -> bool:
+        """Put ``entry`` on ``feed`` or, when it is there, replace its time and data in place
+        (``entry.at`` must fall in the slot it was added in: use :meth:`move` otherwise).
+        Idempotent; True if it was not there yet."""
+        slot, bucket_id = self._bucket_id(feed, entry.at)
+        key = _key(entry.id)
+        bucket = self.collection.find_one_and_update(
+            {"_id": bucket_id, key: {"$exists": True}}, {"$set": {key: _item(entry)}},
+            return_document=ReturnDocument.AFTER)
+        if bucket is None:
+            return self.add(feed, entry)
+        self._publish(feed, slot, bucket)  # mends a head a crash left behind
+        return False
+
     def move(self, feed: str, entry: Entry, old_at: datetime | None) -> None:
         """Put ``entry`` on ``feed`` at its (new) time, off its old slot if that changed."""
         if old_at is not None:

@@ -6,7 +6,6 @@ decide what that actor may do. Errors use the one shape from ``shared.errors``.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -16,9 +15,11 @@ from flask import Blueprint, current_app, g, jsonify, request
 from services.requests import domain
 from services.requests.domain import Person, SupportRequest
 from services.requests.handlers import RequestsService
-from services.requests.repository import person_from_doc, request_from_doc
+from services.requests.readmodels import choose_list
+from services.requests.repository import request_from_doc
 from shared.errors import BadInput, NotFound
-from shared.pagination import paginate
+from shared.db import find_by_ids
+from shared.feeds import in_order
 
 people_api = Blueprint("people", __name__)
 requests_api = Blueprint("requests", __name__)
@@ -94,22 +95,16 @@ def _arg_choice(name: str, allowed: tuple[str, ...]) -> str | None:
 def list_people():
     service = _service()
     service.actor(_actor())
-    query: dict[str, Any] = {}
-    if department := _arg_choice("department", domain.DEPARTMENTS):
-        query["department"] = department
-    if role := _arg_choice("role", domain.ROLES):
-        query["role"] = role
-    active = request.args.get("active")
-    if active in ("true", "false"):
-        query["active"] = active == "true"
+    department = _arg_choice("department", domain.DEPARTMENTS)
+    role = _arg_choice("role", domain.ROLES)
+    active = {"true": True, "false": False}.get(request.args.get("active") or "")
     search = (request.args.get("search") or "").strip().lower()
     if len(search) > 100:
         raise BadInput("search_too_long", "search at most 100 characters", field="search")
-    if search:
-        pattern = re.escape(search)
-        query["$or"] = [{"name_lower": {"$regex": pattern}}, {"email": {"$regex": pattern}}]
-    page = paginate(service.repo.people, query, ["name_lower", "_id"], request.args.get("first"), request.args.get("after"))
-    return jsonify(_page_json(page, lambda d: person_json(person_from_doc(d))))
+    # From this process's copy of the directory (fresh: one counter read by _id), never a scan.
+    page = service.repo.directory.page(request.args.get("first"), request.args.get("after"), department=department,
+                                       role=role, active=active, search=search)
+    return jsonify(_page_json(page, person_json))
 
 
 @people_api.get("/people/<person_id>")
@@ -143,6 +138,16 @@ def upsert_person():
 @people_api.post("/people/<person_id>/deactivate")
 def deactivate_person(person_id: str):
     return jsonify(person_json(_service().deactivate_person(_actor(), person_id)))
+
+
+@people_api.post("/people/admin")
+def ensure_admin():
+    """The configured admin (created on an empty directory): for tools holding the internal
+    token (``insidetrack import-people``) that then act as the admin."""
+    email = current_app.extensions.get("requests_admin_email")
+    if not email:
+        raise NotFound("no_admin", "this service has no configured admin")
+    return jsonify(person_json(_service().ensure_admin(email)))
 
 
 @people_api.post("/people/import")
@@ -186,25 +191,19 @@ def list_requests():
     """A rep's requests (``requester_id``, newest first) or a queue (``department``, by needed-by)."""
     service = _service()
     service.actor(_actor())
-    query: dict[str, Any] = {}
-    if status := _arg_choice("status", domain.STATUSES):
-        query["status"] = status
-    elif request.args.get("open") == "true":
-        query["status"] = {"$in": list(domain.OPEN)}
-    if priority := _arg_choice("priority", domain.PRIORITIES):
-        query["priority"] = priority
-    if department := _arg_choice("department", domain.DEPARTMENTS):
-        query["department"] = department
-    for name in ("requester_id", "assignee_id"):
-        value = request.args.get(name)
-        if value:
-            query["assignee_ids" if name == "assignee_id" else name] = value
-    if "requester_id" in query:
-        sort, descending = ["submitted_at", "_id"], True
-    else:
-        sort, descending = ["needed_by", "_id"], False
-    page = paginate(service.repo.requests, query, sort, request.args.get("first"), request.args.get("after"), descending)
-    return jsonify(_page_json(page, lambda d: request_json(request_from_doc(d), timeline=False)))
+    status = _arg_choice("status", domain.STATUSES)
+    priority = _arg_choice("priority", domain.PRIORITIES)
+    department = _arg_choice("department", domain.DEPARTMENTS)
+    # A list kept by the write path (services/requests/readmodels.py), read by _id.
+    feed, descending, where = choose_list(
+        requester_id=request.args.get("requester_id") or None, assignee_id=request.args.get("assignee_id") or None,
+        department=department, status=status, open_only=request.args.get("open") == "true", priority=priority)
+    page = service.repo.read_models.feeds.page(feed, request.args.get("first"), request.args.get("after"),
+                                               descending=descending, where=where)
+    found = find_by_ids(service.repo.requests, page["ids"], {"outbox": 0, "timeline": 0})
+    items = [request_from_doc(d) for d in in_order(page["ids"], found)]
+    page = {**page, "items": items}
+    return jsonify(_page_json(page, lambda r: request_json(r, timeline=False)))
 
 
 def _command(name: str, call):

@@ -44,11 +44,19 @@ def build_runtime(settings: RequestsSettings, clock: Clock | None = None) -> Req
     documents.ensure_indexes()
     producer = EventProducer(settings, client_id=SERVICE)
     repo = Repository()
+    clock = clock or clock_for(settings)
+    # Before the relay starts (a relay may clear outbox flags, never the lists' own flags):
+    # build the read models of an old var/ once, finish projections a crash interrupted, and
+    # move the people counter so every instance reloads its directory copy.
+    repo.read_models.ensure_built(clock.now())
+    repo.read_models.recover()
+    repo.directory.bump()
     relay = OutboxRelay(producer, [repo.people, repo.requests], poll_ms=settings.outbox_poll_ms)
     service = RequestsService(
-        repo=repo, clock=clock or clock_for(settings), calendar=BusinessCalendar.from_settings(settings), notify=relay.notify
+        repo=repo, clock=clock, calendar=BusinessCalendar.from_settings(settings), notify=relay.notify
     )
     app = create_app(service, settings, readiness=dependency_checks(settings, db))
+    app.extensions["requests_admin_email"] = settings.admin_email
     sweeper = Periodic("sweeper", settings.sweep_interval_ms / 1000, service.sweep)
     return RequestsRuntime(settings=settings, app=app, producer=producer, workers=[relay, sweeper],
                            service=service, relay=relay, sweeper=sweeper)

@@ -13,13 +13,16 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from pymongo.errors import DuplicateKeyError
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.requests import domain
 from services.requests.domain import Person, SupportRequest
+from services.requests.readmodels import listing, next_due
 from services.requests.repository import Repository
 from shared.calendar import BusinessCalendar
 from shared.clock import Clock
+from shared.db import WRITE_CHUNK, chunks, find_by_ids
 from shared.errors import AppError, BadInput, Conflict, Forbidden, NotFound, Unauthorized
 from shared.events import Envelope, build_event
 
@@ -119,6 +122,55 @@ class RequestsService:
         self._admin(actor_id)
         return import_csv(self, text)
 
+    def bulk_upsert_people(self, people: list[tuple[int, Person, Person | None]], versions: dict[str, int]) -> dict[str, Any]:
+        """Write many people at once (an import): inserts and version-checked updates in bulk
+        commands, one directory bump, one notice to the relay. A row that loses a race (an
+        email created or a person changed meanwhile) goes through the one-by-one path."""
+        now = self.clock.now()
+        inserts = [(line, p) for line, p, existing in people if existing is None]
+        updates = [(line, p) for line, p, existing in people if existing is not None and p != existing]
+        created, updated, errors = 0, len(people) - len(inserts) - len(updates), []
+        written: list[tuple[Person, int]] = []
+        retry: list[tuple[int, Person]] = []
+        for part in chunks(inserts, WRITE_CHUNK):
+            docs = [self.repo.new_person_doc(p, now, [self._person_event(p)]) for _, p in part]
+            failed: set[int] = set()
+            try:
+                self.repo.people.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                failed = {e["index"] for e in exc.details.get("writeErrors", [])}
+            for i, (line, p) in enumerate(part):
+                if i in failed:
+                    retry.append((line, p))
+                else:
+                    created += 1
+                    written.append((p, 1))
+        for part in chunks(updates, WRITE_CHUNK):
+            ops = [UpdateOne({"_id": p.id, "version": versions.get(p.id, 0)}, self.repo.person_update(p, now, [self._person_event(p)]))
+                   for _, p in part]
+            self.repo.people.bulk_write(ops, ordered=False)
+            # Which ones took: read back by _id (FerretDB's bulk result does not say which).
+            stored = find_by_ids(self.repo.people, [p.id for _, p in part], {"version": 1})
+            for line, p in part:
+                if int((stored.get(p.id) or {}).get("version", 0)) == versions.get(p.id, 0) + 1:
+                    updated += 1
+                    written.append((p, versions.get(p.id, 0) + 1))
+                else:
+                    retry.append((line, p))
+        if written:
+            self.repo.directory.bump(written)
+            for part in chunks([p.id for p, _ in written], 1000):
+                self.notify(self.repo.people, *part)
+        for line, p in retry:
+            try:
+                person, was_created = self._upsert_person(_person_fields(p))
+            except AppError as exc:
+                errors.append({"line": line, "field": exc.field, "code": exc.code, "message": exc.message})
+                continue
+            created += was_created
+            updated += not was_created
+        return {"created": created, "updated": updated, "errors": errors}
+
     # -- requests ---------------------------------------------------------------------------------
 
     def submit(self, actor_id: str | None, raw: dict[str, Any]) -> SupportRequest:
@@ -127,7 +179,6 @@ class RequestsService:
         request = domain.submit(actor, raw, number=0, now=now, cal=self.calendar)
         request.number = self.repo.next_number()
         self.repo.insert(request, self._envelopes(request))
-        request.version = 1
         self.notify(self.repo.requests, request.id)
         return request
 
@@ -145,8 +196,9 @@ class RequestsService:
         actor = self.actor(actor_id)
         for _ in range(SAVE_ATTEMPTS):
             request = self._load(request_id)
+            before = listing(request)
             decide(request, actor)
-            if self.repo.save(request, self._envelopes(request)):
+            if self.repo.save(request, self._envelopes(request), before=before):
                 request.version += 1
                 self.notify(self.repo.requests, request.id)
                 return request
@@ -192,19 +244,37 @@ class RequestsService:
     # -- timers -----------------------------------------------------------------------------------
 
     def sweep(self) -> int:
-        """Fire every due timer once; safe to run in several instances at once. Returns events."""
+        """Fire every due timer once; safe to run in several instances at once. Returns events.
+
+        Reads the timer buckets from the sweep cursor to now by ``_id`` (an idle tick: the
+        cursor and two small buckets), never the requests collection."""
         now = self.clock.now()
-        fired, changed = 0, []
-        for request_id in self.repo.due_request_ids(now):
+        models = self.repo.read_models
+        due, end_slot, cursor = models.due(now)
+        fired, changed, unfinished = 0, [], []
+        for request_id, at, slot in due:
             for _ in range(SAVE_ATTEMPTS):
                 request = self.repo.get(request_id)
-                if request is None or not request.fire_due_timers(now, self.calendar):
+                if request is None:
+                    models.drop_stale_timer(request_id, at, slot)
+                    break
+                before = listing(request)
+                if not request.fire_due_timers(now, self.calendar):
+                    # Nothing due: another instance fired it (and moved the entry), or the entry
+                    # is left from a crash: take it off unless it was moved meanwhile.
+                    if next_due(request) != at:
+                        models.drop_stale_timer(request_id, at, slot)
                     break
                 # The version check makes one instance win; the loser re-reads and finds nothing due.
-                if self.repo.save(request, self._envelopes(request)):
+                if self.repo.save(request, self._envelopes(request), before=before):
                     fired += len(request.new_events)
                     changed.append(request_id)
                     break
+            else:
+                unfinished.append(slot)
+        move_to = min([end_slot, *unfinished])
+        if cursor is None or move_to > cursor:
+            models.advance(move_to)
         if changed:
             self.notify(self.repo.requests, *changed)
         return fired
@@ -260,34 +330,28 @@ def import_csv(service: RequestsService, text: str) -> dict[str, Any]:
         seen[fields["email"]] = line
         rows.append((line, {**fields, "manager_email": raw.get("manager_email", "").lower() or None}))
 
-    # People first (without managers), then managers, so a manager may appear after the report.
-    created = updated = 0
-    imported: dict[str, Person] = {}
+    # Everyone's id first (the known ones from the directory, new ones made here), so managers
+    # may be defined anywhere in the file and each person is written once, in bulk.
+    known, versions = service.repo.directory.snapshot()
+    ids = {fields["email"]: (known[fields["email"]].id if fields["email"] in known else domain.new_id("p"))
+           for _, fields in rows}
+    people: list[tuple[int, Person, Person | None]] = []
     for line, fields in rows:
         manager_email = fields.pop("manager_email")
-        existing = service.repo.person_by_email(fields["email"])
-        keep_manager = existing.manager_id if existing else None
-        try:
-            person, was_created = service._upsert_person({**fields, "manager_id": keep_manager})
-        except AppError as exc:
-            errors.append({"line": line, "field": exc.field, "code": exc.code, "message": exc.message})
-            continue
-        imported[fields["email"]] = person
-        fields["manager_email"] = manager_email
-        created += was_created
-        updated += not was_created
-    for line, fields in rows:
-        person = imported.get(fields["email"])
-        if person is None or not fields.get("manager_email"):
-            continue
-        manager = imported.get(fields["manager_email"]) or service.repo.person_by_email(fields["manager_email"])
-        if manager is None:
-            errors.append({"line": line, "field": "manager_email", "code": "unknown_manager",
-                           "message": f"manager {fields['manager_email']} is neither in the file nor in the directory"})
-            continue
-        if manager.id == person.id:
-            errors.append({"line": line, "field": "manager_email", "code": "own_manager", "message": "a person cannot be their own manager"})
-            continue
-        service._upsert_person({**_person_fields(person), "manager_id": manager.id})
+        existing = known.get(fields["email"])
+        manager_id = existing.manager_id if existing else None
+        if manager_email:
+            manager_id_found = ids.get(manager_email) or (known[manager_email].id if manager_email in known else None)
+            if manager_id_found is None:
+                errors.append({"line": line, "field": "manager_email", "code": "unknown_manager",
+                               "message": f"manager {manager_email} is neither in the file nor in the directory"})
+            elif manager_id_found == ids[fields["email"]]:
+                errors.append({"line": line, "field": "manager_email", "code": "own_manager",
+                               "message": "a person cannot be their own manager"})
+            else:
+                manager_id = manager_id_found
+        people.append((line, Person(id=ids[fields["email"]], **{**fields, "manager_id": manager_id}), existing))
+    report = service.bulk_upsert_people(people, versions)
+    errors.extend(report.pop("errors"))
     errors.sort(key=lambda e: e["line"])
-    return {"created": created, "updated": updated, "errors": errors}
+    return {**report, "errors": errors}

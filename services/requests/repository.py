@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 from pymongo import ReturnDocument
 
+from services.requests import readmodels
+from services.requests.directory import PeopleDirectory
 from services.requests.documents import CounterDoc, PersonDoc, RequestDoc
 from services.requests.domain import Person, SupportRequest, TimelineEntry
+from services.requests.readmodels import Listing, RequestReadModels, leaving, listing, unlist_value
 from shared.bus.outbox import merge_update, with_outbox
 from shared.clock import utc
 from shared.db import find_by_ids
@@ -57,6 +60,11 @@ class Repository:
         self.people = PersonDoc._get_collection()
         self.requests = RequestDoc._get_collection()
         self.counters = CounterDoc._get_collection()
+        db = self.requests.database
+        self.lists = db["request_lists"]
+        self.timers = db["request_timers"]
+        self.read_models = RequestReadModels(self.requests, self.lists, self.timers, self.counters)
+        self.directory = PeopleDirectory(self.people, self.counters, person_from_doc)
 
     # -- people ----------------------------------------------------------------------------------
 
@@ -65,26 +73,39 @@ class Repository:
         return person_from_doc(doc) if doc else None
 
     def person_by_email(self, email: str) -> Person | None:
-        doc = self.people.find_one({"email": email.lower()}, {"outbox": 0})
-        return person_from_doc(doc) if doc else None
+        """By the in-memory directory (fresh: its counter read by _id), then the person by _id."""
+        person_id = self.directory.id_for_email(email)
+        person = self.person(person_id) if person_id else None
+        return person if person is not None and person.email == email.lower() else None
 
     def people_by_ids(self, ids: Iterable[str]) -> dict[str, Person]:
         return {i: person_from_doc(d) for i, d in find_by_ids(self.people, ids, {"outbox": 0}).items()}
 
     def insert_person(self, person: Person, now: datetime, events: Sequence[Envelope]) -> None:
+        self.people.insert_one(self.new_person_doc(person, now, events))
+        self.directory.bump([(person, 1)])
+
+    @staticmethod
+    def new_person_doc(person: Person, now: datetime, events: Sequence[Envelope]) -> dict:
         doc = {"_id": person.id, **person_to_doc(person), "created_at": now, "updated_at": now, "version": 1}
-        self.people.insert_one(with_outbox(doc, events))
+        return with_outbox(doc, events)
+
+    @staticmethod
+    def person_update(person: Person, now: datetime, events: Sequence[Envelope]) -> dict:
+        return merge_update({"$set": {**person_to_doc(person), "updated_at": now}, "$inc": {"version": 1}}, events)
 
     def update_person(self, person: Person, version: int, now: datetime, events: Sequence[Envelope]) -> bool:
-        update = merge_update({"$set": {**person_to_doc(person), "updated_at": now}, "$inc": {"version": 1}}, events)
-        return self.people.update_one({"_id": person.id, "version": version}, update).modified_count == 1
+        done = self.people.update_one({"_id": person.id, "version": version}, self.person_update(person, now, events))
+        if done.modified_count == 1:
+            self.directory.bump([(person, version + 1)])
+        return done.modified_count == 1
 
     def person_version(self, person_id: str) -> int | None:
         doc = self.people.find_one({"_id": person_id}, {"version": 1})
         return doc.get("version", 0) if doc else None
 
     def count_people(self) -> int:
-        return self.people.count_documents({})
+        return self.directory.count()
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -99,21 +120,28 @@ class Repository:
         return request_from_doc(doc) if doc else None
 
     def insert(self, request: SupportRequest, events: Sequence[Envelope]) -> None:
+        """Store a new request with its events, then put it on its lists and timer bucket."""
         doc = {"_id": request.id, **request_state(request), "timeline": [_entry(e) for e in request.timeline]}
         doc["version"] = 1
+        doc[readmodels.PENDING], doc[readmodels.UNLIST] = True, []
         self.requests.insert_one(with_outbox(doc, events))
+        request.version = 1
+        self.read_models.project(request, None, {})
 
-    def save(self, request: SupportRequest, events: Sequence[Envelope]) -> bool:
-        """Store the command's changes if nobody changed the request meanwhile (optimistic)."""
+    def save(self, request: SupportRequest, events: Sequence[Envelope], before: Listing | None = None) -> bool:
+        """Store the command's changes if nobody changed the request meanwhile (optimistic),
+        then move it between its lists. ``before``: its listing when loaded (``listing(r)``
+        before the command); without it every list is written again."""
+        target = listing(request)
+        drop = leaving(before, target) if before is not None else {}
         state = request_state(request)
         state["version"] = request.version + 1
+        state[readmodels.PENDING], state[readmodels.UNLIST] = True, unlist_value(drop)
         update = merge_update(
             {"$set": state, "$push": {"timeline": {"$each": [_entry(e) for e in request.new_entries]}}}, events
         )
-        return self.requests.update_one({"_id": request.id, "version": request.version}, update).modified_count == 1
-
-    def due_request_ids(self, now: datetime, limit: int = 500) -> list[str]:
-        ids: list[str] = []
-        for timer in ("overdue_at", "update_due_at", "info_due_at"):
-            ids.extend(d["_id"] for d in self.requests.find({timer: {"$lte": now}}, {"_id": 1}).limit(limit))
-        return list(dict.fromkeys(ids))
+        if self.requests.update_one({"_id": request.id, "version": request.version}, update).modified_count != 1:
+            return False
+        stored = replace(request, version=request.version + 1)
+        self.read_models.project(stored, before, drop)
+        return True

@@ -1,0 +1,133 @@
+"""The people directory in this process's memory, kept fresh by one counter read by ``_id``.
+
+A company is at most a few thousand people, so every instance holds the whole directory
+(sorted by name) and answers lists, search, filters and email lookups from memory. Every
+person write bumps the counter document ``people_version`` (in ``counters``) *after* the write;
+a read first reads the counter (by ``_id``, one small document) and reloads the directory
+(one read of the collection) only when the counter moved. Another instance's write therefore
+shows on the next read here. Each start bumps the counter too, so a write whose bump a crash
+lost is seen after that restart. This process's own writes patch its copy in place when no
+other write came between (the bump returns ``seq == mine + 1``), so an import does not reload.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from typing import Any, Callable, Iterable
+
+from pymongo import ReturnDocument
+
+from services.requests.domain import Person
+from shared.errors import BadInput
+from shared.pagination import decode_cursor, encode_cursor, page_size
+
+PEOPLE_VERSION_ID = "people_version"
+
+
+def _sort_key(person: Person) -> tuple[str, str]:
+    return (person.name.lower(), person.id)
+
+
+class PeopleDirectory:
+    def __init__(self, people, counters, from_doc: Callable[[dict], Person]):
+        self.people = people
+        self.counters = counters
+        self.from_doc = from_doc
+        self._lock = threading.Lock()
+        self._seq: int | None = None
+        self._sorted: list[Person] = []
+        self._keys: list[tuple[str, str]] = []
+        self._by_id: dict[str, Person] = {}
+        self._versions: dict[str, int] = {}
+        self._by_email: dict[str, str] = {}
+        self.reloads = 0
+
+    # -- freshness ----------------------------------------------------------------------------------
+
+    def _current_seq(self) -> int:
+        doc = self.counters.find_one({"_id": PEOPLE_VERSION_ID}) or {}
+        return int(doc.get("seq", 0))
+
+    def fresh(self) -> "PeopleDirectory":
+        seq = self._current_seq()
+        with self._lock:
+            if seq == self._seq:
+                return self
+        docs = list(self.people.find({}, {"outbox": 0}))  # read after the counter: never older than it
+        with self._lock:
+            self._by_id = {d["_id"]: self.from_doc(d) for d in docs}
+            self._versions = {d["_id"]: int(d.get("version", 0)) for d in docs}
+            self._reindex()
+            self._seq = seq
+            self.reloads += 1
+        return self
+
+    def _reindex(self) -> None:
+        self._sorted = sorted(self._by_id.values(), key=_sort_key)
+        self._keys = [_sort_key(p) for p in self._sorted]
+        self._by_email = {p.email: p.id for p in self._sorted}
+
+    def bump(self, changed: Iterable[tuple[Person, int]] = ()) -> None:
+        """After writing people (``(person, stored version)``): move the counter, and patch this
+        copy when nobody else wrote meanwhile (otherwise the next read reloads)."""
+        doc = self.counters.find_one_and_update({"_id": PEOPLE_VERSION_ID}, {"$inc": {"seq": 1}}, upsert=True,
+                                                return_document=ReturnDocument.AFTER)
+        seq = int(doc["seq"])
+        with self._lock:
+            if self._seq is not None and seq == self._seq + 1:
+                for person, version in changed:
+                    self._by_id[person.id] = person
+                    self._versions[person.id] = version
+                self._reindex()
+                self._seq = seq
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    def id_for_email(self, email: str) -> str | None:
+        self.fresh()
+        return self._by_email.get(email.lower())
+
+    def snapshot(self) -> tuple[dict[str, Person], dict[str, int]]:
+        """Every person by email, and their stored versions (fresh)."""
+        self.fresh()
+        with self._lock:
+            return {p.email: p for p in self._sorted}, dict(self._versions)
+
+    def count(self) -> int:
+        self.fresh()
+        return len(self._sorted)
+
+    def page(self, first: Any = None, after: str | None = None, department: str | None = None, role: str | None = None,
+             active: bool | None = None, search: str = "") -> dict[str, Any]:
+        """People sorted by name (then id), filtered; the shape of ``shared.pagination.paginate``."""
+        size = page_size(first)
+        self.fresh()
+        with self._lock:
+            people, keys = self._sorted, self._keys
+        start = 0
+        if after:
+            name, pid = decode_cursor(after, 2)
+            if not isinstance(name, str) or not isinstance(pid, str):
+                raise BadInput("bad_cursor", "the cursor is not one this list gave out", field="after")
+            start = bisect.bisect_right(keys, (name, pid))
+        needle = search.lower()
+
+        def keep(p: Person) -> bool:
+            return ((department is None or p.department == department) and (role is None or p.role == role)
+                    and (active is None or p.active == active)
+                    and (not needle or needle in p.name.lower() or needle in p.email))
+
+        matching_before = sum(1 for p in people[:start] if keep(p)) if after else 0
+        items: list[Person] = []
+        total = matching_before
+        for p in people[start:]:
+            if keep(p):
+                total += 1
+                if len(items) <= size:
+                    items.append(p)
+        has_next = len(items) > size
+        items = items[:size]
+        cursors = [encode_cursor(list(_sort_key(p))) for p in items]
+        return {"items": items, "cursors": cursors, "total_count": total,
+                "page_info": {"has_next_page": has_next, "end_cursor": cursors[-1] if cursors else None}}

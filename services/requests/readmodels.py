@@ -1,0 +1,309 @@
+"""The requests service's read models: lists and timer buckets kept by the write path, read by ``_id``.
+
+Our FerretDB answers only ``_id`` lookups from an index, so no read may filter, sort or count
+the ``requests`` collection. Every write of a request (insert, command, timer) is followed by
+its **projection** onto:
+
+- **lists** (``shared.feeds``, collection ``request_lists``), each entry carrying
+  ``{s: status, p: priority, d: department, r: requester, a: assignees}`` for filtering:
+
+  ========================= ============== ==========================================
+  list                      sorted by      holds
+  ========================= ============== ==========================================
+  ``by:<person>``           submitted_at   a rep's requests (newest first)
+  ``as:<person>``           needed_by      the requests a person is assigned to
+  ``dept:<department>``     needed_by      a department's queue, all statuses
+  ``open:<department>``     needed_by      its open requests (off when they leave OPEN)
+  ``st:<department>:<s>``   needed_by      its requests in status ``s``
+  ``all`` (DAY slots)       needed_by      every request (admin listing)
+  ``allopen`` (DAY)         needed_by      every open request
+  ``allst:<s>`` (DAY)       needed_by      every request in status ``s``
+  ========================= ============== ==========================================
+
+  :func:`choose_list` picks the list for a filter combination (the smallest that holds it)
+  and filters the rest (priority, ...) on the entries' data;
+- **timer buckets** (collection ``request_timers``): ``due|<hour>`` maps request id -> the
+  next time one of its timers can fire. The sweeper reads the buckets from its cursor
+  (``cursor``, the last swept hour) to now by ``_id``: an idle tick reads two small documents.
+
+Crash safety: the state write sets ``lists_pending: true`` and ``unlist`` (the lists and timer
+slot the request leaves), atomically with the state and its outbox events; the projector
+clears the flag for that version after projecting (and projects again if a newer version was
+written meanwhile, taking off whatever its stale projection put back). At start,
+:meth:`RequestReadModels.recover` re-projects the documents still flagged (one search, at
+start only, like the outbox relay's). Everything is idempotent.
+
+Upgrade: the document ``read_models`` (in ``counters``) holds the version of these read
+models; a ``var/`` from before them is projected once at start (one scan, bulk writes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable
+
+from pymongo import UpdateOne
+
+from services.requests import domain
+from services.requests.domain import SupportRequest
+from shared.clock import utc
+from shared.db import WRITE_CHUNK, chunks, find_by_ids
+from shared.feeds import DAY, Entry, FeedStore
+
+log = logging.getLogger(__name__)
+
+READ_MODELS_VERSION = 1
+VERSION_ID = "read_models"
+PEOPLE_VERSION_ID = "people_version"
+PENDING = "lists_pending"
+UNLIST = "unlist"
+DUE = "~due"  # the pseudo-list of the timer buckets
+CURSOR_ID = "cursor"
+MAX_SLOTS_PER_SWEEP = 2000
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+# What the projection needs of a request document (never its timeline or outbox).
+LISTING_FIELDS = {"timeline": 0, "outbox": 0}
+
+Listing = dict[str, tuple[datetime, dict | None]]
+
+
+def hour_slot(at: datetime) -> int:
+    return int((utc(at) - _EPOCH).total_seconds() // 3600)
+
+
+def next_due(r: SupportRequest) -> datetime | None:
+    """The next moment one of the request's timers can fire (as ``fire_due_timers`` decides)."""
+    due = []
+    if r.is_open:
+        due += [t for t in (r.overdue_at, r.update_due_at) if t is not None]
+    if r.status == domain.WAITING_ON_REP and r.info_due_at is not None:
+        due.append(r.info_due_at)
+    return min(due) if due else None
+
+
+def listing(r: SupportRequest) -> Listing:
+    """Every list the request is on, with its time there and its data (and its timer slot)."""
+    data = {"s": r.status, "p": r.priority, "d": r.department, "r": r.requester_id, "a": list(r.assignee_ids)}
+    nb = utc(r.needed_by)
+    feeds = {f"by:{r.requester_id}": utc(r.submitted_at), f"dept:{r.department}": nb,
+             f"st:{r.department}:{r.status}": nb, "all": nb, f"allst:{r.status}": nb}
+    if r.status in domain.OPEN:
+        feeds[f"open:{r.department}"] = nb
+        feeds["allopen"] = nb
+    for person_id in r.assignee_ids:
+        feeds[f"as:{person_id}"] = nb
+    out: Listing = {feed: (at, data) for feed, at in feeds.items()}
+    due = next_due(r)
+    if due is not None:
+        out[DUE] = (utc(due), None)
+    return out
+
+
+def leaving(before: Listing | None, after: Listing) -> dict[str, datetime]:
+    """The lists (and timer slot) ``before`` had that ``after`` does not, or at another time."""
+    return {feed: at for feed, (at, _) in (before or {}).items() if feed not in after or after[feed][0] != at}
+
+
+def unlist_value(drop: dict[str, datetime]) -> list[dict]:
+    return [{"f": feed, "t": at} for feed, at in drop.items()]  # FerretDB stores no nested arrays
+
+
+def unlist_of(doc: dict) -> dict[str, datetime]:
+    return {item["f"]: utc(item["t"]) for item in doc.get(UNLIST) or []}
+
+
+# -- choosing a list for a query ----------------------------------------------------------------
+
+def choose_list(requester_id: str | None = None, assignee_id: str | None = None, department: str | None = None,
+                status: str | None = None, open_only: bool = False, priority: str | None = None
+                ) -> tuple[str, bool, Callable[[dict], bool] | None]:
+    """(list, newest first?, filter on entry data or None) for a combination of filters.
+
+    requester -> ``by:<r>`` (newest first); else assignee -> ``as:<a>``; else department ->
+    ``st:<d>:<s>`` / ``open:<d>`` / ``dept:<d>``; else ``allst:<s>`` / ``allopen`` / ``all``.
+    Whatever the list does not imply is filtered on its entries (bounded by that list: a
+    person's, a queue's; a priority alone filters the department's or the company's list).
+    """
+    checks: list[Callable[[dict], bool]] = []
+    person_list = bool(requester_id or assignee_id)
+    if requester_id:
+        feed, descending = f"by:{requester_id}", True
+        if assignee_id:
+            checks.append(lambda d: assignee_id in (d.get("a") or []))
+    elif assignee_id:
+        feed, descending = f"as:{assignee_id}", False
+    elif department:
+        descending = False
+        feed = f"st:{department}:{status}" if status else (f"open:{department}" if open_only else f"dept:{department}")
+    else:
+        descending = False
+        feed = f"allst:{status}" if status else ("allopen" if open_only else "all")
+    if person_list:
+        if department:
+            checks.append(lambda d: d.get("d") == department)
+        if status:
+            checks.append(lambda d: d.get("s") == status)
+        elif open_only:
+            checks.append(lambda d: d.get("s") in domain.OPEN)
+    if priority:
+        checks.append(lambda d: d.get("p") == priority)
+    where = (lambda d: all(check(d) for check in checks)) if checks else None
+    return feed, descending, where
+
+
+class RequestReadModels:
+    """The projection of requests onto their lists and timer buckets, the upgrade and recovery."""
+
+    def __init__(self, requests, lists, timers, counters):
+        self.requests = requests
+        self.feeds = FeedStore(lists, slots={"all": DAY, "allopen": DAY, "allst": DAY})
+        self.timers = timers
+        self.counters = counters
+
+    # -- projection -------------------------------------------------------------------------------
+
+    def apply(self, request_id: str, target: Listing, before: Listing | None, drop: dict[str, datetime]) -> None:
+        """Make the read models show ``target``: take the request off ``drop``'s lists, put it on
+        (or update it on) every list of ``target`` that ``before`` did not have as it is."""
+        for feed, at in drop.items():
+            if feed == DUE:
+                self.timers.update_one({"_id": f"due|{hour_slot(at)}"}, {"$unset": {f"e.{request_id}": ""}})
+            else:
+                self.feeds.remove(feed, request_id, at)
+        for feed, (at, data) in target.items():
+            if before is not None and before.get(feed) == (at, data):
+                continue
+            if feed == DUE:
+                self.timers.update_one({"_id": f"due|{hour_slot(at)}"}, {"$set": {f"e.{request_id}": at}}, upsert=True)
+            else:
+                self.feeds.put(feed, Entry(request_id, at, data))
+
+    def project(self, request: SupportRequest, before: Listing | None, drop: dict[str, datetime]) -> None:
+        """After storing ``request`` (its ``version`` is the stored one), bring the read models up to it."""
+        target, version = listing(request), request.version
+        self.apply(request.id, target, before, drop)
+        for _ in range(20):
+            cleared = self.requests.update_one({"_id": request.id, "version": version, PENDING: True},
+                                               {"$set": {PENDING: False}})
+            if cleared.modified_count:
+                return
+            doc = self.requests.find_one({"_id": request.id}, LISTING_FIELDS)
+            if doc is None or doc.get("version", 0) == version:
+                return  # another projector of this version cleared it
+            # A newer version was stored meanwhile, and what this projection wrote may have
+            # landed after its projection: project the newer one, and take off what was ours.
+            from services.requests.repository import request_from_doc
+
+            fresh = request_from_doc(doc)
+            fresh_target = listing(fresh)
+            self.apply(fresh.id, fresh_target, None, {**leaving(target, fresh_target), **unlist_of(doc)})
+            target, version = fresh_target, fresh.version
+        log.warning("request %s kept changing while projecting; recovery will finish it", request.id)
+
+    def recover(self) -> int:
+        """Re-project requests whose projection a crash interrupted (a search, at start only)."""
+        from services.requests.repository import request_from_doc
+
+        done = 0
+        for doc in list(self.requests.find({PENDING: True}, LISTING_FIELDS)):
+            request = request_from_doc(doc)
+            self.project(request, None, unlist_of(doc))
+            done += 1
+        if done:
+            log.info("re-projected %d requests a crash left pending", done)
+        return done
+
+    # -- timers -------------------------------------------------------------------------------------
+
+    def due(self, now: datetime) -> tuple[list[tuple[str, datetime, int]], int, int | None]:
+        """(request id, due time, slot) of every timer entry due at ``now`` from the cursor on,
+        the slot the cursor may move to when they are all handled, and the cursor now."""
+        cursor_doc = self.timers.find_one({"_id": CURSOR_ID}) or {}
+        now_slot = hour_slot(now)
+        cursor = cursor_doc.get("h")
+        start = int(now_slot if cursor is None else cursor) - 1  # one hour back: a writer's clock a little behind
+        end = min(now_slot, start + MAX_SLOTS_PER_SWEEP)
+        ids = [f"due|{h}" for h in range(start, end + 1)]
+        found: list[tuple[str, datetime, int]] = []
+        for bucket_id, bucket in find_by_ids(self.timers, ids, {"e": 1}).items():
+            slot = int(bucket_id.split("|", 1)[1])
+            for request_id, at in (bucket.get("e") or {}).items():
+                if utc(at) <= now:
+                    found.append((request_id, utc(at), slot))
+        found.sort(key=lambda f: f[1])
+        return found, end, None if cursor is None else int(cursor)
+
+    def advance(self, slot: int) -> None:
+        self.timers.update_one({"_id": CURSOR_ID}, {"$max": {"h": slot}}, upsert=True)
+
+    def cursor(self) -> int | None:
+        doc = self.timers.find_one({"_id": CURSOR_ID})
+        return None if doc is None else int(doc["h"])
+
+    def drop_stale_timer(self, request_id: str, at: datetime, slot: int) -> None:
+        """Take off an entry that no longer matches its request (only if it still says ``at``)."""
+        self.timers.update_one({"_id": f"due|{slot}", f"e.{request_id}": at}, {"$unset": {f"e.{request_id}": ""}})
+
+    # -- upgrade ------------------------------------------------------------------------------------
+
+    def version(self) -> int:
+        doc = self.counters.find_one({"_id": VERSION_ID}) or {}
+        return int(doc.get("version", 0))
+
+    def ensure_built(self, now: datetime, wait_s: float = 600.0) -> bool:
+        """Build the read models from the documents once (an old ``var/``, or an empty one);
+        True if this call built them. Several instances starting together: one builds (a lock
+        document), the others wait for it."""
+        if self.version() >= READ_MODELS_VERSION:
+            return False
+        lock_id = f"{VERSION_ID}_lock"
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.counters.insert_one({"_id": lock_id, "at": now})
+                break
+            except Exception:  # noqa: BLE001 - DuplicateKeyError: another instance is building
+                if self.version() >= READ_MODELS_VERSION:
+                    return False
+                if time.monotonic() >= deadline:
+                    log.warning("the read-model build lock stayed taken; building anyway")
+                    break
+                time.sleep(0.5)
+        try:
+            self._build(now)
+            self.counters.update_one({"_id": VERSION_ID}, {"$set": {"version": READ_MODELS_VERSION, "built_at": now}},
+                                     upsert=True)
+        finally:
+            self.counters.delete_one({"_id": lock_id})
+        return True
+
+    def _build(self, now: datetime) -> None:
+        from services.requests.repository import request_from_doc
+
+        started = time.monotonic()
+        entries: list[tuple[str, Entry]] = []
+        timers: dict[int, dict[str, datetime]] = {}
+        count = 0
+        for doc in self.requests.find({}, LISTING_FIELDS):  # the one scan
+            request = request_from_doc(doc)
+            count += 1
+            for feed, (at, data) in listing(request).items():
+                if feed == DUE:
+                    timers.setdefault(hour_slot(at), {})[request.id] = at
+                else:
+                    entries.append((feed, Entry(request.id, at, data)))
+        added = self.feeds.add_many(entries)
+        ops = [UpdateOne({"_id": f"due|{slot}"}, {"$set": {f"e.{i}": at for i, at in items.items()}}, upsert=True)
+               for slot, items in timers.items()]
+        for part in chunks(ops, WRITE_CHUNK):
+            self.timers.bulk_write(part, ordered=False)
+        first = min([hour_slot(now), *timers])
+        if self.cursor() is None:
+            self.timers.update_one({"_id": CURSOR_ID}, {"$setOnInsert": {"h": first}}, upsert=True)
+        elif first < self.cursor():
+            self.timers.update_one({"_id": CURSOR_ID}, {"$set": {"h": first}})
+        log.info("read models built: %d requests, %d list entries, %d timer slots in %.1fs",
+                 count, added, len(timers), time.monotonic() - started)
