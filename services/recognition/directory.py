@@ -84,6 +84,12 @@ class Directory:
         FerretDB answers from its index (an ``$in`` of up to 1,000 ids)."""
         return {i: _person(d) for i, d in find_by_ids(self.collection, ids).items()}
 
+    def by_email(self) -> dict[str, DirectoryPerson]:
+        """Everyone, by lower-case email: one read of the whole copy (its size is the company's,
+        not the history's), for bulk work such as an import."""
+        people = (_person(d) for d in self.collection.find({}, {"event_time": 0, "event_id": 0}))
+        return {p.email.lower(): p for p in people if p.email}
+
     def count(self) -> int:
         return self.collection.count_documents({})
 

@@ -230,3 +230,231 @@ def test_directory_copy_survives_a_restart_and_follows_deactivation(kudos_settin
         from shared.db import disconnect
 
         disconnect()
+
+
+# -- feeds: lists kept by the write path, read by _id -------------------------------------------
+
+def walk(api, actor="li", first=2, **params):
+    """Every page of a feed: (ids newest first, the total_count of each page)."""
+    ids, totals, after = [], [], None
+    while True:
+        page = api.as_(actor).get("/kudos", params={"first": first, **params, **({"after": after} if after else {})}).json()
+        ids += [k["id"] for k in page["items"]]
+        totals.append(page["total_count"])
+        assert len(page["cursors"]) == len(page["items"])
+        if not page["page_info"]["has_next_page"]:
+            return ids, set(totals)
+        after = page["page_info"]["end_cursor"]
+
+
+def test_feeds_across_days_and_months_with_cursors_counts_and_both_directions(api, clock):
+    plan = [("rita", ["pia"]), ("jonas", ["pia", "li"]), ("pia", ["rita"]), ("rita", ["li"]),
+            ("ahmed", ["rita", "pia"]), ("rita", ["ahmed"]), ("li", ["pia"])]
+    given = []
+    for giver, to in plan:
+        response = give(api, giver, to)
+        assert response.status_code == 201, response.text
+        kid = response.json()["id"]
+        given.append((kid, giver, to))
+        # The giver sees it at once, first in their own list.
+        assert api.as_(giver).get("/kudos", params={"person_id": giver, "direction": "given", "first": 1}).json()["items"][0]["id"] == kid
+        clock.advance(days=9, minutes=7)  # across days, weeks and months (November 2026 .. January 2027)
+    newest_first = [kid for kid, _, _ in reversed(given)]
+    assert walk(api) == (newest_first, {7})
+    assert walk(api, first=100) == (newest_first, {7})
+    for person in ("rita", "pia", "li", "jonas", "ahmed"):
+        received = [kid for kid, _, to in reversed(given) if person in to]
+        sent = [kid for kid, giver, _ in reversed(given) if giver == person]
+        assert walk(api, first=1, person_id=person, direction="received") == (received, {len(received)}), person
+        assert walk(api, first=2, person_id=person, direction="given") == (sent, {len(sent)}), person
+    assert walk(api, person_id="nobody", direction="received") == ([], {0})
+    # An add-on changes no list.
+    assert api.as_("jonas").post(f"/kudos/{given[0][0]}/add-ons").status_code == 201
+    assert walk(api, first=3) == (newest_first, {7})
+    bad = api.as_("li").get("/kudos", params={"after": "not-a-cursor"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_cursor"
+
+
+def _old_style_kudos(kid, giver, to, at, pending_event=None):
+    """A kudos document as the code before the feeds wrote it (no lists), optionally with its
+    kudos.given still in the outbox (a process that died right after the insert)."""
+    from shared.bus.outbox import with_outbox
+
+    doc = {"_id": kid, "giver_id": giver, "giver_name": giver.title(), "recipient_ids": to,
+           "recipient_names": [t.title() for t in to], "message": "From before", "values": [], "gesture": "thanks",
+           "request_id": None, "created_at": at, "add_ons": []}
+    if pending_event is None:
+        return {**doc, "outbox": [], "outbox_pending": False}
+    return with_outbox(doc, [pending_event])
+
+
+def _given_event(kid, giver, to, at):
+    return build_event("kudos.given", kid, {"kudos_id": kid, "giver_id": giver, "recipient_ids": to, "message": "From before",
+                                            "values": [], "gesture": "thanks", "request_id": None, "at": at}, source="kudos")
+
+
+def _kudos_db(settings):
+    from shared.db import mongo_client
+
+    client = mongo_client(settings)
+    return client, client[settings.database("kudos")]
+
+
+def _start(kudos_settings, clock):
+    rt = build_runtime(kudos_settings, clock=clock)
+    rt.start_background()
+    assert wait_until(rt.directory_reader.caught_up.is_set, timeout=30)
+    return rt
+
+
+def _stop(rt):
+    from shared.db import disconnect
+
+    rt.stop()
+    disconnect()
+
+
+def test_an_old_database_is_upgraded_once_on_start(kudos_settings, producer, clock):
+    publish_people(kudos_settings, producer)
+    client, db = _kudos_db(kudos_settings)
+    old = [_old_style_kudos(f"k_old{i:02d}", giver, to, START - timedelta(days=3 * i, hours=i))
+           for i, (giver, to) in enumerate([("rita", ["pia"]), ("pia", ["rita", "li"]), ("rita", ["li"])] * 5)]
+    db["kudos"].insert_many(old)
+    rt = _start(kudos_settings, clock)
+    try:
+        assert rt.service.feeds.version() == 1
+        with serving(rt.app) as url:
+            api = Client(url, kudos_settings.internal_token)
+            assert walk(api, first=4) == ([d["_id"] for d in old], {15})  # inserted newest first
+            assert walk(api, first=3, person_id="li", direction="received")[1] == {10}
+            assert walk(api, first=3, person_id="rita", direction="given")[1] == {10}
+            assert give(api, "jonas", ["pia"]).status_code == 201
+            assert walk(api, first=50)[1] == {16}
+            assert wait_until(lambda: rt.service.kudos.count_documents({"outbox_pending": True}) == 0)
+    finally:
+        _stop(rt)
+    # Later starts read the version and build nothing: a list taken away stays away.
+    db["feeds"].delete_one({"_id": "all"})
+    rt = _start(kudos_settings, clock)
+    try:
+        assert rt.service.feeds.store.count("all") == 0 and rt.service.feeds.store.count("to:pia") == 6
+    finally:
+        _stop(rt)
+        client.close()
+
+
+def test_feeds_survive_a_restart_and_a_kudos_left_pending_by_a_dead_process_is_put_on_them(kudos_settings, producer, clock, settings):
+    publish_people(kudos_settings, producer)
+    rt = _start(kudos_settings, clock)
+    try:
+        with serving(rt.app) as url:
+            first = give(Client(url, kudos_settings.internal_token), "rita", ["pia"]).json()["id"]
+    finally:
+        _stop(rt)
+    # A process stored this kudos with its event, then died before its feed writes and its
+    # notice to the relay: the document is all there is.
+    client, db = _kudos_db(kudos_settings)
+    at = START + timedelta(minutes=3)
+    db["kudos"].insert_one(_old_style_kudos("k_orphan", "li", ["ahmed"], at, _given_event("k_orphan", "li", ["ahmed"], at)))
+    client.close()
+    rt = _start(kudos_settings, clock)
+    try:
+        with serving(rt.app) as url:
+            api = Client(url, kudos_settings.internal_token)
+            # The relay's first search (at start) puts it on its feeds before publishing it.
+            assert wait_until(lambda: walk(api, first=5)[0] == ["k_orphan", first], timeout=30)
+            assert walk(api, person_id="ahmed", direction="received") == (["k_orphan"], {1})
+            assert walk(api, person_id="li", direction="given") == (["k_orphan"], {1})
+            events = [decode(r.value) for r in read_topic(settings, settings.topic("kudos"), 2)]
+            assert sorted(e.subject for e, _ in events) == sorted([first, "k_orphan"])
+            assert wait_until(lambda: rt.service.kudos.find_one({"_id": "k_orphan"})["outbox_pending"] is False)
+    finally:
+        _stop(rt)
+
+
+# -- import of history ----------------------------------------------------------------------------
+
+ADMIN = ("boss", "Bea Boss", "admin", "sales")
+
+HISTORY = """created_at,giver_email,recipient_emails,message,gesture,values
+2026-03-02T09:15:00+01:00,rita@example.com,pia@example.com,Thanks for the Acme quote,coffee,speed;customer_first
+2026-03-02T10:00:00+01:00,rita@example.com,pia@example.com;li@example.com,"Two lines:
+the second one",,
+2026-03-03T11:00:00+01:00,rita@example.com,pia@example.com,Again,thanks,
+not a date,rita@example.com,pia@example.com,Bad date,thanks,
+
+2026-03-04T11:00:00+01:00,rita@example.com,rita@example.com,Myself,thanks,
+2026-03-04T12:00:00+01:00,nobody@example.com,pia@example.com,Who?,thanks,
+2026-03-04T13:00:00,rita@example.com,pia@example.com,No offset,thanks,
+2026-03-04T14:00:00Z,rita@example.com,pia@example.com,Bad gesture,champagne,
+2026-03-04T15:00:00Z,rita@example.com,pia@example.com,Bad value,thanks,synergy
+2026-03-04T16:00:00Z,rita@example.com,pia@example.com,,thanks,
+2027-03-04T16:00:00Z,rita@example.com,pia@example.com,From the future,thanks,
+2026-03-05T08:00:00-05:00,gone@example.com,jonas@example.com,Before she left,high_five,teamwork
+2026-03-05T09:00:00Z,rita@example.com,pia@example.com,Fourth to Pia this week (no cap on history),lunch,
+2026-03-02T09:15:00+01:00,rita@example.com,pia@example.com,Thanks for the Acme quote,coffee,speed;customer_first
+"""
+
+
+@pytest.fixture
+def admin_api(api, producer, kudos_settings):
+    publish_people(kudos_settings, producer, people=[ADMIN])
+    assert wait_until(lambda: api.runtime.service.directory.get("boss") is not None, timeout=30)
+    return api
+
+
+def test_import_reports_bad_rows_by_line_and_imports_the_good_ones_once(admin_api, settings, clock):
+    api = admin_api
+    refused = api.as_("rita").post("/kudos/import", data=HISTORY, headers={"Content-Type": "text/csv"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "admin_only"
+    live = give(api, "jonas", ["pia"]).json()["id"]  # today (25 November 2026)
+
+    report = api.as_("boss").post("/kudos/import", data=HISTORY, headers={"Content-Type": "text/csv"}).json()
+    assert [(e["line"], e["code"]) for e in report["errors"]] == [
+        (6, "invalid_created_at"), (8, "kudos_to_self"), (9, "unknown_giver"), (10, "invalid_created_at"),
+        (11, "unknown_gesture"), (12, "unknown_value"), (13, "empty_message"), (14, "created_at_in_future")]
+    # Six good rows, the last one a repeat of the first: five kudos.
+    assert (report["imported"], report["already_imported"], report["rejected"]) == (5, 1, 8)
+    again = api.as_("boss").post("/kudos/import", json={"csv": HISTORY}).json()
+    assert (again["imported"], again["already_imported"], again["rejected"]) == (0, 6, 8)
+    assert api.runtime.service.kudos.count_documents({}) == 6
+
+    # On the feeds at their own dates, after today's kudos, oldest last.
+    company = api.as_("li").get("/kudos", params={"first": 10}).json()
+    items = company["items"]
+    assert items[0]["id"] == live and company["total_count"] == 6
+    assert [k["created_at"] for k in items[1:]] == [
+        "2026-03-05T13:00:00+00:00", "2026-03-05T09:00:00+00:00", "2026-03-03T10:00:00+00:00",
+        "2026-03-02T09:00:00+00:00", "2026-03-02T08:15:00+00:00"]
+    two_lines = items[4]
+    assert two_lines["message"] == "Two lines:\nthe second one" and two_lines["gesture"] == "thanks"
+    assert two_lines["recipient_ids"] == ["pia", "li"] and two_lines["values"] == []
+    assert items[1]["giver_id"] == "gone" and items[1]["values"] == ["teamwork"]  # people who left since
+    assert walk(api, first=2, person_id="pia", direction="received")[1] == {5}
+    assert walk(api, first=2, person_id="rita", direction="given")[1] == {4}
+    # History spends no allowance and meets no weekly cap.
+    assert api.as_("rita").get("/allowance/rita").json()["used"] == 0
+    assert give(api, "rita", ["pia"]).status_code == 201
+
+    # Published, with the kudos' own time as the time it happened (the points service scores by it).
+    events = [decode(r.value) for r in read_topic(settings, settings.topic("kudos"), 7)]
+    at = {d.kudos_id: d.at for e, d in events if e.type == "kudos.given"}
+    assert len(at) == 7
+    for k in items[1:]:
+        assert at[k["id"]] == datetime.fromisoformat(k["created_at"])
+
+
+def test_the_command_sends_a_big_file_in_parts_with_the_file_s_line_numbers(admin_api):
+    from services.recognition.kudos.importer import file_parts, send_file
+    from shared.auth import internal_headers
+
+    api = admin_api
+    text = HISTORY.strip() + "\n"
+    parts = file_parts(text, rows_per_part=3)  # 15 records (a blank line is one)
+    assert len(parts) == 5 and all(p.startswith("created_at,") for p, _ in parts)
+    said = []
+    report = send_file(api.base_url, internal_headers(api.token, None), text, "boss@example.com", rows_per_part=3, say=said.append)
+    assert [e["line"] for e in report["errors"]] == [6, 8, 9, 10, 11, 12, 13, 14]
+    assert (report["imported"], report["already_imported"]) == (5, 1) and len(said) == 5
+    with pytest.raises(RuntimeError, match="admin"):
+        send_file(api.base_url, internal_headers(api.token, None), text, "rita@example.com")

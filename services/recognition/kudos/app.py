@@ -1,4 +1,9 @@
-"""Wiring of the kudos process: database, directory copy, outbox relay, cards, Flask app."""
+"""Wiring of the kudos process: database, directory copy, outbox relay, cards, Flask app.
+
+At start, before it serves, the process builds the feeds from the kudos collection if this
+database predates them (once; ``feeds.py``), and its outbox relay's safety-net search puts any
+kudos a dead process left pending on its feeds before publishing it.
+"""
 
 from __future__ import annotations
 
@@ -58,7 +63,8 @@ def build_runtime(settings: KudosSettings, clock: Clock | None = None) -> KudosR
     reader = directory_reader(settings, directory, producer)
     service = KudosService(settings=settings, directory=directory, clock=clock or clock_for(settings),
                            calendar=BusinessCalendar.from_settings(settings))
-    relay = OutboxRelay(producer, [service.kudos], poll_ms=settings.outbox_poll_ms)
+    service.feeds.upgrade(service.kudos, service.clock)  # once: a database from before the feeds
+    relay = OutboxRelay(producer, [service.kudos], poll_ms=settings.outbox_poll_ms, on_scan=service.feeds.recover)
     service.notify = relay.notify
     readiness = {**dependency_checks(settings, db), "directory": _directory_loaded(reader)}
     app = create_app(service, settings, readiness)

@@ -3,7 +3,12 @@
 Giving is three kinds of single-document write: the giver's monthly allowance counter, one
 weekly counter per recipient (each moves only while under its limit, so concurrent gives
 cannot overspend), then the kudos with its ``kudos.given`` event (outbox). A refusal after
-a counter moved gives the spent units back before answering.
+a counter moved gives the spent units back before answering. Then the kudos is put on its
+feeds (``feeds.py``: the company feed, the recipients' and the giver's lists) before the
+answer, and only then is the outbox relay told (a crash in between: see ``feeds.py``).
+
+Every read is by ``_id``: a feed page reads the list's head, a bucket or two, and the page's
+kudos by id (FerretDB answers nothing else from an index).
 """
 
 from __future__ import annotations
@@ -13,19 +18,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.recognition.directory import Directory
-from services.recognition.kudos import domain
+from services.recognition.kudos import domain, importer
 from services.recognition.kudos.cards import CardData
 from services.recognition.kudos.config import KudosSettings
 from services.recognition.kudos.documents import AllowanceDoc, KudosDoc, WeeklyCapDoc
 from services.recognition.kudos.domain import AddOn, Kudos
+from services.recognition.kudos.feeds import KudosFeeds, person_feed
 from shared.bus.outbox import merge_update, with_outbox
 from shared.calendar import BusinessCalendar, period_bounds, period_key
 from shared.clock import Clock, utc
-from shared.errors import Conflict, NotFound, RuleViolation
+from shared.db import WRITE_CHUNK, chunks, find_by_ids
+from shared.errors import Conflict, Forbidden, NotFound, RuleViolation, Unauthorized
 from shared.events import build_event
+from shared.feeds import in_order
 
 log = logging.getLogger(__name__)
 SOURCE = "kudos"
@@ -52,6 +60,7 @@ class KudosService:
         self.kudos = KudosDoc._get_collection()
         self.allowances = AllowanceDoc._get_collection()
         self.caps = WeeklyCapDoc._get_collection()
+        self.feeds = KudosFeeds(self.kudos.database["feeds"], self.kudos.database["meta"])
 
     # -- counters that only move while under their limit -------------------------------------
 
@@ -123,6 +132,15 @@ class KudosService:
                 self._give_back(self.caps, key, "count", 1)
             self._give_back(self.allowances, allowance_key, "used", cost)
             raise
+        try:
+            self.feeds.add(kudos.id, kudos.giver_id, kudos.recipient_ids, now)
+        except Exception:  # noqa: BLE001 - the kudos is stored: answer so, and let the relay finish
+            # Its event stays pending and the relay is asked for a search, whose on_scan hook
+            # puts pending kudos on their feeds before publishing (a retry would give twice).
+            log.warning("kudos stored but not yet on its feeds; the outbox relay's search will add it",
+                        extra={"kudos_id": kudos.id}, exc_info=True)
+            self.notify()
+            return kudos
         self.notify(self.kudos, kudos.id)
         return kudos
 
@@ -144,7 +162,70 @@ class KudosService:
         kudos.add_ons.append(AddOn(actor.id, note, now))
         return kudos
 
+    def import_history(self, actor_id: str | None, text: Any, line_offset: int = 0,
+                       actor_email: str | None = None) -> dict[str, Any]:
+        """Import kudos history from CSV text (``importer.py``), as an admin.
+
+        Good rows are stored in bulk with their ``kudos.given`` events (``at`` = the kudos' own
+        time, so points score them in their periods), put on the feeds at their dates, then the
+        relay is told. Rows already imported (same content, same id) are skipped; no allowance
+        or weekly cap is spent. Reads the whole directory once (people, not history).
+        """
+        people = self.directory.by_email()
+        actor = self.directory.get(actor_id) if actor_id else people.get((actor_email or "").strip().lower())
+        if actor is None:
+            raise Unauthorized("unknown_actor", "the call does not say who is acting, or they are not in the directory")
+        if actor.role != "admin" or not actor.active:
+            raise Forbidden("admin_only", "only an admin may import kudos history")
+        if not isinstance(line_offset, int) or line_offset < 0:
+            line_offset = 0
+        good, errors = importer.parse_csv(text, people, self.settings.values, self.clock.now(), line_offset)
+
+        unique: dict[str, importer.ImportedKudos] = {}
+        for row in good:
+            unique.setdefault(row.id, row)  # a row repeated in the file is one kudos
+        existing = set(find_by_ids(self.kudos, list(unique), {"_id": 1}))
+        fresh = [row for row in unique.values() if row.id not in existing]
+        inserted: list[str] = []
+        for part in chunks(fresh, WRITE_CHUNK):
+            docs = [self._imported_doc(row) for row in part]
+            try:
+                self.kudos.insert_many(docs, ordered=False)
+                inserted += [d["_id"] for d in docs]
+            except BulkWriteError as exc:  # another import of the same rows got there first
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+                clashed = {docs[e["index"]]["_id"] for e in exc.details["writeErrors"]}
+                inserted += [d["_id"] for d in docs if d["_id"] not in clashed]
+        # Every good row on the feeds, those found already there too: mends an import that
+        # stopped between its inserts and its feed writes (adds skip what is there).
+        self.feeds.add_many({"_id": row.id, "giver_id": row.giver.id, "recipient_ids": [r.id for r in row.recipients],
+                             "created_at": row.created_at} for row in unique.values())
+        if inserted:
+            self.notify(self.kudos, *inserted)
+        return {"imported": len(inserted), "already_imported": len(good) - len(inserted),
+                "rejected": len(errors), "errors": errors}
+
+    def _imported_doc(self, row: importer.ImportedKudos) -> dict[str, Any]:
+        recipient_ids = [r.id for r in row.recipients]
+        event = build_event("kudos.given", row.id, {
+            "kudos_id": row.id, "giver_id": row.giver.id, "recipient_ids": recipient_ids, "message": row.message,
+            "values": row.values, "gesture": row.gesture, "request_id": None, "at": row.created_at,
+        }, source=SOURCE, clock=self.clock)
+        doc = {
+            "_id": row.id, "giver_id": row.giver.id, "giver_name": row.giver.name, "recipient_ids": recipient_ids,
+            "recipient_names": [r.name for r in row.recipients], "message": row.message, "values": row.values,
+            "gesture": row.gesture, "request_id": None, "created_at": row.created_at, "add_ons": [], "imported": True,
+        }
+        return with_outbox(doc, [event])
+
     # -- reads -------------------------------------------------------------------------------
+
+    def feed(self, person_id: str | None, direction: str, first: Any = None, after: str | None = None) -> tuple[list[Kudos], dict]:
+        """A page of the company feed, or of one person's received or given kudos, newest first."""
+        page = self.feeds.page(person_feed(person_id, direction) if person_id else "all", first, after)
+        docs = find_by_ids(self.kudos, page["ids"], {"outbox": 0})
+        return [kudos_from_doc(d) for d in in_order(page["ids"], docs)], page
 
     def get(self, kudos_id: str) -> Kudos:
         doc = self.kudos.find_one({"_id": kudos_id}, {"outbox": 0})

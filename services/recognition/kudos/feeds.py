@@ -1,0 +1,130 @@
+"""The kudos read models: the feeds, kept by the write path and read by ``_id`` (shared/feeds.py).
+
+Lists, in the ``feeds`` collection:
+
+- ``all``: the company feed, in day buckets (a busy list);
+- ``to:<person id>``: the kudos a person received, in month buckets;
+- ``from:<person id>``: the kudos a person gave, in month buckets.
+
+Each entry is the kudos id at its ``created_at``. Giving adds the entries right after the kudos
+document (with its ``kudos.given`` event in the outbox) is stored, before the answer, so the
+giver sees their kudos at once. Add-ons do not change which lists a kudos is on.
+
+Crash safety: a process that dies between the kudos insert and the feed adds leaves the kudos
+with its event still pending, and no notice to the relay (that comes after the adds). The
+relay's safety-net search for pending documents (at start, then every 10 minutes) hands what
+it finds to :meth:`KudosFeeds.recover` before publishing: the ``kudos.given`` event in the
+outbox names the kudos, the giver, the recipients and the time, enough to add the entries
+again (adds are idempotent). So "outbox cleared" implies "on the feeds".
+
+Upgrade: a database written before the feeds existed has kudos and no lists. ``meta`` holds
+``{_id: "read_models", version}``; at start, if the version is older than
+:data:`READ_MODELS_VERSION`, the lists are built once from one scan of the kudos collection
+(``FeedStore.add_many``), then the version is stored. Later starts read one document by ``_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Iterable, Iterator
+
+from pymongo.collection import Collection
+
+from shared.clock import Clock, utc
+from shared.feeds import DAY, Entry, FeedStore
+from shared.events import Envelope
+
+log = logging.getLogger(__name__)
+
+READ_MODELS_VERSION = 1
+META_ID = "read_models"
+UPGRADE_BATCH = 10_000  # kudos per add_many while building from history (bounds memory)
+
+
+def feeds_of(giver_id: str, recipient_ids: Iterable[str]) -> list[str]:
+    """The lists a kudos belongs on."""
+    return ["all", f"from:{giver_id}", *(f"to:{r}" for r in dict.fromkeys(recipient_ids))]
+
+
+def person_feed(person_id: str, direction: str) -> str:
+    return f"to:{person_id}" if direction == "received" else f"from:{person_id}"
+
+
+class KudosFeeds:
+    def __init__(self, collection: Collection, meta: Collection):
+        self.store = FeedStore(collection, slots={"all": DAY})
+        self.meta = meta
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def add(self, kudos_id: str, giver_id: str, recipient_ids: Iterable[str], at: datetime) -> None:
+        """Put one kudos on its lists (idempotent; the give path)."""
+        entry = Entry(kudos_id, utc(at))
+        for feed in feeds_of(giver_id, recipient_ids):
+            self.store.add(feed, entry)
+
+    def add_many(self, kudos: Iterable[dict[str, Any]]) -> int:
+        """Bulk form for imports and the upgrade: ``kudos`` are documents (``_id``,
+        ``giver_id``, ``recipient_ids``, ``created_at``). Returns the entries added."""
+        return self.store.add_many(self._entries(kudos))
+
+    @staticmethod
+    def _entries(kudos: Iterable[dict[str, Any]]) -> Iterator[tuple[str, Entry]]:
+        for doc in kudos:
+            entry = Entry(doc["_id"], utc(doc["created_at"]))
+            for feed in feeds_of(doc["giver_id"], doc["recipient_ids"]):
+                yield feed, entry
+
+    def recover(self, _collection: Collection, docs: list[dict[str, Any]]) -> None:
+        """The relay's ``on_scan`` hook: put the kudos whose ``kudos.given`` is still pending on
+        their lists (a process may have died between the insert and the feed adds)."""
+        found = []
+        for doc in docs:
+            for raw in doc.get("outbox") or []:
+                if raw.get("type") != "kudos.given":
+                    continue
+                data = Envelope.from_dict(raw).data
+                found.append({"_id": data["kudos_id"], "giver_id": data["giver_id"],
+                              "recipient_ids": data["recipient_ids"], "created_at": _time(data["at"])})
+        if found:
+            added = self.add_many(found)
+            if added:
+                log.warning("kudos feeds: re-projected kudos left pending by an earlier process",
+                            extra={"kudos": len(found), "entries": added})
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def page(self, feed: str, first: Any = None, after: str | None = None) -> dict[str, Any]:
+        return self.store.page(feed, first, after, descending=True)
+
+    # -- upgrade of data written before the feeds ---------------------------------------------
+
+    def version(self) -> int:
+        doc = self.meta.find_one({"_id": META_ID}) or {}
+        return int(doc.get("version") or 0)
+
+    def upgrade(self, kudos: Collection, clock: Clock) -> int | None:
+        """Build the lists from the kudos collection once (one scan); None if already built."""
+        if self.version() >= READ_MODELS_VERSION:
+            return None
+        log.info("kudos feeds: building the read models from the kudos collection (once)")
+        added, batch, seen = 0, [], 0
+        for doc in kudos.find({}, {"giver_id": 1, "recipient_ids": 1, "created_at": 1}):
+            batch.append(doc)
+            seen += 1
+            if len(batch) >= UPGRADE_BATCH:
+                added += self.add_many(batch)
+                batch = []
+        if batch:
+            added += self.add_many(batch)
+        self.meta.update_one({"_id": META_ID}, {"$max": {"version": READ_MODELS_VERSION},
+                                                "$set": {"built_at": clock.now(), "kudos": seen}}, upsert=True)
+        log.info("kudos feeds: read models built", extra={"kudos": seen, "entries": added})
+        return seen
+
+
+def _time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return utc(value)
+    return utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
