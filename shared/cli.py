@@ -4,6 +4,7 @@
     insidetrack down               stop everything `up` or `infra up` started
     insidetrack infra provision|up|down|status   (provision: download and build, no start)
     insidetrack import-people FILE.csv            import people as the admin; bad rows by line
+    insidetrack import-kudos FILE.csv             import kudos history as the admin (kudos service running)
     insidetrack events tail TOPIC [--from-beginning] [--dlq] [-n N]
     insidetrack rebuild-points                    re-score history with the current rules file
     insidetrack token EMAIL                       print a sign-on token for that person
@@ -207,6 +208,32 @@ def cmd_import_people(args, settings: Settings) -> int:
         runtime.stop()
 
 
+def cmd_import_kudos(args, settings: Settings) -> int:
+    """Import kudos history from a CSV file as the configured admin, through the running kudos
+    process (its relay publishes the events; this command writes no database itself)."""
+    from services.recognition.kudos.importer import send_file
+    from shared.auth import internal_headers
+
+    try:
+        text = open(args.file, encoding="utf-8-sig").read()
+    except OSError as exc:
+        print(f"insidetrack: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    admin_email = _admin_email()
+    url = args.url or f"http://127.0.0.1:{settings.kudos_port}"
+    try:
+        report = send_file(url, internal_headers(settings.internal_token, None), text, admin_email,
+                           say=lambda line: print(line, flush=True))
+    except (RuntimeError, OSError) as exc:
+        print(f"insidetrack: the import stopped: {exc} (is the kudos service running at {url}?)", file=sys.stderr)
+        return 1
+    print(f"(imported as {admin_email})")
+    print(f"{report['imported']} imported, {report['already_imported']} already imported, {report['rejected']} rejected")
+    for error in report["errors"]:
+        print(f"  line {error['line']}: {error['message']} [{error['code']}]")
+    return 1 if report["errors"] else 0
+
+
 def cmd_token(args, settings: Settings) -> int:
     """Print a signed token for a person in the directory (local use, e.g. GraphiQL, curl)."""
     try:
@@ -286,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import-people", help="import people from a CSV file (email,name,role,department,title,manager_email,active)")
     imp.add_argument("file")
     imp.set_defaults(func=cmd_import_people)
+    impk = sub.add_parser("import-kudos", help="import kudos history from a CSV file "
+                          "(created_at,giver_email,recipient_emails,message,gesture,values); the kudos service must run")
+    impk.add_argument("file")
+    impk.add_argument("--url", default=None, help="the kudos service (default http://127.0.0.1:INSIDETRACK_KUDOS_PORT)")
+    impk.set_defaults(func=cmd_import_kudos)
     token = sub.add_parser("token", help="print a signed sign-on token for a person (local use)")
     token.add_argument("email")
     token.add_argument("--minutes", type=int, default=None, help="lifetime (default INSIDETRACK_TOKEN_TTL_MINUTES)")
