@@ -178,9 +178,13 @@ def cmd_down(args, settings: Settings) -> int:
 
 
 def cmd_import_people(args, settings: Settings) -> int:
-    """Import people from a CSV file as the configured admin; report bad rows by line."""
-    from services.requests.app import build_runtime
+    """Import people from a CSV file as the configured admin; report bad rows by line.
+
+    Through the running requests service (its relay publishes the people at once); when it
+    does not run, here, publishing every event before returning."""
     from services.requests.config import RequestsSettings
+    from services.requests.importer import ImportFailed, import_in_process, import_through_service
+    from shared.infra.process import port_open
 
     try:
         text = open(args.file, encoding="utf-8-sig").read()
@@ -188,24 +192,21 @@ def cmd_import_people(args, settings: Settings) -> int:
         print(f"insidetrack: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 1
     rs = load_settings(RequestsSettings)
-    runtime = build_runtime(rs)
     try:
-        admin = runtime.service.ensure_admin(rs.admin_email)
-        try:
-            report = runtime.service.import_people(admin.id, text)
-        except AppError as exc:
-            print(f"insidetrack: {exc.message}", file=sys.stderr)
-            return 1
-        print(f"(imported as {admin.email}, id {admin.id})")
-        print(f"{report['created']} created, {report['updated']} already known (updated where changed), "
-              f"{len(report['errors'])} rejected")
-        for error in report["errors"]:
-            print(f"  line {error['line']}: {error['message']} [{error['code']}]")
-        # The changes and their person.upserted events are stored together; the requests
-        # service's outbox relay publishes them (now if it runs, else when it starts).
-        return 1 if report["errors"] else 0
-    finally:
-        runtime.stop()
+        if port_open(rs.requests_port):
+            admin, report = import_through_service(f"http://127.0.0.1:{rs.requests_port}", rs.internal_token, text)
+        else:
+            print("(the requests service is not running: importing here, then publishing the events)", flush=True)
+            admin, report = import_in_process(rs, text)
+    except (ImportFailed, OSError) as exc:
+        print(f"insidetrack: {exc}", file=sys.stderr)
+        return 1
+    print(f"(imported as {admin['email']}, id {admin['id']})")
+    print(f"{report['created']} created, {report['updated']} already known (updated where changed), "
+          f"{len(report['errors'])} rejected")
+    for error in report["errors"]:
+        print(f"  line {error['line']}: {error['message']} [{error['code']}]")
+    return 1 if report["errors"] else 0
 
 
 def cmd_import_kudos(args, settings: Settings) -> int:
