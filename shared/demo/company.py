@@ -201,8 +201,11 @@ class _Slots:
 
 
 def plan_activity(calendar: BusinessCalendar, end: datetime, days: int = DEMO_DAYS, seed: int = DEMO_SEED,
-                  volume: float = 0.6) -> Plan:
-    """Plan ``days`` of company life ending at ``end`` (at most a few minutes before it)."""
+                  volume: float = 0.6, closing_burst: bool = True) -> Plan:
+    """Plan ``days`` of company life ending at ``end`` (at most a few minutes before it).
+
+    ``closing_burst``: a few thank-yous in the last half hour (below); without them, a plan
+    ending early on a Monday leaves this week empty, as a real company's Monday morning is."""
     rng = random.Random(seed)
     start = end - timedelta(days=days)
     slots = _Slots(calendar, start + timedelta(minutes=30), end - timedelta(minutes=40))
@@ -368,7 +371,7 @@ def plan_activity(calendar: BusinessCalendar, end: datetime, days: int = DEMO_DA
     # The last half hour: a few thank-yous, so this week's board is never empty (even early on
     # a Monday) and the screen opens on fresh cards.
     burst_at = end - timedelta(minutes=30)
-    for i in range(8):
+    for i in range(8 if closing_burst else 0):
         giver = rng.choice(everyone)
         recipient = rng.choice([e for e in everyone if e != giver])
         month, week = period_key(calendar, "month", burst_at), period_key(calendar, "week", burst_at)

@@ -243,8 +243,10 @@ def test_the_internal_selling_story(demo_system, settings):
 
 # Instants in the company's timezone (Europe/Amsterdam) at which a fresh demo must look right,
 # whatever the real date of the run: a Sunday evening (the week's board is full, and moved since
-# last week), and a Monday before business hours (this week is still empty: the screen shows
-# last week's final board, labelled).
+# last week), and a Monday before business hours. The demo ends with a few thank-yous in its
+# last half hour, so this week is never empty after `make up`; at Monday 00:30 the test plays
+# the company without them, as a real Monday morning is: this week is still empty, and the
+# screen shows last week's final board, labelled.
 SUNDAY_EVENING = datetime(2026, 11, 29, 19, 0)
 MONDAY_0030 = datetime(2026, 11, 30, 0, 30)
 
@@ -262,7 +264,7 @@ def test_the_demo_company_looks_like_a_real_one(demo_system, settings, tmp_path,
     now = local_now.replace(tzinfo=calendar.tz).astimezone(timezone.utc)
     days = 10
     system = demo_system(now - timedelta(days=days, hours=1), rules_file)
-    plan = plan_activity(calendar, end=now, days=days)
+    plan = plan_activity(calendar, end=now, days=days, closing_burst=local_now != MONDAY_0030)
     loader = DemoLoader(settings, system["url"], system["clock"], system["token_for"], system["admin_token"])
     report = loader.load(plan, wait_for_scoring=120, finish_at=now)
     assert report.refused == []
