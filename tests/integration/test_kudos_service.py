@@ -458,3 +458,14 @@ def test_the_command_sends_a_big_file_in_parts_with_the_file_s_line_numbers(admi
     assert (report["imported"], report["already_imported"]) == (5, 1) and len(said) == 5
     with pytest.raises(RuntimeError, match="admin"):
         send_file(api.base_url, internal_headers(api.token, None), text, "rita@example.com")
+
+
+def test_an_add_on_racing_its_twin_is_refused_by_the_write_itself(api, runtime, monkeypatch):
+    kid = give(api, "rita", ["pia"]).json()["id"]
+    stale = runtime.service.get(kid)  # read before the twin's write: no add-ons yet
+    assert api.as_("jonas").post(f"/kudos/{kid}/add-ons").status_code == 201
+    monkeypatch.setattr(runtime.service, "get", lambda _id: stale)
+    twin = api.as_("jonas").post(f"/kudos/{kid}/add-ons")
+    assert twin.status_code == 409 and twin.json()["error"]["code"] == "already_added_on"
+    monkeypatch.undo()
+    assert api.as_("li").get(f"/kudos/{kid}").json()["add_on_count"] == 1
