@@ -398,3 +398,52 @@ def test_distinct_and_streak_badges(producer, runtime):
     jonas = {b["badge"]: b for b in runtime.queries.badges_of("jonas")}
     assert jonas["great_brief"]["level"] == 1 and not jonas["great_brief"]["earned"]  # the streak was broken
     assert sorted(d["_id"] for d in runtime.store.badge_awards.find()) == ["ahmed:team_favorite:earned", "rita:grateful:earned"]
+
+
+def test_person_reads_come_from_read_models_and_an_old_store_is_upgraded(producer, runtime, points_settings, clock):
+    """A person's ledger, rush share and badges are read by _id (the ledger lists, the
+    requester's days, award ids); a store from before those read models gets them on start."""
+    from services.recognition.points.engine import UPGRADE_MARKER
+
+    h = story()
+    for i in range(4):
+        h.kudos(f"ku{i}", MON + timedelta(hours=10 + i), "jonas", ["ahmed"])  # the 4th is capped
+    for i in range(6):
+        h.delivered(f"cu{i}", MON + timedelta(hours=i), "li", rush=True)
+    feed(producer, runtime, h.events)
+    queries, store = runtime.queries, runtime.store
+
+    def person_reads():
+        ledgers = {p: queries.history(p, first=2) for p in ("rita", "ahmed", "li")}
+        for person, first_page in list(ledgers.items()):  # every page, through the cursors
+            items, page = list(first_page["items"]), first_page
+            while page["page_info"]["has_next_page"]:
+                page = queries.history(person, first=2, after=page["page_info"]["end_cursor"])
+                items += page["items"]
+            ledgers[person] = (first_page["total_count"], [(e["entry_id"], e["points"], e["capped"]) for e in items])
+        return {"ledgers": ledgers, "rush": {p: queries.rush_share(p) for p in ("rita", "jonas")},
+                "badges": {p: queries.badges_of(p) for p in ("li", "rita")}}
+
+    live = person_reads()
+    # The same answers as a search of the ledger would give, newest first.
+    for person, (total, items) in live["ledgers"].items():
+        wanted = sorted((d for d in store.ledger.find({"person_id": person}) if d["points"] > 0 or d["capped"]),
+                        key=lambda d: (d["at"], d["_id"]), reverse=True)
+        assert total == len(items) == len(wanted) and [i[0] for i in items] == [d["_id"] for d in wanted]
+    assert (0, True) in [(p, c) for _, p, c in live["ledgers"]["ahmed"][1]]
+    assert live["rush"]["jonas"]["share"] == 0.5 and live["rush"]["rita"]["requests"] == 1
+    assert {b["badge"]: b["earned"] for b in live["badges"]["li"]}["clutch"] is True
+
+    # An old store: the same collections without the read models. Started again, it builds them.
+    runtime.stop()
+    store.ledger_lists.drop()
+    store.submission_days.drop()
+    again = build_runtime(points_settings, clock=clock)
+    try:
+        assert again.store.ledger_lists.find_one({"_id": UPGRADE_MARKER}) is not None
+        runtime.queries = again.queries
+        queries = again.queries
+        assert person_reads() == live
+        assert again.store.upgrade() == {}  # once only
+    finally:
+        disconnect()

@@ -45,6 +45,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     db = connect(settings, SERVICE)
     store = Store(db)
     store.ensure_indexes()
+    store.upgrade()  # read models a store from before them lacks: one scan, the first time only
     DirectoryPersonDoc.ensure_indexes()
     directory = Directory()
     producer = EventProducer(settings, client_id=SERVICE)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
 from pymongo import ReturnDocument, UpdateOne
@@ -38,6 +38,7 @@ from shared.db import chunks, find_by_ids, insert_once
 from shared.events import Envelope, build_event
 from shared.events.envelope import parse_time
 from shared.events.schemas import PointsAwarded
+from shared.feeds import Entry, FeedStore
 
 log = logging.getLogger(__name__)
 SOURCE = "points"
@@ -49,8 +50,8 @@ WEEKS_KEPT = 12
 class Store:
     """The points collections; a rebuild uses the same shape under a name suffix."""
 
-    NAMES = ("scored_events", "request_facts", "guards", "submissions", "ledger", "totals", "boards", "rankings",
-             "badge_progress", "badge_awards")
+    NAMES = ("scored_events", "request_facts", "guards", "submissions", "submission_days", "ledger", "ledger_lists",
+             "totals", "boards", "rankings", "badge_progress", "badge_awards")
     INDEXES = {
         "submissions": [[("requester_id", 1), ("at", 1)]],
         "ledger": [[("person_id", 1), ("at", -1), ("_id", -1)], [("source_event_id", 1)]],
@@ -71,9 +72,65 @@ class Store:
             for keys in indexes:
                 getattr(self, name).create_index(keys)
 
+    @property
+    def ledger_feeds(self) -> FeedStore:
+        """Each person's ledger as a list read by ``_id`` (``ledger:<person>``, month buckets):
+        the entries a person sees (points, or capped); the applier adds them."""
+        return FeedStore(self.ledger_lists)
+
+    def mark_upgraded(self) -> None:
+        """Say the read models are complete (a new store, a rebuild: the write path built them)."""
+        self.ledger_lists.update_one({"_id": UPGRADE_MARKER}, {"$set": {"at": datetime.now(timezone.utc)}}, upsert=True)
+
+    def upgrade(self) -> dict[str, int]:
+        """Build the read models a store from before them lacks (``submission_days``, the
+        ledger lists) from ``submissions`` and ``ledger``: one scan of each, once (a marker
+        document says it is done); idempotent, so a crash midway just does it again."""
+        marker = {"_id": UPGRADE_MARKER}
+        if self.ledger_lists.find_one(marker) is not None:
+            return {}
+        days: dict[str, dict] = {}
+        for doc in self.submissions.find({}, {"requester_id": 1, "at": 1, "rush_short_notice": 1}):
+            if _safe_key(doc.get("requester_id") or "") and _safe_key(str(doc["_id"])):
+                days.setdefault(_day_id(doc["requester_id"], doc["at"]), {})[f"r.{doc['_id']}"] = _submission(doc)
+        for part in chunks(list(days.items())):
+            self.submission_days.bulk_write([UpdateOne({"_id": i}, {"$set": s}, upsert=True) for i, s in part], ordered=False)
+        lists = [(ledger_list(d["person_id"]), Entry(d["_id"], utc(d["at"])))
+                 for d in self.ledger.find({"$or": [{"points": {"$gt": 0}}, {"capped": True}]}, {"person_id": 1, "at": 1})
+                 if _safe_key(d.get("person_id") or "")]
+        added = self.ledger_feeds.add_many(lists)
+        self.mark_upgraded()
+        log.info("points read models built", extra={"submission_days": len(days), "ledger_entries": added})
+        return {"submission_days": len(days), "ledger_entries": added}
+
     def drop(self) -> None:
         for name in self.NAMES:
             getattr(self, name).drop()
+
+
+UPGRADE_MARKER = "~upgraded:v1"  # in ledger_lists: the read models were built from older collections
+
+
+def badge_award_id(person_id: str, badge_id: str, tier: str | None) -> str:
+    """A badge award's id: one per person, badge and tier (so a person's awards are read by _id)."""
+    return f"{person_id}:{badge_id}:{tier or 'earned'}"
+
+
+def ledger_list(person_id: str) -> str:
+    return f"ledger:{person_id}"
+
+
+def shown_in_ledger(points: int, capped: bool) -> bool:
+    """What a person's ledger shows by default: entries with points, and capped ones."""
+    return points > 0 or bool(capped)
+
+
+def _day_id(person_id: str, at: datetime) -> str:
+    return f"{person_id}:{utc(at).strftime('%Y-%m-%d')}"
+
+
+def _submission(doc: dict) -> dict:
+    return {"t": utc(doc["at"]), "s": bool(doc.get("rush_short_notice"))}
 
 
 def entry_id(source_event_id: str, rule_id: str, person_id: str) -> str:
@@ -213,9 +270,14 @@ class Scorer:
                 {"_id": data["request_id"]}, {"$set": {"requester_id": data["requester_id"]}}, upsert=True
             )
             short = data.get("priority") == "rush" and float(data.get("notice_business_hours") or 0) < RUSH_SHORT_NOTICE_HOURS
-            insert_once(self.store.submissions, {
-                "_id": data["request_id"], "requester_id": data["requester_id"], "at": at, "rush_short_notice": short,
-            })
+            submission = {"_id": data["request_id"], "requester_id": data["requester_id"], "at": at, "rush_short_notice": short}
+            insert_once(self.store.submissions, submission)
+            if _safe_key(data["requester_id"]) and _safe_key(str(data["request_id"])):
+                # The requester's day (read by _id for the rush share); idempotent, so a
+                # re-scored event writes the same thing again.
+                self.store.submission_days.update_one(
+                    {"_id": _day_id(data["requester_id"], at)}, {"$set": {f"r.{data['request_id']}": _submission(submission)}},
+                    upsert=True)
         elif envelope.type == "request.delivered":
             self.store.request_facts.update_one(
                 {"_id": data["request_id"]},
@@ -517,6 +579,10 @@ class Applier:
             "reason": i.award.reason, "capped": i.award.capped, "source_event_id": i.award.source_event_id,
             "source_event_type": i.award.source_event_type, "at": i.at, "src": f"{i.partition}:{i.offset}",
         } for i in fresh]
+        # Each person's ledger list first (idempotent): the ledger insert is the last write, and a
+        # replay skips awards already in the ledger.
+        self.store.ledger_feeds.add_many((ledger_list(e["person_id"]), Entry(e["_id"], e["at"])) for e in entries
+                                         if shown_in_ledger(e["points"], e["capped"]) and _safe_key(e["person_id"]))
         _insert_many_once(self.store.ledger, entries)
         return len(fresh)
 
@@ -580,7 +646,12 @@ class Applier:
         """Keep a person's department and role right on the boards of the current periods."""
         if not _safe_key(person.id):
             return
-        self.store.totals.update_many({"person_id": person.id}, {"$set": {"department": person.department, "role": person.role}})
+        keys = [key for period in PERIODS
+                for key in {period_key(self.calendar, period, now), previous_period_key(self.calendar, period, now)} - {None}]
+        # The totals that scoped reads look at (this and the previous period), by _id; older
+        # totals keep the department and role the person had then.
+        self.store.totals.update_many({"_id": {"$in": [f"{person.id}:{key}" for key in keys]}},
+                                      {"$set": {"department": person.department, "role": person.role}})
         entry = f"entries.{person.id}"
         for period in PERIODS:
             for key in {period_key(self.calendar, period, now), previous_period_key(self.calendar, period, now)} - {None}:
@@ -650,7 +721,7 @@ class Applier:
                    for person_id, (badges, at) in progress.items()
                    for bid, state in badges.items() if bid in self.rules.badges
                    for tier in self.rules.badges[bid].reached(badge_level(self.rules.badges[bid], state))]
-        ids = [f"{person_id}:{bid}:{tier or 'earned'}" for person_id, bid, _, _, tier, _ in reached]
+        ids = [badge_award_id(person_id, bid, tier) for person_id, bid, _, _, tier, _ in reached]
         awarded = find_by_ids(self.store.badge_awards, ids, {"_id": 1})  # a read: cheaper than a refused insert
         for award_id, (person_id, bid, badge, state, tier, at) in zip(ids, reached):
             if award_id not in awarded:

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from services.recognition.directory import Directory
-from services.recognition.points.engine import PERIODS, Store, _safe_key, award_id, badge_level, ledger_list
+from services.recognition.points.engine import PERIODS, Store, _safe_key, badge_award_id, badge_level, ledger_list
 from services.recognition.points.ranking import Ranking, RankingView
 from services.recognition.points.rules import RuleSet
 from shared.calendar import BusinessCalendar, period_bounds, period_key, previous_period_key
@@ -272,7 +272,7 @@ class PointsQueries:
         progress = (self.store.badge_progress.find_one({"_id": person_id}) or {}).get("badges") or {}
         # Award ids are deterministic (person:badge:tier, engine.Applier._award_badges): read
         # every tier the rules have by _id instead of searching by person.
-        ids = [award_id(person_id, badge.id, tier) for badge in self.rules.badges.values() for tier, _ in badge.tiers]
+        ids = [badge_award_id(person_id, badge.id, tier) for badge in self.rules.badges.values() for tier, _ in badge.tiers]
         awarded = {(d["badge"], d.get("tier")): d for d in find_by_ids(self.store.badge_awards, ids).values()}
         out = []
         for badge in self.rules.badges.values():

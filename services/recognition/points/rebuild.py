@@ -103,6 +103,7 @@ def rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Directo
             applier.apply_batch(pending)
             pending = []
     applier.apply_batch(pending)
+    store.mark_upgraded()  # its read models were built by the write path itself
     swap(db, store)
     report = RebuildReport(events=len(seen), awards=seq, skipped=skipped, seconds=round(time.monotonic() - started, 2))
     log.info("points rebuilt", extra=report.__dict__)
