@@ -135,6 +135,52 @@ class FeedStore:
         self._publish(feed, slot, bucket)  # mends a head a crash left behind
         return False
 
+    def apply(self, adds: Sequence[tuple[str, Entry]] = (), puts: Sequence[tuple[str, Entry]] = (),
+              removes: Sequence[tuple[str, str, datetime]] = ()) -> None:
+        """Many :meth:`add`, :meth:`put` and :meth:`remove` (``(feed, item id, at)``) of one
+        writer in three round trips: one bulk write of the buckets, one read of their counts,
+        one bulk write of the heads. Same effects, same idempotence; the changes must touch
+        different entries. A put is two conditional updates (replace if there; add if not),
+        each a no-op when the other applies."""
+        ops: list[UpdateOne] = []
+        touched: dict[str, tuple[str, str]] = {}
+        created: dict[str, None] = {}  # buckets an entry may be added to: made first if missing
+
+        def adding(feed: str, entry: Entry) -> UpdateOne:
+            slot, bucket_id = self._bucket_id(feed, entry.at)
+            touched[bucket_id] = (feed, slot)
+            created[bucket_id] = None
+            # No upsert here: an upsert whose filter misses an existing bucket is a duplicate
+            # key error, and FerretDB answers a bulk write with one in a shape pymongo rejects.
+            return UpdateOne({"_id": bucket_id, _key(entry.id): {"$exists": False}},
+                             {"$set": {_key(entry.id): _item(entry)}, "$inc": {"n": 1, "v": 1}})
+
+        for feed, entry in adds:
+            ops.append(adding(feed, entry))
+        for feed, entry in puts:
+            slot, bucket_id = self._bucket_id(feed, entry.at)
+            key = _key(entry.id)
+            touched[bucket_id] = (feed, slot)
+            ops.append(UpdateOne({"_id": bucket_id, key: {"$exists": True}}, {"$set": {key: _item(entry)}}))
+            ops.append(adding(feed, entry))
+        for feed, item_id, at in removes:
+            slot, bucket_id = self._bucket_id(feed, at)
+            key = _key(item_id)
+            touched[bucket_id] = (feed, slot)
+            ops.append(UpdateOne({"_id": bucket_id, key: {"$exists": True}}, {"$unset": {key: ""}, "$inc": {"n": -1, "v": 1}}))
+        if not ops:
+            return
+        ops = [UpdateOne({"_id": b}, {"$setOnInsert": {"n": 0, "v": 0}}, upsert=True) for b in created] + ops
+        for part in chunks(ops, WRITE_CHUNK):
+            self.collection.bulk_write(part, ordered=True)  # the buckets exist before their adds
+        heads: dict[str, dict[str, int]] = {}
+        for bucket_id, bucket in find_by_ids(self.collection, list(touched), {"n": 1, "v": 1}).items():
+            feed, slot = touched[bucket_id]
+            heads.setdefault(feed, {})[f"b.{slot}"] = (int(bucket.get("v", 0)) << _N_BITS) | int(bucket.get("n", 0))
+        head_ops = [UpdateOne({"_id": feed}, {"$max": stamps}, upsert=True) for feed, stamps in heads.items()]
+        for part in chunks(head_ops, WRITE_CHUNK):
+            self.collection.bulk_write(part, ordered=False)
+
     def move(self, feed: str, entry: Entry, old_at: datetime | None) -> None:
         """Put ``entry`` on ``feed`` at its (new) time, off its old slot if that changed."""
         if old_at is not None:

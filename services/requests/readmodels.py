@@ -4,8 +4,8 @@ Our FerretDB answers only ``_id`` lookups from an index, so no read may filter, 
 the ``requests`` collection. Every write of a request (insert, command, timer) is followed by
 its **projection** onto:
 
-- **lists** (``shared.feeds``, collection ``request_lists``), each entry carrying
-  ``{s: status, p: priority, d: department, r: requester, a: assignees}`` for filtering:
+- **lists** (``shared.feeds``, collection ``request_lists``), each entry carrying the data a
+  filter on that list may need (see :func:`listing`):
 
   ========================= ============== ==========================================
   list                      sorted by      holds
@@ -85,17 +85,23 @@ def next_due(r: SupportRequest) -> datetime | None:
 
 
 def listing(r: SupportRequest) -> Listing:
-    """Every list the request is on, with its time there and its data (and its timer slot)."""
-    data = {"s": r.status, "p": r.priority, "d": r.department, "r": r.requester_id, "a": list(r.assignee_ids)}
+    """Every list the request is on, with its time there and its data (and its timer slot).
+
+    An entry carries only what a filter on that list may ask and the list does not imply
+    (so a status change rewrites the person lists' entries, not the queues'): a person's lists
+    ``{s: status, p: priority, d: department}`` (+ ``a: assignees`` on the requester's), the
+    others ``{p: priority}``."""
     nb = utc(r.needed_by)
-    feeds = {f"by:{r.requester_id}": utc(r.submitted_at), f"dept:{r.department}": nb,
-             f"st:{r.department}:{r.status}": nb, "all": nb, f"allst:{r.status}": nb}
+    mine = {"s": r.status, "p": r.priority, "d": r.department, "a": list(r.assignee_ids)}
+    theirs = {"s": r.status, "p": r.priority, "d": r.department}
+    queue = {"p": r.priority}
+    out: Listing = {f"by:{r.requester_id}": (utc(r.submitted_at), mine), f"dept:{r.department}": (nb, queue),
+                    f"st:{r.department}:{r.status}": (nb, queue), "all": (nb, queue), f"allst:{r.status}": (nb, queue)}
     if r.status in domain.OPEN:
-        feeds[f"open:{r.department}"] = nb
-        feeds["allopen"] = nb
+        out[f"open:{r.department}"] = (nb, queue)
+        out["allopen"] = (nb, queue)
     for person_id in r.assignee_ids:
-        feeds[f"as:{person_id}"] = nb
-    out: Listing = {feed: (at, data) for feed, at in feeds.items()}
+        out[f"as:{person_id}"] = (nb, theirs)
     due = next_due(r)
     if due is not None:
         out[DUE] = (utc(due), None)
@@ -168,18 +174,24 @@ class RequestReadModels:
     def apply(self, request_id: str, target: Listing, before: Listing | None, drop: dict[str, datetime]) -> None:
         """Make the read models show ``target``: take the request off ``drop``'s lists, put it on
         (or update it on) every list of ``target`` that ``before`` did not have as it is."""
+        adds, puts, removes, timer_ops = [], [], [], []
         for feed, at in drop.items():
             if feed == DUE:
-                self.timers.update_one({"_id": f"due|{hour_slot(at)}"}, {"$unset": {f"e.{request_id}": ""}})
+                timer_ops.append(UpdateOne({"_id": f"due|{hour_slot(at)}"}, {"$unset": {f"e.{request_id}": ""}}))
             else:
-                self.feeds.remove(feed, request_id, at)
+                removes.append((feed, request_id, at))
         for feed, (at, data) in target.items():
             if before is not None and before.get(feed) == (at, data):
                 continue
             if feed == DUE:
-                self.timers.update_one({"_id": f"due|{hour_slot(at)}"}, {"$set": {f"e.{request_id}": at}}, upsert=True)
+                timer_ops.append(UpdateOne({"_id": f"due|{hour_slot(at)}"}, {"$set": {f"e.{request_id}": at}}, upsert=True))
+            elif before is not None and feed not in before:
+                adds.append((feed, Entry(request_id, at, data)))  # new to this list: no need to look first
             else:
-                self.feeds.put(feed, Entry(request_id, at, data))
+                puts.append((feed, Entry(request_id, at, data)))
+        if timer_ops:  # in order: a move within one hour unsets, then sets
+            self.timers.bulk_write(timer_ops, ordered=True)
+        self.feeds.apply(adds, puts, removes)
 
     def project(self, request: SupportRequest, before: Listing | None, drop: dict[str, datetime]) -> None:
         """After storing ``request`` (its ``version`` is the stored one), bring the read models up to it."""

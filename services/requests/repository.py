@@ -126,7 +126,7 @@ class Repository:
         doc[readmodels.PENDING], doc[readmodels.UNLIST] = True, []
         self.requests.insert_one(with_outbox(doc, events))
         request.version = 1
-        self.read_models.project(request, None, {})
+        self.read_models.project(request, {}, {})  # on no list yet: adds, no look first
 
     def save(self, request: SupportRequest, events: Sequence[Envelope], before: Listing | None = None) -> bool:
         """Store the command's changes if nobody changed the request meanwhile (optimistic),

@@ -79,3 +79,17 @@ def test_a_cursor_from_elsewhere_is_refused(store):
     from shared.pagination import encode_cursor
     with pytest.raises(BadInput):
         store.page("all", 5, after=encode_cursor(["x", 1]))
+
+
+def test_put_and_apply_change_many_entries_in_a_few_round_trips(store):
+    store.add("to:p5", Entry("a", T0, {"s": "open"}))
+    assert store.put("to:p5", Entry("a", T0, {"s": "closed"})) is False  # replaced in place
+    assert store.put("to:p5", Entry("b", T0 + timedelta(minutes=1), {"s": "open"})) is True
+    assert [e["d"]["s"] for e in store.entries("to:p5")] == ["closed", "open"] and store.count("to:p5") == 2
+    for _ in range(2):  # idempotent: the second time changes nothing
+        store.apply(adds=[("to:p6", Entry("c", T0))],
+                    puts=[("to:p5", Entry("a", T0, {"s": "again"})), ("to:p7", Entry("d", T0 + timedelta(days=40)))],
+                    removes=[("to:p5", "b", T0 + timedelta(minutes=1)), ("to:p8", "zz", T0)])
+        assert store.page("to:p5", 5)["ids"] == ["a"] and store.entries("to:p5")[0]["d"] == {"s": "again"}
+        assert store.count("to:p5") == 1 and store.count("to:p6") == 1 and store.count("to:p7") == 1
+        assert store.count("to:p8") == 0

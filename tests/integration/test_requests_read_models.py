@@ -206,7 +206,8 @@ def test_a_projection_a_crash_interrupted_is_finished_at_start(api, runtime, clo
         lists = again.service.repo.read_models.feeds
         assert lists.count("st:pricing:submitted") == 0 and lists.page("st:pricing:acknowledged")["ids"] == [rid]
         assert lists.page(f"as:{api.people['pia']}")["ids"] == [rid]
-        assert lists.entries("open:pricing")[0]["d"]["s"] == "acknowledged"
+        assert lists.entries(f"by:{api.people['rita']}")[0]["d"]["s"] == "acknowledged"
+        assert lists.page("open:pricing")["ids"] == [rid]
         assert again.service.repo.requests.find_one({"_id": rid})[readmodels.PENDING] is False
     finally:
         again.producer.close()
