@@ -25,6 +25,7 @@ from services.recognition.kudos.domain import (
     new_kudos_id,
     parse_give,
 )
+from services.recognition.kudos.importer import file_parts, parse_csv
 from shared.errors import AppError, BadInput, Conflict, Forbidden, RuleViolation, Unauthorized
 
 VALUES = ("customer_first", "teamwork", "ownership")
@@ -313,3 +314,51 @@ def test_clean_text_trims_surrounding_whitespace_only():
 def test_clean_text_does_not_glue_words_separated_by_tab_or_cr():
     assert clean_text("Thanks\tAna").split() == ["Thanks", "Ana"]
     assert clean_text("Line one\rLine two").split() == ["Line", "one", "Line", "two"]
+
+
+# -- import of history (importer.py) ----------------------------------------------------------------
+
+_VALUES = ("customer_first", "teamwork", "ownership", "speed", "integrity")
+_NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+_PEOPLE = {f"{p}@example.com": DirectoryPerson(p, p.title(), f"{p}@example.com", "rep", "sales", p != "gone")
+           for p in ("rita", "pia", "li", "gone")}
+_CSV = ('created_at,giver_email,recipient_emails,message,gesture,values\n'
+        '2026-03-02T09:15:00+01:00,Rita@Example.com,pia@example.com; li@example.com ,"Two\nlines",,speed; teamwork\n'
+        '2026-03-02T09:15:00.123456+01:00,gone@example.com,pia@example.com,Left since,FLOWERS,\n'
+        '\n'
+        '2026-03-02,rita@example.com,pia@example.com,No time,thanks,\n'
+        '2026-03-02T09:15:00+01:00,rita@example.com,pia@example.com;rita@example.com,Me too,thanks,\n'
+        '2026-03-02T09:15:00+01:00,rita@example.com,pia@example.com,"Too, many",thanks,,extra\n')
+
+
+def test_import_rows_are_cleaned_and_bad_ones_reported_by_the_line_they_start_on():
+    good, errors = parse_csv(_CSV, _PEOPLE, _VALUES, _NOW)
+    assert [(k.line, k.giver.id, [r.id for r in k.recipients], k.gesture, k.values) for k in good] == [
+        (2, "rita", ["pia", "li"], "thanks", ["speed", "teamwork"]), (4, "gone", ["pia"], "flowers", [])]
+    assert good[0].message == "Two\nlines" and good[0].created_at == datetime(2026, 3, 2, 8, 15, tzinfo=timezone.utc)
+    assert good[1].created_at.microsecond == 123000  # what BSON keeps, so the id is stable after a round trip
+    assert [(e["line"], e["code"]) for e in errors] == [(6, "invalid_created_at"), (7, "kudos_to_self"), (8, "too_many_cells")]
+    shifted, errors = parse_csv(_CSV, _PEOPLE, _VALUES, _NOW, line_offset=100)
+    assert [k.line for k in shifted] == [102, 104] and errors[0]["line"] == 106
+
+
+def test_import_ids_depend_on_the_content_only():
+    first, _ = parse_csv(_CSV, _PEOPLE, _VALUES, _NOW)
+    again, _ = parse_csv(_CSV.replace("Rita@Example.com", "rita@example.com"), _PEOPLE, _VALUES, _NOW)
+    assert [k.id for k in first] == [k.id for k in again] and first[0].id != first[1].id
+    edited, _ = parse_csv(_CSV.replace("Left since", "Left since!"), _PEOPLE, _VALUES, _NOW)
+    assert edited[1].id != first[1].id and edited[0].id == first[0].id
+
+
+def test_a_bad_header_refuses_the_file():
+    with pytest.raises(BadInput) as exc:
+        parse_csv("when,who\n", _PEOPLE, _VALUES, _NOW)
+    assert exc.value.code == "bad_csv_header"
+
+
+def test_a_file_is_cut_in_parts_on_record_boundaries_keeping_its_line_numbers():
+    parts = file_parts(_CSV, rows_per_part=2)
+    assert [offset for _, offset in parts] == [0, 3, 5]  # the first part's second record spans two lines
+    lines = [e["line"] for text, offset in parts for e in parse_csv(text, _PEOPLE, _VALUES, _NOW, offset)[1]]
+    assert lines == [6, 7, 8]
+    assert file_parts("created_at,giver_email\n") == [("created_at,giver_email\n", 0)]
