@@ -469,3 +469,19 @@ def test_an_add_on_racing_its_twin_is_refused_by_the_write_itself(api, runtime, 
     assert twin.status_code == 409 and twin.json()["error"]["code"] == "already_added_on"
     monkeypatch.undo()
     assert api.as_("li").get(f"/kudos/{kid}").json()["add_on_count"] == 1
+
+
+def test_the_import_kudos_command_goes_through_the_running_service(api, producer, kudos_settings, tmp_path, capsys, settings):
+    from shared.cli import main
+
+    publish_people(kudos_settings, producer, people=[("admin", "Admin", "admin", "sales")])  # admin@example.com
+    assert wait_until(lambda: api.runtime.service.directory.get("admin") is not None, timeout=30)
+    path = tmp_path / "kudos.csv"
+    path.write_text(HISTORY, encoding="utf-8")
+    assert main(["import-kudos", str(path), "--url", api.base_url]) == 1  # some rows refused
+    out = capsys.readouterr().out
+    assert "5 imported, 1 already imported, 8 rejected" in out and "  line 8: " in out and "[kudos_to_self]" in out
+    assert main(["import-kudos", str(path), "--url", api.base_url]) == 1
+    assert "0 imported, 6 already imported, 8 rejected" in capsys.readouterr().out
+    # The service's relay publishes them; the command wrote nothing itself.
+    assert len([r for r in read_topic(settings, settings.topic("kudos"), 5)]) == 5
