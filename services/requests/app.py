@@ -51,7 +51,12 @@ def build_runtime(settings: RequestsSettings, clock: Clock | None = None) -> Req
     repo.read_models.ensure_built(clock.now())
     repo.read_models.recover()
     repo.directory.bump()
-    relay = OutboxRelay(producer, [repo.people, repo.requests], poll_ms=settings.outbox_poll_ms)
+    def finish_projections(collection, docs) -> None:
+        if collection.name == repo.requests.name:
+            repo.read_models.recover([d["_id"] for d in docs])
+
+    relay = OutboxRelay(producer, [repo.people, repo.requests], poll_ms=settings.outbox_poll_ms,
+                        on_scan=finish_projections)
     service = RequestsService(
         repo=repo, clock=clock, calendar=BusinessCalendar.from_settings(settings), notify=relay.notify
     )

@@ -30,8 +30,11 @@ Crash safety: the state write sets ``lists_pending: true`` and ``unlist`` (the l
 slot the request leaves), atomically with the state and its outbox events; the projector
 clears the flag for that version after projecting (and projects again if a newer version was
 written meanwhile, taking off whatever its stale projection put back). At start,
-:meth:`RequestReadModels.recover` re-projects the documents still flagged (one search, at
-start only, like the outbox relay's). Everything is idempotent.
+:meth:`RequestReadModels.recover` re-projects the documents still flagged (one search, like
+the outbox relay's first); while running, the relay's safety-net search (every 10 minutes)
+hands over the documents a dead writer left with unpublished events, and those still flagged
+are re-projected too (another instance that died and is not restarted). Everything is
+idempotent.
 
 Upgrade: the document ``read_models`` (in ``counters``) holds the version of these read
 models; a ``var/`` from before them is projected once at start (one scan, bulk writes).
@@ -215,18 +218,21 @@ class RequestReadModels:
             target, version = fresh_target, fresh.version
         log.warning("request %s kept changing while projecting; recovery will finish it", request.id)
 
-    def recover(self) -> int:
-        """Re-project requests whose projection a crash interrupted (a search, at start only)."""
+    def recover(self, ids: list | None = None) -> int:
+        """Re-project requests whose projection a crash interrupted: at start, one search for
+        the flag; later, the ones the outbox relay's safety-net search hands over (``ids``:
+        documents whose writer died before its relay published, so before it projected)."""
         from services.requests.repository import request_from_doc
 
-        done = 0
-        for doc in list(self.requests.find({PENDING: True}, LISTING_FIELDS)):
-            request = request_from_doc(doc)
-            self.project(request, None, unlist_of(doc))
-            done += 1
-        if done:
-            log.info("re-projected %d requests a crash left pending", done)
-        return done
+        if ids is None:
+            docs = list(self.requests.find({PENDING: True}, LISTING_FIELDS))
+        else:
+            docs = [d for d in find_by_ids(self.requests, ids, LISTING_FIELDS).values() if d.get(PENDING)]
+        for doc in docs:
+            self.project(request_from_doc(doc), None, unlist_of(doc))
+        if docs:
+            log.info("re-projected %d requests a crash left pending", len(docs))
+        return len(docs)
 
     # -- timers -------------------------------------------------------------------------------------
 
@@ -236,7 +242,8 @@ class RequestReadModels:
         cursor_doc = self.timers.find_one({"_id": CURSOR_ID}) or {}
         now_slot = hour_slot(now)
         cursor = cursor_doc.get("h")
-        start = int(now_slot if cursor is None else cursor) - 1  # one hour back: a writer's clock a little behind
+        # One hour back (a writer's clock a little behind); from now if the clock went back.
+        start = min(now_slot, int(now_slot if cursor is None else cursor)) - 1
         end = min(now_slot, start + MAX_SLOTS_PER_SWEEP)
         ids = [f"due|{h}" for h in range(start, end + 1)]
         found: list[tuple[str, datetime, int]] = []

@@ -281,3 +281,20 @@ def test_an_import_without_a_running_service_publishes_before_returning(settings
     assert report["created"] == 51 and admin["email"] == rs.admin_email
     published = read_topic(settings, settings.topic("people"), 52, timeout=30)
     assert len({r.key for r in published}) == 52  # the admin and everyone, before the command returned
+
+
+def test_the_relays_safety_net_search_finishes_what_a_dead_instance_left(api, runtime):
+    rita = api.as_(api.people["rita"])
+    rid = rita.post("/requests", json=submit_body()).json()["id"]
+    nb = runtime.service.repo.get(rid).needed_by
+    requests = runtime.service.repo.requests
+    assert wait_until(lambda: requests.find_one({"_id": rid})["outbox_pending"] is False)  # submitted published
+    # Another instance stored "cancelled" and died before projecting and before its relay published.
+    runtime.service.repo.requests.update_one({"_id": rid}, {"$set": {
+        "status": "cancelled", "version": 2, readmodels.PENDING: True, "outbox_pending": True,
+        readmodels.UNLIST: readmodels.unlist_value({"st:pricing:submitted": nb, "allst:submitted": nb,
+                                                    "open:pricing": nb, "allopen": nb})}})
+    runtime.relay.notify()  # as its periodic search does
+    lists = runtime.service.repo.read_models.feeds
+    assert wait_until(lambda: lists.count("open:pricing") == 0, timeout=20)
+    assert lists.page("st:pricing:cancelled")["ids"] == [rid] and lists.count("allst:submitted") == 0
