@@ -197,10 +197,13 @@ class KudosService:
                     raise
                 clashed = {docs[e["index"]]["_id"] for e in exc.details["writeErrors"]}
                 inserted += [d["_id"] for d in docs if d["_id"] not in clashed]
-        # Every good row on the feeds, those found already there too: mends an import that
-        # stopped between its inserts and its feed writes (adds skip what is there).
+        # The new kudos on the feeds, then the relay told. An import stopped before this line
+        # left its kudos with their events pending and no notice: the relay's safety-net
+        # search puts them on the feeds before publishing them (feeds.py), so rows found
+        # already there need nothing here.
+        added = set(inserted)
         self.feeds.add_many({"_id": row.id, "giver_id": row.giver.id, "recipient_ids": [r.id for r in row.recipients],
-                             "created_at": row.created_at} for row in unique.values())
+                             "created_at": row.created_at} for row in fresh if row.id in added)
         if inserted:
             self.notify(self.kudos, *inserted)
         return {"imported": len(inserted), "already_imported": len(good) - len(inserted),
