@@ -82,6 +82,11 @@ class PeopleDirectory:
                 self._reindex()
                 self._seq = seq
 
+    def invalidate(self) -> None:
+        """Reload on the next read (a write found the directory behind: a duplicate email)."""
+        with self._lock:
+            self._seq = None
+
     # -- reads ----------------------------------------------------------------------------------------
 
     def id_for_email(self, email: str) -> str | None:

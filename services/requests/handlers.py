@@ -77,7 +77,10 @@ class RequestsService:
                 try:
                     self.repo.insert_person(person, now, [self._person_event(person)])
                 except DuplicateKeyError:
-                    continue  # someone created the same email meanwhile: update it instead
+                    # Someone created the same email meanwhile (maybe in another instance whose
+                    # counter bump is still to come): look again in a reloaded directory.
+                    self.repo.directory.invalidate()
+                    continue
                 self.notify(self.repo.people, person.id)
                 return person, True
             if fields["manager_id"] == existing.id:
