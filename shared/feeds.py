@@ -189,7 +189,13 @@ class FeedStore:
 
     def add_many(self, entries: Iterable[tuple[str, Entry]]) -> int:
         """Bulk form of :meth:`add` for imports and upgrades: one write per touched bucket.
-        Entries already on their list are skipped. Returns how many were added."""
+        Entries already on their list are skipped. Returns how many were added (approximate
+        when another writer added some of the same entries at the same moment).
+
+        Safe beside other writers of the same buckets (a live :meth:`add`, a recovery): each
+        bucket's write applies only if none of its new entries arrived since it was read;
+        a write that missed is redone entry by entry, each conditional, so no entry is counted
+        twice."""
         by_bucket: dict[str, tuple[str, str, dict[str, dict]]] = {}
         for feed, entry in entries:
             slot, bucket_id = self._bucket_id(feed, entry.at)
@@ -198,17 +204,29 @@ class FeedStore:
         added = 0
         for ids in chunks(list(by_bucket), WRITE_CHUNK):
             existing = find_by_ids(self.collection, ids, {"e": 1})
-            ops = []
+            ops, planned = [], []
             for bucket_id in ids:
                 feed, slot, items = by_bucket[bucket_id]
                 have = set((existing.get(bucket_id) or {}).get("e") or {})
                 new = {f"e.{i}": item for i, item in items.items() if i not in have}
                 if new:
                     added += len(new)
-                    # Bulk writers of one bucket are one process at a time (an import, an upgrade).
-                    ops.append(UpdateOne({"_id": bucket_id}, {"$set": new, "$inc": {"n": len(new), "v": 1}}, upsert=True))
+                    planned.append((bucket_id, new))
+                    ops.append(UpdateOne({"_id": bucket_id, **{k: {"$exists": False} for k in new}},
+                                         {"$set": new, "$inc": {"n": len(new), "v": 1}}))
             if ops:
-                self.collection.bulk_write(ops, ordered=False)
+                # The buckets first (no conditional upserts: an upsert whose filter misses an
+                # existing bucket is a duplicate key error FerretDB reports in a shape pymongo rejects).
+                missing = [UpdateOne({"_id": b}, {"$setOnInsert": {"n": 0, "v": 0}}, upsert=True)
+                           for b, _ in planned if b not in existing]
+                if missing:
+                    self.collection.bulk_write(missing, ordered=False)
+                if self.collection.bulk_write(ops, ordered=False).matched_count < len(ops):
+                    # Another writer added some of these entries since the read: entry by entry.
+                    again = [UpdateOne({"_id": b, k: {"$exists": False}}, {"$set": {k: item}, "$inc": {"n": 1, "v": 1}})
+                             for b, new in planned for k, item in new.items()]
+                    for part in chunks(again, WRITE_CHUNK):
+                        self.collection.bulk_write(part, ordered=False)
             stamps = find_by_ids(self.collection, ids, {"n": 1, "v": 1})
             heads: dict[str, dict[str, int]] = {}
             for bucket_id, bucket in stamps.items():

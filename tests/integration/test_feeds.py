@@ -93,3 +93,24 @@ def test_put_and_apply_change_many_entries_in_a_few_round_trips(store):
         assert store.page("to:p5", 5)["ids"] == ["a"] and store.entries("to:p5")[0]["d"] == {"s": "again"}
         assert store.count("to:p5") == 1 and store.count("to:p6") == 1 and store.count("to:p7") == 1
         assert store.count("to:p8") == 0
+
+
+def test_bulk_adds_beside_another_writer_of_the_same_entries_count_each_once(store, monkeypatch):
+    import shared.feeds as feeds
+
+    store.add("to:p5", Entry("a", T0))
+    real = feeds.find_by_ids
+    calls = []
+
+    def racing(collection, ids, projection=None):
+        found = real(collection, ids, projection)
+        if not calls:  # between add_many's read and its write, a live writer adds one of its entries
+            calls.append(1)
+            store.add("to:p5", Entry("b", T0 + timedelta(minutes=1)))
+        return found
+
+    monkeypatch.setattr(feeds, "find_by_ids", racing)
+    store.add_many([("to:p5", Entry("b", T0 + timedelta(minutes=1))), ("to:p5", Entry("c", T0 + timedelta(minutes=2)))])
+    monkeypatch.undo()
+    page = store.page("to:p5", 10)
+    assert page["ids"] == ["c", "b", "a"] and page["total_count"] == 3
