@@ -1,7 +1,7 @@
 """Wiring of the kudos process: database, directory copy, outbox relay, cards, Flask app.
 
-At start, before it serves, the process builds the feeds from the kudos collection if this
-database predates them (once; ``feeds.py``), and its outbox relay's safety-net search puts any
+At start, the process builds the feeds from the kudos collection if this database predates
+them (once, in the background; ``feeds.py``), and its outbox relay's safety-net search puts any
 kudos a dead process left pending on its feeds before publishing it.
 """
 
@@ -16,6 +16,7 @@ from services.recognition.kudos import documents
 from services.recognition.kudos.api import cards_api, kudos_api
 from services.recognition.kudos.cards import CardStore
 from services.recognition.kudos.config import KudosSettings
+from services.recognition.kudos.feeds import FeedBuilder
 from services.recognition.kudos.handlers import KudosService
 from shared.auth import require_internal_token
 from shared.bus.consumer import ConsumerRunner
@@ -63,10 +64,11 @@ def build_runtime(settings: KudosSettings, clock: Clock | None = None) -> KudosR
     reader = directory_reader(settings, directory, producer)
     service = KudosService(settings=settings, directory=directory, clock=clock or clock_for(settings),
                            calendar=BusinessCalendar.from_settings(settings))
-    service.feeds.upgrade(service.kudos, service.clock)  # once: a database from before the feeds
+    service.feeds.prepare()  # a database from before the feeds is built in the background
+    builder = FeedBuilder(service.feeds, service.kudos, service.clock)
     relay = OutboxRelay(producer, [service.kudos], poll_ms=settings.outbox_poll_ms, on_scan=service.feeds.recover)
     service.notify = relay.notify
     readiness = {**dependency_checks(settings, db), "directory": _directory_loaded(reader)}
     app = create_app(service, settings, readiness)
-    return KudosRuntime(settings=settings, app=app, producer=producer, workers=[relay, reader],
+    return KudosRuntime(settings=settings, app=app, producer=producer, workers=[builder, relay, reader],
                         service=service, relay=relay, directory_reader=reader)

@@ -19,13 +19,19 @@ again (adds are idempotent). So "outbox cleared" implies "on the feeds".
 
 Upgrade: a database written before the feeds existed has kudos and no lists. ``meta`` holds
 ``{_id: "read_models", version}``; at start, if the version is older than
-:data:`READ_MODELS_VERSION`, the lists are built once from one scan of the kudos collection
-(``FeedStore.add_many``), then the version is stored. Later starts read one document by ``_id``.
+:data:`READ_MODELS_VERSION`, the process builds the lists in the background
+(:class:`FeedBuilder`) from one scan of the kudos collection (``FeedStore.add_many``, which
+counts an entry once even when a live give or the relay's recovery adds it at the same
+moment), then stores the version. Until the build is done, feed reads take the old way (a
+query on the kudos collection: right, and slow at size). Later starts read one document by
+``_id``. Two processes starting on the same old database both build (the result is the same;
+the work is done twice).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 from typing import Any, Iterable, Iterator
 
@@ -55,6 +61,7 @@ class KudosFeeds:
     def __init__(self, collection: Collection, meta: Collection):
         self.store = FeedStore(collection, slots={"all": DAY})
         self.meta = meta
+        self.built = threading.Event()  # the lists hold every kudos (set at start, or by the build)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -104,9 +111,17 @@ class KudosFeeds:
         doc = self.meta.find_one({"_id": META_ID}) or {}
         return int(doc.get("version") or 0)
 
-    def upgrade(self, kudos: Collection, clock: Clock) -> int | None:
-        """Build the lists from the kudos collection once (one scan); None if already built."""
+    def prepare(self) -> bool:
+        """At start, before serving: True if the lists are built (one read by ``_id``)."""
         if self.version() >= READ_MODELS_VERSION:
+            self.built.set()
+        return self.built.is_set()
+
+    def upgrade(self, kudos: Collection, clock: Clock, stopping: threading.Event | None = None) -> int | None:
+        """Build the lists from the kudos collection (one scan), then store the version; None
+        if there was nothing to do (or it was asked to stop). Kudos given meanwhile are added by
+        their writers too: ``add_many`` counts an entry two writers add at once only once."""
+        if self.prepare():
             return None
         log.info("kudos feeds: building the read models from the kudos collection (once)")
         added, batch, seen = 0, [], 0
@@ -114,14 +129,47 @@ class KudosFeeds:
             batch.append(doc)
             seen += 1
             if len(batch) >= UPGRADE_BATCH:
+                if stopping is not None and stopping.is_set():
+                    return None  # the next start builds again (adds skip what is there)
                 added += self.add_many(batch)
                 batch = []
         if batch:
             added += self.add_many(batch)
         self.meta.update_one({"_id": META_ID}, {"$max": {"version": READ_MODELS_VERSION},
                                                 "$set": {"built_at": clock.now(), "kudos": seen}}, upsert=True)
+        self.built.set()
         log.info("kudos feeds: read models built", extra={"kudos": seen, "entries": added})
         return seen
+
+
+class FeedBuilder:
+    """Builds the feeds of an older database in the background (a worker of the runtime), so a
+    process with a year of history to project is up and ready at once; until it is done, feed
+    reads take the old way (a query on the kudos collection: right, and slow at size)."""
+
+    def __init__(self, feeds: KudosFeeds, kudos: Collection, clock: Clock):
+        self.feeds, self.kudos, self.clock = feeds, kudos, clock
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while not self._stopping.is_set() and not self.feeds.built.is_set():
+            try:
+                self.feeds.upgrade(self.kudos, self.clock, self._stopping)
+            except Exception as exc:  # noqa: BLE001 - the database may be away: try again
+                log.warning("kudos feeds: building the read models failed, will retry", extra={"error": repr(exc)})
+                self._stopping.wait(5.0)
+
+    def start(self) -> None:
+        if self.feeds.built.is_set():
+            return
+        self._thread = threading.Thread(target=self._run, name="feed-builder", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
 
 
 def _time(value: Any) -> datetime:

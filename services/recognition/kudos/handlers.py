@@ -34,6 +34,7 @@ from shared.db import WRITE_CHUNK, chunks, find_by_ids
 from shared.errors import Conflict, Forbidden, NotFound, RuleViolation, Unauthorized
 from shared.events import build_event
 from shared.feeds import in_order
+from shared.pagination import paginate
 
 log = logging.getLogger(__name__)
 SOURCE = "kudos"
@@ -226,6 +227,10 @@ class KudosService:
 
     def feed(self, person_id: str | None, direction: str, first: Any = None, after: str | None = None) -> tuple[list[Kudos], dict]:
         """A page of the company feed, or of one person's received or given kudos, newest first."""
+        if not self.feeds.built.is_set():  # an older database whose feeds are being built: the old way
+            query = {} if not person_id else {"recipient_ids": person_id} if direction == "received" else {"giver_id": person_id}
+            page = paginate(self.kudos, query, ["created_at", "_id"], first, after, descending=True)
+            return [kudos_from_doc(d) for d in page["items"]], page
         page = self.feeds.page(person_feed(person_id, direction) if person_id else "all", first, after)
         docs = find_by_ids(self.kudos, page["ids"], {"outbox": 0})
         return [kudos_from_doc(d) for d in in_order(page["ids"], docs)], page
