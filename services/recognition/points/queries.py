@@ -239,25 +239,31 @@ class PointsQueries:
     # -- a person -------------------------------------------------------------------------------
 
     def summary(self, person_id: str) -> dict[str, Any]:
+        """Points and rank per period, badges, rush share: every read by ``_id`` (or ``$in``),
+        the independent ones issued together (about fifteen small reads in the time of a few)."""
         now = self.clock.now()
+        keys = {period: period_key(self.calendar, period, now) for period in PERIODS}
+        badges = _READS.submit(self.badges_of, person_id)
         person = self.directory.get(person_id)
-        periods = {}
-        for period in PERIODS:
-            key = period_key(self.calendar, period, now)
-            doc = self.store.totals.find_one({"_id": f"{person_id}:{key}"})
-            points = doc["points"] if doc else 0
+        rush = (_READS.submit(self.rush_share, person_id)
+                if (person is None or person.role in ("rep", "manager")) else None)
+        totals = find_by_ids(self.store.totals, [f"{person_id}:{key}" for key in keys.values()], {"points": 1})
+
+        def period_of(period: str) -> dict[str, Any]:
+            key = keys[period]
+            points = int((totals.get(f"{person_id}:{key}") or {}).get("points") or 0)
             start, end = period_bounds(self.calendar, period, now)
-            periods[period] = {
-                "key": key, "points": points, "rank": self._summary_rank(key, person_id, points),
-                "starts_at": start.isoformat() if start else None, "ends_at": end.isoformat() if end else None,
-            }
+            return {"key": key, "points": points, "rank": self._summary_rank(key, person_id, points),
+                    "starts_at": start.isoformat() if start else None, "ends_at": end.isoformat() if end else None}
+
+        periods = dict(zip(PERIODS, _READS.map(period_of, PERIODS)))
         return {
             "person_id": person_id,
             "name": person.name if person else None,
             "role": person.role if person else None,
             "periods": periods,
-            "badges": self.badges_of(person_id),
-            "rush_share": self.rush_share(person_id) if (person is None or person.role in ("rep", "manager")) else None,
+            "badges": badges.result(),
+            "rush_share": rush.result() if rush is not None else None,
         }
 
     def _summary_rank(self, key: str, person_id: str, points: int) -> int | None:
