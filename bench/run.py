@@ -28,7 +28,8 @@ PORTS = {"KAFKA": 29092, "KAFKA_CONTROLLER": 29093, "MONGO": 27019, "GATEWAY": 2
 # "leaderboard": only the leaderboard-at-scale part (FerretDB alone); "ferretdb": only inserts against
 # updates timed directly on FerretDB; "pipeline": only the points
 # pipeline against its raw limit (BENCH_EVENTS=10000,100000 sets the sizes); "live": only the
-# running system's kudos->screen latency, gateway overhead and memory.
+# running system's kudos->screen latency, gateway overhead and memory; "year": a company-year
+# through the services' own paths, portal reads at demo and year size, idle CPU (bench/year.py).
 ONLY = os.environ.get("BENCH_ONLY")
 for _name, _port in PORTS.items():  # ports and data folder may be overridden (a second bench beside another)
     os.environ.setdefault(f"INSIDETRACK_{_name}_PORT", str(_port))
@@ -387,6 +388,13 @@ def main() -> int:
                           "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
                           "kafka": "4.3.1 (KRaft, -Xmx512m)", "mongo": "FerretDB 1.24 on SQLite (serialized writes)"}
     RESULTS["started"] = datetime.now(timezone.utc).isoformat()
+    if ONLY == "year":  # a company-year through the services' own paths (bench/year.py)
+        sys.path.insert(0, str(ROOT / "bench"))
+        import year
+
+        RESULTS["sizes"] = {"people": year.PEOPLE, "kudos": year.KUDOS, "requests": year.REQUESTS, "demo": year.DEMO}
+        year.run(settings, record, pct, rss_mb, PORTS)
+        return write_results()
     if ONLY in ("leaderboard", "ferretdb"):
         ferretdb = local.FerretDB(settings)
         ferretdb.up()

@@ -1,0 +1,492 @@
+"""`BENCH_ONLY=year make bench`: a company-year through the services' own code paths (issue 17).
+
+On the bench's own stack (bench/run.py: its ports, var/bench): the demo company is loaded as
+`make up` loads it (GraphQL on the demo clock), the portal reads are timed through the gateway
+("demo size"); then a year is added and the same reads are timed again ("year size"):
+
+- people: `import-people`'s own path (``POST /people/admin``, then ``POST /people/import`` of the
+  CSV as the admin, services/requests/importer.py), so the requests service's relay publishes them;
+- kudos: `import-kudos`'s own path (``send_file``: ``POST /kudos/import`` in parts, as the admin),
+  dated over the past 12 months;
+- requests: full lifecycles (submit, acknowledge, start, sometimes ask/answer and a deal update,
+  deliver, close; a few cancelled, the latest few days left open) dated over the past 12 months.
+  The requests service's API stamps every command with the current time, so a year of dated
+  history cannot go through it; the bench drives the service's own handlers
+  (``RequestsService`` on the service's ``Repository``: the same validation, documents, read
+  models and outbox) in-process, a manual clock per request set to each step's time, in a few threads,
+  and the service's own ``OutboxRelay`` (in this process) publishes the events; the running
+  services see them as they would see the requests service's own.
+
+Then it waits for the points service to score everything (consumer lag 0), times the reads,
+measures each process's CPU over 60 s with no traffic (from /proc/<pid>/stat) and each
+service's RSS. Sizes: BENCH_YEAR_PEOPLE (2000), BENCH_YEAR_KUDOS (50000),
+BENCH_YEAR_REQUESTS (20000), BENCH_YEAR_SAMPLES (40 timed reads per kind), BENCH_YEAR_IDLE_S
+(60), BENCH_YEAR_DEMO=0 to skip the demo company (its reads are then timed on an empty company).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+import requests as http
+
+PEOPLE = int(os.environ.get("BENCH_YEAR_PEOPLE", "2000"))
+KUDOS = int(os.environ.get("BENCH_YEAR_KUDOS", "50000"))
+REQUESTS = int(os.environ.get("BENCH_YEAR_REQUESTS", "20000"))
+SAMPLES = int(os.environ.get("BENCH_YEAR_SAMPLES", "40"))
+IDLE_S = float(os.environ.get("BENCH_YEAR_IDLE_S", "60"))
+DEMO = os.environ.get("BENCH_YEAR_DEMO", "1") != "0"
+WORKERS = int(os.environ.get("BENCH_YEAR_WORKERS", "4"))
+SEED = 2026
+
+FIRST = ("Ana", "Ben", "Chloe", "Dev", "Eva", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kemal", "Lena", "Mateo",
+         "Nora", "Omar", "Pia", "Quinn", "Rosa", "Sven", "Tara", "Uma", "Viktor", "Wen", "Yara", "Zoe")
+LAST = ("Andersen", "Berg", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Horvat", "Ivanova", "Jensen", "Kowalski",
+        "Lindqvist", "Moreau", "Novak", "Okafor", "Petrov", "Rossi", "Schmidt", "Tanaka", "Varga", "Weber", "Yilmaz")
+SUPPORT_DEPARTMENTS = ("presales", "pricing", "legal", "order_desk", "marketing", "product", "customer_service")
+KIND_OF = {"presales": "presales_technical", "pricing": "pricing", "legal": "legal_review", "order_desk": "order_entry",
+           "marketing": "marketing", "product": "customization", "customer_service": "post_sale_service"}
+GESTURES = ("thanks", "coffee", "lunch", "flowers", "high_five")
+VALUES = ("customer_first", "teamwork", "ownership", "speed", "integrity")
+OUTCOMES_CYCLE = ("won", "lost", "no_decision", "won", "not_applicable")
+
+# The portal reads, through the gateway. Each takes (person, context) and returns (query, variables).
+READS: dict[str, Callable[[dict, dict], tuple[str, dict]]] = {
+    "kudosFeed_company": lambda p, c: (
+        "{ kudosFeed(first: 20) { totalCount edges { node { message giver { name } recipients { name } } } } }", {}),
+    "kudosFeed_person": lambda p, c: (
+        "query($p: ID) { kudosFeed(personId: $p, direction: RECEIVED, first: 20) { totalCount edges { node { message giver { name } } } } }",
+        {"p": p["id"]}),
+    "requests_department_open": lambda p, c: (
+        "query($d: Department) { requests(filter: {department: $d, open: true}, first: 20) "
+        "{ totalCount edges { node { number title status neededBy requester { name } } } } }",
+        {"d": c["department"].upper()}),
+    "my_requests": lambda p, c: (
+        "query($r: ID) { requests(filter: {requesterId: $r}, first: 20) { totalCount edges { node { number title status } } } }",
+        {"r": c["rep"]["id"]}),
+    "request_with_timeline": lambda p, c: (
+        "query($id: ID!) { request(id: $id) { number status requester { name } assignees { name } "
+        "timeline { at type text actor { name } } } }", {"id": c["request_id"]}),
+    "people_search": lambda p, c: (
+        "query($s: String) { people(search: $s, first: 20) { totalCount edges { node { name email department } } } }",
+        {"s": c["search"]}),
+    "me": lambda p, c: (
+        "{ me { name points(period: WEEK) rank(period: WEEK) monthPoints: points(period: MONTH) "
+        "badges { name earned progress } kudosAllowance { left } rushShare { share } } }", {}),
+    "leaderboard_with_me": lambda p, c: (
+        "{ leaderboard(period: WEEK) { totalCount entries { rank points movement person { name } } me { rank points } } }", {}),
+}
+# Which role a read is made as (a support person reads their department's queue).
+READ_ROLE = {"requests_department_open": "support", "my_requests": "rep", "me": "rep"}
+
+
+def _time_in_year(rng: random.Random, now: datetime, days: float = 365) -> datetime:
+    """A moment in the past ``days`` (weekdays, 8:00-17:00 UTC), at least a day before now."""
+    while True:
+        at = now - timedelta(days=1 + rng.random() * (days - 1))
+        at = at.replace(hour=8 + rng.randrange(9), minute=rng.randrange(60), second=rng.randrange(60), microsecond=0)
+        if at.weekday() < 5 and at < now - timedelta(hours=20):
+            return at
+
+
+def people_rows(n: int) -> list[dict]:
+    """A company of ``n``: about half reps (sales), 45 % support across the other departments,
+    5 % managers (each department has some), each with a name from a small pool (search hits)."""
+    rows = []
+    for i in range(n):
+        name = f"{FIRST[i % len(FIRST)]} {LAST[(i // len(FIRST)) % len(LAST)]} {i}"
+        if i % 20 == 0:
+            role, department = "manager", ("sales",) + SUPPORT_DEPARTMENTS
+            department = department[(i // 20) % len(department)]
+        elif i % 20 <= 10:
+            role, department = "rep", "sales"
+        else:
+            role, department = "support", SUPPORT_DEPARTMENTS[i % len(SUPPORT_DEPARTMENTS)]
+        rows.append({"email": f"year{i}@example.com", "name": name, "role": role, "department": department})
+    return rows
+
+
+def people_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["email", "name", "role", "department", "title", "manager_email", "active"])
+    for r in rows:
+        writer.writerow([r["email"], r["name"], r["role"], r["department"], "", "", "true"])
+    return out.getvalue()
+
+
+def kudos_csv(rows: list[dict], n: int, now: datetime, rng: random.Random) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["created_at", "giver_email", "recipient_emails", "message", "gesture", "values"])
+    emails = [r["email"] for r in rows]
+    stamps = sorted(_time_in_year(rng, now) for _ in range(n))
+    for i, at in enumerate(stamps):
+        giver = rng.choice(emails)
+        recipients = {rng.choice(emails) for _ in range(1 if i % 5 else 2)} - {giver}
+        if not recipients:
+            recipients = {emails[(emails.index(giver) + 1) % len(emails)]}
+        writer.writerow([at.isoformat(), giver, ";".join(sorted(recipients)), f"Thanks for the help with deal {i}, much appreciated!",
+                         GESTURES[i % len(GESTURES)], VALUES[i % len(VALUES)] if i % 3 else ""])
+    return out.getvalue()
+
+
+class RequestsLoader:
+    """Full request lifecycles through the requests service's own handlers, dated over a year."""
+
+    def __init__(self, settings, workers: int = WORKERS):
+        from services.requests.documents import ensure_indexes
+        from services.requests.repository import Repository
+        from shared.bus.kafka import EventProducer
+        from shared.bus.outbox import OutboxRelay
+        from shared.db import connect
+
+        self.settings = settings
+        connect(settings, "requests")
+        ensure_indexes()
+        self.repo = Repository()
+        self.producer = EventProducer(settings, client_id="bench-year-requests")
+        self.relay = OutboxRelay(self.producer, [self.repo.people, self.repo.requests], poll_ms=200)
+        self.workers = workers
+        self.commands = 0
+        self.refused: list[str] = []
+        self._lock = threading.Lock()
+
+    def _service(self, clock):
+        from services.requests.handlers import RequestsService
+        from shared.calendar import BusinessCalendar
+
+        return RequestsService(repo=self.repo, clock=clock, calendar=BusinessCalendar.from_settings(self.settings),
+                               notify=self.relay.notify)
+
+    def plan(self, people: list[dict], n: int, now: datetime, rng: random.Random) -> list[dict]:
+        reps = [p for p in people if p["role"] == "rep"]
+        support: dict[str, list[dict]] = {}
+        for p in people:
+            if p["role"] == "support":
+                support.setdefault(p["department"], []).append(p)
+        departments = [d for d in SUPPORT_DEPARTMENTS if support.get(d)]
+        plans = []
+        for i in range(n):
+            department = departments[i % len(departments)]
+            recent = i % 100 == 0  # 1 %: in the last few days, left open at some stage
+            at = now - timedelta(hours=2 + rng.random() * 70) if recent else _time_in_year(rng, now)
+            plans.append({"i": i, "at": at, "department": department, "rep": rng.choice(reps),
+                          "worker": rng.choice(support[department]), "recent": recent,
+                          "stop": (i // 100) % 4 if recent else None, "priority": ("normal", "normal", "high", "rush")[i % 4]})
+        plans.sort(key=lambda p: p["at"])
+        return plans
+
+    def run(self, plans: list[dict]) -> None:
+        from shared.clock import ManualClock
+
+        relay = self.relay.start()
+        try:
+            def work(part: list[dict]) -> None:
+                for plan in part:  # a clock per request (a clock never goes back; lifecycles overlap)
+                    clock = ManualClock(plan["at"])
+                    self._lifecycle(self._service(clock), clock, plan)
+
+            parts = [plans[w::self.workers] for w in range(self.workers)]
+            with ThreadPoolExecutor(self.workers) as pool:
+                for future in [pool.submit(work, part) for part in parts]:
+                    future.result()
+            while self.relay.relay_once():  # everything published before the load counts as done
+                pass
+        finally:
+            self.relay.stop()
+            self.producer.close()
+            del relay
+
+    def _lifecycle(self, service, clock, plan: dict) -> None:
+        from shared.errors import AppError
+
+        at, rep, worker, i = plan["at"], plan["rep"]["id"], plan["worker"]["id"], plan["i"]
+
+        def step(offset_minutes: float, call) -> bool:
+            clock.set(at + timedelta(minutes=offset_minutes))
+            try:
+                call()
+                with self._lock:
+                    self.commands += 1
+                return True
+            except AppError as exc:
+                with self._lock:
+                    if len(self.refused) < 20:
+                        self.refused.append(f"request {i}: {exc.code}: {exc.message}")
+                return False
+
+        box: dict = {}
+        rush = plan["priority"] == "rush"
+
+        def submit():
+            box["id"] = service.submit(rep, {
+                "kind": KIND_OF[plan["department"]], "title": f"Deal {i}: {plan['department']} help",
+                "details": f"Customer {i % 300} needs {plan['department']} support on a renewal; volumes, terms and timing are in the CRM notes, "
+                           f"decision expected next week.",
+                "customer": f"Customer {i % 300}", "deal_name": f"Deal {i}", "deal_value": 1000.0 * (1 + i % 50),
+                "priority": plan["priority"], "rush_reason": "the customer decides tomorrow" if rush else None,
+                "needed_by": clock.now() + timedelta(days=1 if rush else 4)}).id
+
+        if not step(0, submit):
+            return
+        rid = box["id"]
+        stop = plan["stop"]
+        if stop == 0:
+            return  # submitted, still in the queue
+        if not step(30, lambda: service.acknowledge(worker, rid)):
+            return
+        if i % 33 == 7:
+            step(40, lambda: service.cancel(rep, rid, "the customer went another way"))
+            return
+        if stop == 1:
+            return
+        step(60, lambda: service.start(worker, rid))
+        if i % 10 == 0:
+            step(90, lambda: service.request_info(worker, rid, "Which volumes should the quote assume?"))
+            step(150, lambda: service.provide_info(rep, rid, "Volumes as in the CRM note: 500 seats."))
+        if i % 6 == 0:
+            step(200, lambda: service.post_deal_update(rep, rid, "Customer call went well, waiting on legal."))
+        if stop == 2:
+            return
+        step(60 * 20 if not rush else 300, lambda: service.deliver(worker, rid, "Done, see the attached numbers."))
+        if stop == 3:
+            return
+        step(60 * 26 if not rush else 400, lambda: service.close(rep, rid, OUTCOMES_CYCLE[i % len(OUTCOMES_CYCLE)]))
+
+
+# -- measuring ----------------------------------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime (fields 14, 15)
+
+
+def idle_cpu(pids: dict[str, int], seconds: float) -> dict[str, float]:
+    """Each process's CPU over ``seconds`` of no traffic, in % of one core."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    time.sleep(seconds)
+    return {name: round(100 * (cpu_seconds(pid) - before[name]) / seconds, 2) for name, pid in pids.items()}
+
+
+def time_reads(gateway_url: str, token_for: Callable[[dict], str], actors: dict[str, list[dict]], contexts: list[dict],
+               samples: int, pct) -> dict[str, dict]:
+    """p50/p95 of each portal read through the gateway, sequential, with varied actors and
+    arguments; every answer is checked (HTTP 200, data, no GraphQL errors)."""
+    session = http.Session()
+    results = {}
+    for name, build in READS.items():
+        pool = actors[READ_ROLE.get(name, "any")]
+        if not pool or not contexts:
+            results[name] = {"p50_ms": None, "p95_ms": None, "n": 0, "errors": 0}  # nobody to read as (no demo company)
+            continue
+        latencies, errors, first_error = [], 0, None
+        for i in range(samples + 3):
+            person = pool[(i * 7919) % len(pool)]
+            context = contexts[i % len(contexts)]
+            if name == "requests_department_open":
+                context = {**context, "department": person["department"]}
+            query, variables = build(person, context)
+            t = time.perf_counter()
+            try:
+                response = session.post(gateway_url + "/graphql", json={"query": query, "variables": variables},
+                                         headers={"Authorization": f"Bearer {token_for(person)}"}, timeout=30)
+                elapsed = (time.perf_counter() - t) * 1000
+                body = response.json() if response.status_code == 200 else {}
+                ok = response.status_code == 200 and not body.get("errors") and body.get("data") and all(
+                    v is not None for v in body["data"].values())
+                problem = None if ok else f"{response.status_code} {str(body.get('errors') or response.text)[:200]}"
+            except (http.RequestException, ValueError) as exc:
+                elapsed, problem = (time.perf_counter() - t) * 1000, repr(exc)
+            if i < 3:
+                continue  # warm-up: connections, parsed-query caches
+            latencies.append(elapsed)
+            if problem:
+                errors += 1
+                first_error = first_error or problem
+        results[name] = {"p50_ms": pct(latencies, 50), "p95_ms": pct(latencies, 95), "n": len(latencies), "errors": errors,
+                         **({"first_error": first_error} if first_error else {})}
+    return results
+
+
+def _actors(settings) -> tuple[dict[str, list[dict]], list[dict]]:
+    """People to read as (by role), and contexts: a rep, a request id, a search word."""
+    import mongoengine
+
+    from shared.db import connect
+
+    connect(settings, "requests", alias="bench-year-actors")
+    db = mongoengine.get_db("bench-year-actors")
+    # Bench-side reads, once per size (not timed): who to act as, which requests to open.
+    people = [{"id": d["_id"], "email": d["email"], "role": d["role"], "department": d["department"]}
+              for d in db["people"].find({"active": True}, {"email": 1, "role": 1, "department": 1})]
+    recent = [d["_id"] for d in db["requests"].find({}, {"_id": 1}).limit(2000)]
+    mongoengine.disconnect("bench-year-actors")
+    rng = random.Random(SEED)
+    by_role = {"any": [p for p in people if p["role"] != "admin"], "rep": [p for p in people if p["role"] == "rep"],
+               "support": [p for p in people if p["role"] == "support"]}
+    searches = ["ana", "berg", "okafor", "pia", "sven", "weber", "novak", "rosa", "mateo", "year1"]
+    if not by_role["rep"]:
+        return by_role, []
+    contexts = [{"rep": rng.choice(by_role["rep"]),
+                 "request_id": rng.choice(recent) if recent else "none", "search": searches[i % len(searches)],
+                 "department": "pricing"} for i in range(50)]
+    return by_role, contexts
+
+
+def wait_scored(settings, timeout: float) -> float:
+    """Seconds until the points process has nothing left (lag 0 several checks in a row)."""
+    from shared.demo.loader import wait_for_points
+
+    t = time.perf_counter()
+    if not wait_for_points(settings, timeout=timeout, quiet_checks=5):
+        raise TimeoutError(f"points still scoring after {timeout:.0f} s")
+    return time.perf_counter() - t - 4  # the quiet checks after the last message
+
+
+def run(settings, record, pct, rss_mb, ports: dict) -> None:
+    from services.gateway.auth import issue_token
+    from services.gateway.config import GatewaySettings
+    from services.requests.importer import import_through_service
+    from services.recognition.kudos.importer import send_file
+    from shared.auth import internal_headers
+    from shared.bus.kafka import ensure_topics
+    from shared.config import load_settings
+    from shared.demo.start import load_demo_company, prepare_first_start
+    from shared.infra import local
+    from shared.supervisor import Supervisor
+
+    gs = load_settings(GatewaySettings)
+    tokens: dict[str, str] = {}
+
+    def token_for(person: dict) -> str:
+        if person["id"] not in tokens:
+            tokens[person["id"]] = issue_token(gs, person["id"], person["email"], person["role"])
+        return tokens[person["id"]]
+
+    local.down(settings)
+    local.wipe(settings)
+    for path in (settings.var_dir / "demo" / "state.json", settings.var_dir / "demo" / "clock.json"):
+        path.unlink(missing_ok=True)
+    local.up(settings)
+    ensure_topics(settings)
+    env = prepare_first_start(settings) if DEMO else {}
+    services = Supervisor(settings, env=env)
+    requests_url = f"http://127.0.0.1:{ports['REQUESTS']}"
+    gateway_url = f"http://127.0.0.1:{ports['GATEWAY']}"
+    try:
+        services.start_all(timeout=180)
+        admin = http.post(requests_url + "/people/admin", headers=internal_headers(settings.internal_token, None), timeout=30).json()
+        if DEMO:
+            t = time.perf_counter()
+            info = load_demo_company(settings, gateway_url, token_for(admin), token_for, say=lambda line: print("   ", line, flush=True),
+                                     between=lambda: None, stop=lambda: False)
+            record("year_demo_load", seconds=round(time.perf_counter() - t), **{k: info.get(k) for k in ("people", "requests", "kudos")})
+        actors, contexts = _actors(settings)
+        demo_reads = time_reads(gateway_url, token_for, actors, contexts, SAMPLES, pct)
+        for name, figures in demo_reads.items():
+            record(f"year_read_demo_{name}", **figures)
+
+        # -- the year --------------------------------------------------------------------------
+        rng = random.Random(SEED)
+        now = datetime.now(timezone.utc)
+        rows = people_rows(PEOPLE)
+        started = time.perf_counter()
+        t = time.perf_counter()
+        _, report = import_through_service(requests_url, settings.internal_token, people_csv(rows))
+        people_s = time.perf_counter() - t
+        if report["errors"]:
+            raise RuntimeError(f"import-people refused rows: {report['errors'][:3]}")
+        with_ids = _people_ids(settings, rows)
+        # The recognition processes learn the people from the people topic before their kudos.
+        _wait_known(settings, ports, admin, with_ids)
+        t = time.perf_counter()
+        text = kudos_csv(rows, KUDOS, now, rng)
+        kudos_report = send_file(f"http://127.0.0.1:{ports['KUDOS']}", internal_headers(settings.internal_token, None), text,
+                                 settings_admin_email(), say=lambda line: None)
+        kudos_s = time.perf_counter() - t
+        t = time.perf_counter()
+        loader = RequestsLoader(settings)
+        plans = loader.plan(with_ids, REQUESTS, now, rng)
+        loader.run(plans)
+        requests_s = time.perf_counter() - t
+        load_s = time.perf_counter() - started
+        record("year_load", people=PEOPLE, kudos=KUDOS, requests=REQUESTS, people_import_s=round(people_s, 1),
+               kudos_import_s=round(kudos_s, 1), kudos_imported=kudos_report["imported"], kudos_rejected=kudos_report["rejected"],
+               requests_s=round(requests_s, 1), request_commands=loader.commands, requests_refused=len(loader.refused),
+               load_s=round(load_s, 1), requests_driver=f"in-process handlers, {WORKERS} threads, manual clocks")
+        if loader.refused:
+            print("    refused, e.g.:", *loader.refused[:5], sep="\n      ")
+        scoring_s = wait_scored(settings, timeout=3600)
+        record("year_scoring", scoring_after_load_s=round(scoring_s, 1), load_and_scoring_s=round(load_s + scoring_s, 1),
+               target="load + scoring <= 600 s")
+
+        actors, contexts = _actors(settings)
+        year_reads = time_reads(gateway_url, token_for, actors, contexts, SAMPLES, pct)
+        for name, figures in year_reads.items():
+            demo_p95 = demo_reads[name]["p95_ms"]
+            record(f"year_read_{name}", **figures, demo_p95_ms=demo_p95,
+                   ratio_to_demo=round(figures["p95_ms"] / demo_p95, 2) if demo_p95 else None,
+                   target="p95 <= 50 ms and <= 1.5x demo p95")
+
+        time.sleep(5)
+        pids = {p.spec.name: p.proc.pid for p in services.processes}
+        infra = {"ferretdb": local.FerretDB(settings).daemon.pid(), "kafka": local.KafkaBroker(settings).daemon.pid()}
+        pids.update({k: v for k, v in infra.items() if v})
+        idle = idle_cpu(pids, IDLE_S)
+        quiet_total = round(sum(v for k, v in idle.items() if k != "kafka"), 2)
+        record("year_idle_cpu_percent", **idle, ferretdb_and_services=quiet_total, seconds=IDLE_S,
+               target="FerretDB + all services <= 5 % of one core")
+        record("year_rss_mb", **{p.spec.name: rss_mb(p.proc.pid) for p in services.processes},
+               target="each service <= 150 MB")
+    finally:
+        services.stop_all()
+        local.down(settings)
+
+
+def settings_admin_email() -> str:
+    from services.requests.config import RequestsSettings
+    from shared.config import load_settings
+
+    return load_settings(RequestsSettings).admin_email
+
+
+def _people_ids(settings, rows: list[dict]) -> list[dict]:
+    """The imported people with their ids (the requests service's directory, by email)."""
+    import mongoengine
+
+    from shared.db import connect
+
+    connect(settings, "requests", alias="bench-year-ids")
+    db = mongoengine.get_db("bench-year-ids")
+    by_email = {d["email"]: d["_id"] for d in db["people"].find({"email": {"$regex": "^year"}}, {"email": 1})}  # bench-side, once
+    mongoengine.disconnect("bench-year-ids")
+    return [{**r, "id": by_email[r["email"]]} for r in rows]
+
+
+def _wait_known(settings, ports: dict, admin: dict, people: list[dict], timeout: float = 300) -> None:
+    """Until the kudos and points services know the last imported person (their directory copies)."""
+    last = people[-1]["id"]
+    headers = internal_headers_for(settings, last)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kudos = http.get(f"http://127.0.0.1:{ports['KUDOS']}/allowance/{last}", headers=headers, timeout=10)
+        points = http.get(f"http://127.0.0.1:{ports['POINTS']}/people/{last}/summary", headers=headers, timeout=10)
+        if kudos.status_code == 200 and points.status_code == 200:
+            return
+        time.sleep(0.5)
+    raise TimeoutError("the recognition services did not learn the imported people")
+
+
+def internal_headers_for(settings, actor_id: str) -> dict:
+    from shared.auth import internal_headers
+
+    return internal_headers(settings.internal_token, actor_id)
