@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from services.recognition.kudos.cards import CardStore
 from services.recognition.kudos.domain import Kudos
-from services.recognition.kudos.handlers import KudosService, kudos_from_doc
+from services.recognition.kudos.handlers import KudosService
 from shared.errors import BadInput, NotFound, Unauthorized
 
 kudos_api = Blueprint("kudos", __name__)
