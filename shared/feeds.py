@@ -237,6 +237,28 @@ class FeedStore:
                 self.collection.bulk_write(chunk, ordered=False)
         return added
 
+    def fill(self, entries: Iterable[tuple[str, Entry]]) -> int:
+        """Write lists into an **empty** collection (a first build, an upgrade): every bucket
+        and head inserted, in bulk, without reading anything (inserts cost a fraction of
+        updates on FerretDB). The caller makes sure nobody else writes the collection
+        meanwhile. Returns how many entries were written."""
+        buckets: dict[str, dict[str, Any]] = {}
+        for feed, entry in entries:
+            slot, bucket_id = self._bucket_id(feed, entry.at)
+            bucket = buckets.setdefault(bucket_id, {"_id": bucket_id, "e": {}, "n": 0, "v": 1, "_head": (feed, slot)})
+            if entry.id not in bucket["e"]:
+                _key(entry.id)
+                bucket["e"][entry.id] = _item(entry)
+                bucket["n"] += 1
+        heads: dict[str, dict[str, Any]] = {}
+        for bucket in buckets.values():
+            feed, slot = bucket.pop("_head")
+            heads.setdefault(feed, {"_id": feed, "b": {}})["b"][slot] = (1 << _N_BITS) | bucket["n"]
+        for docs in (list(buckets.values()), list(heads.values())):
+            for part in chunks(docs, WRITE_CHUNK):
+                self.collection.insert_many(part, ordered=False)
+        return sum(b["n"] for b in buckets.values())
+
     # -- reads --------------------------------------------------------------------------------------
 
     def _slots(self, feed: str) -> dict[str, int]:

@@ -118,18 +118,17 @@ class PeopleDirectory:
             start = bisect.bisect_right(keys, (name, pid))
         needle = search.lower()
 
-        def keep(p: Person) -> bool:
+        def keep(p: Person, name_lower: str) -> bool:
             return ((department is None or p.department == department) and (role is None or p.role == role)
                     and (active is None or p.active == active)
-                    and (not needle or needle in p.name.lower() or needle in p.email))
+                    and (not needle or needle in name_lower or needle in p.email))
 
-        matching_before = sum(1 for p in people[:start] if keep(p)) if after else 0
         items: list[Person] = []
-        total = matching_before
-        for p in people[start:]:
-            if keep(p):
+        total = 0
+        for i, (p, key) in enumerate(zip(people, keys)):
+            if keep(p, key[0]):
                 total += 1
-                if len(items) <= size:
+                if i >= start and len(items) <= size:
                     items.append(p)
         has_next = len(items) > size
         items = items[:size]

@@ -280,6 +280,7 @@ class RequestReadModels:
             return False
         lock_id = f"{VERSION_ID}_lock"
         deadline = time.monotonic() + wait_s
+        fresh = True
         while True:
             try:
                 self.counters.insert_one({"_id": lock_id, "at": now})
@@ -288,18 +289,23 @@ class RequestReadModels:
                 if self.version() >= READ_MODELS_VERSION:
                     return False
                 if time.monotonic() >= deadline:
-                    log.warning("the read-model build lock stayed taken; building anyway")
+                    log.warning("the read-model build lock stayed taken; building anyway (adding to what is there)")
+                    fresh = False
                     break
                 time.sleep(0.5)
         try:
-            self._build(now)
+            self._build(now, fresh)
             self.counters.update_one({"_id": VERSION_ID}, {"$set": {"version": READ_MODELS_VERSION, "built_at": now}},
                                      upsert=True)
         finally:
             self.counters.delete_one({"_id": lock_id})
         return True
 
-    def _build(self, now: datetime) -> None:
+    def _build(self, now: datetime, fresh: bool) -> None:
+        """One scan of the requests, then the lists and timer buckets. ``fresh`` (this process
+        holds the build lock, and nothing reads or writes the read models before the version is
+        set): whatever an interrupted build left is dropped and everything is inserted;
+        otherwise (the lock timed out) entries are added to what is there, idempotently."""
         from services.requests.repository import request_from_doc
 
         started = time.monotonic()
@@ -314,15 +320,24 @@ class RequestReadModels:
                     timers.setdefault(hour_slot(at), {})[request.id] = at
                 else:
                     entries.append((feed, Entry(request.id, at, data)))
-        added = self.feeds.add_many(entries)
-        ops = [UpdateOne({"_id": f"due|{slot}"}, {"$set": {f"e.{i}": at for i, at in items.items()}}, upsert=True)
-               for slot, items in timers.items()]
-        for part in chunks(ops, WRITE_CHUNK):
-            self.timers.bulk_write(part, ordered=False)
         first = min([hour_slot(now), *timers])
-        if self.cursor() is None:
-            self.timers.update_one({"_id": CURSOR_ID}, {"$setOnInsert": {"h": first}}, upsert=True)
-        elif first < self.cursor():
-            self.timers.update_one({"_id": CURSOR_ID}, {"$set": {"h": first}})
+        if fresh:
+            self.feeds.collection.drop()
+            self.timers.drop()
+            added = self.feeds.fill(entries)
+            docs = [{"_id": f"due|{slot}", "e": items} for slot, items in timers.items()]
+            docs.append({"_id": CURSOR_ID, "h": first})
+            for part in chunks(docs, WRITE_CHUNK):
+                self.timers.insert_many(part, ordered=False)
+        else:
+            added = self.feeds.add_many(entries)
+            ops = [UpdateOne({"_id": f"due|{slot}"}, {"$set": {f"e.{i}": at for i, at in items.items()}}, upsert=True)
+                   for slot, items in timers.items()]
+            for part in chunks(ops, WRITE_CHUNK):
+                self.timers.bulk_write(part, ordered=False)
+            if self.cursor() is None:
+                self.timers.update_one({"_id": CURSOR_ID}, {"$setOnInsert": {"h": first}}, upsert=True)
+            elif first < self.cursor():
+                self.timers.update_one({"_id": CURSOR_ID}, {"$set": {"h": first}})
         log.info("read models built: %d requests, %d list entries, %d timer slots in %.1fs",
                  count, added, len(timers), time.monotonic() - started)

@@ -114,3 +114,12 @@ def test_bulk_adds_beside_another_writer_of_the_same_entries_count_each_once(sto
     monkeypatch.undo()
     page = store.page("to:p5", 10)
     assert page["ids"] == ["c", "b", "a"] and page["total_count"] == 3
+
+
+def test_fill_writes_an_empty_collection_as_adds_would(store):
+    entries = [("to:q1", Entry(f"k{i}", T0 + timedelta(days=20 * i), {"s": i % 2})) for i in range(6)]
+    assert store.fill(entries + [("to:q2", Entry("z", T0))] + entries[:1]) == 7  # a repeat is written once
+    assert store.page("to:q1", 10)["ids"] == [f"k{i}" for i in reversed(range(6))] and store.count("to:q1") == 6
+    store.add("to:q1", Entry("k9", T0 + timedelta(days=1)))  # and the lists go on as usual
+    store.remove("to:q1", "k0", T0)
+    assert store.count("to:q1") == 6 and store.page("to:q2", 5)["ids"] == ["z"]

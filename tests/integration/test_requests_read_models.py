@@ -241,6 +241,8 @@ def test_an_old_var_is_upgraded_once_on_start(api, runtime, settings, clock):
             assert client.get("/requests", params={"assignee_id": api.people["pia"]}).json()["total_count"] == 1
             mine = client.get("/requests", params={"requester_id": api.people["rita"]}).json()
             assert _titles(mine) == ["later", "soon"]
+        models._build(clock.now(), fresh=False)  # the path of a build whose lock timed out: adds nothing twice
+        assert models.feeds.count("open:pricing") == 2 and models.feeds.count(f"by:{api.people['rita']}") == 2
         assert upgraded.service.sweep() == 1  # the overdue timer from before the upgrade, once
         assert upgraded.service.sweep() == 0
         assert repo.requests.find_one({"_id": soon})["overdue_at"] is None
