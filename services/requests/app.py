@@ -56,7 +56,7 @@ def build_runtime(settings: RequestsSettings, clock: Clock | None = None) -> Req
             repo.read_models.recover([d["_id"] for d in docs])
 
     relay = OutboxRelay(producer, [repo.people, repo.requests], poll_ms=settings.outbox_poll_ms,
-                        on_scan=finish_projections)
+                        scan_s=settings.outbox_scan_s, on_scan=finish_projections)
     service = RequestsService(
         repo=repo, clock=clock, calendar=BusinessCalendar.from_settings(settings), notify=relay.notify
     )
