@@ -318,6 +318,7 @@ def _the_screen_shows_last_weeks_final_board(system, board):
         assert page.evaluate("document.getElementById('fallback').hidden") is False
         shown = page.evaluate("Array.from(document.querySelectorAll('#board li .points')).map(e => e.textContent)")
         assert shown == [str(e["points"]) for e in board["entries"][:len(shown)]] and len(shown) == min(10, len(board["entries"]))
+        page.wait_for("document.getElementById('card').complete && document.getElementById('card').naturalWidth === 1200")
         png = page.screenshot()
     artifacts = PROJECT_ROOT / "tests" / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
