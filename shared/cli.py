@@ -187,7 +187,8 @@ def cmd_import_people(args, settings: Settings) -> int:
     from shared.infra.process import port_open
 
     try:
-        text = open(args.file, encoding="utf-8-sig").read()
+        with open(args.file, encoding="utf-8-sig") as file:
+            text = file.read()
     except OSError as exc:
         print(f"insidetrack: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 1

@@ -31,7 +31,7 @@ slot the request leaves), atomically with the state and its outbox events; the p
 clears the flag for that version after projecting (and projects again if a newer version was
 written meanwhile, taking off whatever its stale projection put back). At start,
 :meth:`RequestReadModels.recover` re-projects the documents still flagged (one search, like
-the outbox relay's first); while running, the relay's safety-net search (every 10 minutes)
+the outbox relay's first); while running, the relay's safety-net search (hourly)
 hands over the documents a dead writer left with unpublished events, and those still flagged
 are re-projected too (another instance that died and is not restarted). Everything is
 idempotent.

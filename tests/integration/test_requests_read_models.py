@@ -300,3 +300,26 @@ def test_the_relays_safety_net_search_finishes_what_a_dead_instance_left(api, ru
     lists = runtime.service.repo.read_models.feeds
     assert wait_until(lambda: lists.count("open:pricing") == 0, timeout=20)
     assert lists.page("st:pricing:cancelled")["ids"] == [rid] and lists.count("allst:submitted") == 0
+
+
+def test_the_import_people_command_goes_through_the_running_service(api, runtime, settings, monkeypatch, tmp_path, capsys):
+    from shared.cli import main
+    from shared.serve import HttpServer
+    from tests.integration.service_helpers import free_port
+
+    port = free_port()
+    server = HttpServer(runtime.app, port, threads=2)
+    server.start()
+    try:
+        monkeypatch.setenv("INSIDETRACK_REQUESTS_PORT", str(port))
+        monkeypatch.setenv("INSIDETRACK_INTERNAL_TOKEN", settings.internal_token)
+        path = tmp_path / "people.csv"
+        path.write_text(_people_csv(30, "cmd"), encoding="utf-8")
+        assert main(["import-people", str(path)]) == 1  # one bad row
+    finally:
+        server.stop()
+    out = capsys.readouterr().out
+    assert "31 created" in out and "line 33:" in out and "admin@example.com" in out
+    people = runtime.service.repo.people
+    assert wait_until(lambda: people.count_documents({"outbox_pending": True}) == 0)  # published by the service
+    assert runtime.service.repo.person_by_email("cmd7@example.com") is not None
