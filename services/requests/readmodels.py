@@ -187,7 +187,11 @@ class RequestReadModels:
             if before is not None and before.get(feed) == (at, data):
                 continue
             if feed == DUE:
-                timer_ops.append(UpdateOne({"_id": f"due|{hour_slot(at)}"}, {"$set": {f"e.{request_id}": at}}, upsert=True))
+                # Never behind the sweeper's cursor (a writer on a clock in the past, an import of
+                # history): there it would never be read. A removal that then looks in the slot of
+                # its time misses it, and the sweeper drops that stale entry when it reads it.
+                slot = max(hour_slot(at), self.cursor() or 0)
+                timer_ops.append(UpdateOne({"_id": f"due|{slot}"}, {"$set": {f"e.{request_id}": at}}, upsert=True))
             elif before is not None and feed not in before:
                 adds.append((feed, Entry(request_id, at, data)))  # new to this list: no need to look first
             else:

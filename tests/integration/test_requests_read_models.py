@@ -323,3 +323,23 @@ def test_the_import_people_command_goes_through_the_running_service(api, runtime
     people = runtime.service.repo.people
     assert wait_until(lambda: people.count_documents({"outbox_pending": True}) == 0)  # published by the service
     assert runtime.service.repo.person_by_email("cmd7@example.com") is not None
+
+
+def test_a_timer_written_behind_the_sweepers_cursor_still_fires_once(api, runtime, clock):
+    """A writer on a clock in the past (loading history, a lagging instance) files a timer
+    already due: it goes in the cursor's bucket, not in one the sweeper has passed."""
+    from dataclasses import replace
+
+    from shared.clock import ManualClock
+
+    runtime.service.sweep()  # the cursor is at now
+    past = replace(runtime.service, clock=ManualClock(START - timedelta(days=30)))
+    rep = api.people["rita"]
+    rid = past.submit(rep, submit_body(needed_by=START - timedelta(days=29))).id
+    fired = [runtime.service.sweep() for _ in range(8)]
+    assert fired[0] == 2 and fired[-1] == 0  # overdue and the first update_due, then one late update_due a tick
+    request = runtime.service.repo.get(rid)
+    timers = [(e.type, e.data["occurrence"]) for e in request.timeline if e.type in ("overdue", "update_due")]
+    assert timers.count(("overdue", 1)) == 1 and len(set(timers)) == len(timers) == sum(fired)
+    assert [o for t, o in timers if t == "update_due"] == list(range(1, request.update_due_count + 1))
+    assert request.update_due_at > START
