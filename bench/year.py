@@ -323,6 +323,7 @@ def time_reads(gateway_url: str, token_for: Callable[[dict], str], actors: dict[
                 errors += 1
                 first_error = first_error or problem
         results[name] = {"p50_ms": pct(latencies, 50), "p95_ms": pct(latencies, 95), "n": len(latencies), "errors": errors,
+                         "loadavg_1m": round(os.getloadavg()[0], 1),  # the machine is shared: how busy it was
                          **({"first_error": first_error} if first_error else {})}
     return results
 
