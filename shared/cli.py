@@ -217,7 +217,8 @@ def cmd_import_kudos(args, settings: Settings) -> int:
     from shared.auth import internal_headers
 
     try:
-        text = open(args.file, encoding="utf-8-sig").read()
+        with open(args.file, encoding="utf-8-sig") as file:
+            text = file.read()
     except OSError as exc:
         print(f"insidetrack: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 1
