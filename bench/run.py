@@ -36,7 +36,9 @@ for _name, _port in PORTS.items():  # ports and data folder may be overridden (a
 os.environ.setdefault("INSIDETRACK_VAR_DIR", str(ROOT / "var" / "bench"))
 os.environ.update({
     "INSIDETRACK_LOG_LEVEL": "WARNING",
-    "INSIDETRACK_NAME_PREFIX": f"b{uuid.uuid4().hex[:6]}_", "INSIDETRACK_MONTHLY_ALLOWANCE": "1000",
+    # A fresh prefix per run; BENCH_NAME_PREFIX reuses a run's databases and topics (BENCH_YEAR_LOAD=0).
+    "INSIDETRACK_NAME_PREFIX": os.environ.get("BENCH_NAME_PREFIX") or f"b{uuid.uuid4().hex[:6]}_",
+    "INSIDETRACK_MONTHLY_ALLOWANCE": "1000",
     "INSIDETRACK_WEEKLY_CAP_PER_RECIPIENT": "100", "INSIDETRACK_RATE_LIMIT_PER_MINUTE": "100000",
 })
 sys.path.insert(0, str(ROOT))

@@ -45,6 +45,10 @@ SAMPLES = int(os.environ.get("BENCH_YEAR_SAMPLES", "40"))
 IDLE_S = float(os.environ.get("BENCH_YEAR_IDLE_S", "60"))
 DEMO = os.environ.get("BENCH_YEAR_DEMO", "1") != "0"
 WORKERS = int(os.environ.get("BENCH_YEAR_WORKERS", "4"))
+# BENCH_YEAR_LOAD=0: no new company; start the stack on the data var/bench already holds (a year
+# loaded by an earlier run) and measure the reads, idle CPU and RSS; the demo-size figures for
+# the ratios come from an earlier results file (BENCH_YEAR_DEMO_RESULTS=bench/results/<time>.json).
+LOAD = os.environ.get("BENCH_YEAR_LOAD", "1") != "0"
 SEED = 2026
 
 FIRST = ("Ana", "Ben", "Chloe", "Dev", "Eva", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kemal", "Lena", "Mateo",
@@ -384,18 +388,21 @@ def run(settings, record, pct, rss_mb, ports: dict) -> None:
         return tokens[person["id"]]
 
     local.down(settings)
-    local.wipe(settings)
-    for path in (settings.var_dir / "demo" / "state.json", settings.var_dir / "demo" / "clock.json"):
-        path.unlink(missing_ok=True)
+    if LOAD:
+        local.wipe(settings)
+        for path in (settings.var_dir / "demo" / "state.json", settings.var_dir / "demo" / "clock.json"):
+            path.unlink(missing_ok=True)
     local.up(settings)
     ensure_topics(settings)
-    env = prepare_first_start(settings) if DEMO else {}
+    env = prepare_first_start(settings) if DEMO and LOAD else {}
     services = Supervisor(settings, env=env)
     requests_url = f"http://127.0.0.1:{ports['REQUESTS']}"
     gateway_url = f"http://127.0.0.1:{ports['GATEWAY']}"
     try:
         services.start_all(timeout=180)
         admin = http.post(requests_url + "/people/admin", headers=internal_headers(settings.internal_token, None), timeout=30).json()
+        if not LOAD:
+            return _measure_existing(settings, services, gateway_url, token_for, record, pct, rss_mb)
         if DEMO:
             t = time.perf_counter()
             info = load_demo_company(settings, gateway_url, token_for(admin), token_for, say=lambda line: print("   ", line, flush=True),
@@ -440,24 +447,7 @@ def run(settings, record, pct, rss_mb, ports: dict) -> None:
         record("year_scoring", scoring_after_load_s=round(scoring_s, 1), load_and_scoring_s=round(load_s + scoring_s, 1),
                target="load + scoring <= 600 s")
 
-        actors, contexts = _actors(settings)
-        year_reads = time_reads(gateway_url, token_for, actors, contexts, SAMPLES, pct)
-        for name, figures in year_reads.items():
-            demo_p95 = demo_reads[name]["p95_ms"]
-            record(f"year_read_{name}", **figures, demo_p95_ms=demo_p95,
-                   ratio_to_demo=round(figures["p95_ms"] / demo_p95, 2) if demo_p95 else None,
-                   target="p95 <= 50 ms and <= 1.5x demo p95")
-
-        time.sleep(5)
-        pids = {p.spec.name: p.proc.pid for p in services.processes}
-        infra = {"ferretdb": local.FerretDB(settings).daemon.pid(), "kafka": local.KafkaBroker(settings).daemon.pid()}
-        pids.update({k: v for k, v in infra.items() if v})
-        idle = idle_cpu(pids, IDLE_S)
-        quiet_total = round(sum(v for k, v in idle.items() if k != "kafka"), 2)
-        record("year_idle_cpu_percent", **idle, ferretdb_and_services=quiet_total, seconds=IDLE_S,
-               target="FerretDB + all services <= 5 % of one core")
-        record("year_rss_mb", **{p.spec.name: rss_mb(p.proc.pid) for p in services.processes},
-               target="each service <= 150 MB")
+        _measure_year(settings, services, gateway_url, token_for, demo_reads, record, pct, rss_mb)
     finally:
         services.stop_all()
         local.down(settings)
@@ -501,3 +491,49 @@ def internal_headers_for(settings, actor_id: str) -> dict:
     from shared.auth import internal_headers
 
     return internal_headers(settings.internal_token, actor_id)
+
+
+def _measure_year(settings, services, gateway_url, token_for, demo_reads: dict, record, pct, rss_mb) -> None:
+    from shared.infra import local
+
+    actors, contexts = _actors(settings)
+    year_reads = time_reads(gateway_url, token_for, actors, contexts, SAMPLES, pct)
+    for name, figures in year_reads.items():
+        demo_p95 = (demo_reads.get(name) or {}).get("p95_ms")
+        record(f"year_read_{name}", **figures, demo_p95_ms=demo_p95,
+               ratio_to_demo=round(figures["p95_ms"] / demo_p95, 2) if demo_p95 and figures["p95_ms"] else None,
+               target="p95 <= 50 ms and <= 1.5x demo p95")
+    time.sleep(5)
+    pids = {p.spec.name: p.proc.pid for p in services.processes}
+    infra = {"ferretdb": local.FerretDB(settings).daemon.pid(), "kafka": local.KafkaBroker(settings).daemon.pid()}
+    pids.update({k: v for k, v in infra.items() if v})
+    idle = idle_cpu(pids, IDLE_S)
+    quiet_total = round(sum(v for k, v in idle.items() if k != "kafka"), 2)
+    record("year_idle_cpu_percent", **idle, ferretdb_and_services=quiet_total, seconds=IDLE_S,
+           target="FerretDB + all services <= 5 % of one core")
+    record("year_rss_mb", **{p.spec.name: rss_mb(p.proc.pid) for p in services.processes},
+           target="each service <= 150 MB")
+
+
+def _measure_existing(settings, services, gateway_url, token_for, record, pct, rss_mb) -> None:
+    """BENCH_YEAR_LOAD=0: the stack on var/bench as it is; whatever is still unscored first."""
+    import json
+    from pathlib import Path
+
+    import mongoengine
+
+    from shared.db import connect
+
+    demo_reads = {}
+    if os.environ.get("BENCH_YEAR_DEMO_RESULTS"):
+        earlier = json.loads(Path(os.environ["BENCH_YEAR_DEMO_RESULTS"]).read_text())["measurements"]
+        demo_reads = {k.removeprefix("year_read_demo_"): v for k, v in earlier.items() if k.startswith("year_read_demo_")}
+    connect(settings, "requests", alias="bench-year-size")
+    db = mongoengine.get_db("bench-year-size")
+    number = (db["counters"].find_one({"_id": "requests"}) or {}).get("seq")
+    mongoengine.disconnect("bench-year-size")
+    t = time.perf_counter()
+    scoring_s = wait_scored(settings, timeout=3600)
+    record("year_existing", requests_numbered=number, scoring_left_s=round(scoring_s, 1),
+           start_to_scored_s=round(time.perf_counter() - t, 1))
+    _measure_year(settings, services, gateway_url, token_for, demo_reads, record, pct, rss_mb)
