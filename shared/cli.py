@@ -177,6 +177,16 @@ def cmd_down(args, settings: Settings) -> int:
     return 0
 
 
+def _read_csv(path: str) -> str | None:
+    """The text of a CSV file (a BOM dropped), or None after saying why it cannot be read."""
+    try:
+        with open(path, encoding="utf-8-sig") as file:
+            return file.read()
+    except OSError as exc:
+        print(f"insidetrack: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return None
+
+
 def cmd_import_people(args, settings: Settings) -> int:
     """Import people from a CSV file as the configured admin; report bad rows by line.
 
@@ -186,11 +196,8 @@ def cmd_import_people(args, settings: Settings) -> int:
     from services.requests.importer import ImportFailed, import_in_process, import_through_service
     from shared.infra.process import port_open
 
-    try:
-        with open(args.file, encoding="utf-8-sig") as file:
-            text = file.read()
-    except OSError as exc:
-        print(f"insidetrack: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+    text = _read_csv(args.file)
+    if text is None:
         return 1
     rs = load_settings(RequestsSettings)
     try:
@@ -216,11 +223,8 @@ def cmd_import_kudos(args, settings: Settings) -> int:
     from services.recognition.kudos.importer import send_file
     from shared.auth import internal_headers
 
-    try:
-        with open(args.file, encoding="utf-8-sig") as file:
-            text = file.read()
-    except OSError as exc:
-        print(f"insidetrack: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+    text = _read_csv(args.file)
+    if text is None:
         return 1
     admin_email = _admin_email()
     url = args.url or f"http://127.0.0.1:{settings.kudos_port}"
