@@ -5,7 +5,8 @@ index; any other filter, sort or count decodes the whole collection. So every li
 opens (a feed, a queue, "my requests") is kept as documents addressed by ``_id``:
 
 - a **bucket** per list and time slot (``<list>|<slot>``, the slot from the entry's own time:
-  a day or a month): ``{e: {<item id>: {t: time, d: {...}}}, n: entries, v: changes}`` (a map,
+  a day or a month): ``{e: {<item id>: <entry>}, n: entries, v: changes}``, the entry its time
+  or ``"<time>|<data as JSON>"`` (one value: see ``_item``) (a map,
   not an array: FerretDB 1.24 neither matches ``$ne`` inside arrays of documents nor runs a
   conditional ``$pull``, while ``e.<id>: {$exists: ...}`` with ``$set``/``$unset`` works on both);
 - a **head** per list (``<list>``): ``{b: {<slot>: v << 20 | n}}``, which slots hold entries
@@ -22,6 +23,7 @@ same reads the same way.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Sequence
@@ -63,8 +65,28 @@ def _key(item_id: str) -> str:
     return f"e.{item_id}"
 
 
-def _item(entry: Entry) -> dict[str, Any]:
-    return {"t": utc(entry.at), **({"d": entry.data} if entry.data else {})}
+def _item(entry: Entry) -> datetime | str:
+    """An entry as stored: its time alone, or ``"<time>|<data as JSON>"``, one value either way.
+
+    FerretDB's cost to read a document grows with the values in it: a bucket of 140 request
+    entries stored as ``{t, d: {s, p, d, a}}`` took 26.6 ms of its CPU to read, packed 5.9 ms
+    (measured on this 2-core machine). Nothing filters on an entry's parts in the database
+    (only on ``e.<id>`` existing), so they are packed."""
+    at = utc(entry.at)
+    if not entry.data:
+        return at
+    # Milliseconds, as BSON keeps a date: a page's cursor compares the same times either way.
+    return f"{at.isoformat(timespec='milliseconds')}|{json.dumps(entry.data, separators=(',', ':'), sort_keys=True)}"
+
+
+def _unpack(item_id: str, value: Any) -> dict[str, Any]:
+    """``{"i", "t", "d"}`` of a stored entry (also the ``{t, d}`` documents written before packing)."""
+    if isinstance(value, datetime):
+        return {"i": item_id, "t": utc(value), "d": None}
+    if isinstance(value, str):
+        at, _, data = value.partition("|")
+        return {"i": item_id, "t": datetime.fromisoformat(at), "d": json.loads(data) if data else None}
+    return {"i": item_id, "t": utc(value["t"]), "d": value.get("d")}
 
 
 def _slot_of(feed: str, slots: dict[str, Callable[[datetime], str]]) -> Callable[[datetime], str]:
@@ -196,7 +218,7 @@ class FeedStore:
         bucket's write applies only if none of its new entries arrived since it was read;
         a write that missed is redone entry by entry, each conditional, so no entry is counted
         twice."""
-        by_bucket: dict[str, tuple[str, str, dict[str, dict]]] = {}
+        by_bucket: dict[str, tuple[str, str, dict[str, Any]]] = {}
         for feed, entry in entries:
             slot, bucket_id = self._bucket_id(feed, entry.at)
             _key(entry.id)
@@ -294,7 +316,7 @@ class FeedStore:
         def beyond(item: dict) -> bool:
             if cursor is None:
                 return True
-            key = (utc(item["t"]), item["i"])
+            key = (item["t"], item["i"])
             return key < cursor if descending else key > cursor
 
         found: list[dict] = []
@@ -313,10 +335,10 @@ class FeedStore:
                     want -= slots[order[i]]
                     i += 1
                 found.extend(e for e in self._read(feed, batch) if beyond(e))
-        found.sort(key=lambda e: (utc(e["t"]), e["i"]), reverse=descending)
+        found.sort(key=lambda e: (e["t"], e["i"]), reverse=descending)
         has_next = len(found) > size
         found = found[:size]
-        cursors = [encode_cursor([utc(e["t"]), e["i"]]) for e in found]
+        cursors = [encode_cursor([e["t"], e["i"]]) for e in found]
         return {"ids": [e["i"] for e in found], "entries": found, "cursors": cursors,
                 "page_info": {"has_next_page": has_next, "end_cursor": cursors[-1] if cursors else None},
                 "total_count": total}
@@ -325,7 +347,7 @@ class FeedStore:
         out: list[dict] = []
         for ids in chunks([f"{feed}|{s}" for s in slots], 100):
             for bucket in find_by_ids(self.collection, ids, {"e": 1}).values():
-                out.extend({"i": i, **item} for i, item in (bucket.get("e") or {}).items())
+                out.extend(_unpack(i, value) for i, value in (bucket.get("e") or {}).items())
         return out
 
     def entries(self, feed: str) -> list[dict]:

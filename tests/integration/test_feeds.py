@@ -123,3 +123,25 @@ def test_fill_writes_an_empty_collection_as_adds_would(store):
     store.add("to:q1", Entry("k9", T0 + timedelta(days=1)))  # and the lists go on as usual
     store.remove("to:q1", "k0", T0)
     assert store.count("to:q1") == 6 and store.page("to:q2", 5)["ids"] == ["z"]
+
+
+def test_entries_stored_before_packing_read_and_change_like_packed_ones(store):
+    # A bucket as written before entries were packed into one value ({t, d} documents): a
+    # var/ from then pages, filters, and takes puts and removes without an upgrade step.
+    old_at, new_at = T0, T0 + timedelta(hours=1)
+    store.collection.insert_many([
+        {"_id": f"to:p9|{T0:%Y-%m}", "e": {"a": {"t": old_at, "d": {"s": "open"}}, "b": {"t": old_at + timedelta(minutes=1)}},
+         "n": 2, "v": 2},
+        {"_id": "to:p9", "b": {f"{T0:%Y-%m}": (2 << 20) | 2}},
+    ])
+    store.add("to:p9", Entry("c", new_at, {"s": "closed"}))
+    stored = store.collection.find_one({"_id": f"to:p9|{T0:%Y-%m}"})["e"]
+    assert isinstance(stored["c"], str) and stored["c"].endswith('|{"s":"closed"}')  # one value
+    assert store.page("to:p9", 10)["ids"] == ["c", "b", "a"]
+    assert store.page("to:p9", 10, where=lambda d: d.get("s") == "open")["ids"] == ["a"]
+    store.put("to:p9", Entry("a", old_at, {"s": "closed"}))
+    store.remove("to:p9", "b", old_at + timedelta(minutes=1))
+    page = store.page("to:p9", 10, where=lambda d: d.get("s") == "closed")
+    assert page["ids"] == ["c", "a"] and page["total_count"] == 2 and store.count("to:p9") == 2
+    first = store.page("to:p9", 1)
+    assert store.page("to:p9", 1, first["page_info"]["end_cursor"])["ids"] == ["a"]
