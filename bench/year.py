@@ -371,7 +371,7 @@ def run(settings, record, pct, rss_mb, ports: dict) -> None:
     from services.gateway.auth import issue_token
     from services.gateway.config import GatewaySettings
     from services.requests.importer import import_through_service
-    from services.recognition.kudos.importer import send_file
+    from shared.csvimport import send_file
     from shared.auth import internal_headers
     from shared.bus.kafka import ensure_topics
     from shared.config import load_settings
@@ -428,7 +428,7 @@ def run(settings, record, pct, rss_mb, ports: dict) -> None:
         _wait_known(settings, ports, admin, with_ids)
         t = time.perf_counter()
         text = kudos_csv(rows, KUDOS, now, rng)
-        kudos_report = send_file(f"http://127.0.0.1:{ports['KUDOS']}", internal_headers(settings.internal_token, None), text,
+        kudos_report = send_file(f"http://127.0.0.1:{ports['KUDOS']}", "/kudos/import", internal_headers(settings.internal_token, None), text,
                                  settings_admin_email(), say=lambda line: None)
         kudos_s = time.perf_counter() - t
         t = time.perf_counter()

@@ -220,8 +220,8 @@ def cmd_import_people(args, settings: Settings) -> int:
 def cmd_import_kudos(args, settings: Settings) -> int:
     """Import kudos history from a CSV file as the configured admin, through the running kudos
     process (its relay publishes the events; this command writes no database itself)."""
-    from services.recognition.kudos.importer import send_file
     from shared.auth import internal_headers
+    from shared.csvimport import send_file
 
     text = _read_csv(args.file)
     if text is None:
@@ -229,7 +229,7 @@ def cmd_import_kudos(args, settings: Settings) -> int:
     admin_email = _admin_email()
     url = args.url or f"http://127.0.0.1:{settings.kudos_port}"
     try:
-        report = send_file(url, internal_headers(settings.internal_token, None), text, admin_email,
+        report = send_file(url, "/kudos/import", internal_headers(settings.internal_token, None), text, admin_email,
                            say=lambda line: print(line, flush=True))
     except (RuntimeError, OSError) as exc:
         print(f"insidetrack: the import stopped: {exc} (is the kudos service running at {url}?)", file=sys.stderr)

@@ -451,7 +451,7 @@ def test_import_reports_bad_rows_by_line_and_imports_the_good_ones_once(admin_ap
 
 
 def test_the_command_sends_a_big_file_in_parts_with_the_file_s_line_numbers(admin_api):
-    from services.recognition.kudos.importer import file_parts, send_file
+    from shared.csvimport import file_parts, send_file
     from shared.auth import internal_headers
 
     api = admin_api
@@ -459,11 +459,11 @@ def test_the_command_sends_a_big_file_in_parts_with_the_file_s_line_numbers(admi
     parts = file_parts(text, rows_per_part=3)  # 15 records (a blank line is one)
     assert len(parts) == 5 and all(p.startswith("created_at,") for p, _ in parts)
     said = []
-    report = send_file(api.base_url, internal_headers(api.token, None), text, "boss@example.com", rows_per_part=3, say=said.append)
+    report = send_file(api.base_url, "/kudos/import", internal_headers(api.token, None), text, "boss@example.com", rows_per_part=3, say=said.append)
     assert [e["line"] for e in report["errors"]] == [6, 8, 9, 10, 11, 12, 13, 14]
     assert (report["imported"], report["already_imported"]) == (5, 1) and len(said) == 5
     with pytest.raises(RuntimeError, match="admin"):
-        send_file(api.base_url, internal_headers(api.token, None), text, "rita@example.com")
+        send_file(api.base_url, "/kudos/import", internal_headers(api.token, None), text, "rita@example.com")
 
 
 def test_an_add_on_racing_its_twin_is_refused_by_the_write_itself(api, runtime, monkeypatch):

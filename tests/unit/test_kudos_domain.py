@@ -25,7 +25,8 @@ from services.recognition.kudos.domain import (
     new_kudos_id,
     parse_give,
 )
-from services.recognition.kudos.importer import file_parts, parse_csv
+from services.recognition.kudos.importer import parse_csv
+from shared.csvimport import file_parts
 from shared.errors import AppError, BadInput, Conflict, Forbidden, RuleViolation, Unauthorized
 
 VALUES = ("customer_first", "teamwork", "ownership")
