@@ -5,6 +5,7 @@
     insidetrack infra provision|up|down|status   (provision: download and build, no start)
     insidetrack import-people FILE.csv            import people as the admin; bad rows by line
     insidetrack import-kudos FILE.csv             import kudos history as the admin (kudos service running)
+    insidetrack import-requests FILE.csv          import request history as the admin (requests service running)
     insidetrack events tail TOPIC [--from-beginning] [--dlq] [-n N]
     insidetrack rebuild-points                    re-score history with the current rules file
     insidetrack token EMAIL                       print a sign-on token for that person
@@ -220,6 +221,18 @@ def cmd_import_people(args, settings: Settings) -> int:
 def cmd_import_kudos(args, settings: Settings) -> int:
     """Import kudos history from a CSV file as the configured admin, through the running kudos
     process (its relay publishes the events; this command writes no database itself)."""
+    return _import_history(args, settings, "kudos", args.url or f"http://127.0.0.1:{settings.kudos_port}", "/kudos/import")
+
+
+def cmd_import_requests(args, settings: Settings) -> int:
+    """Import request history from a CSV file as the configured admin, through the running
+    requests service (its relay publishes the events; this command writes no database itself)."""
+    return _import_history(args, settings, "requests", args.url or f"http://127.0.0.1:{settings.requests_port}",
+                           "/requests/import")
+
+
+def _import_history(args, settings: Settings, service: str, url: str, path: str) -> int:
+    """Send the file in parts to the running service as the admin; report bad rows by line."""
     from shared.auth import internal_headers
     from shared.csvimport import send_file
 
@@ -227,12 +240,11 @@ def cmd_import_kudos(args, settings: Settings) -> int:
     if text is None:
         return 1
     admin_email = _admin_email()
-    url = args.url or f"http://127.0.0.1:{settings.kudos_port}"
     try:
-        report = send_file(url, "/kudos/import", internal_headers(settings.internal_token, None), text, admin_email,
+        report = send_file(url, path, internal_headers(settings.internal_token, None), text, admin_email,
                            say=lambda line: print(line, flush=True))
     except (RuntimeError, OSError) as exc:
-        print(f"insidetrack: the import stopped: {exc} (is the kudos service running at {url}?)", file=sys.stderr)
+        print(f"insidetrack: the import stopped: {exc} (is the {service} service running at {url}?)", file=sys.stderr)
         return 1
     print(f"(imported as {admin_email})")
     print(f"{report['imported']} imported, {report['already_imported']} already imported, {report['rejected']} rejected")
@@ -325,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     impk.add_argument("file")
     impk.add_argument("--url", default=None, help="the kudos service (default http://127.0.0.1:INSIDETRACK_KUDOS_PORT)")
     impk.set_defaults(func=cmd_import_kudos)
+    impr = sub.add_parser("import-requests", help="import request history from a CSV file (columns: "
+                          "docs/requests-api.md); the requests service must run")
+    impr.add_argument("file")
+    impr.add_argument("--url", default=None, help="the requests service (default http://127.0.0.1:INSIDETRACK_REQUESTS_PORT)")
+    impr.set_defaults(func=cmd_import_requests)
     token = sub.add_parser("token", help="print a signed sign-on token for a person (local use)")
     token.add_argument("email")
     token.add_argument("--minutes", type=int, default=None, help="lifetime (default INSIDETRACK_TOKEN_TTL_MINUTES)")

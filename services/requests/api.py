@@ -181,6 +181,23 @@ def submit_request():
     return jsonify(request_json(_service().submit(_actor(), body))), 201
 
 
+@requests_api.post("/requests/import")
+def import_requests():
+    """Request history from CSV (admin only; ``services/requests/history.py``): the body is the
+    CSV text, or JSON ``{"csv": ...}``. ``?line_offset=N`` is added to the reported line
+    numbers (a part of a bigger file); ``?actor_email=`` names the admin when the caller (the
+    command line) has no person id."""
+    if request.mimetype == "application/json":
+        text = _body().get("csv")
+    else:
+        text = request.get_data(as_text=True)
+    try:
+        offset = int(request.args.get("line_offset") or 0)
+    except ValueError:
+        raise BadInput("invalid_line_offset", "line_offset must be a whole number", field="line_offset") from None
+    return jsonify(_service().import_history(_actor(), text, offset, request.args.get("actor_email")))
+
+
 @requests_api.get("/requests/<request_id>")
 def get_request(request_id: str):
     return jsonify(request_json(_service().get(_actor(), request_id)))

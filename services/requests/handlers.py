@@ -16,13 +16,14 @@ from typing import Any, Callable
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.requests import domain
+from services.requests import domain, history
 from services.requests.domain import Person, SupportRequest
-from services.requests.readmodels import listing, next_due
+from services.requests.readmodels import PENDING, listing, next_due
 from services.requests.repository import Repository
+from shared.bus.outbox import PENDING as OUTBOX_PENDING
 from shared.calendar import BusinessCalendar
 from shared.clock import Clock
-from shared.db import WRITE_CHUNK, chunks, find_by_ids
+from shared.db import ID_CHUNK, WRITE_CHUNK, chunks, find_by_ids
 from shared.errors import AppError, BadInput, Conflict, Forbidden, NotFound, Unauthorized
 from shared.events import Envelope, build_event
 
@@ -243,6 +244,66 @@ class RequestsService:
 
     def cancel(self, actor_id, request_id, reason):
         return self._change(actor_id, request_id, lambda r, a: r.cancel(a, reason, self.clock.now()))
+
+    def import_history(self, actor_id: str | None, text: Any, line_offset: int = 0,
+                       actor_email: str | None = None) -> dict[str, Any]:
+        """Import request history from CSV text (``history.py``), as an admin.
+
+        Each row is replayed through the domain at its own times (``history.replay_row``); the
+        good rows are stored in bulk, not a command at a time: numbers taken as one range (one
+        ``$inc``), the documents with their whole timeline and every event in the outbox
+        inserted 100 a command (flagged ``lists_pending``, as a live insert), their lists and
+        timers written in bulk (``RequestReadModels.project_imported``, which clears the
+        flags), then the relay told, which publishes at once. Rows already imported (same
+        content, same id) are skipped; ones a crashed import left unprojected or unpublished are
+        finished. Reads the directory copy once (people, not history) and the rows' ids by ``$in``.
+        """
+        people, _ = self.repo.directory.snapshot()
+        actor = self.repo.person(actor_id) if actor_id else people.get((actor_email or "").strip().lower())
+        if actor is None:
+            raise Unauthorized("unknown_actor", "the call does not say who is acting, or they are not in the directory")
+        if not actor.is_admin or not actor.active:
+            raise Forbidden("admin_only", "only an admin may import request history")
+        if not isinstance(line_offset, int) or line_offset < 0:
+            line_offset = 0
+        good, errors = history.parse_csv(text, people, self.calendar, self.clock.now(), line_offset)
+
+        unique: dict[str, history.ImportedRequest] = {}
+        for row in good:
+            unique.setdefault(row.request.id, row)  # a row repeated in the file is one request
+        existing = find_by_ids(self.repo.requests, list(unique), {PENDING: 1, OUTBOX_PENDING: 1})
+        fresh = sorted((row for rid, row in unique.items() if rid not in existing),
+                       key=lambda row: (row.request.submitted_at, row.line))
+        if fresh:
+            first = self.repo.next_numbers(len(fresh))  # numbered in submission order within the call
+            for n, row in enumerate(fresh):
+                row.request.number = first + n
+        inserted: list[SupportRequest] = []
+        for part in chunks(fresh, WRITE_CHUNK):
+            docs = [self.repo.new_request_doc(row.request, row.events) for row in part]
+            clashed: set[str] = set()
+            try:
+                self.repo.requests.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:  # another import of the same rows got there first
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+                clashed = {docs[e["index"]]["_id"] for e in exc.details["writeErrors"]}
+                lost = clashed - set(find_by_ids(self.repo.requests, clashed, {"_id": 1}))
+                if lost:  # a clash on something else than the id (a number): never skip silently
+                    raise Conflict("import_clash", f"{len(lost)} requests clashed with stored ones; try again")
+            inserted += [row.request for row in part if row.request.id not in clashed]
+        self.repo.read_models.project_imported(inserted)
+        # Rows found stored but still flagged: an earlier import stopped (crashed) before their
+        # lists or before telling the relay; their document is the truth now (a command may
+        # have changed it since). Finished here, so a re-run completes what a crash left.
+        unfinished = [rid for rid, doc in existing.items() if doc.get(PENDING)]
+        if unfinished:
+            self.repo.read_models.recover(unfinished)
+        unpublished = [rid for rid, doc in existing.items() if doc.get(PENDING) or doc.get(OUTBOX_PENDING)]
+        for part in chunks([r.id for r in inserted] + unpublished, ID_CHUNK):
+            self.notify(self.repo.requests, *part)
+        return {"imported": len(inserted), "already_imported": len(good) - len(inserted),
+                "rejected": len(errors), "errors": errors}
 
     # -- timers -----------------------------------------------------------------------------------
 

@@ -34,7 +34,9 @@ written meanwhile, taking off whatever its stale projection put back). At start,
 the outbox relay's first); while running, the relay's safety-net search (hourly)
 hands over the documents a dead writer left with unpublished events, and those still flagged
 are re-projected too (another instance that died and is not restarted). Everything is
-idempotent.
+idempotent. An import of history inserts its requests flagged the same way, with all their
+events, and projects them in bulk (:meth:`RequestReadModels.project_imported`) before clearing
+the flags and telling the relay: a crash halfway leaves them to the same recovery.
 
 Upgrade: the document ``read_models`` (in ``counters``) holds the version of these read
 models; a ``var/`` from before them is projected once at start (one scan, bulk writes).
@@ -221,6 +223,44 @@ class RequestReadModels:
             self.apply(fresh.id, fresh_target, None, {**leaving(target, fresh_target), **unlist_of(doc)})
             target, version = fresh_target, fresh.version
         log.warning("request %s kept changing while projecting; recovery will finish it", request.id)
+
+    def project_imported(self, requests: list[SupportRequest]) -> None:
+        """Bring the read models up to many requests just inserted (an import of history), in
+        bulk: their list entries with ``FeedStore.add_many`` (one write per touched bucket, not
+        several per request), their timer entries one write per hour bucket (never behind the
+        sweeper's cursor, as :meth:`apply` files them), then their flags cleared, 100 a command.
+
+        Each was inserted flagged (``lists_pending``, no ``unlist``: it was on no list) with its
+        events, as a live insert is: a crash before the flags are cleared leaves them to
+        :meth:`recover` (at the next start, or the relay's safety net), and everything here is
+        idempotent. A request a live command changed meanwhile (its version moved on, its own
+        projection may have landed before this one) is finished by :meth:`project`, which
+        projects the newer version and takes off what this stale projection put back."""
+        entries: list[tuple[str, Entry]] = []
+        timers: dict[int, dict[str, datetime]] = {}
+        cursor = self.cursor() or 0
+        for request in requests:
+            for feed, (at, data) in listing(request).items():
+                if feed == DUE:
+                    timers.setdefault(max(hour_slot(at), cursor), {})[request.id] = at
+                else:
+                    entries.append((feed, Entry(request.id, at, data)))
+        self.feeds.add_many(entries)
+        ops = [UpdateOne({"_id": f"due|{slot}"}, {"$set": {f"e.{i}": at for i, at in items.items()}}, upsert=True)
+               for slot, items in timers.items()]
+        for part in chunks(ops, WRITE_CHUNK):
+            self.timers.bulk_write(part, ordered=False)
+        for part in chunks(requests, WRITE_CHUNK):
+            cleared = self.requests.bulk_write([UpdateOne({"_id": r.id, "version": r.version, PENDING: True},
+                                                          {"$set": {PENDING: False}}) for r in part], ordered=False)
+            if cleared.matched_count == len(part):
+                continue
+            # Some did not clear: changed meanwhile (or already finished by a recovery). Read
+            # back by _id which are still flagged, and finish those one by one.
+            left = find_by_ids(self.requests, [r.id for r in part], {"version": 1, PENDING: 1})
+            for request in part:
+                if (left.get(request.id) or {}).get(PENDING):
+                    self.project(request, None, {})
 
     def recover(self, ids: list | None = None) -> int:
         """Re-project requests whose projection a crash interrupted: at start, one search for

@@ -110,10 +110,14 @@ class Repository:
     # -- requests -------------------------------------------------------------------------------
 
     def next_number(self) -> int:
+        return self.next_numbers(1)
+
+    def next_numbers(self, count: int) -> int:
+        """The first of ``count`` consecutive request numbers, taken with one ``$inc``."""
         doc = self.counters.find_one_and_update(
-            {"_id": "requests"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+            {"_id": "requests"}, {"$inc": {"seq": count}}, upsert=True, return_document=ReturnDocument.AFTER
         )
-        return 1000 + int(doc["seq"])
+        return 1000 + int(doc["seq"]) - count + 1
 
     def get(self, request_id: str) -> SupportRequest | None:
         doc = self.requests.find_one({"_id": request_id}, {"outbox": 0})
@@ -121,12 +125,17 @@ class Repository:
 
     def insert(self, request: SupportRequest, events: Sequence[Envelope]) -> None:
         """Store a new request with its events, then put it on its lists and timer bucket."""
-        doc = {"_id": request.id, **request_state(request), "timeline": [_entry(e) for e in request.timeline]}
-        doc["version"] = 1
-        doc[readmodels.PENDING], doc[readmodels.UNLIST] = True, []
-        self.requests.insert_one(with_outbox(doc, events))
         request.version = 1
+        self.requests.insert_one(self.new_request_doc(request, events))
         self.read_models.project(request, {}, {})  # on no list yet: adds, no look first
+
+    @staticmethod
+    def new_request_doc(request: SupportRequest, events: Sequence[Envelope]) -> dict:
+        """A new request's document (its ``version`` as given) with its events, flagged for its
+        projection onto the lists (``readmodels``: crash safety)."""
+        doc = {"_id": request.id, **request_state(request), "timeline": [_entry(e) for e in request.timeline]}
+        doc[readmodels.PENDING], doc[readmodels.UNLIST] = True, []
+        return with_outbox(doc, events)
 
     def save(self, request: SupportRequest, events: Sequence[Envelope], before: Listing | None = None) -> bool:
         """Store the command's changes if nobody changed the request meanwhile (optimistic),
