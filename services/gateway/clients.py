@@ -91,6 +91,9 @@ class Services:
             # Keep a connection per serving thread: with requests' default pool of 10, the 11th
             # concurrent call opened a new TCP connection and threw it away afterwards.
             session = http.Session()
+            # Service calls never go through a proxy or use ~/.netrc; without this, requests reads
+            # the proxy variables and stats ~/.netrc on every call (0.16 ms of CPU a call, measured).
+            session.trust_env = False
             session.mount("http://", http.adapters.HTTPAdapter(pool_maxsize=settings.http_threads))
             return ServiceClient(name, settings.service_url(name), settings.internal_token, settings.service_timeout_s,
                                  session)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import graphene
+from graphql import FieldNode
 
-from services.gateway.clients import segment
 from services.gateway.core import (
     DateTime, Department, Period, Role, UserError, call_service, connection_from_page, connection_types, enum_value, run_mutation,
 )
@@ -77,8 +77,7 @@ class Person(graphene.ObjectType):
         return call_service(lambda: info.context.summary(root["id"]))["rush_share"]
 
     def resolve_kudos_allowance(root, info):
-        ctx = info.context
-        return call_service(lambda: ctx.services.kudos.get(f"/allowance/{segment(root['id'])}", ctx.actor_id))
+        return call_service(lambda: info.context.allowance(root["id"]))
 
 
 PersonConnection, PersonEdge = connection_types(Person, "Person")
@@ -116,6 +115,18 @@ class ImportPeoplePayload(graphene.ObjectType):
     errors = graphene.List(graphene.NonNull(UserError), required=True)
 
 
+_SUMMARY_FIELDS = {"points", "rank", "badges", "rushShare"}
+
+
+def _prefetch(info, person_id: str) -> None:
+    """Start the person's summary and allowance calls beside the directory lookup, if the
+    query asks for them (fields written directly under ``me``/``person``; behind a fragment,
+    they are called when resolved, as before)."""
+    names = {sel.name.value for node in info.field_nodes for sel in (node.selection_set.selections if node.selection_set else [])
+             if isinstance(sel, FieldNode)}
+    info.context.prefetch(person_id, summary=bool(names & _SUMMARY_FIELDS), allowance="kudosAllowance" in names)
+
+
 class PeopleQueries(graphene.ObjectType):
     me = graphene.Field(Person, description="The signed-in person.")
     person = graphene.Field(Person, id=graphene.ID(required=True))
@@ -123,9 +134,11 @@ class PeopleQueries(graphene.ObjectType):
                             role=Role(), first=graphene.Int(), after=graphene.String())
 
     def resolve_me(root, info):
+        _prefetch(info, info.context.actor_id)
         return call_service(lambda: info.context.person(info.context.actor_id))
 
     def resolve_person(root, info, id):
+        _prefetch(info, id)
         return call_service(lambda: info.context.person(id))
 
     def resolve_people(root, info, search=None, department=None, role=None, first=None, after=None):
