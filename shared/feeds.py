@@ -24,6 +24,8 @@ same reads the same way.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Sequence
@@ -40,6 +42,8 @@ __all__ = ["DAY", "MONTH", "Entry", "FeedStore", "in_order"]
 
 _N_BITS = 20
 _N_MASK = (1 << _N_BITS) - 1
+# Entries of buckets read before, kept per process (about 350 bytes each): see _BucketCache.
+CACHED_ENTRIES = 50_000
 
 
 def DAY(at: datetime) -> str:  # noqa: N802 - a slot function, named like the constant it is
@@ -99,9 +103,11 @@ class FeedStore:
     the list name before the first ``:``) to its slot function (``DAY`` for busy lists such
     as the company feed, ``MONTH`` for a person's lists, the default)."""
 
-    def __init__(self, collection, slots: dict[str, Callable[[datetime], str]] | None = None):
+    def __init__(self, collection, slots: dict[str, Callable[[datetime], str]] | None = None,
+                 cached_entries: int = CACHED_ENTRIES):
         self.collection = collection
         self.slots = slots or {}
+        self._cache = _BucketCache(cached_entries)
 
     def _bucket_id(self, feed: str, at: datetime) -> tuple[str, str]:
         slot = _slot_of(feed, self.slots)(at)
@@ -150,7 +156,7 @@ class FeedStore:
         slot, bucket_id = self._bucket_id(feed, entry.at)
         key = _key(entry.id)
         bucket = self.collection.find_one_and_update(
-            {"_id": bucket_id, key: {"$exists": True}}, {"$set": {key: _item(entry)}},
+            {"_id": bucket_id, key: {"$exists": True}}, {"$set": {key: _item(entry)}, "$inc": {"v": 1}},
             return_document=ReturnDocument.AFTER)
         if bucket is None:
             return self.add(feed, entry)
@@ -183,7 +189,7 @@ class FeedStore:
             slot, bucket_id = self._bucket_id(feed, entry.at)
             key = _key(entry.id)
             touched[bucket_id] = (feed, slot)
-            ops.append(UpdateOne({"_id": bucket_id, key: {"$exists": True}}, {"$set": {key: _item(entry)}}))
+            ops.append(UpdateOne({"_id": bucket_id, key: {"$exists": True}}, {"$set": {key: _item(entry)}, "$inc": {"v": 1}}))
             ops.append(adding(feed, entry))
         for feed, item_id, at in removes:
             slot, bucket_id = self._bucket_id(feed, at)
@@ -283,9 +289,13 @@ class FeedStore:
 
     # -- reads --------------------------------------------------------------------------------------
 
-    def _slots(self, feed: str) -> dict[str, int]:
+    def _stamps(self, feed: str) -> dict[str, int]:
+        """The head: slot -> ``v << 20 | n`` of every bucket with entries."""
         head = self.collection.find_one({"_id": feed}) or {}
-        return {slot: stamp & _N_MASK for slot, stamp in (head.get("b") or {}).items() if stamp & _N_MASK}
+        return {slot: int(stamp) for slot, stamp in (head.get("b") or {}).items() if int(stamp) & _N_MASK}
+
+    def _slots(self, feed: str) -> dict[str, int]:
+        return {slot: stamp & _N_MASK for slot, stamp in self._stamps(feed).items()}
 
     def count(self, feed: str) -> int:
         return sum(self._slots(feed).values())
@@ -301,7 +311,8 @@ class FeedStore:
         :func:`shared.pagination.paginate` with ids instead of documents.
         """
         size = page_size(first)
-        slots = self._slots(feed)
+        stamps = self._stamps(feed)
+        slots = {slot: stamp & _N_MASK for slot, stamp in stamps.items()}
         cursor = None
         if after:
             raw_at, raw_id = decode_cursor(after, 2)
@@ -322,7 +333,7 @@ class FeedStore:
         found: list[dict] = []
         total = sum(slots.values())
         if where is not None:
-            matching = [e for e in self._read(feed, order) if where(e.get("d") or {})]
+            matching = [e for e in self._read(feed, order, stamps) if where(e.get("d") or {})]
             total = len(matching)
             found = [e for e in matching if beyond(e)]
         else:
@@ -334,7 +345,7 @@ class FeedStore:
                     batch.append(order[i])
                     want -= slots[order[i]]
                     i += 1
-                found.extend(e for e in self._read(feed, batch) if beyond(e))
+                found.extend(e for e in self._read(feed, batch, stamps) if beyond(e))
         found.sort(key=lambda e: (e["t"], e["i"]), reverse=descending)
         has_next = len(found) > size
         found = found[:size]
@@ -343,16 +354,65 @@ class FeedStore:
                 "page_info": {"has_next_page": has_next, "end_cursor": cursors[-1] if cursors else None},
                 "total_count": total}
 
-    def _read(self, feed: str, slots: Sequence[str]) -> list[dict]:
+    def _read(self, feed: str, slots: Sequence[str], stamps: dict[str, int] | None = None) -> list[dict]:
+        """The entries of these buckets of ``feed``. With the head's ``stamps``, a bucket read
+        before at the state the head shows comes from memory (past days and months rarely
+        change: a page of the company feed then reads the head and at most today's bucket)."""
         out: list[dict] = []
-        for ids in chunks([f"{feed}|{s}" for s in slots], 100):
-            for bucket in find_by_ids(self.collection, ids, {"e": 1}).values():
-                out.extend(_unpack(i, value) for i, value in (bucket.get("e") or {}).items())
+        wanted = []
+        for slot in slots:
+            cached = self._cache.get(f"{feed}|{slot}", stamps.get(slot)) if stamps else None
+            if cached is None:
+                wanted.append(f"{feed}|{slot}")
+            else:
+                out.extend(cached)
+        for ids in chunks(wanted, 100):
+            for bucket_id, bucket in find_by_ids(self.collection, ids, {"e": 1, "n": 1, "v": 1}).items():
+                entries = [_unpack(i, value) for i, value in (bucket.get("e") or {}).items()]
+                self._cache.put(bucket_id, (int(bucket.get("v", 0)) << _N_BITS) | int(bucket.get("n", 0)), entries)
+                out.extend(entries)
         return out
 
     def entries(self, feed: str) -> list[dict]:
         """Every entry of ``feed`` (a person-sized list; tools and tests)."""
         return self._read(feed, sorted(self._slots(feed)))
+
+
+class _BucketCache:
+    """Buckets this process read, each under its own state (``v << 20 | n`` read with it).
+
+    A page uses a copy only when the list's head shows exactly that state for the slot. Every
+    change of a bucket (add, remove, put) raises its ``v``, and the writer then raises the head,
+    so a changed bucket is never served from here; a head a crash left behind its bucket
+    matches no copy (the bucket is read) until the next write to that list mends it. Least
+    recently used buckets go first beyond ``limit`` entries; entries are shared, never changed."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._items: OrderedDict[str, tuple[int, list[dict]]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()  # the services answer on several threads
+
+    def get(self, bucket_id: str, stamp: int | None) -> list[dict] | None:
+        with self._lock:
+            hit = self._items.get(bucket_id)
+            if hit is None or hit[0] != stamp:
+                return None
+            self._items.move_to_end(bucket_id)
+            return hit[1]
+
+    def put(self, bucket_id: str, stamp: int, entries: list[dict]) -> None:
+        if len(entries) * 4 > self.limit:
+            return
+        with self._lock:
+            old = self._items.pop(bucket_id, None)
+            if old is not None:
+                self._size -= len(old[1])
+            self._items[bucket_id] = (stamp, entries)
+            self._size += len(entries)
+            while self._size > self.limit:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._size -= len(dropped)
 
 
 def in_order(ids: Sequence[str], found: dict[str, dict]) -> list[dict]:

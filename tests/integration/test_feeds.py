@@ -145,3 +145,35 @@ def test_entries_stored_before_packing_read_and_change_like_packed_ones(store):
     assert page["ids"] == ["c", "a"] and page["total_count"] == 2 and store.count("to:p9") == 2
     first = store.page("to:p9", 1)
     assert store.page("to:p9", 1, first["page_info"]["end_cursor"])["ids"] == ["a"]
+
+
+def test_pages_come_from_remembered_buckets_only_while_the_head_shows_their_state(store, monkeypatch):
+    days = [T0 + timedelta(days=d) for d in range(4)]
+    for d, at in enumerate(days):
+        store.add_many([("all", Entry(f"k{d}{i}", at + timedelta(minutes=i))) for i in range(3)])
+    reads: list[list[str]] = []
+    real = store.collection.find
+
+    def counting(query, *args, **kwargs):
+        ids = query.get("_id", {})
+        if isinstance(ids, dict) and "$in" in ids:
+            reads.append(sorted(ids["$in"]))
+        return real(query, *args, **kwargs)
+
+    monkeypatch.setattr(store.collection, "find", counting)
+    first = store.page("all", 5)
+    assert first["ids"] == ["k32", "k31", "k30", "k22", "k21"] and reads  # read from the database once
+    reads.clear()
+    assert store.page("all", 5) == first and reads == []  # again: from memory
+    # A put changes an entry in place (same slot): its bucket is read again, the others not.
+    store.put("all", Entry("k31", days[3] + timedelta(minutes=1), {"s": "changed"}))
+    store.add("all", Entry("k33", days[3] + timedelta(minutes=9)))
+    again = store.page("all", 5)
+    assert again["ids"] == ["k33", "k32", "k31", "k30", "k22"] and again["entries"][2]["d"] == {"s": "changed"}
+    assert reads == [[f"all|{days[3]:%Y-%m-%d}"]]
+    reads.clear()
+    store.remove("all", "k22", days[2] + timedelta(minutes=2))
+    assert store.page("all", 5)["ids"] == ["k33", "k32", "k31", "k30", "k21"] and reads == [[f"all|{days[2]:%Y-%m-%d}"]]
+    # Another process's store (no memory of its own) sees the same list.
+    other = FeedStore(store.collection, slots={"all": DAY})
+    assert other.page("all", 5)["ids"] == ["k33", "k32", "k31", "k30", "k21"] and other.count("all") == 12
