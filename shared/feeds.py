@@ -31,10 +31,10 @@ from datetime import datetime
 from typing import Any, Callable, Iterable, Sequence
 
 from pymongo import ReturnDocument, UpdateOne
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.clock import utc
-from shared.db import WRITE_CHUNK, chunks, find_by_ids
+from shared.db import ID_CHUNK, WRITE_CHUNK, chunks, find_by_ids
 from shared.errors import BadInput
 from shared.pagination import decode_cursor, encode_cursor, page_size
 
@@ -216,54 +216,103 @@ class FeedStore:
         self.add(feed, entry)
 
     def add_many(self, entries: Iterable[tuple[str, Entry]]) -> int:
-        """Bulk form of :meth:`add` for imports and upgrades: one write per touched bucket.
-        Entries already on their list are skipped. Returns how many were added (approximate
-        when another writer added some of the same entries at the same moment).
+        """Bulk form of :meth:`add` for imports, upgrades and ledgers. Entries already on their
+        list are skipped. Returns how many were added (approximate when another writer added
+        some of the same entries at the same moment).
 
-        Safe beside other writers of the same buckets (a live :meth:`add`, a recovery): each
-        bucket's write applies only if none of its new entries arrived since it was read;
-        a write that missed is redone entry by entry, each conditional, so no entry is counted
-        twice."""
+        Its cost: one read of the touched buckets and one of the touched heads (``$in``), then
+        per bucket one write, an **insert** when the bucket is new (FerretDB: an update costs
+        ~15 inserts), else one update; per list one head write, none when its head already
+        shows these states (a list touched again in another bucket of the same call still gets
+        one). Nothing is read back: each write's outcome is known from what was read.
+
+        Safe beside other writers of the same buckets (a live :meth:`add`, a recovery, another
+        process): a bucket's update applies only if the bucket is still at the version it was
+        read at (``v``) and none of its new entries is there, so its new state is exactly the
+        one read plus these entries; a new bucket someone else created first (its insert
+        refused), or an update that missed, is redone entry by entry, each conditional, so no
+        entry is counted twice, and only those buckets are read back. Heads are written after
+        every bucket, with ``$max`` (the newest state wins whatever order writers land in), also
+        for buckets that had nothing new: a head a crash left behind is mended."""
         by_bucket: dict[str, tuple[str, str, dict[str, Any]]] = {}
         for feed, entry in entries:
             slot, bucket_id = self._bucket_id(feed, entry.at)
             _key(entry.id)
             by_bucket.setdefault(bucket_id, (feed, slot, {}))[2][entry.id] = _item(entry)
         added = 0
-        for ids in chunks(list(by_bucket), WRITE_CHUNK):
-            existing = find_by_ids(self.collection, ids, {"e": 1})
-            ops, planned = [], []
+        stamps: dict[str, dict[str, int]] = {}  # list -> slot -> (v << 20 | n) after this call
+
+        def stamp(bucket_id: str, v: int, n: int) -> None:
+            feed, slot, _ = by_bucket[bucket_id]
+            slots = stamps.setdefault(feed, {})
+            slots[slot] = max(slots.get(slot, 0), (v << _N_BITS) | n)
+
+        for ids in chunks(list(by_bucket), ID_CHUNK):
+            stored = find_by_ids(self.collection, ids, {"e": 1, "n": 1, "v": 1})
+            inserts: list[dict[str, Any]] = []
+            updates: list[tuple[UpdateOne, str, int, int, dict[str, Any]]] = []
+            unsure: dict[str, dict[str, Any]] = {}  # bucket -> its new entries, to redo one by one
             for bucket_id in ids:
                 feed, slot, items = by_bucket[bucket_id]
-                have = set((existing.get(bucket_id) or {}).get("e") or {})
+                doc = stored.get(bucket_id)
+                if doc is None:
+                    inserts.append({"_id": bucket_id, "e": dict(items), "n": len(items), "v": 1})
+                    added += len(items)
+                    continue
+                have = doc.get("e") or {}
+                v, n = int(doc.get("v", 0)), int(doc.get("n", 0))
                 new = {f"e.{i}": item for i, item in items.items() if i not in have}
-                if new:
-                    added += len(new)
-                    planned.append((bucket_id, new))
-                    ops.append(UpdateOne({"_id": bucket_id, **{k: {"$exists": False} for k in new}},
-                                         {"$set": new, "$inc": {"n": len(new), "v": 1}}))
-            if ops:
-                # The buckets first (no conditional upserts: an upsert whose filter misses an
-                # existing bucket is a duplicate key error FerretDB reports in a shape pymongo rejects).
-                missing = [UpdateOne({"_id": b}, {"$setOnInsert": {"n": 0, "v": 0}}, upsert=True)
-                           for b, _ in planned if b not in existing]
-                if missing:
-                    self.collection.bulk_write(missing, ordered=False)
-                if self.collection.bulk_write(ops, ordered=False).matched_count < len(ops):
-                    # Another writer added some of these entries since the read: entry by entry.
-                    again = [UpdateOne({"_id": b, k: {"$exists": False}}, {"$set": {k: item}, "$inc": {"n": 1, "v": 1}})
-                             for b, new in planned for k, item in new.items()]
-                    for part in chunks(again, WRITE_CHUNK):
-                        self.collection.bulk_write(part, ordered=False)
-            stamps = find_by_ids(self.collection, ids, {"n": 1, "v": 1})
-            heads: dict[str, dict[str, int]] = {}
-            for bucket_id, bucket in stamps.items():
-                feed, slot, _ = by_bucket[bucket_id]
-                heads.setdefault(feed, {})[f"b.{slot}"] = (int(bucket.get("v", 0)) << _N_BITS) | int(bucket.get("n", 0))
-            head_ops = [UpdateOne({"_id": feed}, {"$max": stamps_}, upsert=True) for feed, stamps_ in heads.items()]
-            for chunk in chunks(head_ops, WRITE_CHUNK):
-                self.collection.bulk_write(chunk, ordered=False)
+                if not new:
+                    stamp(bucket_id, v, n)  # all there: its head is mended below if it lags
+                    continue
+                added += len(new)
+                updates.append((UpdateOne({"_id": bucket_id, "v": v, **{k: {"$exists": False} for k in new}},
+                                          {"$set": new, "$inc": {"n": len(new), "v": 1}}), bucket_id, v + 1, n + len(new), new))
+            for part in chunks(inserts, WRITE_CHUNK):
+                refused = _insert_new(self.collection, part)
+                for doc in part:
+                    if doc["_id"] in refused:  # created meanwhile by another writer
+                        unsure[doc["_id"]] = {f"e.{i}": item for i, item in doc["e"].items()}
+                    else:
+                        stamp(doc["_id"], 1, doc["n"])
+            for part in chunks(updates, WRITE_CHUNK):
+                if self.collection.bulk_write([op for op, *_ in part], ordered=False).matched_count == len(part):
+                    for _, bucket_id, v, n, _ in part:
+                        stamp(bucket_id, v, n)
+                else:  # another writer changed some of these buckets since the read: entry by entry
+                    for _, bucket_id, _, _, new in part:
+                        unsure[bucket_id] = new
+            if unsure:
+                again = [UpdateOne({"_id": b}, {"$setOnInsert": {"n": 0, "v": 0}}, upsert=True) for b in unsure]
+                again += [UpdateOne({"_id": b, k: {"$exists": False}}, {"$set": {k: item}, "$inc": {"n": 1, "v": 1}})
+                          for b, new in unsure.items() for k, item in new.items()]
+                for part in chunks(again, WRITE_CHUNK):
+                    self.collection.bulk_write(part, ordered=True)  # the buckets exist before their adds
+                for bucket_id, doc in find_by_ids(self.collection, list(unsure), {"n": 1, "v": 1}).items():
+                    stamp(bucket_id, int(doc.get("v", 0)), int(doc.get("n", 0)))
+        self._publish_many(stamps)
         return added
+
+    def _publish_many(self, stamps: dict[str, dict[str, int]]) -> None:
+        """Raise the heads of many lists to these bucket states (``$max``): a missing head is
+        inserted, a head that already shows them is left alone."""
+        heads = find_by_ids(self.collection, list(stamps), {"b": 1})
+        inserts, raises = [], []
+        for feed, slots in stamps.items():
+            head = heads.get(feed)
+            if head is None:
+                inserts.append({"_id": feed, "b": dict(slots)})
+                continue
+            shown = head.get("b") or {}
+            higher = {f"b.{slot}": s for slot, s in slots.items() if int(shown.get(slot) or 0) < s}
+            if higher:
+                raises.append(UpdateOne({"_id": feed}, {"$max": higher}, upsert=True))
+        for part in chunks(inserts, WRITE_CHUNK):
+            refused = _insert_new(self.collection, part)  # created meanwhile: raised like the others
+            raises += [UpdateOne({"_id": d["_id"]}, {"$max": {f"b.{s}": v for s, v in d["b"].items()}}, upsert=True)
+                       for d in part if d["_id"] in refused]
+        for part in chunks(raises, WRITE_CHUNK):
+            self.collection.bulk_write(part, ordered=False)
 
     def fill(self, entries: Iterable[tuple[str, Entry]]) -> int:
         """Write lists into an **empty** collection (a first build, an upgrade): every bucket
@@ -376,6 +425,27 @@ class FeedStore:
     def entries(self, feed: str) -> list[dict]:
         """Every entry of ``feed`` (a person-sized list; tools and tests)."""
         return self._read(feed, sorted(self._slots(feed)))
+
+
+def _insert_new(collection, docs: list[dict[str, Any]]) -> set[str]:
+    """Insert documents that were not there when read; the ids refused because another writer
+    created them meanwhile."""
+    try:
+        collection.insert_many(docs, ordered=False)
+        return set()
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(err.get("code") != 11000 for err in errors):
+            raise
+        return {docs[err["index"]]["_id"] for err in errors}
+    except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
+        refused = set()
+        for doc in docs:
+            try:
+                collection.insert_one(doc)
+            except DuplicateKeyError:
+                refused.add(doc["_id"])
+        return refused
 
 
 class _BucketCache:

@@ -3,9 +3,11 @@ counts, idempotent adds and removes, bulk adds, and a head left behind by a cras
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pymongo import monitoring
 
 from shared.db import mongo_client
 from shared.feeds import DAY, Entry, FeedStore
@@ -145,6 +147,87 @@ def test_entries_stored_before_packing_read_and_change_like_packed_ones(store):
     assert page["ids"] == ["c", "a"] and page["total_count"] == 2 and store.count("to:p9") == 2
     first = store.page("to:p9", 1)
     assert store.page("to:p9", 1, first["page_info"]["end_cursor"])["ids"] == ["a"]
+
+
+class _Writes(monitoring.CommandListener):
+    """Counts the statements a client sends (pymongo command monitoring), by command."""
+
+    def __init__(self):
+        self.statements, self.commands = Counter(), Counter()
+
+    def started(self, event):
+        body = event.command
+        n = {"insert": "documents", "update": "updates"}.get(event.command_name)
+        self.commands[event.command_name] += 1
+        self.statements[event.command_name] += len(body.get(n, [])) if n else 0
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+@pytest.fixture
+def counted(settings):
+    import pymongo
+
+    writes = _Writes()
+    client = pymongo.MongoClient(settings.mongo_uri, event_listeners=[writes], tz_aware=True)
+    try:
+        yield FeedStore(client[settings.database("feeds")]["lists"], slots={"all": DAY}), writes
+    finally:
+        client.close()
+
+
+def test_bulk_adds_insert_new_buckets_and_heads_and_read_nothing_back(counted):
+    store, writes = counted
+    entries = [(f"to:p{i % 4}", Entry(f"k{i}", T0 + timedelta(days=20 * i))) for i in range(12)]
+    assert store.add_many(entries) == 12
+    # New buckets and heads are inserted (an update costs FerretDB ~15 inserts): two reads
+    # before (buckets, heads), two inserts, no update, nothing read back.
+    assert writes.statements["update"] == 0 and writes.commands["insert"] == 2 and writes.commands["find"] == 2
+    for i in range(4):
+        assert store.page(f"to:p{i}", 10)["ids"] == [f"k{j}" for j in reversed(range(12)) if j % 4 == i]
+    writes.statements.clear(), writes.commands.clear()
+    # Into existing buckets: one update per bucket, one per head (its slots at once).
+    more = [("to:p0", Entry("m0", T0 + timedelta(minutes=1))), ("to:p0", Entry("m1", T0 + timedelta(days=80, minutes=1))),
+            ("to:p0", Entry("m2", T0 + timedelta(days=80, minutes=2)))]
+    assert store.add_many(more + entries) == 3
+    assert writes.statements["update"] == 3 and writes.commands["insert"] == 0 and writes.commands["find"] == 2
+    page = store.page("to:p0", 20)
+    assert page["ids"][:3] == ["k8", "m2", "m1"] and page["total_count"] == 6
+    writes.statements.clear(), writes.commands.clear()
+    assert store.add_many(more) == 0 and writes.statements["update"] == 0  # all there: nothing written
+
+
+def test_bulk_adds_into_a_bucket_another_writer_creates_meanwhile_count_each_once(store, monkeypatch):
+    import shared.feeds as feeds
+
+    real = feeds.find_by_ids
+    calls = []
+
+    def racing(collection, ids, projection=None):
+        found = real(collection, ids, projection)
+        if not calls:  # after add_many found the bucket missing, a live writer creates it
+            calls.append(1)
+            store.add("to:r1", Entry("b", T0 + timedelta(minutes=1)))
+        return found
+
+    monkeypatch.setattr(feeds, "find_by_ids", racing)
+    added = store.add_many([("to:r1", Entry("b", T0 + timedelta(minutes=1))), ("to:r1", Entry("c", T0 + timedelta(minutes=2))),
+                            ("to:r2", Entry("d", T0))])
+    monkeypatch.undo()
+    assert added >= 2
+    page = store.page("to:r1", 10)
+    assert page["ids"] == ["c", "b"] and page["total_count"] == 2 and store.count("to:r2") == 1
+
+
+def test_bulk_adds_mend_a_head_a_crash_left_behind(store):
+    store.add_many([("to:s1", Entry("x", T0)), ("to:s1", Entry("y", T0 + timedelta(days=40)))])
+    store.collection.delete_one({"_id": "to:s1"})  # the head write never happened
+    assert store.add_many([("to:s1", Entry("x", T0)), ("to:s1", Entry("y", T0 + timedelta(days=40)))]) == 0
+    assert store.page("to:s1", 5)["ids"] == ["y", "x"] and store.count("to:s1") == 2
 
 
 def test_pages_come_from_remembered_buckets_only_while_the_head_shows_their_state(store, monkeypatch):
