@@ -491,3 +491,50 @@ def test_the_import_kudos_command_goes_through_the_running_service(api, producer
     assert "0 imported, 6 already imported, 8 rejected" in capsys.readouterr().out
     # The service's relay publishes them; the command wrote nothing itself.
     assert len([r for r in read_topic(settings, settings.topic("kudos"), 5)]) == 5
+
+
+def test_an_import_that_stopped_after_recording_its_events_is_finished_by_the_relay(kudos_settings, producer, clock, settings):
+    """The events of imported kudos are recorded first, 100 to a document of ``kudos_imports``;
+    a process that died before storing the kudos (or their feed entries) left only those: the
+    relay's search at the next start stores the kudos, puts them on the feeds, then publishes."""
+    from services.recognition.kudos import importer
+    from services.recognition.kudos.handlers import imported_event_id
+
+    publish_people(kudos_settings, producer, people=PEOPLE + [ADMIN])
+    rt = _start(kudos_settings, clock)
+    service = rt.service
+    try:
+        assert wait_until(lambda: service.directory.get("boss") is not None, timeout=30)
+        real_insert = service.kudos.insert_many
+
+        def die(*args, **kwargs):
+            raise RuntimeError("the process died here")
+
+        service.kudos.insert_many = die
+        with pytest.raises(RuntimeError):
+            service.import_history("boss", HISTORY)
+        service.kudos.insert_many = real_insert
+        assert service.kudos.count_documents({}) == 0
+    finally:
+        _stop(rt)
+    client, db = _kudos_db(kudos_settings)
+    [batch] = list(db["kudos_imports"].find({}))
+    assert batch["outbox_pending"] is True and len(batch["outbox"]) == 5
+    client.close()
+    rt = _start(kudos_settings, clock)
+    try:
+        with serving(rt.app) as url:
+            api = Client(url, kudos_settings.internal_token)
+            assert wait_until(lambda: walk(api, first=10)[1] == {5}, timeout=30)
+            assert walk(api, first=2, person_id="pia", direction="received")[1] == {4}
+            two_lines = api.as_("li").get(f"/kudos/{walk(api, first=10)[0][3]}").json()
+            assert two_lines["recipients"] == [{"id": "pia", "name": "Pía Novák"}, {"id": "li", "name": "李伟 (Li Wei)"}]
+            events = [decode(r.value) for r in read_topic(settings, settings.topic("kudos"), 5)]
+            assert sorted(e.id for e, _ in events) == sorted(imported_event_id(k) for k in walk(api, first=10)[0])
+            assert wait_until(lambda: rt.service.imports.find_one({})["outbox_pending"] is False)
+            # Importing the file again stores nothing new and records no second event.
+            again = api.as_("boss").post("/kudos/import", data=HISTORY, headers={"Content-Type": "text/csv"}).json()
+            assert (again["imported"], again["already_imported"]) == (0, 6)
+            assert rt.service.imports.count_documents({}) == 1
+    finally:
+        _stop(rt)

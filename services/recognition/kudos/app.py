@@ -2,7 +2,8 @@
 
 At start, the process builds the feeds from the kudos collection if this database predates
 them (once, in the background; ``feeds.py``), and its outbox relay's safety-net search puts any
-kudos a dead process left pending on its feeds before publishing it.
+kudos a dead process left pending on its feeds (storing imported ones an interrupted import had
+only recorded the events of) before publishing it.
 """
 
 from __future__ import annotations
@@ -66,8 +67,10 @@ def build_runtime(settings: KudosSettings, clock: Clock | None = None) -> KudosR
                            calendar=BusinessCalendar.from_settings(settings))
     service.feeds.prepare()  # a database from before the feeds is built in the background
     builder = FeedBuilder(service.feeds, service.kudos, service.clock)
-    relay = OutboxRelay(producer, [service.kudos], poll_ms=settings.outbox_poll_ms, on_scan=service.feeds.recover)
-    service.notify = relay.notify
+    # Imported kudos' events wait in kudos_imports, 100 to a document, never added to later.
+    relay = OutboxRelay(producer, [service.kudos, service.imports], poll_ms=settings.outbox_poll_ms,
+                        insert_only=[service.imports], on_scan=service.recover)
+    service.notify, service.notify_inserted = relay.notify, relay.notify_inserted
     readiness = {**dependency_checks(settings, db), "directory": _directory_loaded(reader)}
     app = create_app(service, settings, readiness)
     return KudosRuntime(settings=settings, app=app, producer=producer, workers=[builder, relay, reader],

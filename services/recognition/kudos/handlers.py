@@ -13,7 +13,9 @@ kudos by id (FerretDB answers nothing else from an index).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
@@ -24,7 +26,7 @@ from services.recognition.directory import Directory
 from services.recognition.kudos import domain, importer
 from services.recognition.kudos.cards import CardData
 from services.recognition.kudos.config import KudosSettings
-from services.recognition.kudos.documents import AllowanceDoc, KudosDoc, WeeklyCapDoc
+from services.recognition.kudos.documents import AllowanceDoc, ImportBatchDoc, KudosDoc, WeeklyCapDoc
 from services.recognition.kudos.domain import AddOn, Kudos
 from services.recognition.kudos.feeds import KudosFeeds, person_feed
 from shared.bus.outbox import merge_update, with_outbox
@@ -32,12 +34,43 @@ from shared.calendar import BusinessCalendar, period_bounds, period_key
 from shared.clock import Clock, utc
 from shared.db import WRITE_CHUNK, chunks, find_by_ids
 from shared.errors import Conflict, Forbidden, NotFound, RuleViolation, Unauthorized
-from shared.events import build_event
+from shared.events import Envelope, build_event
 from shared.feeds import in_order
 from shared.pagination import paginate
 
 log = logging.getLogger(__name__)
 SOURCE = "kudos"
+IMPORT_BATCH = 100  # imported kudos whose events share one outbox document
+
+
+def imported_event_id(kudos_id: str) -> str:
+    """The ``kudos.given`` event id of an imported kudos: the same whichever import stores it."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"insidetrack:kudos.given:{kudos_id}"))
+
+
+def event_at(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return utc(value)
+    return utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+
+
+def _insert_new(collection, docs: list[dict[str, Any]]) -> set[str]:
+    """Insert documents with deterministic ids; the ids refused because they were there."""
+    try:
+        collection.insert_many(docs, ordered=False)
+        return set()
+    except BulkWriteError as exc:
+        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+            raise
+        return {docs[e["index"]]["_id"] for e in exc.details["writeErrors"]}
+    except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
+        refused = set()
+        for doc in docs:
+            try:
+                collection.insert_one(doc)
+            except DuplicateKeyError:
+                refused.add(doc["_id"])
+        return refused
 
 
 def kudos_from_doc(doc: dict) -> Kudos:
@@ -56,9 +89,12 @@ class KudosService:
     clock: Clock
     calendar: BusinessCalendar
     notify: Callable[..., None] = lambda collection=None, *ids: None  # tells the outbox relay which document got events
+    # hands the relay documents just inserted with their events (insert-only collections)
+    notify_inserted: Callable[..., None] = lambda collection, docs: None
 
     def __post_init__(self) -> None:
         self.kudos = KudosDoc._get_collection()
+        self.imports = ImportBatchDoc._get_collection()
         self.allowances = AllowanceDoc._get_collection()
         self.caps = WeeklyCapDoc._get_collection()
         self.feeds = KudosFeeds(self.kudos.database["feeds"], self.kudos.database["meta"])
@@ -167,10 +203,19 @@ class KudosService:
                        actor_email: str | None = None) -> dict[str, Any]:
         """Import kudos history from CSV text (``importer.py``), as an admin.
 
-        Good rows are stored in bulk with their ``kudos.given`` events (``at`` = the kudos' own
-        time, so points score them in their periods), put on the feeds at their dates, then the
-        relay is told. Rows already imported (same content, same id) are skipped; no allowance
-        or weekly cap is spent. Reads the whole directory once (people, not history).
+        Good rows become kudos with their ``kudos.given`` events (``at`` = the kudos' own time,
+        so points score them in their periods; the event id derived from the kudos id). Rows
+        already imported (same content, same id) are skipped; no allowance or weekly cap is
+        spent. Reads the whole directory once (people, not history) and the part's ids once.
+
+        Writes, in this order, each in bulk: the events, 100 kudos' to one outbox document of
+        ``kudos_imports`` (the relay then clears one outbox per 100 kudos instead of one per
+        kudos); the kudos, with no outbox; their feed entries (``FeedStore.add_many``); then the
+        relay is handed the event documents (nothing to read back). A crash anywhere leaves the
+        events pending: the relay's safety-net search hands them to :meth:`recover` first, which
+        stores any of their kudos that are missing and puts them on the feeds, then publishes.
+        A re-import meanwhile stores the missing kudos again with the same event ids, which the
+        points service scores once.
         """
         people = self.directory.by_email()
         actor = self.directory.get(actor_id) if actor_id else people.get((actor_email or "").strip().lower())
@@ -187,41 +232,69 @@ class KudosService:
             unique.setdefault(row.id, row)  # a row repeated in the file is one kudos
         existing = set(find_by_ids(self.kudos, list(unique), {"_id": 1}))
         fresh = [row for row in unique.values() if row.id not in existing]
+        now = self.clock.now()
+        batches = []
+        for part in chunks(fresh, IMPORT_BATCH):
+            ids = "\x1f".join(row.id for row in part)
+            batches.append(with_outbox({"_id": "imp:" + hashlib.sha256(ids.encode()).hexdigest()[:24], "at": now},
+                                       [self._imported_event(row) for row in part]))
+        recorded_before = set()
+        for part in chunks(batches, 10):  # ~60 kB each: a few per command
+            recorded_before |= _insert_new(self.imports, part)
         inserted: list[str] = []
         for part in chunks(fresh, WRITE_CHUNK):
             docs = [self._imported_doc(row) for row in part]
-            try:
-                self.kudos.insert_many(docs, ordered=False)
-                inserted += [d["_id"] for d in docs]
-            except BulkWriteError as exc:  # another import of the same rows got there first
-                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                    raise
-                clashed = {docs[e["index"]]["_id"] for e in exc.details["writeErrors"]}
-                inserted += [d["_id"] for d in docs if d["_id"] not in clashed]
-        # The new kudos on the feeds, then the relay told. An import stopped before this line
-        # left its kudos with their events pending and no notice: the relay's safety-net
-        # search puts them on the feeds before publishing them (feeds.py), so rows found
-        # already there need nothing here.
+            clashed = _insert_new(self.kudos, docs)  # another import of the same rows got there first
+            inserted += [d["_id"] for d in docs if d["_id"] not in clashed]
         added = set(inserted)
         self.feeds.add_many({"_id": row.id, "giver_id": row.giver.id, "recipient_ids": [r.id for r in row.recipients],
                              "created_at": row.created_at} for row in fresh if row.id in added)
-        if inserted:
-            self.notify(self.kudos, *inserted)
+        ours = [b for b in batches if b["_id"] not in recorded_before]
+        if ours:
+            self.notify_inserted(self.imports, ours)
+        if recorded_before:  # the same rows recorded by an import that stopped: publish them if still pending
+            self.notify(self.imports, *recorded_before)
         return {"imported": len(inserted), "already_imported": len(good) - len(inserted),
                 "rejected": len(errors), "errors": errors}
 
-    def _imported_doc(self, row: importer.ImportedKudos) -> dict[str, Any]:
-        recipient_ids = [r.id for r in row.recipients]
-        event = build_event("kudos.given", row.id, {
-            "kudos_id": row.id, "giver_id": row.giver.id, "recipient_ids": recipient_ids, "message": row.message,
-            "values": row.values, "gesture": row.gesture, "request_id": None, "at": row.created_at,
-        }, source=SOURCE, clock=self.clock)
-        doc = {
-            "_id": row.id, "giver_id": row.giver.id, "giver_name": row.giver.name, "recipient_ids": recipient_ids,
+    def _imported_event(self, row: importer.ImportedKudos) -> Envelope:
+        return build_event("kudos.given", row.id, {
+            "kudos_id": row.id, "giver_id": row.giver.id, "recipient_ids": [r.id for r in row.recipients],
+            "message": row.message, "values": row.values, "gesture": row.gesture, "request_id": None, "at": row.created_at,
+        }, source=SOURCE, clock=self.clock, id=imported_event_id(row.id))
+
+    @staticmethod
+    def _imported_doc(row: importer.ImportedKudos) -> dict[str, Any]:
+        return {
+            "_id": row.id, "giver_id": row.giver.id, "giver_name": row.giver.name, "recipient_ids": [r.id for r in row.recipients],
             "recipient_names": [r.name for r in row.recipients], "message": row.message, "values": row.values,
             "gesture": row.gesture, "request_id": None, "created_at": row.created_at, "add_ons": [], "imported": True,
         }
-        return with_outbox(doc, [event])
+
+    def recover(self, collection, docs: list[dict[str, Any]]) -> None:
+        """The relay's ``on_scan`` hook, for documents whose events are still pending (a process
+        died before finishing): imported kudos missing from ``kudos`` are stored from their
+        events (names from the directory copy), then every pending kudos is put on its feeds
+        (``KudosFeeds.recover``); the relay publishes after this."""
+        if collection.full_name == self.imports.full_name:
+            given = [Envelope.from_dict(raw).data for doc in docs for raw in doc.get("outbox") or []
+                     if raw.get("type") == "kudos.given"]
+            have = set(find_by_ids(self.kudos, [d["kudos_id"] for d in given], {"_id": 1}))
+            missing = [d for d in given if d["kudos_id"] not in have]
+            if missing:
+                names = self.directory.many({p for d in missing for p in [d["giver_id"], *d["recipient_ids"]]})
+                name = lambda pid: names[pid].name if pid in names else "?"  # noqa: E731
+                restored = [{
+                    "_id": d["kudos_id"], "giver_id": d["giver_id"], "giver_name": name(d["giver_id"]),
+                    "recipient_ids": list(d["recipient_ids"]), "recipient_names": [name(r) for r in d["recipient_ids"]],
+                    "message": d["message"], "values": list(d.get("values") or []), "gesture": d["gesture"],
+                    "request_id": d.get("request_id"), "created_at": event_at(d["at"]), "add_ons": [], "imported": True,
+                } for d in missing]
+                for part in chunks(restored, WRITE_CHUNK):
+                    _insert_new(self.kudos, part)
+                log.warning("kudos import: stored kudos an interrupted import had recorded the events of",
+                            extra={"kudos": len(restored)})
+        self.feeds.recover(collection, docs)
 
     # -- reads -------------------------------------------------------------------------------
 
