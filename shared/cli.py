@@ -97,7 +97,7 @@ def cmd_up(args, settings: Settings) -> int:
         while not shutdown.wait(1.0):
             for message in services.check():
                 print(message, file=sys.stderr, flush=True)
-            if any(info["pid"] is None for info in local.status(settings).values()):
+            if None in local.pids(settings).values():  # alive is enough: no probe every second
                 print("Kafka or FerretDB stopped (see var/log); stopping the rest.", file=sys.stderr)
                 return 1
         return 0

@@ -327,7 +327,15 @@ def down(settings: Settings) -> dict[str, str]:
     return result
 
 
+def pids(settings: Settings) -> dict[str, int | None]:
+    """Each component's pid (None: not running), from its pid file, without asking it anything:
+    for a watch loop (``insidetrack up`` looks every second; ``status`` would open a Kafka admin
+    client and a MongoDB client each time)."""
+    return {c.daemon.name: c.daemon.pid() for c in components(settings)}
+
+
 def status(settings: Settings) -> dict[str, dict]:
+    """Each component's pid, whether it answers (a metadata request, a ping) and its log."""
     out = {}
     for c in components(settings):
         pid = c.daemon.pid()
