@@ -139,6 +139,14 @@ class ServiceRuntime:
             worker.start()
 
     def stop(self) -> None:
+        # Consumers are asked first, all at once: each sees it at the end of its current poll
+        # (up to a second when idle), so their waits overlap instead of adding up. Then every
+        # worker is stopped and waited for in reverse order, as before (the relay last, so it
+        # still publishes what the consumers' last messages recorded).
+        for worker in self.workers:
+            request_stop = getattr(worker, "request_stop", None)
+            if request_stop is not None:
+                request_stop()
         for worker in reversed(self.workers):
             worker.stop()
         self.producer.close()

@@ -100,6 +100,8 @@ class LiveHub:
 
     def stop(self) -> None:
         for reader in self._readers:
+            reader.request_stop()  # all at once: each ends its current poll (up to a second when idle)
+        for reader in self._readers:
             reader.stop()
         self._readers.clear()
         if self._producer is not None:

@@ -138,3 +138,88 @@ def test_a_failed_commit_is_tried_again_after_the_next_poll_for_partitions_still
     assert client.committed == [{kept: 11}]  # the other member redoes partition 1 from its last commit
     runner._commit_pending(client)
     assert client.committed == [{kept: 11}]  # nothing left to commit
+
+
+class _IdleClient:
+    """A Kafka client on a topic where nothing happens: records its settings and poll timeouts."""
+
+    def __init__(self, runner_stops, **config):
+        self.config, self.polls, self.closed, self._stops = config, [], False, runner_stops
+
+    def partitions_for_topic(self, topic):
+        return {0, 1, 2}
+
+    def assign(self, partitions):
+        self.partitions = set(partitions)
+
+    def seek_to_end(self, *partitions):
+        pass
+
+    def end_offsets(self, partitions):
+        return {tp: 0 for tp in partitions}
+
+    def position(self, tp):
+        return 0
+
+    def assignment(self):
+        return self.partitions
+
+    def poll(self, timeout_ms=0):
+        self.polls.append(timeout_ms)
+        if len(self.polls) == 3:
+            self._stops()  # SIGTERM arrives during the third poll
+        return {}
+
+    def close(self, autocommit=True, timeout_ms=None):
+        self.closed = True
+
+
+def test_an_idle_runner_polls_once_a_second_and_lets_the_broker_hold_empty_fetches(monkeypatch):
+    """Idle CPU (issue 17): kafka-python's 200 ms polls and 500 ms fetch waits cost ~1 % of a core
+    per runner. A poll ends as soon as records arrive, so the longer waits add no latency; a stop
+    is seen at the end of the poll in hand, so one poll is what an idle runner's stop can wait."""
+    import shared.bus.consumer as consumer_module
+    from shared.bus.consumer import FETCH_MAX_WAIT_MS, POLL_MS
+
+    clients = []
+    runner = ConsumerRunner(load_settings(env={}), group=None, topics=["kudos"], from_beginning=False,
+                            handler=lambda e, d: None, producer=None)
+    monkeypatch.setattr(consumer_module, "kafka_reachable", lambda settings: None)
+    monkeypatch.setattr(consumer_module, "KafkaConsumer",
+                        lambda **config: clients.append(_IdleClient(runner.request_stop, **config)) or clients[-1])
+    runner.run()
+    [client] = clients
+    assert client.config["fetch_max_wait_ms"] == FETCH_MAX_WAIT_MS
+    assert client.config["fetch_max_wait_ms"] < client.config.get("request_timeout_ms", 30_000)
+    assert client.polls == [POLL_MS] * 3  # stopped after the poll in hand, none after it
+    assert POLL_MS <= 1_000  # the bound docs/architecture.md gives for a stop when idle
+    assert client.closed and runner.caught_up.is_set()
+
+
+def test_a_runtime_asks_all_its_consumers_to_stop_before_waiting_for_any():
+    """Each idle consumer sees a stop at the end of its poll: asked together, their waits overlap
+    (one poll, not one per consumer). Workers are then stopped in reverse order as before, so the
+    relay, first in the list, still stops last."""
+    from shared.serve import ServiceRuntime
+
+    calls = []
+
+    class Consumer:
+        def __init__(self, name):
+            self.name = name
+
+        def request_stop(self):
+            calls.append(("ask", self.name))
+
+        def stop(self):
+            calls.append(("stop", self.name))
+
+    class Relay:
+        def stop(self):
+            calls.append(("stop", "relay"))
+
+    runtime = ServiceRuntime(settings=None, app=None, producer=SimpleNamespace(close=lambda: calls.append(("close",))),
+                             workers=[Relay(), Consumer("people"), Consumer("score"), Consumer("apply")])
+    runtime.stop()
+    assert calls == [("ask", "people"), ("ask", "score"), ("ask", "apply"),
+                     ("stop", "apply"), ("stop", "score"), ("stop", "people"), ("stop", "relay"), ("close",)]
