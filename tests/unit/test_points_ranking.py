@@ -66,6 +66,10 @@ class MemoryCollection:
             doc = self.docs.get(filt["_id"])
             return copy.deepcopy(doc) if doc is not None and _matches(doc, filt) else None
 
+    def find(self, filt, projection=None):  # only by _id: {"_id": {"$in": [...]}} (shared.db.find_by_ids)
+        with self.lock:
+            return [copy.deepcopy(self.docs[i]) for i in filt["_id"]["$in"] if i in self.docs]
+
     def update_one(self, filt, update, upsert=False):
         with self.lock:
             self._write()

@@ -53,7 +53,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # that is as safe as an outbox); badges awarded go out through this relay.
     relay = OutboxRelay(producer, [store.badge_awards], poll_ms=settings.outbox_poll_ms, insert_only=[store.badge_awards])
     scorer = Scorer(store, rules, calendar, directory, clock, publish=producer.publish_all)
-    applier = Applier(store, rules, calendar, directory, clock, notify=relay.notify)
+    applier = Applier(store, rules, calendar, directory, clock, notify=relay.notify, notify_inserted=relay.notify_inserted)
     queries = PointsQueries(store, rules, calendar, directory, clock)
 
     def on_person(envelope, data) -> None:

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 SOURCE = "points"
 PERIODS = ("week", "month", "quarter", "all")
 RUSH_SHORT_NOTICE_HOURS = 24
+WHOLE_BOARD_AT = 100  # people changed in one board update beyond which the whole entries map is written
 WEEKS_KEPT = 12
 
 
@@ -490,8 +491,12 @@ def _apply_sums(collection, sums: dict[str, _Sum], build: Callable[[_Sum, list[_
     few ms). This relies on one
     writer per partition at a time, which the consumer group gives (a person's awards are all
     in one partition; a board's fields per partition are only moved by that partition's owner).
+
+    A document that does not exist yet is inserted whole (historical awards mostly open new
+    weeks and months: an update costs FerretDB ~15 inserts); one created meanwhile by another
+    writer (its insert refused) gets the update instead.
     """
-    ops, stored = [], find_by_ids(collection, sums, {"applied": 1})
+    ops, new, stored = [], {}, find_by_ids(collection, sums, {"applied": 1})
     for doc_id, total in sums.items():
         applied = stored.get(doc_id, {}).get("applied") or {}
         todo = [i for i in total.items if applied.get(i.partition, -1) < i.offset]
@@ -499,10 +504,44 @@ def _apply_sums(collection, sums: dict[str, _Sum], build: Callable[[_Sum, list[_
             continue  # applied before the crash that replays it
         update = build(total, todo)
         update.setdefault("$set", {}).update({f"applied.{i.partition}": i.offset for i in sorted(todo, key=lambda i: i.offset)})
-        ops.append(UpdateOne({"_id": doc_id}, update, upsert=True))
+        if doc_id in stored:
+            ops.append(UpdateOne({"_id": doc_id}, update, upsert=True))
+        else:
+            new[doc_id] = update
+    for part in chunks(list(new)):
+        refused = _insert_new(collection, [_as_document(doc_id, new[doc_id]) for doc_id in part])
+        ops += [UpdateOne({"_id": doc_id}, new[doc_id], upsert=True) for doc_id in part if doc_id in refused]
     if ops:
         for part in chunks(ops):
             collection.bulk_write(part, ordered=False)
+
+
+def _as_document(doc_id: str, update: dict[str, Any]) -> dict[str, Any]:
+    """The document an upsert of ``update`` ($inc/$set of dotted paths) creates."""
+    doc: dict[str, Any] = {"_id": doc_id}
+    for op in ("$inc", "$set"):
+        for path, value in (update.get(op) or {}).items():
+            *parents, leaf = path.split(".")
+            target = doc
+            for name in parents:
+                target = target.setdefault(name, {})
+            target[leaf] = value
+    return doc
+
+
+def _insert_new(collection, documents: list[dict]) -> set:
+    """Insert documents that were missing when read; the ids refused because another writer
+    created them meanwhile."""
+    try:
+        collection.insert_many(documents, ordered=False)
+        return set()
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(err.get("code") != 11000 for err in errors):
+            raise
+        return {documents[err["index"]]["_id"] for err in errors}
+    except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
+        return {doc["_id"] for doc in documents if not insert_once(collection, doc)}
 
 
 def _insert_many_once(collection, documents: list[dict]) -> list[dict]:
@@ -532,6 +571,7 @@ class Applier:
     clock: Clock
     publish: bool = True
     notify: Callable[..., None] = lambda collection=None, *ids: None
+    notify_inserted: Callable[..., None] | None = None  # the relay's notify_inserted (insert-only badge awards)
 
     def __post_init__(self) -> None:
         self.ranking = Ranking(self.store.rankings)
@@ -567,9 +607,16 @@ class Applier:
             if item.award.badges or item.award.resets:
                 by_person.setdefault(item.award.person_id, []).append(item)
         stored = find_by_ids(self.store.badge_progress, by_person)
-        progress, writes = {}, []
+        progress, changes = {}, {}
         for person_id, person_items in by_person.items():
-            progress[person_id] = self._advance_badges(person_id, stored.get(person_id, {}), person_items, writes)
+            progress[person_id] = self._advance_badges(person_id, stored.get(person_id, {}), person_items, changes)
+        # A person's first progress is inserted (one created meanwhile is updated instead).
+        firsts = [pid for pid in changes if pid not in stored]
+        refused = set()
+        for part in chunks(firsts):
+            refused |= _insert_new(self.store.badge_progress, [_as_document(pid, changes[pid]) for pid in part])
+        writes = [UpdateOne({"_id": pid}, update, upsert=True) for pid, update in changes.items()
+                  if pid in stored or pid in refused]
         if writes:
             for part in chunks(writes):  # everyone's progress in a few bulks
                 self.store.badge_progress.bulk_write(part, ordered=False)
@@ -606,17 +653,43 @@ class Applier:
             self._update_board(doc_id, board)
 
     def _update_board(self, doc_id: str, board: "_Sum") -> None:
-        """One board update, versioned (``v``), and the same change in the ranking read model."""
-        applied = (self.store.boards.find_one({"_id": doc_id}, {"applied": 1}) or {}).get("applied") or {}
+        """One board update, versioned (``v``), and the same change in the ranking read model.
+
+        The board is read once (its ``applied`` offsets and the entries before), then written
+        once: an update conditional on the version read, so the state before it is the one read
+        and the ranking needs no second read; a new board is inserted. If another process wrote
+        the board in between (another partition's owner), the update is made atomically
+        returning the board before it, as one write too."""
+        before = self.store.boards.find_one({"_id": doc_id}) or {}
+        applied = before.get("applied") or {}
         todo = [i for i in board.items if applied.get(i.partition, -1) < i.offset]
         if not todo:
             return  # applied before the crash that replays it
         update = self._board_update(board, todo)
         update["$inc"]["v"] = 1
         update["$set"].update({f"applied.{i.partition}": i.offset for i in sorted(todo, key=lambda i: i.offset)})
-        # FerretDB 1.24 refuses a projection here: the whole board comes back.
-        before = self.store.boards.find_one_and_update({"_id": doc_id}, update, upsert=True,
-                                                       return_document=ReturnDocument.BEFORE) or {}
+        if before:
+            write = update
+            people = list(dict.fromkeys(i.award.person_id for i in todo))
+            if len(people) > WHOLE_BOARD_AT:
+                # Many people at once (a backlog, history): the whole entries map in one $set.
+                # FerretDB's cost of an update grows faster than its number of paths (a board
+                # of 2,000: 1,000 people's paths 2.2 s, the map 0.5 s), and the map is known:
+                # the board as read plus this batch, written only if nothing changed since.
+                entries = {pid: dict(e) for pid, e in (before.get("entries") or {}).items()}
+                for pid in people:
+                    old, fields = entries.get(pid) or {}, board.people[pid]
+                    entries[pid] = {**old, "p": int(old.get("p") or 0) + update["$inc"][f"entries.{pid}.p"],
+                                    "d": fields["department"], "r": fields["role"]}
+                write = {"$set": {"entries": entries, **{k: v for k, v in update["$set"].items() if k.startswith("applied.")}},
+                         "$inc": {"v": 1}}
+            exact = self.store.boards.update_one({"_id": doc_id, "v": before.get("v")}, write).matched_count == 1
+        else:
+            exact = not _insert_new(self.store.boards, [_as_document(doc_id, update)])
+        if not exact:
+            # FerretDB 1.24 refuses a projection here: the whole board comes back.
+            before = self.store.boards.find_one_and_update({"_id": doc_id}, update, upsert=True,
+                                                           return_document=ReturnDocument.BEFORE) or {}
         entries = before.get("entries") or {}
         changes = []
         for pid in dict.fromkeys(i.award.person_id for i in todo):
@@ -624,8 +697,16 @@ class Applier:
             fields = board.people[pid]
             changes.append(ScoreChange(pid, int(old.get("p") or 0), int(old.get("p") or 0) + update["$inc"][f"entries.{pid}.p"],
                                        fields["department"], fields["role"], old_department=old.get("d"), old_role=old.get("r")))
-        self.ranking.apply(doc_id.removeprefix("board:"), int(before.get("v") or 0) + 1, changes,
-                           lambda: self.store.boards.find_one({"_id": doc_id}) or {})
+
+        def board_after() -> dict:
+            if not exact:
+                return self.store.boards.find_one({"_id": doc_id}) or {}
+            after = {**before, "entries": {pid: dict(e) for pid, e in entries.items()}, "v": int(before.get("v") or 0) + 1}
+            for change in changes:
+                after["entries"][change.person_id] = {"p": change.new, "d": change.department, "r": change.role}
+            return after
+
+        self.ranking.apply(doc_id.removeprefix("board:"), int(before.get("v") or 0) + 1, changes, board_after)
 
     @staticmethod
     def _totals_update(total: "_Sum", items: list["_Item"]) -> dict:
@@ -666,9 +747,9 @@ class Applier:
                         person.id, points, points, person.department, person.role, old_department=old.get("d"),
                         old_role=old.get("r"))], lambda key=key: self.store.boards.find_one({"_id": f"board:{key}"}) or {})
 
-    def _advance_badges(self, person_id: str, doc: dict, items: list["_Item"], writes: list) -> dict[str, Any]:
-        """Fold a person's awards into their badge progress (``doc``, as stored); add its write
-        (by _id) to ``writes``."""
+    def _advance_badges(self, person_id: str, doc: dict, items: list["_Item"], writes: dict) -> dict[str, Any]:
+        """Fold a person's awards into their badge progress (``doc``, as stored); put its update
+        (by _id) in ``writes``."""
         applied = dict(doc.get("applied") or {})
         badges = doc.get("badges") or {}
         todo = [i for i in items if applied.get(i.partition, -1) < i.offset]
@@ -677,8 +758,7 @@ class Applier:
         for item in todo:
             self._advance(badges, item)
             applied[item.partition] = item.offset
-        writes.append(UpdateOne(
-            {"_id": person_id}, {"$set": {"badges": badges, **{f"applied.{p}": o for p, o in applied.items()}}}, upsert=True))
+        writes[person_id] = {"$set": {"badges": badges, **{f"applied.{p}": o for p, o in applied.items()}}}
         return badges
 
     def _advance(self, badges: dict[str, Any], item: "_Item") -> None:
@@ -723,6 +803,7 @@ class Applier:
                    for tier in self.rules.badges[bid].reached(badge_level(self.rules.badges[bid], state))]
         ids = [badge_award_id(person_id, bid, tier) for person_id, bid, _, _, tier, _ in reached]
         awarded = find_by_ids(self.store.badge_awards, ids, {"_id": 1})  # a read: cheaper than a refused insert
+        new = []
         for award_id, (person_id, bid, badge, state, tier, at) in zip(ids, reached):
             if award_id not in awarded:
                 evidence = list(state.get("evidence") or [])
@@ -731,8 +812,14 @@ class Applier:
                     "evidence_event_ids": evidence, "at": at,
                 }, source=SOURCE, clock=self.clock, id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"insidetrack:badge:{award_id}")))
                 doc = {"_id": award_id, "person_id": person_id, "badge": bid, "tier": tier, "evidence": evidence, "at": at}
-                if insert_once(self.store.badge_awards, with_outbox(doc, [event] if self.publish else [])):
-                    self.notify(self.store.badge_awards, award_id)
+                new.append(with_outbox(doc, [event] if self.publish else []))
+        # In bulk; the relay is handed the documents it publishes (insert-only: nothing to read back).
+        stored = _insert_many_once(self.store.badge_awards, new)
+        if stored and self.publish:
+            if self.notify_inserted is not None:
+                self.notify_inserted(self.store.badge_awards, stored)
+            else:
+                self.notify(self.store.badge_awards, *[d["_id"] for d in stored])
 
 
 def badge_level(badge: Badge, state: dict[str, Any]) -> int:

@@ -46,6 +46,8 @@ from pymongo import ReturnDocument, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from shared.db import find_by_ids
+
 log = logging.getLogger(__name__)
 
 TOP_K = 100          # people kept per scope in the top list
@@ -353,13 +355,18 @@ class Ranking:
         states: dict[str, ScopeState] = {}
         done: set[str] = set()  # summaries already written by an interrupted attempt of this version
         known = set(head.get("scopes") or [])
+        changes = list(changes)
+        # The summaries these changes touch, read in one $in.
+        touched = {sid for c in changes for sid in [*scopes_of(c.old_department, c.old_role), *scopes_of(c.department, c.role)]
+                   if sid != "company" and sid in known}
+        found = find_by_ids(self.collection, [self.summary_id(key, g, sid) for sid in sorted(touched)])
 
         def state(sid: str) -> ScopeState:
             if sid not in states:
                 if sid == "company":
                     states[sid] = ScopeState.from_doc(head)
                 else:
-                    doc = self.collection.find_one({"_id": self.summary_id(key, g, sid)}) if sid in known else None
+                    doc = found.get(self.summary_id(key, g, sid)) if sid in known else None
                     if doc is not None and int(doc.get("v") or 0) >= version:
                         done.add(sid)
                     states[sid] = ScopeState.from_doc(doc)

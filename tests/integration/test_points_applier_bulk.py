@@ -1,0 +1,99 @@
+"""The points applier on a burst of historical awards, on the real FerretDB: documents that do
+not exist yet are inserted, a board changed for many people is written whole (conditional on
+its version), a board another process wrote meanwhile is updated atomically instead, and a
+replay changes nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from services.recognition.directory import Directory, DirectoryPersonDoc
+from services.recognition.points.config import PointsSettings
+from services.recognition.points.engine import WHOLE_BOARD_AT, Applier, Store
+from services.recognition.points.rules import load_rules
+from shared.calendar import BusinessCalendar, period_key
+from shared.clock import ManualClock
+from shared.db import connect, disconnect
+from shared.events.schemas import PointsAwarded
+
+pytestmark = pytest.mark.integration
+MON = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+PEOPLE = [f"p{i:03d}" for i in range(WHOLE_BOARD_AT + 50)]
+
+
+@pytest.fixture
+def applier(settings):
+    points = PointsSettings(**settings.model_dump())
+    db = connect(points, "points")
+    DirectoryPersonDoc._get_collection().insert_many([
+        {"_id": pid, "email": f"{pid}@example.com", "name": pid, "role": "support" if i % 2 else "rep",
+         "department": "pricing" if i % 2 else "sales", "active": True} for i, pid in enumerate(PEOPLE)])
+    store = Store(db)
+    store.ensure_indexes()
+    handed = []
+    applier = Applier(store, load_rules(points.rules_file), BusinessCalendar.from_settings(points), Directory(),
+                      ManualClock(MON + timedelta(days=30)), notify_inserted=lambda collection, docs: handed.extend(docs))
+    applier.handed = handed
+    yield applier
+    disconnect()
+
+
+def awards(round_: int, at: datetime, partition: str = "0", first_offset: int = 0):
+    out = []
+    for n, pid in enumerate(PEOPLE):
+        giver = PEOPLE[(n + 1) % len(PEOPLE)]
+        out.append((PointsAwarded(
+            entry_id=f"e{round_}-{pid}", person_id=pid, points=10, rule="kudos_received", reason="Kudos received",
+            source_event_id=f"k{round_}-{pid}", source_event_type="kudos.given", badges=["team_favorite"],
+            counterparts=[giver] if n % 2 else [], at=at + timedelta(minutes=n)), partition, first_offset + n))
+    return out
+
+
+def board(applier, key):
+    return applier.store.boards.find_one({"_id": f"board:{key}"}) or {}
+
+
+def test_a_burst_inserts_what_is_new_writes_boards_whole_and_a_replay_changes_nothing(applier):
+    week = period_key(applier.calendar, "week", MON)
+    assert applier.apply_batch(awards(1, MON)) == len(PEOPLE)
+    totals = {d["person_id"]: d["points"] for d in applier.store.totals.find({"key": week})}
+    assert totals == {pid: 10 for pid in PEOPLE}
+    first = board(applier, week)
+    assert {pid: e["p"] for pid, e in first["entries"].items()} == {pid: 10 for pid in PEOPLE} and first["v"] == 1
+    # The second round changes every entry of existing boards: the whole map, written once.
+    assert applier.apply_batch(awards(2, MON + timedelta(hours=5), first_offset=len(PEOPLE))) == len(PEOPLE)
+    second = board(applier, week)
+    assert {pid: e["p"] for pid, e in second["entries"].items()} == {pid: 20 for pid in PEOPLE} and second["v"] == 2
+    assert second["entries"]["p001"] == {"p": 20, "d": "pricing", "r": "support"}
+    assert applier.ranking.count(week, "company", None) == len(PEOPLE)
+    assert applier.ranking.top(week, "department", "pricing", 3)[0][1] == 20
+    assert applier.store.ledger.count_documents({}) == 2 * len(PEOPLE)
+    # Everything again (a redelivery after a crash): nothing new, nothing written twice.
+    again = awards(1, MON) + awards(2, MON + timedelta(hours=5), first_offset=len(PEOPLE))
+    assert applier.apply_batch(again) == 0
+    assert board(applier, week)["v"] == 2
+    assert {d["_id"] for d in applier.handed} == {d["_id"] for d in applier.store.badge_awards.find({}, {"_id": 1})}
+
+
+def test_a_board_another_process_wrote_meanwhile_is_updated_atomically(applier, monkeypatch):
+    week = period_key(applier.calendar, "week", MON)
+    applier.apply_batch(awards(1, MON))
+    boards = applier.store.boards
+    real = boards.find_one
+
+    def racing(filter_, *args, **kwargs):
+        found = real(filter_, *args, **kwargs)
+        if filter_.get("_id") == f"board:{week}" and not racing.done:
+            racing.done = True  # between this read and the write, partition 1's owner adds to the board
+            boards.update_one({"_id": f"board:{week}"}, {"$inc": {"entries.p000.p": 5, "v": 1}, "$set": {"applied.1": 7}})
+        return found
+
+    racing.done = False
+    monkeypatch.setattr(boards, "find_one", racing)
+    applier.apply_batch(awards(2, MON + timedelta(hours=5), first_offset=len(PEOPLE)))
+    monkeypatch.undo()
+    after = board(applier, week)
+    assert after["v"] == 3 and after["applied"] == {"0": 2 * len(PEOPLE) - 1, "1": 7}
+    assert after["entries"]["p000"]["p"] == 25 and {e["p"] for pid, e in after["entries"].items() if pid != "p000"} == {20}
