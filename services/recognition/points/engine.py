@@ -18,6 +18,7 @@ its ledger entry and skipped.
 
 from __future__ import annotations
 
+import copy
 import logging
 import uuid
 from dataclasses import dataclass
@@ -755,9 +756,15 @@ class Applier:
         todo = [i for i in items if applied.get(i.partition, -1) < i.offset]
         if not todo:
             return badges  # applied before the crash that replays them
+        unchanged = copy.deepcopy(badges)
         for item in todo:
             self._advance(badges, item)
             applied[item.partition] = item.offset
+        if badges == unchanged:
+            # Nothing moved (a distinct badge's members and evidence are full, say): no write.
+            # Applying these awards again, after a crash, finds the same state and moves
+            # nothing either, so the offsets need not move.
+            return badges
         writes[person_id] = {"$set": {"badges": badges, **{f"applied.{p}": o for p, o in applied.items()}}}
         return badges
 
