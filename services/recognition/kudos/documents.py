@@ -55,11 +55,10 @@ class WeeklyCapDoc(me.Document):
 
 
 class ImportBatchDoc(OutboxDocument):
-    """The ``kudos.given`` events of up to 100 imported kudos, pending until the outbox relay
-    has published them (``handlers.import_history``). One document per 100 kudos, inserted
-    before the kudos themselves, so the relay clears one outbox per 100 kudos (an update costs
-    FerretDB ~15 inserts) and a crash leaves the events recorded: ``_id`` is
-    ``imp:<hash of its kudos ids>``."""
+    """The ``kudos.given`` events of up to ten imported kudos (``handlers.IMPORT_BATCH``),
+    pending until the outbox relay has published them (``handlers.import_history``). Inserted
+    before the kudos themselves, so the relay clears one outbox per ten kudos and reads none
+    back, and a crash leaves the events recorded: ``_id`` is ``imp:<hash of its kudos ids>``."""
 
     id = me.StringField(primary_key=True)
     at = me.DateTimeField()

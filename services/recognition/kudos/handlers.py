@@ -40,7 +40,10 @@ from shared.pagination import paginate
 
 log = logging.getLogger(__name__)
 SOURCE = "kudos"
-IMPORT_BATCH = 100  # imported kudos whose events share one outbox document
+# Imported kudos whose events share one outbox document. The relay clears 100 documents per
+# command: at 100 events each, that one command took FerretDB over the client's 30 s timeout
+# on the loaded machine (its cost is per event, ~2 ms), and the relay retried it for ever.
+IMPORT_BATCH = 10
 
 
 def imported_event_id(kudos_id: str) -> str:
@@ -208,9 +211,9 @@ class KudosService:
         already imported (same content, same id) are skipped; no allowance or weekly cap is
         spent. Reads the whole directory once (people, not history) and the part's ids once.
 
-        Writes, in this order, each in bulk: the events, 100 kudos' to one outbox document of
-        ``kudos_imports`` (the relay then clears one outbox per 100 kudos instead of one per
-        kudos); the kudos, with no outbox; their feed entries (``FeedStore.add_many``); then the
+        Writes, in this order, each in bulk: the events, ten kudos' to one outbox document of
+        ``kudos_imports`` (the relay then clears one outbox per ten kudos instead of one per
+        kudos, and reads nothing back); the kudos, with no outbox; their feed entries (``FeedStore.add_many``); then the
         relay is handed the event documents (nothing to read back). A crash anywhere leaves the
         events pending: the relay's safety-net search hands them to :meth:`recover` first, which
         stores any of their kudos that are missing and puts them on the feeds, then publishes.
@@ -239,7 +242,7 @@ class KudosService:
             batches.append(with_outbox({"_id": "imp:" + hashlib.sha256(ids.encode()).hexdigest()[:24], "at": now},
                                        [self._imported_event(row) for row in part]))
         recorded_before = set()
-        for part in chunks(batches, 10):  # ~60 kB each: a few per command
+        for part in chunks(batches, WRITE_CHUNK):
             recorded_before |= _insert_new(self.imports, part)
         inserted: list[str] = []
         for part in chunks(fresh, WRITE_CHUNK):
