@@ -67,8 +67,11 @@ def build_runtime(settings: KudosSettings, clock: Clock | None = None) -> KudosR
                            calendar=BusinessCalendar.from_settings(settings))
     service.feeds.prepare()  # a database from before the feeds is built in the background
     builder = FeedBuilder(service.feeds, service.kudos, service.clock)
-    # Imported kudos' events wait in kudos_imports, 100 to a document, never added to later.
-    relay = OutboxRelay(producer, [service.kudos, service.imports], poll_ms=settings.outbox_poll_ms,
+    # Imported kudos' events wait in kudos_imports, ten to a document, never added to later.
+    # That collection comes first: a pass publishes each collection's notices, then its safety-
+    # net search, and the search of a year of kudos (a scan on FerretDB) outlasted the client's
+    # 30 s timeout on the loaded machine, failing the pass before an import's events went out.
+    relay = OutboxRelay(producer, [service.imports, service.kudos], poll_ms=settings.outbox_poll_ms,
                         insert_only=[service.imports], on_scan=service.recover)
     service.notify, service.notify_inserted = relay.notify, relay.notify_inserted
     readiness = {**dependency_checks(settings, db), "directory": _directory_loaded(reader)}
