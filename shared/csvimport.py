@@ -140,7 +140,7 @@ def send_file(base_url: str, path: str, headers: dict[str, str], text: str, acto
               rows_per_part: int = PART_ROWS, say=lambda line: None, timeout: float = 600) -> dict[str, Any]:
     """POST the file to ``base_url + path`` (``/kudos/import``, ``/requests/import``) part by
     part, as the admin ``actor_email``; the summed report ``{imported, already_imported,
-    rejected, errors}``. Raises ``RuntimeError`` with the service's message when a part is
+    rejected, errors}`` (and any other count the service gives). Raises ``RuntimeError`` with the service's message when a part is
     refused as a whole (not an admin, a bad header)."""
     import requests as http
 
@@ -155,8 +155,9 @@ def send_file(base_url: str, path: str, headers: dict[str, str], text: str, acto
             if response.status_code != 200:
                 error = body.get("error") or {}
                 raise RuntimeError(error.get("message") or f"{base_url}{path} answered {response.status_code}")
-            for key in ("imported", "already_imported", "rejected"):
-                total[key] += body[key]
+            for key, value in body.items():  # the counts (and whatever else a service counts: events)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    total[key] = total.get(key, 0) + value
             total["errors"] += body["errors"]
             if len(parts) > 1:
                 say(f"part {n}/{len(parts)}: {body['imported']} imported, {body['already_imported']} already there, "

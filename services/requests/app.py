@@ -58,7 +58,8 @@ def build_runtime(settings: RequestsSettings, clock: Clock | None = None) -> Req
     relay = OutboxRelay(producer, [repo.people, repo.requests], poll_ms=settings.outbox_poll_ms,
                         scan_s=settings.outbox_scan_s, on_scan=finish_projections)
     service = RequestsService(
-        repo=repo, clock=clock, calendar=BusinessCalendar.from_settings(settings), notify=relay.notify
+        repo=repo, clock=clock, calendar=BusinessCalendar.from_settings(settings), notify=relay.notify,
+        publish=producer.publish_all,
     )
     app = create_app(service, settings, readiness=dependency_checks(settings, db))
     app.extensions["requests_admin_email"] = settings.admin_email

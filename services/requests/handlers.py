@@ -41,6 +41,9 @@ class RequestsService:
     clock: Clock
     calendar: BusinessCalendar
     notify: Callable[..., None] = lambda collection=None, *ids: None  # tells the outbox relay which document got events
+    # Publishes events and waits for the broker (the relay's producer): an import publishes its
+    # stored events itself, in bulk (import_history). None: the relay publishes them.
+    publish: Callable[[list[Envelope]], None] | None = None
 
     # -- actors ----------------------------------------------------------------------------------
 
@@ -253,10 +256,13 @@ class RequestsService:
         good rows are stored in bulk, not a command at a time: numbers taken as one range (one
         ``$inc``), the documents with their whole timeline and every event in the outbox
         inserted 100 a command (flagged ``lists_pending``, as a live insert), their lists and
-        timers written in bulk (``RequestReadModels.project_imported``, which clears the
-        flags), then the relay told, which publishes at once. Rows already imported (same
-        content, same id) are skipped; ones a crashed import left unprojected or unpublished are
-        finished. Reads the directory copy once (people, not history) and the rows' ids by ``$in``.
+        timers written in bulk (``RequestReadModels.project_imported``), their events published
+        (the relay's producer), then the flags and outboxes cleared in one write per document
+        (``finish_imported``). A crash anywhere leaves flagged documents with their events: the
+        recovery at start re-projects them and the relay publishes them (again: a duplicate,
+        never a loss). Rows already imported (same content, same id) are skipped; ones a
+        crashed import left unprojected or unpublished are finished. Reads the directory copy
+        once (people, not history) and the rows' ids by ``$in``.
         """
         people, _ = self.repo.directory.snapshot()
         actor = self.repo.person(actor_id) if actor_id else people.get((actor_email or "").strip().lower())
@@ -292,7 +298,14 @@ class RequestsService:
                 if lost:  # a clash on something else than the id (a number): never skip silently
                     raise Conflict("import_clash", f"{len(lost)} requests clashed with stored ones; try again")
             inserted += [row.request for row in part if row.request.id not in clashed]
+        # On the lists, then published, then the flags and outboxes cleared in one write each
+        # (finish_imported); the relay is told only about what that write did not finish.
         self.repo.read_models.project_imported(inserted)
+        stored = {r.id for r in inserted}
+        published = self._publish_imported([row for row in fresh if row.request.id in stored])
+        relay = self.repo.read_models.finish_imported(inserted, published)
+        if not published:
+            relay = [r.id for r in inserted]
         # Rows found stored but still flagged: an earlier import stopped (crashed) before their
         # lists or before telling the relay; their document is the truth now (a command may
         # have changed it since). Finished here, so a re-run completes what a crash left.
@@ -300,10 +313,26 @@ class RequestsService:
         if unfinished:
             self.repo.read_models.recover(unfinished)
         unpublished = [rid for rid, doc in existing.items() if doc.get(PENDING) or doc.get(OUTBOX_PENDING)]
-        for part in chunks([r.id for r in inserted] + unpublished, ID_CHUNK):
+        for part in chunks(relay + unpublished, ID_CHUNK):
             self.notify(self.repo.requests, *part)
         return {"imported": len(inserted), "already_imported": len(good) - len(inserted),
-                "rejected": len(errors), "errors": errors}
+                "rejected": len(errors), "errors": errors,
+                "events": sum(len(row.events) for row in fresh if row.request.id in stored)}
+
+    def _publish_imported(self, rows: list[history.ImportedRequest]) -> bool:
+        """Publish the events of requests an import just stored and put on their lists, in
+        order per request, waiting for the broker (what the relay would do next, without its
+        read of every document, its clean-up write and its second look). False when there is
+        no producer or Kafka refused: the relay publishes them then, as it does any event."""
+        if self.publish is None or not rows:
+            return False
+        try:
+            for part in chunks(rows, ID_CHUNK):
+                self.publish([event for row in part for event in row.events])
+        except Exception as exc:  # noqa: BLE001 - Kafka away: the events stay in the outboxes
+            log.warning("import: publishing failed, the outbox relay will publish the events", extra={"error": repr(exc)})
+            return False
+        return True
 
     # -- timers -----------------------------------------------------------------------------------
 

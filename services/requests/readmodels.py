@@ -35,8 +35,9 @@ the outbox relay's first); while running, the relay's safety-net search (hourly)
 hands over the documents a dead writer left with unpublished events, and those still flagged
 are re-projected too (another instance that died and is not restarted). Everything is
 idempotent. An import of history inserts its requests flagged the same way, with all their
-events, and projects them in bulk (:meth:`RequestReadModels.project_imported`) before clearing
-the flags and telling the relay: a crash halfway leaves them to the same recovery.
+events, projects them in bulk (:meth:`RequestReadModels.project_imported`), publishes their
+events, then clears each one's flag and outbox in one write guarded by the version it stored
+(:meth:`RequestReadModels.finish_imported`): a crash halfway leaves them to the same recovery.
 
 Upgrade: the document ``read_models`` (in ``counters``) holds the version of these read
 models; a ``var/`` from before them is projected once at start (one scan, bulk writes).
@@ -53,6 +54,8 @@ from pymongo import UpdateOne
 
 from services.requests import domain
 from services.requests.domain import SupportRequest
+from shared.bus.outbox import OUTBOX
+from shared.bus.outbox import PENDING as OUTBOX_PENDING
 from shared.clock import utc
 from shared.db import WRITE_CHUNK, chunks, find_by_ids
 from shared.feeds import DAY, Entry, FeedStore
@@ -225,17 +228,16 @@ class RequestReadModels:
         log.warning("request %s kept changing while projecting; recovery will finish it", request.id)
 
     def project_imported(self, requests: list[SupportRequest]) -> None:
-        """Bring the read models up to many requests just inserted (an import of history), in
-        bulk: their list entries with ``FeedStore.add_many`` (one write per touched bucket, not
-        several per request), their timer entries one write per hour bucket (never behind the
-        sweeper's cursor, as :meth:`apply` files them), then their flags cleared, 100 a command.
+        """Put many requests just inserted (an import of history) on their lists and timer
+        buckets, in bulk: the list entries with ``FeedStore.add_many`` (one write per touched
+        bucket, not several per request), the timer entries one write per hour bucket (never
+        behind the sweeper's cursor, as :meth:`apply` files them). Their flags are cleared
+        afterwards by :meth:`finish_imported`.
 
         Each was inserted flagged (``lists_pending``, no ``unlist``: it was on no list) with its
         events, as a live insert is: a crash before the flags are cleared leaves them to
         :meth:`recover` (at the next start, or the relay's safety net), and everything here is
-        idempotent. A request a live command changed meanwhile (its version moved on, its own
-        projection may have landed before this one) is finished by :meth:`project`, which
-        projects the newer version and takes off what this stale projection put back."""
+        idempotent."""
         entries: list[tuple[str, Entry]] = []
         timers: dict[int, dict[str, datetime]] = {}
         cursor = self.cursor() or 0
@@ -250,17 +252,36 @@ class RequestReadModels:
                for slot, items in timers.items()]
         for part in chunks(ops, WRITE_CHUNK):
             self.timers.bulk_write(part, ordered=False)
+
+    def finish_imported(self, requests: list[SupportRequest], published: bool) -> list[str]:
+        """After :meth:`project_imported`: clear the requests' ``lists_pending`` flags, 100 a
+        command, and when their events are ``published`` already (the import published them),
+        empty their outboxes in the same write: one update of each document instead of this
+        one plus the relay's read, clean-up and second look. Each write applies only to the
+        version the import stored, so it never clears a live command's flag or its events
+        (every write that adds events moves the version).
+
+        Returns the ids the relay must still be told about: the requests a live command (or a
+        recovery) changed meanwhile. Those still flagged are finished here by :meth:`project`,
+        which projects the newer version and takes off what the import's stale projection put
+        back; their outbox is the relay's (the import's events may go out twice: a duplicate,
+        which consumers skip, never a loss)."""
+        done = {PENDING: False, **({OUTBOX: [], OUTBOX_PENDING: False} if published else {})}
+        left: list[str] = []
         for part in chunks(requests, WRITE_CHUNK):
             cleared = self.requests.bulk_write([UpdateOne({"_id": r.id, "version": r.version, PENDING: True},
-                                                          {"$set": {PENDING: False}}) for r in part], ordered=False)
+                                                          {"$set": done}) for r in part], ordered=False)
             if cleared.matched_count == len(part):
                 continue
-            # Some did not clear: changed meanwhile (or already finished by a recovery). Read
-            # back by _id which are still flagged, and finish those one by one.
-            left = find_by_ids(self.requests, [r.id for r in part], {"version": 1, PENDING: 1})
+            # Some did not apply: read back by _id which (FerretDB's bulk result does not say).
+            found = find_by_ids(self.requests, [r.id for r in part], {"version": 1, PENDING: 1, OUTBOX_PENDING: 1})
             for request in part:
-                if (left.get(request.id) or {}).get(PENDING):
+                doc = found.get(request.id) or {}
+                if doc.get(PENDING):  # changed meanwhile, its projection not finished: finish it
                     self.project(request, None, {})
+                if doc.get(OUTBOX_PENDING):
+                    left.append(request.id)
+        return left
 
     def recover(self, ids: list | None = None) -> int:
         """Re-project requests whose projection a crash interrupted: at start, one search for

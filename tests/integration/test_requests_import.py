@@ -101,7 +101,7 @@ def test_history_lands_on_the_lists_with_its_own_times_and_is_published(api, run
     stored = [runtime.service.repo.get(r["id"]) for r in queue["items"]]
     expected = sum(len(r.timeline) for r in stored)
     events = events_of(settings, expected)
-    assert len(events) == expected
+    assert len(events) == expected == report["events"]
     assert all(envelope.time == data.at for envelope, data in events)
     by_request = {r.id: [(f"request.{e.type}", e.at) for e in r.timeline] for r in stored}
     for rid, steps in by_request.items():
@@ -165,6 +165,49 @@ def test_a_crash_halfway_is_finished_by_a_rerun_or_the_recovery_at_start(api, ru
     assert wait_until(lambda: repo.requests.count_documents({"outbox_pending": True}) == 0)
     events = [decode(r.value) for r in read_topic(settings, settings.topic("requests"), expected + 1, timeout=3)]
     assert len({e.id for e, _ in events}) == len(events) == expected
+
+
+def test_kafka_away_or_a_live_command_racing_the_import_leave_the_rest_to_the_relay(api, runtime, settings, monkeypatch):
+    """The import publishes its events itself, then clears each document's flags and outbox in
+    one write that applies only to the version it stored. Kafka refusing: the relay publishes.
+    A live command landing between the import's lists and that write: its projection wins."""
+    def kafka_away(events):
+        raise ConnectionError("no broker")
+
+    real_lists = RequestReadModels.project_imported
+    raced: list[str] = []
+
+    def lists_then_a_live_command(self, requests):
+        real_lists(self, requests)
+        hooli = next(r for r in requests if r.title.startswith("Hooli"))
+        runtime.service.start(api.people["pia"], hooli.id)  # acknowledged -> in_progress, version + 1
+        raced.append(hooli.id)
+
+    monkeypatch.setattr(runtime.service, "publish", kafka_away)
+    monkeypatch.setattr(RequestReadModels, "project_imported", lists_then_a_live_command)
+    report = _import(api).json()
+    assert report["imported"] == 4 and raced
+    repo = runtime.service.repo
+    assert wait_until(lambda: repo.requests.count_documents(
+        {"$or": [{"outbox_pending": True}, {readmodels.PENDING: True}]}) == 0)  # the relay published
+    expected = sum(len(repo.get(d["_id"]).timeline) for d in repo.requests.find({}, {"_id": 1}))
+    events = events_of(settings, expected)
+    assert len({e.id for e, _ in events}) == expected
+    pia = api.as_(api.people["pia"])
+    for status, count in (("acknowledged", 0), ("in_progress", 1), ("closed", 1)):
+        page = pia.get("/requests", params={"department": "pricing", "status": status}).json()
+        assert page["total_count"] == count == len(page["items"]), status
+    assert pia.get("/requests", params={"department": "pricing", "open": "true"}).json()["total_count"] == 1
+
+    # Kafka back, the race again on a fresh import: the import publishes, the raced one is the relay's.
+    monkeypatch.setattr(runtime.service, "publish", runtime.producer.publish_all)
+    more = HISTORY.replace("Hooli quote", "Hooli renewal").replace("Acme renewal", "Acme upsell")
+    report = _import(api, text=more).json()
+    assert report["imported"] == 2 and len(raced) == 2  # the two rows whose content changed
+    assert wait_until(lambda: repo.requests.count_documents(
+        {"$or": [{"outbox_pending": True}, {readmodels.PENDING: True}]}) == 0)
+    assert pia.get("/requests", params={"department": "pricing", "status": "in_progress"}).json()["total_count"] == 2
+    assert pia.get("/requests", params={"department": "pricing"}).json()["total_count"] == 6
 
 
 def test_the_import_requests_command_sends_the_file_to_the_running_service(api, runtime, tmp_path, capsys):
