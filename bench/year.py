@@ -8,14 +8,13 @@ On the bench's own stack (bench/run.py: its ports, var/bench): the demo company 
   CSV as the admin, services/requests/importer.py), so the requests service's relay publishes them;
 - kudos: `import-kudos`'s own path (``send_file``: ``POST /kudos/import`` in parts, as the admin),
   dated over the past 12 months;
-- requests: full lifecycles (submit, acknowledge, start, sometimes ask/answer and a deal update,
-  deliver, close; a few cancelled, the latest few days left open) dated over the past 12 months.
-  The requests service's API stamps every command with the current time, so a year of dated
-  history cannot go through it; the bench drives the service's own handlers
-  (``RequestsService`` on the service's ``Repository``: the same validation, documents, read
-  models and outbox) in-process, a manual clock per request set to each step's time, in a few threads,
-  and the service's own ``OutboxRelay`` (in this process) publishes the events; the running
-  services see them as they would see the requests service's own.
+- requests: `import-requests`'s own path (``send_file``: ``POST /requests/import`` in parts, as the
+  admin) of full lifecycles dated over the past 12 months (submit, acknowledge, start, sometimes
+  ask/answer and a deal update, deliver, close with outcomes in turn; ~3 % cancelled, 1 % in the
+  last days left open at some stage): the service replays each row through its domain at the
+  row's times, stores a part in bulk and publishes its events (services/requests/history.py);
+  ``requests_import_s`` is the import's time, ``requests_published_s`` until the requests topic
+  holds every event it reported.
 
 Then it waits for the points service to score everything (consumer lag 0), times the reads,
 measures each process's CPU over 60 s with no traffic (from /proc/<pid>/stat) and each
@@ -30,9 +29,7 @@ import csv
 import io
 import os
 import random
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -44,7 +41,6 @@ REQUESTS = int(os.environ.get("BENCH_YEAR_REQUESTS", "20000"))
 SAMPLES = int(os.environ.get("BENCH_YEAR_SAMPLES", "40"))
 IDLE_S = float(os.environ.get("BENCH_YEAR_IDLE_S", "60"))
 DEMO = os.environ.get("BENCH_YEAR_DEMO", "1") != "0"
-WORKERS = int(os.environ.get("BENCH_YEAR_WORKERS", "4"))
 # BENCH_YEAR_LOAD=0: no new company; start the stack on the data var/bench already holds (a year
 # loaded by an earlier run) and measure the reads, idle CPU and RSS; the demo-size figures for
 # the ratios come from an earlier results file (BENCH_YEAR_DEMO_RESULTS=bench/results/<time>.json).
@@ -143,138 +139,72 @@ def kudos_csv(rows: list[dict], n: int, now: datetime, rng: random.Random) -> st
     return out.getvalue()
 
 
-class RequestsLoader:
-    """Full request lifecycles through the requests service's own handlers, dated over a year."""
+def requests_csv(people: list[dict], n: int, now: datetime, rng: random.Random) -> str:
+    """``n`` request lifecycles dated over the past year, as an ``import-requests`` file: each
+    submitted by a rep to a department, worked by one of its support people (acknowledge,
+    start, sometimes a question and its answer or a deal update, deliver, close with outcomes
+    in turn); ~3 % cancelled after acknowledging; 1 % in the last few days, left open at some
+    stage. Steps that would fall after ``now`` are left out (the request stays open there)."""
+    reps = [p for p in people if p["role"] == "rep"]
+    support: dict[str, list[dict]] = {}
+    for p in people:
+        if p["role"] == "support":
+            support.setdefault(p["department"], []).append(p)
+    departments = [d for d in SUPPORT_DEPARTMENTS if support.get(d)]
+    rows = []
+    for i in range(n):
+        department = departments[i % len(departments)]
+        recent = i % 100 == 0  # 1 %: in the last few days, left open at some stage
+        at = now - timedelta(hours=2 + rng.random() * 70) if recent else _time_in_year(rng, now)
+        rows.append(_lifecycle(i, at, department, rng.choice(reps), rng.choice(support[department]),
+                               (i // 100) % 4 if recent else None, now))
+    rows.sort(key=lambda r: r["submitted_at"])
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=REQUEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()})
+    return out.getvalue()
 
-    def __init__(self, settings, workers: int = WORKERS):
-        from services.requests.documents import ensure_indexes
-        from services.requests.repository import Repository
-        from shared.bus.kafka import EventProducer
-        from shared.bus.outbox import OutboxRelay
-        from shared.db import connect
 
-        self.settings = settings
-        connect(settings, "requests")
-        ensure_indexes()
-        self.repo = Repository()
-        self.producer = EventProducer(settings, client_id="bench-year-requests")
-        # The service's relay; run() calls it every 2 s instead of on every notice (the
-        # service's own wakes at once), so a request's commands in the meantime are published
-        # and cleared in one pass instead of one each: one update fewer per command.
-        self.relay = OutboxRelay(self.producer, [self.repo.people, self.repo.requests])
-        self.workers = workers
-        self.commands = 0
-        self.refused: list[str] = []
-        self._lock = threading.Lock()
+REQUEST_COLUMNS = ("submitted_at", "requester_email", "kind", "title", "details", "customer", "needed_by", "deal_name",
+                   "deal_value", "commitment", "priority", "rush_reason", "assignee_emails", "acknowledged_at",
+                   "started_at", "info_requested_at", "info_question", "info_answered_at", "info_answer",
+                   "deal_update_at", "deal_update", "delivered_at", "closed_at", "outcome", "cancelled_at",
+                   "cancel_reason")
 
-    def _service(self, clock):
-        from services.requests.handlers import RequestsService
-        from shared.calendar import BusinessCalendar
 
-        return RequestsService(repo=self.repo, clock=clock, calendar=BusinessCalendar.from_settings(self.settings),
-                               notify=self.relay.notify)
-
-    def plan(self, people: list[dict], n: int, now: datetime, rng: random.Random) -> list[dict]:
-        reps = [p for p in people if p["role"] == "rep"]
-        support: dict[str, list[dict]] = {}
-        for p in people:
-            if p["role"] == "support":
-                support.setdefault(p["department"], []).append(p)
-        departments = [d for d in SUPPORT_DEPARTMENTS if support.get(d)]
-        plans = []
-        for i in range(n):
-            department = departments[i % len(departments)]
-            recent = i % 100 == 0  # 1 %: in the last few days, left open at some stage
-            at = now - timedelta(hours=2 + rng.random() * 70) if recent else _time_in_year(rng, now)
-            plans.append({"i": i, "at": at, "department": department, "rep": rng.choice(reps),
-                          "worker": rng.choice(support[department]), "recent": recent,
-                          "stop": (i // 100) % 4 if recent else None, "priority": ("normal", "normal", "high", "rush")[i % 4]})
-        plans.sort(key=lambda p: p["at"])
-        return plans
-
-    def run(self, plans: list[dict]) -> None:
-        from shared.clock import ManualClock
-
-        done = threading.Event()
-
-        def relay_every_2s() -> None:
-            while not done.wait(2.0):
-                self.relay.relay_once()
-
-        relay = threading.Thread(target=relay_every_2s, name="bench-relay", daemon=True)
-        relay.start()
-        try:
-            def work(part: list[dict]) -> None:
-                for plan in part:  # a clock per request (a clock never goes back; lifecycles overlap)
-                    clock = ManualClock(plan["at"])
-                    self._lifecycle(self._service(clock), clock, plan)
-
-            parts = [plans[w::self.workers] for w in range(self.workers)]
-            with ThreadPoolExecutor(self.workers) as pool:
-                for future in [pool.submit(work, part) for part in parts]:
-                    future.result()
-        finally:
-            done.set()
-            relay.join()
-        while self.relay.relay_once():  # everything published before the load counts as done
-            pass
-        self.producer.close()
-
-    def _lifecycle(self, service, clock, plan: dict) -> None:
-        from shared.errors import AppError
-
-        at, rep, worker, i = plan["at"], plan["rep"]["id"], plan["worker"]["id"], plan["i"]
-
-        def step(offset_minutes: float, call) -> bool:
-            clock.set(at + timedelta(minutes=offset_minutes))
-            try:
-                call()
-                with self._lock:
-                    self.commands += 1
-                return True
-            except AppError as exc:
-                with self._lock:
-                    if len(self.refused) < 20:
-                        self.refused.append(f"request {i}: {exc.code}: {exc.message}")
-                return False
-
-        box: dict = {}
-        rush = plan["priority"] == "rush"
-
-        def submit():
-            box["id"] = service.submit(rep, {
-                "kind": KIND_OF[plan["department"]], "title": f"Deal {i}: {plan['department']} help",
-                "details": f"Customer {i % 300} needs {plan['department']} support on a renewal; volumes, terms and timing are in the CRM notes, "
-                           f"decision expected next week.",
-                "customer": f"Customer {i % 300}", "deal_name": f"Deal {i}", "deal_value": 1000.0 * (1 + i % 50),
-                "priority": plan["priority"], "rush_reason": "the customer decides tomorrow" if rush else None,
-                "needed_by": clock.now() + timedelta(days=1 if rush else 4)}).id
-
-        if not step(0, submit):
-            return
-        rid = box["id"]
-        stop = plan["stop"]
-        if stop == 0:
-            return  # submitted, still in the queue
-        if not step(30, lambda: service.acknowledge(worker, rid)):
-            return
-        if i % 33 == 7:
-            step(40, lambda: service.cancel(rep, rid, "the customer went another way"))
-            return
-        if stop == 1:
-            return
-        step(60, lambda: service.start(worker, rid))
+def _lifecycle(i: int, at: datetime, department: str, rep: dict, worker: dict, stop: int | None, now: datetime) -> dict:
+    """One row: the brief, then the steps up to ``stop`` (0 submitted, 1 acknowledged, 2 in
+    progress, 3 delivered; None: to the end), each a fixed time after submission."""
+    priority = ("normal", "normal", "high", "rush")[i % 4]
+    rush = priority == "rush"
+    row = {"submitted_at": at, "requester_email": rep["email"], "kind": KIND_OF[department],
+           "title": f"Deal {i}: {department} help", "customer": f"Customer {i % 300}", "deal_name": f"Deal {i}",
+           "details": f"Customer {i % 300} needs {department} support on a renewal; volumes, terms and timing are in "
+                      f"the CRM notes, decision expected next week.",
+           "deal_value": 1000.0 * (1 + i % 50), "priority": priority,
+           "rush_reason": "the customer decides tomorrow" if rush else "",
+           "needed_by": at + timedelta(days=1 if rush else 4)}
+    steps: list[tuple[int, float, dict]] = []  # (stage it belongs to, minutes after submission, cells)
+    steps.append((1, 30, {"assignee_emails": worker["email"], "acknowledged_at": None}))
+    if i % 33 == 7:
+        steps.append((1, 40, {"cancelled_at": None, "cancel_reason": "the customer went another way"}))
+    else:
+        steps.append((2, 60, {"started_at": None}))
         if i % 10 == 0:
-            step(90, lambda: service.request_info(worker, rid, "Which volumes should the quote assume?"))
-            step(150, lambda: service.provide_info(rep, rid, "Volumes as in the CRM note: 500 seats."))
+            steps.append((2, 90, {"info_requested_at": None, "info_question": "Which volumes should the quote assume?"}))
+            steps.append((2, 150, {"info_answered_at": None, "info_answer": "Volumes as in the CRM note: 500 seats."}))
         if i % 6 == 0:
-            step(200, lambda: service.post_deal_update(rep, rid, "Customer call went well, waiting on legal."))
-        if stop == 2:
-            return
-        step(60 * 20 if not rush else 300, lambda: service.deliver(worker, rid, "Done, see the attached numbers."))
-        if stop == 3:
-            return
-        step(60 * 26 if not rush else 400, lambda: service.close(rep, rid, OUTCOMES_CYCLE[i % len(OUTCOMES_CYCLE)]))
+            steps.append((2, 200, {"deal_update_at": None, "deal_update": "Customer call went well, waiting on legal."}))
+        steps.append((3, 300 if rush else 60 * 20, {"delivered_at": None}))
+        steps.append((4, 400 if rush else 60 * 26, {"closed_at": None, "outcome": OUTCOMES_CYCLE[i % len(OUTCOMES_CYCLE)]}))
+    for stage, minutes, cells in steps:
+        when = at + timedelta(minutes=minutes)
+        if (stop is not None and stage > stop) or when > now:
+            break  # left open here
+        row.update({k: when if v is None else v for k, v in cells.items()})
+    return row
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -371,14 +301,17 @@ def run(settings, record, pct, rss_mb, ports: dict) -> None:
     from services.gateway.auth import issue_token
     from services.gateway.config import GatewaySettings
     from services.requests.importer import import_through_service
-    from shared.csvimport import send_file
     from shared.auth import internal_headers
     from shared.bus.kafka import ensure_topics
     from shared.config import load_settings
+    from shared.csvimport import send_file
     from shared.demo.start import load_demo_company, prepare_first_start
     from shared.infra import local
     from shared.supervisor import Supervisor
 
+    # The ports the services run on: bench/run.py's defaults unless INSIDETRACK_<NAME>_PORT moved
+    # them (a second bench beside another), so the calls below reach this bench's services.
+    ports = {name: int(os.environ.get(f"INSIDETRACK_{name}_PORT", port)) for name, port in ports.items()}
     gs = load_settings(GatewaySettings)
     tokens: dict[str, str] = {}
 
@@ -431,18 +364,26 @@ def run(settings, record, pct, rss_mb, ports: dict) -> None:
         kudos_report = send_file(f"http://127.0.0.1:{ports['KUDOS']}", "/kudos/import", internal_headers(settings.internal_token, None), text,
                                  settings_admin_email(), say=lambda line: None)
         kudos_s = time.perf_counter() - t
+        text = requests_csv(with_ids, REQUESTS, now, rng)
+        published_before = _topic_end(settings, "requests")
         t = time.perf_counter()
-        loader = RequestsLoader(settings)
-        plans = loader.plan(with_ids, REQUESTS, now, rng)
-        loader.run(plans)
+        requests_report = send_file(requests_url, "/requests/import", internal_headers(settings.internal_token, None), text,
+                                    settings_admin_email(),
+                                    say=lambda line: print(f"    {time.perf_counter() - t:6.1f} s  {line}", flush=True))
         requests_s = time.perf_counter() - t
+        _wait_published(settings, published_before + requests_report["events"])
+        published_s = time.perf_counter() - t
         load_s = time.perf_counter() - started
         record("year_load", people=PEOPLE, kudos=KUDOS, requests=REQUESTS, people_import_s=round(people_s, 1),
                kudos_import_s=round(kudos_s, 1), kudos_imported=kudos_report["imported"], kudos_rejected=kudos_report["rejected"],
-               requests_s=round(requests_s, 1), request_commands=loader.commands, requests_refused=len(loader.refused),
-               load_s=round(load_s, 1), requests_driver=f"in-process handlers, {WORKERS} threads, manual clocks")
-        if loader.refused:
-            print("    refused, e.g.:", *loader.refused[:5], sep="\n      ")
+               requests_import_s=round(requests_s, 1), requests_published_s=round(published_s, 1),
+               requests_imported=requests_report["imported"], requests_rejected=requests_report["rejected"],
+               request_events=requests_report["events"],
+               load_s=round(load_s, 1), loadavg_1m=round(os.getloadavg()[0], 1),
+               requests_driver="import-requests (POST /requests/import in parts)")
+        if requests_report["errors"]:
+            print("    refused, e.g.:", *[f"line {e['line']}: {e['code']}: {e['message']}" for e in requests_report["errors"][:5]],
+                  sep="\n      ")
         scoring_s = wait_scored(settings, timeout=3600)
         record("year_scoring", scoring_after_load_s=round(scoring_s, 1), load_and_scoring_s=round(load_s + scoring_s, 1),
                target="load + scoring <= 600 s")
@@ -451,6 +392,29 @@ def run(settings, record, pct, rss_mb, ports: dict) -> None:
     finally:
         services.stop_all()
         local.down(settings)
+
+
+def _topic_end(settings, topic: str) -> int:
+    """Events on ``topic`` so far (the sum of its partitions' end offsets)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers, client_id="bench-year-offsets")
+    try:
+        name = settings.topic(topic)
+        partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+        return sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
+
+
+def _wait_published(settings, events: int, timeout: float = 3600) -> None:
+    """Until the requests topic holds ``events`` (the requests service's relay has published
+    what the import stored; read from Kafka's offsets, no scan of the requests)."""
+    deadline = time.monotonic() + timeout
+    while _topic_end(settings, "requests") < events:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"requests still unpublished after {timeout:.0f} s")
+        time.sleep(1)
 
 
 def settings_admin_email() -> str:
