@@ -84,11 +84,11 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # Both stages take a whole poll at once: a batch is a few bulk writes instead of many.
     score_runner = ConsumerRunner(settings, group="points-score", topics=["requests", "kudos"],
                                   batch_handler=on_source_events, producer=producer, max_poll_records=500)
-    # Up to 4,000 awards a batch when there is a backlog (imported history): a batch writes each
-    # board, each person's all-time and quarter totals, badge progress and ledger-list head
-    # once, so fewer, larger batches write less per award; live traffic comes in small polls.
+    # 1,000 awards a batch at most. 4,000 wrote less per award in a backlog, but a batch then
+    # outlasted kafka-python's max_poll_interval (300 s) at load average 30: the member was
+    # dropped from the group, its commit failed and the batch was done again.
     apply_runner = ConsumerRunner(settings, group="points-apply", topics=["points"], batch_handler=on_awards,
-                                  producer=producer, max_poll_records=4000)
+                                  producer=producer, max_poll_records=1000)
 
     def directory_loaded() -> None:
         if not people.caught_up.is_set():
