@@ -5,6 +5,11 @@ it concerns.
 
 A subscriber is a callable that must not block: the WebSocket connection puts work on its own
 bounded queue, so a slow screen never slows the others.
+
+Leaderboards are pushed when the points service says awards are on the boards
+(``points.applied``, sent after its applier's write): the board read then shows them, so no
+pause is guessed between an award and the read. A subscriber is told only when a board it
+shows changed: its period's current board, or the one before (its movement).
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ from typing import Any, Callable
 
 from shared.bus.consumer import ConsumerRunner
 from shared.bus.kafka import EventProducer
+from shared.calendar import PERIODS, BusinessCalendar, period_key, previous_period_key
+from shared.clock import Clock, clock_for
 from shared.config import Settings
 from shared.events import Envelope
 
 log = logging.getLogger(__name__)
 
 # Which subscription field each topic feeds.
-TOPIC_FIELDS = {"kudos": "kudosGiven", "points": "leaderboardChanged", "badges": "badgeAwarded", "requests": "requestChanged"}
+TOPIC_FIELDS = {"kudos": "kudosGiven", "points-applied": "leaderboardChanged", "badges": "badgeAwarded",
+                "requests": "requestChanged"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,9 @@ class Subscriber:
     arguments: dict[str, Any]
     deliver: Callable[[Envelope], None]
 
-    def wants(self, envelope: Envelope) -> bool:
+    def wants(self, envelope: Envelope, live_keys: dict[str, set[str]] | None = None) -> bool:
+        """Whether the event concerns this subscriber; ``live_keys``: for a ``points.applied``,
+        the period keys a leaderboard shows now, by period (its board and the previous one)."""
         data = envelope.data
         if self.field == "kudosGiven":
             person = self.arguments.get("person_id")
@@ -45,13 +55,18 @@ class Subscriber:
         if self.field == "requestChanged":
             return envelope.type.startswith("request.") and self.arguments.get("id") == data.get("request_id")
         if self.field == "leaderboardChanged":
-            return envelope.type == "points.awarded" and data.get("points", 0) > 0
+            if envelope.type != "points.applied" or live_keys is None:
+                return False
+            period = getattr(self.arguments.get("period"), "value", self.arguments.get("period"))
+            return not live_keys.get(period, set()).isdisjoint(data.get("period_keys", ()))
         return False
 
 
 class LiveHub:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, clock: Clock | None = None):
         self.settings = settings
+        self.calendar = BusinessCalendar.from_settings(settings)
+        self.clock = clock or clock_for(settings)
         self._subscribers: dict[int, Subscriber] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -73,10 +88,17 @@ class LiveHub:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
+    def live_keys(self) -> dict[str, set[str]]:
+        """The boards a leaderboard shows now, by period: the current one and the one before."""
+        now = self.clock.now()
+        return {period: {period_key(self.calendar, period, now), previous_period_key(self.calendar, period, now)} - {None}
+                for period in PERIODS}
+
     def publish(self, envelope: Envelope) -> None:
         """Hand one event to every subscriber it concerns (never blocks on a subscriber)."""
+        live_keys = self.live_keys() if envelope.type == "points.applied" else None
         with self._lock:
-            targets = [s for s in self._subscribers.values() if s.wants(envelope)]
+            targets = [s for s in self._subscribers.values() if s.wants(envelope, live_keys)]
         for sub in targets:
             try:
                 sub.deliver(envelope)

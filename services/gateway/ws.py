@@ -36,7 +36,6 @@ from shared.errors import AppError
 log = logging.getLogger(__name__)
 PROTOCOL = "graphql-transport-ws"
 QUEUE_SIZE = 100
-LEADERBOARD_SETTLE_S = 0.4  # let the points applier add the award before reading totals
 FIELD_KEYS = {"kudosGiven": "kudos_given", "leaderboardChanged": "leaderboard_changed",
               "badgeAwarded": "badge_awarded", "requestChanged": "request_changed"}
 
@@ -191,16 +190,12 @@ class Connection:
     def _enqueue(self, item) -> None:
         op, envelope = item
         if envelope is not None and op.root_field == "leaderboardChanged":
+            # The event says the awards are on the boards (points.applied): read now. A refresh
+            # already queued reads the board after this event too, so a burst queues one, and
+            # one more once the worker has started reading (it clears the flag first).
             if op.refresh_pending:
-                return  # one refresh answers a burst of awards
+                return
             op.refresh_pending = True
-            # Let the points applier add the award before the board is read, on a timer: a
-            # pause in the worker held up this connection's other subscriptions (a screen's
-            # kudosGiven waited behind it: the p95 of kudos -> screen).
-            timer = threading.Timer(LEADERBOARD_SETTLE_S, self._put, args=(item,))
-            timer.daemon = True
-            timer.start()
-            return
         self._put(item)
 
     def _put(self, item) -> None:
@@ -253,7 +248,7 @@ class Connection:
                 return {key: {"person_id": data["person_id"], "badge": data["badge"], "name": data["name"],
                               "tier": data.get("tier"), "awarded_at": data["at"],
                               "evidence_event_ids": data.get("evidence_event_ids", [])}}
-            op.refresh_pending = False  # awards from now on ask for another refresh
+            op.refresh_pending = False  # boards changed from now on ask for another refresh
             args = op.arguments
             return {key: ctx.services.points.get(
                 "/leaderboard", self.actor_id, period=_plain(args.get("period")), scope=_plain(args.get("scope")) or "company",

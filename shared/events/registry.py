@@ -36,6 +36,9 @@ TOPICS: dict[str, TopicSpec] = {
         TopicSpec("kudos", keep_forever=True),
         TopicSpec("points"),
         TopicSpec("badges"),
+        # "These awards are on the boards now": the live leaderboards' cue (gateways read it
+        # from the end). One key, one partition: the notices stay in the order they were sent.
+        TopicSpec("points-applied", partitions=1),
     )
 }
 DLQ_SUFFIX = ".dlq"

@@ -209,6 +209,9 @@ class KudosAddedOn(EventSchema):
 
 # --- points and badges (key: person id) ----------------------------------------------------
 
+APPLIED_MAX_PEOPLE = 500  # person ids per points.applied event: far below MAX_EVENT_BYTES
+
+
 @event_type("points.awarded", topic="points")
 class PointsAwarded(EventSchema):
     """One award to one person by one rule for one source event (the ledger entry to be).
@@ -229,6 +232,20 @@ class PointsAwarded(EventSchema):
     resets: list[str] = []
     counterparts: list[Id] = []
     at: datetime
+
+
+@event_type("points.applied", topic="points-applied")
+class PointsApplied(EventSchema):
+    """Awards with points are on the boards (totals, boards, rankings written): a leaderboard
+    read from now on shows them. The points applier sends this after each batch it applied
+    (several for a batch of many people, ``APPLIED_MAX_PEOPLE`` each), before it commits the
+    batch's offsets; a batch delivered again sends it again (a refresh too many, never one too
+    few). Subject: ``leaderboards`` (one key, so the notices stay in order).
+    """
+
+    person_ids: list[Id] = Field(min_length=1, max_length=APPLIED_MAX_PEOPLE)  # whose points changed
+    period_keys: list[str] = Field(min_length=1)  # the boards they changed: "2026-W48", "2026-11", "2026-Q4", "all"
+    awards: int = Field(ge=1)  # awards with points among them
 
 
 @event_type("badge.awarded", topic="badges")

@@ -8,6 +8,7 @@ from flask import Flask
 
 from services.recognition.directory import Directory, DirectoryPersonDoc, directory_reader
 from services.recognition.points.api import points_api
+from services.recognition.points.applied import announce_applied
 from services.recognition.points.config import PointsSettings
 from services.recognition.points.engine import Applier, Scorer, Store
 from services.recognition.points.queries import PointsQueries
@@ -78,6 +79,9 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
 
     def on_awards(deliveries) -> None:
         applier.apply_batch([(d.payload, str(d.partition), d.offset) for d in deliveries])
+        # The boards have the awards now: the live leaderboards (gateway) refresh on this notice.
+        # Sent before the runner commits, so a crash in between sends it again (applied.py).
+        announce_applied(producer.publish_all, [d.payload for d in deliveries], calendar, clock)
 
     people = directory_reader(settings, directory, producer)
     people.handler = on_person
