@@ -465,10 +465,12 @@ def test_topics_are_created_as_documented_and_keep_what_a_rebuild_reads():
                                             "INSIDETRACK_TOPIC_REPLICATION_FACTOR": "3",
                                             "INSIDETRACK_NAME_PREFIX": "acme_"})
     plan = topic_plan(settings)
-    assert set(plan) == {f"acme_{t}{dlq}" for t in ("people", "requests", "kudos", "points", "badges") for dlq in ("", ".dlq")}
+    topics = ("people", "requests", "kudos", "points", "badges", "points-applied")
+    assert set(plan) == {f"acme_{t}{dlq}" for t in topics for dlq in ("", ".dlq")}
     for name, topic in plan.items():
         assert topic["replication_factor"] == 3
-        assert topic["num_partitions"] == (1 if name.endswith(".dlq") else 6)
+        # points-applied: one key, one partition (the live leaderboards' notices, in order)
+        assert topic["num_partitions"] == (1 if name.endswith(".dlq") or name == "acme_points-applied" else 6)
     # rebuild-points re-scores requests and kudos from their first event: never deleted.
     for source in ("acme_requests", "acme_kudos"):
         assert plan[source]["configs"] == {"retention.ms": "-1", "retention.bytes": "-1"}
