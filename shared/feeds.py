@@ -38,7 +38,7 @@ from shared.db import WRITE_CHUNK, chunks, find_by_ids
 from shared.errors import BadInput
 from shared.pagination import decode_cursor, encode_cursor, page_size
 
-__all__ = ["DAY", "MONTH", "Entry", "FeedStore", "in_order"]
+__all__ = ["DAY", "MONTH", "Entry", "FeedStore", "in_order", "page_of"]
 
 _N_BITS = 20
 _N_MASK = (1 << _N_BITS) - 1
@@ -364,69 +364,107 @@ class FeedStore:
         size = page_size(first)
         stamps = self._stamps(feed)
         slots = {slot: stamp & _N_MASK for slot, stamp in stamps.items()}
-        cursor = None
-        if after:
-            raw_at, raw_id = decode_cursor(after, 2)
-            if not isinstance(raw_at, datetime) or not isinstance(raw_id, str):
-                raise BadInput("bad_cursor", "the cursor is not one this list gave out", field="after")
-            cursor = (utc(raw_at), raw_id)
+        cursor = _after(after)
         order = sorted(slots, reverse=descending)
         if cursor is not None and where is None:
             edge = _slot_of(feed, self.slots)(cursor[0])
             order = [s for s in order if (s <= edge if descending else s >= edge)]
 
-        def beyond(item: dict) -> bool:
-            if cursor is None:
-                return True
-            key = (item["t"], item["i"])
-            return key < cursor if descending else key > cursor
-
         found: list[dict] = []
         total = sum(slots.values())
         if where is not None:
             matching = [e for e in self._read(feed, order, stamps) if where(e.get("d") or {})]
-            total = len(matching)
-            found = [e for e in matching if beyond(e)]
-        else:
-            i = 0
-            while i < len(order) and len(found) <= size:
-                # As many buckets as the page needs by their counts (at least one), in one $in.
-                batch, want = [], size + 1 - len(found)
-                while i < len(order) and (not batch or want > 0):
-                    batch.append(order[i])
-                    want -= slots[order[i]]
-                    i += 1
-                found.extend(e for e in self._read(feed, batch, stamps) if beyond(e))
-        found.sort(key=lambda e: (e["t"], e["i"]), reverse=descending)
-        has_next = len(found) > size
-        found = found[:size]
-        cursors = [encode_cursor([e["t"], e["i"]]) for e in found]
-        return {"ids": [e["i"] for e in found], "entries": found, "cursors": cursors,
-                "page_info": {"has_next_page": has_next, "end_cursor": cursors[-1] if cursors else None},
-                "total_count": total}
+            return page_of(matching, size, cursor, descending)
+        i = 0
+        while i < len(order) and len(found) <= size:
+            # As many buckets as the page needs by their counts (at least one), in one $in.
+            batch, want = [], size + 1 - len(found)
+            while i < len(order) and (not batch or want > 0):
+                batch.append(order[i])
+                want -= slots[order[i]]
+                i += 1
+            found.extend(e for e in self._read(feed, batch, stamps) if _beyond(e, cursor, descending))
+        return page_of(found, size, None, descending, total)
 
     def _read(self, feed: str, slots: Sequence[str], stamps: dict[str, int] | None = None) -> list[dict]:
-        """The entries of these buckets of ``feed``. With the head's ``stamps``, a bucket read
-        before at the state the head shows comes from memory (past days and months rarely
-        change: a page of the company feed then reads the head and at most today's bucket)."""
-        out: list[dict] = []
+        """The entries of these buckets of ``feed`` (see :meth:`_read_buckets`)."""
+        read = self._read_buckets([(f"{feed}|{slot}", (stamps or {}).get(slot)) for slot in slots])
+        return [e for entries in read.values() for e in entries]
+
+    def _read_buckets(self, buckets: Sequence[tuple[str, int | None]]) -> dict[str, list[dict]]:
+        """The entries of these buckets (``(bucket id, the state its head shows)``), by bucket.
+        A bucket read before at the state its head shows comes from memory (past days and
+        months rarely change: a page of the company feed then reads the head and at most
+        today's bucket)."""
+        out: dict[str, list[dict]] = {}
         wanted = []
-        for slot in slots:
-            cached = self._cache.get(f"{feed}|{slot}", stamps.get(slot)) if stamps else None
+        for bucket_id, stamp in buckets:
+            cached = self._cache.get(bucket_id, stamp) if stamp is not None else None
             if cached is None:
-                wanted.append(f"{feed}|{slot}")
+                wanted.append(bucket_id)
             else:
-                out.extend(cached)
+                out[bucket_id] = cached
         for ids in chunks(wanted, 100):
             for bucket_id, bucket in find_by_ids(self.collection, ids, {"e": 1, "n": 1, "v": 1}).items():
                 entries = [_unpack(i, value) for i, value in (bucket.get("e") or {}).items()]
                 self._cache.put(bucket_id, (int(bucket.get("v", 0)) << _N_BITS) | int(bucket.get("n", 0)), entries)
-                out.extend(entries)
+                out[bucket_id] = entries
         return out
 
     def entries(self, feed: str) -> list[dict]:
         """Every entry of ``feed`` (a person-sized list; tools and tests)."""
         return self._read(feed, sorted(self._slots(feed)))
+
+    def entries_of(self, feeds: Sequence[str]) -> dict[str, list[dict]]:
+        """Every entry of each of these (person-sized) lists: their heads in one ``$in``, their
+        buckets in ``$in`` reads of 100, the unchanged ones from memory."""
+        feeds = list(dict.fromkeys(feeds))
+        wanted: list[tuple[str, int | None]] = []
+        owner: dict[str, str] = {}
+        for feed, head in find_by_ids(self.collection, feeds, {"b": 1}).items():
+            for slot, stamp in (head.get("b") or {}).items():
+                if int(stamp) & _N_MASK:
+                    wanted.append((f"{feed}|{slot}", int(stamp)))
+                    owner[f"{feed}|{slot}"] = feed
+        out: dict[str, list[dict]] = {feed: [] for feed in feeds}
+        for bucket_id, entries in self._read_buckets(wanted).items():
+            out[owner[bucket_id]].extend(entries)
+        return out
+
+
+def _after(after: str | None) -> tuple[datetime, str] | None:
+    """The (time, id) a page's ``after`` cursor names."""
+    if not after:
+        return None
+    raw_at, raw_id = decode_cursor(after, 2)
+    if not isinstance(raw_at, datetime) or not isinstance(raw_id, str):
+        raise BadInput("bad_cursor", "the cursor is not one this list gave out", field="after")
+    return utc(raw_at), raw_id
+
+
+def _beyond(entry: dict, cursor: tuple[datetime, str] | None, descending: bool) -> bool:
+    if cursor is None:
+        return True
+    key = (entry["t"], entry["i"])
+    return key < cursor if descending else key > cursor
+
+
+def page_of(entries: Iterable[dict], first: Any, after: str | tuple[datetime, str] | None = None,
+            descending: bool = True, total: int | None = None) -> dict[str, Any]:
+    """A page of entries already in memory (``{"i", "t", "d"}``, e.g. from several lists), in
+    the shape and with the cursors of :meth:`FeedStore.page`. ``total``: the count to report
+    (by default, how many ``entries`` there are)."""
+    size = page_size(first)
+    entries = list(entries)
+    cursor = _after(after) if isinstance(after, str) or after is None else after
+    found = [e for e in entries if _beyond(e, cursor, descending)]
+    found.sort(key=lambda e: (e["t"], e["i"]), reverse=descending)
+    has_next = len(found) > size
+    found = found[:size]
+    cursors = [encode_cursor([e["t"], e["i"]]) for e in found]
+    return {"ids": [e["i"] for e in found], "entries": found, "cursors": cursors,
+            "page_info": {"has_next_page": has_next, "end_cursor": cursors[-1] if cursors else None},
+            "total_count": len(entries) if total is None else total}
 
 
 def _insert_new(collection, docs: list[dict[str, Any]]) -> set[str]:

@@ -15,8 +15,8 @@ from flask import Blueprint, current_app, g, jsonify, request
 from services.requests import domain
 from services.requests.domain import Person, SupportRequest
 from services.requests.handlers import RequestsService
-from services.requests.readmodels import choose_list
 from services.requests.repository import request_from_doc
+from services.requests.visibility import list_page
 from shared.errors import BadInput, NotFound
 from shared.db import find_by_ids
 from shared.feeds import in_order
@@ -205,18 +205,19 @@ def get_request(request_id: str):
 
 @requests_api.get("/requests")
 def list_requests():
-    """A rep's requests (``requester_id``, newest first) or a queue (``department``, by needed-by)."""
+    """A rep's requests (``requester_id``, newest first), a queue (``department``, by
+    needed-by), ...: of the requests the caller may see (``visibility.py``)."""
     service = _service()
-    service.actor(_actor())
+    actor = service.actor(_actor())
     status = _arg_choice("status", domain.STATUSES)
     priority = _arg_choice("priority", domain.PRIORITIES)
     department = _arg_choice("department", domain.DEPARTMENTS)
-    # A list kept by the write path (services/requests/readmodels.py), read by _id.
-    feed, descending, where = choose_list(
-        requester_id=request.args.get("requester_id") or None, assignee_id=request.args.get("assignee_id") or None,
-        department=department, status=status, open_only=request.args.get("open") == "true", priority=priority)
-    page = service.repo.read_models.feeds.page(feed, request.args.get("first"), request.args.get("after"),
-                                               descending=descending, where=where)
+    # Lists kept by the write path (readmodels.py), read by _id, chosen from the caller's rights.
+    page = list_page(service.repo.read_models.feeds, service.repo.requests, actor, service.team(actor),
+                     requester_id=request.args.get("requester_id") or None,
+                     assignee_id=request.args.get("assignee_id") or None, department=department, status=status,
+                     open_only=request.args.get("open") == "true", priority=priority,
+                     first=request.args.get("first"), after=request.args.get("after"))
     found = find_by_ids(service.repo.requests, page["ids"], {"outbox": 0, "timeline": 0})
     items = [request_from_doc(d) for d in in_order(page["ids"], found)]
     page = {**page, "items": items}

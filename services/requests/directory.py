@@ -41,6 +41,7 @@ class PeopleDirectory:
         self._by_id: dict[str, Person] = {}
         self._versions: dict[str, int] = {}
         self._by_email: dict[str, str] = {}
+        self._reports: dict[str, list[str]] = {}  # manager id -> their direct reports' ids
         self.reloads = 0
 
     # -- freshness ----------------------------------------------------------------------------------
@@ -67,6 +68,11 @@ class PeopleDirectory:
         self._sorted = sorted(self._by_id.values(), key=_sort_key)
         self._keys = [_sort_key(p) for p in self._sorted]
         self._by_email = {p.email: p.id for p in self._sorted}
+        reports: dict[str, list[str]] = {}
+        for p in self._sorted:
+            if p.manager_id:
+                reports.setdefault(p.manager_id, []).append(p.id)
+        self._reports = reports
 
     def bump(self, changed: Iterable[tuple[Person, int]] = ()) -> None:
         """After writing people (``(person, stored version)``): move the counter, and patch this
@@ -76,9 +82,11 @@ class PeopleDirectory:
         seq = int(doc["seq"])
         with self._lock:
             if self._seq is not None and seq == self._seq + 1:
+                by_id = dict(self._by_id)  # a new dict: readers of by_id() keep theirs
                 for person, version in changed:
-                    self._by_id[person.id] = person
+                    by_id[person.id] = person
                     self._versions[person.id] = version
+                self._by_id = by_id
                 self._reindex()
                 self._seq = seq
 
@@ -98,6 +106,26 @@ class PeopleDirectory:
         self.fresh()
         with self._lock:
             return {p.email: p for p in self._sorted}, dict(self._versions)
+
+    def by_id(self) -> dict[str, Person]:
+        """Everyone by id (fresh; a copy never changed in place: read it without the lock)."""
+        self.fresh()
+        with self._lock:
+            return self._by_id
+
+    def below(self, manager_id: str) -> set[str]:
+        """Everyone under ``manager_id`` in the manager chain (direct reports, theirs, ...)."""
+        self.fresh()
+        with self._lock:
+            reports = self._reports
+        found: set[str] = set()
+        todo = list(reports.get(manager_id, ()))
+        while todo:
+            person_id = todo.pop()
+            if person_id not in found and person_id != manager_id:
+                found.add(person_id)
+                todo.extend(reports.get(person_id, ()))
+        return found
 
     def count(self) -> int:
         self.fresh()

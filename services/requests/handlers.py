@@ -21,6 +21,8 @@ from services.requests import domain, history
 from services.requests.domain import Person, SupportRequest
 from services.requests.readmodels import PENDING, listing, next_due
 from services.requests.repository import Repository
+from services.requests.visibility import may_see
+from shared.auth import caller
 from shared.bus.outbox import PENDING as OUTBOX_PENDING
 from shared.calendar import BusinessCalendar
 from shared.clock import Clock
@@ -56,14 +58,11 @@ class RequestsService:
     # -- actors ----------------------------------------------------------------------------------
 
     def actor(self, actor_id: str | None) -> Person:
-        if not actor_id:
-            raise Unauthorized("no_actor", "the call does not say who is acting (X-Actor-Id)")
-        person = self.repo.person(actor_id)
-        if person is None:
-            raise Unauthorized("unknown_actor", f"{actor_id!r} is not in the directory")
-        if not person.active:
-            raise Forbidden("inactive_actor", f"{person.name} is deactivated")
-        return person
+        return caller(actor_id, self.repo.person)
+
+    def team(self, actor: Person) -> set[str]:
+        """The actor and everyone below them in the manager chain (whose requests they see)."""
+        return {actor.id, *self.repo.directory.below(actor.id)}
 
     def _admin(self, actor_id: str | None) -> Person:
         actor = self.actor(actor_id)
@@ -198,19 +197,20 @@ class RequestsService:
         return request
 
     def get(self, actor_id: str | None, request_id: str) -> SupportRequest:
-        self.actor(actor_id)
-        return self._load(request_id)
+        return self._load(request_id, self.actor(actor_id))
 
-    def _load(self, request_id: str) -> SupportRequest:
+    def _load(self, request_id: str, viewer: Person | None = None) -> SupportRequest:
+        """The request; for a ``viewer`` who may not see it (``visibility.may_see``), the same
+        refusal as for an unknown id: to them it does not exist."""
         request = self.repo.get(request_id)
-        if request is None:
+        if request is None or (viewer is not None and not may_see(viewer, request, self.repo.directory.by_id())):
             raise NotFound("request_not_found", f"no request {request_id!r}")
         return request
 
     def _change(self, actor_id: str | None, request_id: str, decide: Callable[[SupportRequest, Person], None]) -> SupportRequest:
         actor = self.actor(actor_id)
         for _ in range(SAVE_ATTEMPTS):
-            request = self._load(request_id)
+            request = self._load(request_id, actor)
             before = listing(request)
             decide(request, actor)
             if self.repo.save(request, self._envelopes(request), before=before):

@@ -97,11 +97,14 @@ def listing(r: SupportRequest) -> Listing:
 
     An entry carries only what a filter on that list may ask and the list does not imply
     (so a status change rewrites the person lists' entries, not the queues'): a person's lists
-    ``{s: status, p: priority, d: department}`` (+ ``a: assignees`` on the requester's), the
-    others ``{p: priority}``."""
+    ``{s: status, p: priority, d: department, a: assignees}`` (+ ``n: needed-by`` on the
+    requester's, + ``r: requester`` on an assignee's: who may see it, and the order of a view
+    merged from several lists, ``visibility.py``), the others ``{p: priority}``. Entries
+    written before ``n`` and ``r`` were added are completed from their documents when read."""
     nb = utc(r.needed_by)
-    mine = {"s": r.status, "p": r.priority, "d": r.department, "a": list(r.assignee_ids)}
-    theirs = {"s": r.status, "p": r.priority, "d": r.department}
+    mine = {"s": r.status, "p": r.priority, "d": r.department, "a": list(r.assignee_ids),
+            "n": nb.isoformat(timespec="milliseconds")}
+    theirs = {"s": r.status, "p": r.priority, "d": r.department, "a": list(r.assignee_ids), "r": r.requester_id}
     queue = {"p": r.priority}
     out: Listing = {f"by:{r.requester_id}": (utc(r.submitted_at), mine), f"dept:{r.department}": (nb, queue),
                     f"st:{r.department}:{r.status}": (nb, queue), "all": (nb, queue), f"allst:{r.status}": (nb, queue)}

@@ -189,7 +189,7 @@ def test_illegal_transitions_and_wrong_actors_change_nothing(api, runtime):
 
     refused = [
         (rita.post(f"/requests/{rid}/acknowledge"), 403, "not_in_queue"),
-        (lea.post(f"/requests/{rid}/acknowledge"), 403, "not_in_queue"),
+        (lea.post(f"/requests/{rid}/acknowledge"), 404, "request_not_found"),  # not hers to see
         (pia.post(f"/requests/{rid}/deliver"), 403, "not_assignee"),
         (pia.post(f"/requests/{rid}/start"), 409, "illegal_transition"),
         (rita.post(f"/requests/{rid}/close", json={"outcome": "won"}), 409, "illegal_transition"),
