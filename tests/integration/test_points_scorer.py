@@ -69,8 +69,12 @@ def test_a_batch_scores_exactly_as_one_event_at_a_time(db, settings):
     assert scorer(db, settings, "_batched").score_batch(events) == []
 
 
-def test_a_batch_raced_by_another_scorer_counts_nothing_twice(db, settings, monkeypatch):
-    ours, theirs = scorer(db, settings, "_race"), scorer(db, settings, "_race")
+@pytest.mark.parametrize("guard_existed", [False, True], ids=["new guard (inserted)", "existing guard (updated)"])
+def test_a_batch_raced_by_another_scorer_counts_nothing_twice(db, settings, monkeypatch, guard_existed):
+    suffix = "_race_old" if guard_existed else "_race"
+    ours, theirs = scorer(db, settings, suffix), scorer(db, settings, suffix)
+    if guard_existed:  # 10 of the 30 points a month from g to r used before this batch
+        theirs.score_batch([kudos(-5, "g", ["r"])])
     batch = [kudos(n, "g", ["r"]) for n in (1, 2, 3)]
     raced = []
     prefetch = engine._Batch.prefetch
@@ -86,7 +90,9 @@ def test_a_batch_raced_by_another_scorer_counts_nothing_twice(db, settings, monk
 
     assert raced and [d["_id"] for d in scored] == [e.id for e in batch]
     received = [next((a["points"], a["capped"]) for a in d["awards"] if a["rule"] == "kudos_received") for d in scored]
-    assert received == [(10, False), (10, False), (0, True)]  # k0 took the first 10 of the 30
+    # k0 took 10 of the 30 (and k-5 10 more, when the guard existed): the rest is capped.
+    expected = [(10, False), (0, True), (0, True)] if guard_existed else [(10, False), (10, False), (0, True)]
+    assert received == expected
     guard = ours.store.guards.find_one({"_id": f"giver:g:r:{NOW:%Y-%m}"})
     assert guard["points"] == 30 and len(guard["ids"]) == 3 == len(set(guard["ids"]))
 
