@@ -60,6 +60,31 @@ def _validate_rules(document, introspection: bool) -> list:
     return validate(schema.graphql_schema, document, rules=rules)
 
 
+# The limits' verdict depends on the query and its variables (page sizes in the cost rule):
+# remembered for the same pair, when the variables are small (a screen's or portal's reads).
+CACHED_VARIABLES_CHARS = 1_000
+
+
+@lru_cache(maxsize=1024)
+def _limit_errors_cached(query: str, variables_json: str, max_depth: int, max_aliases: int, max_cost: int) -> tuple:
+    limits = limit_rules(max_depth, max_aliases, max_cost, json.loads(variables_json))
+    return tuple(validate(schema.graphql_schema, _parse_cached(query), rules=limits))
+
+
+def _limit_errors(query: str, document, variables: dict, settings) -> list:
+    """The depth, alias, cost and field-count limits' errors for this query and variables."""
+    if len(query) <= CACHED_QUERY_CHARS:
+        try:
+            key = json.dumps(variables, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError):
+            key = None
+        if key is not None and len(key) <= CACHED_VARIABLES_CHARS:
+            return list(_limit_errors_cached(query, key, settings.max_query_depth, settings.max_aliases,
+                                             settings.max_query_cost))
+    limits = limit_rules(settings.max_query_depth, settings.max_aliases, settings.max_query_cost, variables)
+    return validate(schema.graphql_schema, document, rules=limits)
+
+
 def _rule_errors(query: str, document, introspection: bool) -> list:
     """The specified GraphQL rules' errors for this query (remembered per query text)."""
     if len(query) <= CACHED_QUERY_CHARS:
@@ -164,10 +189,9 @@ def graphql_endpoint():
         return _request_error("too many requests; slow down", "RATE_LIMITED", 429, media_type,
                               {"Retry-After": str(max(1, int(wait + 0.999)))})
 
-    # The cheap limits first, per request (the cost rule sees the variables); the specified
-    # rules only for a document within them, and remembered per query text.
-    limits = limit_rules(settings.max_query_depth, settings.max_aliases, settings.max_query_cost, variables)
-    errors = validate(schema.graphql_schema, document, rules=limits) or _rule_errors(query, document, settings.introspection)
+    # The cheap limits first (the cost rule sees the variables), remembered per query text and
+    # variables; the specified rules only for a document within them, remembered per query text.
+    errors = _limit_errors(query, document, variables, settings) or _rule_errors(query, document, settings.introspection)
     if errors:
         return _answer({"errors": [e.formatted for e in errors]}, 400, media_type)
 

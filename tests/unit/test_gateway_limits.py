@@ -439,3 +439,23 @@ def test_the_limiter_is_thread_safe():
 def test_nonsense_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         RateLimiter(**kwargs)
+
+
+def test_the_limits_verdict_is_remembered_per_query_and_variables():
+    """The gateway remembers the limits' verdict for a query text and its variables (a screen
+    sends the same read all day); other variables are judged again."""
+    from services.gateway import http as gateway_http
+    from services.gateway.config import GatewaySettings
+    from shared.config import load_settings
+
+    settings = load_settings(GatewaySettings, env={}, max_query_cost=20)
+    query = "query($n: Int) { people(first: $n) { edges { node { name } } } }"
+    document = gateway_http._parse(query)
+
+    def verdict(variables):
+        return [e.extensions["code"].upper() for e in gateway_http._limit_errors(query, document, variables, settings)]
+
+    assert verdict({"n": 5}) == []
+    assert verdict({"n": 100}) == ["QUERY_TOO_EXPENSIVE"]  # same text, other page size: refused
+    assert verdict({"n": 5}) == [] and verdict({"n": 100}) == ["QUERY_TOO_EXPENSIVE"]  # remembered, each its own
+    assert verdict({"n": 100, "pad": "x" * 2000}) == ["QUERY_TOO_EXPENSIVE"]  # large variables: judged, not kept
