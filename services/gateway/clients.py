@@ -20,9 +20,14 @@ def segment(value: Any) -> str:
     Without this, ``cancelRequest(id: "../people/p_1/deactivate?")`` would reach
     ``/people/p_1/deactivate`` (HTTP clients resolve dot segments; ``?`` starts a query).
     Every character but letters, digits, ``_``, ``-`` and ``~`` is percent-encoded, dots
-    included, so ``..`` stays a (non-existent) id.
+    included, so ``..`` stays a (non-existent) id. An empty id names nothing: it is refused
+    here as a service refuses an unknown id (``/requests//acknowledge`` would reach no
+    command: a routing error, not an answer about the id).
     """
-    return quote(str(value), safe="").replace(".", "%2E")
+    text = "" if value is None else str(value)
+    if not text:
+        raise ServiceError("gateway", 404, "not_found", "no object has an empty id")
+    return quote(text, safe="").replace(".", "%2E")
 
 
 class ServiceError(Exception):

@@ -163,6 +163,19 @@ def find(fn: Callable[[], Any]) -> Any:
         raise GatewayError(str(exc), "SERVICE_UNAVAILABLE") from None
 
 
+def private(fn: Callable[[], Any]) -> Any:
+    """Like :func:`call_service` for a person's private figure (kudos allowance): null, not an
+    error, when the owning service says it is not the caller's to see (``private``)."""
+    try:
+        return fn()
+    except ServiceError as exc:
+        if exc.status == 403 and exc.code == "private":
+            return None
+        raise refused(exc) from None
+    except ServiceUnavailable as exc:
+        raise GatewayError(str(exc), "SERVICE_UNAVAILABLE") from None
+
+
 def run_mutation(payload_field: str, fn: Callable[[], Any]) -> dict[str, Any]:
     """Run a mutation's service call; business-rule refusals become the payload's errors."""
     try:

@@ -6,7 +6,8 @@ import graphene
 from graphql import FieldNode
 
 from services.gateway.core import (
-    DateTime, Department, Period, Role, UserError, call_service, connection_from_page, connection_types, enum_value, run_mutation,
+    DateTime, Department, Period, Role, UserError, call_service, connection_from_page, connection_types, enum_value, private,
+    run_mutation,
 )
 
 
@@ -58,8 +59,10 @@ class Person(graphene.ObjectType):
                           description="Points in the current period (null while the points service is unavailable).")
     rank = graphene.Int(period=Period(required=True, default_value="week"), description="Company rank in the current period (null without points).")
     badges = graphene.List(graphene.NonNull(PersonBadge), description="Null while the points service is unavailable.")
-    kudos_allowance = graphene.Field(KudosAllowance, description="Kudos left to give this month.")
-    rush_share = graphene.Field(RushShare, description="Reps only.")
+    kudos_allowance = graphene.Field(KudosAllowance, description="Kudos left to give this month. Only for the person, "
+                                     "their managers (up the chain) and admins; null for anyone else.")
+    rush_share = graphene.Field(RushShare, description="Reps only. Only for the person, their managers (up the chain) "
+                                "and admins; null for anyone else.")
 
     def resolve_manager(root, info):
         return info.context.person(root.get("manager_id"))
@@ -77,7 +80,7 @@ class Person(graphene.ObjectType):
         return call_service(lambda: info.context.summary(root["id"]))["rush_share"]
 
     def resolve_kudos_allowance(root, info):
-        return call_service(lambda: info.context.allowance(root["id"]))
+        return private(lambda: info.context.allowance(root["id"]))
 
 
 PersonConnection, PersonEdge = connection_types(Person, "Person")

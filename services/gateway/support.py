@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import graphene
+from graphql import GraphQLError
 
 from services.gateway.clients import segment
 from services.gateway.core import (
@@ -169,3 +170,15 @@ class SupportMutations(graphene.ObjectType):
     close_request = _command("CloseRequest", "close", outcome=Outcome(required=True), note=graphene.String()).Field(required=True)
     cancel_request = _command("CancelRequest", "cancel", reason=graphene.String(required=True)).Field(required=True)
     comment_on_request = _command("CommentOnRequest", "comments", text=graphene.String(required=True)).Field(required=True)
+
+
+def request_changed_refusal(services, actor_id: str, request_id) -> dict | None:
+    """Why ``requestChanged(id)`` may not start (a GraphQL error, formatted), or None. The
+    requests service decides: a request the caller may not see answers exactly as an unknown
+    id does (``NOT_FOUND``). Every pushed change is read as the caller again, so a request
+    they stop seeing (a reassignment) stops arriving."""
+    try:
+        call_service(lambda: services.requests.get(f"/requests/{segment(request_id)}", actor_id))
+    except GraphQLError as exc:
+        return exc.formatted
+    return None

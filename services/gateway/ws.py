@@ -31,6 +31,7 @@ from services.gateway.context import RequestContext
 from services.gateway.limits import limit_rules, no_introspection_rule, validate_within_limits
 from services.gateway.live import LiveHub
 from services.gateway.schema import schema
+from services.gateway.support import request_changed_refusal
 from shared.errors import AppError
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,11 @@ class Connection:
         op.root_field = field_node.name.value
         field_def = schema.graphql_schema.subscription_type.fields[op.root_field]
         op.arguments = get_argument_values(field_def, field_node, variables)
+        if op.root_field == "requestChanged":  # the requests service says if the caller may see it
+            refusal = request_changed_refusal(self.services, self.actor_id, op.arguments.get("id"))
+            if refusal is not None:
+                self.operations.pop(op_id, None)
+                return self._send({"id": op_id, "type": "error", "payload": [refusal]})
         op.hub_id = self.hub.subscribe(op.root_field, op.arguments, lambda envelope, op=op: self._enqueue((op, envelope)))
 
     def _stop(self, op: Operation) -> None:

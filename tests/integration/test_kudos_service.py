@@ -126,6 +126,17 @@ def test_every_rule_is_refused_with_a_stable_code(api, runtime):
     assert api.as_("rita").get("/allowance/rita").json()["used"] == 0  # refusals spent nothing
 
 
+def test_the_service_itself_refuses_unknown_and_deactivated_callers_and_keeps_allowances_private(api):
+    for who, status, code in (("gone", 403, "inactive_actor"), ("stranger", 401, "unknown_actor"), (None, 401, "no_actor")):
+        for response in (api.as_(who).get("/kudos"), api.as_(who).get(f"/allowance/{who}"),
+                         give(api, who, ["pia"]) if who else api.as_(None).post("/kudos", json={})):
+            assert (response.status_code, response.json()["error"]["code"]) == (status, code), (who, response.text)
+    # Jonas (no manager of Rita's, not an admin) does not see Rita's allowance; Rita does.
+    private = api.as_("jonas").get("/allowance/rita")
+    assert (private.status_code, private.json()["error"]["code"]) == (403, "private")
+    assert api.as_("rita").get("/allowance/rita").json()["left"] == 5
+
+
 def test_weekly_cap_and_monthly_allowance(api, clock):
     for _ in range(3):
         assert give(api, "rita", ["pia"]).status_code == 201

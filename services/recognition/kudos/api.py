@@ -14,7 +14,8 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from services.recognition.kudos.cards import CardStore
 from services.recognition.kudos.domain import Kudos
 from services.recognition.kudos.handlers import KudosService
-from shared.errors import BadInput, NotFound, Unauthorized
+from shared.auth import caller, sees_private
+from shared.errors import BadInput, Forbidden, NotFound
 
 kudos_api = Blueprint("kudos", __name__)
 cards_api = Blueprint("cards", __name__)
@@ -63,12 +64,12 @@ def _render(kudos: list[Kudos], people: dict | None = None) -> list[dict[str, An
     return [kudos_json(k, names) for k in kudos]
 
 
+@kudos_api.before_request
 def _known_actor():
-    service = _service()
-    actor = service.directory.get(g.get("actor_id") or "")
-    if actor is None:
-        raise Unauthorized("unknown_actor", "the call does not say who is acting, or they are not in the directory")
-    return actor
+    """Every call but an import names a known, active person (``shared.auth.caller``); an
+    import names its admin by id or, from the command line, by email (checked there)."""
+    if request.endpoint != "kudos.import_kudos":
+        g.actor = caller(g.get("actor_id"), _service().directory.get)
 
 
 @kudos_api.post("/kudos")
@@ -84,14 +85,12 @@ def add_on(kudos_id: str):
 
 @kudos_api.get("/kudos/<kudos_id>")
 def get_kudos(kudos_id: str):
-    _known_actor()
     return jsonify(_render([_service().get(kudos_id)])[0])
 
 
 @kudos_api.get("/kudos")
 def feed():
     """The company feed, or one person's kudos (``person_id`` + ``direction`` received|given)."""
-    _known_actor()
     person_id = request.args.get("person_id")
     direction = request.args.get("direction") or "received"
     if direction not in ("received", "given"):
@@ -122,7 +121,10 @@ def import_kudos():
 
 @kudos_api.get("/allowance/<person_id>")
 def allowance(person_id: str):
-    _known_actor()
+    """A person's allowance: for them, their managers up the chain and admins (``private``
+    to anyone else: the gateway shows null)."""
+    if not sees_private(g.actor, person_id, _service().directory.get):
+        raise Forbidden("private", "only the person, their managers and admins see their kudos allowance")
     result = _service().allowance(person_id)
     return jsonify({**result, "resets_at": result["resets_at"].isoformat()})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, jsonify, request
 
 from services.recognition.points.queries import PointsQueries
-from shared.errors import Unauthorized
+from shared.auth import caller, sees_private
 
 points_api = Blueprint("points", __name__)
 
@@ -16,9 +16,8 @@ def _queries() -> PointsQueries:
 
 @points_api.before_request
 def _known_actor():
-    queries = _queries()
-    if queries.directory.get(g.get("actor_id") or "") is None:
-        raise Unauthorized("unknown_actor", "the call does not say who is acting, or they are not in the directory")
+    """Every call names a known, active person (``shared.auth.caller``)."""
+    g.actor = caller(g.get("actor_id"), _queries().directory.get)
 
 
 @points_api.get("/leaderboard")
@@ -41,7 +40,13 @@ def leaderboard():
 
 @points_api.get("/people/<person_id>/summary")
 def summary(person_id: str):
-    return jsonify(_queries().summary(person_id))
+    """Points, ranks and badges (everyone's to see); the rush share only for the person, their
+    managers up the chain and admins (null for anyone else)."""
+    queries = _queries()
+    result = queries.summary(person_id)
+    if result.get("rush_share") is not None and not sees_private(g.actor, person_id, queries.directory.get):
+        result = {**result, "rush_share": None}
+    return jsonify(result)
 
 
 @points_api.get("/people/<person_id>/ledger")
