@@ -209,7 +209,7 @@ def depth_limit_rule(max_depth: int) -> type[ValidationRule]:
                     GraphQLError(
                         "query depth is unbounded: a fragment spreads itself",
                         node,
-                        extensions={"code": "query_too_deep"},
+                        extensions={"code": "QUERY_TOO_DEEP"},
                     )
                 )
             elif depth > max_depth:
@@ -217,7 +217,7 @@ def depth_limit_rule(max_depth: int) -> type[ValidationRule]:
                     GraphQLError(
                         f"query depth {depth} exceeds the limit of {max_depth}",
                         node,
-                        extensions={"code": "query_too_deep"},
+                        extensions={"code": "QUERY_TOO_DEEP"},
                     )
                 )
             return SKIP
@@ -242,7 +242,7 @@ def alias_limit_rule(max_aliases: int) -> type[ValidationRule]:
     if max_aliases < 0:
         raise ValueError("max_aliases must not be negative")
 
-    return _field_counting_rule("AliasLimitRule", max_aliases, "aliases", "too_many_aliases",
+    return _field_counting_rule("AliasLimitRule", max_aliases, "aliases", "TOO_MANY_ALIASES",
                                 lambda node: node.alias is not None)
 
 
@@ -382,7 +382,7 @@ def cost_limit_rule(
                     GraphQLError(
                         f"query cost {shown} exceeds the limit of {max_cost}",
                         node,
-                        extensions={"code": "query_too_expensive"},
+                        extensions={"code": "QUERY_TOO_EXPENSIVE"},
                     )
                 )
             return SKIP
@@ -409,7 +409,7 @@ def field_count_rule(max_fields: int = MAX_FIELDS) -> type[ValidationRule]:
     if max_fields < 1:
         raise ValueError("max_fields must be at least 1")
 
-    return _field_counting_rule("FieldCountRule", max_fields, "fields", "too_many_fields", lambda node: True)
+    return _field_counting_rule("FieldCountRule", max_fields, "fields", "TOO_MANY_FIELDS", lambda node: True)
 
 
 def _field_counting_rule(name: str, limit: int, noun: str, code: str,
@@ -467,7 +467,7 @@ def no_introspection_rule() -> type[ValidationRule]:
                     GraphQLError(
                         f"introspection is switched off: '{node.name.value}' is not allowed",
                         node,
-                        extensions={"code": "introspection_disabled"},
+                        extensions={"code": "INTROSPECTION_DISABLED"},
                     )
                 )
 

@@ -294,7 +294,7 @@ def test_introspection_can_be_switched_off():
 
 def test_errors_carry_codes_and_locations():
     [error] = graphql.validate(SCHEMA, graphql.parse("{ me { " + nested_managers(10) + " } }"), [depth_limit_rule(10)])
-    assert error.extensions == {"code": "query_too_deep"}
+    assert error.extensions == {"code": "QUERY_TOO_DEEP"}
     assert error.locations and error.locations[0].line == 1
 
 
@@ -331,7 +331,7 @@ def test_a_field_flood_is_refused_before_the_costly_rules_run():
     flood = graphql.parse("{ me { " + "name " * 1000 + "} }")
     errors = validate_within_limits(SCHEMA, flood, limit_rules(10, 30, 5000, {}), [*specified_rules, _Recorder])
     assert [e.message for e in errors] == ["too many fields (1001, limit 200)"]
-    assert errors[0].extensions == {"code": "too_many_fields"}
+    assert errors[0].extensions == {"code": "TOO_MANY_FIELDS"}
     assert _Recorder.seen == []
     assert validate_within_limits(SCHEMA, graphql.parse("{ me { name } }"), limit_rules(10, 30, 5000, {}),
                                   [*specified_rules, _Recorder]) == []
