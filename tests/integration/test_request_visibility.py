@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.service_helpers import Client, serving
+from tests.integration.service_helpers import Client
 from tests.integration.test_requests_read_models import no_scans  # noqa: F401
-from tests.integration.test_requests_service import clock, runtime, submit_body  # noqa: F401
+from tests.integration.test_requests_service import clock, company, runtime, submit_body  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +41,9 @@ class Org:
 
 @pytest.fixture
 def org(runtime, settings):
-    admin = runtime.service.ensure_admin("admin@example.com")
-    with serving(runtime.app) as url:
-        client = Client(url, settings.internal_token, admin.id)
-        report = client.post("/people/import", data=ORG_CSV, headers={"Content-Type": "text/csv"}).json()
-        assert report["errors"] == [], report
-        people = {p["email"].split("@")[0]: p["id"] for p in client.get("/people?first=100").json()["items"]}
-        yield Org(client, people)
+    with company(runtime, settings, ORG_CSV) as client:
+        assert client.report["errors"] == [], client.report
+        yield Org(client, client.people)
 
 
 def _ids(page):

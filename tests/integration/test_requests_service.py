@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -52,14 +53,22 @@ def runtime(settings, clock):
     disconnect()
 
 
-@pytest.fixture
-def api(runtime, settings):
+@contextmanager
+def company(runtime, settings, people_csv: str):
+    """The service served, ``people_csv`` imported: a client acting as the admin, with the
+    import's ``report`` and ``people`` (id by the local part of the email)."""
     admin = runtime.service.ensure_admin("admin@example.com")
     with serving(runtime.app) as url:
         client = Client(url, settings.internal_token, admin.id)
-        report = client.post("/people/import", data=PEOPLE_CSV, headers={"Content-Type": "text/csv"}).json()
+        report = client.post("/people/import", data=people_csv, headers={"Content-Type": "text/csv"}).json()
         client.report = report
         client.people = {p["email"].split("@")[0]: p["id"] for p in client.get("/people?first=100").json()["items"]}
+        yield client
+
+
+@pytest.fixture
+def api(runtime, settings):
+    with company(runtime, settings, PEOPLE_CSV) as client:
         yield client
 
 
