@@ -408,7 +408,8 @@ def bench_latency(settings, gateway_url: str, ctx: dict, n: int, rate_per_s: flo
     tap = StageTap(settings)
 
     points_lat: list[float] = []
-    stages: dict[str, list[float]] = {"giveKudos_answer": [], "kudos_relay": [], "scorer": [], "applier": [], "gateway_push": []}
+    stages: dict[str, list[float]] = {"giveKudos_answer": [], "kudos_relay": [], "scorer": [], "applier": [],
+                                      "notice_to_message": []}
     timeline: list[tuple[str, float, float]] = []  # (recipient, sent wall ms, shown wall ms)
     problems: dict[str, int] = {}
     lock = threading.Lock()
@@ -470,13 +471,14 @@ def bench_latency(settings, gateway_url: str, ctx: dict, n: int, rate_per_s: flo
         marks = [sent_ms] + [tap.seen.get((kind, person)) for kind in ("kudos.given", "points.awarded", "points.applied")] + [shown_ms]
         if None in marks:
             continue
-        for stage, (a, b) in zip(("kudos_relay", "scorer", "applier", "gateway_push"), zip(marks, marks[1:])):
+        for stage, (a, b) in zip(("kudos_relay", "scorer", "applier", "notice_to_message"), zip(marks, marks[1:])):
             stages[stage].append(b - a)
     record("kudos_to_recipient_points_stages", trials=len(stages["kudos_relay"]),
            **{f"{stage}_p50_ms": pct(values, 50) for stage, values in stages.items()},
            **{f"{stage}_p95_ms": pct(values, 95) for stage, values in stages.items()},
            note="giveKudos_answer: the mutation's round trip; kudos_relay: sent -> kudos.given on Kafka; scorer: -> "
-                "points.awarded; applier: -> points.applied; gateway_push: -> the recipient's message")
+                "points.awarded; applier: -> points.applied; notice_to_message: -> the recipient's message (negative when "
+                "the refresh of an earlier notice read the board after this award's board write, before its own notice)")
     record("kudos_to_recipient_points", kudos=n, rate_per_s=rate_per_s, arrived=len(points_lat),
            p50_ms=pct(points_lat, 50), p95_ms=pct(points_lat, 95), p99_ms=pct(points_lat, 99),
            max_ms=pct(points_lat, 100), problems=problems or None,
