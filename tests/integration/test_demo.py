@@ -283,6 +283,14 @@ def test_the_demo_company_looks_like_a_real_one(demo_system, settings, tmp_path,
             break
         after = page["pageInfo"]["endCursor"]
     assert kinds == set(KINDS)
+    # Rita, a rep, sees her own requests and nobody else's (issue 19).
+    found = gql(admin, '{ people(search: "okafor") { edges { node { id email role } } } }')["data"]["people"]["edges"]
+    rita = found[0]["node"]
+    listed = "{ requests(first: 100) { totalCount edges { node { requester { id } } } } }"
+    mine = gql(system["token_for"](rita), listed)["data"]["requests"]
+    hers = gql(admin, "query($r: ID) { requests(filter: {requesterId: $r}) { totalCount } }", {"r": rita["id"]})
+    assert mine["totalCount"] == hers["data"]["requests"]["totalCount"] > 0
+    assert {e["node"]["requester"]["id"] for e in mine["edges"]} == {rita["id"]}
 
     week = gql(admin, "{ leaderboard(period: WEEK, first: 50) { key totalCount entries { rank points movement } "
                       "previous { key entries { rank points movement } } } }")["data"]["leaderboard"]
