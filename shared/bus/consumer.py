@@ -109,6 +109,7 @@ class ConsumerRunner:
         batch_handler: BatchHandler | None = None,
         from_beginning: bool = True,
         max_poll_records: int = 200,
+        max_poll_interval_ms: int = 300_000,
         with_position: bool = False,
     ):
         self.settings = settings
@@ -123,6 +124,8 @@ class ConsumerRunner:
         self.producer = producer
         self.from_beginning = from_beginning
         self.max_poll_records = max_poll_records
+        # How long a batch may take before the group drops the member (kafka-python's default, 300 s).
+        self.max_poll_interval_ms = max_poll_interval_ms
         # The handler also gets (partition, offset): for handlers whose idempotence rests on
         # the order of one partition (the points applier).
         self.with_position = with_position
@@ -211,6 +214,7 @@ class ConsumerRunner:
                     enable_auto_commit=False,
                     auto_offset_reset="earliest" if self.from_beginning else "latest",
                     max_poll_records=self.max_poll_records,
+                    max_poll_interval_ms=self.max_poll_interval_ms,
                     # A member that died is noticed within seconds, so its partitions move on quickly.
                     session_timeout_ms=10_000,
                     heartbeat_interval_ms=3_000,

@@ -79,8 +79,8 @@ def test_a_batch_raced_by_another_scorer_counts_nothing_twice(db, settings, monk
     raced = []
     prefetch = engine._Batch.prefetch
 
-    def prefetch_then_race(self, guard_ids, people):
-        prefetch(self, guard_ids, people)  # our batch has read the guard: 0 of 30 points used
+    def prefetch_then_race(self, guard_ids, people, requests=()):
+        prefetch(self, guard_ids, people, requests)  # our batch has read the guard: 0 of 30 points used
         if not raced:
             raced.append(True)
             theirs.score_batch([kudos(0, "g", ["r"])])  # another process takes 10 of them meanwhile
@@ -132,3 +132,47 @@ def test_the_directory_copy_reads_many_people_in_index_sized_chunks(db):
     found = directory.many(wanted)
     assert len(found) == 1_250 and "nobody" not in found and found["d1249"].name == "D 1249"
     assert directory.many([]) == {}
+
+
+def request_event(kind: str, rid: str, minutes: int, **data):
+    at = NOW - timedelta(minutes=100 - minutes)
+    base = {"request_id": rid, "requester_id": "rep", "department": "pricing", "actor_id": "rep", "status": "x", "at": at,
+            "needed_by": at + timedelta(days=3)}
+    if kind == "request.submitted":
+        base.update(kind="quote", title="A quote", customer="Acme", details_length=300)
+    return build_event(kind, rid, {**base, **data}, source="test")
+
+
+def test_a_batch_of_requests_and_thanks_records_their_facts_as_one_event_at_a_time(db, settings):
+    # A thank-you read before its request's delivery (topics are read in parallel) waits for the
+    # delivery; one read after it counts at once; one given before the delivery never counts.
+    thanks = lambda n, minutes, rid: build_event("kudos.given", f"t{n}", {  # noqa: E731
+        "kudos_id": f"t{n}", "giver_id": "rep", "recipient_ids": ["analyst"], "message": "thanks", "values": [],
+        "gesture": "thanks", "request_id": rid, "at": NOW - timedelta(minutes=100 - minutes)}, source="test")
+    events = [
+        request_event("request.submitted", "q1", 1, priority="rush", notice_business_hours=4, brief_complete=True),
+        request_event("request.submitted", "q2", 2, priority="normal", notice_business_hours=40, brief_complete=False),
+        thanks(1, 30, "q1"),  # read first, given after the delivery (minute 20): waits, then counts
+        thanks(2, 10, "q1"),  # given before the delivery: never counts
+        request_event("request.delivered", "q1", 20, assignee_ids=["analyst"], on_time=True, rush=True, priority="rush",
+                      notice_business_hours=4),
+        thanks(3, 40, "q1"),  # after the delivery: counts at once
+        thanks(4, 50, "q2"),  # q2 not delivered: waits
+    ]
+    batched = scorer(db, settings, "_facts_batched")
+    single = scorer(db, settings, "_facts_single")
+    in_one = batched.score_batch(events)
+    one_by_one = [doc for e in events for doc in single.score_batch([e])]
+
+    assert awards(in_one) == awards(one_by_one)
+    kudos_ids = {e.id: e.data["kudos_id"] for e in events if e.type == "kudos.given"}
+    thanked = {kudos_ids[a["source_event_id"]] for d in in_one for a in d["awards"] if a["rule"] == "thanked_the_helpers"}
+    assert thanked == {"t1", "t3"}
+    for name in ("request_facts", "submissions", "submission_days"):
+        ours = {d["_id"]: d for d in getattr(batched.store, name).find()}
+        theirs = {d["_id"]: d for d in getattr(single.store, name).find()}
+        assert ours == theirs, name
+    facts = {d["_id"]: d for d in batched.store.request_facts.find()}
+    assert facts["q1"]["delivered"] and facts["q1"]["waiting_thanks"] == []
+    assert [w["event"]["data"]["kudos_id"] for w in facts["q2"]["waiting_thanks"]] == ["t4"]
+    assert batched.store.submissions.count_documents({"rush_short_notice": True}) == 1

@@ -201,25 +201,28 @@ class Scorer:
         # A document refused as a duplicate was scored meanwhile by another process (a
         # rebalance): that process publishes its copy's awards.
         docs = _insert_many_once(self.store.scored_events, docs)
-        for doc in docs:
-            if doc["type"] == "request.delivered":
-                # Only now that the thanks it awarded are stored (a crash before this line
-                # scores the delivery again, with the same waiting thanks).
-                self.store.request_facts.update_one({"_id": doc["request_id"]}, {"$set": {"waiting_thanks": []}})
+        # Only now that the thanks its deliveries awarded are stored (a crash before this line
+        # scores the delivery again, with the same waiting thanks).
+        cleared = [UpdateOne({"_id": doc["request_id"]}, {"$set": {"waiting_thanks": []}})
+                   for doc in docs if doc["type"] == "request.delivered"]
+        for part in chunks(cleared):
+            self.store.request_facts.bulk_write(part, ordered=False)
         return docs
 
     def _score_all(self, envelopes: list[Envelope], batched: bool) -> list[dict[str, Any]]:
-        batch = _Batch(self.store.guards, self.directory, batched)
-        if batched:  # what the batch's guards and counterparts are, read in one query each
-            guard_ids, people = [], []
+        batch = _Batch(self.store, self.directory, batched)
+        if batched:  # what the batch's guards, requests and counterparts are, read in one query each
+            guard_ids, people, requests = [], [], []
             for envelope in envelopes:
+                if isinstance(envelope.data.get("request_id"), str):
+                    requests.append(envelope.data["request_id"])
                 month = period_key(self.calendar, "month", event_time(envelope))
                 for rule in self.rules.for_event(envelope.type, envelope.data):
                     for person in rule.awardees(envelope.data):
                         guard_ids.extend(self._guard_ids(rule, person, envelope.data, month))
                     if rule.counterpart_role:
                         people.extend(rule.counterparts(envelope.data))
-            batch.prefetch(guard_ids, people)
+            batch.prefetch(guard_ids, people, requests)
         docs = [self._score(envelope, batch) for envelope in envelopes]
         batch.flush()
         return docs
@@ -238,7 +241,7 @@ class Scorer:
     def _score(self, envelope: Envelope, batch: "_Batch") -> dict[str, Any]:
         data = envelope.data
         at = event_time(envelope)
-        self._track_facts(envelope, at)
+        self._track_facts(envelope, at, batch)
         awards = []
         for rule in self.rules.for_event(envelope.type, data):
             for person in rule.awardees(data):
@@ -255,7 +258,7 @@ class Scorer:
     def _waiting_thanks(self, request_id: str, delivered_at: datetime, batch: "_Batch") -> list[dict[str, Any]]:
         """Kudos that thanked for this delivery but were read before it (topics are read in
         parallel): award them now, exactly as if they had come after."""
-        facts = self.store.request_facts.find_one({"_id": request_id}) or {}
+        facts = batch.facts(request_id)
         awards = []
         for waiting in facts.get("waiting_thanks") or []:
             kudos = Envelope.from_dict(waiting["event"])
@@ -270,28 +273,21 @@ class Scorer:
     def _event(self, award: dict[str, Any]) -> Envelope:
         return build_event("points.awarded", award["person_id"], award, source=SOURCE, clock=self.clock, id=award["entry_id"])
 
-    def _track_facts(self, envelope: Envelope, at: datetime) -> None:
+    def _track_facts(self, envelope: Envelope, at: datetime, batch: "_Batch") -> None:
         data = envelope.data
         if envelope.type == "request.submitted":
-            self.store.request_facts.update_one(
-                {"_id": data["request_id"]}, {"$set": {"requester_id": data["requester_id"]}}, upsert=True
-            )
+            batch.change_facts(data["request_id"], {"requester_id": data["requester_id"]})
             short = data.get("priority") == "rush" and float(data.get("notice_business_hours") or 0) < RUSH_SHORT_NOTICE_HOURS
             submission = {"_id": data["request_id"], "requester_id": data["requester_id"], "at": at, "rush_short_notice": short}
-            insert_once(self.store.submissions, submission)
-            if _safe_key(data["requester_id"]) and _safe_key(str(data["request_id"])):
-                # The requester's day (read by _id for the rush share); idempotent, so a
-                # re-scored event writes the same thing again.
-                self.store.submission_days.update_one(
-                    {"_id": _day_id(data["requester_id"], at)}, {"$set": {f"r.{data['request_id']}": _submission(submission)}},
-                    upsert=True)
+            # The requester's day (read by _id for the rush share); idempotent, so a re-scored
+            # event writes the same thing again.
+            day = (_day_id(data["requester_id"], at), f"r.{data['request_id']}", _submission(submission)) \
+                if _safe_key(data["requester_id"]) and _safe_key(str(data["request_id"])) else None
+            batch.submit(submission, day)
         elif envelope.type == "request.delivered":
-            self.store.request_facts.update_one(
-                {"_id": data["request_id"]},
-                {"$set": {"requester_id": data["requester_id"], "delivered": True, "delivered_at": at,
-                          "assignee_ids": data.get("assignee_ids", [])}},
-                upsert=True,
-            )
+            batch.change_facts(data["request_id"], {
+                "requester_id": data["requester_id"], "delivered": True, "delivered_at": at,
+                "assignee_ids": data.get("assignee_ids", [])})
 
     def _award(self, rule: Rule, person: str, envelope: Envelope, at: datetime, batch: "_Batch") -> dict[str, Any] | None:
         data = envelope.data
@@ -303,14 +299,10 @@ class Scorer:
             request_id = data.get("request_id")
             if not isinstance(request_id, str):
                 return None
-            facts = self.store.request_facts.find_one({"_id": request_id}) or {}
+            facts = batch.facts(request_id)
             if not facts.get("delivered"):
                 # Maybe the delivery is still on its way (another topic): wait for it there.
-                self.store.request_facts.update_one(
-                    {"_id": request_id},
-                    {"$addToSet": {"waiting_thanks": {"event": envelope.to_dict(), "rule": rule.id, "person": person}}},
-                    upsert=True,
-                )
+                batch.change_facts(request_id, waiting={"event": envelope.to_dict(), "rule": rule.id, "person": person})
                 return None
             if facts.get("requester_id") != person or (facts.get("delivered_at") and at < utc(facts["delivered_at"])):
                 return None
@@ -382,7 +374,8 @@ class _GuardRace(Exception):
 
 
 class _Batch:
-    """What one batch of scoring reads (guards, counterparts) and how it writes its guards.
+    """What one batch of scoring reads (guards, request facts, counterparts) and how it writes
+    them.
 
     Live (a single event, or a batch scored again): each guard is read when needed and each
     decision written at once, counts as conditional updates that stay exact when scorers race.
@@ -395,10 +388,16 @@ class _Batch:
     flush raises :class:`_GuardRace` and the batch is scored again live: it reads the truth,
     and awards already counted are recognised by their ids in the guard, so nothing is
     counted twice.
+
+    The request facts (who asked, delivered when, thanks waiting for a delivery), submissions
+    and submission days are field-level ``$set``/``$addToSet`` writes, idempotent, gathered per
+    document and written before the guards (each request's events were one write each, three
+    for a submission: 105k events of a year's requests cost ~100k single writes).
     """
 
-    def __init__(self, guards, directory: Directory, batched: bool):
-        self.guards = guards
+    def __init__(self, store: Store, directory: Directory, batched: bool):
+        self.store = store
+        self.guards = store.guards
         self.directory = directory
         self.batched = batched
         self.docs: dict[str, dict] = {}
@@ -406,13 +405,58 @@ class _Batch:
         self.ops: list[UpdateOne] = []
         self.absent: set[str] = set()  # guards that did not exist when read
         self.created: set[str] = set()  # of those, the ones this batch writes (inserted at flush)
+        self.requests: dict[str, dict] = {}  # request facts as read, with this batch's changes
+        self.fact_sets: dict[str, dict[str, Any]] = {}
+        self.fact_waiting: dict[str, list[dict]] = {}
+        self.submissions: list[dict] = []
+        self.days: dict[str, dict[str, Any]] = {}
 
-    def prefetch(self, guard_ids: list[str], people: list[str]) -> None:
+    def prefetch(self, guard_ids: list[str], people: list[str], requests: list[str] = ()) -> None:
         missing = [i for i in dict.fromkeys(guard_ids) if i not in self.docs]
         found = find_by_ids(self.guards, missing)
         self.docs.update((i, found.get(i) or {}) for i in missing)
         self.absent.update(i for i in missing if i not in found)
+        unread = [r for r in dict.fromkeys(requests) if r not in self.requests]
+        facts = find_by_ids(self.store.request_facts, unread)
+        self.requests.update((r, facts.get(r) or {}) for r in unread)
         self.people(people)
+
+    def facts(self, request_id: str) -> dict:
+        """What is known of a request (as of this point of the batch)."""
+        if not self.batched:
+            return self.store.request_facts.find_one({"_id": request_id}) or {}
+        if request_id not in self.requests:
+            self.prefetch([], [], [request_id])
+        return self.requests[request_id]
+
+    def change_facts(self, request_id: str, fields: dict[str, Any] | None = None, waiting: dict | None = None) -> None:
+        """Set fields of a request's facts, and/or add a thanks waiting for its delivery."""
+        update: dict[str, Any] = {}
+        if fields:
+            update["$set"] = fields
+        if waiting is not None:
+            update["$addToSet"] = {"waiting_thanks": waiting}
+        if not self.batched:
+            self.store.request_facts.update_one({"_id": request_id}, update, upsert=True)
+            return
+        doc = self.facts(request_id)
+        if fields:
+            doc.update(fields)
+            self.fact_sets.setdefault(request_id, {}).update(fields)
+        if waiting is not None and waiting not in (doc.get("waiting_thanks") or []):
+            doc["waiting_thanks"] = [*(doc.get("waiting_thanks") or []), waiting]
+            self.fact_waiting.setdefault(request_id, []).append(waiting)
+
+    def submit(self, submission: dict, day: tuple[str, str, dict] | None) -> None:
+        """A request submitted, and its entry in the requester's day (id, field path, value)."""
+        if not self.batched:
+            insert_once(self.store.submissions, submission)
+            if day:
+                self.store.submission_days.update_one({"_id": day[0]}, {"$set": {day[1]: day[2]}}, upsert=True)
+            return
+        self.submissions.append(submission)
+        if day:
+            self.days.setdefault(day[0], {})[day[1]] = day[2]
 
     def guard(self, guard_id: str) -> dict:
         if not self.batched:
@@ -461,6 +505,20 @@ class _Batch:
         return {i: self.known[i] for i in ids if self.known.get(i) is not None}
 
     def flush(self) -> None:
+        facts = []
+        for request_id in dict.fromkeys([*self.fact_sets, *self.fact_waiting]):
+            update: dict[str, Any] = {}
+            if self.fact_sets.get(request_id):
+                update["$set"] = self.fact_sets[request_id]
+            if self.fact_waiting.get(request_id):
+                update["$addToSet"] = {"waiting_thanks": {"$each": self.fact_waiting[request_id]}}
+            facts.append(UpdateOne({"_id": request_id}, update, upsert=True))
+        days = [UpdateOne({"_id": d}, {"$set": paths}, upsert=True) for d, paths in self.days.items()]
+        for collection, writes in ((self.store.request_facts, facts), (self.store.submission_days, days)):
+            for part in chunks(writes):
+                collection.bulk_write(part, ordered=False)
+        _insert_many_once(self.store.submissions, self.submissions)
+        self.fact_sets, self.fact_waiting, self.days, self.submissions = {}, {}, {}, []
         ops, self.ops = self.ops, []
         created, self.created = [{**self.docs[i], "_id": i} for i in self.created], set()
         for part in chunks(created):
