@@ -447,3 +447,23 @@ def test_person_reads_come_from_read_models_and_an_old_store_is_upgraded(produce
         assert again.store.upgrade() == {}  # once only
     finally:
         disconnect()
+
+
+def test_each_applied_batch_is_announced_and_a_batch_delivered_again_announces_again(producer, runtime, settings):
+    """``points.applied`` follows the applier's write: the live leaderboards' cue. Awards delivered
+    again (as after a crash between the write and the notice, before the commit) add nothing and
+    send the notice then, so the crash loses no refresh."""
+    h = History()
+    h.kudos("k1", MON, "rita", ["pia"])  # +10 to pia; rita's award has no points (Grateful)
+    feed(producer, runtime, h.events)
+    ledger = runtime.store.ledger.count_documents({})
+    notices = settings.topic("points-applied")
+    [(envelope, data)] = [decode(r.value) for r in read_topic(settings, notices, 1)]
+    assert (envelope.type, envelope.subject, data.person_ids, data.awards) == ("points.applied", "leaderboards", ["pia"], 1)
+    assert sorted(data.period_keys) == ["2026-11", "2026-Q4", "2026-W48", "all"]
+
+    awards = [decode(r.value)[0] for r in read_topic(settings, settings.topic("points"), 2)]
+    producer.publish_all(awards)
+    again = read_topic(settings, notices, 2)
+    assert len(again) == 2 and decode(again[1].value)[1].person_ids == ["pia"]
+    assert runtime.store.ledger.count_documents({}) == ledger
