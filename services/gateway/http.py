@@ -2,9 +2,10 @@
 
 - ``POST /graphql`` with ``application/json`` ``{query, variables, operationName}``;
   ``GET /graphql?query=...`` for queries only (a mutation over GET answers 405).
-- Answers ``application/graphql-response+json`` when the client accepts it (status codes of
+- Answers ``application/graphql-response+json`` when the client names it (status codes of
   the GraphQL-over-HTTP spec: 400 for a request that cannot run, 200 once it ran, even with
-  field errors), else ``application/json`` with 200 once it ran.
+  field errors), else ``application/json`` (also for ``*/*`` or no Accept) with 200 for any
+  well-formed request, its errors in the body (syntax, validation, variables).
 - ``Authorization: Bearer <JWT>`` on every operation; 401 without a valid one, no data.
 - Limits before execution: body size (413), query depth, aliases, estimated cost,
   introspection switch; a per-person rate limit (429 with Retry-After).
@@ -100,10 +101,25 @@ def _answer(body: dict[str, Any], status: int, media_type: str, headers: dict | 
 
 
 def _media_type() -> str:
+    """``application/graphql-response+json`` when the client names it (at least as high as
+    ``application/json``); ``application/json`` when it names that, accepts anything
+    (``*/*``) or sends no Accept at all (the GraphQL-over-HTTP spec: a client that says
+    nothing is taken as a legacy ``application/json`` one)."""
     accept = request.accept_mimetypes
-    if not accept or accept.best_match([GRAPHQL_RESPONSE, "application/json"]) in (GRAPHQL_RESPONSE, None):
+    named = {value.lower(): quality for value, quality in accept}
+    graphql, plain = named.get(GRAPHQL_RESPONSE, 0), named.get("application/json", 0)
+    if graphql > 0 and graphql >= plain:
         return GRAPHQL_RESPONSE
-    return "application/json"
+    if not accept or accept.best_match(["application/json"]) is not None:
+        return "application/json"
+    return GRAPHQL_RESPONSE
+
+
+def _unrunnable(media_type: str) -> int:
+    """The status of a well-formed request whose document cannot run (syntax, validation,
+    limits, variable values): 400 in ``application/graphql-response+json``, 200 in
+    ``application/json``, where the body's errors say it (the spec's legacy rule)."""
+    return 400 if media_type == GRAPHQL_RESPONSE else 200
 
 
 def _request_error(message: str, code: str, status: int, media_type: str, headers: dict | None = None) -> Response:
@@ -163,7 +179,7 @@ def graphql_endpoint():
     try:
         document = _parse(query)
     except GraphQLError as exc:
-        return _answer({"errors": [exc.formatted]}, 400, media_type)
+        return _answer({"errors": [exc.formatted]}, _unrunnable(media_type), media_type)
     operation = get_operation_ast(document, operation_name)
     if operation is None:
         return _request_error("name the operation to run (operationName)", "BAD_REQUEST", 400, media_type)
@@ -193,7 +209,7 @@ def graphql_endpoint():
     # variables; the specified rules only for a document within them, remembered per query text.
     errors = _limit_errors(query, document, variables, settings) or _rule_errors(query, document, settings.introspection)
     if errors:
-        return _answer({"errors": [e.formatted for e in errors]}, 400, media_type)
+        return _answer({"errors": [e.formatted for e in errors]}, _unrunnable(media_type), media_type)
 
     context = RequestContext(actor_id=claims.subject, services=current_app.extensions["services"],
                              base_url=request.host_url.rstrip("/"))

@@ -101,3 +101,37 @@ def test_a_batch_is_refused_with_a_message_that_says_so(hs_app):
     response = app.test_client().post("/graphql", json=[{"query": "{ me { name } }"}] * 3)
     assert_refused(response, 400, "BAD_REQUEST")
     assert "batched operations" in response.get_json()["errors"][0]["message"]
+
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+def test_media_types_and_statuses_follow_the_graphql_over_http_spec(hs_app):
+    """The graphql-http audit's SHOULDs: no Accept or ``*/*`` answers ``application/json``;
+    in ``application/json`` a document that cannot run (syntax, validation, variable values)
+    is a 200 whose errors say why, in ``application/graphql-response+json`` a 400."""
+    app, settings = hs_app
+    token = jwt.encode(claims(settings), settings.jwt_secret, algorithm="HS256")
+    client = app.test_client()
+
+    def post(query: str, accept: str | None, variables: dict | None = None):
+        headers = {"Authorization": f"Bearer {token}", **({"Accept": accept} if accept is not None else {})}
+        return client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+
+    for accept, media_type in ((None, "application/json"), ("*/*", "application/json"),
+                               ("application/json", "application/json"), (GRAPHQL_RESPONSE, GRAPHQL_RESPONSE),
+                               (f"{GRAPHQL_RESPONSE}, application/json", GRAPHQL_RESPONSE),
+                               (f"application/json;q=0.9, {GRAPHQL_RESPONSE}", GRAPHQL_RESPONSE)):
+        answer = post("{ __typename }", accept)
+        assert (answer.status_code, answer.mimetype, answer.get_json()["data"]) == (200, media_type, {"__typename": "Query"}), accept
+
+    unrunnable = {
+        "syntax": ("{ me { name ", None),
+        "validation": ("{ me { nickname } }", None),
+        "variable values": ("query($n: Int) { leaderboard(period: WEEK, first: $n) { key } }", {"n": "ten"}),
+    }
+    for name, (query, variables) in unrunnable.items():
+        for accept, status in (("application/json", 200), (None, 200), (GRAPHQL_RESPONSE, 400)):
+            answer = post(query, accept, variables)
+            body = answer.get_json()
+            assert answer.status_code == status and body.get("data") is None and body["errors"], (name, accept, body)
