@@ -256,6 +256,8 @@ def time_reads(gateway_url: str, token_for: Callable[[dict], str], actors: dict[
             context = contexts[i % len(contexts)]
             if name == "requests_department_open":
                 context = {**context, "department": person["department"]}
+            if name == "request_with_timeline" and context.get("requester"):
+                person = context["requester"]  # a request exists only for who may see it (docs/security.md)
             query, variables = build(person, context)
             t = time.perf_counter()
             try:
@@ -291,7 +293,7 @@ def _actors(settings) -> tuple[dict[str, list[dict]], list[dict]]:
     # Bench-side reads, once per size (not timed): who to act as, which requests to open.
     people = [{"id": d["_id"], "email": d["email"], "role": d["role"], "department": d["department"]}
               for d in db["people"].find({"active": True}, {"email": 1, "role": 1, "department": 1})]
-    recent = [d["_id"] for d in db["requests"].find({}, {"_id": 1}).limit(2000)]
+    recent = [(d["_id"], d.get("requester_id")) for d in db["requests"].find({}, {"_id": 1, "requester_id": 1}).limit(2000)]
     mongoengine.disconnect("bench-year-actors")
     rng = random.Random(SEED)
     by_role = {"any": [p for p in people if p["role"] != "admin"], "rep": [p for p in people if p["role"] == "rep"],
@@ -299,9 +301,13 @@ def _actors(settings) -> tuple[dict[str, list[dict]], list[dict]]:
     searches = ["ana", "berg", "okafor", "pia", "sven", "weber", "novak", "rosa", "mateo", "year1"]
     if not by_role["rep"]:
         return by_role, []
-    contexts = [{"rep": rng.choice(by_role["rep"]),
-                 "request_id": rng.choice(recent) if recent else "none", "search": searches[i % len(searches)],
-                 "department": "pricing"} for i in range(50)]
+    by_id = {p["id"]: p for p in people}
+    contexts = []
+    for i in range(50):
+        rep = rng.choice(by_role["rep"])  # drawn in the same order as before
+        request_id, requester_id = rng.choice(recent) if recent else ("none", None)
+        contexts.append({"rep": rep, "request_id": request_id, "requester": by_id.get(requester_id),
+                         "search": searches[i % len(searches)], "department": "pricing"})
     return by_role, contexts
 
 
