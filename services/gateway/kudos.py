@@ -29,7 +29,7 @@ class Kudos(graphene.ObjectType):
     message = graphene.String(required=True)
     values = graphene.List(graphene.NonNull(graphene.String), required=True)
     gesture = graphene.Field(Gesture, required=True)
-    request = graphene.Field(SupportRequest, description="The request this kudos thanks for, if any.")
+    request = graphene.Field(SupportRequest, description="The request this kudos thanks for, if any (null for anyone who may not see it).")
     created_at = DateTime(required=True)
     add_ons = graphene.List(graphene.NonNull(KudosAddOn), required=True)
     add_on_count = graphene.Int(required=True)
