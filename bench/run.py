@@ -213,7 +213,7 @@ def bench_leaderboard_scale(settings) -> None:
 
 def seed(settings, gateway_url: str, people: int = 60) -> dict:
     """Import ``people`` people through the gateway (parts of 500 rows, under the body limit)
-    and wait until the kudos service knows the last of them."""
+    and wait until the kudos and points services' directory copies hold them all."""
     with mongo_client(settings) as client:
         admin = client[settings.database("requests")]["people"].find_one({"email": "admin@example.com"})
     gs = load_settings(GatewaySettings)
@@ -229,15 +229,16 @@ def seed(settings, gateway_url: str, people: int = 60) -> dict:
     with mongo_client(settings) as client:
         found = {d["email"]: d for d in client[settings.database("requests")]["people"].find({"email": {"$regex": "^p[0-9]"}})}
     seeded = [found[f"p{i}@example.com"] for i in range(people)]
-    last = seeded[-1]
-    last_token = issue_token(gs, last["_id"], last["email"], "rep")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # the recognition processes read the people topic
-        me = http.post(gateway_url + "/graphql", headers={"Authorization": f"Bearer {last_token}"}, timeout=30,
-                       json={"query": "{ me { kudosAllowance { left } } }"}).json()
-        if (me.get("data") or {}).get("me") and me["data"]["me"]["kudosAllowance"] is not None:
-            break
-        time.sleep(0.5)
+    # The kudos and points services each keep a copy of the directory from the people topic and
+    # refuse callers they do not know yet: wait until both copies hold everyone.
+    with mongo_client(settings) as client:
+        everyone = client[settings.database("requests")]["people"].count_documents({})
+        copies = [client[settings.database(service)]["directory"] for service in ("kudos", "points")]
+        deadline = time.monotonic() + 300
+        while any(copy.count_documents({}) < everyone for copy in copies):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the directory copies hold {[c.count_documents({}) for c in copies]} of {everyone}")
+            time.sleep(0.5)
     return {"token": token, "people": seeded, "gateway_settings": gs}
 
 
