@@ -28,6 +28,7 @@ class RequestContext:
     actor_id: str
     services: Services
     base_url: str
+    read_only: bool = False  # a screen token: sees what the public sees (no private kudos)
     people: dict[str, dict | None] = field(default_factory=dict)
     summaries: dict[str, dict | Future] = field(default_factory=dict)
     allowances: dict[str, dict | Future] = field(default_factory=dict)

@@ -212,7 +212,7 @@ def graphql_endpoint():
         return _answer({"errors": [e.formatted for e in errors]}, _unrunnable(media_type), media_type)
 
     context = RequestContext(actor_id=claims.subject, services=current_app.extensions["services"],
-                             base_url=request.host_url.rstrip("/"))
+                             base_url=request.host_url.rstrip("/"), read_only=claims.read_only)
     result = execute(schema.graphql_schema, document, variable_values=variables, operation_name=operation_name,
                      context_value=context)
     body: dict[str, Any] = {"data": result.data}
@@ -294,7 +294,8 @@ def card(name: str):
     settings = current_app.config["SETTINGS"]
     headers = {k: v for k, v in request.headers.items() if k.lower() == "if-none-match"}
     try:
-        upstream = http.get(f"{settings.service_url('kudos')}/cards/{segment(name)}", headers=headers, timeout=settings.service_timeout_s)
+        upstream = http.get(f"{settings.service_url('kudos')}/cards/{segment(name)}", headers=headers,
+                            params={"s": request.args["s"]} if "s" in request.args else None, timeout=settings.service_timeout_s)
     except http.RequestException:
         return _request_error("cards are unavailable right now", "SERVICE_UNAVAILABLE", 503, "application/json")
     keep = {k: v for k, v in upstream.headers.items() if k.lower() in ("etag", "cache-control", "content-type")}

@@ -33,7 +33,10 @@ class Kudos(graphene.ObjectType):
     created_at = DateTime(required=True)
     add_ons = graphene.List(graphene.NonNull(KudosAddOn), required=True)
     add_on_count = graphene.Int(required=True)
-    card_url = graphene.String(required=True, description="The 1200x630 card image (PNG).")
+    private = graphene.Boolean(required=True, description="Seen only by the giver, the recipients, their managers "
+                               "and admins; never in the company feed or on the screen (still scored).")
+    card_url = graphene.String(required=True, description="The 1200x630 card image (PNG); a private kudos's link "
+                               "works only as given here.")
     thumbnail_url = graphene.String(required=True, description="A 400x210 thumbnail (PNG).")
 
     def resolve_giver(root, info):
@@ -64,11 +67,23 @@ class GiveKudosInput(graphene.InputObjectType):
     values = graphene.List(graphene.NonNull(graphene.String))
     gesture = Gesture(default_value="thanks")
     request_id = graphene.ID()
+    private = graphene.Boolean(default_value=False, description="Only the giver, the recipients, their managers and "
+                               "admins see it; still scored.")
 
 
 class GiveKudosPayload(graphene.ObjectType):
     kudos = graphene.Field(Kudos)
     errors = graphene.List(graphene.NonNull(UserError), required=True)
+
+
+def _public(ctx) -> str | None:
+    """A screen token reads as the public: the kudos service leaves private kudos out."""
+    return "true" if ctx.read_only else None
+
+
+def read_kudos(ctx, kudos_id: str) -> dict:
+    """One kudos as the caller may see it (a private one: 404 to anyone else)."""
+    return ctx.services.kudos.get(f"/kudos/{segment(kudos_id)}", ctx.actor_id, public=_public(ctx))
 
 
 def _prime(ctx, items) -> None:
@@ -83,12 +98,13 @@ class KudosQueries(graphene.ObjectType):
 
     def resolve_kudos(root, info, id):
         ctx = info.context
-        return find(lambda: ctx.services.kudos.get(f"/kudos/{segment(id)}", ctx.actor_id))
+        return find(lambda: read_kudos(ctx, id))
 
     def resolve_kudos_feed(root, info, person_id=None, direction=None, first=None, after=None):
         ctx = info.context
         page = call_service(lambda: ctx.services.kudos.get(
-            "/kudos", ctx.actor_id, person_id=person_id, direction=enum_value(direction), first=first, after=after))
+            "/kudos", ctx.actor_id, person_id=person_id, direction=enum_value(direction), first=first, after=after,
+            public=_public(ctx)))
         ctx.remember_people(page.get("people") or [])  # the kudos service's directory copy
         _prime(ctx, page["items"])  # anyone it lacked
         return connection_from_page(page)
@@ -105,7 +121,7 @@ class GiveKudos(graphene.Mutation):
     def mutate(root, info, input):
         ctx = info.context
         body = {"to": input.to, "message": input.message, "values": input.values or [],
-                "gesture": enum_value(input.gesture), "request_id": input.request_id}
+                "gesture": enum_value(input.gesture), "request_id": input.request_id, "private": bool(input.private)}
         return run_mutation("kudos", lambda: ctx.services.kudos.post("/kudos", ctx.actor_id, body))
 
 

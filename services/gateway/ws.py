@@ -31,6 +31,7 @@ from services.gateway.context import RequestContext
 from services.gateway.limits import limit_rules, no_introspection_rule, validate_within_limits
 from services.gateway.live import LiveHub
 from services.gateway.schema import schema
+from services.gateway.kudos import read_kudos
 from services.gateway.support import request_changed_refusal
 from shared.errors import AppError
 
@@ -240,14 +241,15 @@ class Connection:
                 log.exception("subscription event failed", extra={"op": op.id})
 
     def _context(self) -> RequestContext:
-        return RequestContext(actor_id=self.actor_id, services=self.services, base_url=self.base_url)
+        return RequestContext(actor_id=self.actor_id, services=self.services, base_url=self.base_url,
+                              read_only=self.read_only)
 
     def _root(self, op: Operation, envelope) -> dict | None:
         ctx, data = self._context(), envelope.data
         key = FIELD_KEYS[op.root_field]
         try:
             if op.root_field == "kudosGiven":
-                return {key: ctx.services.kudos.get(f"/kudos/{segment(data['kudos_id'])}", self.actor_id)}
+                return {key: read_kudos(ctx, data["kudos_id"])}  # a private one only for who may see it
             if op.root_field == "requestChanged":
                 return {key: ctx.services.requests.get(f"/requests/{segment(data['request_id'])}", self.actor_id)}
             if op.root_field == "badgeAwarded":

@@ -195,6 +195,7 @@ class KudosGiven(EventSchema):
     gesture: Gesture
     request_id: Id | None = None
     at: datetime
+    private: bool = False  # scored like any other; shown only to whom docs/security.md says
 
 
 @event_type("kudos.added_on", topic="kudos")

@@ -9,9 +9,10 @@ import json
 import pytest
 import requests as http
 
+from services.gateway.auth import issue_token
 from shared.auth import internal_headers
 from tests.conftest import wait_until
-from tests.integration.gateway_system import running_system
+from tests.integration.gateway_system import GraphQL, running_system
 from tests.integration.test_gateway import SUBMIT, _init, _recv, _ws, brief
 from tests.integration.test_gateway_abuse import ACT
 
@@ -117,6 +118,55 @@ def test_empty_ids_answer_not_found_never_a_routing_error(system):
     for query in (ONE, "query($id: ID!) { kudos(id: $id) { id } }", "query($id: ID!) { person(id: $id) { id } }"):
         answer = rita(query, {"id": ""}).json()
         assert "errors" not in answer and list(answer["data"].values()) == [None], answer
+
+
+GIVE = """mutation($to: [ID!]!, $private: Boolean) { giveKudos(input: {to: $to, message: "Thanks!", private: $private}) {
+  kudos { id private cardUrl } errors { code } } }"""
+FEED = "query($p: ID) { kudosFeed(personId: $p, first: 100) { totalCount edges { node { id } } } }"
+
+
+def _feed(client, person_id=None) -> tuple[set[str], int]:
+    page = client(FEED, {"p": person_id}).json()["data"]["kudosFeed"]
+    return {e["node"]["id"] for e in page["edges"]}, page["totalCount"]
+
+
+def test_a_private_kudos_is_seen_by_the_people_in_it_their_managers_and_admins_only(system):
+    rita, jonas, pia, li, mona = (system["as"](n) for n in ("rita", "jonas", "pia", "li", "mona"))
+    admin = system["as_admin"]
+    pia_id, li_id = system["people"]["pia"]["id"], system["people"]["li"]["id"]
+    before = pia("{ me { points(period: ALL) } }").json()["data"]["me"]["points"]
+    screen = GraphQL(system["url"], issue_token(system["settings"], system["admin_id"], "admin@example.com", "admin", screen=True))
+
+    ws = _ws(system)
+    try:
+        _init(ws, jonas.token)
+        ws.send(json.dumps({"id": "all", "type": "subscribe", "payload": {"query": "subscription { kudosGiven { id private } }"}}))
+        ws.send(json.dumps({"type": "ping"}))
+        assert _recv(ws) == {"type": "pong"}
+        secret = rita(GIVE, {"to": [pia_id], "private": True}).json()["data"]["giveKudos"]["kudos"]
+        public = rita(GIVE, {"to": [li_id]}).json()["data"]["giveKudos"]["kudos"]
+        # Jonas's live feed skips the private one: the first kudos pushed to him is the public one.
+        assert _recv(ws, timeout=20) == {"id": "all", "type": "next", "payload": {"data": {"kudosGiven": {"id": public["id"], "private": False}}}}
+    finally:
+        ws.close()
+    assert secret["private"] is True and public["private"] is False
+
+    one = "query($id: ID!) { kudos(id: $id) { id } }"
+    for client, visible in ((rita, True), (pia, True), (mona, True), (admin, True), (jonas, False), (li, False), (screen, False)):
+        assert (client(one, {"id": secret["id"]}).json()["data"]["kudos"] is not None) == visible
+    # Never in the company feed, for anyone; in Pía's own list for who may see it, counted so.
+    for client in (rita, pia, admin, screen):
+        ids, _ = _feed(client)
+        assert public["id"] in ids and secret["id"] not in ids
+    mine, mine_total = _feed(pia, pia_id)
+    theirs, theirs_total = _feed(jonas, pia_id)
+    assert secret["id"] in mine and secret["id"] not in theirs and mine_total == theirs_total + 1
+    assert secret["id"] not in _feed(screen, pia_id)[0] and secret["id"] in _feed(mona, pia_id)[0]
+    # Its card opens from the link it was given with, not from the public address.
+    assert http.get(secret["cardUrl"], timeout=10).status_code == 200
+    assert http.get(secret["cardUrl"].split("?")[0], timeout=10).status_code == 404
+    # Still scored: Pía's points count it.
+    assert wait_until(lambda: pia("{ me { points(period: ALL) } }").json()["data"]["me"]["points"] >= before + 10, 30)
 
 
 def test_every_service_refuses_an_unknown_or_deactivated_caller_itself(system):

@@ -481,7 +481,7 @@ def test_an_add_on_racing_its_twin_is_refused_by_the_write_itself(api, runtime, 
     kid = give(api, "rita", ["pia"]).json()["id"]
     stale = runtime.service.get(kid)  # read before the twin's write: no add-ons yet
     assert api.as_("jonas").post(f"/kudos/{kid}/add-ons").status_code == 201
-    monkeypatch.setattr(runtime.service, "get", lambda _id: stale)
+    monkeypatch.setattr(runtime.service, "get", lambda _id, *_viewer, **_public: stale)
     twin = api.as_("jonas").post(f"/kudos/{kid}/add-ons")
     assert twin.status_code == 409 and twin.json()["error"]["code"] == "already_added_on"
     monkeypatch.undo()

@@ -2,11 +2,16 @@
 
 Commands and reads need ``X-Internal-Token`` and ``X-Actor-Id`` (from the gateway). Cards
 (``/cards/<id>.png``, ``/cards/<id>.thumb.png``) are public: anyone with the link can open
-them, with ETag, Cache-Control and 304 answers.
+them, with ETag, Cache-Control and 304 answers; a private kudos's card only with the link
+given to those who may see it (``?s=``, a signature of its id).
+
+``public=true`` on a read: answer as to the public (the office screen): no private kudos.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -33,8 +38,15 @@ def _body() -> dict[str, Any]:
     return body
 
 
+def card_signature(kudos_id: str) -> str:
+    """What a private kudos's card link carries: only who may see the kudos is given it."""
+    secret = current_app.config["SETTINGS"].internal_token.encode()
+    return hmac.new(secret, f"card:{kudos_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def kudos_json(k: Kudos, names: dict[str, str] | None = None) -> dict[str, Any]:
     names = names or {}
+    sign = f"?s={card_signature(k.id)}" if k.private else ""
     return {
         "id": k.id,
         "giver_id": k.giver_id,
@@ -51,8 +63,9 @@ def kudos_json(k: Kudos, names: dict[str, str] | None = None) -> dict[str, Any]:
             for a in k.add_ons
         ],
         "add_on_count": len(k.add_ons),
-        "card_url": f"/cards/{k.id}.png",
-        "thumbnail_url": f"/cards/{k.id}.thumb.png",
+        "private": k.private,
+        "card_url": f"/cards/{k.id}.png{sign}",
+        "thumbnail_url": f"/cards/{k.id}.thumb.png{sign}",
     }
 
 
@@ -83,9 +96,14 @@ def add_on(kudos_id: str):
     return jsonify(_render([_service().add_on(g.get("actor_id"), kudos_id, body.get("message"))])[0]), 201
 
 
+def _public() -> bool:
+    return request.args.get("public") == "true"
+
+
 @kudos_api.get("/kudos/<kudos_id>")
 def get_kudos(kudos_id: str):
-    return jsonify(_render([_service().get(kudos_id)])[0])
+    """One kudos; a private one only for who may see it (else ``kudos_not_found``, as for an unknown id)."""
+    return jsonify(_render([_service().get(kudos_id, g.actor, public=_public())])[0])
 
 
 @kudos_api.get("/kudos")
@@ -96,7 +114,8 @@ def feed():
     if direction not in ("received", "given"):
         raise BadInput("invalid_direction", "direction must be received or given", field="direction")
     # A page of a list kept by the write path, read by _id (feeds.py): its cost is the page.
-    kudos, page = _service().feed(person_id, direction, request.args.get("first"), request.args.get("after"))
+    kudos, page = _service().feed(person_id, direction, request.args.get("first"), request.args.get("after"),
+                                  viewer=None if _public() else g.actor)
     # Everyone the page names, from the directory copy: a caller showing names needs no second call.
     people = _service().directory.many(pid for k in kudos for pid in [k.giver_id, *k.recipient_ids, *(a.actor_id for a in k.add_ons)])
     return jsonify({"items": _render(kudos, people), "people": [p.as_record() for p in people.values()], "cursors": page["cursors"],
@@ -135,9 +154,11 @@ def _card(kudos_id: str, thumbnail: bool) -> Response:
         kudos = service.get(kudos_id)
     except NotFound:
         raise NotFound("card_not_found", f"no card for {kudos_id!r}") from None
+    if kudos.private and not hmac.compare_digest(request.args.get("s", ""), card_signature(kudos.id)):
+        raise NotFound("card_not_found", f"no card for {kudos_id!r}")
     store: CardStore = current_app.extensions["card_store"]
     data, etag = store.get(kudos.id, service.card_data(kudos), thumbnail=thumbnail)
-    headers = {"ETag": etag, "Cache-Control": CARD_CACHE}
+    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400" if kudos.private else CARD_CACHE}
     if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         return Response(status=304, headers=headers)
     return Response(data, mimetype="image/png", headers=headers)

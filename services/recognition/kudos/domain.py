@@ -34,6 +34,7 @@ class KudosInput:
     values: list[str]
     gesture: str
     request_id: str | None
+    private: bool = False
 
 
 def parse_give(raw: dict[str, Any], company_values: tuple[str, ...]) -> KudosInput:
@@ -69,7 +70,12 @@ def parse_give(raw: dict[str, Any], company_values: tuple[str, ...]) -> KudosInp
     request_id = raw.get("request_id")
     if request_id is not None and (not isinstance(request_id, str) or not request_id.strip() or len(request_id) > 64):
         raise BadInput("invalid_request_id", "request_id must be a request id", field="request_id")
-    return KudosInput(recipients, message, values, gesture.lower(), request_id)
+    private = raw.get("private", False)
+    if private is None:
+        private = False
+    if not isinstance(private, bool):
+        raise BadInput("invalid_private", "private must be true or false", field="private")
+    return KudosInput(recipients, message, values, gesture.lower(), request_id, private)
 
 
 def check_people(giver: DirectoryPerson | None, giver_id: str, recipients: dict[str, DirectoryPerson],
@@ -110,6 +116,12 @@ class Kudos:
     giver_name: str
     recipient_names: list[str]
     add_ons: list[AddOn] = field(default_factory=list)
+    # Private: seen only by the giver, the recipients, their managers and admins (still scored).
+    private: bool = False
+
+    @property
+    def involved(self) -> list[str]:
+        return [self.giver_id, *self.recipient_ids]
 
 
 def check_add_on(kudos: Kudos, actor: DirectoryPerson | None, actor_id: str, message: Any) -> str | None:

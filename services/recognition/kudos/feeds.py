@@ -2,11 +2,13 @@
 
 Lists, in the ``feeds`` collection:
 
-- ``all``: the company feed, in day buckets (a busy list);
+- ``all``: the company feed, in day buckets (a busy list): public kudos only;
 - ``to:<person id>``: the kudos a person received, in month buckets;
 - ``from:<person id>``: the kudos a person gave, in month buckets.
 
-Each entry is the kudos id at its ``created_at``. Giving adds the entries right after the kudos
+Each entry is the kudos id at its ``created_at``; a private kudos's entries carry who is in it
+(``{w: [giver, *recipients]}``), so a page of someone's list keeps them only for a reader who
+may see them (docs/security.md) without reading the kudos. Giving adds the entries right after the kudos
 document (with its ``kudos.given`` event in the outbox) is stored, before the answer, so the
 giver sees their kudos at once. Add-ons do not change which lists a kudos is on.
 
@@ -48,9 +50,14 @@ META_ID = "read_models"
 UPGRADE_BATCH = 10_000  # kudos per add_many while building from history (bounds memory)
 
 
-def feeds_of(giver_id: str, recipient_ids: Iterable[str]) -> list[str]:
-    """The lists a kudos belongs on."""
-    return ["all", f"from:{giver_id}", *(f"to:{r}" for r in dict.fromkeys(recipient_ids))]
+def feeds_of(giver_id: str, recipient_ids: Iterable[str], private: bool = False) -> list[str]:
+    """The lists a kudos belongs on (a private one: not the company feed)."""
+    people = [f"from:{giver_id}", *(f"to:{r}" for r in dict.fromkeys(recipient_ids))]
+    return people if private else ["all", *people]
+
+
+def entry_of(kudos_id: str, giver_id: str, recipient_ids: Iterable[str], at: datetime, private: bool = False) -> Entry:
+    return Entry(kudos_id, utc(at), {"w": [giver_id, *dict.fromkeys(recipient_ids)]} if private else None)
 
 
 def person_feed(person_id: str, direction: str) -> str:
@@ -65,10 +72,10 @@ class KudosFeeds:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def add(self, kudos_id: str, giver_id: str, recipient_ids: Iterable[str], at: datetime) -> None:
+    def add(self, kudos_id: str, giver_id: str, recipient_ids: Iterable[str], at: datetime, private: bool = False) -> None:
         """Put one kudos on its lists (idempotent; the give path)."""
-        entry = Entry(kudos_id, utc(at))
-        for feed in feeds_of(giver_id, recipient_ids):
+        entry = entry_of(kudos_id, giver_id, recipient_ids, at, private)
+        for feed in feeds_of(giver_id, recipient_ids, private):
             self.store.add(feed, entry)
 
     def add_many(self, kudos: Iterable[dict[str, Any]]) -> int:
@@ -79,8 +86,9 @@ class KudosFeeds:
     @staticmethod
     def _entries(kudos: Iterable[dict[str, Any]]) -> Iterator[tuple[str, Entry]]:
         for doc in kudos:
-            entry = Entry(doc["_id"], utc(doc["created_at"]))
-            for feed in feeds_of(doc["giver_id"], doc["recipient_ids"]):
+            private = bool(doc.get("private"))
+            entry = entry_of(doc["_id"], doc["giver_id"], doc["recipient_ids"], doc["created_at"], private)
+            for feed in feeds_of(doc["giver_id"], doc["recipient_ids"], private):
                 yield feed, entry
 
     def recover(self, _collection: Collection, docs: list[dict[str, Any]]) -> None:
@@ -92,8 +100,8 @@ class KudosFeeds:
                 if raw.get("type") != "kudos.given":
                     continue
                 data = Envelope.from_dict(raw).data
-                found.append({"_id": data["kudos_id"], "giver_id": data["giver_id"],
-                              "recipient_ids": data["recipient_ids"], "created_at": _time(data["at"])})
+                found.append({"_id": data["kudos_id"], "giver_id": data["giver_id"], "recipient_ids": data["recipient_ids"],
+                              "created_at": _time(data["at"]), "private": bool(data.get("private"))})
         if found:
             added = self.add_many(found)
             if added:
@@ -102,8 +110,8 @@ class KudosFeeds:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def page(self, feed: str, first: Any = None, after: str | None = None) -> dict[str, Any]:
-        return self.store.page(feed, first, after, descending=True)
+    def page(self, feed: str, first: Any = None, after: str | None = None, where=None) -> dict[str, Any]:
+        return self.store.page(feed, first, after, descending=True, where=where)
 
     # -- upgrade of data written before the feeds ---------------------------------------------
 
@@ -125,7 +133,7 @@ class KudosFeeds:
             return None
         log.info("kudos feeds: building the read models from the kudos collection (once)")
         added, batch, seen = 0, [], 0
-        for doc in kudos.find({}, {"giver_id": 1, "recipient_ids": 1, "created_at": 1}):
+        for doc in kudos.find({}, {"giver_id": 1, "recipient_ids": 1, "created_at": 1, "private": 1}):
             batch.append(doc)
             seen += 1
             if len(batch) >= UPGRADE_BATCH:

@@ -22,13 +22,14 @@ from typing import Any, Callable
 
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.recognition.directory import Directory
+from services.recognition.directory import Directory, DirectoryPerson
 from services.recognition.kudos import domain, importer
 from services.recognition.kudos.cards import CardData
 from services.recognition.kudos.config import KudosSettings
 from services.recognition.kudos.documents import AllowanceDoc, ImportBatchDoc, KudosDoc, WeeklyCapDoc
 from services.recognition.kudos.domain import AddOn, Kudos
 from services.recognition.kudos.feeds import KudosFeeds, person_feed
+from shared.auth import sees_private
 from shared.bus.outbox import merge_update, with_outbox
 from shared.calendar import BusinessCalendar, period_bounds, period_key
 from shared.clock import Clock, utc
@@ -82,6 +83,7 @@ def kudos_from_doc(doc: dict) -> Kudos:
         values=list(doc.get("values") or []), gesture=doc["gesture"], request_id=doc.get("request_id"),
         created_at=utc(doc["created_at"]), giver_name=doc["giver_name"], recipient_names=list(doc.get("recipient_names") or []),
         add_ons=[AddOn(a["actor_id"], a.get("message"), utc(a["at"])) for a in doc.get("add_ons") or []],
+        private=bool(doc.get("private")),
     )
 
 
@@ -154,17 +156,19 @@ class KudosService:
                 id=domain.new_kudos_id(), giver_id=giver.id, recipient_ids=spec.recipient_ids, message=spec.message,
                 values=spec.values, gesture=spec.gesture, request_id=spec.request_id, created_at=now,
                 giver_name=giver.name, recipient_names=[recipients[r].name for r in spec.recipient_ids],
+                private=spec.private,
             )
             event = build_event("kudos.given", kudos.id, {
                 "kudos_id": kudos.id, "giver_id": kudos.giver_id, "recipient_ids": kudos.recipient_ids,
                 "message": kudos.message, "values": kudos.values, "gesture": kudos.gesture,
-                "request_id": kudos.request_id, "at": now,
+                "request_id": kudos.request_id, "at": now, **({"private": True} if kudos.private else {}),
             }, source=SOURCE, clock=self.clock)
             doc = {
                 "_id": kudos.id, "giver_id": kudos.giver_id, "giver_name": kudos.giver_name,
                 "recipient_ids": kudos.recipient_ids, "recipient_names": kudos.recipient_names,
                 "message": kudos.message, "values": kudos.values, "gesture": kudos.gesture,
                 "request_id": kudos.request_id, "created_at": now, "add_ons": [],
+                **({"private": True} if kudos.private else {}),
             }
             self.kudos.insert_one(with_outbox(doc, [event]))
         except BaseException:
@@ -173,7 +177,7 @@ class KudosService:
             self._give_back(self.allowances, allowance_key, "used", cost)
             raise
         try:
-            self.feeds.add(kudos.id, kudos.giver_id, kudos.recipient_ids, now)
+            self.feeds.add(kudos.id, kudos.giver_id, kudos.recipient_ids, now, kudos.private)
         except Exception:  # noqa: BLE001 - the kudos is stored: answer so, and let the relay finish
             # Its event stays pending and the relay is asked for a search, whose on_scan hook
             # puts pending kudos on their feeds before publishing (a retry would give twice).
@@ -185,8 +189,8 @@ class KudosService:
         return kudos
 
     def add_on(self, actor_id: str | None, kudos_id: str, message: Any = None) -> Kudos:
-        kudos = self.get(kudos_id)
         actor = self.directory.get(actor_id) if actor_id else None
+        kudos = self.get(kudos_id, actor)
         note = domain.check_add_on(kudos, actor, actor_id or "", message)
         now = self.clock.now()
         event = build_event("kudos.added_on", kudos.id, {
@@ -301,21 +305,49 @@ class KudosService:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def feed(self, person_id: str | None, direction: str, first: Any = None, after: str | None = None) -> tuple[list[Kudos], dict]:
-        """A page of the company feed, or of one person's received or given kudos, newest first."""
+    def feed(self, person_id: str | None, direction: str, first: Any = None, after: str | None = None,
+             viewer: DirectoryPerson | None = None) -> tuple[list[Kudos], dict]:
+        """A page of the company feed (public kudos only), or of one person's received or given
+        kudos, newest first; of a person's, the private ones only if ``viewer`` may see them
+        (``None``: nobody's private ones, the screen)."""
         if not self.feeds.built.is_set():  # an older database whose feeds are being built: the old way
             query = {} if not person_id else {"recipient_ids": person_id} if direction == "received" else {"giver_id": person_id}
+            query["private"] = {"$ne": True}  # until then, private kudos are in no feed
             page = paginate(self.kudos, query, ["created_at", "_id"], first, after, descending=True)
             return [kudos_from_doc(d) for d in page["items"]], page
-        page = self.feeds.page(person_feed(person_id, direction) if person_id else "all", first, after)
+        if person_id is None:
+            page = self.feeds.page("all", first, after)
+        elif viewer is not None and (viewer.id == person_id or viewer.role == "admin"):
+            page = self.feeds.page(person_feed(person_id, direction), first, after)  # every entry involves them
+        else:  # a person's list (read whole to count): their private kudos only for who may see them
+            sees = self.private_viewer(viewer)
+            page = self.feeds.page(person_feed(person_id, direction), first, after,
+                                   where=lambda d: not d.get("w") or sees(d["w"]))
         docs = find_by_ids(self.kudos, page["ids"], {"outbox": 0})
         return [kudos_from_doc(d) for d in in_order(page["ids"], docs)], page
 
-    def get(self, kudos_id: str) -> Kudos:
+    def get(self, kudos_id: str, viewer: DirectoryPerson | None = None, public: bool = False) -> Kudos:
+        """One kudos; a private one only for ``viewer`` if they may see it (``public``: for
+        nobody, the screen), else the same answer as for an unknown id."""
         doc = self.kudos.find_one({"_id": kudos_id}, {"outbox": 0})
-        if doc is None:
+        kudos = kudos_from_doc(doc) if doc is not None else None
+        if kudos is None or (kudos.private and (public or (viewer is not None and not self.private_viewer(viewer)(kudos.involved)))):
             raise NotFound("kudos_not_found", f"no kudos {kudos_id!r}")
-        return kudos_from_doc(doc)
+        return kudos
+
+    def private_viewer(self, viewer: DirectoryPerson | None) -> Callable[[list[str]], bool]:
+        """Whether ``viewer`` may see a private kudos between these people: one of them, a
+        manager of one of them up the chain, or an admin (chains read once per call)."""
+        chains: dict[str, DirectoryPerson | None] = {}
+
+        def lookup(person_id: str) -> DirectoryPerson | None:
+            if person_id not in chains:
+                chains[person_id] = self.directory.get(person_id)
+            return chains[person_id]
+
+        def sees(involved: list[str]) -> bool:
+            return viewer is not None and any(sees_private(viewer, person_id, lookup) for person_id in involved)
+        return sees
 
     def _resets(self, now: datetime) -> datetime:
         return period_bounds(self.calendar, "month", now)[1]
