@@ -185,10 +185,13 @@ def test_leaderboard_ranks_moves_scopes_and_my_rank(producer, runtime, settings)
                                                   "department": department, "title": None, "manager_id": None, "active": True}
         assert [e["person"]["id"] for e in answer["entries"]] == [e["person_id"] for e in answer["entries"]]
         assert api.get("/leaderboard", params={"period": "fortnight"}).json()["error"]["code"] == "invalid_period"
-        summary = api.get("/people/rita/summary").json()
+        summary = api.as_("rita").get("/people/rita/summary").json()
         assert summary["periods"]["week"]["points"] == 45 and summary["periods"]["week"]["rank"] == 1
         assert summary["rush_share"] == {"days": 30, "requests": 1, "rush_short_notice": 0, "share": 0.0}
-        assert api.get("/people/jonas/summary").json()["rush_share"]["share"] == 0.5  # r2 was a short-notice rush
+        assert api.as_("jonas").get("/people/jonas/summary").json()["rush_share"]["share"] == 0.5  # r2 was a short-notice rush
+        # A rush share is the rep's, their managers' and admins': Pía sees Rita's points, not it.
+        seen_by_pia = api.get("/people/rita/summary").json()
+        assert seen_by_pia["periods"]["week"]["points"] == 45 and seen_by_pia["rush_share"] is None
         assert api.as_(None).get("/leaderboard").status_code == 401
 
 
