@@ -34,7 +34,7 @@ def applier(settings):
     store.ensure_indexes()
     handed = []
     applier = Applier(store, load_rules(points.rules_file), BusinessCalendar.from_settings(points), Directory(),
-                      ManualClock(MON + timedelta(days=30)), notify_inserted=lambda collection, docs: handed.extend(docs))
+                      ManualClock(MON + timedelta(days=2)), notify_inserted=lambda collection, docs: handed.extend(docs))
     applier.handed = handed
     yield applier
     disconnect()
@@ -97,3 +97,19 @@ def test_a_board_another_process_wrote_meanwhile_is_updated_atomically(applier, 
     after = board(applier, week)
     assert after["v"] == 3 and after["applied"] == {"0": 2 * len(PEOPLE) - 1, "1": 7}
     assert after["entries"]["p000"]["p"] == 25 and {e["p"] for pid, e in after["entries"].items() if pid != "p000"} == {20}
+
+
+def test_history_older_than_the_previous_period_goes_on_the_boards_only(applier):
+    # Now is Wednesday 4 March 2026: the week of 9 February is long past, its month (February)
+    # is the previous month, its quarter the current one.
+    old = datetime(2026, 2, 9, 10, tzinfo=timezone.utc)
+    keys = {period: period_key(applier.calendar, period, old) for period in ("week", "month", "quarter", "all")}
+    assert applier.apply_batch(awards(3, old)) == len(PEOPLE)
+    stored = {d["_id"] for d in applier.store.totals.find({}, {"_id": 1})}
+    # The totals a summary or a leaderboard reads are there: previous month, this quarter, all time.
+    for period in ("month", "quarter", "all"):
+        assert {f"{pid}:{keys[period]}" for pid in PEOPLE} <= stored, period
+    # The old week's totals are read by nothing: not written. Its board has everyone's points.
+    assert not any(i.endswith(keys["week"]) for i in stored)
+    assert {pid: e["p"] for pid, e in board(applier, keys["week"])["entries"].items()} == {pid: 10 for pid in PEOPLE}
+    assert applier.ranking.top(keys["week"], "company", None, 1)[0][1] == 10

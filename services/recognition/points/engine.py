@@ -718,12 +718,20 @@ class Applier:
             return
         totals: dict[str, _Sum] = {}
         boards: dict[str, _Sum] = {}
+        # A person's total per period is read (by _id) only for this and the previous period;
+        # the boards keep every period's points per person. Awards of older periods (history:
+        # an import, a rebuild) go on the boards only: a year of kudos wrote ~3 totals documents
+        # per person and batch that nothing reads.
+        now = self.clock.now()
+        readable = {period: {period_key(self.calendar, period, now), previous_period_key(self.calendar, period, now)}
+                    for period in PERIODS}
         for item in items:
             pid, person = item.award.person_id, people.get(item.award.person_id)
             fields = {"person_id": pid, "department": person.department if person else None, "role": person.role if person else None}
             for period in PERIODS:
                 key = period_key(self.calendar, period, item.at)
-                totals.setdefault(f"{pid}:{key}", _Sum({**fields, "key": key})).add(item, pid)
+                if key in readable[period] or item.at > now:
+                    totals.setdefault(f"{pid}:{key}", _Sum({**fields, "key": key})).add(item, pid)
                 if _safe_key(pid):  # never let an id become a field path in the board documents
                     boards.setdefault(f"board:{key}", _Sum({})).add(item, pid, fields)
         _apply_sums(self.store.totals, totals, self._totals_update)
