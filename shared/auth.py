@@ -60,6 +60,13 @@ def internal_headers(token: str, actor_id: str | None) -> dict[str, str]:
     return headers
 
 
+def reads_as_public() -> bool:
+    """The call reads as the public (``?public=true``): only what everyone in the company may
+    see, whoever the actor is. The gateway adds it to every read made with a read-only token
+    (an office screen's, which an admin may have signed)."""
+    return request.args.get("public") == "true"
+
+
 def caller(actor_id: str | None, lookup: Callable[[str], P | None]) -> P:
     """The acting person, looked up in the service's own copy of the directory; an unknown or
     deactivated person is refused here, the same way by every service (the gateway's

@@ -120,6 +120,8 @@ class _Counted:
 
     def get(self, *args, **kwargs):
         self._count()
+        if self._context.read_only:  # a screen reads as the public (shared.auth.reads_as_public)
+            kwargs["public"] = "true"
         return self._client.get(*args, **kwargs)
 
     def post(self, *args, **kwargs):

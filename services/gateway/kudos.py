@@ -76,14 +76,10 @@ class GiveKudosPayload(graphene.ObjectType):
     errors = graphene.List(graphene.NonNull(UserError), required=True)
 
 
-def _public(ctx) -> str | None:
-    """A screen token reads as the public: the kudos service leaves private kudos out."""
-    return "true" if ctx.read_only else None
-
-
 def read_kudos(ctx, kudos_id: str) -> dict:
-    """One kudos as the caller may see it (a private one: 404 to anyone else)."""
-    return ctx.services.kudos.get(f"/kudos/{segment(kudos_id)}", ctx.actor_id, public=_public(ctx))
+    """One kudos as the caller may see it (a private one: 404 to anyone else; a screen token
+    reads as the public: ``RequestContext.read_only``)."""
+    return ctx.services.kudos.get(f"/kudos/{segment(kudos_id)}", ctx.actor_id)
 
 
 def _prime(ctx, items) -> None:
@@ -103,8 +99,7 @@ class KudosQueries(graphene.ObjectType):
     def resolve_kudos_feed(root, info, person_id=None, direction=None, first=None, after=None):
         ctx = info.context
         page = call_service(lambda: ctx.services.kudos.get(
-            "/kudos", ctx.actor_id, person_id=person_id, direction=enum_value(direction), first=first, after=after,
-            public=_public(ctx)))
+            "/kudos", ctx.actor_id, person_id=person_id, direction=enum_value(direction), first=first, after=after))
         ctx.remember_people(page.get("people") or [])  # the kudos service's directory copy
         _prime(ctx, page["items"])  # anyone it lacked
         return connection_from_page(page)

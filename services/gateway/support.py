@@ -172,13 +172,13 @@ class SupportMutations(graphene.ObjectType):
     comment_on_request = _command("CommentOnRequest", "comments", text=graphene.String(required=True)).Field(required=True)
 
 
-def request_changed_refusal(services, actor_id: str, request_id) -> dict | None:
+def request_changed_refusal(ctx, request_id) -> dict | None:
     """Why ``requestChanged(id)`` may not start (a GraphQL error, formatted), or None. The
     requests service decides: a request the caller may not see answers exactly as an unknown
     id does (``NOT_FOUND``). Every pushed change is read as the caller again, so a request
     they stop seeing (a reassignment) stops arriving."""
     try:
-        call_service(lambda: services.requests.get(f"/requests/{segment(request_id)}", actor_id))
+        call_service(lambda: ctx.services.requests.get(f"/requests/{segment(request_id)}", ctx.actor_id))
     except GraphQLError as exc:
         return exc.formatted
     return None

@@ -183,7 +183,7 @@ class Connection:
         field_def = schema.graphql_schema.subscription_type.fields[op.root_field]
         op.arguments = get_argument_values(field_def, field_node, variables)
         if op.root_field == "requestChanged":  # the requests service says if the caller may see it
-            refusal = request_changed_refusal(self.services, self.actor_id, op.arguments.get("id"))
+            refusal = request_changed_refusal(self._context(), op.arguments.get("id"))
             if refusal is not None:
                 self.operations.pop(op_id, None)
                 return self._send({"id": op_id, "type": "error", "payload": [refusal]})

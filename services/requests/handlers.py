@@ -196,8 +196,12 @@ class RequestsService:
         self.notify(self.repo.requests, request.id)
         return request
 
-    def get(self, actor_id: str | None, request_id: str) -> SupportRequest:
-        return self._load(request_id, self.actor(actor_id))
+    def get(self, actor_id: str | None, request_id: str, public: bool = False) -> SupportRequest:
+        """A request the actor may see (``public``: reading as the public, none)."""
+        actor = self.actor(actor_id)
+        if public:
+            raise NotFound("request_not_found", f"no request {request_id!r}")
+        return self._load(request_id, actor)
 
     def _load(self, request_id: str, viewer: Person | None = None) -> SupportRequest:
         """The request; for a ``viewer`` who may not see it (``visibility.may_see``), the same

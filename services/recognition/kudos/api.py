@@ -19,7 +19,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from services.recognition.kudos.cards import CardStore
 from services.recognition.kudos.domain import Kudos
 from services.recognition.kudos.handlers import KudosService
-from shared.auth import caller, sees_private
+from shared.auth import caller, reads_as_public, sees_private
 from shared.errors import BadInput, Forbidden, NotFound
 
 kudos_api = Blueprint("kudos", __name__)
@@ -96,14 +96,10 @@ def add_on(kudos_id: str):
     return jsonify(_render([_service().add_on(g.get("actor_id"), kudos_id, body.get("message"))])[0]), 201
 
 
-def _public() -> bool:
-    return request.args.get("public") == "true"
-
-
 @kudos_api.get("/kudos/<kudos_id>")
 def get_kudos(kudos_id: str):
     """One kudos; a private one only for who may see it (else ``kudos_not_found``, as for an unknown id)."""
-    return jsonify(_render([_service().get(kudos_id, g.actor, public=_public())])[0])
+    return jsonify(_render([_service().get(kudos_id, g.actor, public=reads_as_public())])[0])
 
 
 @kudos_api.get("/kudos")
@@ -115,7 +111,7 @@ def feed():
         raise BadInput("invalid_direction", "direction must be received or given", field="direction")
     # A page of a list kept by the write path, read by _id (feeds.py): its cost is the page.
     kudos, page = _service().feed(person_id, direction, request.args.get("first"), request.args.get("after"),
-                                  viewer=None if _public() else g.actor)
+                                  viewer=None if reads_as_public() else g.actor)
     # Everyone the page names, from the directory copy: a caller showing names needs no second call.
     people = _service().directory.many(pid for k in kudos for pid in [k.giver_id, *k.recipient_ids, *(a.actor_id for a in k.add_ons)])
     return jsonify({"items": _render(kudos, people), "people": [p.as_record() for p in people.values()], "cursors": page["cursors"],
@@ -142,7 +138,7 @@ def import_kudos():
 def allowance(person_id: str):
     """A person's allowance: for them, their managers up the chain and admins (``private``
     to anyone else: the gateway shows null)."""
-    if not sees_private(g.actor, person_id, _service().directory.get):
+    if reads_as_public() or not sees_private(g.actor, person_id, _service().directory.get):
         raise Forbidden("private", "only the person, their managers and admins see their kudos allowance")
     result = _service().allowance(person_id)
     return jsonify({**result, "resets_at": result["resets_at"].isoformat()})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, jsonify, request
 
 from services.recognition.points.queries import PointsQueries
-from shared.auth import caller, sees_private
+from shared.auth import caller, reads_as_public, sees_private
 
 points_api = Blueprint("points", __name__)
 
@@ -44,7 +44,7 @@ def summary(person_id: str):
     managers up the chain and admins (null for anyone else)."""
     queries = _queries()
     result = queries.summary(person_id)
-    if result.get("rush_share") is not None and not sees_private(g.actor, person_id, queries.directory.get):
+    if result.get("rush_share") is not None and (reads_as_public() or not sees_private(g.actor, person_id, queries.directory.get)):
         result = {**result, "rush_share": None}
     return jsonify(result)
 
