@@ -8,6 +8,8 @@ so redeliveries and replays change nothing.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import mongoengine as me
@@ -54,8 +56,34 @@ class DirectoryPerson:
 
 
 class Directory:
+    """The directory copy, with the people read before kept in memory (up to ``CACHED``): the
+    scoring stages look up every awardee of every batch, and a company's people are few
+    beside its history. ``apply`` drops the person from memory, and every process of a service
+    applies every event of the people topic itself, so what is kept is never older than the
+    copy this process wrote. Unknown people are not kept (they may arrive any moment)."""
+
+    CACHED = 20_000
+
     def __init__(self) -> None:
         self.collection = DirectoryPersonDoc._get_collection()
+        self._known: OrderedDict[str, DirectoryPerson] = OrderedDict()
+        self._lock = threading.Lock()
+        self._generation = 0  # people applied so far
+
+    def _remember(self, people: dict[str, "DirectoryPerson"], generation: int) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return  # someone was applied while these were read: they may be older than the copy
+            for person_id, person in people.items():
+                self._known[person_id] = person
+                self._known.move_to_end(person_id)
+            while len(self._known) > self.CACHED:
+                self._known.popitem(last=False)
+
+    def _recalled(self, ids) -> tuple[dict[str, "DirectoryPerson"], list, int]:
+        with self._lock:
+            found = {i: self._known[i] for i in ids if i in self._known}
+            return found, [i for i in ids if i not in found], self._generation
 
     def apply(self, envelope: Envelope, data: PersonUpserted) -> None:
         """Store the person as of this event unless a newer event is already stored."""
@@ -74,15 +102,24 @@ class Directory:
             )
         except DuplicateKeyError:
             pass  # the stored copy is newer than this event: keep it
+        finally:
+            # After the write: a read that began before it is not kept (see many).
+            with self._lock:
+                self._known.pop(data.person_id, None)
+                self._generation += 1
 
     def get(self, person_id: str) -> DirectoryPerson | None:
-        doc = self.collection.find_one({"_id": person_id})
-        return _person(doc) if doc else None
+        return self.many([person_id]).get(person_id)
 
     def many(self, ids) -> dict[str, DirectoryPerson]:
-        """The people among ``ids`` (unknown ones left out), read by ``_id`` in chunks our
-        FerretDB answers from its index (an ``$in`` of up to 1,000 ids)."""
-        return {i: _person(d) for i, d in find_by_ids(self.collection, ids).items()}
+        """The people among ``ids`` (unknown ones left out): those not in memory read by
+        ``_id`` in chunks our FerretDB answers from its index (an ``$in`` of up to 1,000 ids)."""
+        found, missing, generation = self._recalled(list(dict.fromkeys(ids)))
+        if missing:
+            read = {i: _person(d) for i, d in find_by_ids(self.collection, missing).items()}
+            self._remember(read, generation)
+            found.update(read)
+        return found
 
     def by_email(self) -> dict[str, DirectoryPerson]:
         """Everyone, by lower-case email: one read of the whole copy (its size is the company's,

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from kafka.errors import KafkaTimeoutError
 
+from services.recognition import directory as engine_directory
 from services.recognition.directory import Directory
 from services.recognition.points import engine
 from services.recognition.points.engine import Scorer, Store
@@ -18,6 +19,7 @@ from shared.calendar import BusinessCalendar
 from shared.clock import ManualClock
 from shared.db import connect, disconnect
 from shared.events import build_event
+from shared.events.schemas import PersonUpserted
 
 pytestmark = pytest.mark.integration
 
@@ -132,6 +134,37 @@ def test_the_directory_copy_reads_many_people_in_index_sized_chunks(db):
     found = directory.many(wanted)
     assert len(found) == 1_250 and "nobody" not in found and found["d1249"].name == "D 1249"
     assert directory.many([]) == {}
+
+
+def person_event(person_id: str, department: str, at: datetime):
+    data = PersonUpserted(person_id=person_id, email=f"{person_id}@example.com", name=person_id.title(), role="support",
+                          department=department)
+    return build_event("person.upserted", person_id, data, source="test", clock=ManualClock(at)), data
+
+
+def test_the_directory_copy_keeps_people_in_memory_and_never_an_older_copy(db, monkeypatch):
+    directory = Directory()
+    directory.apply(*person_event("ana", "pricing", NOW))
+    assert directory.get("ana").department == "pricing"
+    reads = []
+    real = engine_directory.find_by_ids
+    monkeypatch.setattr(engine_directory, "find_by_ids", lambda *a, **k: reads.append(a) or real(*a, **k))
+    assert directory.many(["ana"])["ana"].department == "pricing" and not reads  # from memory
+    # She moves to legal: the next read has it.
+    directory.apply(*person_event("ana", "legal", NOW + timedelta(minutes=1)))
+    assert directory.get("ana").department == "legal" and len(reads) == 1
+
+    # A read that began before a move and ended after it is not kept in memory.
+    def read_then_move(*a, **k):
+        found = real(*a, **k)  # ana as in legal
+        directory.apply(*person_event("ana", "sales", NOW + timedelta(minutes=2)))
+        return found
+
+    directory._known.clear()
+    monkeypatch.setattr(engine_directory, "find_by_ids", read_then_move)
+    assert directory.get("ana").department == "legal"  # what the read saw
+    monkeypatch.setattr(engine_directory, "find_by_ids", real)
+    assert directory.get("ana").department == "sales"
 
 
 def request_event(kind: str, rid: str, minutes: int, **data):
