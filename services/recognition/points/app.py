@@ -79,10 +79,19 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
         scorer.score_batch([d.envelope for d in deliveries])
 
     def on_awards(deliveries) -> None:
-        applier.apply_batch([(d.payload, str(d.partition), d.offset) for d in deliveries])
-        # The boards have the awards now: the live leaderboards (gateway) refresh on this notice.
-        # Sent before the runner commits, so a crash in between sends it again (applied.py).
-        announce_applied(producer.publish_all, [d.payload for d in deliveries], calendar, clock)
+        announced: set[str] = set()
+
+        def boards_written(awards) -> None:
+            # The boards have these awards now: the live leaderboards (gateway) refresh on this
+            # notice, while the applier goes on with badges and the ledger.
+            announce_applied(producer.publish_all, awards, calendar, clock)
+            announced.update(a.entry_id for a in awards)
+
+        applier.apply_batch([(d.payload, str(d.partition), d.offset) for d in deliveries], on_boards=boards_written)
+        # The rest (awards applied before a crash, delivered again): announced before the runner
+        # commits, so a crash in between sends it again (applied.py).
+        announce_applied(producer.publish_all, [d.payload for d in deliveries if d.payload.entry_id not in announced],
+                         calendar, clock)
 
     people = directory_reader(settings, directory, producer)
     people.handler = on_person

@@ -660,7 +660,8 @@ class Applier:
         """Apply one award delivered at (partition, offset); False if it was applied before."""
         return bool(self.apply_batch([(award, partition, offset)]))
 
-    def apply_batch(self, items: list[tuple[PointsAwarded, str, int]]) -> int:
+    def apply_batch(self, items: list[tuple[PointsAwarded, str, int]],
+                    on_boards: Callable[[list[PointsAwarded]], None] | None = None) -> int:
         """Apply awards delivered at (partition, offset), in order; return how many were new.
 
         One poll's awards become a few bulk writes: the totals of each person and period (one
@@ -670,6 +671,9 @@ class Applier:
         An award already in the ledger is skipped (a redelivery, or a second publish of the same
         award); documents changed before a crash remember the offsets they applied, so a replay
         adds nothing twice.
+
+        ``on_boards`` is called with the new awards with points as soon as the totals, boards and
+        rankings have them (before badges and the ledger): what a live leaderboard shows.
         """
         seen = set(find_by_ids(self.store.ledger, [award.entry_id for award, _, _ in items], {"_id": 1}))
         fresh = []
@@ -681,7 +685,10 @@ class Applier:
         if not fresh:
             return 0
         people = self.directory.many({item.award.person_id for item in fresh})
-        self._add_to_totals([i for i in fresh if i.award.points > 0], people)
+        scored = [i for i in fresh if i.award.points > 0]
+        self._add_to_totals(scored, people)
+        if on_boards is not None and scored:
+            on_boards([i.award for i in scored])
         by_person: dict[str, list[_Item]] = {}
         for item in fresh:
             if item.award.badges or item.award.resets:
