@@ -69,6 +69,7 @@ class GiveKudosInput(graphene.InputObjectType):
     request_id = graphene.ID()
     private = graphene.Boolean(default_value=False, description="Only the giver, the recipients, their managers and "
                                "admins see it; still scored.")
+    idempotency_key = graphene.String(description="Safe retries: the same key from you within 24 hours returns the first result instead of acting twice.")
 
 
 class GiveKudosPayload(graphene.ObjectType):
@@ -116,7 +117,8 @@ class GiveKudos(graphene.Mutation):
     def mutate(root, info, input):
         ctx = info.context
         body = {"to": input.to, "message": input.message, "values": input.values or [],
-                "gesture": enum_value(input.gesture), "request_id": input.request_id, "private": bool(input.private)}
+                "gesture": enum_value(input.gesture), "request_id": input.request_id, "private": bool(input.private),
+                "idempotency_key": input.idempotency_key}
         return run_mutation("kudos", lambda: ctx.services.kudos.post("/kudos", ctx.actor_id, body))
 
 
@@ -126,12 +128,14 @@ class AddOnKudos(graphene.Mutation):
     class Arguments:
         id = graphene.ID(required=True)
         message = graphene.String()
+        idempotency_key = graphene.String(description="Safe retries: the same key from you within 24 hours returns the first result instead of acting twice.")
 
     Output = GiveKudosPayload
 
-    def mutate(root, info, id, message=None):
+    def mutate(root, info, id, message=None, idempotency_key=None):
         ctx = info.context
-        return run_mutation("kudos", lambda: ctx.services.kudos.post(f"/kudos/{segment(id)}/add-ons", ctx.actor_id, {"message": message}))
+        body = {"message": message, "idempotency_key": idempotency_key}
+        return run_mutation("kudos", lambda: ctx.services.kudos.post(f"/kudos/{segment(id)}/add-ons", ctx.actor_id, body))
 
 
 class KudosMutations(graphene.ObjectType):

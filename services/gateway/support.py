@@ -87,6 +87,7 @@ class SubmitRequestInput(graphene.InputObjectType):
     needed_by = DateTime(required=True)
     priority = Priority(default_value="normal")
     rush_reason = graphene.String()
+    idempotency_key = graphene.String(description="Safe retries: the same key from you within 24 hours returns the first result instead of acting twice.")
 
 
 class SubmitRequestPayload(graphene.ObjectType):
@@ -153,6 +154,7 @@ class SubmitRequest(graphene.Mutation):
             "kind": enum_value(input.kind), "title": input.title, "details": input.details, "customer": input.customer,
             "deal_name": input.deal_name, "deal_value": input.deal_value, "commitment": input.commitment,
             "needed_by": input.needed_by.isoformat(), "priority": enum_value(input.priority), "rush_reason": input.rush_reason,
+            "idempotency_key": input.idempotency_key,
         }
         return run_mutation("request", lambda: ctx.services.requests.post("/requests", ctx.actor_id, body))
 

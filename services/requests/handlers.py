@@ -29,6 +29,7 @@ from shared.clock import Clock
 from shared.db import ID_CHUNK, WRITE_CHUNK, chunks, find_by_ids
 from shared.errors import AppError, BadInput, Conflict, Forbidden, NotFound, Unauthorized
 from shared.events import Envelope, build_event
+from shared import idempotency
 
 log = logging.getLogger(__name__)
 
@@ -188,11 +189,22 @@ class RequestsService:
     # -- requests ---------------------------------------------------------------------------------
 
     def submit(self, actor_id: str | None, raw: dict[str, Any]) -> SupportRequest:
+        """File a request; with an idempotency key, a retry returns the first one (``shared.idempotency``)."""
         actor = self.actor(actor_id)
         now = self.clock.now()
-        request = domain.submit(actor, raw, number=0, now=now, cal=self.calendar)
+        key = idempotency.key_of(raw)
+        request_id = idempotency.derived_id("r", actor.id, key) if key else None
+        if request_id is not None and (first := self.repo.get(request_id)) is not None:
+            idempotency.first_result(first.submitted_at, now)
+            return first
+        request = domain.submit(actor, raw, number=0, now=now, cal=self.calendar, request_id=request_id)
         request.number = self.repo.next_number()
-        self.repo.insert(request, self._envelopes(request))
+        try:
+            self.repo.insert(request, self._envelopes(request))
+        except DuplicateKeyError:  # a twin of this retry stored it first: its result is the answer
+            if request_id is None:
+                raise
+            return self._load(request_id)
         self.notify(self.repo.requests, request.id)
         return request
 

@@ -169,6 +169,22 @@ def test_a_private_kudos_is_seen_by_the_people_in_it_their_managers_and_admins_o
     assert wait_until(lambda: pia("{ me { points(period: ALL) } }").json()["data"]["me"]["points"] >= before + 10, 30)
 
 
+def test_retried_mutations_with_an_idempotency_key_act_once(system):
+    jonas, pia_id = system["as"]("jonas"), system["people"]["pia"]["id"]
+    left = lambda: jonas("{ me { kudosAllowance { left } } }").json()["data"]["me"]["kudosAllowance"]["left"]  # noqa: E731
+    before = left()
+    give = 'mutation($to: [ID!]!) { giveKudos(input: {to: $to, message: "Thanks!", idempotencyKey: "k-1"}) { kudos { id } } }'
+    first, retry = (jonas(give, {"to": [pia_id]}).json()["data"]["giveKudos"]["kudos"]["id"] for _ in range(2))
+    assert first == retry and left() == before - 1
+    submit = 'mutation($input: SubmitRequestInput!) { submitRequest(input: $input) { request { id number } errors { code } } }'
+    filed = [jonas(submit, {"input": brief(idempotencyKey="r-1")}).json()["data"]["submitRequest"]["request"] for _ in range(2)]
+    assert filed[0] == filed[1]
+    add_on = 'mutation($id: ID!) { addOnKudos(id: $id, idempotencyKey: "a-1") { kudos { addOnCount } errors { code } } }'
+    mona = system["as"]("mona")
+    for _ in range(2):
+        assert mona(add_on, {"id": first}).json()["data"]["addOnKudos"] == {"kudos": {"addOnCount": 1}, "errors": []}
+
+
 def test_every_service_refuses_an_unknown_or_deactivated_caller_itself(system):
     """Last in this module: it deactivates Jonas."""
     jonas = system["people"]["jonas"]

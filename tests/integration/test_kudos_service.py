@@ -6,6 +6,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests as http
 from PIL import Image
 import io
 
@@ -16,6 +17,7 @@ from shared.clock import ManualClock
 from shared.events import build_event, decode
 from tests.conftest import wait_until
 from tests.integration.helpers import read_topic
+from shared.auth import internal_headers
 from tests.integration.service_helpers import Client, serving
 
 pytestmark = pytest.mark.integration
@@ -135,6 +137,34 @@ def test_the_service_itself_refuses_unknown_and_deactivated_callers_and_keeps_al
     private = api.as_("jonas").get("/allowance/rita")
     assert (private.status_code, private.json()["error"]["code"]) == (403, "private")
     assert api.as_("rita").get("/allowance/rita").json()["left"] == 5
+
+
+def test_a_retry_after_a_timeout_with_the_same_idempotency_key_gives_once(api, runtime, settings, monkeypatch):
+    service, release = runtime.service, threading.Event()
+    real_add = service.feeds.add
+
+    def held(*args, **kwargs):  # the first give is held after its insert until the retry is answered
+        release.wait(30)
+        return real_add(*args, **kwargs)
+
+    monkeypatch.setattr(service.feeds, "add", held)
+    body = {"to": ["pia"], "message": "Thanks for the quote!", "idempotency_key": "portal-7f3a"}
+    with pytest.raises(http.exceptions.ReadTimeout):  # the portal gives up waiting...
+        http.post(api.base_url + "/kudos", json=body, headers=internal_headers(settings.internal_token, "rita"), timeout=1)
+    retry = api.as_("rita").post("/kudos", json=body)  # ...and retries
+    release.set()
+    monkeypatch.undo()
+    assert retry.status_code == 201, retry.text
+    assert wait_until(lambda: service.kudos.count_documents({}) == 1, 15)
+    assert retry.json()["id"] == service.kudos.find_one({})["_id"]
+    assert api.as_("rita").get("/allowance/rita").json()["used"] == 1  # one allowance spent, one kudos
+    # Another key is another kudos; an add-on retried with its key is answered, not refused.
+    assert api.as_("rita").post("/kudos", json={**body, "idempotency_key": "portal-8b1c"}).json()["id"] != retry.json()["id"]
+    for _ in range(2):
+        added = api.as_("jonas").post(f"/kudos/{retry.json()['id']}/add-ons", json={"idempotency_key": "plus-1"})
+        assert added.status_code == 201 and added.json()["add_on_count"] == 1, added.text
+    again = api.as_("jonas").post(f"/kudos/{retry.json()['id']}/add-ons", json={})
+    assert again.json()["error"]["code"] == "already_added_on"  # without the key: a second add-on, refused
 
 
 def test_weekly_cap_and_monthly_allowance(api, clock):

@@ -191,6 +191,25 @@ def test_bad_input_is_refused_with_a_code_and_leaves_nothing_behind(api, setting
     assert read_topic(settings, settings.topic("requests"), 1, timeout=2) == []
 
 
+def test_a_submit_retried_with_its_idempotency_key_files_one_request(api, runtime, clock):
+    rita = api.as_(api.people["rita"])
+    body = submit_body(idempotency_key="portal-42")
+    first, retry = rita.post("/requests", json=body), rita.post("/requests", json=body)
+    assert first.status_code == 201 and retry.status_code == 201
+    assert (retry.json()["id"], retry.json()["number"]) == (first.json()["id"], first.json()["number"])
+    other = rita.post("/requests", json={**body, "idempotency_key": "portal-43"}).json()
+    assert other["id"] != first.json()["id"]
+    mine = rita.get("/requests", params={"requester_id": api.people["rita"]}).json()
+    assert mine["total_count"] == 2
+    # The same key from someone else is their own action.
+    mona = api.as_(api.people["mona"]).post("/requests", json=body).json()
+    assert mona["id"] != first.json()["id"] and mona["requester_id"] == api.people["mona"]
+    # A key names one action: reused a day later, it is refused.
+    clock.advance(hours=25)
+    reused = rita.post("/requests", json=body)
+    assert (reused.status_code, reused.json()["error"]["code"]) == (409, "idempotency_key_reused")
+
+
 def test_illegal_transitions_and_wrong_actors_change_nothing(api, runtime):
     rita, pia, paul, lea = (api.as_(api.people[n]) for n in ("rita", "pia", "paul", "lea"))
     rid = rita.post("/requests", json=submit_body()).json()["id"]

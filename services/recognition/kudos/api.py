@@ -20,6 +20,7 @@ from services.recognition.kudos.cards import CardStore
 from services.recognition.kudos.domain import Kudos
 from services.recognition.kudos.handlers import KudosService
 from shared.auth import caller, reads_as_public, sees_private
+from shared import idempotency
 from shared.errors import BadInput, Forbidden, NotFound
 
 kudos_api = Blueprint("kudos", __name__)
@@ -93,7 +94,8 @@ def give():
 @kudos_api.post("/kudos/<kudos_id>/add-ons")
 def add_on(kudos_id: str):
     body = _body() if request.content_length else {}
-    return jsonify(_render([_service().add_on(g.get("actor_id"), kudos_id, body.get("message"))])[0]), 201
+    return jsonify(_render([_service().add_on(g.get("actor_id"), kudos_id, body.get("message"),
+                                              idempotency.key_of(body))])[0]), 201
 
 
 @kudos_api.get("/kudos/<kudos_id>")

@@ -100,6 +100,7 @@ class AddOn:
     actor_id: str
     message: str | None
     at: datetime
+    key: str | None = None  # the idempotency key it was made with (a retry returns the kudos)
 
 
 @dataclass

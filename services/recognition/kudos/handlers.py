@@ -30,6 +30,7 @@ from services.recognition.kudos.documents import AllowanceDoc, ImportBatchDoc, K
 from services.recognition.kudos.domain import AddOn, Kudos
 from services.recognition.kudos.feeds import KudosFeeds, person_feed
 from shared.auth import sees_private
+from shared import idempotency
 from shared.bus.outbox import merge_update, with_outbox
 from shared.calendar import BusinessCalendar, period_bounds, period_key
 from shared.clock import Clock, utc
@@ -82,7 +83,7 @@ def kudos_from_doc(doc: dict) -> Kudos:
         id=doc["_id"], giver_id=doc["giver_id"], recipient_ids=list(doc["recipient_ids"]), message=doc["message"],
         values=list(doc.get("values") or []), gesture=doc["gesture"], request_id=doc.get("request_id"),
         created_at=utc(doc["created_at"]), giver_name=doc["giver_name"], recipient_names=list(doc.get("recipient_names") or []),
-        add_ons=[AddOn(a["actor_id"], a.get("message"), utc(a["at"])) for a in doc.get("add_ons") or []],
+        add_ons=[AddOn(a["actor_id"], a.get("message"), utc(a["at"]), a.get("key")) for a in doc.get("add_ons") or []],
         private=bool(doc.get("private")),
     )
 
@@ -130,6 +131,11 @@ class KudosService:
         domain.check_people(giver, actor_id or "", recipients, spec.recipient_ids)
 
         now = self.clock.now()
+        key = idempotency.key_of(raw)
+        kudos_id = idempotency.derived_id("k", giver.id, key) if key else domain.new_kudos_id()
+        if key and (first := self.kudos.find_one({"_id": kudos_id}, {"outbox": 0})) is not None:
+            idempotency.first_result(first["created_at"], now)  # a retry: nothing spent again
+            return kudos_from_doc(first)
         month = period_key(self.calendar, "month", now)
         week = period_key(self.calendar, "week", now)
         cost = len(spec.recipient_ids)
@@ -153,7 +159,7 @@ class KudosService:
                     )
                 taken.append(key)
             kudos = Kudos(
-                id=domain.new_kudos_id(), giver_id=giver.id, recipient_ids=spec.recipient_ids, message=spec.message,
+                id=kudos_id, giver_id=giver.id, recipient_ids=spec.recipient_ids, message=spec.message,
                 values=spec.values, gesture=spec.gesture, request_id=spec.request_id, created_at=now,
                 giver_name=giver.name, recipient_names=[recipients[r].name for r in spec.recipient_ids],
                 private=spec.private,
@@ -171,10 +177,12 @@ class KudosService:
                 **({"private": True} if kudos.private else {}),
             }
             self.kudos.insert_one(with_outbox(doc, [event]))
-        except BaseException:
-            for key in taken:
-                self._give_back(self.caps, key, "count", 1)
+        except BaseException as exc:
+            for cap in taken:
+                self._give_back(self.caps, cap, "count", 1)
             self._give_back(self.allowances, allowance_key, "used", cost)
+            if key and isinstance(exc, DuplicateKeyError):  # a twin of this retry stored it first
+                return self.get(kudos_id)
             raise
         try:
             self.feeds.add(kudos.id, kudos.giver_id, kudos.recipient_ids, now, kudos.private)
@@ -188,22 +196,30 @@ class KudosService:
         self.notify(self.kudos, kudos.id)
         return kudos
 
-    def add_on(self, actor_id: str | None, kudos_id: str, message: Any = None) -> Kudos:
+    def add_on(self, actor_id: str | None, kudos_id: str, message: Any = None, key: str | None = None) -> Kudos:
+        """+1 once per person; with an idempotency key, a retry returns the kudos (``shared.idempotency``)."""
         actor = self.directory.get(actor_id) if actor_id else None
         kudos = self.get(kudos_id, actor)
+        mine = next((a for a in kudos.add_ons if actor is not None and a.actor_id == actor.id), None)
+        if key and mine is not None and mine.key == key:
+            idempotency.first_result(mine.at, self.clock.now())
+            return kudos
         note = domain.check_add_on(kudos, actor, actor_id or "", message)
         now = self.clock.now()
         event = build_event("kudos.added_on", kudos.id, {
             "kudos_id": kudos.id, "actor_id": actor.id, "giver_id": kudos.giver_id,
             "recipient_ids": kudos.recipient_ids, "message": note, "at": now,
         }, source=SOURCE, clock=self.clock)
-        update = merge_update({"$push": {"add_ons": {"actor_id": actor.id, "message": note, "at": now}}}, [event])
+        update = merge_update({"$push": {"add_ons": {"actor_id": actor.id, "message": note, "at": now,
+                                                     **({"key": key} if key else {})}}}, [event])
         # Once each, even when the same person clicks twice at the same moment.
         result = self.kudos.update_one({"_id": kudos.id, "add_ons.actor_id": {"$ne": actor.id}}, update)
         if result.modified_count != 1:
+            if key:  # a twin of this retry added it first
+                return self.add_on(actor_id, kudos_id, message, key)
             raise Conflict("already_added_on", "you already added on to this kudos")
         self.notify(self.kudos, kudos.id)
-        kudos.add_ons.append(AddOn(actor.id, note, now))
+        kudos.add_ons.append(AddOn(actor.id, note, now, key))
         return kudos
 
     def import_history(self, actor_id: str | None, text: Any, line_offset: int = 0,
