@@ -91,6 +91,7 @@ def test_a_board_another_process_wrote_meanwhile_is_updated_atomically(applier, 
         return found
 
     racing.done = False
+    applier._boards.clear()  # read the board (not as this applier wrote it): the race is after that read
     monkeypatch.setattr(boards, "find_one", racing)
     applier.apply_batch(awards(2, MON + timedelta(hours=5), first_offset=len(PEOPLE)))
     monkeypatch.undo()
@@ -113,3 +114,43 @@ def test_history_older_than_the_previous_period_goes_on_the_boards_only(applier)
     assert not any(i.endswith(keys["week"]) for i in stored)
     assert {pid: e["p"] for pid, e in board(applier, keys["week"])["entries"].items()} == {pid: 10 for pid in PEOPLE}
     assert applier.ranking.top(keys["week"], "company", None, 1)[0][1] == 10
+
+
+def test_a_board_remembered_but_written_since_by_another_process_is_read_again(applier):
+    week = period_key(applier.calendar, "week", MON)
+    applier.apply_batch(awards(1, MON))
+    assert f"board:{week}" in applier._boards  # as written: the next batch does not read it
+    # Partition 1's owner adds to the board; and a redelivery of partition 0's first batch
+    # (applied already) comes with the next one.
+    applier.store.boards.update_one({"_id": f"board:{week}"}, {"$inc": {"entries.p000.p": 5, "v": 1}, "$set": {"applied.1": 7}})
+    reads = []
+    real = applier.store.boards.find_one
+    applier.store.boards.find_one = lambda *a, **k: reads.append(a) or real(*a, **k)
+    try:
+        applier._boards[f"board:{week}"]["applied"]["0"] = -1  # as if remembered from before the first batch
+        applier._update_board(f"board:{week}", next(iter(_board_sums(applier, awards(1, MON) + awards(
+            2, MON + timedelta(hours=5), first_offset=len(PEOPLE))).values())))
+    finally:
+        del applier.store.boards.find_one
+    after = board(applier, week)
+    assert reads  # the version did not match: read again
+    # Each first-batch award counted once, each second-batch award once, partition 1's +5 kept.
+    assert after["v"] == 3 and after["applied"] == {"0": 2 * len(PEOPLE) - 1, "1": 7}
+    assert after["entries"]["p000"]["p"] == 25 and {e["p"] for pid, e in after["entries"].items() if pid != "p000"} == {20}
+    assert applier._boards[f"board:{week}"]["entries"] == after["entries"]
+
+
+def _board_sums(applier, items):
+    """The week board's share of a batch, as apply_batch hands it to _update_board."""
+    from services.recognition.points.engine import _Item, _Sum
+    from shared.clock import utc
+
+    sums = {}
+    for award, partition, offset in items:
+        item = _Item(award, partition, offset, utc(award.at))
+        pid = award.person_id
+        key = period_key(applier.calendar, "week", item.at)
+        fields = {"person_id": pid, "department": "pricing" if int(pid[1:]) % 2 else "sales",
+                  "role": "support" if int(pid[1:]) % 2 else "rep"}
+        sums.setdefault(f"board:{key}", _Sum({})).add(item, pid, fields)
+    return sums

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import logging
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
@@ -47,6 +48,7 @@ PERIODS = ("week", "month", "quarter", "all")
 RUSH_SHORT_NOTICE_HOURS = 24
 WHOLE_BOARD_AT = 100  # people changed in one board update beyond which the whole entries map is written
 WEEKS_KEPT = 12
+BOARD_CACHE_ENTRIES = 40_000  # people's entries on the boards an applier keeps in memory, in all
 
 
 class Store:
@@ -655,6 +657,10 @@ class Applier:
 
     def __post_init__(self) -> None:
         self.ranking = Ranking(self.store.rankings)
+        # The boards this applier wrote last, as it wrote them (board id -> document): the next
+        # batch's update is conditional on the version, so a board someone else wrote since is
+        # noticed and read again. Not kept beyond BOARD_CACHE_ENTRIES people in all.
+        self._boards: OrderedDict[str, dict] = OrderedDict()
 
     def apply(self, award: PointsAwarded, partition: str, offset: int) -> bool:
         """Apply one award delivered at (partition, offset); False if it was applied before."""
@@ -747,15 +753,18 @@ class Applier:
         for doc_id, board in boards.items():
             self._update_board(doc_id, board)
 
-    def _update_board(self, doc_id: str, board: "_Sum") -> None:
+    def _update_board(self, doc_id: str, board: "_Sum", remembered: bool = True) -> None:
         """One board update, versioned (``v``), and the same change in the ranking read model.
 
-        The board is read once (its ``applied`` offsets and the entries before), then written
-        once: an update conditional on the version read, so the state before it is the one read
-        and the ranking needs no second read; a new board is inserted. If another process wrote
-        the board in between (another partition's owner), the update is made atomically
-        returning the board before it, as one write too."""
-        before = self.store.boards.find_one({"_id": doc_id}) or {}
+        The board is read once (its ``applied`` offsets and the entries before) — or taken as
+        this applier wrote it last — then written once: an update conditional on the version
+        read, so the state before it is the one read and the ranking needs no second read; a
+        new board is inserted. If another process wrote the board in between (another
+        partition's owner), the update is made atomically returning the board before it, as one
+        write too; if it was the board remembered that was out of date, it is read again and
+        the batch's part worked out anew (its offsets may be applied already)."""
+        cached = self._boards.pop(doc_id, None) if remembered else None
+        before = cached if cached is not None else (self.store.boards.find_one({"_id": doc_id}) or {})
         applied = before.get("applied") or {}
         todo = [i for i in board.items if applied.get(i.partition, -1) < i.offset]
         if not todo:
@@ -779,6 +788,8 @@ class Applier:
                 write = {"$set": {"entries": entries, **{k: v for k, v in update["$set"].items() if k.startswith("applied.")}},
                          "$inc": {"v": 1}}
             exact = self.store.boards.update_one({"_id": doc_id, "v": before.get("v")}, write).matched_count == 1
+            if not exact and cached is not None:
+                return self._update_board(doc_id, board, remembered=False)
         else:
             exact = not _insert_new(self.store.boards, [_as_document(doc_id, update)])
         if not exact:
@@ -793,15 +804,24 @@ class Applier:
             changes.append(ScoreChange(pid, int(old.get("p") or 0), int(old.get("p") or 0) + update["$inc"][f"entries.{pid}.p"],
                                        fields["department"], fields["role"], old_department=old.get("d"), old_role=old.get("r")))
 
-        def board_after() -> dict:
-            if not exact:
-                return self.store.boards.find_one({"_id": doc_id}) or {}
-            after = {**before, "entries": {pid: dict(e) for pid, e in entries.items()}, "v": int(before.get("v") or 0) + 1}
+        after: dict | None = None
+        if exact:
+            after = {**before, "_id": doc_id, "entries": {pid: dict(e) for pid, e in entries.items()},
+                     "applied": {**applied, **{i.partition: i.offset for i in sorted(todo, key=lambda i: i.offset)}},
+                     "v": int(before.get("v") or 0) + 1}
             for change in changes:
                 after["entries"][change.person_id] = {"p": change.new, "d": change.department, "r": change.role}
-            return after
+            self._remember_board(doc_id, after)
+
+        def board_after() -> dict:
+            return after if after is not None else (self.store.boards.find_one({"_id": doc_id}) or {})
 
         self.ranking.apply(doc_id.removeprefix("board:"), int(before.get("v") or 0) + 1, changes, board_after)
+
+    def _remember_board(self, doc_id: str, board: dict) -> None:
+        self._boards[doc_id] = board
+        while self._boards and sum(len(b.get("entries") or {}) for b in self._boards.values()) > BOARD_CACHE_ENTRIES:
+            self._boards.popitem(last=False)
 
     @staticmethod
     def _totals_update(total: "_Sum", items: list["_Item"]) -> dict:
