@@ -179,7 +179,7 @@ def graphql_endpoint():
     try:
         document = _parse(query)
     except GraphQLError as exc:
-        return _answer({"errors": [exc.formatted]}, _unrunnable(media_type), media_type)
+        return _answer({"errors": [_coded(exc.formatted, "GRAPHQL_PARSE_FAILED")]}, _unrunnable(media_type), media_type)
     operation = get_operation_ast(document, operation_name)
     if operation is None:
         return _request_error("name the operation to run (operationName)", "BAD_REQUEST", 400, media_type)
@@ -209,7 +209,8 @@ def graphql_endpoint():
     # variables; the specified rules only for a document within them, remembered per query text.
     errors = _limit_errors(query, document, variables, settings) or _rule_errors(query, document, settings.introspection)
     if errors:
-        return _answer({"errors": [e.formatted for e in errors]}, _unrunnable(media_type), media_type)
+        return _answer({"errors": [_coded(e.formatted, "GRAPHQL_VALIDATION_FAILED") for e in errors]},
+                       _unrunnable(media_type), media_type)
 
     context = RequestContext(actor_id=claims.subject, services=current_app.extensions["services"],
                              base_url=request.host_url.rstrip("/"), read_only=claims.read_only)
@@ -259,13 +260,19 @@ def _is_request_error(errors: list[GraphQLError]) -> bool:
     return all(e.path is None for e in errors)
 
 
+def _coded(formatted: dict[str, Any], code: str) -> dict[str, Any]:
+    """``formatted`` with ``extensions.code`` (``code`` unless it has one): every error a client
+    gets names a stable code (docs/graphql.md)."""
+    extensions = formatted.get("extensions") or {}
+    return formatted if extensions.get("code") else {**formatted, "extensions": {**extensions, "code": code}}
+
+
 def _public_error(error: GraphQLError) -> dict[str, Any]:
     """What a client may see of an error: its message and code; never internals."""
     original = error.original_error
-    if original is None or isinstance(original, GraphQLError):
-        return error.formatted
-    if isinstance(original, (ServiceError, ServiceUnavailable)):
-        return error.formatted
+    if original is None or isinstance(original, (GraphQLError, ServiceError, ServiceUnavailable)):
+        # Without a path the operation never started: its variables' values were refused.
+        return _coded(error.formatted, "BAD_USER_INPUT" if error.path is None else "FIELD_ERROR")
     incident = uuid.uuid4().hex[:12]
     log.error("resolver failed", exc_info=original, extra={"incident": incident, "path": error.path})
     return {"message": f"internal error (incident {incident})", "path": error.path, "locations": error.formatted.get("locations"),
