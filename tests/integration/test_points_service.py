@@ -461,12 +461,15 @@ def test_each_applied_batch_is_announced_and_a_batch_delivered_again_announces_a
     feed(producer, runtime, h.events)
     ledger = runtime.store.ledger.count_documents({})
     notices = settings.topic("points-applied")
-    [(envelope, data)] = [decode(r.value) for r in read_topic(settings, notices, 1)]
-    assert (envelope.type, envelope.subject, data.person_ids, data.awards) == ("points.applied", "leaderboards", ["pia"], 1)
-    assert sorted(data.period_keys) == ["2026-11", "2026-Q4", "2026-W48", "all"]
+    # One notice per period's board, as soon as it is written: the week's first.
+    first = [decode(r.value) for r in read_topic(settings, notices, 4)]
+    assert [(e.type, e.subject, d.person_ids, d.awards) for e, d in first] == [("points.applied", "leaderboards", ["pia"], 1)] * 4
+    assert [d.period_keys for _, d in first] == [["2026-W48"], ["2026-11"], ["2026-Q4"], ["all"]]
 
     awards = [decode(r.value)[0] for r in read_topic(settings, settings.topic("points"), 2)]
     producer.publish_all(awards)
-    again = read_topic(settings, notices, 2)
-    assert len(again) == 2 and decode(again[1].value)[1].person_ids == ["pia"]
+    again = read_topic(settings, notices, 5)
+    assert len(again) == 5
+    _, data = decode(again[4].value)
+    assert data.person_ids == ["pia"] and sorted(data.period_keys) == ["2026-11", "2026-Q4", "2026-W48", "all"]
     assert runtime.store.ledger.count_documents({}) == ledger

@@ -81,13 +81,13 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     def on_awards(deliveries) -> None:
         announced: set[str] = set()
 
-        def boards_written(awards) -> None:
-            # The boards have these awards now: the live leaderboards (gateway) refresh on this
-            # notice, while the applier goes on with badges and the ledger.
-            announce_applied(producer.publish_all, awards, calendar, clock)
+        def board_written(awards, keys) -> None:
+            # A period's board has these awards now: its live leaderboards (gateway) refresh on
+            # this notice, while the applier goes on with the other periods, badges and the ledger.
+            announce_applied(producer.publish_all, awards, calendar, clock, keys)
             announced.update(a.entry_id for a in awards)
 
-        applier.apply_batch([(d.payload, str(d.partition), d.offset) for d in deliveries], on_boards=boards_written)
+        applier.apply_batch([(d.payload, str(d.partition), d.offset) for d in deliveries], on_boards=board_written)
         # The rest (awards applied before a crash, delivered again): announced before the runner
         # commits, so a crash in between sends it again (applied.py).
         announce_applied(producer.publish_all, [d.payload for d in deliveries if d.payload.entry_id not in announced],

@@ -28,15 +28,18 @@ SOURCE = "points"
 SUBJECT = "leaderboards"
 
 
-def applied_events(awards: Iterable[PointsAwarded], calendar: BusinessCalendar, clock: Clock) -> list[Envelope]:
+def applied_events(awards: Iterable[PointsAwarded], calendar: BusinessCalendar, clock: Clock,
+                   keys: list[str] | None = None) -> list[Envelope]:
     """The ``points.applied`` notices for a batch of awards: none when no award carries points
-    (capped and badge-only awards change no board)."""
+    (capped and badge-only awards change no board). ``keys``: only these boards were written
+    (one period's board, announced as soon as it is); else every period's of each award."""
     keys_of: dict[str, set[str]] = {}
     counts: dict[str, int] = {}
     for award in awards:
         if award.points <= 0:
             continue
-        keys_of.setdefault(award.person_id, set()).update(period_key(calendar, period, award.at) for period in PERIODS)
+        keys_of.setdefault(award.person_id, set()).update(
+            keys if keys is not None else (period_key(calendar, period, award.at) for period in PERIODS))
         counts[award.person_id] = counts.get(award.person_id, 0) + 1
     return [build_event("points.applied", SUBJECT, {
         "person_ids": part,
@@ -45,7 +48,8 @@ def applied_events(awards: Iterable[PointsAwarded], calendar: BusinessCalendar, 
     }, source=SOURCE, clock=clock) for part in chunks(list(keys_of), APPLIED_MAX_PEOPLE)]
 
 
-def announce_applied(publish, awards: Iterable[PointsAwarded], calendar: BusinessCalendar, clock: Clock) -> None:
+def announce_applied(publish, awards: Iterable[PointsAwarded], calendar: BusinessCalendar, clock: Clock,
+                     keys: list[str] | None = None) -> None:
     """Publish the notices and wait for the broker (the caller commits the batch after this).
 
     An outage raises (the consumer retries the batch: the applier finds it applied and the
@@ -53,7 +57,7 @@ def announce_applied(publish, awards: Iterable[PointsAwarded], calendar: Busines
     reason to dead-letter awards that are already applied.
     """
     try:
-        events = applied_events(awards, calendar, clock)
+        events = applied_events(awards, calendar, clock, keys)
         if events:
             publish(events)
     except KafkaError as exc:

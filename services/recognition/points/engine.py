@@ -559,6 +559,11 @@ class _Sum:
             self.people[person_id] = fields
 
 
+def _period_rank(key: str) -> int:
+    """Weeks, months, quarters, then all time (the order boards are written in)."""
+    return 3 if key == "all" else 2 if "-Q" in key else 0 if "-W" in key else 1
+
+
 def _safe_key(value: str) -> bool:
     return bool(value) and "." not in value and not value.startswith("$")
 
@@ -667,7 +672,7 @@ class Applier:
         return bool(self.apply_batch([(award, partition, offset)]))
 
     def apply_batch(self, items: list[tuple[PointsAwarded, str, int]],
-                    on_boards: Callable[[list[PointsAwarded]], None] | None = None) -> int:
+                    on_boards: Callable[[list[PointsAwarded], list[str]], None] | None = None) -> int:
         """Apply awards delivered at (partition, offset), in order; return how many were new.
 
         One poll's awards become a few bulk writes: the totals of each person and period (one
@@ -678,8 +683,9 @@ class Applier:
         award); documents changed before a crash remember the offsets they applied, so a replay
         adds nothing twice.
 
-        ``on_boards`` is called with the new awards with points as soon as the totals, boards and
-        rankings have them (before badges and the ledger): what a live leaderboard shows.
+        ``on_boards(awards, [period key])`` is called as soon as a period's board and ranking
+        have the batch's awards on it (the week first; totals before all boards; badges and the
+        ledger after): what a live leaderboard of that period shows.
         """
         seen = set(find_by_ids(self.store.ledger, [award.entry_id for award, _, _ in items], {"_id": 1}))
         fresh = []
@@ -691,10 +697,7 @@ class Applier:
         if not fresh:
             return 0
         people = self.directory.many({item.award.person_id for item in fresh})
-        scored = [i for i in fresh if i.award.points > 0]
-        self._add_to_totals(scored, people)
-        if on_boards is not None and scored:
-            on_boards([i.award for i in scored])
+        self._add_to_totals([i for i in fresh if i.award.points > 0], people, on_boards)
         by_person: dict[str, list[_Item]] = {}
         for item in fresh:
             if item.award.badges or item.award.resets:
@@ -726,7 +729,8 @@ class Applier:
         _insert_many_once(self.store.ledger, entries)
         return len(fresh)
 
-    def _add_to_totals(self, items: list["_Item"], people: dict) -> None:
+    def _add_to_totals(self, items: list["_Item"], people: dict,
+                       on_boards: Callable[[list[PointsAwarded], list[str]], None] | None = None) -> None:
         if not items:
             return
         totals: dict[str, _Sum] = {}
@@ -749,9 +753,12 @@ class Applier:
                     boards.setdefault(f"board:{key}", _Sum({})).add(item, pid, fields)
         _apply_sums(self.store.totals, totals, self._totals_update)
         # The board of each period (everyone's points in one document), then the ranking read
-        # model beside it, which leaderboards read (ranking.py).
-        for doc_id, board in boards.items():
+        # model beside it, which leaderboards read (ranking.py): weeks first, the live screens'
+        # usual period, each announced as soon as it is written.
+        for doc_id, board in sorted(boards.items(), key=lambda kv: _period_rank(kv[0].removeprefix("board:"))):
             self._update_board(doc_id, board)
+            if on_boards is not None:
+                on_boards(list({i.award.entry_id: i.award for i in board.items}.values()), [doc_id.removeprefix("board:")])
 
     def _update_board(self, doc_id: str, board: "_Sum", remembered: bool = True) -> None:
         """One board update, versioned (``v``), and the same change in the ranking read model.
