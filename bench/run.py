@@ -29,7 +29,9 @@ PORTS = {"KAFKA": 29092, "KAFKA_CONTROLLER": 29093, "MONGO": 27019, "GATEWAY": 2
 # updates timed directly on FerretDB; "pipeline": only the points
 # pipeline against its raw limit (BENCH_EVENTS=10000,100000 sets the sizes); "live": only the
 # running system's kudos->screen latency, gateway overhead and memory; "year": a company-year
-# through the services' own paths, portal reads at demo and year size, idle CPU (bench/year.py).
+# through the services' own paths, portal reads at demo and year size, idle CPU (bench/year.py);
+# "scoring": the points engine on a year of kudos history in-process, FerretDB time per collection
+# (bench/scoring.py).
 ONLY = os.environ.get("BENCH_ONLY")
 for _name, _port in PORTS.items():  # ports and data folder may be overridden (a second bench beside another)
     os.environ.setdefault(f"INSIDETRACK_{_name}_PORT", str(_port))
@@ -578,6 +580,12 @@ def main() -> int:
 
         RESULTS["sizes"] = {"people": year.PEOPLE, "kudos": year.KUDOS, "requests": year.REQUESTS, "demo": year.DEMO}
         year.run(settings, record, pct, rss_mb, PORTS)
+        return write_results()
+    if ONLY == "scoring":  # the points engine on a year of kudos, in-process (bench/scoring.py)
+        sys.path.insert(0, str(ROOT / "bench"))
+        import scoring
+
+        scoring.run(settings, record)
         return write_results()
     if ONLY in ("leaderboard", "ferretdb"):
         ferretdb = local.FerretDB(settings)

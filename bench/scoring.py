@@ -1,0 +1,114 @@
+"""`BENCH_ONLY=scoring make bench`: the points engine on a year of kudos history, in-process.
+
+Both scoring stages (Scorer, then Applier, as the live consumers run them, in batches of their
+poll sizes) on a fresh points database of the bench's FerretDB: ``BENCH_SCORING_KUDOS`` kudos
+(default 10,000) between ``BENCH_SCORING_PEOPLE`` people (2,000), spread over the past year in
+time order (as an import publishes them). No Kafka: what it measures is the engine and its
+writes. Prints awards/s and FerretDB's time per command and collection, which says where a
+batch's time goes (pymongo's command monitoring).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+from pymongo import monitoring
+
+KUDOS = int(os.environ.get("BENCH_SCORING_KUDOS", "10000"))
+PEOPLE = int(os.environ.get("BENCH_SCORING_PEOPLE", "2000"))
+SCORE_BATCH = int(os.environ.get("BENCH_SCORING_SCORE_BATCH", "2000"))  # the scorer's max_poll_records
+APPLY_BATCH = int(os.environ.get("BENCH_SCORING_APPLY_BATCH", "5000"))  # the applier's
+
+
+class _Timings(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.collection: dict[int, str] = {}
+        self.by_op: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0])
+
+    def started(self, event) -> None:
+        target = event.command.get(event.command_name)
+        self.collection[event.request_id] = target if isinstance(target, str) else event.command.get("collection", "?")
+
+    def succeeded(self, event) -> None:
+        figures = self.by_op[(event.command_name, self.collection.pop(event.request_id, "?"))]
+        figures[0] += 1
+        figures[1] += event.duration_micros / 1e6
+
+    failed = succeeded
+
+
+def run(settings, record) -> None:
+    timings = _Timings()
+    monitoring.register(timings)  # before the client is made: it applies to clients made after
+
+    from services.recognition.directory import Directory, DirectoryPersonDoc
+    from services.recognition.points.config import PointsSettings
+    from services.recognition.points.engine import Applier, Scorer, Store
+    from services.recognition.points.rules import load_rules
+    from shared.calendar import BusinessCalendar
+    from shared.clock import ManualClock
+    from shared.config import load_settings
+    from shared.db import connect, disconnect
+    from shared.events import build_event
+    from shared.events.schemas import PointsAwarded
+    from shared.infra import local
+
+    ps = load_settings(PointsSettings)
+    ferretdb = local.FerretDB(settings)
+    ferretdb.up()
+    try:
+        db = connect(ps, "points")
+        db.client.drop_database(db.name)
+        people = [f"u{i:05d}" for i in range(PEOPLE)]
+        DirectoryPersonDoc._get_collection().insert_many([
+            {"_id": p, "email": f"{p}@example.com", "name": p, "role": "rep" if i % 3 == 0 else "support",
+             "department": ("sales", "pricing", "legal")[i % 3], "active": True} for i, p in enumerate(people)])
+        store = Store(db)
+        store.ensure_indexes()
+        rules, calendar = load_rules(ps.rules_file), BusinessCalendar.from_settings(ps)
+        now = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)
+        clock, published = ManualClock(now), []
+        scorer = Scorer(store, rules, calendar, Directory(), clock, publish=published.extend)
+        applier = Applier(store, rules, calendar, Directory(), clock)
+        rng, start = random.Random(2026), now - timedelta(days=365)
+        events = []
+        for i in range(KUDOS):
+            at = start + timedelta(seconds=i * 365 * 86400 / KUDOS)
+            giver, recipient = rng.sample(people, 2)
+            events.append(build_event("kudos.given", f"k{i}", {
+                "kudos_id": f"k{i}", "giver_id": giver, "recipient_ids": [recipient], "message": "thanks", "values": [],
+                "gesture": "thanks", "request_id": None, "at": at}, source="bench", clock=ManualClock(at)))
+        timings.by_op.clear()
+        scoring = applying = 0.0
+        offset = 0
+        t0 = time.perf_counter()
+        for s in range(0, len(events), SCORE_BATCH):
+            t = time.perf_counter()
+            before = len(published)
+            scorer.score_batch(events[s:s + SCORE_BATCH])
+            scoring += time.perf_counter() - t
+            awards = published[before:]
+            t = time.perf_counter()
+            for a in range(0, len(awards), APPLY_BATCH):
+                items = []
+                for envelope in awards[a:a + APPLY_BATCH]:
+                    items.append((PointsAwarded.model_validate(envelope.data), "0", offset))
+                    offset += 1
+                applier.apply_batch(items)
+            applying += time.perf_counter() - t
+        elapsed = time.perf_counter() - t0
+        db_s = sum(s for _, s in timings.by_op.values())
+        top = sorted(timings.by_op.items(), key=lambda kv: -kv[1][1])[:12]
+        record("scoring_history_in_process", kudos=KUDOS, people=PEOPLE, awards=len(published), seconds=round(elapsed, 1),
+               awards_per_s=round(len(published) / elapsed), score_s=round(scoring, 1), apply_s=round(applying, 1),
+               ferretdb_s=round(db_s, 1), loadavg_1m=round(os.getloadavg()[0], 1),
+               batches={"score": SCORE_BATCH, "apply": APPLY_BATCH},
+               ferretdb_top={f"{op} {coll}": [n, round(s, 2)] for (op, coll), (n, s) in top})
+        db.client.drop_database(db.name)
+        disconnect()
+    finally:
+        ferretdb.daemon.stop()
