@@ -46,6 +46,7 @@ DEMO = os.environ.get("BENCH_YEAR_DEMO", "1") != "0"
 # loaded by an earlier run) and measure the reads, idle CPU and RSS; the demo-size figures for
 # the ratios come from an earlier results file (BENCH_YEAR_DEMO_RESULTS=bench/results/<time>.json).
 LOAD = os.environ.get("BENCH_YEAR_LOAD", "1") != "0"
+REBUILD = os.environ.get("BENCH_YEAR_REBUILD", "1") != "0"  # time rebuild-points on the year, last (stops points)
 SEED = 2026
 
 FIRST = ("Ana", "Ben", "Chloe", "Dev", "Eva", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kemal", "Lena", "Mateo",
@@ -501,6 +502,32 @@ def _measure_year(settings, services, gateway_url, token_for, demo_reads: dict, 
            target="FerretDB + all services <= 5 % of one core")
     record("year_rss_mb", **{p.spec.name: max(rss_mb(pid) for pid in with_children(p.proc.pid)) for p in services.processes},
            target="each service's largest process <= 150 MB")
+    if REBUILD:
+        _measure_rebuild(services, record)
+
+
+def _measure_rebuild(services, record) -> None:
+    """`insidetrack rebuild-points` on the year: the points process stopped, every source event
+    re-scored into fresh collections and swapped in (what a rules change costs)."""
+    from services.recognition.directory import Directory, DirectoryPersonDoc
+    from services.recognition.points.config import PointsSettings
+    from services.recognition.points.rebuild import rebuild
+    from services.recognition.points.rules import load_rules
+    from shared.config import load_settings
+    from shared.db import connect, disconnect
+
+    points = next(p for p in services.processes if p.spec.name == "points")
+    points.stop()
+    ps = load_settings(PointsSettings)
+    db = connect(ps, "points")
+    try:
+        DirectoryPersonDoc.ensure_indexes()
+        t = time.perf_counter()
+        report = rebuild(ps, db, load_rules(ps.rules_file), Directory())
+        record("year_rebuild_points", seconds=round(time.perf_counter() - t, 1), events=report.events, awards=report.awards,
+               loadavg_1m=round(os.getloadavg()[0], 1), target="<= 120 s")
+    finally:
+        disconnect()
 
 
 def _measure_existing(settings, services, gateway_url, token_for, record, pct, rss_mb) -> None:
