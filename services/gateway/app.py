@@ -41,7 +41,7 @@ def create_app(settings: GatewaySettings, hub: LiveHub | None = None):
     @sock.route("/graphql")
     def subscriptions(ws):
         Connection(ws, settings, services, hub, base_url=request.host_url.rstrip("/"),
-                   init_timeout_s=settings.ws_init_timeout_s).run()
+                   init_timeout_s=settings.ws_init_timeout_s, active_cache=app.extensions["active_cache"]).run()
 
     app.root_path = os.path.dirname(__file__)  # static/graphiql.html lives beside this file
     app.static_folder = "static"
@@ -49,6 +49,7 @@ def create_app(settings: GatewaySettings, hub: LiveHub | None = None):
     app.extensions["rate_limiter"] = RateLimiter(settings.rate_limit_per_minute)
     app.extensions["active_cache"] = {}
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.config["SOCK_SERVER_OPTIONS"] = {"subprotocols": [PROTOCOL], "ping_interval": 25}
+    app.config["SOCK_SERVER_OPTIONS"] = {"subprotocols": [PROTOCOL], "ping_interval": 25,
+                                         "max_message_size": settings.ws_max_message_bytes}
     app.register_blueprint(graphql_api)
     return app

@@ -43,6 +43,13 @@ class GatewaySettings(Settings):
     # Each open WebSocket (a screen, a portal tab) holds a thread of the gateway's server.
     http_threads: int = Field(64, ge=4, le=1024)
     ws_init_timeout_s: float = Field(10.0, gt=0, le=300)
+    # What one WebSocket connection may send: a message's size, messages per second (a burst of
+    # ten times that is allowed), subscriptions open at once; and how often it is checked that
+    # the person is still active (and the token still valid) while it stays open.
+    ws_max_message_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    ws_messages_per_s: float = Field(5.0, gt=0, le=10_000)
+    ws_max_subscriptions: int = Field(25, ge=1, le=1000)
+    ws_recheck_s: float = Field(60.0, gt=0, le=3600)
     # A read-only token (`insidetrack token --screen EMAIL`) the leaderboard screen uses when its
     # URL carries none.
     screen_token: str | None = None

@@ -236,12 +236,16 @@ def _refuse_inactive(person_id: str) -> tuple[int, str, str] | None:
     The answer is cached for 30 s per person. If the directory cannot be asked right now the
     request goes on: every service still checks who is acting, and refuses them itself.
     """
-    cache: dict = current_app.extensions["active_cache"]
+    return active_refusal(current_app.extensions["services"], current_app.extensions["active_cache"], person_id)
+
+
+def active_refusal(services, cache: dict, person_id: str, ttl_s: float = ACTIVE_CHECK_TTL_S) -> tuple[int, str, str] | None:
+    """(status, code, message) when ``person_id`` is deactivated or unknown, else None; asked
+    of the requests service and kept ``ttl_s`` in ``cache``; None if it cannot be asked now."""
     now = time.monotonic()
     hit = cache.get(person_id)
-    if hit is not None and now - hit[0] < ACTIVE_CHECK_TTL_S:
+    if hit is not None and now - hit[0] < ttl_s:
         return hit[1]
-    services = current_app.extensions["services"]
     try:
         services.requests.get(f"/people/{segment(person_id)}", person_id)
         verdict = None

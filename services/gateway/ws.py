@@ -2,10 +2,14 @@
 
 Messages: connection_init (payload carries the token) -> connection_ack; ping/pong; subscribe
 (id, payload {query, variables, operationName}) -> next* -> complete; complete from the
-client ends a subscription; error for a subscribe that cannot run. Close codes: 4400 bad
-message, 4401 subscribe before ack, 4403 bad token, 4408 no connection_init in time, 4409 an
-id already in use, 4429 a second connection_init, 1013 a client too slow to keep up (its
-bounded queue overflowed).
+client ends a subscription; error for a subscribe that cannot run (also when the connection
+has ``ws_max_subscriptions`` open: code TOO_MANY_SUBSCRIPTIONS). Close codes: 4400 bad
+message, 4401 subscribe before ack, 4403 bad token, or a person deactivated or unknown (at
+init, and checked again every ``ws_recheck_s`` while open, with the token's expiry), 4408 no
+connection_init in time, 4409 an id already in use, 4429 a second connection_init, 1008 more
+messages than ``ws_messages_per_s`` allows (bursts of ten times that pass), 1009 a message
+over ``ws_max_message_bytes`` (the WebSocket server's own limit), 1013 a client too slow to
+keep up (its bounded queue overflowed).
 
 Each connection has its own bounded queue and worker thread: events are turned into results
 there (service calls, execution), so a slow client never slows the hub or other clients.
@@ -19,6 +23,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from graphql import GraphQLError, OperationType, execute, get_operation_ast, parse, specified_rules
@@ -28,6 +33,7 @@ from simple_websocket import ConnectionClosed
 from services.gateway.auth import verify_token
 from services.gateway.clients import ServiceError, ServiceUnavailable, segment
 from services.gateway.context import RequestContext
+from services.gateway.http import active_refusal
 from services.gateway.limits import limit_rules, no_introspection_rule, validate_within_limits
 from services.gateway.live import LiveHub
 from services.gateway.schema import schema
@@ -61,12 +67,21 @@ class Operation:
 
 
 class Connection:
-    def __init__(self, ws, settings, services, hub: LiveHub, base_url: str, init_timeout_s: float = 10.0):
+    def __init__(self, ws, settings, services, hub: LiveHub, base_url: str, init_timeout_s: float = 10.0,
+                 active_cache: dict | None = None):
         self.ws, self.settings, self.services, self.hub = ws, settings, services, hub
         self.base_url = base_url
         self.init_timeout_s = init_timeout_s
         self.actor_id: str | None = None
         self.read_only = False
+        self.expires_at: datetime | None = None
+        self.active_cache = {} if active_cache is None else active_cache
+        self.recheck_s = getattr(settings, "ws_recheck_s", 60.0)
+        self.next_check = 0.0
+        self.max_subscriptions = getattr(settings, "ws_max_subscriptions", 25)
+        self.rate = getattr(settings, "ws_messages_per_s", 5.0)
+        self.allowance = self.burst = 10 * self.rate  # a token bucket: messages the client may send now
+        self.last_message = time.monotonic()
         self.operations: dict[str, Operation] = {}
         self.outbox: queue.Queue = queue.Queue(maxsize=QUEUE_SIZE)
         self.closed = threading.Event()
@@ -81,8 +96,10 @@ class Connection:
             self._receive_init()
             while not self.closed.is_set():
                 raw = self.ws.receive(timeout=1)
+                self._recheck()
                 if raw is None:
                     continue
+                self._throttle()
                 self._handle(self._message(raw))
         except Close as close:
             self._close(close.code, close.reason)
@@ -113,13 +130,37 @@ class Connection:
                     claims = verify_token(self.settings, token)
                 except AppError:
                     raise Close(4403, "Forbidden") from None
-                self.actor_id, self.read_only = claims.subject, claims.read_only
+                self.actor_id, self.read_only, self.expires_at = claims.subject, claims.read_only, claims.expires_at
+                self._recheck()
                 self._send({"type": "connection_ack"})
                 return
             if message["type"] == "ping":
                 self._send({"type": "pong"})
             elif message["type"] == "subscribe":
                 raise Close(4401, "Unauthorized")
+
+    def _recheck(self) -> None:
+        """Close the connection of a person deactivated (or gone from the directory) or whose
+        token expired: at init, then every ``recheck_s``. If the directory cannot be asked
+        right now the connection stays (each service still checks who is acting)."""
+        now = time.monotonic()
+        if now < self.next_check or self.actor_id is None:
+            return
+        self.next_check = now + self.recheck_s
+        if self.expires_at is not None and datetime.now(timezone.utc) >= self.expires_at:
+            raise Close(4403, "Forbidden: the token has expired")
+        refusal = active_refusal(self.services, self.active_cache, self.actor_id, ttl_s=min(self.recheck_s, 30.0))
+        if refusal is not None:
+            raise Close(4403, f"Forbidden: {refusal[2]}")
+
+    def _throttle(self) -> None:
+        """At most ``rate`` messages a second on average, bursts of ten times that."""
+        now = time.monotonic()
+        self.allowance = min(self.burst, self.allowance + (now - self.last_message) * self.rate)
+        self.last_message = now
+        if self.allowance < 1:
+            raise Close(1008, "Too many messages")
+        self.allowance -= 1
 
     def _message(self, raw: Any) -> dict:
         try:
@@ -155,6 +196,10 @@ class Connection:
             raise Close(4400, "Invalid message: subscribe needs an id and a payload with a query")
         if op_id in self.operations:
             raise Close(4409, f"Subscriber for {op_id} already exists")
+        if len(self.operations) >= self.max_subscriptions:
+            return self._send({"id": op_id, "type": "error", "payload": [{
+                "message": f"at most {self.max_subscriptions} operations at once on one connection",
+                "extensions": {"code": "TOO_MANY_SUBSCRIPTIONS"}}]})
         variables = payload.get("variables") or {}
         try:
             document = parse(payload["query"])

@@ -1,0 +1,105 @@
+"""What one WebSocket connection may do: a flood of messages closes it (1008), too many open
+operations get an error for the next subscribe (the connection stays), and a person
+deactivated, gone from the directory, or whose token expired is disconnected (4403) at the
+next check; a directory that cannot be asked right now disconnects no one."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pytest
+
+from services.gateway import ws as ws_module
+from services.gateway.clients import ServiceError, ServiceUnavailable
+from services.gateway.ws import Close, Connection, Operation
+
+
+class FakeSocket:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, text):
+        self.sent.append(json.loads(text))
+
+
+class Directory:
+    """The requests service's /people/<id> as the gateway's client sees it."""
+
+    def __init__(self, answer):
+        self.answer, self.asked = answer, 0
+
+    def get(self, path, actor):
+        self.asked += 1
+        if isinstance(self.answer, Exception):
+            raise self.answer
+
+
+def connection(answer=None, **limits) -> tuple[Connection, Directory]:
+    settings = SimpleNamespace(**{"ws_messages_per_s": 1.0, "ws_max_subscriptions": 2, "ws_recheck_s": 60.0, **limits})
+    directory = Directory(answer)
+    conn = Connection(ws=FakeSocket(), settings=settings, services=SimpleNamespace(requests=directory), hub=None,
+                      base_url="http://gateway")
+    conn.actor_id = "rita"
+    conn.expires_at = datetime.now(timezone.utc) + timedelta(hours=1)
+    return conn, directory
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(ws_module.time, "monotonic", lambda: now[0])
+    return now
+
+
+def test_a_burst_passes_a_flood_closes_the_connection(clock):
+    conn, _ = connection()  # 1 message a second, bursts of 10
+    for _ in range(10):
+        conn._throttle()
+    with pytest.raises(Close) as closed:
+        conn._throttle()
+    assert closed.value.code == 1008
+    clock[0] += 3  # three seconds later, three more
+    for _ in range(3):
+        conn._throttle()
+    with pytest.raises(Close):
+        conn._throttle()
+
+
+def test_too_many_operations_on_one_connection_refuse_the_next_subscribe():
+    conn, _ = connection()
+    conn.operations = {"a": Operation("a", None, {}, None), "b": Operation("b", None, {}, None)}
+    conn._subscribe({"id": "c", "type": "subscribe", "payload": {"query": "subscription { kudosGiven { id } }"}})
+    [error] = conn.ws.sent
+    assert error["id"] == "c" and error["type"] == "error"
+    assert error["payload"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+    assert set(conn.operations) == {"a", "b"}
+
+
+@pytest.mark.parametrize("code", ["inactive_actor", "unknown_actor"])
+def test_a_person_deactivated_or_gone_is_disconnected_at_the_next_check(clock, code):
+    conn, directory = connection(None)
+    conn._recheck()  # at init: active
+    assert directory.asked == 1
+    directory.answer = ServiceError("requests", 403, code, "no")
+    clock[0] += 30
+    conn._recheck()  # not yet time to look again
+    assert directory.asked == 1
+    clock[0] += 31
+    with pytest.raises(Close) as closed:
+        conn._recheck()
+    assert closed.value.code == 4403
+
+
+def test_an_expired_token_is_disconnected_and_an_unreachable_directory_disconnects_no_one(clock):
+    conn, directory = connection(ServiceUnavailable("requests", "down"))
+    conn._recheck()
+    clock[0] += 61
+    conn._recheck()
+    assert directory.asked == 2  # asked, could not tell: the connection stays
+    conn.expires_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+    clock[0] += 61
+    with pytest.raises(Close) as closed:
+        conn._recheck()
+    assert closed.value.code == 4403 and "expired" in closed.value.reason
