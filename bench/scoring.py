@@ -41,6 +41,11 @@ class _Timings(monitoring.CommandListener):
     failed = succeeded
 
 
+def _rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/statm") as statm:
+        return round(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
 def run(settings, record) -> None:
     timings = _Timings()
     monitoring.register(timings)  # before the client is made: it applies to clients made after
@@ -56,6 +61,7 @@ def run(settings, record) -> None:
     from shared.events import build_event
     from shared.events.schemas import PointsAwarded
     from shared.infra import local
+    from shared.memory import release_free_memory
 
     ps = load_settings(PointsSettings)
     ferretdb = local.FerretDB(settings)
@@ -83,6 +89,7 @@ def run(settings, record) -> None:
                 "kudos_id": f"k{i}", "giver_id": giver, "recipient_ids": [recipient], "message": "thanks", "values": [],
                 "gesture": "thanks", "request_id": None, "at": at}, source="bench", clock=ManualClock(at)))
         timings.by_op.clear()
+        rss_start = rss_peak = _rss_mb()
         scoring = applying = 0.0
         offset = 0
         t0 = time.perf_counter()
@@ -99,13 +106,18 @@ def run(settings, record) -> None:
                     items.append((PointsAwarded.model_validate(envelope.data), "0", offset))
                     offset += 1
                 applier.apply_batch(items)
+                rss_peak = max(rss_peak, _rss_mb())
             applying += time.perf_counter() - t
         elapsed = time.perf_counter() - t0
+        rss_end = _rss_mb()
+        release_free_memory()
+        rss_trimmed = _rss_mb()
         db_s = sum(s for _, s in timings.by_op.values())
         top = sorted(timings.by_op.items(), key=lambda kv: -kv[1][1])[:12]
         record("scoring_history_in_process", kudos=KUDOS, people=PEOPLE, awards=len(published), seconds=round(elapsed, 1),
                awards_per_s=round(len(published) / elapsed), score_s=round(scoring, 1), apply_s=round(applying, 1),
                ferretdb_s=round(db_s, 1), loadavg_1m=round(os.getloadavg()[0], 1),
+               rss_mb={"start": rss_start, "peak": rss_peak, "end": rss_end, "end_trimmed": rss_trimmed},
                batches={"score": SCORE_BATCH, "apply": APPLY_BATCH},
                ferretdb_top={f"{op} {coll}": [n, round(s, 2)] for (op, coll), (n, s) in top})
         db.client.drop_database(db.name)

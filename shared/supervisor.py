@@ -22,6 +22,13 @@ from shared.infra.process import InfraError, port_open, tail
 
 log = logging.getLogger(__name__)
 
+# Every service runs on the C allocator, not Python's small-object allocator: after a big batch
+# (an import, a scoring backlog) the memory it freed goes back to the system (shared/memory.py
+# trims it), where Python's arenas keep a batch's peak as the process's size. 10,000 history
+# kudos scored in-process: 91 MB kept after the work with pymalloc, 63 MB with malloc (the start
+# was 67), for ~9 % fewer awards/s. Overridable by the environment (also in deploy/Dockerfile).
+SERVICE_ENV = {"PYTHONMALLOC": "malloc"}
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
@@ -72,7 +79,7 @@ class ManagedProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", self.spec.module],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=PROJECT_ROOT, env={**os.environ, **self.env}, start_new_session=True,
+                cwd=PROJECT_ROOT, env={**SERVICE_ENV, **os.environ, **self.env}, start_new_session=True,
             )
         self.started_at = time.monotonic()
 

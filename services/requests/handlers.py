@@ -29,6 +29,7 @@ from shared.clock import Clock
 from shared.db import ID_CHUNK, WRITE_CHUNK, chunks, find_by_ids
 from shared.errors import AppError, BadInput, Conflict, Forbidden, NotFound, Unauthorized
 from shared.events import Envelope, build_event
+from shared.memory import release_free_memory
 from shared import idempotency
 
 log = logging.getLogger(__name__)
@@ -276,7 +277,10 @@ class RequestsService:
                        actor_email: str | None = None) -> dict[str, Any]:
         """Import request history from CSV text (``history.py``), as an admin; on the one
         import thread (``_IMPORTS``), so imports run one at a time."""
-        return _IMPORTS.submit(self._import_history, actor_id, text, line_offset, actor_email).result()
+        try:
+            return _IMPORTS.submit(self._import_history, actor_id, text, line_offset, actor_email).result()
+        finally:
+            _IMPORTS.submit(release_free_memory)  # the part's peak is not kept as the process's size
 
     def _import_history(self, actor_id: str | None, text: Any, line_offset: int,
                         actor_email: str | None) -> dict[str, Any]:

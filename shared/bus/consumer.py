@@ -60,6 +60,7 @@ from shared.bus.kafka import EventProducer, kafka_reachable
 from shared.config import Settings
 from shared.db import is_transient
 from shared.events import Envelope, EventSchema, InvalidEvent, decode, dlq_topic
+from shared.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,9 @@ def _is_transient(exc: BaseException) -> bool:
     cannot be reached right now."""
     return (isinstance(exc, TransientError) or is_transient(exc)
             or (isinstance(exc, KafkaError) and bool(exc.retriable)))
+
+
+TRIM_AFTER = 500  # deliveries in a poll from which the memory it freed is handed back (shared/memory.py)
 
 
 class ConsumerRunner:
@@ -382,6 +386,9 @@ class ConsumerRunner:
         if deliveries and not self._run(deliveries):
             return False
         self._commit(consumer, {tp: messages[-1].offset + 1 for tp, messages in batch.items() if messages})
+        if len(deliveries) >= TRIM_AFTER:
+            del deliveries, batch
+            release_free_memory()  # a big poll's peak does not stay as the process's size
         return True
 
     def _run(self, deliveries: list[tuple[object, Delivery]]) -> bool:

@@ -22,6 +22,7 @@ from services.recognition.kudos.handlers import KudosService
 from shared.auth import caller, reads_as_public, sees_private
 from shared import idempotency
 from shared.errors import BadInput, Forbidden, NotFound
+from shared.memory import release_free_memory
 
 kudos_api = Blueprint("kudos", __name__)
 cards_api = Blueprint("cards", __name__)
@@ -133,7 +134,11 @@ def import_kudos():
         offset = int(request.args.get("line_offset") or 0)
     except ValueError:
         raise BadInput("invalid_line_offset", "line_offset must be a whole number", field="line_offset") from None
-    return jsonify(_service().import_history(g.get("actor_id"), text, offset, request.args.get("actor_email")))
+    try:
+        return jsonify(_service().import_history(g.get("actor_id"), text, offset, request.args.get("actor_email")))
+    finally:
+        del text
+        release_free_memory()  # the part's peak is not kept as the process's size
 
 
 @kudos_api.get("/allowance/<person_id>")
