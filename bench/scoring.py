@@ -20,8 +20,8 @@ from pymongo import monitoring
 
 KUDOS = int(os.environ.get("BENCH_SCORING_KUDOS", "10000"))
 PEOPLE = int(os.environ.get("BENCH_SCORING_PEOPLE", "2000"))
-SCORE_BATCH = int(os.environ.get("BENCH_SCORING_SCORE_BATCH", "2000"))  # the scorer's max_poll_records
-APPLY_BATCH = int(os.environ.get("BENCH_SCORING_APPLY_BATCH", "5000"))  # the applier's
+SCORE_BATCH = int(os.environ.get("BENCH_SCORING_SCORE_BATCH", "1000"))  # the scorer's max_poll_records
+APPLY_BATCH = int(os.environ.get("BENCH_SCORING_APPLY_BATCH", "2500"))  # the applier's
 
 
 class _Timings(monitoring.CommandListener):

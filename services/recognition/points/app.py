@@ -98,14 +98,15 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # Both stages take a whole poll at once: a batch is a few bulk writes instead of many, and
     # each document a batch touches is written once, however many awards it takes. Behind (an
     # import, a restart), polls are large and the cost per award falls: 10k history kudos scored
-    # in-process, applier batches of 1,000 -> 4,000 awards: FerretDB time 92 -> 41-53 s. A batch
-    # may take up to 15 minutes before the group gives the member's partitions to another (at
-    # load average 30 a batch of 4,000 once outlasted kafka-python's default 5 minutes).
+    # in-process, applier batches of 1,000 -> 4,000 awards: FerretDB time 92 -> 41-53 s. Polls of
+    # 5,000 awards held the process at 150-160 MB while a year was scored (target 150): 2,500. A
+    # batch may take up to 15 minutes before the group gives the member's partitions to another
+    # (at load average 30 a batch of 4,000 once outlasted kafka-python's default 5 minutes).
     score_runner = ConsumerRunner(settings, group="points-score", topics=["requests", "kudos"],
-                                  batch_handler=on_source_events, producer=producer, max_poll_records=2000,
+                                  batch_handler=on_source_events, producer=producer, max_poll_records=1000,
                                   max_poll_interval_ms=BATCH_WINDOW_MS)
     apply_runner = ConsumerRunner(settings, group="points-apply", topics=["points"], batch_handler=on_awards,
-                                  producer=producer, max_poll_records=5000, max_poll_interval_ms=BATCH_WINDOW_MS)
+                                  producer=producer, max_poll_records=2500, max_poll_interval_ms=BATCH_WINDOW_MS)
 
     def directory_loaded() -> None:
         if not people.caught_up.is_set():

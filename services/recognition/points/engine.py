@@ -48,7 +48,7 @@ PERIODS = ("week", "month", "quarter", "all")
 RUSH_SHORT_NOTICE_HOURS = 24
 WHOLE_BOARD_AT = 100  # people changed in one board update beyond which the whole entries map is written
 WEEKS_KEPT = 12
-BOARD_CACHE_ENTRIES = 40_000  # people's entries on the boards an applier keeps in memory, in all
+BOARD_CACHE_ENTRIES = 20_000  # people's entries on the boards an applier keeps in memory, in all
 
 
 class Store:
