@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ops.infra import local  # noqa: E402
+from ops.supervisor import SERVICES  # noqa: E402
 from shared.config import load_settings  # noqa: E402
-from shared.infra import local  # noqa: E402
-from shared.supervisor import SERVICES  # noqa: E402
 
 IDLE_S = float(os.environ.get("IDLE_S", "60"))
 IDLE_ROUNDS = int(os.environ.get("IDLE_ROUNDS", "3"))

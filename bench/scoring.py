@@ -60,7 +60,7 @@ def run(settings, record) -> None:
     from shared.db import connect, disconnect
     from shared.events import build_event
     from shared.events.schemas import PointsAwarded
-    from shared.infra import local
+    from ops.infra import local
     from shared.memory import release_free_memory
 
     ps = load_settings(PointsSettings)

@@ -314,7 +314,7 @@ def _actors(settings) -> tuple[dict[str, list[dict]], list[dict]]:
 
 def wait_scored(settings, timeout: float) -> float:
     """Seconds until the points process has nothing left (lag 0 several checks in a row)."""
-    from shared.demo.loader import wait_for_points
+    from ops.demo.loader import wait_for_points
 
     t = time.perf_counter()
     if not wait_for_points(settings, timeout=timeout, quiet_checks=5):
@@ -330,9 +330,9 @@ def run(settings, record, pct, rss_mb, ports: dict) -> None:
     from shared.bus.kafka import ensure_topics
     from shared.config import load_settings
     from shared.csvimport import send_file
-    from shared.demo.start import load_demo_company, prepare_first_start
-    from shared.infra import local
-    from shared.supervisor import Supervisor
+    from ops.demo.start import load_demo_company, prepare_first_start
+    from ops.infra import local
+    from ops.supervisor import Supervisor
 
     # The ports the services run on: bench/run.py's defaults unless INSIDETRACK_<NAME>_PORT moved
     # them (a second bench beside another), so the calls below reach this bench's services.
@@ -483,7 +483,7 @@ def internal_headers_for(settings, actor_id: str) -> dict:
 
 
 def _measure_year(settings, services, gateway_url, token_for, demo_reads: dict, record, pct, rss_mb) -> None:
-    from shared.infra import local
+    from ops.infra import local
 
     actors, contexts = _actors(settings)
     year_reads = time_reads(gateway_url, token_for, actors, contexts, SAMPLES, pct)

@@ -56,7 +56,7 @@ class ManualClock:
 class OffsetClock:
     """Real time plus an offset kept in a small file: the simulated clock of the local demo.
 
-    The demo loader (``shared.demo``) moves the offset forward so that four weeks of activity
+    The demo loader (``ops.demo``) moves the offset forward so that four weeks of activity
     pass in about a minute, and sets it to zero when it is done, so the running system ends
     on real time. Every service process of the demo reads the same file, so they agree on
     "now". The file is re-read only when it changed (one ``stat`` per call: inode, mtime in

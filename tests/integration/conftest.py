@@ -14,10 +14,10 @@ from typing import Iterator
 
 import pytest
 
+from ops.infra import local
 from shared.bus.kafka import EventProducer, ensure_topics
 from shared.config import PROJECT_ROOT, Settings, load_settings
 from shared.db import mongo_client
-from shared.infra import local
 from tests.integration.gateway_system import running_system
 
 pytestmark = pytest.mark.integration

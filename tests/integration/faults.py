@@ -427,7 +427,7 @@ def broker_restart_mid_stream(stack_settings: Settings, settings: Settings, prod
     """The Kafka broker stops in the middle of a stream and starts again. While it is down the
     services report it on /readyz and keep retrying (a kudos given meanwhile is stored and
     published later); they recover by themselves; the ledger ends exact."""
-    from shared.infra.local import KafkaBroker
+    from ops.infra.local import KafkaBroker
 
     producer.publish_all(person_events() + person_events(("rita",), role="rep", department="sales"))
     events, expected = acknowledgements(n, tag="k")
@@ -475,7 +475,7 @@ def database_outage_mid_stream(stack_settings: Settings, settings: Settings, pro
     """FerretDB stops for ``outage_s`` seconds in the middle of a stream. The services report
     it on /readyz, keep retrying (nothing is dead-lettered for an outage), recover by
     themselves; the ledger ends exact."""
-    from shared.infra.local import FerretDB
+    from ops.infra.local import FerretDB
 
     producer.publish_all(person_events())
     events, expected = acknowledgements(n, tag="m")

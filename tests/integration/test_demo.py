@@ -21,15 +21,14 @@ import pytest
 import requests as http
 from PIL import Image
 
+from ops.demo.company import KINDS, PEOPLE, plan_activity
+from ops.demo.loader import DemoLoader, GraphQLClient, wait_for_points
 from services.gateway.auth import issue_token
 from services.gateway.config import GatewaySettings
 from shared.calendar import BusinessCalendar
 from shared.clock import OffsetClock
 from shared.config import PROJECT_ROOT
 from shared.db import mongo_client
-from shared.demo.company import KINDS, PEOPLE
-from shared.demo.loader import DemoLoader, GraphQLClient, wait_for_points
-from shared.demo.company import plan_activity
 from tests.conftest import wait_until
 from tests.integration.service_helpers import free_port
 

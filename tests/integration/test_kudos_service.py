@@ -519,7 +519,7 @@ def test_an_add_on_racing_its_twin_is_refused_by_the_write_itself(api, runtime, 
 
 
 def test_the_import_kudos_command_goes_through_the_running_service(api, producer, kudos_settings, tmp_path, capsys, settings):
-    from shared.cli import main
+    from ops.cli import main
 
     publish_people(kudos_settings, producer, people=[("admin", "Admin", "admin", "sales")])  # admin@example.com
     assert wait_until(lambda: api.runtime.service.directory.get("admin") is not None, timeout=30)

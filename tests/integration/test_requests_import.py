@@ -211,7 +211,7 @@ def test_kafka_away_or_a_live_command_racing_the_import_leave_the_rest_to_the_re
 
 
 def test_the_import_requests_command_sends_the_file_to_the_running_service(api, runtime, tmp_path, capsys):
-    from shared.cli import main
+    from ops.cli import main
 
     path = tmp_path / "requests.csv"
     path.write_text(HISTORY, encoding="utf-8")

@@ -305,7 +305,7 @@ def test_the_relays_safety_net_search_finishes_what_a_dead_instance_left(api, ru
 
 
 def test_the_import_people_command_goes_through_the_running_service(api, runtime, settings, monkeypatch, tmp_path, capsys):
-    from shared.cli import main
+    from ops.cli import main
     from shared.serve import HttpServer
     from tests.integration.service_helpers import free_port
 

@@ -3,10 +3,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from ops.infra.local import FerretDB, KafkaBroker
+from ops.infra.process import InfraError
 from shared.clock import ManualClock
 from shared.config import load_settings
-from shared.infra.local import FerretDB, KafkaBroker
-from shared.infra.process import InfraError
 
 
 def test_manual_clock_moves_only_forward_when_told():
@@ -50,7 +50,7 @@ def test_missing_build_tools_are_named_with_how_to_install_them(tmp_path, monkey
 def test_kraft_cluster_ids_never_look_like_a_command_line_option():
     import base64
 
-    from shared.infra.local import new_cluster_id
+    from ops.infra.local import new_cluster_id
 
     ids = [new_cluster_id() for _ in range(2000)]  # about 30 would start with "-" if unchecked
     assert not [i for i in ids if i.startswith("-")]

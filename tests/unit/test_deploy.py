@@ -28,10 +28,10 @@ import pytest
 import yaml
 
 import services
+from ops.cli import build_parser
+from ops.supervisor import SERVICES
 from shared import healthcheck
-from shared.cli import build_parser
 from shared.config import PROJECT_ROOT, Settings
-from shared.supervisor import SERVICES
 
 DEPLOY = PROJECT_ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -201,7 +201,7 @@ def test_image_is_multi_stage_pinned_non_root_and_healthchecked():
     final = dict((i, a) for i, a in all_stages[-1])  # the last of each instruction
     user = final.get("USER", "root").split(":")[0]
     assert user not in ("root", "0", ""), "the final stage must run as a non-root user"
-    assert "HEALTHCHECK" in final and "shared.healthcheck" in final["HEALTHCHECK"]
+    assert "HEALTHCHECK" in final and "ops.healthcheck" in final["HEALTHCHECK"]
     assert "EXPOSE" in final and {str(default_port(s.name)) for s in SERVICES} <= set(final["EXPOSE"].split())
     env = final.get("ENV", "")
     assert "INSIDETRACK_HTTP_HOST=0.0.0.0" in env, "services must listen beyond the container's loopback"
@@ -290,7 +290,7 @@ def test_every_service_has_a_compose_service_running_its_module():
         assert service["build"]["dockerfile"] == "deploy/Dockerfile", f"compose {name}: one image for all"
         assert_real_command(service["command"], f"compose {name}")
         test = service.get("healthcheck", {}).get("test", [])
-        if "shared.healthcheck" in test:
+        if "ops.healthcheck" in test:
             assert_real_command(test[1:4], f"compose {name} healthcheck")
             assert test[4] == name, f"compose {name}'s healthcheck asks another service ({test[4]})"
 

@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from ops.demo.company import KINDS, plan_activity
 from services.requests.domain import KIND_DEPARTMENT, Person, submit
 from shared.calendar import BusinessCalendar, period_bounds, period_key, previous_period_key
 from shared.config import load_settings
-from shared.demo.company import KINDS, plan_activity
 
 AMS = ZoneInfo("Europe/Amsterdam")
 CAL = BusinessCalendar.from_settings(load_settings(env={}))

@@ -14,11 +14,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from ops.demo.company import DEMO_DAYS, DEMO_REP, DEMO_SUPPORT, plan_activity, summarize
+from ops.demo.loader import DemoLoader, GraphQLClient
 from shared.calendar import BusinessCalendar
 from shared.clock import OffsetClock
 from shared.config import Settings
-from shared.demo.company import DEMO_DAYS, DEMO_REP, DEMO_SUPPORT, plan_activity, summarize
-from shared.demo.loader import DemoLoader, GraphQLClient
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The demo company and its four weeks of activity, planned ahead: pure logic, seeded, no I/O.
 
 ``plan_activity`` turns a seed, a time span and the business calendar into a list of steps
-(who does what, when). The loader (``shared.demo.loader``) plays them through the public
+(who does what, when). The loader (``ops.demo.loader``) plays them through the public
 GraphQL API on the demo's simulated clock, so every timeliness rule is applied for real by
 the services: the plan only chooses *when* people act (a quick acknowledgement, a late
 delivery, an answer within the day), never what they earn.

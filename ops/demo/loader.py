@@ -23,10 +23,10 @@ from typing import Any, Callable
 
 import requests as http
 
+from ops.demo.company import Plan, Step, people_csv
 from shared.bus.kafka import POINTS_GROUPS, consumer_lag
 from shared.clock import OffsetClock
 from shared.config import Settings
-from shared.demo.company import Plan, Step, people_csv
 
 log = logging.getLogger(__name__)
 

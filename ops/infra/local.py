@@ -23,10 +23,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.infra.process import Daemon, InfraError, port_open, require_tool, tail
 from shared.bus.kafka import ensure_topics, kafka_answers_metadata
 from shared.config import PROJECT_ROOT, Settings, env_name
 from shared.db import mongo_client
-from shared.infra.process import Daemon, InfraError, port_open, require_tool, tail
 
 log = logging.getLogger(__name__)
 

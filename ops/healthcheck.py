@@ -1,4 +1,4 @@
-"""The container health check: ``python -m shared.healthcheck [SERVICE] [--ready]``.
+"""The container health check: ``python -m ops.healthcheck [SERVICE] [--ready]``.
 
 Asks a service in this container for ``/healthz`` (alive) or, with ``--ready``, ``/readyz``
 (its dependencies answer) on loopback, and exits 0 when it answers 200. Without a service
@@ -14,8 +14,8 @@ import sys
 import urllib.error
 import urllib.request
 
+from ops.supervisor import SERVICES
 from shared.config import ConfigError, load_settings
-from shared.supervisor import SERVICES
 
 
 def check(url: str, timeout: float) -> str | None:
@@ -30,7 +30,7 @@ def check(url: str, timeout: float) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.healthcheck", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ops.healthcheck", description=__doc__.splitlines()[0])
     parser.add_argument("service", nargs="?", choices=[s.name for s in SERVICES], help="default: whichever listens")
     parser.add_argument("--ready", action="store_true", help="ask /readyz (dependencies too), not /healthz")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds per request")

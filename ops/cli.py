@@ -19,14 +19,14 @@ import json
 import os
 import sys
 
+from ops.demo.loader import DemoError
+from ops.infra import local
+from ops.infra.process import Daemon, InfraError
+from ops.supervisor import Supervisor
 from shared.config import ConfigError, Settings, load_settings
-from shared.demo.loader import DemoError
 from shared.errors import AppError
 from shared.events import TOPICS
-from shared.infra import local
-from shared.infra.process import Daemon, InfraError
 from shared.lifecycle import Shutdown
-from shared.supervisor import Supervisor
 
 
 def _print_status(settings: Settings) -> None:
@@ -62,7 +62,7 @@ def _print_urls(settings: Settings) -> None:
 def cmd_up(args, settings: Settings) -> int:
     """Start everything (loading the demo company on the first start), print where it is, and
     keep it running until Ctrl-C or SIGTERM."""
-    from shared.demo.start import DemoState, load_demo_company, prepare_first_start
+    from ops.demo.start import DemoState, load_demo_company, prepare_first_start
 
     shutdown = Shutdown().install()
     me = _up_process(settings)
@@ -113,7 +113,7 @@ def cmd_up(args, settings: Settings) -> int:
 
 
 def _print_greeting(settings: Settings, gateway_url: str, admin_email: str, admin_token: str) -> None:
-    from shared.demo.start import greeting
+    from ops.demo.start import greeting
 
     print("Inside Track is up:")
     for line in greeting(gateway_url, admin_email, admin_token, _token_for, _sign_on(admin_email, screen=True)):
@@ -195,7 +195,7 @@ def cmd_import_people(args, settings: Settings) -> int:
     does not run, here, publishing every event before returning."""
     from services.requests.config import RequestsSettings
     from services.requests.importer import ImportFailed, import_in_process, import_through_service
-    from shared.infra.process import port_open
+    from ops.infra.process import port_open
 
     text = _read_csv(args.file)
     if text is None:
@@ -270,7 +270,7 @@ def cmd_rebuild_points(args, settings: Settings) -> int:
     from services.recognition.points.rebuild import rebuild
     from services.recognition.points.rules import load_rules
     from shared.db import connect
-    from shared.infra.process import port_open
+    from ops.infra.process import port_open
 
     ps = load_settings(PointsSettings)
     if port_open(ps.points_port):

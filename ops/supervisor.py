@@ -17,8 +17,8 @@ from pathlib import Path
 
 import requests as http
 
+from ops.infra.process import InfraError, port_open, tail
 from shared.config import PROJECT_ROOT, Settings
-from shared.infra.process import InfraError, port_open, tail
 
 log = logging.getLogger(__name__)
 
