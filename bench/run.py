@@ -136,7 +136,7 @@ def bench_leaderboard_scale(settings) -> None:
     """Top-10 and "my rank" at 1k/10k(/100k) people with a year of boards and totals: from the
     ranking read model (after), and from the boards alone (before), medians."""
     from services.recognition.directory import Directory
-    from services.recognition.points.engine import Store
+    from services.recognition.points.store import Store
     from services.recognition.points.queries import PointsQueries, rankings_collection
     from services.recognition.points.ranking import Ranking
     from services.recognition.points.rules import load_rules

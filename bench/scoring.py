@@ -52,7 +52,9 @@ def run(settings, record) -> None:
 
     from services.recognition.directory import Directory, DirectoryPersonDoc
     from services.recognition.points.config import PointsSettings
-    from services.recognition.points.engine import Applier, Scorer, Store
+    from services.recognition.points.applier import Applier
+    from services.recognition.points.scorer import Scorer
+    from services.recognition.points.store import Store
     from services.recognition.points.rules import load_rules
     from shared.calendar import BusinessCalendar
     from shared.clock import ManualClock

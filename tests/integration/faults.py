@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 
 import requests as http
 
-from services.recognition.points.engine import entry_id
+from services.recognition.points.store import entry_id
 from shared.bus.kafka import POINTS_GROUPS, EventProducer, admin_client, consumer_lag
 from shared.config import Settings
 from shared.db import mongo_client

@@ -11,7 +11,8 @@ import pytest
 
 from services.recognition.directory import Directory, DirectoryPersonDoc
 from services.recognition.points.config import PointsSettings
-from services.recognition.points.engine import WHOLE_BOARD_AT, Applier, Store
+from services.recognition.points.applier import WHOLE_BOARD_AT, Applier
+from services.recognition.points.store import Store
 from services.recognition.points.rules import load_rules
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import ManualClock
@@ -142,7 +143,7 @@ def test_a_board_remembered_but_written_since_by_another_process_is_read_again(a
 
 def _board_sums(applier, items):
     """The week board's share of a batch, as apply_batch hands it to _update_board."""
-    from services.recognition.points.engine import _Item, _Sum
+    from services.recognition.points.applier import _Item, _Sum
     from shared.clock import utc
 
     sums = {}

@@ -11,7 +11,7 @@ import pytest
 from pymongo import ReturnDocument
 
 from services.recognition.directory import Directory
-from services.recognition.points.engine import Store
+from services.recognition.points.store import Store
 from services.recognition.points.queries import PointsQueries, rankings_collection
 from services.recognition.points.ranking import Ranking, ScoreChange, scope_id, scopes_of
 from services.recognition.points.rules import load_rules

@@ -12,8 +12,9 @@ from kafka.errors import KafkaTimeoutError
 
 from services.recognition import directory as engine_directory
 from services.recognition.directory import Directory
-from services.recognition.points import engine
-from services.recognition.points.engine import Scorer, Store
+from services.recognition.points import scorer as scoring
+from services.recognition.points.scorer import Scorer
+from services.recognition.points.store import Store
 from services.recognition.points.rules import load_rules
 from shared.calendar import BusinessCalendar
 from shared.clock import ManualClock
@@ -79,7 +80,7 @@ def test_a_batch_raced_by_another_scorer_counts_nothing_twice(db, settings, monk
         theirs.score_batch([kudos(-5, "g", ["r"])])
     batch = [kudos(n, "g", ["r"]) for n in (1, 2, 3)]
     raced = []
-    prefetch = engine._Batch.prefetch
+    prefetch = scoring._Batch.prefetch
 
     def prefetch_then_race(self, guard_ids, people, requests=()):
         prefetch(self, guard_ids, people, requests)  # our batch has read the guard: 0 of 30 points used
@@ -87,7 +88,7 @@ def test_a_batch_raced_by_another_scorer_counts_nothing_twice(db, settings, monk
             raced.append(True)
             theirs.score_batch([kudos(0, "g", ["r"])])  # another process takes 10 of them meanwhile
 
-    monkeypatch.setattr(engine._Batch, "prefetch", prefetch_then_race)
+    monkeypatch.setattr(scoring._Batch, "prefetch", prefetch_then_race)
     scored = ours.score_batch(batch)
 
     assert raced and [d["_id"] for d in scored] == [e.id for e in batch]

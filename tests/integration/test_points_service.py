@@ -406,7 +406,7 @@ def test_distinct_and_streak_badges(producer, runtime):
 def test_person_reads_come_from_read_models_and_an_old_store_is_upgraded(producer, runtime, points_settings, clock):
     """A person's ledger, rush share and badges are read by _id (the ledger lists, the
     requester's days, award ids); a store from before those read models gets them on start."""
-    from services.recognition.points.engine import UPGRADE_MARKER
+    from services.recognition.points.store import UPGRADE_MARKER
 
     h = story()
     for i in range(4):

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from services.recognition.points.engine import badge_level, consecutive_weeks, entry_id
+from services.recognition.points.badges import badge_level, consecutive_weeks
+from services.recognition.points.store import entry_id
 from services.recognition.points.rules import (
     DEFAULT_RULES,
     Badge,

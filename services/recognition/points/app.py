@@ -10,9 +10,11 @@ from services.recognition.directory import Directory, DirectoryPersonDoc, direct
 from services.recognition.points.api import points_api
 from services.recognition.points.applied import announce_applied
 from services.recognition.points.config import PointsSettings
-from services.recognition.points.engine import Applier, Scorer, Store
+from services.recognition.points.applier import Applier
 from services.recognition.points.queries import PointsQueries
 from services.recognition.points.rules import RuleSet, load_rules
+from services.recognition.points.scorer import Scorer
+from services.recognition.points.store import Store
 from shared.auth import require_internal_token
 from shared.bus.consumer import ConsumerRunner
 from shared.bus.kafka import EventProducer
@@ -51,7 +53,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     DirectoryPersonDoc.ensure_indexes()
     directory = Directory()
     producer = EventProducer(settings, client_id=SERVICE)
-    # The scorer publishes its awards itself before its consumer commits (engine.py says why
+    # The scorer publishes its awards itself before its consumer commits (scorer.py says why
     # that is as safe as an outbox); badges awarded go out through this relay.
     relay = OutboxRelay(producer, [store.badge_awards], poll_ms=settings.outbox_poll_ms, insert_only=[store.badge_awards])
     scorer = Scorer(store, rules, calendar, directory, clock, publish=producer.publish_all)

@@ -22,7 +22,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from services.recognition.directory import Directory
-from services.recognition.points.engine import PERIODS, Store, _safe_key, badge_award_id, badge_level, ledger_list
+from services.recognition.points.badges import badge_level
+from services.recognition.points.store import PERIODS, Store, badge_award_id, ledger_list, safe_key
 from services.recognition.points.ranking import Ranking, RankingView
 from services.recognition.points.rules import RuleSet
 from shared.calendar import BusinessCalendar, period_bounds, period_key, previous_period_key
@@ -125,7 +126,7 @@ class PointsQueries:
         entry = view.entry(person_id)
         if entry is not None:
             return entry[1]
-        if view.state.complete or not _safe_key(person_id):
+        if view.state.complete or not safe_key(person_id):
             return 0  # everyone in the scope is in the list; and an unsafe id is on no board
         doc = self.store.totals.find_one({"_id": f"{person_id}:{key}"}) or {}
         if any(doc.get(field) != wanted for field, wanted in scope_filter.items()):
@@ -272,11 +273,11 @@ class PointsQueries:
         view = self.ranking.view(key, "company", None)
         if view is None:
             return self.rank_of(key, {}, person_id)
-        return view.rank(points) if _safe_key(person_id) else None
+        return view.rank(points) if safe_key(person_id) else None
 
     def badges_of(self, person_id: str) -> list[dict[str, Any]]:
         progress = (self.store.badge_progress.find_one({"_id": person_id}) or {}).get("badges") or {}
-        # Award ids are deterministic (person:badge:tier, engine.Applier._award_badges): read
+        # Award ids are deterministic (person:badge:tier, badges.award_badges): read
         # every tier the rules have by _id instead of searching by person.
         ids = [badge_award_id(person_id, badge.id, tier) for badge in self.rules.badges.values() for tier, _ in badge.tiers]
         awarded = {(d["badge"], d.get("tier")): d for d in find_by_ids(self.store.badge_awards, ids).values()}
@@ -300,7 +301,7 @@ class PointsQueries:
     def rush_share(self, person_id: str) -> dict[str, Any]:
         now = self.clock.now()
         since = now - timedelta(days=RUSH_SHARE_DAYS)
-        # The requester's days (engine: submission_days, kept by the scorer), 31 ids in one $in.
+        # The requester's days (store: submission_days, kept by the scorer), 31 ids in one $in.
         days = [f"{person_id}:{(since + timedelta(days=i)).astimezone(timezone.utc).strftime('%Y-%m-%d')}"
                 for i in range(RUSH_SHARE_DAYS + 2)]
         found = [s for doc in find_by_ids(self.store.submission_days, days).values() for s in (doc.get("r") or {}).values()
@@ -310,8 +311,8 @@ class PointsQueries:
                 "share": round(rush / total, 4) if total else None}
 
     def history(self, person_id: str, first: Any = 20, after: str | None = None, include_zero: bool = False) -> dict[str, Any]:
-        if not include_zero and _safe_key(person_id):
-            # The person's ledger list (engine: ledger_lists), read by _id: a page and a bucket or two.
+        if not include_zero and safe_key(person_id):
+            # The person's ledger list (store: ledger_lists), read by _id: a page and a bucket or two.
             page = self.store.ledger_feeds.page(ledger_list(person_id), first=first, after=after)
             docs = in_order(page["ids"], find_by_ids(self.store.ledger, page["ids"]))
             return {"items": [_ledger_item(d) for d in docs], "page_info": page["page_info"],

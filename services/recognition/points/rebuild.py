@@ -19,7 +19,9 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from services.recognition.directory import Directory
-from services.recognition.points.engine import Applier, Scorer, Store, event_time
+from services.recognition.points.applier import Applier
+from services.recognition.points.scorer import Scorer, event_time
+from services.recognition.points.store import Store
 from services.recognition.points.rules import RuleSet
 from shared.calendar import BusinessCalendar
 from shared.clock import Clock, SystemClock

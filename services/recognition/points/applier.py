@@ -1,0 +1,323 @@
+"""Stage 2 of the points pipeline: awards are applied to totals, boards, badges, the ledger.
+
+Stage 2, :class:`Applier` (consumer group ``points-apply`` on ``points``, keyed by person):
+one person's awards arrive in one partition, in order, so stage 2 is sequential per person.
+It writes the ledger entry (its id is the award's deterministic id), adds the points to the
+person's totals for each period with ``$inc`` upserts, and advances badge progress. Each of
+those documents remembers the last (partition, offset) it applied, so a replayed message
+changes nothing, and a duplicate publish of the same award (another offset) is recognised by
+its ledger entry and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+from pymongo import ReturnDocument, UpdateOne
+
+from services.recognition.directory import Directory
+from services.recognition.points.badges import advance_progress, award_badges
+from services.recognition.points.ranking import Ranking, ScoreChange
+from services.recognition.points.rules import RuleSet
+from services.recognition.points.store import (PERIODS, Store, as_document, insert_many_once, insert_new,
+                                               ledger_list, safe_key, shown_in_ledger)
+from shared.calendar import BusinessCalendar, period_key, previous_period_key
+from shared.clock import Clock, utc
+from shared.db import chunks, find_by_ids
+from shared.events.schemas import PointsAwarded
+from shared.feeds import Entry
+
+log = logging.getLogger(__name__)
+WHOLE_BOARD_AT = 100  # people changed in one board update beyond which the whole entries map is written
+BOARD_CACHE_ENTRIES = 20_000  # people's entries on the boards an applier keeps in memory, in all
+
+
+@dataclass
+class _Item:
+    award: PointsAwarded
+    partition: str
+    offset: int
+    at: datetime
+
+
+class _Sum:
+    """What one batch adds to one document: its items, and per person the fields to set."""
+
+    def __init__(self, fields: dict[str, Any]):
+        self.fields = fields
+        self.items: list[_Item] = []
+        self.people: dict[str, dict[str, Any]] = {}
+
+    def add(self, item: _Item, person_id: str, fields: dict[str, Any] | None = None) -> None:
+        self.items.append(item)
+        if fields is not None:
+            self.people[person_id] = fields
+
+
+def _period_rank(key: str) -> int:
+    """Weeks, months, quarters, then all time (the order boards are written in)."""
+    return 3 if key == "all" else 2 if "-Q" in key else 0 if "-W" in key else 1
+
+
+
+def _apply_sums(collection, sums: dict[str, _Sum], build: Callable[[_Sum, list[_Item]], dict]) -> None:
+    """Add each batch sum to its document once, whatever happened before a crash.
+
+    Each document remembers the last offset it applied per partition: read them (by ``_id``,
+    in one query per chunk), add only the items after it, and move it forward in the same
+    write. Reads and writes go by ``_id`` alone, because FerretDB scans the whole collection
+    for a filter without one (a conditional update cost 0.46 s at 20k documents; by ``_id``, a
+    few ms). This relies on one
+    writer per partition at a time, which the consumer group gives (a person's awards are all
+    in one partition; a board's fields per partition are only moved by that partition's owner).
+
+    A document that does not exist yet is inserted whole (historical awards mostly open new
+    weeks and months: an update costs FerretDB ~15 inserts); one created meanwhile by another
+    writer (its insert refused) gets the update instead.
+    """
+    ops, new, stored = [], {}, find_by_ids(collection, sums, {"applied": 1})
+    for doc_id, total in sums.items():
+        applied = stored.get(doc_id, {}).get("applied") or {}
+        todo = [i for i in total.items if applied.get(i.partition, -1) < i.offset]
+        if not todo:
+            continue  # applied before the crash that replays it
+        update = build(total, todo)
+        update.setdefault("$set", {}).update({f"applied.{i.partition}": i.offset for i in sorted(todo, key=lambda i: i.offset)})
+        if doc_id in stored:
+            ops.append(UpdateOne({"_id": doc_id}, update, upsert=True))
+        else:
+            new[doc_id] = update
+    for part in chunks(list(new)):
+        refused = insert_new(collection, [as_document(doc_id, new[doc_id]) for doc_id in part])
+        ops += [UpdateOne({"_id": doc_id}, new[doc_id], upsert=True) for doc_id in part if doc_id in refused]
+    if ops:
+        for part in chunks(ops):
+            collection.bulk_write(part, ordered=False)
+
+
+
+@dataclass
+class Applier:
+    store: Store
+    rules: RuleSet
+    calendar: BusinessCalendar
+    directory: Directory
+    clock: Clock
+    publish: bool = True
+    notify: Callable[..., None] = lambda collection=None, *ids: None
+    notify_inserted: Callable[..., None] | None = None  # the relay's notify_inserted (insert-only badge awards)
+
+    def __post_init__(self) -> None:
+        self.ranking = Ranking(self.store.rankings)
+        # The boards this applier wrote last, as it wrote them (board id -> document): the next
+        # batch's update is conditional on the version, so a board someone else wrote since is
+        # noticed and read again. Not kept beyond BOARD_CACHE_ENTRIES people in all.
+        self._boards: OrderedDict[str, dict] = OrderedDict()
+
+    def apply(self, award: PointsAwarded, partition: str, offset: int) -> bool:
+        """Apply one award delivered at (partition, offset); False if it was applied before."""
+        return bool(self.apply_batch([(award, partition, offset)]))
+
+    def apply_batch(self, items: list[tuple[PointsAwarded, str, int]],
+                    on_boards: Callable[[list[PointsAwarded], list[str]], None] | None = None) -> int:
+        """Apply awards delivered at (partition, offset), in order; return how many were new.
+
+        One poll's awards become a few bulk writes: the totals of each person and period (one
+        ``$inc`` each), each period's board (one update), each person's badge progress (one
+        write), then the ledger entries (one insert), written last: an award is in the ledger
+        only once everything it changes is in place, so readers and a restart can rely on it.
+        An award already in the ledger is skipped (a redelivery, or a second publish of the same
+        award); documents changed before a crash remember the offsets they applied, so a replay
+        adds nothing twice.
+
+        ``on_boards(awards, [period key])`` is called as soon as a period's board and ranking
+        have the batch's awards on it (the week first; totals before all boards; badges and the
+        ledger after): what a live leaderboard of that period shows.
+        """
+        seen = set(find_by_ids(self.store.ledger, [award.entry_id for award, _, _ in items], {"_id": 1}))
+        fresh = []
+        for award, partition, offset in items:
+            if award.entry_id in seen:
+                continue
+            seen.add(award.entry_id)
+            fresh.append(_Item(award, str(partition), offset, utc(award.at)))
+        if not fresh:
+            return 0
+        people = self.directory.many({item.award.person_id for item in fresh})
+        self._add_to_totals([i for i in fresh if i.award.points > 0], people, on_boards)
+        by_person: dict[str, list[_Item]] = {}
+        for item in fresh:
+            if item.award.badges or item.award.resets:
+                by_person.setdefault(item.award.person_id, []).append(item)
+        stored = find_by_ids(self.store.badge_progress, by_person)
+        progress, changes = {}, {}
+        for person_id, person_items in by_person.items():
+            progress[person_id] = advance_progress(self.rules, self.calendar, person_id, stored.get(person_id, {}),
+                                                   person_items, changes)
+        # A person's first progress is inserted (one created meanwhile is updated instead).
+        firsts = [pid for pid in changes if pid not in stored]
+        refused = set()
+        for part in chunks(firsts):
+            refused |= insert_new(self.store.badge_progress, [as_document(pid, changes[pid]) for pid in part])
+        writes = [UpdateOne({"_id": pid}, update, upsert=True) for pid, update in changes.items()
+                  if pid in stored or pid in refused]
+        if writes:
+            for part in chunks(writes):  # everyone's progress in a few bulks
+                self.store.badge_progress.bulk_write(part, ordered=False)
+        award_badges(self.store, self.rules, self.clock, {pid: (state, by_person[pid][-1].at) for pid, state in progress.items()},
+                     publish=self.publish, notify=self.notify, notify_inserted=self.notify_inserted)
+        entries = [{
+            "_id": i.award.entry_id, "person_id": i.award.person_id, "points": i.award.points, "rule": i.award.rule,
+            "reason": i.award.reason, "capped": i.award.capped, "source_event_id": i.award.source_event_id,
+            "source_event_type": i.award.source_event_type, "at": i.at, "src": f"{i.partition}:{i.offset}",
+        } for i in fresh]
+        # Each person's ledger list first (idempotent): the ledger insert is the last write, and a
+        # replay skips awards already in the ledger.
+        self.store.ledger_feeds.add_many((ledger_list(e["person_id"]), Entry(e["_id"], e["at"])) for e in entries
+                                         if shown_in_ledger(e["points"], e["capped"]) and safe_key(e["person_id"]))
+        insert_many_once(self.store.ledger, entries)
+        return len(fresh)
+
+    def _add_to_totals(self, items: list["_Item"], people: dict,
+                       on_boards: Callable[[list[PointsAwarded], list[str]], None] | None = None) -> None:
+        if not items:
+            return
+        totals: dict[str, _Sum] = {}
+        boards: dict[str, _Sum] = {}
+        # A person's total per period is read (by _id) only for this and the previous period;
+        # the boards keep every period's points per person. Awards of older periods (history:
+        # an import, a rebuild) go on the boards only: a year of kudos wrote ~3 totals documents
+        # per person and batch that nothing reads.
+        now = self.clock.now()
+        readable = {period: {period_key(self.calendar, period, now), previous_period_key(self.calendar, period, now)}
+                    for period in PERIODS}
+        for item in items:
+            pid, person = item.award.person_id, people.get(item.award.person_id)
+            fields = {"person_id": pid, "department": person.department if person else None, "role": person.role if person else None}
+            for period in PERIODS:
+                key = period_key(self.calendar, period, item.at)
+                if key in readable[period] or item.at > now:
+                    totals.setdefault(f"{pid}:{key}", _Sum({**fields, "key": key})).add(item, pid)
+                if safe_key(pid):  # never let an id become a field path in the board documents
+                    boards.setdefault(f"board:{key}", _Sum({})).add(item, pid, fields)
+        _apply_sums(self.store.totals, totals, self._totals_update)
+        # The board of each period (everyone's points in one document), then the ranking read
+        # model beside it, which leaderboards read (ranking.py): weeks first, the live screens'
+        # usual period, each announced as soon as it is written.
+        for doc_id, board in sorted(boards.items(), key=lambda kv: _period_rank(kv[0].removeprefix("board:"))):
+            self._update_board(doc_id, board)
+            if on_boards is not None:
+                on_boards(list({i.award.entry_id: i.award for i in board.items}.values()), [doc_id.removeprefix("board:")])
+
+    def _update_board(self, doc_id: str, board: "_Sum", remembered: bool = True) -> None:
+        """One board update, versioned (``v``), and the same change in the ranking read model.
+
+        The board is read once (its ``applied`` offsets and the entries before) — or taken as
+        this applier wrote it last — then written once: an update conditional on the version
+        read, so the state before it is the one read and the ranking needs no second read; a
+        new board is inserted. If another process wrote the board in between (another
+        partition's owner), the update is made atomically returning the board before it, as one
+        write too; if it was the board remembered that was out of date, it is read again and
+        the batch's part worked out anew (its offsets may be applied already)."""
+        cached = self._boards.pop(doc_id, None) if remembered else None
+        before = cached if cached is not None else (self.store.boards.find_one({"_id": doc_id}) or {})
+        applied = before.get("applied") or {}
+        todo = [i for i in board.items if applied.get(i.partition, -1) < i.offset]
+        if not todo:
+            return  # applied before the crash that replays it
+        update = self._board_update(board, todo)
+        update["$inc"]["v"] = 1
+        update["$set"].update({f"applied.{i.partition}": i.offset for i in sorted(todo, key=lambda i: i.offset)})
+        if before:
+            write = update
+            people = list(dict.fromkeys(i.award.person_id for i in todo))
+            if len(people) > WHOLE_BOARD_AT:
+                # Many people at once (a backlog, history): the whole entries map in one $set.
+                # FerretDB's cost of an update grows faster than its number of paths (a board
+                # of 2,000: 1,000 people's paths 2.2 s, the map 0.5 s), and the map is known:
+                # the board as read plus this batch, written only if nothing changed since.
+                entries = {pid: dict(e) for pid, e in (before.get("entries") or {}).items()}
+                for pid in people:
+                    old, fields = entries.get(pid) or {}, board.people[pid]
+                    entries[pid] = {**old, "p": int(old.get("p") or 0) + update["$inc"][f"entries.{pid}.p"],
+                                    "d": fields["department"], "r": fields["role"]}
+                write = {"$set": {"entries": entries, **{k: v for k, v in update["$set"].items() if k.startswith("applied.")}},
+                         "$inc": {"v": 1}}
+            exact = self.store.boards.update_one({"_id": doc_id, "v": before.get("v")}, write).matched_count == 1
+            if not exact and cached is not None:
+                return self._update_board(doc_id, board, remembered=False)
+        else:
+            exact = not insert_new(self.store.boards, [as_document(doc_id, update)])
+        if not exact:
+            # FerretDB 1.24 refuses a projection here: the whole board comes back.
+            before = self.store.boards.find_one_and_update({"_id": doc_id}, update, upsert=True,
+                                                           return_document=ReturnDocument.BEFORE) or {}
+        entries = before.get("entries") or {}
+        changes = []
+        for pid in dict.fromkeys(i.award.person_id for i in todo):
+            old = entries.get(pid) or {}
+            fields = board.people[pid]
+            changes.append(ScoreChange(pid, int(old.get("p") or 0), int(old.get("p") or 0) + update["$inc"][f"entries.{pid}.p"],
+                                       fields["department"], fields["role"], old_department=old.get("d"), old_role=old.get("r")))
+
+        after: dict | None = None
+        if exact:
+            after = {**before, "_id": doc_id, "entries": {pid: dict(e) for pid, e in entries.items()},
+                     "applied": {**applied, **{i.partition: i.offset for i in sorted(todo, key=lambda i: i.offset)}},
+                     "v": int(before.get("v") or 0) + 1}
+            for change in changes:
+                after["entries"][change.person_id] = {"p": change.new, "d": change.department, "r": change.role}
+            self._remember_board(doc_id, after)
+
+        def board_after() -> dict:
+            return after if after is not None else (self.store.boards.find_one({"_id": doc_id}) or {})
+
+        self.ranking.apply(doc_id.removeprefix("board:"), int(before.get("v") or 0) + 1, changes, board_after)
+
+    def _remember_board(self, doc_id: str, board: dict) -> None:
+        self._boards[doc_id] = board
+        while self._boards and sum(len(b.get("entries") or {}) for b in self._boards.values()) > BOARD_CACHE_ENTRIES:
+            self._boards.popitem(last=False)
+
+    @staticmethod
+    def _totals_update(total: "_Sum", items: list["_Item"]) -> dict:
+        return {"$inc": {"points": sum(i.award.points for i in items)}, "$set": dict(total.fields)}
+
+    @staticmethod
+    def _board_update(board: "_Sum", items: list["_Item"]) -> dict:
+        inc: dict[str, int] = {}
+        sets: dict[str, Any] = {}
+        for item in items:
+            pid = item.award.person_id
+            inc[f"entries.{pid}.p"] = inc.get(f"entries.{pid}.p", 0) + item.award.points
+            fields = board.people[pid]
+            sets[f"entries.{pid}.d"], sets[f"entries.{pid}.r"] = fields["department"], fields["role"]
+        return {"$inc": inc, "$set": sets}
+
+    def person_changed(self, person, now: datetime) -> None:
+        """Keep a person's department and role right on the boards of the current periods."""
+        if not safe_key(person.id):
+            return
+        keys = [key for period in PERIODS
+                for key in {period_key(self.calendar, period, now), previous_period_key(self.calendar, period, now)} - {None}]
+        # The totals that scoped reads look at (this and the previous period), by _id; older
+        # totals keep the department and role the person had then.
+        self.store.totals.update_many({"_id": {"$in": [f"{person.id}:{key}" for key in keys]}},
+                                      {"$set": {"department": person.department, "role": person.role}})
+        entry = f"entries.{person.id}"
+        for period in PERIODS:
+            for key in {period_key(self.calendar, period, now), previous_period_key(self.calendar, period, now)} - {None}:
+                before = self.store.boards.find_one_and_update(
+                    {"_id": f"board:{key}", entry: {"$exists": True},
+                     "$or": [{f"{entry}.d": {"$ne": person.department}}, {f"{entry}.r": {"$ne": person.role}}]},
+                    {"$set": {f"{entry}.d": person.department, f"{entry}.r": person.role}, "$inc": {"v": 1}})
+                if before is not None:  # moved: the ranking moves them too
+                    old = before["entries"][person.id]
+                    points = int(old.get("p") or 0)
+                    self.ranking.apply(key, int(before.get("v") or 0) + 1, [ScoreChange(
+                        person.id, points, points, person.department, person.role, old_department=old.get("d"),
+                        old_role=old.get("r"))], lambda key=key: self.store.boards.find_one({"_id": f"board:{key}"}) or {})

@@ -1,0 +1,420 @@
+"""Stage 1 of the points pipeline: source events become awards.
+
+Stage 1, :class:`Scorer` (consumer group ``points-score`` on ``requests`` and ``kudos``):
+evaluates the rules file for an event, runs the stateful guards, stores one ``scored_events``
+document per source event with its awards (one write), then publishes the awards as
+``points.awarded`` events before the consumer commits. The stored document is the record of
+what to publish: an event delivered again (a crash or a rebalance before the commit) is not
+scored again, but its stored awards are published again, and stage 2 skips awards it has.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from services.recognition.directory import Directory
+from services.recognition.points.rules import Rule, RuleSet
+from services.recognition.points.store import (SOURCE, Store, day_id, entry_id, insert_many_once, insert_new,
+                                               safe_key, submission_entry)
+from shared.calendar import BusinessCalendar, period_key
+from shared.clock import Clock, utc
+from shared.db import chunks, find_by_ids, insert_once
+from shared.events import Envelope, build_event
+from shared.events.envelope import parse_time
+
+log = logging.getLogger(__name__)
+RUSH_SHORT_NOTICE_HOURS = 24
+
+
+def event_time(envelope: Envelope) -> datetime:
+    """When it happened: the data's ``at`` if it has one, else the envelope time."""
+    at = envelope.data.get("at")
+    return parse_time(at) if isinstance(at, str) else envelope.time
+
+
+@dataclass
+class Scorer:
+    store: Store
+    rules: RuleSet
+    calendar: BusinessCalendar
+    directory: Directory
+    clock: Clock
+    # Sends events and waits for the broker's ack (EventProducer.publish_all); None in a
+    # rebuild: history is re-scored, not re-announced.
+    publish: Callable[[list[Envelope]], Any] | None = None
+
+    def score(self, envelope: Envelope) -> list[dict[str, Any]] | None:
+        """Score one source event; returns its awards, or None if it was scored before."""
+        scored = self.score_batch([envelope])
+        return scored[0]["awards"] if scored else None
+
+    def score_batch(self, envelopes: list[Envelope]) -> list[dict[str, Any]]:
+        """Score source events in order, store them in bulk, publish their awards; return the
+        new documents (``_id`` = the source event id, with their awards).
+
+        The guards and request facts each event touches are written as it is scored; all of
+        them are idempotent by award id, so a batch interrupted before the insert is simply
+        scored again. Events scored before (a redelivery, or the same event published twice)
+        are not scored again, but their stored awards are published again: the consumer
+        commits only after this returns, so a crash between the insert and the publish is
+        mended by the redelivery.
+        """
+        before = find_by_ids(self.store.scored_events, [e.id for e in envelopes], {"awards": 1})
+        todo, seen = [], set(before)
+        for envelope in envelopes:
+            if envelope.id in seen:
+                continue
+            seen.add(envelope.id)
+            todo.append(envelope)
+        docs = self._score_and_store(todo) if todo else []
+        if self.publish:
+            self.publish([self._event(award) for doc in [*before.values(), *docs] for award in doc["awards"]])
+        return docs
+
+    def _score_and_store(self, todo: list[Envelope]) -> list[dict[str, Any]]:
+        try:
+            docs = self._score_all(todo, batched=len(todo) > 1)
+        except _GuardRace:
+            log.info("another scorer counted against this batch's guards meanwhile: scoring it again, "
+                     "one write at a time", extra={"events": len(todo)})
+            docs = self._score_all(todo, batched=False)
+        # A document refused as a duplicate was scored meanwhile by another process (a
+        # rebalance): that process publishes its copy's awards.
+        docs = insert_many_once(self.store.scored_events, docs)
+        # Only now that the thanks its deliveries awarded are stored (a crash before this line
+        # scores the delivery again, with the same waiting thanks).
+        cleared = [UpdateOne({"_id": doc["request_id"]}, {"$set": {"waiting_thanks": []}})
+                   for doc in docs if doc["type"] == "request.delivered"]
+        for part in chunks(cleared):
+            self.store.request_facts.bulk_write(part, ordered=False)
+        return docs
+
+    def _score_all(self, envelopes: list[Envelope], batched: bool) -> list[dict[str, Any]]:
+        batch = _Batch(self.store, self.directory, batched)
+        if batched:  # what the batch's guards, requests and counterparts are, read in one query each
+            guard_ids, people, requests = [], [], []
+            for envelope in envelopes:
+                if isinstance(envelope.data.get("request_id"), str):
+                    requests.append(envelope.data["request_id"])
+                month = period_key(self.calendar, "month", event_time(envelope))
+                for rule in self.rules.for_event(envelope.type, envelope.data):
+                    for person in rule.awardees(envelope.data):
+                        guard_ids.extend(self._guard_ids(rule, person, envelope.data, month))
+                    if rule.counterpart_role:
+                        people.extend(rule.counterparts(envelope.data))
+            batch.prefetch(guard_ids, people, requests)
+        docs = [self._score(envelope, batch) for envelope in envelopes]
+        batch.flush()
+        return docs
+
+    def _guard_ids(self, rule: Rule, person: str, data: dict[str, Any], month: str) -> list[str]:
+        ids = []
+        if rule.once_per_key:
+            ids.append(_once_guard(rule, str(data.get(rule.once_per_key)), person))
+        if rule.limit_per_month:
+            ids.append(_limit_guard(rule, person, month))
+        giver = data.get(rule.giver) if rule.giver else None
+        if self.rules.giver_to_receiver_monthly_points is not None and isinstance(giver, str):
+            ids.append(_giver_guard(giver, person, month))
+        return ids
+
+    def _score(self, envelope: Envelope, batch: "_Batch") -> dict[str, Any]:
+        data = envelope.data
+        at = event_time(envelope)
+        self._track_facts(envelope, at, batch)
+        awards = []
+        for rule in self.rules.for_event(envelope.type, data):
+            for person in rule.awardees(data):
+                award = self._award(rule, person, envelope, at, batch)
+                if award is not None:
+                    awards.append(award)
+        if envelope.type == "request.delivered":
+            awards.extend(self._waiting_thanks(data["request_id"], at, batch))
+        doc = {"_id": envelope.id, "type": envelope.type, "at": at, "awards": awards}
+        if envelope.type == "request.delivered":
+            doc["request_id"] = data["request_id"]
+        return doc
+
+    def _waiting_thanks(self, request_id: str, delivered_at: datetime, batch: "_Batch") -> list[dict[str, Any]]:
+        """Kudos that thanked for this delivery but were read before it (topics are read in
+        parallel): award them now, exactly as if they had come after."""
+        facts = batch.facts(request_id)
+        awards = []
+        for waiting in facts.get("waiting_thanks") or []:
+            kudos = Envelope.from_dict(waiting["event"])
+            rule = next((r for r in self.rules.rules if r.id == waiting["rule"]), None)
+            if rule is None or event_time(kudos) < delivered_at:
+                continue  # thanks given before the delivery do not count
+            award = self._award(rule, waiting["person"], kudos, event_time(kudos), batch)
+            if award is not None:
+                awards.append(award)
+        return awards
+
+    def _event(self, award: dict[str, Any]) -> Envelope:
+        return build_event("points.awarded", award["person_id"], award, source=SOURCE, clock=self.clock, id=award["entry_id"])
+
+    def _track_facts(self, envelope: Envelope, at: datetime, batch: "_Batch") -> None:
+        data = envelope.data
+        if envelope.type == "request.submitted":
+            batch.change_facts(data["request_id"], {"requester_id": data["requester_id"]})
+            short = data.get("priority") == "rush" and float(data.get("notice_business_hours") or 0) < RUSH_SHORT_NOTICE_HOURS
+            submission = {"_id": data["request_id"], "requester_id": data["requester_id"], "at": at, "rush_short_notice": short}
+            # The requester's day (read by _id for the rush share); idempotent, so a re-scored
+            # event writes the same thing again.
+            day = (day_id(data["requester_id"], at), f"r.{data['request_id']}", submission_entry(submission)) \
+                if safe_key(data["requester_id"]) and safe_key(str(data["request_id"])) else None
+            batch.submit(submission, day)
+        elif envelope.type == "request.delivered":
+            batch.change_facts(data["request_id"], {
+                "requester_id": data["requester_id"], "delivered": True, "delivered_at": at,
+                "assignee_ids": data.get("assignee_ids", [])})
+
+    def _award(self, rule: Rule, person: str, envelope: Envelope, at: datetime, batch: "_Batch") -> dict[str, Any] | None:
+        data = envelope.data
+        eid = entry_id(envelope.id, rule.id, person)
+        month = period_key(self.calendar, "month", at)
+        points, capped, reason = rule.points, False, rule.reason
+
+        if rule.requires == "linked_request_delivered":
+            request_id = data.get("request_id")
+            if not isinstance(request_id, str):
+                return None
+            facts = batch.facts(request_id)
+            if not facts.get("delivered"):
+                # Maybe the delivery is still on its way (another topic): wait for it there.
+                batch.change_facts(request_id, waiting={"event": envelope.to_dict(), "rule": rule.id, "person": person})
+                return None
+            if facts.get("requester_id") != person or (facts.get("delivered_at") and at < utc(facts["delivered_at"])):
+                return None
+        if rule.once_per_key and not self._spaced(batch, rule, person, str(data.get(rule.once_per_key)), eid, at):
+            return None
+        if rule.limit_per_month and not self._within(batch, _limit_guard(rule, person, month), eid, "n", 1, rule.limit_per_month):
+            points, capped = 0, True
+            reason = f"{rule.reason} (capped: at most {rule.limit_per_month} a month)"
+        cap = self.rules.giver_to_receiver_monthly_points
+        giver = data.get(rule.giver) if rule.giver else None
+        if not capped and points > 0 and cap is not None and isinstance(giver, str):
+            if not self._within(batch, _giver_guard(giver, person, month), eid, "points", points, cap):
+                points, capped = 0, True
+                reason = f"{rule.reason} (capped: at most {cap} points a month from one colleague)"
+
+        counterparts = [c for c in rule.counterparts(data) if c != person]
+        if rule.counterpart_role and counterparts:
+            people = batch.people(counterparts)
+            counterparts = [c for c in counterparts if c in people and people[c].role == rule.counterpart_role]
+        return {
+            "entry_id": eid, "person_id": person, "points": points, "rule": rule.id, "reason": reason,
+            "source_event_id": envelope.id, "source_event_type": envelope.type, "capped": capped,
+            "badges": list(rule.badges), "resets": list(rule.resets), "counterparts": counterparts, "at": at,
+        }
+
+    def _within(self, batch: "_Batch", guard_id: str, eid: str, field: str, amount: int, limit: int) -> bool:
+        """Count ``amount`` against a limit once per award id; True if the award fits.
+
+        The guard as read answers most cases (counted before, or already full); only an award
+        that may fit is counted, by a conditional update that is exact when scorers race.
+        """
+        if amount > limit:
+            return False  # never fits (and an upsert would ignore the filter on a new guard)
+        doc = batch.guard(guard_id)
+        if eid in (doc.get("ids") or []):
+            return True  # this very award, counted before (a replay)
+        if (doc.get(field) or 0) + amount > limit:
+            return False  # full: counts only grow
+        return batch.count(guard_id, eid, field, amount, limit)
+
+    def _spaced(self, batch: "_Batch", rule: Rule, person: str, key: str, eid: str, at: datetime) -> bool:
+        """At most one award per key per N business days (events of one key come in order)."""
+        guard_id = _once_guard(rule, key, person)
+        doc = batch.guard(guard_id)
+        if doc.get("last_award") == eid:
+            return True  # this very award, replayed
+        if doc.get("last_at") is not None:
+            gap = self.calendar.business_hours_between(utc(doc["last_at"]), at)
+            if gap < rule.once_per_business_days * self.calendar.hours_per_day:
+                return False
+        batch.set(guard_id, {"last_at": at, "last_award": eid})
+        return True
+
+
+def _once_guard(rule: Rule, key: str, person: str) -> str:
+    return f"once:{rule.id}:{key}:{person}"
+
+
+def _limit_guard(rule: Rule, person: str, month: str) -> str:
+    return f"limit:{rule.id}:{person}:{month}"
+
+
+def _giver_guard(giver: str, person: str, month: str) -> str:
+    return f"giver:{giver}:{person}:{month}"
+
+
+class _GuardRace(Exception):
+    """Another scorer changed a guard this batch counted against (see :class:`_Batch`)."""
+
+
+class _Batch:
+    """What one batch of scoring reads (guards, request facts, counterparts) and how it writes
+    them.
+
+    Live (a single event, or a batch scored again): each guard is read when needed and each
+    decision written at once, counts as conditional updates that stay exact when scorers race.
+    Batched: the batch's guards and counterparts are read in one query each, every decision
+    changes the copy in memory (later events of the batch see it), and :meth:`flush` writes
+    them in ordered bulk commands with the same conditional filters. A guard that did not exist
+    when read (most of them, for history: a giver and a recipient in a month) is inserted whole
+    instead, as it stands after the batch: an insert costs FerretDB a fraction of an update. If
+    a write misses (another process counted against the guard, or created it, meanwhile),
+    flush raises :class:`_GuardRace` and the batch is scored again live: it reads the truth,
+    and awards already counted are recognised by their ids in the guard, so nothing is
+    counted twice.
+
+    The request facts (who asked, delivered when, thanks waiting for a delivery), submissions
+    and submission days are field-level ``$set``/``$addToSet`` writes, idempotent, gathered per
+    document and written before the guards (each request's events were one write each, three
+    for a submission: 105k events of a year's requests cost ~100k single writes).
+    """
+
+    def __init__(self, store: Store, directory: Directory, batched: bool):
+        self.store = store
+        self.guards = store.guards
+        self.directory = directory
+        self.batched = batched
+        self.docs: dict[str, dict] = {}
+        self.known: dict[str, Any] = {}
+        self.ops: list[UpdateOne] = []
+        self.absent: set[str] = set()  # guards that did not exist when read
+        self.created: set[str] = set()  # of those, the ones this batch writes (inserted at flush)
+        self.requests: dict[str, dict] = {}  # request facts as read, with this batch's changes
+        self.fact_sets: dict[str, dict[str, Any]] = {}
+        self.fact_waiting: dict[str, list[dict]] = {}
+        self.submissions: list[dict] = []
+        self.days: dict[str, dict[str, Any]] = {}
+
+    def prefetch(self, guard_ids: list[str], people: list[str], requests: list[str] = ()) -> None:
+        missing = [i for i in dict.fromkeys(guard_ids) if i not in self.docs]
+        found = find_by_ids(self.guards, missing)
+        self.docs.update((i, found.get(i) or {}) for i in missing)
+        self.absent.update(i for i in missing if i not in found)
+        unread = [r for r in dict.fromkeys(requests) if r not in self.requests]
+        facts = find_by_ids(self.store.request_facts, unread)
+        self.requests.update((r, facts.get(r) or {}) for r in unread)
+        self.people(people)
+
+    def facts(self, request_id: str) -> dict:
+        """What is known of a request (as of this point of the batch)."""
+        if not self.batched:
+            return self.store.request_facts.find_one({"_id": request_id}) or {}
+        if request_id not in self.requests:
+            self.prefetch([], [], [request_id])
+        return self.requests[request_id]
+
+    def change_facts(self, request_id: str, fields: dict[str, Any] | None = None, waiting: dict | None = None) -> None:
+        """Set fields of a request's facts, and/or add a thanks waiting for its delivery."""
+        update: dict[str, Any] = {}
+        if fields:
+            update["$set"] = fields
+        if waiting is not None:
+            update["$addToSet"] = {"waiting_thanks": waiting}
+        if not self.batched:
+            self.store.request_facts.update_one({"_id": request_id}, update, upsert=True)
+            return
+        doc = self.facts(request_id)
+        if fields:
+            doc.update(fields)
+            self.fact_sets.setdefault(request_id, {}).update(fields)
+        if waiting is not None and waiting not in (doc.get("waiting_thanks") or []):
+            doc["waiting_thanks"] = [*(doc.get("waiting_thanks") or []), waiting]
+            self.fact_waiting.setdefault(request_id, []).append(waiting)
+
+    def submit(self, submission: dict, day: tuple[str, str, dict] | None) -> None:
+        """A request submitted, and its entry in the requester's day (id, field path, value)."""
+        if not self.batched:
+            insert_once(self.store.submissions, submission)
+            if day:
+                self.store.submission_days.update_one({"_id": day[0]}, {"$set": {day[1]: day[2]}}, upsert=True)
+            return
+        self.submissions.append(submission)
+        if day:
+            self.days.setdefault(day[0], {})[day[1]] = day[2]
+
+    def guard(self, guard_id: str) -> dict:
+        if not self.batched:
+            return self.guards.find_one({"_id": guard_id}) or {}
+        if guard_id not in self.docs:
+            self.prefetch([guard_id], [])
+        return self.docs[guard_id]
+
+    def count(self, guard_id: str, eid: str, field: str, amount: int, limit: int) -> bool:
+        """Count ``amount`` under ``field`` for award ``eid`` if it stays within ``limit``."""
+        filter_ = {"_id": guard_id, "ids": {"$ne": eid}, field: {"$lte": limit - amount}}
+        update = {"$push": {"ids": eid}, "$inc": {field: amount}}
+        if self.batched:
+            if guard_id in self.absent:
+                self.created.add(guard_id)
+            else:
+                self.ops.append(UpdateOne(filter_, update, upsert=True))
+            doc = self.docs[guard_id]
+            doc["ids"] = [*(doc.get("ids") or []), eid]
+            doc[field] = (doc.get(field) or 0) + amount
+            return True
+        try:
+            result = self.guards.update_one(filter_, update, upsert=True)
+            if result.modified_count == 1 or result.upserted_id is not None:
+                return True
+        except DuplicateKeyError:
+            pass  # the guard exists and the filter missed: over the limit, or counted already
+        doc = self.guards.find_one({"_id": guard_id}, {"ids": 1})
+        return bool(doc) and eid in (doc.get("ids") or [])
+
+    def set(self, guard_id: str, fields: dict[str, Any]) -> None:
+        if self.batched:
+            if guard_id in self.absent:
+                self.created.add(guard_id)
+            else:
+                self.ops.append(UpdateOne({"_id": guard_id}, {"$set": fields}, upsert=True))
+            self.docs.setdefault(guard_id, {}).update(fields)
+        else:
+            self.guards.update_one({"_id": guard_id}, {"$set": fields}, upsert=True)
+
+    def people(self, ids: list[str]) -> dict[str, Any]:
+        missing = [i for i in dict.fromkeys(ids) if i not in self.known]
+        if missing:
+            found = self.directory.many(missing)
+            self.known.update((i, found.get(i)) for i in missing)
+        return {i: self.known[i] for i in ids if self.known.get(i) is not None}
+
+    def flush(self) -> None:
+        facts = []
+        for request_id in dict.fromkeys([*self.fact_sets, *self.fact_waiting]):
+            update: dict[str, Any] = {}
+            if self.fact_sets.get(request_id):
+                update["$set"] = self.fact_sets[request_id]
+            if self.fact_waiting.get(request_id):
+                update["$addToSet"] = {"waiting_thanks": {"$each": self.fact_waiting[request_id]}}
+            facts.append(UpdateOne({"_id": request_id}, update, upsert=True))
+        days = [UpdateOne({"_id": d}, {"$set": paths}, upsert=True) for d, paths in self.days.items()]
+        for collection, writes in ((self.store.request_facts, facts), (self.store.submission_days, days)):
+            for part in chunks(writes):
+                collection.bulk_write(part, ordered=False)
+        insert_many_once(self.store.submissions, self.submissions)
+        self.fact_sets, self.fact_waiting, self.days, self.submissions = {}, {}, {}, []
+        ops, self.ops = self.ops, []
+        created, self.created = [{**self.docs[i], "_id": i} for i in self.created], set()
+        for part in chunks(created):
+            if insert_new(self.guards, part):
+                raise _GuardRace()  # created meanwhile by another scorer
+        try:
+            for part in chunks(ops):
+                result = self.guards.bulk_write(part, ordered=True)
+                if result.matched_count + result.upserted_count != len(part):
+                    raise _GuardRace()
+        except (BulkWriteError, KeyError) as exc:  # KeyError: FerretDB's incomplete reply to a refused write
+            raise _GuardRace() from exc
+
