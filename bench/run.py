@@ -52,7 +52,8 @@ from ops.infra import local  # noqa: E402
 from ops.supervisor import Supervisor  # noqa: E402
 from services.gateway.auth import issue_token  # noqa: E402
 from services.gateway.config import GatewaySettings  # noqa: E402
-from shared.bus.kafka import POINTS_GROUPS, EventProducer, consumer_lag, ensure_topics  # noqa: E402
+from services.recognition.points.app import POINTS_GROUPS  # noqa: E402
+from shared.bus.kafka import EventProducer, consumer_lag, ensure_topics  # noqa: E402
 from shared.config import load_settings  # noqa: E402
 from shared.db import mongo_client  # noqa: E402
 from shared.events import build_event  # noqa: E402

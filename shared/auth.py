@@ -16,11 +16,12 @@ from typing import Callable, Protocol, TypeVar
 from flask import Flask, g, request
 
 from shared.errors import Forbidden, Unauthorized
+from shared.vocabulary import Role
 
 TOKEN_HEADER = "X-Internal-Token"
 ACTOR_HEADER = "X-Actor-Id"
 PUBLIC_PATHS = ("/healthz", "/readyz")
-ADMIN_ROLE = "admin"
+ADMIN_ROLE = Role.ADMIN.value
 MAX_CHAIN = 50  # a manager chain longer than this is a loop in the data, not an org chart
 
 

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from shared.config import WEEKDAYS
+from shared.vocabulary import Period, values
 
 if TYPE_CHECKING:
     from shared.config import Settings
 
 UTC = timezone.utc
-PERIODS = ("week", "month", "quarter", "all")
+PERIODS = values(Period)
 
 
 def _aware(dt: datetime) -> datetime:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.calendar import BusinessCalendar, period_key
+from shared.vocabulary import Gesture
 
 DEMO_SEED = 11
 DEMO_DAYS = 28
@@ -136,7 +137,7 @@ PEER = ("Thanks {n} for covering my queue this week.", "{n} explained the new pr
         "Great onboarding session, {n}!", "{n} helped me untangle a tricky order.")
 ADD_ONS = ("+1, great work!", "Well deserved.", "Agreed, thank you!", None, "So true!")
 VALUES = ("customer_first", "teamwork", "ownership", "speed", "integrity")
-GESTURES = ("THANKS", "COFFEE", "LUNCH", "FLOWERS", "HIGH_FIVE")
+GESTURES = tuple(g.name for g in Gesture)  # as the GraphQL enum names them
 MONTHLY_KUDOS = 18  # below the default allowance of 20, so the plan never runs into it
 WEEKLY_CAP = 3
 

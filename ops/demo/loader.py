@@ -24,7 +24,8 @@ from typing import Any, Callable
 import requests as http
 
 from ops.demo.company import Plan, Step, people_csv
-from shared.bus.kafka import POINTS_GROUPS, consumer_lag
+from services.recognition.points.app import POINTS_GROUPS
+from shared.bus.kafka import consumer_lag
 from shared.clock import OffsetClock
 from shared.config import Settings
 

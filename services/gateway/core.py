@@ -8,35 +8,36 @@ unavailable services stay GraphQL errors with an ``extensions.code``.
 
 from __future__ import annotations
 
+import inspect
 import re
 from datetime import datetime
+from enum import Enum
 from typing import Any, Callable
 
 import graphene
 from graphql import GraphQLError, StringValueNode
 
 from services.gateway.clients import ServiceError, ServiceUnavailable
-from shared.events.schemas import Department as DepartmentValues, Gesture as GestureValues, Outcome as OutcomeValues
-from shared.events.schemas import Priority as PriorityValues, Role as RoleValues
+from shared import vocabulary
 
 
-def _enum(name: str, values: list[str], description: str) -> type[graphene.Enum]:
-    return graphene.Enum(name, [(v.upper(), v) for v in values], description=description)
+def _enum(words: type[Enum]) -> type[graphene.Enum]:
+    """The GraphQL enum of one of the product's vocabularies (shared/vocabulary.py): its names
+    upper-cased (``PRICING``), its values as the services take them (``pricing``)."""
+    return graphene.Enum(words.__name__, [(word.value.upper(), word.value) for word in words],
+                         description=inspect.getdoc(words))
 
 
-Role = _enum("Role", [r.value for r in RoleValues], "What a person does in Inside Track.")
-Department = _enum("Department", [d.value for d in DepartmentValues], "A team of the company.")
-Priority = _enum("Priority", [p.value for p in PriorityValues], "How urgent a request is; RUSH needs a reason.")
-Outcome = _enum("Outcome", [o.value for o in OutcomeValues], "How the deal ended.")
-Gesture = _enum("Gesture", [g.value for g in GestureValues], "What a kudos says besides thanks.")
-RequestKind = _enum("RequestKind", ["presales_technical", "marketing", "pricing", "legal_review", "order_entry",
-                                    "customization", "post_sale_service", "exception"],
-                    "What kind of help a rep asks for; each kind goes to a department's queue.")
-RequestStatus = _enum("RequestStatus", ["submitted", "acknowledged", "in_progress", "waiting_on_rep", "delivered",
-                                        "closed", "cancelled"], "Where a support request is in its life.")
-Period = _enum("Period", ["week", "month", "quarter", "all"], "A calendar period in the company timezone.")
-Scope = _enum("Scope", ["company", "department", "role"], "Who a leaderboard compares.")
-KudosDirection = _enum("KudosDirection", ["received", "given"], "Kudos a person received or gave.")
+Role = _enum(vocabulary.Role)
+Department = _enum(vocabulary.Department)
+Priority = _enum(vocabulary.Priority)
+Outcome = _enum(vocabulary.Outcome)
+Gesture = _enum(vocabulary.Gesture)
+RequestKind = _enum(vocabulary.RequestKind)
+RequestStatus = _enum(vocabulary.RequestStatus)
+Period = _enum(vocabulary.Period)
+Scope = _enum(vocabulary.Scope)
+KudosDirection = _enum(vocabulary.KudosDirection)
 
 
 class DateTime(graphene.Scalar):

@@ -21,30 +21,33 @@ from typing import Any
 
 from shared.calendar import BusinessCalendar
 from shared.errors import BadInput, Conflict, Forbidden
-from shared.events.schemas import Department, Outcome, Priority, Role
 from shared.text import one_line
+from shared.vocabulary import Department, Outcome, Priority, RequestKind, RequestStatus, Role, values
 
 # Which department's queue each kind of request goes to. Exceptions (a rushed call to a
 # customer, an exception to policy) are decided by sales management.
 KIND_DEPARTMENT: dict[str, str] = {
-    "presales_technical": Department.PRESALES.value,
-    "marketing": Department.MARKETING.value,
-    "pricing": Department.PRICING.value,
-    "legal_review": Department.LEGAL.value,
-    "order_entry": Department.ORDER_DESK.value,
-    "customization": Department.PRODUCT.value,
-    "post_sale_service": Department.CUSTOMER_SERVICE.value,
-    "exception": Department.SALES.value,
+    RequestKind.PRESALES_TECHNICAL.value: Department.PRESALES.value,
+    RequestKind.MARKETING.value: Department.MARKETING.value,
+    RequestKind.PRICING.value: Department.PRICING.value,
+    RequestKind.LEGAL_REVIEW.value: Department.LEGAL.value,
+    RequestKind.ORDER_ENTRY.value: Department.ORDER_DESK.value,
+    RequestKind.CUSTOMIZATION.value: Department.PRODUCT.value,
+    RequestKind.POST_SALE_SERVICE.value: Department.CUSTOMER_SERVICE.value,
+    RequestKind.EXCEPTION.value: Department.SALES.value,
 }
+KINDS = values(RequestKind)
 
-SUBMITTED, ACKNOWLEDGED, IN_PROGRESS, WAITING_ON_REP = "submitted", "acknowledged", "in_progress", "waiting_on_rep"
-DELIVERED, CLOSED, CANCELLED = "delivered", "closed", "cancelled"
+# The lifecycle's states as the documents and events carry them (plain strings).
+SUBMITTED, ACKNOWLEDGED = RequestStatus.SUBMITTED.value, RequestStatus.ACKNOWLEDGED.value
+IN_PROGRESS, WAITING_ON_REP = RequestStatus.IN_PROGRESS.value, RequestStatus.WAITING_ON_REP.value
+DELIVERED, CLOSED, CANCELLED = RequestStatus.DELIVERED.value, RequestStatus.CLOSED.value, RequestStatus.CANCELLED.value
 OPEN = (SUBMITTED, ACKNOWLEDGED, IN_PROGRESS, WAITING_ON_REP)
-STATUSES = OPEN + (DELIVERED, CLOSED, CANCELLED)
-PRIORITIES = tuple(p.value for p in Priority)
-OUTCOMES = tuple(o.value for o in Outcome)
-ROLES = tuple(r.value for r in Role)
-DEPARTMENTS = tuple(d.value for d in Department)
+STATUSES = values(RequestStatus)
+PRIORITIES = values(Priority)
+OUTCOMES = values(Outcome)
+ROLES = values(Role)
+DEPARTMENTS = values(Department)
 
 # Brief and timer rules (BRIEF: "Recognition rules"; the points service scores the facts).
 BRIEF_MIN_DETAILS = 80
@@ -384,7 +387,7 @@ def submit(
     """Validate a new request and return it with its ``request.submitted`` event recorded."""
     if not can_submit(requester):
         raise Forbidden("not_a_rep", "support requests are filed by reps (or managers)")
-    kind = _choice(raw, "kind", tuple(KIND_DEPARTMENT))
+    kind = _choice(raw, "kind", KINDS)
     title = _text(raw, "title", required=True, limit=LIMITS["title"])
     details = _text(raw, "details", required=True, limit=LIMITS["details"])
     customer = _text(raw, "customer", required=True, limit=LIMITS["customer"])
@@ -487,6 +490,6 @@ def _optional_text(value: Any, name: str) -> str | None:
 
 
 __all__ = [
-    "KIND_DEPARTMENT", "OPEN", "STATUSES", "Person", "Recorded", "SupportRequest", "TimelineEntry",
+    "KINDS", "KIND_DEPARTMENT", "OPEN", "STATUSES", "Person", "Recorded", "SupportRequest", "TimelineEntry",
     "brief_gaps", "clean_person_input", "new_id", "submit", "works_queue",
 ]

@@ -126,7 +126,8 @@ class RequestsService:
         if existing is not None:
             return existing
         return self._upsert_person(domain.clean_person_input(
-            {"email": email, "name": "Admin", "role": "admin", "department": "sales", "title": "Inside Track admin"}
+            {"email": email, "name": "Admin", "role": domain.Role.ADMIN.value, "department": domain.Department.SALES.value,
+             "title": "Inside Track admin"}
         ))[0]
 
     def import_people(self, actor_id: str | None, text: str) -> dict[str, Any]:

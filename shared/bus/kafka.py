@@ -157,10 +157,6 @@ def kafka_answers_metadata(settings: Settings) -> list[str]:
         admin.close()
 
 
-# The points process's consumer groups and what they read: scoring, then applying the awards.
-POINTS_GROUPS = {"points-score": ("requests", "kudos"), "points-apply": ("points",)}
-
-
 def consumer_lag(settings: Settings, groups: dict[str, Sequence[str]]) -> int:
     """Messages in the groups' topics not yet committed by them (logical group and topic names).
 

@@ -9,51 +9,11 @@ old consumer cannot read means a new version registered beside the old one.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 
 from pydantic import Field
 
 from shared.events.registry import EventSchema, event_type
-
-
-class Role(str, Enum):
-    REP = "rep"
-    SUPPORT = "support"
-    MANAGER = "manager"
-    ADMIN = "admin"
-
-
-class Department(str, Enum):
-    SALES = "sales"
-    PRESALES = "presales"
-    PRICING = "pricing"
-    LEGAL = "legal"
-    ORDER_DESK = "order_desk"
-    MARKETING = "marketing"
-    PRODUCT = "product"
-    CUSTOMER_SERVICE = "customer_service"
-
-
-class Priority(str, Enum):
-    NORMAL = "normal"
-    HIGH = "high"
-    RUSH = "rush"
-
-
-class Outcome(str, Enum):
-    WON = "won"
-    LOST = "lost"
-    NO_DECISION = "no_decision"
-    NOT_APPLICABLE = "not_applicable"
-
-
-class Gesture(str, Enum):
-    THANKS = "thanks"
-    COFFEE = "coffee"
-    LUNCH = "lunch"
-    FLOWERS = "flowers"
-    HIGH_FIVE = "high_five"
-
+from shared.vocabulary import Department, Gesture, Outcome, Priority, Role  # noqa: F401 - the words events carry
 
 Id = str
 

@@ -28,8 +28,9 @@ from datetime import datetime, timedelta, timezone
 
 import requests as http
 
+from services.recognition.points.app import POINTS_GROUPS
 from services.recognition.points.store import entry_id
-from shared.bus.kafka import POINTS_GROUPS, EventProducer, admin_client, consumer_lag
+from shared.bus.kafka import EventProducer, admin_client, consumer_lag
 from shared.config import Settings
 from shared.db import mongo_client
 from shared.events import Envelope, build_event, dlq_topic

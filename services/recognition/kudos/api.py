@@ -23,6 +23,7 @@ from shared.auth import caller, reads_as_public, sees_private
 from shared import idempotency
 from shared.errors import BadInput, Forbidden, NotFound
 from shared.memory import release_free_memory
+from shared.vocabulary import KudosDirection, values
 
 kudos_api = Blueprint("kudos", __name__)
 cards_api = Blueprint("cards", __name__)
@@ -109,8 +110,8 @@ def get_kudos(kudos_id: str):
 def feed():
     """The company feed, or one person's kudos (``person_id`` + ``direction`` received|given)."""
     person_id = request.args.get("person_id")
-    direction = request.args.get("direction") or "received"
-    if direction not in ("received", "given"):
+    direction = request.args.get("direction") or KudosDirection.RECEIVED.value
+    if direction not in values(KudosDirection):
         raise BadInput("invalid_direction", "direction must be received or given", field="direction")
     # A page of a list kept by the write path, read by _id (feeds.py): its cost is the page.
     kudos, page = _service().feed(person_id, direction, request.args.get("first"), request.args.get("after"),

@@ -15,10 +15,10 @@ from typing import Any
 
 from services.recognition.directory import DirectoryPerson
 from shared.errors import BadInput, Conflict, Forbidden, RuleViolation, Unauthorized
-from shared.events.schemas import Gesture
 from shared.text import clean_text
+from shared.vocabulary import Gesture, values
 
-GESTURES = tuple(g.value for g in Gesture)
+GESTURES = values(Gesture)
 MAX_MESSAGE = 500
 MAX_RECIPIENTS = 10
 WEEKLY_CAP_PER_RECIPIENT = 3

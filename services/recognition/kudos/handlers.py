@@ -39,6 +39,7 @@ from shared.errors import Conflict, Forbidden, NotFound, RuleViolation, Unauthor
 from shared.events import Envelope, build_event
 from shared.feeds import in_order
 from shared.pagination import paginate
+from shared.vocabulary import Role
 
 log = logging.getLogger(__name__)
 SOURCE = "kudos"
@@ -244,7 +245,7 @@ class KudosService:
         actor = self.directory.get(actor_id) if actor_id else people.get((actor_email or "").strip().lower())
         if actor is None:
             raise Unauthorized("unknown_actor", "the call does not say who is acting, or they are not in the directory")
-        if actor.role != "admin" or not actor.active:
+        if actor.role != Role.ADMIN.value or not actor.active:
             raise Forbidden("admin_only", "only an admin may import kudos history")
         if not isinstance(line_offset, int) or line_offset < 0:
             line_offset = 0
@@ -333,7 +334,7 @@ class KudosService:
             return [kudos_from_doc(d) for d in page["items"]], page
         if person_id is None:
             page = self.feeds.page("all", first, after)
-        elif viewer is not None and (viewer.id == person_id or viewer.role == "admin"):
+        elif viewer is not None and (viewer.id == person_id or viewer.role == Role.ADMIN.value):
             page = self.feeds.page(person_feed(person_id, direction), first, after)  # every entry involves them
         else:  # a person's list (read whole to count): their private kudos only for who may see them
             sees = self.private_viewer(viewer)

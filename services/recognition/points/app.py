@@ -26,6 +26,10 @@ from shared.serve import ServiceRuntime
 from shared.web import create_service_app, dependency_checks
 
 SERVICE = "points"
+# The points process's consumer groups and what they read: scoring, then applying the awards
+# (the demo loader and the benchmarks wait for their lag to reach 0).
+SCORE_GROUP, APPLY_GROUP = "points-score", "points-apply"
+POINTS_GROUPS = {SCORE_GROUP: ("requests", "kudos"), APPLY_GROUP: ("points",)}
 BATCH_WINDOW_MS = 900_000  # how long one scoring batch may take (kafka-python's max_poll_interval_ms)
 
 
@@ -104,11 +108,12 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # 5,000 awards held the process at 150-160 MB while a year was scored (target 150): 2,500. A
     # batch may take up to 15 minutes before the group gives the member's partitions to another
     # (at load average 30 a batch of 4,000 once outlasted kafka-python's default 5 minutes).
-    score_runner = ConsumerRunner(settings, group="points-score", topics=["requests", "kudos"],
+    score_runner = ConsumerRunner(settings, group=SCORE_GROUP, topics=list(POINTS_GROUPS[SCORE_GROUP]),
                                   batch_handler=on_source_events, producer=producer, max_poll_records=1000,
                                   max_poll_interval_ms=BATCH_WINDOW_MS)
-    apply_runner = ConsumerRunner(settings, group="points-apply", topics=["points"], batch_handler=on_awards,
-                                  producer=producer, max_poll_records=2500, max_poll_interval_ms=BATCH_WINDOW_MS)
+    apply_runner = ConsumerRunner(settings, group=APPLY_GROUP, topics=list(POINTS_GROUPS[APPLY_GROUP]),
+                                  batch_handler=on_awards, producer=producer, max_poll_records=2500,
+                                  max_poll_interval_ms=BATCH_WINDOW_MS)
 
     def directory_loaded() -> None:
         if not people.caught_up.is_set():

@@ -23,9 +23,9 @@ from services.recognition.directory import Directory
 from services.recognition.points.badges import advance_progress, award_badges
 from services.recognition.points.ranking import Ranking, ScoreChange
 from services.recognition.points.rules import RuleSet
-from services.recognition.points.store import (PERIODS, Store, as_document, insert_many_once, insert_new,
-                                               ledger_list, safe_key, shown_in_ledger)
-from shared.calendar import BusinessCalendar, period_key, previous_period_key
+from services.recognition.points.store import (Store, as_document, insert_many_once, insert_new, ledger_list, safe_key,
+                                               shown_in_ledger)
+from shared.calendar import PERIODS, BusinessCalendar, period_key, previous_period_key
 from shared.clock import Clock, utc
 from shared.db import chunks, find_by_ids
 from shared.events.schemas import PointsAwarded

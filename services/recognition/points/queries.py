@@ -23,17 +23,18 @@ from typing import Any
 
 from services.recognition.directory import Directory
 from services.recognition.points.badges import badge_level
-from services.recognition.points.store import PERIODS, Store, badge_award_id, ledger_list, safe_key
 from services.recognition.points.ranking import Ranking, RankingView
 from services.recognition.points.rules import RuleSet
-from shared.calendar import BusinessCalendar, period_bounds, period_key, previous_period_key
+from services.recognition.points.store import Store, badge_award_id, ledger_list, safe_key
+from shared.calendar import PERIODS, BusinessCalendar, period_bounds, period_key, previous_period_key
 from shared.clock import Clock, utc
 from shared.db import find_by_ids
-from shared.feeds import in_order
 from shared.errors import BadInput
+from shared.feeds import in_order
 from shared.pagination import decode_cursor, encode_cursor, page_size
+from shared.vocabulary import Role, Scope, values
 
-SCOPES = ("company", "department", "role")
+SCOPES = values(Scope)
 _READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="points-reads")
 
 
@@ -247,7 +248,7 @@ class PointsQueries:
         badges = _READS.submit(self.badges_of, person_id)
         person = self.directory.get(person_id)
         rush = (_READS.submit(self.rush_share, person_id)
-                if (person is None or person.role in ("rep", "manager")) else None)
+                if (person is None or person.role in (Role.REP.value, Role.MANAGER.value)) else None)
         totals = find_by_ids(self.store.totals, [f"{person_id}:{key}" for key in keys.values()], {"points": 1})
 
         def period_of(period: str) -> dict[str, Any]:

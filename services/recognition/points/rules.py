@@ -16,13 +16,14 @@ import yaml
 
 from shared.config import ConfigError
 from shared.events import registered_types
+from shared.vocabulary import Role, values
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "in")
 BADGE_KINDS = ("count", "distinct", "streak", "weekly_streak")
 TIER_ORDER = ("bronze", "silver", "gold")
 GUARDS = ("linked_request_delivered",)
-ROLES = ("rep", "support", "manager", "admin")
+ROLES = values(Role)  # a rule's counterpart_role
 _ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 

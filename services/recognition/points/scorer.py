@@ -27,6 +27,7 @@ from shared.clock import Clock, utc
 from shared.db import chunks, find_by_ids, insert_once
 from shared.events import Envelope, build_event
 from shared.events.envelope import parse_time
+from shared.vocabulary import Priority
 
 log = logging.getLogger(__name__)
 RUSH_SHORT_NOTICE_HOURS = 24
@@ -163,7 +164,7 @@ class Scorer:
         data = envelope.data
         if envelope.type == "request.submitted":
             batch.change_facts(data["request_id"], {"requester_id": data["requester_id"]})
-            short = data.get("priority") == "rush" and float(data.get("notice_business_hours") or 0) < RUSH_SHORT_NOTICE_HOURS
+            short = data.get("priority") == Priority.RUSH.value and float(data.get("notice_business_hours") or 0) < RUSH_SHORT_NOTICE_HOURS
             submission = {"_id": data["request_id"], "requester_id": data["requester_id"], "at": at, "rush_short_notice": short}
             # The requester's day (read by _id for the rush share); idempotent, so a re-scored
             # event writes the same thing again.

@@ -18,7 +18,6 @@ from shared.feeds import Entry, FeedStore
 
 log = logging.getLogger(__name__)
 SOURCE = "points"  # the source of the events the points service writes
-PERIODS = ("week", "month", "quarter", "all")
 
 
 class Store:
