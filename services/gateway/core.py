@@ -9,7 +9,6 @@ unavailable services stay GraphQL errors with an ``extensions.code``.
 from __future__ import annotations
 
 import inspect
-import re
 from datetime import datetime
 from enum import Enum
 from typing import Any, Callable
@@ -124,10 +123,6 @@ def camel(name: str | None) -> str | None:
         return name
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
-
-
-def snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 class GatewayError(GraphQLError):

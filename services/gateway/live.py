@@ -84,10 +84,6 @@ class LiveHub:
         with self._lock:
             self._subscribers.pop(sub_id, None)
 
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subscribers)
-
     def live_keys(self) -> dict[str, set[str]]:
         """The boards a leaderboard shows now, by period: the current one and the one before."""
         now = self.clock.now()

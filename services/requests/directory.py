@@ -127,10 +127,6 @@ class PeopleDirectory:
                 todo.extend(reports.get(person_id, ()))
         return found
 
-    def count(self) -> int:
-        self.fresh()
-        return len(self._sorted)
-
     def page(self, first: Any = None, after: str | None = None, department: str | None = None, role: str | None = None,
              active: bool | None = None, search: str = "") -> dict[str, Any]:
         """People sorted by name (then id), filtered; the shape of ``shared.pagination.paginate``."""

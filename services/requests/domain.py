@@ -371,10 +371,6 @@ class SupportRequest:
         self._record(type, SYSTEM_ACTOR, now, entry_data={"occurrence": occurrence, "due_at": due.isoformat()},
                      event_data={"occurrence": occurrence, "due_at": due}, event_id=event_id)
 
-    def next_timer_at(self) -> datetime | None:
-        due = [t for t in (self.overdue_at, self.update_due_at, self.info_due_at) if t is not None]
-        return min(due) if due else None
-
 
 def submit(
     requester: Person,

@@ -104,9 +104,6 @@ class Repository:
         doc = self.people.find_one({"_id": person_id}, {"version": 1})
         return doc.get("version", 0) if doc else None
 
-    def count_people(self) -> int:
-        return self.directory.count()
-
     # -- requests -------------------------------------------------------------------------------
 
     def next_number(self) -> int:

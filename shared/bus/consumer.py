@@ -114,7 +114,6 @@ class ConsumerRunner:
         from_beginning: bool = True,
         max_poll_records: int = 200,
         max_poll_interval_ms: int = 300_000,
-        with_position: bool = False,
     ):
         self.settings = settings
         # No group: read every partition (from the start if from_beginning) on every start,
@@ -130,9 +129,6 @@ class ConsumerRunner:
         self.max_poll_records = max_poll_records
         # How long a batch may take before the group drops the member (kafka-python's default, 300 s).
         self.max_poll_interval_ms = max_poll_interval_ms
-        # The handler also gets (partition, offset): for handlers whose idempotence rests on
-        # the order of one partition (the points applier).
-        self.with_position = with_position
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: KafkaConsumer | None = None
@@ -366,10 +362,7 @@ class ConsumerRunner:
             self.batch_handler(deliveries)
             return
         [one] = deliveries
-        if self.with_position:
-            self.handler(one.envelope, one.payload, (one.partition, one.offset))
-        else:
-            self.handler(one.envelope, one.payload)
+        self.handler(one.envelope, one.payload)
 
     def _handle_batch(self, consumer: KafkaConsumer, batch) -> bool:
         """Handle one poll's messages with the batch handler; commit them all. False if stopped."""

@@ -71,19 +71,14 @@ def with_outbox(document: dict[str, Any], envelopes: Sequence[Envelope]) -> dict
 
 
 class OutboxDocument(mongoengine.Document):
-    """Base for mongoengine documents that record events with their state changes.
-
-    ``doc.record(event)`` then ``doc.save()``: state and events in one write.
-    """
+    """Base for mongoengine documents that carry the events of their state changes: the
+    handlers write both in one write (``with_outbox`` for an insert, ``merge_update`` for an
+    update), and the relay publishes what is pending."""
 
     outbox = mongoengine.ListField(mongoengine.DictField())
     outbox_pending = mongoengine.BooleanField(default=False)
 
     meta = {"abstract": True, "indexes": ["outbox_pending"]}
-
-    def record(self, *envelopes: Envelope) -> None:
-        self.outbox.extend(e.to_dict() for e in envelopes)
-        self.outbox_pending = True
 
 
 class OutboxRelay:

@@ -139,8 +139,7 @@ def test_relay_thread_publishes_what_a_mongoengine_document_recorded(settings, p
         message = mongoengine.StringField(required=True)
         meta = {"collection": "thanks"}
 
-    doc = Thanks(message="merci")
-    doc.record(kudos_given("k3", clock))
+    doc = Thanks(message="merci", outbox=[kudos_given("k3", clock).to_dict()], outbox_pending=True)
     doc.save()  # state and event: one insert
 
     relay = OutboxRelay(producer, [Thanks._get_collection()], poll_ms=50)

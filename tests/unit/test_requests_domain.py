@@ -942,13 +942,6 @@ def test_timer_ids_are_deterministic():
     assert a[0].id == str(uuid.uuid5(uuid.NAMESPACE_URL, "insidetrack:r_timer:overdue:1"))
 
 
-def test_next_timer_at():
-    request = timer_request()
-    assert request.next_timer_at() == ams(27, 17)
-    request.fire_due_timers(ams(27, 17), CAL)
-    assert request.next_timer_at() == ams(30, 10)
-
-
 # -- people -----------------------------------------------------------------------------------
 
 PERSON_RAW = {"email": "  Ana.Lopez@Example.COM ", "name": " Ana López ", "role": "Support", "department": "LEGAL"}

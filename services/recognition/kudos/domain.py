@@ -21,7 +21,6 @@ from shared.vocabulary import Gesture, values
 GESTURES = values(Gesture)
 MAX_MESSAGE = 500
 MAX_RECIPIENTS = 10
-WEEKLY_CAP_PER_RECIPIENT = 3
 
 def new_kudos_id() -> str:
     return f"k_{uuid.uuid4().hex[:16]}"

@@ -118,10 +118,6 @@ class Applier:
         # noticed and read again. Not kept beyond BOARD_CACHE_ENTRIES people in all.
         self._boards: OrderedDict[str, dict] = OrderedDict()
 
-    def apply(self, award: PointsAwarded, partition: str, offset: int) -> bool:
-        """Apply one award delivered at (partition, offset); False if it was applied before."""
-        return bool(self.apply_batch([(award, partition, offset)]))
-
     def apply_batch(self, items: list[tuple[PointsAwarded, str, int]],
                     on_boards: Callable[[list[PointsAwarded], list[str]], None] | None = None) -> int:
         """Apply awards delivered at (partition, offset), in order; return how many were new.
