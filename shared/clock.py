@@ -8,7 +8,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -141,3 +141,33 @@ def utc(dt: datetime) -> datetime:
     if dt.tzinfo is None:
         return dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(timezone.utc)
+
+
+class NotAnInstant(ValueError):
+    """Not an ISO 8601 date-time with a timezone; ``reason`` says why, for the caller's own
+    message: ``not_text``, ``not_iso`` or ``no_timezone``."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def instant_from_iso(value: Any) -> datetime:
+    """An ISO 8601 date-time that names its timezone (``Z`` or ``+01:00``), with that offset;
+    raises :class:`NotAnInstant` for anything else (a naive time's moment is unknowable)."""
+    if not isinstance(value, str):
+        raise NotAnInstant("not_text")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise NotAnInstant("not_iso") from None
+    if parsed.tzinfo is None:
+        raise NotAnInstant("no_timezone")
+    return parsed
+
+
+def as_utc(value: datetime | str) -> datetime:
+    """A datetime, or the ISO 8601 text an event carries, in UTC (naive taken as UTC, as :func:`utc`)."""
+    if isinstance(value, datetime):
+        return utc(value)
+    return utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))

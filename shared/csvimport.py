@@ -17,7 +17,7 @@ import io
 from datetime import datetime
 from typing import Any, Callable, TypeVar
 
-from shared.clock import utc
+from shared.clock import NotAnInstant, instant_from_iso, utc
 from shared.errors import AppError, BadInput
 
 T = TypeVar("T")
@@ -52,11 +52,10 @@ def parse_instant(raw: dict[str, str], column: str, now: datetime | None = None)
     if not text:
         return None
     try:
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise RowError(column, f"invalid_{column}", f"{column} {text!r} is not an ISO 8601 date-time") from None
-    if at.tzinfo is None:
-        raise RowError(column, f"invalid_{column}", f"{column} needs an offset (e.g. Z or +01:00)")
+        at = instant_from_iso(text)
+    except NotAnInstant as exc:
+        raise RowError(column, f"invalid_{column}", f"{column} needs an offset (e.g. Z or +01:00)" if exc.reason == "no_timezone"
+                       else f"{column} {text!r} is not an ISO 8601 date-time") from None
     at = utc(at).replace(microsecond=at.microsecond // 1000 * 1000)
     if now is not None and at > now:
         raise RowError(column, f"{column}_in_future", f"{column} {text} is in the future")

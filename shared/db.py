@@ -13,12 +13,12 @@ from typing import Any, Iterable
 import mongoengine
 import pymongo
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.config import Settings
 
-__all__ = ["ID_CHUNK", "WRITE_CHUNK", "DuplicateKeyError", "chunks", "connect", "disconnect", "find_by_ids", "insert_once",
-           "is_transient", "mongo_client", "ping"]
+__all__ = ["ID_CHUNK", "WRITE_CHUNK", "DuplicateKeyError", "chunks", "connect", "disconnect", "find_by_ids", "insert_many_once",
+           "insert_new", "insert_once", "is_transient", "mongo_client", "ping"]
 
 
 def _client_options(settings: Settings) -> dict:
@@ -64,6 +64,39 @@ def insert_once(collection, document: dict) -> bool:
         return True
     except DuplicateKeyError:
         return False
+
+
+def insert_new(collection, documents: list[dict]) -> set:
+    """Insert documents that were missing when read (in one command, unordered); the ids
+    refused because another writer created them meanwhile."""
+    try:
+        collection.insert_many(documents, ordered=False)
+        return set()
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(err.get("code") != 11000 for err in errors):
+            raise
+        return {documents[err["index"]]["_id"] for err in errors}
+    except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
+        return {doc["_id"] for doc in documents if not insert_once(collection, doc)}
+
+
+def insert_many_once(collection, documents: list[dict]) -> list[dict]:
+    """Insert the documents (deterministic ids) in chunks; return those that were new."""
+    stored = []
+    for part in chunks(documents):
+        try:
+            collection.insert_many(part, ordered=False)
+            stored.extend(part)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(err.get("code") != 11000 for err in errors):
+                raise
+            lost = {err["index"] for err in errors}
+            stored.extend(doc for i, doc in enumerate(part) if i not in lost)
+        except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
+            stored.extend(doc for doc in part if insert_once(collection, doc))
+    return stored
 
 
 def is_transient(exc: BaseException) -> bool:

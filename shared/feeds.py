@@ -31,10 +31,10 @@ from datetime import datetime
 from typing import Any, Callable, Iterable, Sequence
 
 from pymongo import ReturnDocument, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from shared.clock import utc
-from shared.db import WRITE_CHUNK, chunks, find_by_ids
+from shared.db import WRITE_CHUNK, chunks, find_by_ids, insert_new
 from shared.errors import BadInput
 from shared.pagination import decode_cursor, encode_cursor, page_size
 
@@ -271,7 +271,7 @@ class FeedStore:
                 updates.append((UpdateOne({"_id": bucket_id, "v": v, **{k: {"$exists": False} for k in new}},
                                           {"$set": new, "$inc": {"n": len(new), "v": 1}}), bucket_id, v + 1, n + len(new), new))
             for part in chunks(inserts, WRITE_CHUNK):
-                refused = _insert_new(self.collection, part)
+                refused = insert_new(self.collection, part)
                 for doc in part:
                     if doc["_id"] in refused:  # created meanwhile by another writer
                         unsure[doc["_id"]] = {f"e.{i}": item for i, item in doc["e"].items()}
@@ -310,7 +310,7 @@ class FeedStore:
             if higher:
                 raises.append(UpdateOne({"_id": feed}, {"$max": higher}, upsert=True))
         for part in chunks(inserts, WRITE_CHUNK):
-            refused = _insert_new(self.collection, part)  # created meanwhile: raised like the others
+            refused = insert_new(self.collection, part)  # created meanwhile: raised like the others
             raises += [UpdateOne({"_id": d["_id"]}, {"$max": {f"b.{s}": v for s, v in d["b"].items()}}, upsert=True)
                        for d in part if d["_id"] in refused]
         for part in chunks(raises, WRITE_CHUNK):
@@ -465,27 +465,6 @@ def page_of(entries: Iterable[dict], first: Any, after: str | tuple[datetime, st
     return {"ids": [e["i"] for e in found], "entries": found, "cursors": cursors,
             "page_info": {"has_next_page": has_next, "end_cursor": cursors[-1] if cursors else None},
             "total_count": len(entries) if total is None else total}
-
-
-def _insert_new(collection, docs: list[dict[str, Any]]) -> set[str]:
-    """Insert documents that were not there when read; the ids refused because another writer
-    created them meanwhile."""
-    try:
-        collection.insert_many(docs, ordered=False)
-        return set()
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(err.get("code") != 11000 for err in errors):
-            raise
-        return {docs[err["index"]]["_id"] for err in errors}
-    except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
-        refused = set()
-        for doc in docs:
-            try:
-                collection.insert_one(doc)
-            except DuplicateKeyError:
-                refused.add(doc["_id"])
-        return refused
 
 
 class _BucketCache:

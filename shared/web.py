@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from shared.config import Settings
-from shared.errors import AppError, error_body
+from shared.errors import AppError, BadInput, error_body
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +72,26 @@ def dependency_checks(settings: Settings, db=None) -> dict[str, Check]:
     if db is not None:
         checks["mongo"] = lambda: ping(db)
     return checks
+
+
+def json_body() -> dict[str, Any]:
+    """The request's body, a JSON object; a 400 (``invalid_json``) when it is not one."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadInput("invalid_json", "the body must be a JSON object")
+    return body
+
+
+def csv_body() -> str | None:
+    """The CSV an import sends: the body's text, or JSON ``{"csv": ...}``."""
+    if request.mimetype == "application/json":
+        return json_body().get("csv")
+    return request.get_data(as_text=True)
+
+
+def line_offset() -> int:
+    """``?line_offset=N``: added to the line numbers an import reports (a part of a bigger file)."""
+    try:
+        return int(request.args.get("line_offset") or 0)
+    except ValueError:
+        raise BadInput("invalid_line_offset", "line_offset must be a whole number", field="line_offset") from None

@@ -18,6 +18,7 @@ from graphql import GraphQLError, StringValueNode
 
 from services.gateway.clients import ServiceError, ServiceUnavailable
 from shared import vocabulary
+from shared.clock import NotAnInstant, instant_from_iso
 
 
 def _enum(words: type[Enum]) -> type[graphene.Enum]:
@@ -52,15 +53,12 @@ class DateTime(graphene.Scalar):
 
     @staticmethod
     def parse_value(value):
-        if not isinstance(value, str):
-            raise GraphQLError("DateTime must be an ISO 8601 string")
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise GraphQLError(f"DateTime {value!r} is not ISO 8601") from None
-        if parsed.tzinfo is None:
-            raise GraphQLError("DateTime needs a timezone (Z or +01:00)")
-        return parsed
+            return instant_from_iso(value)
+        except NotAnInstant as exc:
+            raise GraphQLError({"not_text": "DateTime must be an ISO 8601 string",
+                                "not_iso": f"DateTime {value!r} is not ISO 8601",
+                                "no_timezone": "DateTime needs a timezone (Z or +01:00)"}[exc.reason]) from None
 
     @classmethod
     def parse_literal(cls, node, _variables=None):

@@ -18,9 +18,11 @@ from services.requests.handlers import RequestsService
 from services.requests.repository import request_from_doc
 from services.requests.visibility import list_page
 from shared.auth import reads_as_public
-from shared.errors import BadInput, NotFound
+from shared.clock import NotAnInstant, instant_from_iso
 from shared.db import find_by_ids
+from shared.errors import BadInput, NotFound
 from shared.feeds import in_order, page_of
+from shared.web import csv_body, json_body, line_offset
 
 people_api = Blueprint("people", __name__)
 requests_api = Blueprint("requests", __name__)
@@ -32,13 +34,6 @@ def _service() -> RequestsService:
 
 def _actor() -> str | None:
     return g.get("actor_id")
-
-
-def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise BadInput("invalid_json", "the body must be a JSON object")
-    return body
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -123,7 +118,7 @@ def lookup_people():
     """Many people by id in one call (the gateway batches its lookups through this)."""
     service = _service()
     service.actor(_actor())
-    ids = _body().get("ids")
+    ids = json_body().get("ids")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > 500:
         raise BadInput("invalid_ids", "ids must be a list of at most 500 person ids", field="ids")
     found = service.repo.people_by_ids(ids)
@@ -132,7 +127,7 @@ def lookup_people():
 
 @people_api.post("/people")
 def upsert_person():
-    person, created = _service().upsert_person(_actor(), _body())
+    person, created = _service().upsert_person(_actor(), json_body())
     return jsonify(person_json(person)), 201 if created else 200
 
 
@@ -153,30 +148,24 @@ def ensure_admin():
 
 @people_api.post("/people/import")
 def import_people():
-    if request.mimetype == "application/json":
-        text = _body().get("csv")
-    else:
-        text = request.get_data(as_text=True)
-    return jsonify(_service().import_people(_actor(), text))
+    return jsonify(_service().import_people(_actor(), csv_body()))
 
 
 # -- requests --------------------------------------------------------------------------------------
 
 def _parse_time(value: Any, field: str) -> datetime:
-    if not isinstance(value, str):
-        raise BadInput(f"invalid_{field}", f"{field} must be an ISO 8601 date-time with a timezone", field=field)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInput(f"invalid_{field}", f"{field} {value!r} is not an ISO 8601 date-time", field=field) from None
-    if parsed.tzinfo is None:
-        raise BadInput(f"invalid_{field}", f"{field} needs a timezone (e.g. Z or +01:00)", field=field)
-    return parsed
+        return instant_from_iso(value)
+    except NotAnInstant as exc:
+        raise BadInput(f"invalid_{field}", {"not_text": f"{field} must be an ISO 8601 date-time with a timezone",
+                                            "not_iso": f"{field} {value!r} is not an ISO 8601 date-time",
+                                            "no_timezone": f"{field} needs a timezone (e.g. Z or +01:00)"}[exc.reason],
+                       field=field) from None
 
 
 @requests_api.post("/requests")
 def submit_request():
-    body = _body()
+    body = json_body()
     if "needed_by" in body and body["needed_by"] is not None:
         body["needed_by"] = _parse_time(body["needed_by"], "needed_by")
     return jsonify(request_json(_service().submit(_actor(), body))), 201
@@ -188,15 +177,7 @@ def import_requests():
     CSV text, or JSON ``{"csv": ...}``. ``?line_offset=N`` is added to the reported line
     numbers (a part of a bigger file); ``?actor_email=`` names the admin when the caller (the
     command line) has no person id."""
-    if request.mimetype == "application/json":
-        text = _body().get("csv")
-    else:
-        text = request.get_data(as_text=True)
-    try:
-        offset = int(request.args.get("line_offset") or 0)
-    except ValueError:
-        raise BadInput("invalid_line_offset", "line_offset must be a whole number", field="line_offset") from None
-    return jsonify(_service().import_history(_actor(), text, offset, request.args.get("actor_email")))
+    return jsonify(_service().import_history(_actor(), csv_body(), line_offset(), request.args.get("actor_email")))
 
 
 @requests_api.get("/requests/<request_id>")
@@ -228,7 +209,7 @@ def list_requests():
 
 def _command(name: str, call):
     def view(request_id: str):
-        body = _body() if request.content_length else {}
+        body = json_body() if request.content_length else {}
         return jsonify(request_json(call(_service(), _actor(), request_id, body)))
 
     view.__name__ = f"command_{name.replace('-', '_')}"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from shared.clock import Clock, SystemClock
+from shared.clock import Clock, NotAnInstant, SystemClock, instant_from_iso
 
 SPECVERSION = "1.0"
 # Kafka's default message.max.bytes is ~1 MB; our events are small, so anything near that is
@@ -120,15 +120,12 @@ def format_time(dt: datetime) -> str:
 
 
 def parse_time(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise InvalidEvent("envelope time must be an RFC 3339 string")
     try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidEvent(f"envelope time {value!r} is not RFC 3339") from None
-    if dt.tzinfo is None:
-        raise InvalidEvent(f"envelope time {value!r} has no timezone")
-    return dt.astimezone(timezone.utc)
+        return instant_from_iso(value).astimezone(timezone.utc)
+    except NotAnInstant as exc:
+        raise InvalidEvent({"not_text": "envelope time must be an RFC 3339 string",
+                            "not_iso": f"envelope time {value!r} is not RFC 3339",
+                            "no_timezone": f"envelope time {value!r} has no timezone"}[exc.reason]) from None
 
 
 def new_event_id() -> str:

@@ -5,7 +5,7 @@ import pytest
 
 from ops.infra.local import FerretDB, KafkaBroker
 from ops.infra.process import InfraError
-from shared.clock import ManualClock
+from shared.clock import ManualClock, NotAnInstant, as_utc, instant_from_iso
 from shared.config import load_settings
 
 
@@ -55,3 +55,19 @@ def test_kraft_cluster_ids_never_look_like_a_command_line_option():
     ids = [new_cluster_id() for _ in range(2000)]  # about 30 would start with "-" if unchecked
     assert not [i for i in ids if i.startswith("-")]
     assert all(len(base64.urlsafe_b64decode(i + "==")) == 16 for i in ids)
+
+
+@pytest.mark.parametrize("value,reason", [(None, "not_text"), (20261127, "not_text"), ("27/11/2026", "not_iso"),
+                                          ("2026-11-27T10:00:00", "no_timezone")])
+def test_an_instant_is_iso_text_with_a_timezone(value, reason):
+    with pytest.raises(NotAnInstant) as refused:
+        instant_from_iso(value)
+    assert refused.value.reason == reason
+
+
+def test_an_instant_keeps_its_offset_and_as_utc_moves_it():
+    at = instant_from_iso("2026-11-27T10:00:00+01:00")
+    assert at.utcoffset() == timedelta(hours=1)
+    assert instant_from_iso("2026-11-27T09:00:00Z") == at
+    assert as_utc("2026-11-27T10:00:00+01:00") == as_utc(at) == datetime(2026, 11, 27, 9, tzinfo=timezone.utc)
+    assert as_utc("2026-11-27T09:00:00") == datetime(2026, 11, 27, 9, tzinfo=timezone.utc)  # naive: taken as UTC

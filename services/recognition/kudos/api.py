@@ -24,6 +24,7 @@ from shared import idempotency
 from shared.errors import BadInput, Forbidden, NotFound
 from shared.memory import release_free_memory
 from shared.vocabulary import KudosDirection, values
+from shared.web import csv_body, json_body, line_offset
 
 kudos_api = Blueprint("kudos", __name__)
 cards_api = Blueprint("cards", __name__)
@@ -32,13 +33,6 @@ CARD_CACHE = "public, max-age=86400"
 
 def _service() -> KudosService:
     return current_app.extensions["kudos_service"]
-
-
-def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise BadInput("invalid_json", "the body must be a JSON object")
-    return body
 
 
 def card_signature(kudos_id: str) -> str:
@@ -90,12 +84,12 @@ def _known_actor():
 
 @kudos_api.post("/kudos")
 def give():
-    return jsonify(_render([_service().give(g.get("actor_id"), _body())])[0]), 201
+    return jsonify(_render([_service().give(g.get("actor_id"), json_body())])[0]), 201
 
 
 @kudos_api.post("/kudos/<kudos_id>/add-ons")
 def add_on(kudos_id: str):
-    body = _body() if request.content_length else {}
+    body = json_body() if request.content_length else {}
     return jsonify(_render([_service().add_on(g.get("actor_id"), kudos_id, body.get("message"),
                                               idempotency.key_of(body))])[0]), 201
 
@@ -127,14 +121,7 @@ def import_kudos():
     """Kudos history from CSV (admin only): the body is the CSV text, or JSON ``{"csv": ...}``.
     ``?line_offset=N`` is added to the reported line numbers (a part of a bigger file);
     ``?actor_email=`` names the admin when the caller (the command line) has no person id."""
-    if request.mimetype == "application/json":
-        text = _body().get("csv")
-    else:
-        text = request.get_data(as_text=True)
-    try:
-        offset = int(request.args.get("line_offset") or 0)
-    except ValueError:
-        raise BadInput("invalid_line_offset", "line_offset must be a whole number", field="line_offset") from None
+    text, offset = csv_body(), line_offset()
     try:
         return jsonify(_service().import_history(g.get("actor_id"), text, offset, request.args.get("actor_email")))
     finally:

@@ -39,7 +39,7 @@ from typing import Any, Iterable, Iterator
 
 from pymongo.collection import Collection
 
-from shared.clock import Clock, utc
+from shared.clock import Clock, as_utc, utc
 from shared.feeds import DAY, Entry, FeedStore
 from shared.events import Envelope
 
@@ -101,7 +101,7 @@ class KudosFeeds:
                     continue
                 data = Envelope.from_dict(raw).data
                 found.append({"_id": data["kudos_id"], "giver_id": data["giver_id"], "recipient_ids": data["recipient_ids"],
-                              "created_at": _time(data["at"]), "private": bool(data.get("private"))})
+                              "created_at": as_utc(data["at"]), "private": bool(data.get("private"))})
         if found:
             added = self.add_many(found)
             if added:
@@ -178,9 +178,3 @@ class FeedBuilder:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
-
-
-def _time(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return utc(value)
-    return utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))

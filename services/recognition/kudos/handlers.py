@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from services.recognition.directory import Directory, DirectoryPerson
 from services.recognition.kudos import domain, importer
@@ -33,8 +33,8 @@ from shared.auth import sees_private
 from shared import idempotency
 from shared.bus.outbox import merge_update, with_outbox
 from shared.calendar import BusinessCalendar, period_bounds, period_key
-from shared.clock import Clock, utc
-from shared.db import WRITE_CHUNK, chunks, find_by_ids
+from shared.clock import Clock, as_utc, utc
+from shared.db import WRITE_CHUNK, chunks, find_by_ids, insert_new
 from shared.errors import Conflict, Forbidden, NotFound, RuleViolation, Unauthorized
 from shared.events import Envelope, build_event
 from shared.feeds import in_order
@@ -52,31 +52,6 @@ IMPORT_BATCH = 10
 def imported_event_id(kudos_id: str) -> str:
     """The ``kudos.given`` event id of an imported kudos: the same whichever import stores it."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"insidetrack:kudos.given:{kudos_id}"))
-
-
-def event_at(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return utc(value)
-    return utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
-
-
-def _insert_new(collection, docs: list[dict[str, Any]]) -> set[str]:
-    """Insert documents with deterministic ids; the ids refused because they were there."""
-    try:
-        collection.insert_many(docs, ordered=False)
-        return set()
-    except BulkWriteError as exc:
-        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-            raise
-        return {docs[e["index"]]["_id"] for e in exc.details["writeErrors"]}
-    except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
-        refused = set()
-        for doc in docs:
-            try:
-                collection.insert_one(doc)
-            except DuplicateKeyError:
-                refused.add(doc["_id"])
-        return refused
 
 
 def kudos_from_doc(doc: dict) -> Kudos:
@@ -264,11 +239,11 @@ class KudosService:
                                        [self._imported_event(row) for row in part]))
         recorded_before = set()
         for part in chunks(batches, WRITE_CHUNK):
-            recorded_before |= _insert_new(self.imports, part)
+            recorded_before |= insert_new(self.imports, part)
         inserted: list[str] = []
         for part in chunks(fresh, WRITE_CHUNK):
             docs = [self._imported_doc(row) for row in part]
-            clashed = _insert_new(self.kudos, docs)  # another import of the same rows got there first
+            clashed = insert_new(self.kudos, docs)  # another import of the same rows got there first
             inserted += [d["_id"] for d in docs if d["_id"] not in clashed]
         added = set(inserted)
         self.feeds.add_many({"_id": row.id, "giver_id": row.giver.id, "recipient_ids": [r.id for r in row.recipients],
@@ -312,10 +287,10 @@ class KudosService:
                     "_id": d["kudos_id"], "giver_id": d["giver_id"], "giver_name": name(d["giver_id"]),
                     "recipient_ids": list(d["recipient_ids"]), "recipient_names": [name(r) for r in d["recipient_ids"]],
                     "message": d["message"], "values": list(d.get("values") or []), "gesture": d["gesture"],
-                    "request_id": d.get("request_id"), "created_at": event_at(d["at"]), "add_ons": [], "imported": True,
+                    "request_id": d.get("request_id"), "created_at": as_utc(d["at"]), "add_ons": [], "imported": True,
                 } for d in missing]
                 for part in chunks(restored, WRITE_CHUNK):
-                    _insert_new(self.kudos, part)
+                    insert_new(self.kudos, part)
                 log.warning("kudos import: stored kudos an interrupted import had recorded the events of",
                             extra={"kudos": len(restored)})
         self.feeds.recover(collection, docs)

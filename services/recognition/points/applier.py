@@ -23,11 +23,10 @@ from services.recognition.directory import Directory
 from services.recognition.points.badges import advance_progress, award_badges
 from services.recognition.points.ranking import Ranking, ScoreChange
 from services.recognition.points.rules import RuleSet
-from services.recognition.points.store import (Store, as_document, insert_many_once, insert_new, ledger_list, safe_key,
-                                               shown_in_ledger)
+from services.recognition.points.store import Store, as_document, ledger_list, safe_key, shown_in_ledger
 from shared.calendar import PERIODS, BusinessCalendar, period_key, previous_period_key
 from shared.clock import Clock, utc
-from shared.db import chunks, find_by_ids
+from shared.db import chunks, find_by_ids, insert_many_once, insert_new
 from shared.events.schemas import PointsAwarded
 from shared.feeds import Entry
 
@@ -63,7 +62,6 @@ def _period_rank(key: str) -> int:
     return 3 if key == "all" else 2 if "-Q" in key else 0 if "-W" in key else 1
 
 
-
 def _apply_sums(collection, sums: dict[str, _Sum], build: Callable[[_Sum, list[_Item]], dict]) -> None:
     """Add each batch sum to its document once, whatever happened before a crash.
 
@@ -97,7 +95,6 @@ def _apply_sums(collection, sums: dict[str, _Sum], build: Callable[[_Sum, list[_
     if ops:
         for part in chunks(ops):
             collection.bulk_write(part, ordered=False)
-
 
 
 @dataclass

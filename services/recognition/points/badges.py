@@ -9,11 +9,11 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
 from services.recognition.points.rules import Badge, RuleSet
-from services.recognition.points.store import SOURCE, Store, badge_award_id, insert_many_once
+from services.recognition.points.store import SOURCE, Store, badge_award_id
 from shared.bus.outbox import with_outbox
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock
-from shared.db import find_by_ids
+from shared.db import find_by_ids, insert_many_once
 from shared.events import build_event
 
 if TYPE_CHECKING:

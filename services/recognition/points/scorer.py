@@ -20,11 +20,10 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.recognition.directory import Directory
 from services.recognition.points.rules import Rule, RuleSet
-from services.recognition.points.store import (SOURCE, Store, day_id, entry_id, insert_many_once, insert_new,
-                                               safe_key, submission_entry)
+from services.recognition.points.store import SOURCE, Store, day_id, entry_id, safe_key, submission_entry
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, utc
-from shared.db import chunks, find_by_ids, insert_once
+from shared.db import chunks, find_by_ids, insert_many_once, insert_new, insert_once
 from shared.events import Envelope, build_event
 from shared.events.envelope import parse_time
 from shared.vocabulary import Priority

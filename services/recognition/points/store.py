@@ -1,5 +1,5 @@
-"""The points store: its collections (a rebuild uses the same shape under a name suffix), the
-ids of what it keeps, and the bulk writes both stages make on FerretDB."""
+"""The points store: its collections (a rebuild uses the same shape under a name suffix) and
+the ids of what it keeps (deterministic, so every write is idempotent)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
 
 from shared.clock import utc
-from shared.db import chunks, insert_once
+from shared.db import chunks
 from shared.feeds import Entry, FeedStore
 
 log = logging.getLogger(__name__)
@@ -111,15 +110,13 @@ def submission_entry(doc: dict) -> dict:
     return {"t": utc(doc["at"]), "s": bool(doc.get("rush_short_notice"))}
 
 
-
 def entry_id(source_event_id: str, rule_id: str, person_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"insidetrack:points:{source_event_id}:{rule_id}:{person_id}"))
 
 
-
 def safe_key(value: str) -> bool:
+    """Whether an id may be a field name in a document (no dot, no leading dollar)."""
     return bool(value) and "." not in value and not value.startswith("$")
-
 
 
 def as_document(doc_id: str, update: dict[str, Any]) -> dict[str, Any]:
@@ -133,37 +130,3 @@ def as_document(doc_id: str, update: dict[str, Any]) -> dict[str, Any]:
                 target = target.setdefault(name, {})
             target[leaf] = value
     return doc
-
-
-def insert_new(collection, documents: list[dict]) -> set:
-    """Insert documents that were missing when read; the ids refused because another writer
-    created them meanwhile."""
-    try:
-        collection.insert_many(documents, ordered=False)
-        return set()
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(err.get("code") != 11000 for err in errors):
-            raise
-        return {documents[err["index"]]["_id"] for err in errors}
-    except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
-        return {doc["_id"] for doc in documents if not insert_once(collection, doc)}
-
-
-def insert_many_once(collection, documents: list[dict]) -> list[dict]:
-    """Insert the documents (deterministic ids) in chunks; return those that were new."""
-    stored = []
-    for part in chunks(documents):
-        try:
-            collection.insert_many(part, ordered=False)
-            stored.extend(part)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(err.get("code") != 11000 for err in errors):
-                raise
-            lost = {err["index"] for err in errors}
-            stored.extend(doc for i, doc in enumerate(part) if i not in lost)
-        except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
-            stored.extend(doc for doc in part if insert_once(collection, doc))
-    return stored
-
