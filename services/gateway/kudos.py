@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import graphene
 
+from services.gateway.calls import call_service, call_service_or_none, run_mutation
 from services.gateway.clients import segment
-from services.gateway.core import (
-    DateTime, Gesture, KudosDirection, UserError, call_service, connection_from_page, connection_types, enum_value,
-    find, run_mutation,
-)
 from services.gateway.people import Person
-from services.gateway.support import SupportRequest
+from services.gateway.requests import SupportRequest
+from services.gateway.types import (
+    DateTime, Gesture, KudosDirection, UserError, connection_from_page, connection_types, enum_value,
+)
 
 
 class KudosAddOn(graphene.ObjectType):
@@ -49,7 +49,7 @@ class Kudos(graphene.ObjectType):
         ctx = info.context
         if not root.get("request_id"):
             return None
-        return find(lambda: ctx.services.requests.get(f"/requests/{segment(root['request_id'])}", ctx.actor_id))
+        return call_service_or_none(lambda: ctx.services.requests.get(f"/requests/{segment(root['request_id'])}", ctx.actor_id))
 
     def resolve_card_url(root, info):
         return info.context.card_url(root["card_url"])
@@ -95,7 +95,7 @@ class KudosQueries(graphene.ObjectType):
 
     def resolve_kudos(root, info, id):
         ctx = info.context
-        return find(lambda: read_kudos(ctx, id))
+        return call_service_or_none(lambda: read_kudos(ctx, id))
 
     def resolve_kudos_feed(root, info, person_id=None, direction=None, first=None, after=None):
         ctx = info.context

@@ -5,9 +5,9 @@ from __future__ import annotations
 import graphene
 from graphql import FieldNode
 
-from services.gateway.core import (
-    DateTime, Department, Period, Role, UserError, call_service, connection_from_page, connection_types, enum_value, private,
-    run_mutation,
+from services.gateway.calls import call_service, private, run_mutation
+from services.gateway.types import (
+    DateTime, Department, Period, Role, UserError, connection_from_page, connection_types, enum_value,
 )
 
 

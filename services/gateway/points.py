@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import graphene
 
-from services.gateway.core import Department, Period, Role, Scope, call_service, enum_value
+from services.gateway.calls import call_service
 from services.gateway.people import Person
+from services.gateway.types import Department, Period, Role, Scope, enum_value
 
 
 class LeaderboardEntry(graphene.ObjectType):

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import graphene
 
-from services.gateway.core import DateTime, Department, Period, Role, Scope, call_service
+from services.gateway.calls import call_service
 from services.gateway.kudos import Kudos, KudosMutations, KudosQueries
 from services.gateway.people import PeopleMutations, PeopleQueries, Person
 from services.gateway.points import Leaderboard, PointsQueries
-from services.gateway.support import SupportMutations, SupportQueries, SupportRequest
+from services.gateway.requests import RequestsMutations, RequestsQueries, SupportRequest
+from services.gateway.types import DateTime, Department, Period, Role, Scope
 
 
-class Query(PeopleQueries, SupportQueries, KudosQueries, PointsQueries, graphene.ObjectType):
+class Query(PeopleQueries, RequestsQueries, KudosQueries, PointsQueries, graphene.ObjectType):
     """Everything the intranet portal can read. Every field needs a signed-in person."""
 
 
-class Mutation(PeopleMutations, SupportMutations, KudosMutations, graphene.ObjectType):
+class Mutation(PeopleMutations, RequestsMutations, KudosMutations, graphene.ObjectType):
     """Every change; business-rule refusals come back in each payload's `errors`."""
 
 

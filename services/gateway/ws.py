@@ -34,11 +34,11 @@ from services.gateway.auth import verify_token
 from services.gateway.clients import ServiceError, ServiceUnavailable, segment
 from services.gateway.context import RequestContext
 from services.gateway.http import active_refusal
+from services.gateway.kudos import read_kudos
 from services.gateway.limits import limit_rules, no_introspection_rule, validate_within_limits
 from services.gateway.live import LiveHub
+from services.gateway.requests import request_changed_refusal
 from services.gateway.schema import schema
-from services.gateway.kudos import read_kudos
-from services.gateway.support import request_changed_refusal
 from shared.errors import AppError
 
 log = logging.getLogger(__name__)

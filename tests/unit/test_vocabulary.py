@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway import core
+from services.gateway import types
 from services.recognition.kudos import domain as kudos_domain
 from services.recognition.points import queries, rules
 from services.requests import domain as requests_domain
@@ -16,7 +16,7 @@ from shared.events import schemas
                                    vocabulary.RequestStatus, vocabulary.Priority, vocabulary.Outcome,
                                    vocabulary.Gesture, vocabulary.KudosDirection, vocabulary.Period, vocabulary.Scope])
 def test_the_gateway_enum_is_the_vocabulary_upper_cased(words):
-    graphql = getattr(core, words.__name__)
+    graphql = getattr(types, words.__name__)
     assert [(m.name, m.value) for m in graphql._meta.enum] == [(w.value.upper(), w.value) for w in words]
     assert graphql._meta.description == words.__doc__.strip()
 

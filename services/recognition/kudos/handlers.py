@@ -66,6 +66,10 @@ def kudos_from_doc(doc: dict) -> Kudos:
 
 @dataclass
 class KudosService:
+    """The kudos use cases, one method each (give, add on, import history, feed and allowance
+    reads): the handlers of the kudos process, kept on one object because they share its
+    collections, directory copy, clock and relay hooks (wired in ``app.py``)."""
+
     settings: KudosSettings
     directory: Directory
     clock: Clock

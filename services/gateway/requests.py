@@ -1,16 +1,18 @@
-"""Support requests: queries and the lifecycle mutations (requests service)."""
+"""Support requests: queries and the lifecycle mutations (the requests service). The GraphQL
+type keeps the contract's name, ``SupportRequest``."""
 
 from __future__ import annotations
 
 import graphene
 from graphql import GraphQLError
 
+from services.gateway.calls import call_service, call_service_or_none, run_mutation
 from services.gateway.clients import segment
-from services.gateway.core import (
-    DateTime, Department, Outcome, Priority, RequestKind, RequestStatus, UserError, call_service,
-    connection_from_page, connection_types, enum_value, find, run_mutation,
-)
 from services.gateway.people import Person
+from services.gateway.types import (
+    DateTime, Department, Outcome, Priority, RequestKind, RequestStatus, UserError, connection_from_page, connection_types,
+    enum_value,
+)
 
 
 class TimelineEntry(graphene.ObjectType):
@@ -104,14 +106,14 @@ def _prime_page(ctx, items) -> None:
     call_service(lambda: ctx.prime_people(pid for r in items for pid in [r["requester_id"], *r["assignee_ids"]]))
 
 
-class SupportQueries(graphene.ObjectType):
+class RequestsQueries(graphene.ObjectType):
     request = graphene.Field(SupportRequest, id=graphene.ID(required=True))
     requests = graphene.Field(SupportRequestConnection, required=True, filter=RequestFilter(),
                               first=graphene.Int(), after=graphene.String())
 
     def resolve_request(root, info, id):
         ctx = info.context
-        return find(lambda: ctx.services.requests.get(f"/requests/{segment(id)}", ctx.actor_id))
+        return call_service_or_none(lambda: ctx.services.requests.get(f"/requests/{segment(id)}", ctx.actor_id))
 
     def resolve_requests(root, info, filter=None, first=None, after=None):
         ctx = info.context
@@ -159,7 +161,7 @@ class SubmitRequest(graphene.Mutation):
         return run_mutation("request", lambda: ctx.services.requests.post("/requests", ctx.actor_id, body))
 
 
-class SupportMutations(graphene.ObjectType):
+class RequestsMutations(graphene.ObjectType):
     submit_request = SubmitRequest.Field(required=True)
     acknowledge_request = _command("AcknowledgeRequest", "acknowledge").Field(required=True)
     start_request = _command("StartRequest", "start").Field(required=True)
