@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import mongoengine as me
 from pymongo.errors import DuplicateKeyError
 
+from services.recognition.person import DirectoryPerson
 from shared.bus.consumer import ConsumerRunner
 from shared.bus.kafka import EventProducer
 from shared.config import Settings
@@ -36,23 +36,6 @@ class DirectoryPersonDoc(me.Document):
     event_id = me.StringField()
 
     meta = {"collection": "directory", "indexes": ["department", "role"]}
-
-
-@dataclass(frozen=True)
-class DirectoryPerson:
-    id: str
-    name: str
-    email: str
-    role: str
-    department: str
-    active: bool
-    title: str | None = None
-    manager_id: str | None = None
-
-    def as_record(self) -> dict:
-        """The person as the requests service's API shows them (the gateway's ``Person``)."""
-        return {"id": self.id, "email": self.email, "name": self.name, "role": self.role, "department": self.department,
-                "title": self.title, "manager_id": self.manager_id, "active": self.active}
 
 
 class Directory:

@@ -113,3 +113,34 @@ def test_a_late_or_relative_import_is_seen(tmp_path, monkeypatch):
     found = imported(package / "late.py")
     assert {"shared.x", "shared.x.y", "services.gateway"} <= found
     assert violations("shared") == ["shared/sub/late.py imports services.gateway: shared/ imports nothing of ours above it"]
+
+
+IO_LIBRARIES = {"flask", "kafka", "mongoengine", "pymongo", "requests", "werkzeug", "graphene", "PIL"}
+PURE = ["services/requests/domain.py", "services/recognition/kudos/domain.py", "services/recognition/person.py",
+        "shared/vocabulary.py", "shared/calendar.py"]
+
+
+def our_module_file(module: str) -> Path | None:
+    base = PROJECT_ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@pytest.mark.parametrize("path", PURE)
+def test_a_domain_does_no_io_not_even_through_what_it_imports(path):
+    """The rules of a service are plain code: its domain, and everything of ours it imports,
+    import no database, broker, web or drawing library."""
+    seen, todo, found = set(), [PROJECT_ROOT / path], []
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for target in imported(current):
+            if target.split(".")[0] in IO_LIBRARIES:
+                found.append(f"{current.relative_to(PROJECT_ROOT)} imports {target}")
+            elif (file := our_module_file(target)) is not None:
+                todo.append(file)
+    assert found == []

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from services.recognition.directory import DirectoryPerson
+from services.recognition.person import DirectoryPerson
 from services.recognition.kudos.domain import (
     GESTURES,
     MAX_MESSAGE,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from services.recognition.directory import DirectoryPerson
+from services.recognition.person import DirectoryPerson
 from shared.errors import BadInput, Conflict, Forbidden, RuleViolation, Unauthorized
 from shared.text import clean_text
 from shared.vocabulary import Gesture, values

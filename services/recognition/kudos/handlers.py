@@ -22,13 +22,14 @@ from typing import Any, Callable
 
 from pymongo.errors import DuplicateKeyError
 
-from services.recognition.directory import Directory, DirectoryPerson
+from services.recognition.directory import Directory
 from services.recognition.kudos import domain, importer
 from services.recognition.kudos.cards import CardData
 from services.recognition.kudos.config import KudosSettings
 from services.recognition.kudos.documents import AllowanceDoc, ImportBatchDoc, KudosDoc, WeeklyCapDoc
 from services.recognition.kudos.domain import AddOn, Kudos
 from services.recognition.kudos.feeds import KudosFeeds, person_feed
+from services.recognition.person import DirectoryPerson
 from shared.auth import sees_private
 from shared import idempotency
 from shared.bus.outbox import merge_update, with_outbox

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.recognition.directory import DirectoryPerson
+from services.recognition.person import DirectoryPerson
 from services.recognition.kudos.domain import GESTURES, MAX_MESSAGE, MAX_RECIPIENTS
 from shared.clock import utc
 from shared.csvimport import RowError, parse_instant, parse_rows, split_list
