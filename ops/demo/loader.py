@@ -24,7 +24,6 @@ from typing import Any, Callable
 import requests as http
 
 from ops.demo.company import Plan, Step, people_csv
-from services.recognition.points.app import POINTS_GROUPS
 from shared.bus.kafka import consumer_lag
 from shared.clock import OffsetClock
 from shared.config import Settings
@@ -258,6 +257,8 @@ class DemoLoader:
 def wait_for_points(settings: Settings, timeout: float = 300, quiet_checks: int = 3) -> bool:
     """Wait until the points process has nothing left to score (several checks in a row: the
     applier's badge awards reach their topic through its outbox a moment after it commits)."""
+    from services.recognition.points.app import POINTS_GROUPS  # the whole points process: only when waiting
+
     deadline = time.monotonic() + timeout
     quiet = 0
     while time.monotonic() < deadline:
