@@ -248,7 +248,7 @@ def test_every_file_a_service_reads_at_run_time_is_in_the_wheel():
     """The image installs the project's wheel: a data file package-data misses is not in it."""
     package_data = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     missing = []
-    for root in ("shared", "services"):
+    for root in ("shared", "services", "ops"):
         for path in (PROJECT_ROOT / root).rglob("*"):
             if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
                 continue
