@@ -24,7 +24,6 @@ from ops.infra import local
 from ops.infra.process import Daemon, InfraError
 from ops.supervisor import Supervisor
 from shared.config import ConfigError, Settings, load_settings
-from shared.errors import AppError
 from shared.events import TOPICS
 from shared.lifecycle import Shutdown
 

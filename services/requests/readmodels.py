@@ -47,8 +47,8 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from datetime import datetime, timezone
+from typing import Callable
 
 from pymongo import UpdateOne
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask
-
 from services.recognition.directory import Directory, DirectoryPersonDoc, directory_reader
 from services.recognition.points.api import points_api
 from services.recognition.points.applied import announce_applied
