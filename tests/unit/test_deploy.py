@@ -30,7 +30,7 @@ import yaml
 import services
 from ops.cli import build_parser
 from ops.supervisor import SERVICES
-from shared import healthcheck
+from ops import healthcheck
 from shared.config import PROJECT_ROOT, Settings
 
 DEPLOY = PROJECT_ROOT / "deploy"
