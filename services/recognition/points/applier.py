@@ -222,9 +222,10 @@ class Applier:
         todo = [i for i in board.items if applied.get(i.partition, -1) < i.offset]
         if not todo:
             return  # applied before the crash that replays it
+        offsets = {i.partition: i.offset for i in sorted(todo, key=lambda i: i.offset)}  # the last per partition
         update = self._board_update(board, todo)
         update["$inc"]["v"] = 1
-        update["$set"].update({f"applied.{i.partition}": i.offset for i in sorted(todo, key=lambda i: i.offset)})
+        update["$set"].update({f"applied.{partition}": offset for partition, offset in offsets.items()})
         if before:
             write = update
             people = list(dict.fromkeys(i.award.person_id for i in todo))
@@ -259,11 +260,12 @@ class Applier:
 
         after: dict | None = None
         if exact:
-            after = {**before, "_id": doc_id, "entries": {pid: dict(e) for pid, e in entries.items()},
-                     "applied": {**applied, **{i.partition: i.offset for i in sorted(todo, key=lambda i: i.offset)}},
+            # The board as written: the one read plus this batch. Nothing else holds the document
+            # read (a remembered one was taken out above), so its entries change in place.
+            after = {**before, "_id": doc_id, "entries": entries, "applied": {**applied, **offsets},
                      "v": int(before.get("v") or 0) + 1}
             for change in changes:
-                after["entries"][change.person_id] = {"p": change.new, "d": change.department, "r": change.role}
+                entries[change.person_id] = {"p": change.new, "d": change.department, "r": change.role}
             self._remember_board(doc_id, after)
 
         def board_after() -> dict:
