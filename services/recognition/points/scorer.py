@@ -317,12 +317,10 @@ class _Batch:
 
     def change_facts(self, request_id: str, fields: dict[str, Any] | None = None, waiting: dict | None = None) -> None:
         """Set fields of a request's facts, and/or add a thanks waiting for its delivery."""
-        update: dict[str, Any] = {}
-        if fields:
-            update["$set"] = fields
-        if waiting is not None:
-            update["$addToSet"] = {"waiting_thanks": waiting}
         if not self.batched:
+            update: dict[str, Any] = {"$set": fields} if fields else {}
+            if waiting is not None:
+                update["$addToSet"] = {"waiting_thanks": waiting}
             self.store.request_facts.update_one({"_id": request_id}, update, upsert=True)
             return
         doc = self.facts(request_id)
