@@ -586,7 +586,7 @@ def main() -> int:
         sys.path.insert(0, str(ROOT / "bench"))
         import scoring
 
-        scoring.run(settings, record)
+        scoring.run(settings, record, rss_mb)
         return write_results()
     if ONLY in ("leaderboard", "ferretdb"):
         ferretdb = local.FerretDB(settings)

@@ -41,12 +41,7 @@ class _Timings(monitoring.CommandListener):
     failed = succeeded
 
 
-def _rss_mb() -> float:
-    with open(f"/proc/{os.getpid()}/statm") as statm:
-        return round(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-
-
-def run(settings, record) -> None:
+def run(settings, record, rss_mb) -> None:
     timings = _Timings()
     monitoring.register(timings)  # before the client is made: it applies to clients made after
 
@@ -91,7 +86,7 @@ def run(settings, record) -> None:
                 "kudos_id": f"k{i}", "giver_id": giver, "recipient_ids": [recipient], "message": "thanks", "values": [],
                 "gesture": "thanks", "request_id": None, "at": at}, source="bench", clock=ManualClock(at)))
         timings.by_op.clear()
-        rss_start = rss_peak = _rss_mb()
+        rss_start = rss_peak = rss_mb(os.getpid())
         scoring = applying = 0.0
         offset = 0
         t0 = time.perf_counter()
@@ -108,12 +103,12 @@ def run(settings, record) -> None:
                     items.append((PointsAwarded.model_validate(envelope.data), "0", offset))
                     offset += 1
                 applier.apply_batch(items)
-                rss_peak = max(rss_peak, _rss_mb())
+                rss_peak = max(rss_peak, rss_mb(os.getpid()))
             applying += time.perf_counter() - t
         elapsed = time.perf_counter() - t0
-        rss_end = _rss_mb()
+        rss_end = rss_mb(os.getpid())
         release_free_memory()
-        rss_trimmed = _rss_mb()
+        rss_trimmed = rss_mb(os.getpid())
         db_s = sum(s for _, s in timings.by_op.values())
         top = sorted(timings.by_op.items(), key=lambda kv: -kv[1][1])[:12]
         record("scoring_history_in_process", kudos=KUDOS, people=PEOPLE, awards=len(published), seconds=round(elapsed, 1),
