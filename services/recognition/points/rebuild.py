@@ -24,7 +24,7 @@ from services.recognition.points.scorer import Scorer, event_time
 from services.recognition.points.store import Store
 from services.recognition.points.rules import RuleSet
 from shared.calendar import BusinessCalendar
-from shared.clock import Clock, SystemClock
+from shared.clock import Clock, clock_for
 from shared.config import Settings
 from shared.events import Envelope, InvalidEvent, decode
 from shared.events.schemas import PointsAwarded, PersonUpserted
@@ -78,7 +78,7 @@ REBUILD_BATCH = 10000
 def rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Directory,
             clock: Clock | None = None) -> RebuildReport:
     started = time.monotonic()
-    clock = clock or SystemClock()
+    clock = clock or clock_for(settings)  # the points process's own clock (the demo's, in a demo)
     calendar = BusinessCalendar.from_settings(settings)
 
     people, _ = read_topics(settings, ["people"])
