@@ -15,13 +15,12 @@ from flask import Blueprint, current_app, g, jsonify, request
 from services.requests import domain
 from services.requests.domain import Person, SupportRequest
 from services.requests.handlers import RequestsService
-from services.requests.repository import request_from_doc
+from services.requests.readmodels import request_view
 from services.requests.visibility import list_page
 from shared.auth import reads_as_public
 from shared.clock import NotAnInstant, instant_from_iso
-from shared.db import find_by_ids
 from shared.errors import BadInput, NotFound
-from shared.feeds import in_order, page_of
+from shared.feeds import page_of
 from shared.web import csv_body, json_body, line_offset
 
 people_api = Blueprint("people", __name__)
@@ -36,32 +35,15 @@ def _actor() -> str | None:
     return g.get("actor_id")
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def person_json(person: Person) -> dict[str, Any]:
     return asdict(person)
 
 
 def request_json(r: SupportRequest, timeline: bool = True) -> dict[str, Any]:
-    out = {
-        "id": r.id, "number": r.number, "requester_id": r.requester_id, "department": r.department,
-        "kind": r.kind, "title": r.title, "details": r.details, "customer": r.customer,
-        "deal_name": r.deal_name, "deal_value": r.deal_value, "commitment": r.commitment,
-        "needed_by": _iso(r.needed_by), "priority": r.priority, "rush_reason": r.rush_reason,
-        "status": r.status, "outcome": r.outcome, "assignee_ids": r.assignee_ids,
-        "submitted_at": _iso(r.submitted_at), "acknowledged_at": _iso(r.acknowledged_at),
-        "delivered_at": _iso(r.delivered_at), "closed_at": _iso(r.closed_at), "cancelled_at": _iso(r.cancelled_at),
-        "last_deal_update_at": _iso(r.last_deal_update_at),
-        "notice_business_hours": r.notice_business_hours,
-        "brief_complete": r.brief_complete, "brief_gaps": r.brief_gaps,
-        "timers": {"overdue_at": _iso(r.overdue_at), "update_due_at": _iso(r.update_due_at), "info_due_at": _iso(r.info_due_at)},
-        "version": r.version,
-    }
+    out = request_view(r)
     if timeline:
         out["timeline"] = [
-            {"id": e.id, "at": _iso(e.at), "actor_id": e.actor_id, "type": e.type, "text": e.text, "data": e.data}
+            {"id": e.id, "at": e.at.isoformat(), "actor_id": e.actor_id, "type": e.type, "text": e.text, "data": e.data}
             for e in r.timeline
         ]
     return out
@@ -201,10 +183,9 @@ def list_requests():
                      assignee_id=request.args.get("assignee_id") or None, department=department, status=status,
                      open_only=request.args.get("open") == "true", priority=priority,
                      first=request.args.get("first"), after=request.args.get("after"))
-    found = find_by_ids(service.repo.requests, page["ids"], {"outbox": 0, "timeline": 0})
-    items = [request_from_doc(d) for d in in_order(page["ids"], found)]
-    page = {**page, "items": items}
-    return jsonify(_page_json(page, lambda r: request_json(r, timeline=False)))
+    # The page's cards (readmodels.py), not the requests: a card is one value to decode.
+    page = {**page, "items": service.repo.read_models.cards_of(page["ids"])}
+    return jsonify(_page_json(page, lambda card: card))
 
 
 def _command(name: str, call):

@@ -22,6 +22,13 @@ its **projection** onto:
 
   :func:`choose_list` picks the list for a filter combination (the smallest that holds it)
   and filters the rest (priority, ...) on the entries' data;
+- **cards** (collection ``request_cards``): each request as a list shows it (every field but
+  its timeline: :func:`request_view`), packed in one JSON value with its version
+  (``{_id, v, j}``). A page of a list reads its 20 cards by ``_id``, not the requests: FerretDB
+  decodes a whole document to read any part of it, and its cost grows with the values in it (a
+  year-old request, its lifecycle in its timeline, is ~40 fields and ~50 timeline values; its
+  card is one). A card is written only over an older version's, so projections landing out of
+  order never put an old one back;
 - **timer buckets** (collection ``request_timers``): ``due|<hour>`` maps request id -> the
   next time one of its timers can fire. The sweeper reads the buckets from its cursor
   (``cursor``, the last swept hour) to now by ``_id``: an idle tick reads two small documents.
@@ -40,17 +47,20 @@ events, then clears each one's flag and outbox in one write guarded by the versi
 (:meth:`RequestReadModels.finish_imported`): a crash halfway leaves them to the same recovery.
 
 Upgrade: the document ``read_models`` (in ``counters``) holds the version of these read
-models; a ``var/`` from before them is projected once at start (one scan, bulk writes).
+models; a ``var/`` from before them (or from before the cards, version 1) is projected once at
+start (one scan, bulk writes).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.requests import domain
 from services.requests.domain import SupportRequest
@@ -62,7 +72,7 @@ from shared.feeds import DAY, Entry, FeedStore
 
 log = logging.getLogger(__name__)
 
-READ_MODELS_VERSION = 1
+READ_MODELS_VERSION = 2  # 2: the cards
 VERSION_ID = "read_models"
 PEOPLE_VERSION_ID = "people_version"
 PENDING = "lists_pending"
@@ -76,6 +86,32 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LISTING_FIELDS = {"timeline": 0, "outbox": 0}
 
 Listing = dict[str, tuple[datetime, dict | None]]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def request_view(r: SupportRequest) -> dict[str, Any]:
+    """A request as the API shows it, without its timeline: what a list shows (its card)."""
+    return {
+        "id": r.id, "number": r.number, "requester_id": r.requester_id, "department": r.department,
+        "kind": r.kind, "title": r.title, "details": r.details, "customer": r.customer,
+        "deal_name": r.deal_name, "deal_value": r.deal_value, "commitment": r.commitment,
+        "needed_by": _iso(r.needed_by), "priority": r.priority, "rush_reason": r.rush_reason,
+        "status": r.status, "outcome": r.outcome, "assignee_ids": list(r.assignee_ids),
+        "submitted_at": _iso(r.submitted_at), "acknowledged_at": _iso(r.acknowledged_at),
+        "delivered_at": _iso(r.delivered_at), "closed_at": _iso(r.closed_at), "cancelled_at": _iso(r.cancelled_at),
+        "last_deal_update_at": _iso(r.last_deal_update_at),
+        "notice_business_hours": r.notice_business_hours,
+        "brief_complete": r.brief_complete, "brief_gaps": list(r.brief_gaps),
+        "timers": {"overdue_at": _iso(r.overdue_at), "update_due_at": _iso(r.update_due_at), "info_due_at": _iso(r.info_due_at)},
+        "version": r.version,
+    }
+
+
+def card_doc(r: SupportRequest) -> dict[str, Any]:
+    return {"_id": r.id, "v": r.version, "j": json.dumps(request_view(r), separators=(",", ":"))}
 
 
 def hour_slot(at: datetime) -> int:
@@ -174,11 +210,57 @@ def choose_list(requester_id: str | None = None, assignee_id: str | None = None,
 class RequestReadModels:
     """The projection of requests onto their lists and timer buckets, the upgrade and recovery."""
 
-    def __init__(self, requests, lists, timers, counters):
+    def __init__(self, requests, lists, timers, counters, cards):
         self.requests = requests
         self.feeds = FeedStore(lists, slots={"all": DAY, "allopen": DAY, "allst": DAY})
         self.timers = timers
         self.counters = counters
+        self.cards = cards
+
+    # -- cards ------------------------------------------------------------------------------------
+
+    def write_card(self, request: SupportRequest) -> None:
+        """Write ``request``'s card unless one of its version or newer is there. (Not an
+        upsert guarded by the version: FerretDB answers a bulk of those that all clash
+        without what pymongo reads.)"""
+        card = card_doc(request)
+        for _ in range(2):
+            if request.version > 1 and self.cards.update_one(
+                    {"_id": request.id, "v": {"$lt": request.version}}, {"$set": {"v": card["v"], "j": card["j"]}}).matched_count:
+                return
+            try:
+                self.cards.insert_one(card)
+                return
+            except DuplicateKeyError:
+                if request.version == 1:
+                    return  # there is no older version than the first
+                # There is one: newer (the update matches nothing again) or older, just inserted.
+
+    def write_cards(self, requests: Sequence[SupportRequest]) -> None:
+        """Write many cards (an import, a build): inserted in bulk; the few already there are
+        written one by one as :meth:`write_card` does."""
+        by_id = {r.id: r for r in requests}
+        for part in chunks([card_doc(r) for r in requests], WRITE_CHUNK):
+            try:
+                self.cards.insert_many(part, ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+                for error in exc.details["writeErrors"]:
+                    self.write_card(by_id[part[error["index"]]["_id"]])
+
+    def cards_of(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The cards of ``ids`` in their order, by ``_id``; a request without one yet (its
+        projection is still running, or was cut by a crash that recovery will finish) is
+        read from its document. Ids of no request are left out."""
+        from services.requests.repository import request_from_doc
+
+        found = {i: json.loads(d["j"]) for i, d in find_by_ids(self.cards, ids).items()}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            for i, doc in find_by_ids(self.requests, missing, LISTING_FIELDS).items():
+                found[i] = request_view(request_from_doc(doc))
+        return [found[i] for i in ids if i in found]
 
     # -- projection -------------------------------------------------------------------------------
 
@@ -212,6 +294,7 @@ class RequestReadModels:
         """After storing ``request`` (its ``version`` is the stored one), bring the read models up to it."""
         target, version = listing(request), request.version
         self.apply(request.id, target, before, drop)
+        self.write_card(request)
         for _ in range(20):
             cleared = self.requests.update_one({"_id": request.id, "version": version, PENDING: True},
                                                {"$set": {PENDING: False}})
@@ -227,12 +310,13 @@ class RequestReadModels:
             fresh = request_from_doc(doc)
             fresh_target = listing(fresh)
             self.apply(fresh.id, fresh_target, None, {**leaving(target, fresh_target), **unlist_of(doc)})
+            self.write_card(fresh)
             target, version = fresh_target, fresh.version
         log.warning("request %s kept changing while projecting; recovery will finish it", request.id)
 
     def project_imported(self, requests: list[SupportRequest]) -> None:
         """Put many requests just inserted (an import of history) on their lists and timer
-        buckets, in bulk: the list entries with ``FeedStore.add_many`` (one write per touched
+        buckets and their cards, in bulk: the list entries with ``FeedStore.add_many`` (one write per touched
         bucket, not several per request), the timer entries one write per hour bucket (never
         behind the sweeper's cursor, as :meth:`apply` files them). Their flags are cleared
         afterwards by :meth:`finish_imported`.
@@ -255,6 +339,7 @@ class RequestReadModels:
                for slot, items in timers.items()]
         for part in chunks(ops, WRITE_CHUNK):
             self.timers.bulk_write(part, ordered=False)
+        self.write_cards(requests)
 
     def finish_imported(self, requests: list[SupportRequest], published: bool) -> list[str]:
         """After :meth:`project_imported`: clear the requests' ``lists_pending`` flags, 100 a
@@ -379,9 +464,11 @@ class RequestReadModels:
         started = time.monotonic()
         entries: list[tuple[str, Entry]] = []
         timers: dict[int, dict[str, datetime]] = {}
+        cards: list[SupportRequest] = []
         count = 0
         for doc in self.requests.find({}, LISTING_FIELDS):  # the one scan
             request = request_from_doc(doc)
+            cards.append(request)
             count += 1
             for feed, (at, data) in listing(request).items():
                 if feed == DUE:
@@ -392,12 +479,16 @@ class RequestReadModels:
         if fresh:
             self.feeds.collection.drop()
             self.timers.drop()
+            self.cards.drop()
             added = self.feeds.fill(entries)
             docs = [{"_id": f"due|{slot}", "e": items} for slot, items in timers.items()]
             docs.append({"_id": CURSOR_ID, "h": first})
             for part in chunks(docs, WRITE_CHUNK):
                 self.timers.insert_many(part, ordered=False)
+            for part in chunks([card_doc(r) for r in cards], WRITE_CHUNK):
+                self.cards.insert_many(part, ordered=False)
         else:
+            self.write_cards(cards)
             added = self.feeds.add_many(entries)
             ops = [UpdateOne({"_id": f"due|{slot}"}, {"$set": {f"e.{i}": at for i, at in items.items()}}, upsert=True)
                    for slot, items in timers.items()]
@@ -409,3 +500,4 @@ class RequestReadModels:
                 self.timers.update_one({"_id": CURSOR_ID}, {"$set": {"h": first}})
         log.info("read models built: %d requests, %d list entries, %d timer slots in %.1fs",
                  count, added, len(timers), time.monotonic() - started)
+

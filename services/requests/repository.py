@@ -63,7 +63,8 @@ class Repository:
         db = self.requests.database
         self.lists = db["request_lists"]
         self.timers = db["request_timers"]
-        self.read_models = RequestReadModels(self.requests, self.lists, self.timers, self.counters)
+        self.cards = db["request_cards"]
+        self.read_models = RequestReadModels(self.requests, self.lists, self.timers, self.counters, self.cards)
         self.directory = PeopleDirectory(self.people, self.counters, person_from_doc)
 
     # -- people ----------------------------------------------------------------------------------

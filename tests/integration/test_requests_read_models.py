@@ -20,7 +20,7 @@ from tests.integration.service_helpers import Client, serving
 from tests.integration.test_requests_service import START, api, clock, events_of, runtime, submit_body  # noqa: F401
 
 pytestmark = pytest.mark.integration
-WATCHED = {"requests", "people", "request_lists", "request_timers"}
+WATCHED = {"requests", "people", "request_lists", "request_timers", "request_cards"}
 
 
 @pytest.fixture
@@ -223,6 +223,7 @@ def test_an_old_var_is_upgraded_once_on_start(api, runtime, settings, clock):
     # What the old code left: documents without read models (no lists, no buckets, no version).
     repo.lists.drop()
     repo.timers.drop()
+    repo.cards.drop()
     repo.counters.delete_one({"_id": readmodels.VERSION_ID})
     repo.requests.update_many({}, {"$unset": {readmodels.PENDING: "", readmodels.UNLIST: ""}})
     clock.advance(days=1)  # "soon" became overdue while the old code was stopped
@@ -248,6 +249,47 @@ def test_an_old_var_is_upgraded_once_on_start(api, runtime, settings, clock):
         assert repo.requests.find_one({"_id": soon})["overdue_at"] is None
     finally:
         upgraded.producer.close()
+
+
+def test_a_var_from_before_the_cards_gets_them_on_start_and_lists_show_the_current_state(api, runtime, settings, clock):
+    rita, pia = api.as_(api.people["rita"]), api.as_(api.people["pia"])
+    first = rita.post("/requests", json=submit_body(title="first")).json()["id"]
+    clock.advance(minutes=1)
+    second = rita.post("/requests", json=submit_body(title="second")).json()["id"]
+    pia.post(f"/requests/{first}/acknowledge")
+    repo = runtime.service.repo
+    repo.cards.drop()  # read models of version 1: lists and timers, no cards
+    repo.counters.update_one({"_id": readmodels.VERSION_ID}, {"$set": {"version": 1}})
+
+    upgraded = build_runtime(runtime.settings, clock=clock)
+    try:
+        assert upgraded.service.repo.read_models.version() == readmodels.READ_MODELS_VERSION
+        assert {c["_id"]: c["v"] for c in repo.cards.find({})} == {first: 2, second: 1}
+        with serving(upgraded.app) as url:
+            client = Client(url, settings.internal_token, api.people["rita"])
+            mine = client.get("/requests", params={"requester_id": api.people["rita"]}).json()
+            assert [(r["title"], r["status"], r["assignee_ids"]) for r in mine["items"]] == [
+                ("second", "submitted", []), ("first", "acknowledged", [api.people["pia"]])]
+            # Each item is what the request itself says, but for its timeline.
+            one = client.get(f"/requests/{first}").json()
+            assert one.pop("timeline") and mine["items"][1] == one
+    finally:
+        upgraded.producer.close()
+
+
+def test_a_card_follows_every_command_and_an_older_version_never_overwrites_it(api, runtime, no_scans):
+    rita, pia = api.as_(api.people["rita"]), api.as_(api.people["pia"])
+    rid = rita.post("/requests", json=submit_body(title="card")).json()["id"]
+    stale = runtime.service.repo.get(rid)  # version 1, submitted
+    pia.post(f"/requests/{rid}/acknowledge")
+    pia.post(f"/requests/{rid}/start")
+    queue = pia.get("/requests", params={"department": "pricing"}).json()
+    assert [(r["id"], r["status"], r["version"]) for r in queue["items"]] == [(rid, "in_progress", 3)]
+    runtime.service.repo.read_models.write_card(stale)  # a projection of version 1 landing late
+    runtime.service.repo.read_models.write_cards([stale])
+    again = pia.get("/requests", params={"department": "pricing"}).json()
+    assert again["items"] == queue["items"]
+    assert no_scans == []
 
 
 def _people_csv(n: int, prefix: str) -> str:
