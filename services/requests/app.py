@@ -56,7 +56,8 @@ def build_runtime(settings: RequestsSettings, clock: Clock | None = None) -> Req
             repo.read_models.recover([d["_id"] for d in docs])
 
     relay = OutboxRelay(producer, [repo.people, repo.requests], poll_ms=settings.outbox_poll_ms,
-                        scan_s=settings.outbox_scan_s, on_scan=finish_projections)
+                        scan_s=settings.outbox_scan_s, on_scan=finish_projections,
+                        journals=[repo.people_journal, repo.requests_journal])
     service = RequestsService(
         repo=repo, clock=clock, calendar=BusinessCalendar.from_settings(settings), notify=relay.notify,
         publish=producer.publish_all,

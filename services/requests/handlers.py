@@ -151,6 +151,7 @@ class RequestsService:
         retry: list[tuple[int, Person]] = []
         for part in chunks(inserts, WRITE_CHUNK):
             docs = [self.repo.new_person_doc(p, now, [self._person_event(p)]) for _, p in part]
+            self.repo.people_journal.mark(*(p.id for _, p in part))
             failed: set[int] = set()
             try:
                 self.repo.people.insert_many(docs, ordered=False)
@@ -165,6 +166,7 @@ class RequestsService:
         for part in chunks(updates, WRITE_CHUNK):
             ops = [UpdateOne({"_id": p.id, "version": versions.get(p.id, 0)}, self.repo.person_update(p, now, [self._person_event(p)]))
                    for _, p in part]
+            self.repo.people_journal.mark(*(p.id for _, p in part))
             self.repo.people.bulk_write(ops, ordered=False)
             # Which ones took: read back by _id (FerretDB's bulk result does not say which).
             stored = find_by_ids(self.repo.people, [p.id for _, p in part], {"version": 1})
@@ -320,8 +322,11 @@ class RequestsService:
             for n, row in enumerate(fresh):
                 row.request.number = first + n
         inserted: list[SupportRequest] = []
+        journal = self.repo.requests_journal
+        marks: dict[str, str] = {}
         for part in chunks(fresh, WRITE_CHUNK):
             docs = [self.repo.new_request_doc(row.request, row.events) for row in part]
+            marks.update(dict.fromkeys([d["_id"] for d in docs], journal.mark(*(d["_id"] for d in docs))))
             clashed: set[str] = set()
             try:
                 self.repo.requests.insert_many(docs, ordered=False)
@@ -341,6 +346,9 @@ class RequestsService:
         relay = self.repo.read_models.finish_imported(inserted, published)
         if not published:
             relay = [r.id for r in inserted]
+        # What this import finished leaves the journal now (not with the relay's next pass).
+        left = set(relay)
+        journal.unmark({r.id: marks[r.id] for r in inserted if r.id not in left})
         # Rows found stored but still flagged: an earlier import stopped (crashed) before their
         # lists or before telling the relay; their document is the truth now (a command may
         # have changed it since). Finished here, so a re-run completes what a crash left.

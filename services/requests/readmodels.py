@@ -210,8 +210,9 @@ def choose_list(requester_id: str | None = None, assignee_id: str | None = None,
 class RequestReadModels:
     """The projection of requests onto their lists and timer buckets, the upgrade and recovery."""
 
-    def __init__(self, requests, lists, timers, counters, cards):
+    def __init__(self, requests, lists, timers, counters, cards, journal=None):
         self.requests = requests
+        self.journal = journal  # the requests' outbox journal: which ones may be flagged
         self.feeds = FeedStore(lists, slots={"all": DAY, "allopen": DAY, "allst": DAY})
         self.timers = timers
         self.counters = counters
@@ -248,6 +249,12 @@ class RequestReadModels:
                     raise
                 for error in exc.details["writeErrors"]:
                     self.write_card(by_id[part[error["index"]]["_id"]])
+
+    def _fill_cards(self, requests: list[SupportRequest], fresh: bool) -> None:
+        if requests and fresh:  # a build holding the lock, the collection dropped: nothing to clash with
+            self.cards.insert_many([card_doc(r) for r in requests], ordered=False)
+        elif requests:
+            self.write_cards(requests)
 
     def cards_of(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """The cards of ``ids`` in their order, by ``_id``; a request without one yet (its
@@ -372,14 +379,16 @@ class RequestReadModels:
         return left
 
     def recover(self, ids: list | None = None) -> int:
-        """Re-project requests whose projection a crash interrupted: at start, one search for
-        the flag; later, the ones the outbox relay's safety-net search hands over (``ids``:
-        documents whose writer died before its relay published, so before it projected)."""
+        """Re-project requests whose projection a crash interrupted: at start, those the outbox
+        journal holds (``shared.bus.outbox``: marked before every write; one search for the
+        flag instead while the journal is not started, an old ``var/``); later, the ones the
+        relay's safety net hands over (``ids``: documents whose writer died before projecting)."""
         from services.requests.repository import request_from_doc
 
-        if ids is None:
+        if ids is None and (self.journal is None or not self.journal.started()):
             docs = list(self.requests.find({PENDING: True}, LISTING_FIELDS))
         else:
+            ids = list(self.journal.marks()) if ids is None else ids
             docs = [d for d in find_by_ids(self.requests, ids, LISTING_FIELDS).values() if d.get(PENDING)]
         for doc in docs:
             self.project(request_from_doc(doc), None, unlist_of(doc))
@@ -429,7 +438,8 @@ class RequestReadModels:
         """Build the read models from the documents once (an old ``var/``, or an empty one);
         True if this call built them. Several instances starting together: one builds (a lock
         document), the others wait for it."""
-        if self.version() >= READ_MODELS_VERSION:
+        built = self.version()
+        if built >= READ_MODELS_VERSION:
             return False
         lock_id = f"{VERSION_ID}_lock"
         deadline = time.monotonic() + wait_s
@@ -447,48 +457,57 @@ class RequestReadModels:
                     break
                 time.sleep(0.5)
         try:
-            self._build(now, fresh)
+            self._build(now, fresh, cards_only=built == 1)
             self.counters.update_one({"_id": VERSION_ID}, {"$set": {"version": READ_MODELS_VERSION, "built_at": now}},
                                      upsert=True)
         finally:
             self.counters.delete_one({"_id": lock_id})
         return True
 
-    def _build(self, now: datetime, fresh: bool) -> None:
-        """One scan of the requests, then the lists and timer buckets. ``fresh`` (this process
-        holds the build lock, and nothing reads or writes the read models before the version is
-        set): whatever an interrupted build left is dropped and everything is inserted;
-        otherwise (the lock timed out) entries are added to what is there, idempotently."""
+    def _build(self, now: datetime, fresh: bool, cards_only: bool = False) -> None:
+        """One scan of the requests, then the lists, timer buckets and cards. ``fresh`` (this
+        process holds the build lock, and nothing reads or writes the read models before the
+        version is set): whatever an interrupted build left is dropped and everything is
+        inserted; otherwise (the lock timed out) entries are added to what is there,
+        idempotently. ``cards_only``: the lists and timers are there (read models of version 1,
+        kept up to date by the code that wrote them): only the cards are made."""
         from services.requests.repository import request_from_doc
 
         started = time.monotonic()
         entries: list[tuple[str, Entry]] = []
         timers: dict[int, dict[str, datetime]] = {}
-        cards: list[SupportRequest] = []
+        cards: list[SupportRequest] = []  # written a chunk at a time, not held for the whole scan
         count = 0
+        if fresh:
+            self.cards.drop()
         for doc in self.requests.find({}, LISTING_FIELDS):  # the one scan
             request = request_from_doc(doc)
             cards.append(request)
+            if len(cards) == WRITE_CHUNK:
+                self._fill_cards(cards, fresh)
+                cards = []
             count += 1
+            if cards_only:
+                continue
             for feed, (at, data) in listing(request).items():
                 if feed == DUE:
                     timers.setdefault(hour_slot(at), {})[request.id] = at
                 else:
                     entries.append((feed, Entry(request.id, at, data)))
+        self._fill_cards(cards, fresh)
+        if cards_only:
+            log.info("read models: cards made for %d requests in %.1fs", count, time.monotonic() - started)
+            return
         first = min([hour_slot(now), *timers])
         if fresh:
             self.feeds.collection.drop()
             self.timers.drop()
-            self.cards.drop()
             added = self.feeds.fill(entries)
             docs = [{"_id": f"due|{slot}", "e": items} for slot, items in timers.items()]
             docs.append({"_id": CURSOR_ID, "h": first})
             for part in chunks(docs, WRITE_CHUNK):
                 self.timers.insert_many(part, ordered=False)
-            for part in chunks([card_doc(r) for r in cards], WRITE_CHUNK):
-                self.cards.insert_many(part, ordered=False)
         else:
-            self.write_cards(cards)
             added = self.feeds.add_many(entries)
             ops = [UpdateOne({"_id": f"due|{slot}"}, {"$set": {f"e.{i}": at for i, at in items.items()}}, upsert=True)
                    for slot, items in timers.items()]

@@ -13,7 +13,7 @@ from services.requests.directory import PeopleDirectory
 from services.requests.documents import CounterDoc, PersonDoc, RequestDoc
 from services.requests.domain import Person, SupportRequest, TimelineEntry
 from services.requests.readmodels import Listing, RequestReadModels, leaving, listing, unlist_value
-from shared.bus.outbox import merge_update, with_outbox
+from shared.bus.outbox import OutboxJournal, merge_update, with_outbox
 from shared.clock import utc
 from shared.db import find_by_ids
 from shared.events import Envelope
@@ -64,7 +64,13 @@ class Repository:
         self.lists = db["request_lists"]
         self.timers = db["request_timers"]
         self.cards = db["request_cards"]
-        self.read_models = RequestReadModels(self.requests, self.lists, self.timers, self.counters, self.cards)
+        # Marked before every write that gives a document events (shared.bus.outbox): the
+        # relay's safety net reads these, not the collections. A request stays marked while
+        # its projection is pending too.
+        self.people_journal = OutboxJournal(self.people)
+        self.requests_journal = OutboxJournal(self.requests, keep=(readmodels.PENDING,))
+        self.read_models = RequestReadModels(self.requests, self.lists, self.timers, self.counters, self.cards,
+                                             self.requests_journal)
         self.directory = PeopleDirectory(self.people, self.counters, person_from_doc)
 
     # -- people ----------------------------------------------------------------------------------
@@ -83,6 +89,7 @@ class Repository:
         return {i: person_from_doc(d) for i, d in find_by_ids(self.people, ids, {"outbox": 0}).items()}
 
     def insert_person(self, person: Person, now: datetime, events: Sequence[Envelope]) -> None:
+        self.people_journal.mark(person.id)
         self.people.insert_one(self.new_person_doc(person, now, events))
         self.directory.bump([(person, 1)])
 
@@ -96,6 +103,7 @@ class Repository:
         return merge_update({"$set": {**person_to_doc(person), "updated_at": now}, "$inc": {"version": 1}}, events)
 
     def update_person(self, person: Person, version: int, now: datetime, events: Sequence[Envelope]) -> bool:
+        self.people_journal.mark(person.id)
         done = self.people.update_one({"_id": person.id, "version": version}, self.person_update(person, now, events))
         if done.modified_count == 1:
             self.directory.bump([(person, version + 1)])
@@ -124,6 +132,7 @@ class Repository:
     def insert(self, request: SupportRequest, events: Sequence[Envelope]) -> None:
         """Store a new request with its events, then put it on its lists and timer bucket."""
         request.version = 1
+        self.requests_journal.mark(request.id)
         self.requests.insert_one(self.new_request_doc(request, events))
         self.read_models.project(request, {}, {})  # on no list yet: adds, no look first
 
@@ -147,6 +156,7 @@ class Repository:
         update = merge_update(
             {"$set": state, "$push": {"timeline": {"$each": [_entry(e) for e in request.new_entries]}}}, events
         )
+        self.requests_journal.mark(request.id)
         if self.requests.update_one({"_id": request.id, "version": request.version}, update).modified_count != 1:
             return False
         stored = replace(request, version=request.version + 1)

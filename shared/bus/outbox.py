@@ -8,11 +8,16 @@ clears the flag only if nothing new arrived meanwhile. A crash between publish a
 publishes the same events again later: duplicates, never loss; consumers dedupe by event id.
 
 Writers tell the relay which document they changed (``relay.notify(collection, doc_id)``), and
-the relay reads exactly those by ``_id``. A search for ``outbox_pending: true`` runs only at
-start and every ``scan_s`` seconds (10 minutes), as a safety net for a notice lost in a crash
-(a restarted process searches at once): on FerretDB
-such a search scans the whole collection (only ``_id`` equality uses an index), so searching on
-every wake-up made the relays' cost grow with the data.
+the relay reads exactly those by ``_id``. A notice is lost when its process dies between the
+write and the relay's pass, so there is a safety net, and it must not be a search for
+``outbox_pending: true``: on FerretDB that scans the whole collection (only ``_id`` lookups use
+an index), and a year of requests or kudos took 10-30 s a search. Instead a writer **marks** the
+document in the collection's :class:`OutboxJournal` (one small document read by ``_id``)
+*before* the write that gives it events; the relay's safety-net pass (at start, every
+``journal_s`` seconds, and when asked) reads the journal, finishes the marked documents whose
+events are still pending (their writer died), and takes off the marks of documents with
+nothing pending. Its cost is the writes of the last minute, never the history. A journal not
+yet started (a ``var/`` from before it) is started by one search, once.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from typing import Any, Callable, Iterable, Sequence
 
 import mongoengine
@@ -34,6 +40,8 @@ log = logging.getLogger(__name__)
 
 OUTBOX = "outbox"
 PENDING = "outbox_pending"
+JOURNAL = "outbox_journal"  # the collection of the journals, in each service's database
+JOURNAL_GRACE_S = 30.0  # a mark younger than this may be a write in flight: left alone
 
 
 def outbox_update(envelopes: Sequence[Envelope]) -> dict[str, Any]:
@@ -81,13 +89,80 @@ class OutboxDocument(mongoengine.Document):
     meta = {"abstract": True, "indexes": ["outbox_pending"]}
 
 
+class OutboxJournal:
+    """The documents of one collection that may hold events not yet published, by ``_id``.
+
+    One document per collection (``_id``: the collection's name) in ``outbox_journal``:
+    ``{e: {<doc id>: "<time>|<token>"}, started: true}``. A writer calls :meth:`mark` before the
+    write that adds events to those documents (or raises a ``keep`` flag: a read model's own
+    "projection pending" flag, which keeps the mark until it is lowered too). The relay takes a
+    mark off only when the document had nothing pending when read, the mark is older than
+    ``JOURNAL_GRACE_S`` and is still the one it read (a writer marking again meanwhile keeps it):
+    so a write in flight never loses its mark."""
+
+    def __init__(self, collection: Collection, keep: Sequence[str] = ()):
+        self.collection = collection
+        self.journal = collection.database[JOURNAL]
+        self.key = collection.name
+        self.flags = (PENDING, *keep)
+
+    def mark(self, *doc_ids: Any) -> str:
+        """Mark ``doc_ids`` (before the write); returns the mark's value, for :meth:`unmark`."""
+        value = f"{time.time():.3f}|{uuid.uuid4().hex[:8]}"
+        if doc_ids:
+            self.journal.update_one({"_id": self.key}, {"$set": {_entry(i): value for i in doc_ids}}, upsert=True)
+        return value
+
+    def marks(self) -> dict[Any, str]:
+        doc = self.journal.find_one({"_id": self.key}) or {}
+        return {_doc_id(k): v for k, v in (doc.get("e") or {}).items()}
+
+    def started(self) -> bool:
+        return bool((self.journal.find_one({"_id": self.key}, {"started": 1}) or {}).get("started"))
+
+    def start(self) -> None:
+        self.journal.update_one({"_id": self.key}, {"$set": {"started": True}}, upsert=True)
+
+    def unmark(self, marks: dict[Any, str]) -> None:
+        """Take off ``marks`` (id -> the value read), each only if it is still that value."""
+        if not marks:
+            return
+        together = self.journal.update_one({"_id": self.key, **{_entry(i): v for i, v in marks.items()}},
+                                           {"$unset": {_entry(i): "" for i in marks}})
+        if together.matched_count:
+            return
+        for part in chunks(list(marks.items())):  # one was marked again: each on its own
+            self.journal.bulk_write([UpdateOne({"_id": self.key, _entry(i): v}, {"$unset": {_entry(i): ""}})
+                                     for i, v in part], ordered=False)
+
+
+def _entry(doc_id: Any) -> str:
+    """The field of a document's mark: its id, with what a field name may not hold escaped."""
+    key = str(doc_id).replace("%", "%25").replace(".", "%2E")
+    return "e." + ("%24" + key[1:] if key.startswith("$") else key)
+
+
+def _doc_id(key: str) -> str:
+    return key.replace("%24", "$").replace("%2E", ".").replace("%25", "%")
+
+
+def _marked_at(value: str) -> float:
+    try:
+        return float(str(value).split("|", 1)[0])
+    except ValueError:
+        return 0.0
+
+
 class OutboxRelay:
     """Publishes pending outbox events from ``collections`` to Kafka, in order per document."""
 
     def __init__(self, producer: EventProducer, collections: Iterable[Collection], poll_ms: int = 500,
-                 batch: int = 200, scan_s: float = 600.0, insert_only: Iterable[Collection] = (),
-                 on_scan: Callable[[Collection, list[dict[str, Any]]], None] | None = None):
+                 batch: int = 200, scan_s: float = 30.0, insert_only: Iterable[Collection] = (),
+                 on_scan: Callable[[Collection, list[dict[str, Any]]], None] | None = None,
+                 journals: Iterable[OutboxJournal] = ()):
         self.producer = producer
+        # The safety net per collection (``OutboxJournal``): a collection without one is searched.
+        self.journals = {j.collection.full_name: j for j in journals}
         # Called with the documents the safety-net search found pending (``_id``, outbox,
         # flag), before their events are published: a writer whose process died after its
         # state write, before its follow-up writes (read models), finishes them here. Their
@@ -105,7 +180,8 @@ class OutboxRelay:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._noticed: dict[str, dict[Any, dict | None]] = {c.full_name: {} for c in self.collections}
-        self._scan_due = True  # a first search at start: whatever an earlier run left pending
+        self._scan_due = True  # a first pass at start: whatever an earlier run left pending
+        self._everything = True  # the next pass looks at young marks too (at start, when asked)
         self._last_scan = 0.0
         self.published = 0
         self.last_error: str | None = None
@@ -114,7 +190,7 @@ class OutboxRelay:
         """Wake the relay now: ``doc_ids`` of ``collection`` got events (no arguments: search all)."""
         with self._lock:
             if collection is None or not doc_ids:
-                self._scan_due = True
+                self._scan_due = self._everything = True
             else:
                 noticed = self._noticed.get(collection.full_name)
                 if noticed is None:
@@ -137,7 +213,10 @@ class OutboxRelay:
             for ids in self._noticed.values():
                 ids.clear()
             scan = self._scan_due or time.monotonic() - self._last_scan >= self.scan_s
+            everything = self._everything and scan
             self._scan_due = False
+            if scan:
+                self._everything = False
         published = 0
         try:
             for collection in self.collections:
@@ -151,13 +230,7 @@ class OutboxRelay:
                     for doc_id, _ in part:
                         del pending[doc_id]  # done: only what is left is noticed again after a failure
                 if scan:
-                    while True:
-                        docs = list(collection.find({PENDING: True}, {OUTBOX: 1, PENDING: 1}).limit(self.batch))
-                        if docs and self.on_scan is not None:
-                            self.on_scan(collection, docs)
-                        published += self._publish(collection, docs)
-                        if len(docs) < self.batch:
-                            break
+                    published += self._safety_net(collection, everything)
             if scan:
                 self._last_scan = time.monotonic()
         except BaseException:
@@ -166,8 +239,40 @@ class OutboxRelay:
                     for doc_id, doc in noticed.get(collection.full_name, {}).items():
                         self._noticed[collection.full_name].setdefault(doc_id, doc)
                 self._scan_due = self._scan_due or scan
+                self._everything = self._everything or everything
             raise
         self.published += published
+        return published
+
+    def _safety_net(self, collection: Collection, everything: bool) -> int:
+        """Finish what writers that died left pending, from the journal (``everything``: young
+        marks too, at start); without a journal, or one not started yet (an old ``var/``), a
+        search (a scan on FerretDB), which starts the journal."""
+        journal = self.journals.get(collection.full_name)
+        if journal is None or not journal.started():
+            published = 0
+            while True:
+                docs = list(collection.find({PENDING: True}, {OUTBOX: 1, PENDING: 1}).limit(self.batch))
+                if docs and self.on_scan is not None:
+                    self.on_scan(collection, docs)
+                published += self._publish(collection, docs)
+                if len(docs) < self.batch:
+                    break
+            if journal is not None:
+                journal.start()
+            return published
+        published, now = 0, time.time()
+        marks = journal.marks()
+        old = {i: v for i, v in marks.items() if now - _marked_at(v) >= JOURNAL_GRACE_S}
+        look = list(marks) if everything else list(old)
+        for part in chunks(look, self.batch):
+            found = find_by_ids(collection, part, {OUTBOX: 1, **{f: 1 for f in journal.flags}})
+            flagged = [d for d in found.values() if any(d.get(f) for f in journal.flags)]
+            if flagged and self.on_scan is not None:
+                self.on_scan(collection, flagged)
+            published += self._publish(collection, [d for d in flagged if d.get(PENDING) or d.get(OUTBOX)])
+            # Off the journal: old marks of documents that had nothing pending (or are gone).
+            journal.unmark({i: old[i] for i in part if i in old and i not in {d["_id"] for d in flagged}})
         return published
 
     def _publish(self, collection: Collection, docs: list[dict[str, Any]]) -> int:

@@ -13,6 +13,7 @@ import io
 from services.recognition.kudos.app import build_runtime
 from services.recognition.kudos.config import KudosSettings
 from shared.bus.kafka import EventProducer
+from shared.bus.outbox import OutboxJournal
 from shared.clock import ManualClock
 from shared.events import build_event, decode
 from tests.conftest import wait_until
@@ -402,6 +403,7 @@ def test_feeds_survive_a_restart_and_a_kudos_left_pending_by_a_dead_process_is_p
     # notice to the relay: the document is all there is.
     client, db = _kudos_db(kudos_settings)
     at = START + timedelta(minutes=3)
+    OutboxJournal(db["kudos"]).mark("k_orphan")  # as every writer does before its write
     db["kudos"].insert_one(_old_style_kudos("k_orphan", "li", ["ahmed"], at, _given_event("k_orphan", "li", ["ahmed"], at)))
     client.close()
     rt = _start(kudos_settings, clock)

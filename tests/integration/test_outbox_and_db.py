@@ -6,7 +6,10 @@ import mongoengine
 import pytest
 from kafka.errors import KafkaTimeoutError
 
-from shared.bus.outbox import OutboxDocument, OutboxRelay, merge_update, with_outbox
+from pymongo.collection import Collection
+
+from shared.bus import outbox
+from shared.bus.outbox import OutboxDocument, OutboxJournal, OutboxRelay, merge_update, with_outbox
 from shared.db import connect, disconnect, insert_once
 from shared.events import Envelope, build_event
 from tests.integration.helpers import read_topic
@@ -104,6 +107,68 @@ def test_a_writer_names_the_document_and_the_relay_publishes_it_without_searchin
     assert sorted(ids) == sorted([first.id, second.id])  # two subjects: two partitions, no order between them
     with pytest.raises(ValueError):
         relay.notify(db.people, "p1")  # a collection it does not watch: a wiring mistake, said loudly
+
+
+def _searches(monkeypatch) -> list[dict]:
+    """Record every find of the test's collections that is not by _id (a scan on FerretDB)."""
+    seen: list[dict] = []
+    real = Collection.find
+
+    def find(self, filter=None, *args, **kwargs):
+        if self.name in ("kudos", "people") and not (isinstance(filter, dict) and "_id" in filter):
+            seen.append(filter)
+        return real(self, filter, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "find", find)
+    return seen
+
+
+def test_the_safety_net_reads_the_journal_not_the_collection_and_finishes_a_dead_writers_document(
+        settings, producer, db, clock, monkeypatch):
+    searches = _searches(monkeypatch)
+    old = kudos_given("k_old", clock, 1)  # left pending by code from before the journal (an old var/)
+    db.kudos.insert_one(with_outbox({"_id": "k_old"}, [old]))
+    journal = OutboxJournal(db.kudos)
+    relay = OutboxRelay(producer, [db.kudos], journals=[journal])
+    assert relay.relay_once() == 1 and len(searches) == 1  # not started: one search, once
+    assert journal.started()
+
+    # A writer marks, writes, and dies before its notice: only the journal knows.
+    dead = kudos_given("k_dead", clock, 1)
+    journal.mark("k_dead")
+    db.kudos.insert_one(with_outbox({"_id": "k_dead"}, [dead]))
+    # A live writer's document, published through its notice.
+    live = kudos_given("k_live", clock, 1)
+    journal.mark("k_live")
+    db.kudos.insert_one(with_outbox({"_id": "k_live"}, [live]))
+    relay.notify(db.kudos, "k_live")
+    assert relay.relay_once() == 1
+    assert set(journal.marks()) == {"k_dead", "k_live"}  # young marks stay: writes may be in flight
+
+    monkeypatch.setattr(outbox, "JOURNAL_GRACE_S", 0.0)
+    relay.notify()  # the periodic pass (or a restart)
+    assert relay.relay_once() == 1  # k_dead: finished by the journal pass
+    assert db.kudos.find_one({"_id": "k_dead"})["outbox_pending"] is False
+    assert set(journal.marks()) == {"k_dead"}  # k_live had nothing pending: off; k_dead: on the next pass
+    relay.notify()
+    assert relay.relay_once() == 0 and journal.marks() == {}
+    assert len(searches) == 1  # no search after the first
+    ids = [Envelope.from_bytes(r.value).id for r in read_topic(settings, settings.topic("kudos"), 3)]
+    assert sorted(ids) == sorted([old.id, dead.id, live.id])
+
+
+def test_a_mark_set_again_after_the_relay_read_it_is_kept(db):
+    journal = OutboxJournal(db.kudos)
+    first = journal.mark("k1", "k2")
+    read = journal.marks()
+    assert read == {"k1": first, "k2": first}
+    again = journal.mark("k2")  # another writer, between the relay's read and its unmark
+    journal.unmark(read)
+    assert journal.marks() == {"k2": again}
+    journal.unmark({"k2": again})
+    assert journal.marks() == {}
+    odd = journal.mark("$a.b%2E")  # not a field name as it is: escaped, and read back as it was
+    assert journal.marks() == {"$a.b%2E": odd}
 
 
 class FlakyProducer:

@@ -195,8 +195,10 @@ def test_restart_keeps_lists_and_timers(api, runtime, clock):
 def test_a_projection_a_crash_interrupted_is_finished_at_start(api, runtime, clock):
     rita, pia = api.as_(api.people["rita"]), api.as_(api.people["pia"])
     rid = rita.post("/requests", json=submit_body()).json()["id"]
-    # The state write of "acknowledge" happened, the projection did not (the process died).
+    # The state write of "acknowledge" happened (marked first, as every writer does), the
+    # projection did not (the process died).
     nb = runtime.service.repo.get(rid).needed_by
+    runtime.service.repo.requests_journal.mark(rid)
     runtime.service.repo.requests.update_one({"_id": rid}, {"$set": {
         "status": "acknowledged", "assignee_ids": [api.people["pia"]], "version": 2, readmodels.PENDING: True,
         readmodels.UNLIST: readmodels.unlist_value({"st:pricing:submitted": nb, "allst:submitted": nb})}})
@@ -336,6 +338,7 @@ def test_the_relays_safety_net_search_finishes_what_a_dead_instance_left(api, ru
     requests = runtime.service.repo.requests
     assert wait_until(lambda: requests.find_one({"_id": rid})["outbox_pending"] is False)  # submitted published
     # Another instance stored "cancelled" and died before projecting and before its relay published.
+    runtime.service.repo.requests_journal.mark(rid)
     runtime.service.repo.requests.update_one({"_id": rid}, {"$set": {
         "status": "cancelled", "version": 2, readmodels.PENDING: True, "outbox_pending": True,
         readmodels.UNLIST: readmodels.unlist_value({"st:pricing:submitted": nb, "allst:submitted": nb,

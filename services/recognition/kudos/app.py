@@ -72,7 +72,8 @@ def build_runtime(settings: KudosSettings, clock: Clock | None = None) -> KudosR
     # net search, and the search of a year of kudos (a scan on FerretDB) outlasted the client's
     # 30 s timeout on the loaded machine, failing the pass before an import's events went out.
     relay = OutboxRelay(producer, [service.imports, service.kudos], poll_ms=settings.outbox_poll_ms,
-                        insert_only=[service.imports], on_scan=service.recover)
+                        insert_only=[service.imports], on_scan=service.recover,
+                        journals=[service.imports_journal, service.kudos_journal])
     service.notify, service.notify_inserted = relay.notify, relay.notify_inserted
     readiness = {**dependency_checks(settings, db), "directory": _directory_loaded(reader)}
     app = create_app(service, settings, readiness)

@@ -32,7 +32,7 @@ from services.recognition.kudos.feeds import KudosFeeds, person_feed
 from services.recognition.person import DirectoryPerson
 from shared.auth import sees_private
 from shared import idempotency
-from shared.bus.outbox import merge_update, with_outbox
+from shared.bus.outbox import OutboxJournal, merge_update, with_outbox
 from shared.calendar import BusinessCalendar, period_bounds, period_key
 from shared.clock import Clock, as_utc, utc
 from shared.db import WRITE_CHUNK, chunks, find_by_ids, insert_new
@@ -82,6 +82,9 @@ class KudosService:
     def __post_init__(self) -> None:
         self.kudos = KudosDoc._get_collection()
         self.imports = ImportBatchDoc._get_collection()
+        # Marked before every write that gives a document events (shared.bus.outbox).
+        self.kudos_journal = OutboxJournal(self.kudos)
+        self.imports_journal = OutboxJournal(self.imports)
         self.allowances = AllowanceDoc._get_collection()
         self.caps = WeeklyCapDoc._get_collection()
         self.feeds = KudosFeeds(self.kudos.database["feeds"], self.kudos.database["meta"])
@@ -157,6 +160,7 @@ class KudosService:
                 "request_id": kudos.request_id, "created_at": now, "add_ons": [],
                 **({"private": True} if kudos.private else {}),
             }
+            self.kudos_journal.mark(kudos.id)
             self.kudos.insert_one(with_outbox(doc, [event]))
         except BaseException as exc:
             for cap in taken:
@@ -194,6 +198,7 @@ class KudosService:
         update = merge_update({"$push": {"add_ons": {"actor_id": actor.id, "message": note, "at": now,
                                                      **({"key": key} if key else {})}}}, [event])
         # Once each, even when the same person clicks twice at the same moment.
+        self.kudos_journal.mark(kudos.id)
         result = self.kudos.update_one({"_id": kudos.id, "add_ons.actor_id": {"$ne": actor.id}}, update)
         if result.modified_count != 1:
             if key:  # a twin of this retry added it first
@@ -244,6 +249,7 @@ class KudosService:
                                        [self._imported_event(row) for row in part]))
         recorded_before = set()
         for part in chunks(batches, WRITE_CHUNK):
+            self.imports_journal.mark(*(b["_id"] for b in part))
             recorded_before |= insert_new(self.imports, part)
         inserted: list[str] = []
         for part in chunks(fresh, WRITE_CHUNK):

@@ -57,7 +57,8 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     producer = EventProducer(settings, client_id=SERVICE)
     # The scorer publishes its awards itself before its consumer commits (scorer.py says why
     # that is as safe as an outbox); badges awarded go out through this relay.
-    relay = OutboxRelay(producer, [store.badge_awards], poll_ms=settings.outbox_poll_ms, insert_only=[store.badge_awards])
+    relay = OutboxRelay(producer, [store.badge_awards], poll_ms=settings.outbox_poll_ms, insert_only=[store.badge_awards],
+                        journals=[store.badge_journal])
     scorer = Scorer(store, rules, calendar, directory, clock, publish=producer.publish_all)
     applier = Applier(store, rules, calendar, directory, clock, notify=relay.notify, notify_inserted=relay.notify_inserted)
     queries = PointsQueries(store, rules, calendar, directory, clock)

@@ -99,6 +99,8 @@ def award_badges(store: Store, rules: RuleSet, clock: Clock, progress: dict[str,
             doc = {"_id": award_id, "person_id": person_id, "badge": bid, "tier": tier, "evidence": evidence, "at": at}
             new.append(with_outbox(doc, [event] if publish else []))
     # In bulk; the relay is handed the documents it publishes (insert-only: nothing to read back).
+    if publish:
+        store.badge_journal.mark(*(d["_id"] for d in new))
     stored = insert_many_once(store.badge_awards, new)
     if stored and publish:
         if notify_inserted is not None:

@@ -11,6 +11,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.database import Database
 
+from shared.bus.outbox import OutboxJournal
 from shared.clock import utc
 from shared.db import chunks
 from shared.feeds import Entry, FeedStore
@@ -39,6 +40,7 @@ class Store:
         self.suffix = suffix
         for name in self.NAMES:
             setattr(self, name, db[name + suffix])
+        self.badge_journal = OutboxJournal(self.badge_awards)  # marked before awards are stored
 
     def ensure_indexes(self) -> None:
         for name, indexes in self.INDEXES.items():
