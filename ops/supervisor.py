@@ -122,7 +122,10 @@ class Supervisor:
     def __init__(self, settings: Settings, specs=SERVICES, env: dict[str, str] | None = None):
         self.processes = [ManagedProcess(spec, settings, dict(env or {})) for spec in specs]
 
-    def start_all(self, timeout: float = 90) -> None:
+    # A start is seconds; the first start on a var/ from an older version may upgrade its read
+    # models first (a minute or more at a year's size on a busy machine). A process that exits
+    # fails the start at once, so waiting longer costs nothing when all is well.
+    def start_all(self, timeout: float = 600) -> None:
         for process in self.processes:
             process.start()
         deadline = time.monotonic() + timeout

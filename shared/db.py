@@ -18,7 +18,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from shared.config import Settings
 
 __all__ = ["ID_CHUNK", "WRITE_CHUNK", "DuplicateKeyError", "chunks", "connect", "disconnect", "find_by_ids", "insert_many_once",
-           "insert_new", "insert_once", "is_transient", "mongo_client", "ping"]
+           "insert_new", "insert_once", "is_transient", "mongo_client", "patient", "ping"]
 
 
 def _client_options(settings: Settings) -> dict:
@@ -29,6 +29,14 @@ def _client_options(settings: Settings) -> dict:
         "tz_aware": True,
         "uuidRepresentation": "standard",
     }
+
+
+def patient(seconds: float = 1800.0):
+    """A block of reads allowed past the client's socket timeout: the once-only search of a
+    whole collection (an upgrade of an old ``var/``), which on FerretDB answers its first
+    batch only after it has decoded every document (a minute at a year's size on a busy
+    machine). Every hot read stays bound by the client's timeouts."""
+    return pymongo.timeout(seconds)
 
 
 def connect(settings: Settings, service: str, alias: str = "default") -> Database:

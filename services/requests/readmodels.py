@@ -67,7 +67,7 @@ from services.requests.domain import SupportRequest
 from shared.bus.outbox import OUTBOX
 from shared.bus.outbox import PENDING as OUTBOX_PENDING
 from shared.clock import utc
-from shared.db import WRITE_CHUNK, chunks, find_by_ids
+from shared.db import WRITE_CHUNK, chunks, find_by_ids, patient
 from shared.feeds import DAY, Entry, FeedStore
 
 log = logging.getLogger(__name__)
@@ -386,7 +386,8 @@ class RequestReadModels:
         from services.requests.repository import request_from_doc
 
         if ids is None and (self.journal is None or not self.journal.started()):
-            docs = list(self.requests.find({PENDING: True}, LISTING_FIELDS))
+            with patient():  # once, for an old var/
+                docs = list(self.requests.find({PENDING: True}, LISTING_FIELDS))
         else:
             ids = list(self.journal.marks()) if ids is None else ids
             docs = [d for d in find_by_ids(self.requests, ids, LISTING_FIELDS).values() if d.get(PENDING)]

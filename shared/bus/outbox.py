@@ -33,7 +33,7 @@ from pymongo import UpdateOne
 from pymongo.collection import Collection
 
 from shared.bus.kafka import EventProducer
-from shared.db import chunks, find_by_ids, is_transient
+from shared.db import chunks, find_by_ids, is_transient, patient
 from shared.events import Envelope
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,8 @@ class OutboxRelay:
         if journal is None or not journal.started():
             published = 0
             while True:
-                docs = list(collection.find({PENDING: True}, {OUTBOX: 1, PENDING: 1}).limit(self.batch))
+                with patient():
+                    docs = list(collection.find({PENDING: True}, {OUTBOX: 1, PENDING: 1}).limit(self.batch))
                 if docs and self.on_scan is not None:
                     self.on_scan(collection, docs)
                 published += self._publish(collection, docs)
