@@ -1,0 +1,299 @@
+"""Text on a card in any script: font fallback per grapheme cluster, bidi, colour emoji.
+
+Pillow draws one string with one font. A name like ``李小龍 Li`` or a message like
+``🎉 شكراً! 谢谢你 for the review 🙏`` needs several, so a line is cut into *runs*:
+
+1. grapheme clusters (``regex``'s ``\\X``: a letter with its marks, an emoji with its skin tone,
+   a ZWJ family, a flag) are never split;
+2. each cluster gets the first face of shared/fonts that has every one of its characters (the
+   font's cmap, read with fontTools); emoji-presentation clusters get the colour emoji face;
+   spaces and punctuation stay with the run they are in when its face has them;
+3. the Unicode bidi algorithm (FriBidi, the library Pillow's own RAQM layout uses) gives each
+   character its level; runs are cut where the level changes and put in visual order (rule L2);
+4. each run is shaped and drawn by Pillow/RAQM in its direction; colour emoji are drawn at the
+   font's one bitmap size (109 px) with ``embedded_color`` and scaled to the text size.
+
+A cluster no face has is drawn with the first face (a missing-glyph box) and reported by
+:func:`TextStyle.missing`, which the tests use to prove the scripts they list are covered.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import regex
+from fontTools.ttLib import TTFont
+from PIL import Image, ImageDraw, ImageFont, features
+
+from shared.config import load_settings
+from shared.fonts import EMOJI, EMOJI_STRIKE, TEXT_FACES, Face, face_path, font_dir, missing
+
+_CLUSTER = regex.compile(r"\X")
+# A cluster shown as a colour emoji: emoji presentation by default, or asked for with VS16,
+# a keycap, a skin tone, a ZWJ sequence or a flag.
+_EMOJI = regex.compile(
+    r"\p{Emoji_Presentation}|\p{Emoji}\uFE0F|\p{Emoji}\u20E3|\p{Emoji_Modifier}"
+    r"|\p{Extended_Pictographic}\u200D|\p{Regional_Indicator}|\U000E007F"
+)
+# Characters a font need not have for a cluster to be its own (joiners, variation selectors).
+_IGNORABLE = frozenset([0x200C, 0x200D, 0x20E3, *range(0xFE00, 0xFE10), *range(0xE0020, 0xE0080)])
+_NEUTRAL = regex.compile(r"[\p{Zs}\p{P}\p{S}]+")
+_KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}]")
+_HANGUL = regex.compile(r"\p{Hangul}")
+RAQM = features.check_feature("raqm")
+
+
+class FontsMissing(RuntimeError):
+    """The fetched fonts are not where the settings say."""
+
+
+@lru_cache(maxsize=1)
+def fonts_folder() -> Path:
+    folder = font_dir(load_settings())
+    absent = missing(folder)
+    if absent:
+        raise FontsMissing(
+            f"fonts missing in {folder}: {', '.join(absent)}; `insidetrack infra provision` (make up / make test) "
+            "fetches them, or set INSIDETRACK_FONT_DIR"
+        )
+    return folder
+
+
+@lru_cache(maxsize=32)
+def _coverage(path: Path, index: int) -> frozenset[int]:
+    with TTFont(str(path), fontNumber=index, lazy=True) as ttf:
+        return frozenset(ttf.getBestCmap())
+
+
+def coverage(face: Face, bold: bool = False) -> frozenset[int]:
+    return _coverage(face_path(face, fonts_folder(), bold), face.index)
+
+
+@lru_cache(maxsize=64)
+def load(face: Face, size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(face_path(face, fonts_folder(), bold)), size, index=face.index)
+
+
+def clusters(text: str) -> list[str]:
+    return _CLUSTER.findall(text)
+
+
+# -- bidi ------------------------------------------------------------------------------------------
+
+_PAR = {None: 0x40, False: 0x110, True: 0x111}  # FRIBIDI_PAR_ON (first strong), _LTR, _RTL
+
+
+@lru_cache(maxsize=1)
+def _fribidi():
+    name = ctypes.util.find_library("fribidi") or "libfribidi.so.0"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return None
+    lib.fribidi_log2vis.restype = ctypes.c_int8
+    return lib
+
+
+def levels(text: str, rtl: bool | None = None) -> list[int]:
+    """The bidi embedding level of each character (odd: right to left); ``rtl`` None: the
+    paragraph's direction is its first strong character's."""
+    lib = _fribidi()
+    if lib is None or not text:
+        return [1 if rtl else 0] * len(text)
+    n = len(text)
+    chars = (ctypes.c_uint32 * n)(*map(ord, text))
+    base = ctypes.c_uint32(_PAR[rtl])
+    out = (ctypes.c_int8 * n)()
+    if not lib.fribidi_log2vis(chars, n, ctypes.byref(base), None, None, None, out):
+        return [1 if rtl else 0] * n
+    return list(out)
+
+
+def is_rtl(text: str) -> bool:
+    """Whether a paragraph reads right to left (its first strong character is RTL)."""
+    return bool(text.strip()) and levels(text)[0] % 2 == 1
+
+
+# -- runs ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Run:
+    text: str
+    face: Face
+    level: int
+    width: float
+
+    @property
+    def rtl(self) -> bool:
+        return self.level % 2 == 1
+
+
+@dataclass(frozen=True)
+class TextStyle:
+    """A size and weight: every face of shared/fonts at it, in fallback order."""
+
+    size: int
+    bold: bool = False
+
+    @property
+    def primary(self) -> ImageFont.FreeTypeFont:
+        return load(TEXT_FACES[0], self.size, self.bold)
+
+    def face_for(self, cluster: str, previous: Face | None = None) -> Face:
+        return _face_for(cluster, self.bold, previous)
+
+    def missing(self, text: str) -> list[str]:
+        """The clusters of ``text`` no face has (each would be drawn as a missing-glyph box)."""
+        return [c for c in clusters(text) if not c.isspace() and not _covered(_face_for(c, self.bold, None), c, self.bold)]
+
+    def runs(self, text: str, rtl: bool | None = None) -> list[Run]:
+        """``text`` (one line) as runs of one face and one direction, in visual order."""
+        return _runs(self, text, rtl)
+
+    def getlength(self, text: str) -> float:
+        return _length(self, text)
+
+    def draw(self, canvas: Canvas, x: float, baseline: float, text: str, fill, rtl: bool | None = None,
+             align: str = "left") -> float:
+        """Draw one line on its baseline; ``align`` right: ``x`` is the right end. Return its width."""
+        runs = self.runs(text, rtl)
+        total = sum(r.width for r in runs)
+        if align == "right":
+            x -= total
+        for run in runs:
+            if run.face is EMOJI:
+                _draw_emoji(canvas.image, x, baseline, run.text, self.size)
+            else:
+                kwargs = {"direction": "rtl" if run.rtl else "ltr", "language": _language(run.text)} if RAQM else {}
+                canvas.draw.text((x, baseline), run.text, font=load(run.face, self.size, self.bold), fill=fill,
+                                 anchor="ls", **kwargs)
+            x += run.width
+        return total
+
+
+class Canvas:
+    """An image and its one ImageDraw (text runs are drawn with it, emoji pasted on the image)."""
+
+    def __init__(self, image: Image.Image):
+        self.image = image
+        self.draw = ImageDraw.Draw(image)
+
+
+def _covered(face: Face, cluster: str, bold: bool) -> bool:
+    have = coverage(face, bold and face is not EMOJI)
+    return all(ord(ch) in have or ord(ch) in _IGNORABLE for ch in cluster)
+
+
+@lru_cache(maxsize=8192)
+def _face_for(cluster: str, bold: bool, previous: Face | None) -> Face:
+    if _EMOJI.search(cluster) and ord(cluster[0]) in coverage(EMOJI):
+        return EMOJI
+    if previous is not None and previous is not EMOJI and _NEUTRAL.fullmatch(cluster) and _covered(previous, cluster, bold):
+        return previous  # a space or a comma stays in the run it is in
+    for face in TEXT_FACES:
+        if _covered(face, cluster, bold):
+            return face
+    for face in TEXT_FACES:  # at least the base character, then the marks as they come
+        if ord(cluster[0]) in coverage(face, bold):
+            return face
+    return TEXT_FACES[0]
+
+
+def _language(text: str) -> str | None:
+    if _KANA.search(text):
+        return "ja"
+    if _HANGUL.search(text):
+        return "ko"
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _width(style: TextStyle, face: Face, text: str, rtl: bool) -> float:
+    if face is EMOJI:
+        return sum(_emoji(c)[3] for c in clusters(text)) * style.size / EMOJI_STRIKE
+    font = load(face, style.size, style.bold)
+    if RAQM:
+        return font.getlength(text, direction="rtl" if rtl else "ltr", language=_language(text))
+    return font.getlength(text)
+
+
+@lru_cache(maxsize=8192)
+def _length(style: TextStyle, text: str) -> float:
+    return sum(run.width for run in _logical_runs(style, text, None))
+
+
+def _logical_runs(style: TextStyle, text: str, rtl: bool | None) -> list[Run]:
+    lv = levels(text, rtl)
+    runs: list[Run] = []
+    start, face, level, pos = 0, None, None, 0
+    pieces: list[tuple[int, int, Face, int]] = []
+    for cluster in clusters(text):
+        f = _face_for(cluster, style.bold, face)
+        lvl = lv[pos]
+        if f is not face or lvl != level:
+            if face is not None:
+                pieces.append((start, pos, face, level))
+            start, face, level = pos, f, lvl
+        pos += len(cluster)
+    if face is not None:
+        pieces.append((start, pos, face, level))
+    for a, b, f, lvl in pieces:
+        runs.append(Run(text[a:b], f, lvl, _width(style, f, text[a:b], lvl % 2 == 1)))
+    return runs
+
+
+def _runs(style: TextStyle, text: str, rtl: bool | None) -> list[Run]:
+    runs = _logical_runs(style, text, rtl)
+    if not runs:
+        return runs
+    # Rule L2: from the highest level down to the lowest odd one, reverse every sequence of
+    # runs at that level or higher.
+    top = max(r.level for r in runs)
+    lowest_odd = min((r.level for r in runs if r.level % 2), default=top + 1)
+    for level in range(top, lowest_odd - 1, -1):
+        i = 0
+        while i < len(runs):
+            if runs[i].level >= level:
+                j = i
+                while j < len(runs) and runs[j].level >= level:
+                    j += 1
+                runs[i:j] = runs[i:j][::-1]
+                i = j
+            else:
+                i += 1
+    return runs
+
+
+# -- colour emoji -----------------------------------------------------------------------------------
+
+@lru_cache(maxsize=2048)
+def _emoji(cluster: str) -> tuple[Image.Image, int, int, float]:
+    """The cluster drawn at the emoji font's strike: (RGBA image, left, top from the baseline,
+    advance)."""
+    font = load(EMOJI, EMOJI_STRIKE)
+    left, top, right, bottom = font.getbbox(cluster, anchor="ls")
+    image = Image.new("RGBA", (max(1, right - left), max(1, bottom - top)), (0, 0, 0, 0))
+    ImageDraw.Draw(image).text((-left, -top), cluster, font=font, anchor="ls", embedded_color=True)
+    return image, left, top, font.getlength(cluster)
+
+
+@lru_cache(maxsize=2048)
+def _emoji_scaled(cluster: str, size: int) -> tuple[Image.Image, int, int, float]:
+    image, left, top, advance = _emoji(cluster)
+    k = size / EMOJI_STRIKE
+    scaled = image.resize((max(1, round(image.width * k)), max(1, round(image.height * k))), Image.LANCZOS)
+    return scaled, round(left * k), round(top * k), advance * k
+
+
+def _draw_emoji(image: Image.Image, x: float, baseline: float, text: str, size: int) -> None:
+    for cluster in clusters(text):
+        glyph, left, top, advance = _emoji_scaled(cluster, size)
+        image.paste(glyph, (round(x) + left, round(baseline) + top), glyph)
+        x += advance
+
+
+__all__ = ["Canvas", "FontsMissing", "Run", "TextStyle", "clusters", "coverage", "fonts_folder", "is_rtl", "levels"]
