@@ -20,7 +20,7 @@ from pathlib import Path
 import regex
 from PIL import Image, ImageDraw
 
-from services.recognition.kudos.typeset import Canvas, TextStyle, clusters, is_rtl
+from services.recognition.kudos.typeset import FSI, PDI, Canvas, TextStyle, clusters, is_rtl, isolate
 from shared.text import clean_text, one_line
 
 RENDERER_VERSION = "3"  # 3: long words are cut by a binary search
@@ -199,7 +199,7 @@ def _with_ellipsis(line: str, f: TextStyle, max_width: float) -> str:
 
 def names_line(names: tuple[str, ...], f: TextStyle, max_width: float) -> str:
     """"Ana", "Ana & Bo", "Ana, Bo & Cy", or "Ana, Bo & 3 others" when they don't fit."""
-    names = tuple(n for n in (one_line(n[:MAX_NAME_CHARS]) for n in names) if n) or ("you",)
+    names = tuple(isolate(n) for n in (one_line(n[:MAX_NAME_CHARS]) for n in names) if n) or ("you",)
     for shown in range(len(names), 0, -1):
         rest = len(names) - shown
         parts = list(names[:shown])
@@ -214,7 +214,7 @@ def names_line(names: tuple[str, ...], f: TextStyle, max_width: float) -> str:
     # Even the first name with the count is too wide: shorten the name, keep the count.
     rest = len(names) - 1
     suffix = f" & {rest} other" + ("s" if rest > 1 else "") if rest else ""
-    return _with_ellipsis(names[0], f, max_width - _width(suffix, f)) + suffix
+    return isolate(_with_ellipsis(names[0].strip(FSI + PDI), f, max_width - _width(suffix, f))) + suffix
 
 
 def pretty_value(value: str) -> str:
@@ -367,6 +367,7 @@ def render_card(card: CardData) -> bytes:
     giver = one_line(card.giver_name[:MAX_NAME_CHARS]) or "a colleague"
     if _width(giver, footer) > text_width - 260:
         giver = _with_ellipsis(giver, footer, text_width - 260)
+    giver = isolate(giver)
     footer.draw(canvas, left, HEIGHT - 40, f"from {giver}  \u00b7  {card.date}", fill=p.soft, rtl=False)
     font(20, bold=True).draw(canvas, right, HEIGHT - 40, "Inside Track", fill=p.accent, rtl=False, align="right")
     return _png(image)

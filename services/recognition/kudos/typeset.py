@@ -41,7 +41,9 @@ _EMOJI = regex.compile(
 )
 # Characters a font need not have for a cluster to be its own (joiners, variation selectors).
 _IGNORABLE = frozenset([0x200C, 0x200D, 0x20E3, *range(0xFE00, 0xFE10), *range(0xE0020, 0xE0080)])
-_NEUTRAL = regex.compile(r"[\p{Zs}\p{P}\p{S}]+")
+_RTL_LETTER = regex.compile(r"[\p{bc=R}\p{bc=AL}]")
+FSI, PDI = "\u2068", "\u2069"  # first-strong isolate: a name keeps its own direction in a sentence
+_ISOLATES = frozenset("\u2066\u2067\u2068\u2069")  # steer the bidi levels; never drawn
 _KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}]")
 _HANGUL = regex.compile(r"\p{Hangul}")
 RAQM = features.check_feature("raqm")
@@ -111,6 +113,13 @@ def levels(text: str, rtl: bool | None = None) -> list[int]:
     if not lib.fribidi_log2vis(chars, n, ctypes.byref(base), None, None, None, out):
         return [1 if rtl else 0] * n
     return list(out)
+
+
+def isolate(text: str) -> str:
+    """``text`` as a bidi isolate when it has right-to-left letters: put in an English sentence
+    ("from فاطمة · 29 November", "فاطمة, עדי & Bo"), it stays one unit in its own direction and
+    the words around it keep their order."""
+    return f"{FSI}{text}{PDI}" if _RTL_LETTER.search(text) else text
 
 
 def is_rtl(text: str) -> bool:
@@ -192,8 +201,8 @@ def _covered(face: Face, cluster: str, bold: bool) -> bool:
 def _face_for(cluster: str, bold: bool, previous: Face | None) -> Face:
     if _EMOJI.search(cluster) and ord(cluster[0]) in coverage(EMOJI):
         return EMOJI
-    if previous is not None and previous is not EMOJI and _NEUTRAL.fullmatch(cluster) and _covered(previous, cluster, bold):
-        return previous  # a space or a comma stays in the run it is in
+    if previous is not None and previous is not EMOJI and cluster.isspace() and _covered(previous, cluster, bold):
+        return previous  # a space stays in the run it is in (one run, one draw, for "李 小 龍")
     for face in TEXT_FACES:
         if _covered(face, cluster, bold):
             return face
@@ -232,6 +241,12 @@ def _logical_runs(style: TextStyle, text: str, rtl: bool | None) -> list[Run]:
     start, face, level, pos = 0, None, None, 0
     pieces: list[tuple[int, int, Face, int]] = []
     for cluster in clusters(text):
+        if cluster in _ISOLATES:  # ends the run before it; drawn as nothing
+            if face is not None:
+                pieces.append((start, pos, face, level))
+            pos += len(cluster)
+            start, face, level = pos, None, None
+            continue
         f = _face_for(cluster, style.bold, face)
         lvl = lv[pos]
         if f is not face or lvl != level:
@@ -296,4 +311,5 @@ def _draw_emoji(image: Image.Image, x: float, baseline: float, text: str, size: 
         x += advance
 
 
-__all__ = ["Canvas", "FontsMissing", "Run", "TextStyle", "clusters", "coverage", "fonts_folder", "is_rtl", "levels"]
+__all__ = ["Canvas", "FontsMissing", "Run", "TextStyle", "clusters", "coverage", "fonts_folder", "is_rtl", "isolate",
+           "levels"]
