@@ -53,16 +53,29 @@ class FontsMissing(RuntimeError):
     """The fetched fonts are not where the settings say."""
 
 
-@lru_cache(maxsize=1)
-def fonts_folder() -> Path:
-    folder = font_dir(load_settings())
+_folder: list[Path] = []  # the fetched fonts' folder, once known
+
+
+def use_fonts(folder: Path) -> Path:
+    """Draw with the fonts in ``folder`` (the kudos process calls it at start with its
+    settings'); raise :class:`FontsMissing` if any is absent, so a process without them does not
+    start rather than draw boxes."""
     absent = missing(folder)
     if absent:
         raise FontsMissing(
             f"fonts missing in {folder}: {', '.join(absent)}; `insidetrack infra provision` (make up / make test) "
             "fetches them, or set INSIDETRACK_FONT_DIR"
         )
+    if _folder != [folder]:
+        _folder[:] = [folder]
+        for cached in (_coverage, load, _face_for, _length, _width, _emoji, _emoji_scaled):
+            cached.cache_clear()
     return folder
+
+
+def fonts_folder() -> Path:
+    """The folder :func:`use_fonts` was given, else the one the environment's settings name."""
+    return _folder[0] if _folder else use_fonts(font_dir(load_settings()))
 
 
 @lru_cache(maxsize=32)
@@ -312,4 +325,4 @@ def _draw_emoji(image: Image.Image, x: float, baseline: float, text: str, size: 
 
 
 __all__ = ["Canvas", "FontsMissing", "Run", "TextStyle", "clusters", "coverage", "fonts_folder", "is_rtl", "isolate",
-           "levels"]
+           "levels", "use_fonts"]
