@@ -330,16 +330,30 @@ def _chips(canvas: Canvas, values: tuple[str, ...], p: Palette, x0: int, y0: int
         x += w + 12
 
 
-def render_card(card: CardData) -> bytes:
-    """The full-size PNG for ``card``."""
-    p = PALETTES.get(card.gesture, PALETTES["thanks"])
+LEFT, RIGHT = 430, WIDTH - 60  # the text column
+
+
+@lru_cache(maxsize=8)
+def _background(gesture: str) -> Image.Image:
+    """What every card of a gesture shares: gradient, art, headline, brand (copy before drawing)."""
+    p = PALETTES[gesture]
     image = _gradient(p).copy()
-    art = _art_cached(card.gesture, p, 340)
+    art = _art_cached(gesture, p, 340)
     image.paste(art, (40, 145), art)
     canvas = Canvas(image)
-    left, right = 430, WIDTH - 60
+    font(34, bold=True).draw(canvas, LEFT, 70, p.headline, fill=p.accent, rtl=False)
+    font(20, bold=True).draw(canvas, RIGHT, HEIGHT - 40, "Inside Track", fill=p.accent, rtl=False, align="right")
+    return image
+
+
+def render_card(card: CardData) -> bytes:
+    """The full-size PNG for ``card``."""
+    gesture = card.gesture if card.gesture in PALETTES else "thanks"
+    p = PALETTES[gesture]
+    image = _background(gesture).copy()
+    canvas = Canvas(image)
+    left, right = LEFT, RIGHT
     text_width = right - left
-    font(34, bold=True).draw(canvas, left, 70, p.headline, fill=p.accent, rtl=False)
 
     # Names: as large as fits (64 down to 36 px), one line.
     for size in (64, 56, 48, 42, 36):
@@ -369,7 +383,6 @@ def render_card(card: CardData) -> bytes:
         giver = _with_ellipsis(giver, footer, text_width - 260)
     giver = isolate(giver)
     footer.draw(canvas, left, HEIGHT - 40, f"from {giver}  \u00b7  {card.date}", fill=p.soft, rtl=False)
-    font(20, bold=True).draw(canvas, right, HEIGHT - 40, "Inside Track", fill=p.accent, rtl=False, align="right")
     return _png(image)
 
 
