@@ -108,7 +108,7 @@ def test_the_screen_shows_cjk_arabic_and_every_listed_script_without_boxes(gatew
                 "Inside Track Emoji"} <= loaded, loaded
         shown = page.evaluate("[...document.querySelectorAll('#board li .name')].map(n => n.textContent)")
         assert shown == list(NAMES.values())
-        assert page.evaluate("document.getElementById('caption').textContent") == f"{NAMES['chinese']} → {NAMES['arabic']}"
+        assert page.evaluate("document.getElementById('caption').textContent") == f"\u2068{NAMES['chinese']}\u2069 → \u2068{NAMES['arabic']}\u2069"
 
         result = json.loads(page.evaluate(CHECK % {"no_face": json.dumps(NO_FACE_HAS), "names": json.dumps(NAMES),
                                                    "control": json.dumps("\U0001D801")}))

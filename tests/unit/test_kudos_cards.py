@@ -30,6 +30,7 @@ from services.recognition.kudos.cards import (
     wrap,
 )
 from services.recognition.kudos.domain import clean_text
+from shared.fonts import FACES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GESTURES = ("thanks", "coffee", "lunch", "flowers", "high_five")
@@ -763,3 +764,19 @@ def test_a_right_to_left_name_in_an_english_line_keeps_the_words_around_it_in_or
         ("from ", False), ("עדי כהן", True), ("  ·  27 November 2026", False)]
     names = names_line(("فاطمة", "עדי", "Bo"), NAMES_FONT, TEXT_WIDTH)
     assert [r.text for r in NAMES_FONT.runs(names, rtl=False)] == ["فاطمة", ", ", "עדי", " & Bo"]
+
+
+@pytest.mark.parametrize("face", [f for f in FACES if f.package and f.bold], ids=lambda f: f.key)
+def test_a_fetched_family_has_the_same_characters_in_both_weights(face):
+    # typeset.coverage reads only the regular file of a fetched family, for both weights.
+    assert typeset.coverage_of_file(face, bold=True) == typeset.coverage_of_file(face, bold=False)
+
+
+@pytest.mark.parametrize("giver", ["Zoë Ångström-Núñez", "Bartholomew Featherstonehaugh-Wolfeschlegel", "李" * 60, "فاطمة " * 20],
+                         ids=["latin", "long-latin", "long-cjk", "long-arabic"])
+def test_the_footer_never_runs_into_the_brand(giver):
+    assert font(20, bold=True).getlength(cards.BRAND) <= cards.BRAND_WIDTH
+    image = open_png(render_card(make_card(giver_name=giver, values=())))
+    head = _ink_columns(image, 560, 600, 430, 1141)
+    brand_left = 1140 - cards.BRAND_WIDTH
+    assert [x for x in head if brand_left - 20 < x < brand_left] == []  # a gap before the brand

@@ -331,6 +331,8 @@ def _chips(canvas: Canvas, values: tuple[str, ...], p: Palette, x0: int, y0: int
 
 
 LEFT, RIGHT = 430, WIDTH - 60  # the text column
+BRAND = "Inside Track"
+BRAND_WIDTH = 140  # font(20, bold=True).getlength(BRAND) is 136 px
 
 
 @lru_cache(maxsize=8)
@@ -342,7 +344,7 @@ def _background(gesture: str) -> Image.Image:
     image.paste(art, (40, 145), art)
     canvas = Canvas(image)
     font(34, bold=True).draw(canvas, LEFT, 70, p.headline, fill=p.accent, rtl=False)
-    font(20, bold=True).draw(canvas, RIGHT, HEIGHT - 40, "Inside Track", fill=p.accent, rtl=False, align="right")
+    font(20, bold=True).draw(canvas, RIGHT, HEIGHT - 40, BRAND, fill=p.accent, rtl=False, align="right")
     return image
 
 
@@ -377,12 +379,13 @@ def render_card(card: CardData) -> bytes:
     if card.values:
         _chips(canvas, card.values, p, left, 455, text_width)
 
+    # The footer stops short of the brand: the giver's name is what gives way.
     footer = font(24)
     giver = one_line(card.giver_name[:MAX_NAME_CHARS]) or "a colleague"
-    if _width(giver, footer) > text_width - 260:
-        giver = _with_ellipsis(giver, footer, text_width - 260)
-    giver = isolate(giver)
-    footer.draw(canvas, left, HEIGHT - 40, f"from {giver}  \u00b7  {card.date}", fill=p.soft, rtl=False)
+    room = text_width - BRAND_WIDTH - 24 - _width(f"from   \u00b7  {card.date}", footer)
+    if _width(giver, footer) > room:
+        giver = _with_ellipsis(giver, footer, room)
+    footer.draw(canvas, left, HEIGHT - 40, f"from {isolate(giver)}  \u00b7  {card.date}", fill=p.soft, rtl=False)
     return _png(image)
 
 

@@ -85,6 +85,13 @@ def _coverage(path: Path, index: int) -> frozenset[int]:
 
 
 def coverage(face: Face, bold: bool = False) -> frozenset[int]:
+    """The code points ``face`` has. A Noto family has the same ones in both weights (a unit test
+    checks), so only DejaVu's bold is read on its own: reading Noto Sans CJK's 45k-entry cmap
+    twice would double a new process's first card."""
+    return _coverage(face_path(face, fonts_folder(), bold and face.package is None), face.index)
+
+
+def coverage_of_file(face: Face, bold: bool) -> frozenset[int]:
     return _coverage(face_path(face, fonts_folder(), bold), face.index)
 
 
