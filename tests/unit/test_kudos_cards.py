@@ -30,7 +30,7 @@ from services.recognition.kudos.cards import (
     wrap,
 )
 from services.recognition.kudos.domain import clean_text
-from shared.fonts import FACES
+from shared.fonts import FACES, face_path
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GESTURES = ("thanks", "coffee", "lunch", "flowers", "high_five")
@@ -780,3 +780,17 @@ def test_the_footer_never_runs_into_the_brand(giver):
     head = _ink_columns(image, 560, 600, 430, 1141)
     brand_left = 1140 - cards.BRAND_WIDTH
     assert [x for x in head if brand_left - 20 < x < brand_left] == []  # a gap before the brand
+
+
+@pytest.mark.parametrize("face", FACES, ids=lambda f: f.key)
+@pytest.mark.parametrize("bold", [False, True], ids=["regular", "bold"])
+def test_the_cmap_reader_agrees_with_fonttools(face, bold):
+    from fontTools.ttLib import TTFont
+
+    if bold and not face.bold:
+        pytest.skip("one weight")
+    path = face_path(face, typeset.fonts_folder(), bold)
+    with TTFont(str(path), fontNumber=face.index, lazy=True) as ttf:
+        expected = set(ttf.getBestCmap())
+    ranges = typeset._coverage(path, face.index).ranges
+    assert {code for first, last in ranges for code in range(first, last + 1)} == expected
