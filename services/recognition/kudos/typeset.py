@@ -331,6 +331,8 @@ def _length(style: TextStyle, text: str) -> float:
 
 
 def _logical_runs(style: TextStyle, text: str, rtl: bool | None) -> list[Run]:
+    if text.isascii() and text.isprintable() and not rtl:  # most text: one DejaVu run, left to right
+        return [Run(text, TEXT_FACES[0], 0, _width(style, TEXT_FACES[0], text, False))] if text else []
     lv = levels(text, rtl)
     runs: list[Run] = []
     start, face, level, pos = 0, None, None, 0
