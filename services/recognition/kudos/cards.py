@@ -2,9 +2,10 @@
 
 Everything is drawn in code: a gesture-themed gradient, the gesture's art (a coffee cup,
 lunch, flowers, a high five, a heart for thanks), the recipients' names, the message wrapped
-and trimmed at a word boundary with an ellipsis, the company values as chips, the giver and
-the date. The fonts are DejaVu Sans, shipped in ``fonts/`` (Bitstream Vera licence), so the
-same kudos gives the same bytes on every machine with the same Pillow.
+and trimmed with an ellipsis, the company values as chips, the giver and the date. Text in any
+script goes through typeset.py (font fallback per grapheme cluster, bidi, colour emoji) with the
+fonts of shared/fonts, so the same kudos gives the same bytes on every machine with the same
+Pillow and the same fonts.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from PIL import Image, ImageDraw
 from services.recognition.kudos.typeset import FSI, PDI, Canvas, TextStyle, clusters, is_rtl, isolate
 from shared.text import clean_text, one_line
 
-RENDERER_VERSION = "3"  # 3: long words are cut by a binary search
+RENDERER_VERSION = "4"  # 3: long words are cut by a binary search; 4: every script (issue 23), cached boxes redrawn
 WIDTH, HEIGHT = 1200, 630
 THUMB = (400, 210)
 ELLIPSIS = "\u2026"
