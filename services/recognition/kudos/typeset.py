@@ -7,7 +7,7 @@ Pillow draws one string with one font. A name like ``李小龍 Li`` or a message
    a ZWJ family, a flag) are never split;
 2. each cluster gets the first face of shared/fonts that has every one of its characters (the
    font's cmap, read from the file); emoji-presentation clusters get the colour emoji face;
-   spaces and punctuation stay with the run they are in when its face has them;
+   a space stays in the run it is in when that face has it;
 3. the Unicode bidi algorithm (FriBidi, the library Pillow's own RAQM layout uses) gives each
    character its level; runs are cut where the level changes and put in visual order (rule L2);
 4. each run is shaped and drawn by Pillow/RAQM in its direction; colour emoji are drawn at the
@@ -246,9 +246,6 @@ class TextStyle:
     @property
     def primary(self) -> ImageFont.FreeTypeFont:
         return load(TEXT_FACES[0], self.size, self.bold)
-
-    def face_for(self, cluster: str, previous: Face | None = None) -> Face:
-        return _face_for(cluster, self.bold, previous)
 
     def missing(self, text: str) -> list[str]:
         """The clusters of ``text`` no face has (each would be drawn as a missing-glyph box)."""
