@@ -20,11 +20,12 @@ import os
 import sys
 
 from ops.demo.loader import DemoError
-from ops.infra import local
+from ops.infra import fonts, local
 from ops.infra.process import Daemon, InfraError
 from ops.supervisor import Supervisor
 from shared.config import ConfigError, Settings, load_settings
 from shared.events import TOPICS
+from shared.fonts import font_dir
 from shared.lifecycle import Shutdown
 
 
@@ -38,6 +39,7 @@ def cmd_infra(args, settings: Settings) -> int:
     if args.action == "provision":
         for component in local.components(settings):
             print(f"{component.daemon.name}: {component.provision()}")
+        print(f"fonts: {fonts.provision(font_dir(settings))}")
     elif args.action == "up":
         for name, outcome in local.up(settings).items():
             print(f"{name}: {outcome}")
@@ -73,6 +75,7 @@ def cmd_up(args, settings: Settings) -> int:
     demo_env = prepare_first_start(settings)  # first start: the services run on the demo clock
     services = Supervisor(settings, env=demo_env)
     try:
+        print(f"fonts: {fonts.provision(font_dir(settings))}")
         for name, outcome in local.up(settings).items():
             print(f"{name}: {outcome}")
         print("Starting services ...", flush=True)
@@ -368,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"insidetrack: {exc}", file=sys.stderr)
         return 2
-    except InfraError as exc:
+    except (InfraError, fonts.FontFetchError) as exc:
         print(f"insidetrack: {exc}", file=sys.stderr)
         return 1
 

@@ -73,6 +73,9 @@ class Settings(BaseModel):
     # Where the local stack keeps data, logs and pid files, and where downloads are cached.
     var_dir: Path = PROJECT_ROOT / "var"
     cache_dir: Path = Field(default_factory=_default_cache_dir)
+    # The fonts fetched at install time (CJK, Thai, Devanagari, colour emoji: shared/fonts).
+    # Unset: <cache_dir>/fonts, where `make up` / `make test` put them.
+    font_dir: Path | None = None
 
     # Consumers: bounded retries with backoff before a message goes to the dead-letter topic.
     consumer_max_attempts: int = Field(5, ge=1, le=100)
@@ -171,11 +174,11 @@ class Settings(BaseModel):
             )
         return self
 
-    @field_validator("var_dir", "cache_dir")
+    @field_validator("var_dir", "cache_dir", "font_dir")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
+    def _absolute(cls, value: Path | None) -> Path | None:
         # Daemons run with their own working directory: relative paths would point elsewhere.
-        return value.expanduser().resolve()
+        return None if value is None else value.expanduser().resolve()
 
     @field_validator("name_prefix")
     @classmethod

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import requests as http
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, request, send_file
 from graphql import GraphQLError, OperationType, execute, get_operation_ast, parse, specified_rules, validate
 
 from services.gateway.auth import bearer_token, verify_token
@@ -32,6 +32,7 @@ from services.gateway.clients import ServiceError, ServiceUnavailable, segment
 from services.gateway.context import RequestContext
 from services.gateway.limits import RateLimiter, limit_rules, no_introspection_rule
 from services.gateway.schema import schema
+from shared import fonts
 from shared.errors import AppError
 
 log = logging.getLogger(__name__)
@@ -292,6 +293,30 @@ def leaderboard_screen():
         config = json.dumps({"token": settings.screen_token}).replace("</", "<\\/")
         page = page.replace("<!--SCREEN_CONFIG-->", f"<script>window.SCREEN_CONFIG = {config};</script>")
     return Response(page, mimetype="text/html", headers={"Cache-Control": "no-store"})
+
+
+# Web fonts: the faces the kudos cards are drawn with (shared/fonts), so the screen and any
+# portal page show every name (CJK, Thai, Devanagari, colour emoji) whatever the browser's
+# machine has installed. Public like the screen page; any origin may load them (a portal
+# elsewhere links /fonts/fonts.css and sets ``font-family: var(--it-font)``).
+FONT_HEADERS = {"Access-Control-Allow-Origin": "*"}
+
+
+@graphql_api.get("/fonts/fonts.css")
+def web_fonts_css():
+    return Response(fonts.web_fonts_css("/fonts/"), mimetype="text/css",
+                    headers={**FONT_HEADERS, "Cache-Control": "public, max-age=3600"})
+
+
+@graphql_api.get("/fonts/<name>")
+def web_font(name: str):
+    path = fonts.served_files(fonts.font_dir(current_app.config["SETTINGS"])).get(name)
+    if path is None or not path.is_file():
+        return Response("no such font\n", status=404, mimetype="text/plain")
+    response = send_file(path, mimetype="font/collection" if name.endswith(".ttc") else "font/ttf",
+                         conditional=True, max_age=7 * 24 * 3600)
+    response.headers.update(FONT_HEADERS)
+    return response
 
 
 @graphql_api.get("/schema.graphql")

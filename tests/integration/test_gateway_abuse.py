@@ -557,8 +557,12 @@ def test_nasty_card_text_is_cleaned_and_every_card_renders(abuse):
         assert payload["errors"] == [], (name, payload)
         kudos = payload["kudos"]
         stored = kudos["message"]
-        for invisible in "\x00\x07\x1b\x08\x7f\r\x0b\u202e\u202c\u2066\u2069\u200b\u200c\u200d\u2060\ufeff\u061c\u200f\u200e":
+        for invisible in "\x00\x07\x1b\x08\x7f\r\x0b\u202e\u202c\u2066\u2069\u200b\u2060\ufeff\u061c\u200f\u200e":
             assert invisible not in stored, (name, repr(stored))
+        # Joiners stay only where they join two visible characters (emoji ZWJ sequences).
+        assert not re.search(r"(^|\s)[\u200c\u200d]|[\u200c\u200d]($|\s)|[\u200c\u200d]{2}", stored), (name, repr(stored))
+        if name == "emoji and joiners":
+            assert "👨\u200d👩\u200d👧\u200d👦" in stored and "🏳️\u200d🌈" in stored, repr(stored)
         for url, size in ((kudos["cardUrl"], (1200, 630)), (kudos["thumbnailUrl"], (400, 210))):
             image = http.get(url, timeout=30)
             assert image.status_code == 200 and image.headers["Content-Type"] == "image/png", (name, image.status_code)

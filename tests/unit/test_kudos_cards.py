@@ -1,8 +1,9 @@
 """Kudos cards: PNG shape, determinism, text layout, pixel containment, unsafe text, the disk cache.
 
-The renderer is pure (Pillow + the shipped DejaVu fonts), so every test here renders real
+The renderer is pure (Pillow + the fonts of shared/fonts: DejaVu Sans, then Noto Sans Thai,
+Devanagari, CJK and Noto Color Emoji for what DejaVu lacks), so every test here renders real
 PNGs and inspects them with Pillow. The card's text column runs from x=430 to x=1140
-(``text_width`` 710 px); the message uses DejaVu Sans 30 px, the names DejaVu Sans Bold 64..36 px.
+(``text_width`` 710 px); the message uses 30 px, the names bold 64..36 px.
 
 Sample cards for people to look at are written to ``tests/artifacts/cards/`` (git-ignored).
 """
@@ -14,9 +15,9 @@ import io
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops, ImageDraw
 
-from services.recognition.kudos import cards
+from services.recognition.kudos import cards, typeset
 from services.recognition.kudos.cards import (
     ELLIPSIS,
     PALETTES,
@@ -29,6 +30,7 @@ from services.recognition.kudos.cards import (
     wrap,
 )
 from services.recognition.kudos.domain import clean_text
+from shared.fonts import FACES, face_path
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GESTURES = ("thanks", "coffee", "lunch", "flowers", "high_five")
@@ -533,3 +535,262 @@ def test_write_sample_cards_for_review():
     for name in samples:
         assert open_png((ARTIFACTS / f"{name}.png").read_bytes()).size == (1200, 630)
         assert open_png((ARTIFACTS / f"{name}.thumb.png").read_bytes()).size == (400, 210)
+
+
+# -- every script: fallback fonts, no missing-glyph boxes, bidi, wrapping -------------------------
+# Names and messages a person can type (issue 23). Each is checked twice: every grapheme cluster
+# has a face whose cmap has all its characters, and on the rendered card every drawn cluster is
+# not its font's missing-glyph (.notdef) box.
+
+SCRIPTS = {
+    "latin-diacritics": ("Zoë Ångström-Núñez", "Merci beaucoup, ça a sauvé l'affaire! Dziękuję, Łukasz. Đặng Thị Hương"),
+    "cyrillic": ("Дмитрий Иванов", "Спасибо за помощь с контрактом!"),
+    "greek": ("Ζωή Παπαδοπούλου", "Ευχαριστώ πολύ για τη βοήθεια!"),
+    "arabic": ("فاطمة الزهراء", "شكراً جزيلاً على مراجعة العقد"),
+    "hebrew": ("עדי כהן", "תודה רבה על העזרה עם החוזה"),
+    "rtl-mixed-with-ltr": ("李小龍 Li", "🎉 شكراً! 谢谢你 for the contract review 🙏☕"),
+    "chinese": ("李小龍", "谢谢你的帮助，我们赢了这个合同。"),
+    "japanese": ("佐藤 さくら", "ありがとうございます！契約のレビュー、本当に助かりました。"),
+    "korean": ("김민준", "계약 검토를 도와주셔서 정말 감사합니다"),
+    "devanagari": ("अनन्या शर्मा", "अनुबंध की समीक्षा के लिए बहुत धन्यवाद"),
+    "thai": ("สมชาย ใจดี", "ขอบคุณมากสำหรับการตรวจสอบสัญญา"),
+    "emoji": ("Sam 👩\u200d💻", "👍🏽 👩\u200d💻 👨\u200d👩\u200d👧\u200d👦 🏳️\u200d🌈 🇳🇱 🇯🇵 1️⃣ ☕ 🙏🏿 🎉"),
+}
+ISSUE_CARD = make_card(  # the card of issue 23, as it was reported
+    giver_name="李小龍 Li", recipient_names=("فاطمة الزهراء",), gesture="coffee",
+    message="🎉 شكراً! 谢谢你 for the contract review 🙏☕",
+)
+NO_FACE_HAS = "\U0001D800"  # Sutton SignWriting: none of our faces has it
+STYLES = [font(30), font(24), font(22, bold=True)] + [font(size, bold=True) for size in (64, 56, 48, 42, 36)]
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_every_listed_script_has_a_face_for_every_cluster(script):
+    for text in SCRIPTS[script]:
+        for style in STYLES:
+            assert style.missing(text) == [], (script, style, text)
+
+
+def test_the_coverage_check_sees_a_character_no_face_has():
+    assert font(30).missing(f"ok {NO_FACE_HAS} ok") == [NO_FACE_HAS]
+
+
+class DrawnText:
+    """Records every text run and emoji a card draws, with the font it was drawn with."""
+
+    def __init__(self, monkeypatch):
+        self.runs: list[tuple[str, object]] = []
+        self.emoji: list[str] = []
+        real_text, real_emoji = ImageDraw.ImageDraw.text, typeset._draw_emoji
+
+        def text(draw, xy, content, *args, **kwargs):
+            self.runs.append((content, kwargs["font"]))
+            return real_text(draw, xy, content, *args, **kwargs)
+
+        def emoji(image, x, baseline, content, size):
+            self.emoji.extend(typeset.clusters(content))
+            return real_emoji(image, x, baseline, content, size)
+
+        monkeypatch.setattr(ImageDraw.ImageDraw, "text", text)
+        monkeypatch.setattr(typeset, "_draw_emoji", emoji)
+
+    def boxes(self) -> list[str]:
+        """The clusters drawn as their font's missing-glyph box (or, for emoji, not as one glyph)."""
+        found = []
+        for content, f in self.runs:
+            notdef = f.getmask(NO_FACE_HAS)
+            for cluster in typeset.clusters(content):
+                if cluster.strip():
+                    mask = f.getmask(cluster)
+                    if mask.size == notdef.size and bytes(mask) == bytes(notdef):
+                        found.append(cluster)
+        one_emoji = typeset._emoji("🎉")[3]
+        for cluster in self.emoji:
+            image, _, _, advance = typeset._emoji(cluster)
+            # One glyph, one advance: a ZWJ sequence or a flag the font lacks would be drawn as
+            # its parts side by side (two advances or more).
+            if advance != one_emoji or image.getbbox() is None:
+                found.append(cluster)
+        return found
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_no_missing_glyph_box_is_drawn_on_the_card(script, monkeypatch):
+    name, message = SCRIPTS[script]
+    drawn = DrawnText(monkeypatch)
+    card = make_card(giver_name=name, recipient_names=(name, "Ana"), message=message)
+    image = open_png(render_card(card))
+    assert image.size == (1200, 630)
+    assert drawn.runs and drawn.boxes() == [], drawn.boxes()
+    shown = "".join(text for text, _ in drawn.runs) + "".join(drawn.emoji)
+    for cluster in typeset.clusters(name + message):  # every cluster was drawn (none dropped)
+        assert cluster.isspace() or cluster in shown, cluster
+
+
+def test_the_issue_card_draws_every_character_in_colour(monkeypatch):
+    drawn = DrawnText(monkeypatch)
+    image = open_png(render_card(ISSUE_CARD))
+    assert drawn.boxes() == []
+    assert sorted(drawn.emoji) == sorted(["🎉", "🙏", "☕"])  # ☕ too: the colour cup, not DejaVu's outline
+    assert {f.getname()[0] for text, f in drawn.runs if "李" in text or "谢" in text} == {"Noto Sans CJK SC"}
+    # Colour, not grey: the emoji are drawn from the colour bitmaps (saturated pixels in the text area).
+    raw = image.crop((430, 190, 1140, 260)).tobytes()
+    saturated = sum(1 for i in range(0, len(raw), 3) if max(raw[i:i + 3]) - min(raw[i:i + 3]) > 120)
+    assert saturated > 200
+
+
+def test_the_box_check_sees_a_box_when_one_is_drawn(monkeypatch):
+    drawn = DrawnText(monkeypatch)
+    render_card(make_card(message=f"Thanks {NO_FACE_HAS} for the help"))
+    assert drawn.boxes() == [NO_FACE_HAS]
+
+
+def test_a_name_in_cjk_is_drawn_with_the_cjk_face_and_bold():
+    runs = font(64, bold=True).runs("李小龍 Li")
+    assert [(r.text, r.face.key) for r in runs] == [("李小龍 ", "cjk"), ("Li", "latin")]
+
+
+def test_right_to_left_runs_are_put_in_visual_order():
+    style = font(30)
+    ltr = style.runs("abc שלום def", rtl=False)
+    assert [(r.text, r.rtl) for r in ltr] == [("abc ", False), ("שלום", True), (" def", False)]
+    rtl = style.runs("שלום abc", rtl=None)  # the paragraph starts right to left
+    assert [(r.text, r.rtl) for r in rtl] == [("abc", False), ("שלום ", True)]
+    assert typeset.is_rtl("שלום abc") and not typeset.is_rtl("abc שלום") and not typeset.is_rtl("")
+    # Emoji, CJK and Arabic in one right-to-left paragraph: runs of one face and one direction.
+    issue = style.runs(ISSUE_CARD.message)
+    assert {r.face.key for r in issue} == {"emoji", "latin", "cjk"}
+    assert issue[-1].text == "🎉"  # the first character of an RTL paragraph ends up rightmost
+
+
+def _ink_columns(image: Image.Image, y0: int, y1: int, x0: int, x1: int) -> list[int]:
+    """Columns where something was drawn over the (thanks) background gradient."""
+    box = (x0, y0, x1, y1)
+    diff = ImageChops.difference(image.crop(box), cards._gradient(PALETTES["thanks"]).crop(box)).convert("L")
+    return [x0 + x for x in range(diff.width) if diff.crop((x, 0, x + 1, diff.height)).getbbox() is not None]
+
+
+def test_a_right_to_left_message_is_set_flush_right():
+    image = open_png(render_card(make_card(message="תודה רבה", values=())))
+    ink = _ink_columns(image, 205, 250, 430, 1141)
+    assert ink and min(ink) > 900 and max(ink) > 1120
+    ltr = open_png(render_card(make_card(message="Thanks a lot", values=())))
+    ink = _ink_columns(ltr, 205, 250, 430, 1141)
+    assert ink and min(ink) < 440 and max(ink) < 700
+
+
+CHINESE = "谢谢你的帮助，我们赢了这个合同。客户非常满意，下个季度还会续约。" * 4
+
+
+def _consumed(lines: list[str]) -> str:
+    text = "".join(lines)
+    return text[: -len(ELLIPSIS)] if text.endswith(ELLIPSIS) else text
+
+
+def test_cjk_wraps_between_characters_and_fills_its_lines():
+    lines = wrap(CHINESE, MESSAGE_FONT, TEXT_WIDTH, 4)
+    assert len(lines) == 4 and lines[-1].endswith(ELLIPSIS)
+    assert CHINESE.startswith(_consumed(lines))  # in order, nothing dropped, no spaces added
+    one = MESSAGE_FONT.getlength("谢")
+    for line in lines:
+        assert MESSAGE_FONT.getlength(line) <= TEXT_WIDTH
+        assert not line.startswith(("，", "。")), line  # no line starts with closing punctuation
+    for line in lines[:-1]:
+        assert MESSAGE_FONT.getlength(line) > TEXT_WIDTH - 2 * one  # full, not broken at a "word"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["ขอบคุณมากสำหรับการตรวจสอบสัญญา" * 12, "👨\u200d👩\u200d👧\u200d👦👍🏽🇳🇱" * 60, "अनुबंधकीसमीक्षा" * 20, "Th\u0301\u0316anks" * 80],
+    ids=["thai", "emoji-families", "devanagari", "combining-marks"],
+)
+def test_an_unspaced_run_is_cut_between_grapheme_clusters(text):
+    lines = wrap(text, MESSAGE_FONT, TEXT_WIDTH, 4)
+    assert len(lines) == 4 and lines[-1].endswith(ELLIPSIS)
+    boundaries, pos = set(), 0
+    for cluster in typeset.clusters(text):
+        pos += len(cluster)
+        boundaries.add(pos)
+    consumed = 0
+    for line in lines:
+        body = line[: -len(ELLIPSIS)] if line.endswith(ELLIPSIS) else line
+        assert text[consumed:].startswith(body)
+        consumed += len(body)
+        assert consumed in boundaries, (line, "cut inside a grapheme cluster")
+        assert MESSAGE_FONT.getlength(line) <= TEXT_WIDTH
+
+
+def test_words_of_scripts_with_spaces_are_not_split():
+    text = "계약 검토를 도와주셔서 정말 감사합니다 " * 8 + "שלום עולם ומה שלומך היום " * 6
+    words = text.split()
+    lines = wrap(text, MESSAGE_FONT, TEXT_WIDTH, 6)
+    shown = " ".join(lines)[: -len(ELLIPSIS)].split()
+    assert shown == words[: len(shown)] and 0 < len(shown) < len(words)
+
+
+def test_names_in_any_script_fit_and_keep_the_count():
+    names = tuple(name for name, _ in SCRIPTS.values())
+    for size in (64, 36):
+        f = font(size, bold=True)
+        line = names_line(names, f, TEXT_WIDTH)
+        assert f.getlength(line) <= TEXT_WIDTH and " others" in line
+    long_cjk = ("李" * 80,) + names[:3]
+    line = names_line(long_cjk, NAMES_FONT, TEXT_WIDTH)
+    assert line.endswith(" & 3 others") and ELLIPSIS in line and NAMES_FONT.getlength(line) <= TEXT_WIDTH
+
+
+def test_emoji_joiners_survive_cleaning_and_loose_ones_do_not():
+    assert clean_text("👩\u200d💻 🏳️\u200d🌈") == "👩\u200d💻 🏳️\u200d🌈"
+    assert clean_text("می\u200cخواهم") == "می\u200cخواهم"  # Persian needs its ZWNJ
+    assert clean_text("\u200dThanks \u200d you\u200d\u200c!\u200d") == "Thanks  you!"
+
+
+def test_write_international_sample_cards_for_review():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    samples = {"issue-23": ISSUE_CARD}
+    for (script, (name, message)), gesture in zip(SCRIPTS.items(), GESTURES * 3):
+        samples[f"script-{script}"] = make_card(gesture=gesture, giver_name=name, recipient_names=(name,), message=message)
+    for name, card in samples.items():
+        data = render_card(card)
+        (ARTIFACTS / f"{name}.png").write_bytes(data)
+        (ARTIFACTS / f"{name}.thumb.png").write_bytes(render_thumbnail(data))
+        assert open_png(data).size == (1200, 630)
+
+
+def test_a_right_to_left_name_in_an_english_line_keeps_the_words_around_it_in_order():
+    style = font(24)
+    footer = f"from {typeset.isolate('עדי כהן')}  ·  27 November 2026"
+    assert [(r.text, r.rtl) for r in style.runs(footer, rtl=False)] == [
+        ("from ", False), ("עדי כהן", True), ("  ·  27 November 2026", False)]
+    names = names_line(("فاطمة", "עדי", "Bo"), NAMES_FONT, TEXT_WIDTH)
+    assert [r.text for r in NAMES_FONT.runs(names, rtl=False)] == ["فاطمة", ", ", "עדי", " & Bo"]
+
+
+@pytest.mark.parametrize("face", [f for f in FACES if f.package and f.bold], ids=lambda f: f.key)
+def test_a_fetched_family_has_the_same_characters_in_both_weights(face):
+    # typeset.coverage reads only the regular file of a fetched family, for both weights.
+    assert typeset.coverage_of_file(face, bold=True) == typeset.coverage_of_file(face, bold=False)
+
+
+@pytest.mark.parametrize("giver", ["Zoë Ångström-Núñez", "Bartholomew Featherstonehaugh-Wolfeschlegel", "李" * 60, "فاطمة " * 20],
+                         ids=["latin", "long-latin", "long-cjk", "long-arabic"])
+def test_the_footer_never_runs_into_the_brand(giver):
+    assert font(20, bold=True).getlength(cards.BRAND) <= cards.BRAND_WIDTH
+    image = open_png(render_card(make_card(giver_name=giver, values=())))
+    head = _ink_columns(image, 560, 600, 430, 1141)
+    brand_left = 1140 - cards.BRAND_WIDTH
+    assert [x for x in head if brand_left - 20 < x < brand_left] == []  # a gap before the brand
+
+
+@pytest.mark.parametrize("face", FACES, ids=lambda f: f.key)
+@pytest.mark.parametrize("bold", [False, True], ids=["regular", "bold"])
+def test_the_cmap_reader_agrees_with_fonttools(face, bold):
+    from fontTools.ttLib import TTFont
+
+    if bold and not face.bold:
+        pytest.skip("one weight")
+    path = face_path(face, typeset.fonts_folder(), bold)
+    with TTFont(str(path), fontNumber=face.index, lazy=True) as ttf:
+        expected = set(ttf.getBestCmap())
+    ranges = typeset._coverage(path, face.index).ranges
+    assert {code for first, last in ranges for code in range(first, last + 1)} == expected

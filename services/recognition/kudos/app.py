@@ -19,6 +19,7 @@ from services.recognition.kudos.cards import CardStore
 from services.recognition.kudos.config import KudosSettings
 from services.recognition.kudos.feeds import FeedBuilder
 from services.recognition.kudos.handlers import KudosService
+from services.recognition.kudos.typeset import use_fonts
 from shared.auth import require_internal_token
 from shared.bus.consumer import ConsumerRunner
 from shared.bus.kafka import EventProducer
@@ -26,6 +27,7 @@ from shared.bus.outbox import OutboxRelay
 from shared.calendar import BusinessCalendar
 from shared.clock import Clock, clock_for
 from shared.db import connect
+from shared.fonts import font_dir
 from shared.serve import ServiceRuntime
 from shared.web import create_service_app, dependency_checks
 
@@ -51,6 +53,7 @@ def create_app(service: KudosService, settings: KudosSettings, readiness=None) -
     app = create_service_app(SERVICE, settings, readiness)
     require_internal_token(app, settings.internal_token, public_prefixes=("/cards/",))
     app.extensions["kudos_service"] = service
+    use_fonts(font_dir(settings))  # no fonts, no start: a card would be boxes
     app.extensions["card_store"] = CardStore(settings.cards_dir)
     app.register_blueprint(kudos_api)
     app.register_blueprint(cards_api)

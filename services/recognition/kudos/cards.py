@@ -2,9 +2,10 @@
 
 Everything is drawn in code: a gesture-themed gradient, the gesture's art (a coffee cup,
 lunch, flowers, a high five, a heart for thanks), the recipients' names, the message wrapped
-and trimmed at a word boundary with an ellipsis, the company values as chips, the giver and
-the date. The fonts are DejaVu Sans, shipped in ``fonts/`` (Bitstream Vera licence), so the
-same kudos gives the same bytes on every machine with the same Pillow.
+and trimmed with an ellipsis, the company values as chips, the giver and the date. Text in any
+script goes through typeset.py (font fallback per grapheme cluster, bidi, colour emoji) with the
+fonts of shared/fonts, so the same kudos gives the same bytes on every machine with the same
+Pillow and the same fonts.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+import regex
+from PIL import Image, ImageDraw
 
+from services.recognition.kudos.typeset import FSI, PDI, Canvas, TextStyle, clusters, is_rtl, isolate
 from shared.text import clean_text, one_line
 
-RENDERER_VERSION = "3"  # 3: long words are cut by a binary search
+RENDERER_VERSION = "4"  # 3: long words are cut by a binary search; 4: every script (issue 23), cached boxes redrawn
 WIDTH, HEIGHT = 1200, 630
 THUMB = (400, 210)
-FONT_DIR = Path(__file__).parent / "fonts"
-SYSTEM_FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 ELLIPSIS = "\u2026"
 # The directory keeps names to 200 characters; a card never lays out more of one (a longer
 # name, from anywhere, would only cost time: a line shows about 40).
@@ -70,51 +71,95 @@ PALETTES = {
 # -- fonts -----------------------------------------------------------------------------------
 
 @lru_cache(maxsize=64)
-def font(size: int, bold: bool = False) -> ImageFont.ImageFont:
-    """The shipped DejaVu Sans; the system's copy, then Pillow's own font, as fallbacks."""
-    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
-    for folder in (FONT_DIR, SYSTEM_FONT_DIR):
-        try:
-            return ImageFont.truetype(str(folder / name), size)
-        except OSError:
-            continue
-    return ImageFont.load_default(size)
+def font(size: int, bold: bool = False) -> TextStyle:
+    """Every face of shared/fonts at ``size``: DejaVu Sans first, then Thai, Devanagari, CJK and
+    colour emoji for what it lacks (see typeset.py)."""
+    return TextStyle(size, bold)
 
 
-def _width(text: str, f: ImageFont.ImageFont) -> float:
+def _width(text: str, f: TextStyle) -> float:
     return f.getlength(text)
 
 
 # -- text layout -------------------------------------------------------------------------------
+# Text is laid out in *units*: a word of a script that writes spaces (never split unless it is
+# wider than a line), or one CJK character or emoji (a line may break between them). Closing
+# punctuation sticks to the unit before it, so no line starts with "。" or ")". A unit too wide
+# for a line is cut between grapheme clusters, never inside one.
 
-def wrap(text: str, f: ImageFont.ImageFont, max_width: float, max_lines: int) -> list[str]:
-    """Wrap into at most ``max_lines`` lines; trim the last at a word boundary with an ellipsis."""
-    lines: list[str] = []
+_BREAK_ALONE = regex.compile(
+    r"^(?:[\p{Han}\p{Hiragana}\p{Katakana}\p{Bopomofo}\p{Yi}\u3000-\u303F\uFF01-\uFF60]"
+    r"|\p{Extended_Pictographic}|\p{Regional_Indicator})"
+)
+_NO_BREAK_BEFORE = regex.compile(r"^[\p{Pe}\p{Pf}\u3001\u3002\uFF0C\uFF0E\uFF01\uFF1F\uFF1A\uFF1B!?,.:;\u30FC\u3005]")
+_TRIM = ",;:.-\u2013\u2014 \u3001\u3002\uFF0C"
+Token = tuple[str, str]  # (separator before it: " " or "", the unit)
+
+
+def _tokens(paragraph: str) -> list[Token]:
+    tokens: list[Token] = []
+    sep, word, alone = " ", "", False
+    for cluster in clusters(paragraph):
+        if cluster.isspace():
+            if word:
+                tokens.append((sep, word))
+            sep, word, alone = " ", "", False
+        elif _NO_BREAK_BEFORE.match(cluster) and (word or tokens):
+            if word:
+                word += cluster
+            else:
+                tokens[-1] = (tokens[-1][0], tokens[-1][1] + cluster)
+        elif _BREAK_ALONE.match(cluster):
+            if word:
+                tokens.append((sep, word))
+                sep = ""
+            word, alone = cluster, True
+        else:
+            if word and alone:
+                tokens.append((sep, word))
+                sep, word = "", ""
+            word, alone = word + cluster, False
+    if word:
+        tokens.append((sep, word))
+    return [("", unit) if i == 0 else (sep, unit) for i, (sep, unit) in enumerate(tokens)]
+
+
+def _join(tokens: list[Token]) -> str:
+    return "".join((sep if i else "") + unit for i, (sep, unit) in enumerate(tokens))
+
+
+def _tokens_width(tokens: list[Token], f: TextStyle) -> float:
+    space = _width(" ", f)
+    return sum((space if i and sep else 0) + _width(unit, f) for i, (sep, unit) in enumerate(tokens))
+
+
+def wrap(text: str, f: TextStyle, max_width: float, max_lines: int) -> list[str]:
+    """Wrap into at most ``max_lines`` lines; trim the last at a unit boundary with an ellipsis."""
+    lines: list[list[Token]] = []
 
     def full() -> bool:  # text beyond the last line: the rest need not be laid out
         return len(lines) > max_lines and any(lines[max_lines:])
 
     for paragraph in text.split("\n"):
-        words = paragraph.split()
-        line = ""
-        for word in words:
+        line: list[Token] = []
+        for sep, unit in _tokens(paragraph):
             if full():
                 break
-            # A word wider than the line is cut into pieces that fit (only as many as show).
-            while not full() and _width(word, f) > max_width:
-                cut = _fit_chars(word, f, max_width - (_width(line + " ", f) if line else 0))
+            # A unit wider than the line is cut into pieces that fit (only as many as show).
+            while not full() and _width(unit, f) > max_width:
+                room = max_width - (_tokens_width(line, f) + _width(" ", f) if line else 0)
+                cut = _fit_clusters(unit, f, room)
                 if cut == 0:
                     lines.append(line)
-                    line = ""
+                    line = []
                     continue
-                lines.append((line + " " if line else "") + word[:cut])
-                line, word = "", word[cut:]
-            candidate = f"{line} {word}" if line else word
-            if _width(candidate, f) <= max_width:
-                line = candidate
+                lines.append(line + [(sep, cut)])
+                line, sep, unit = [], "", unit[len(cut):]
+            if _tokens_width(line + [(sep, unit)], f) <= max_width:
+                line.append((sep, unit))
             else:
                 lines.append(line)
-                line = word
+                line = [("", unit)]
         lines.append(line)
         if full():
             break
@@ -124,36 +169,38 @@ def wrap(text: str, f: ImageFont.ImageFont, max_width: float, max_lines: int) ->
         lines = lines[:max_lines]
         while len(lines) > 1 and not lines[-1]:
             lines.pop()  # end on text, not on a blank line
-        lines[-1] = _with_ellipsis(lines[-1], f, max_width)
-    return lines
+        return [_join(line) for line in lines[:-1]] + [_with_ellipsis(_join(lines[-1]), f, max_width)]
+    return [_join(line) for line in lines]
 
 
-def _fit_chars(word: str, f: ImageFont.ImageFont, width: float, suffix: str = "") -> int:
-    """How many leading characters of ``word`` (followed by ``suffix``) fit in ``width``; a
-    binary search, so a long word costs log(n) measurements, not n."""
-    fits, too_many = 0, len(word) + 1
+def _fit_clusters(word: str, f: TextStyle, width: float, suffix: str = "") -> str:
+    """The longest run of leading grapheme clusters of ``word`` (followed by ``suffix``) that
+    fits in ``width``; a binary search, so a long word costs log(n) measurements, not n."""
+    parts = clusters(word)
+    fits, too_many = 0, len(parts) + 1
     while too_many - fits > 1:
         mid = (fits + too_many) // 2
-        if _width(word[:mid] + suffix, f) <= width:
+        if _width("".join(parts[:mid]) + suffix, f) <= width:
             fits = mid
         else:
             too_many = mid
-    return fits
+    return "".join(parts[:fits])
 
 
-def _with_ellipsis(line: str, f: ImageFont.ImageFont, max_width: float) -> str:
-    words = line.split(" ")
-    while len(words) > 1 and _width(" ".join(words) + ELLIPSIS, f) > max_width:
-        words.pop()
-    text = " ".join(words).rstrip(",;:.-–— ")
+def _with_ellipsis(line: str, f: TextStyle, max_width: float) -> str:
+    tokens = _tokens(line)
+    ellipsis = _width(ELLIPSIS, f)
+    while len(tokens) > 1 and _tokens_width(tokens, f) + ellipsis > max_width:
+        tokens.pop()
+    text = _join(tokens).rstrip(_TRIM)
     if _width(text + ELLIPSIS, f) > max_width:  # a single long piece
-        text = text[:_fit_chars(text, f, max_width, ELLIPSIS)]
+        text = _fit_clusters(text, f, max_width, ELLIPSIS)
     return text + ELLIPSIS
 
 
-def names_line(names: tuple[str, ...], f: ImageFont.ImageFont, max_width: float) -> str:
+def names_line(names: tuple[str, ...], f: TextStyle, max_width: float) -> str:
     """"Ana", "Ana & Bo", "Ana, Bo & Cy", or "Ana, Bo & 3 others" when they don't fit."""
-    names = tuple(n for n in (one_line(n[:MAX_NAME_CHARS]) for n in names) if n) or ("you",)
+    names = tuple(isolate(n) for n in (one_line(n[:MAX_NAME_CHARS]) for n in names) if n) or ("you",)
     for shown in range(len(names), 0, -1):
         rest = len(names) - shown
         parts = list(names[:shown])
@@ -168,7 +215,7 @@ def names_line(names: tuple[str, ...], f: ImageFont.ImageFont, max_width: float)
     # Even the first name with the count is too wide: shorten the name, keep the count.
     rest = len(names) - 1
     suffix = f" & {rest} other" + ("s" if rest > 1 else "") if rest else ""
-    return _with_ellipsis(names[0], f, max_width - _width(suffix, f)) + suffix
+    return isolate(_with_ellipsis(names[0].strip(FSI + PDI), f, max_width - _width(suffix, f))) + suffix
 
 
 def pretty_value(value: str) -> str:
@@ -261,7 +308,14 @@ def _art(gesture: str, p: Palette, size: int) -> Image.Image:
     return layer.resize((size, size), Image.LANCZOS)
 
 
-def _chips(draw: ImageDraw.ImageDraw, values: tuple[str, ...], p: Palette, x0: int, y0: int, max_width: int) -> None:
+def _middle(f: TextStyle, y: float) -> float:
+    """The baseline that centres the primary face's ascender-to-descender box on ``y``."""
+    ascent, descent = f.primary.getmetrics()
+    return y + (ascent - descent) / 2
+
+
+def _chips(canvas: Canvas, values: tuple[str, ...], p: Palette, x0: int, y0: int, max_width: int) -> None:
+    draw = canvas.draw
     f = font(22, bold=True)
     x, y, rows = x0, y0, 1
     for value in values:
@@ -273,21 +327,36 @@ def _chips(draw: ImageDraw.ImageDraw, values: tuple[str, ...], p: Palette, x0: i
                 break
             x, y = x0, y + 46
         draw.rounded_rectangle([x, y, x + w, y + 38], radius=19, fill=p.soft)
-        draw.text((x + 18, y + 19), label, font=f, fill=p.top, anchor="lm")
+        f.draw(canvas, x + 18, _middle(f, y + 19), label, fill=p.top, rtl=False)
         x += w + 12
+
+
+LEFT, RIGHT = 430, WIDTH - 60  # the text column
+BRAND = "Inside Track"
+BRAND_WIDTH = 140  # font(20, bold=True).getlength(BRAND) is 136 px
+
+
+@lru_cache(maxsize=8)
+def _background(gesture: str) -> Image.Image:
+    """What every card of a gesture shares: gradient, art, headline, brand (copy before drawing)."""
+    p = PALETTES[gesture]
+    image = _gradient(p).copy()
+    art = _art_cached(gesture, p, 340)
+    image.paste(art, (40, 145), art)
+    canvas = Canvas(image)
+    font(34, bold=True).draw(canvas, LEFT, 70, p.headline, fill=p.accent, rtl=False)
+    font(20, bold=True).draw(canvas, RIGHT, HEIGHT - 40, BRAND, fill=p.accent, rtl=False, align="right")
+    return image
 
 
 def render_card(card: CardData) -> bytes:
     """The full-size PNG for ``card``."""
-    p = PALETTES.get(card.gesture, PALETTES["thanks"])
-    image = _gradient(p).copy()
-    art = _art_cached(card.gesture, p, 340)
-    image.paste(art, (40, 145), art)
-    draw = ImageDraw.Draw(image)
-
-    left, right = 430, WIDTH - 60
+    gesture = card.gesture if card.gesture in PALETTES else "thanks"
+    p = PALETTES[gesture]
+    image = _background(gesture).copy()
+    canvas = Canvas(image)
+    left, right = LEFT, RIGHT
     text_width = right - left
-    draw.text((left, 70), p.headline, font=font(34, bold=True), fill=p.accent, anchor="ls")
 
     # Names: as large as fits (64 down to 36 px), one line.
     for size in (64, 56, 48, 42, 36):
@@ -295,24 +364,29 @@ def render_card(card: CardData) -> bytes:
         line = names_line(card.recipient_names, f_names, text_width)
         if not line.endswith(ELLIPSIS) and (" other" not in line or size == 36):
             break
-    draw.text((left, 150), line, font=f_names, fill=p.ink, anchor="ls")
+    f_names.draw(canvas, left, 150, line, fill=p.ink, rtl=False)
 
+    # The message: a line that reads right to left (Arabic, Hebrew) is set flush right.
     f_msg = font(30)
     lines = wrap(clean_text(card.message), f_msg, text_width, max_lines=6 if not card.values else 5)
-    y = 205
+    y = 205 + f_msg.primary.getmetrics()[0]
     for text in lines:
-        draw.text((left, y), text, font=f_msg, fill=p.ink, anchor="la")
+        if is_rtl(text):
+            f_msg.draw(canvas, right, y, text, fill=p.ink, rtl=True, align="right")
+        else:
+            f_msg.draw(canvas, left, y, text, fill=p.ink)
         y += 42
 
     if card.values:
-        _chips(draw, card.values, p, left, 455, text_width)
+        _chips(canvas, card.values, p, left, 455, text_width)
 
+    # The footer stops short of the brand: the giver's name is what gives way.
     footer = font(24)
     giver = one_line(card.giver_name[:MAX_NAME_CHARS]) or "a colleague"
-    if _width(giver, footer) > text_width - 260:
-        giver = _with_ellipsis(giver, footer, text_width - 260)
-    draw.text((left, HEIGHT - 40), f"from {giver}  \u00b7  {card.date}", font=footer, fill=p.soft, anchor="ls")
-    draw.text((right, HEIGHT - 40), "Inside Track", font=font(20, bold=True), fill=p.accent, anchor="rs")
+    room = text_width - BRAND_WIDTH - 24 - _width(f"from   \u00b7  {card.date}", footer)
+    if _width(giver, footer) > room:
+        giver = _with_ellipsis(giver, footer, room)
+    footer.draw(canvas, left, HEIGHT - 40, f"from {isolate(giver)}  \u00b7  {card.date}", fill=p.soft, rtl=False)
     return _png(image)
 
 
