@@ -96,6 +96,7 @@ class Deliverer:
         delivery = self.store.open_delivery({
             "_id": delivery_id(webhook.id, envelope.id), "webhook_id": webhook.id, "event_id": envelope.id,
             "event_type": envelope.type, "event": notice.event.value, "subject": envelope.subject,
+            "event_time": as_utc(envelope.time),
             "status": DeliveryStatus.PENDING.value, "attempts": 0, "created_at": self.clock.now(),
             "body": body.decode(), "response_status": None, "error": None,
         })

@@ -19,7 +19,7 @@ from shared.errors import Forbidden
 
 VIEW_FIELDS = ("url", "events", "format", "department", "enabled", "disabled_reason", "failures", "created_at",
                "updated_at")
-DELIVERY_FIELDS = ("webhook_id", "event_id", "event_type", "event", "subject", "status", "attempts",
+DELIVERY_FIELDS = ("webhook_id", "event_id", "event_type", "event", "subject", "event_time", "status", "attempts",
                    "response_status", "error", "created_at", "last_attempt_at", "delivered_at")
 
 

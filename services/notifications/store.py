@@ -9,7 +9,7 @@ an admin lists them or when their version (``meta`` ``webhooks``) changed.
 | `webhooks` | `wh_<hex>` | one webhook (url, events, format, department, secret, enabled, failures) |
 | `meta` | `webhooks` | `v`: raised by every change of a webhook (delivery processes reload on a change) |
 | `deliveries` | `dl_<hash of webhook and event>` | one event to one webhook: the exact body, status, attempts |
-| `delivery_lists` | `wh:<webhook>` (head), `wh:<webhook>\\|<day>` | a webhook's deliveries, newest first (`shared.feeds`) |
+| `delivery_lists` | `wh:<webhook>` (head), `wh:<webhook>\\|<day>` | a webhook's deliveries, newest event first (`shared.feeds`) |
 | `request_titles` | request id | title, customer (from `request.submitted`: later events do not carry them) |
 """
 
@@ -106,11 +106,11 @@ class Store:
         """The delivery with this ``_id``: stored now (and put on its webhook's list), or as stored
         before (a redelivered event: its status says what is left to do)."""
         if insert_once(self.deliveries, doc):
-            self.lists.add(_list(doc["webhook_id"]), Entry(doc["_id"], doc["created_at"]))
+            self.lists.add(_list(doc["webhook_id"]), Entry(doc["_id"], doc["event_time"]))
             return doc
         stored = self.deliveries.find_one({"_id": doc["_id"]})
         # Mends a list entry a crash left out (adding is idempotent).
-        self.lists.add(_list(stored["webhook_id"]), Entry(stored["_id"], stored["created_at"]))
+        self.lists.add(_list(stored["webhook_id"]), Entry(stored["_id"], stored["event_time"]))
         return stored
 
     def record_attempt(self, delivery_id: str, fields: dict[str, Any]) -> None:
