@@ -19,12 +19,16 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, jsonify, request
 
 from services.notifications.handlers import WebhookAdmin
+from shared.auth import reads_as_public
+from shared.errors import Forbidden
 from shared.web import json_body
 
 notifications_api = Blueprint("notifications_api", __name__)
 
 
 def _admin() -> WebhookAdmin:
+    if reads_as_public():  # a read-only (screen) token, even an admin's, sees no webhook
+        raise Forbidden("admin_only", "only admins manage webhooks")
     return current_app.extensions["webhook_admin"]
 
 

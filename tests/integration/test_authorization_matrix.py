@@ -29,6 +29,7 @@ ROOT_FIELDS = {
     "Query.kudos": "kudos", "Query.kudosFeed": "kudos",
     "Subscription.kudosGiven": "kudos", "Subscription.leaderboardChanged": "public",
     "Subscription.badgeAwarded": "public", "Subscription.requestChanged": "request",
+    "Query.webhooks": "admin", "Query.webhookDeliveries": "admin",
 }
 # Every object type reachable from them -> the rule its values fall under.
 TYPES = {
@@ -38,6 +39,7 @@ TYPES = {
     "TimelineEntry": "request", "Kudos": "kudos", "KudosConnection": "kudos", "KudosEdge": "kudos",
     "KudosAddOn": "kudos", "Leaderboard": "public", "LeaderboardEntry": "public", "MyRank": "public",
     "BadgeDefinition": "public", "BadgeTier": "public", "BadgeAward": "public",
+    "Webhook": "admin", "WebhookDelivery": "admin", "WebhookDeliveryConnection": "admin", "WebhookDeliveryEdge": "admin",
 }
 PRIVATE_PERSON_FIELDS = {"kudosAllowance", "rushShare"}
 PUBLIC_PERSON_FIELDS = {"id", "name", "email", "role", "department", "title", "active", "manager", "points", "rank", "badges"}

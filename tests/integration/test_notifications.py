@@ -286,6 +286,7 @@ def test_only_admins_manage_webhooks_and_bad_input_gets_a_typed_error(nsettings,
         assert rita.get("/webhooks").json()["error"]["code"] == "admin_only"
         assert rita.post("/webhooks", json={"url": receiver.url, "events": ["kudos_given"]}).status_code == 403
         assert admin.as_("p_nobody").get("/webhooks").json()["error"]["code"] == "unknown_actor"
+        assert admin.get("/webhooks", params={"public": "true"}).json()["error"]["code"] == "admin_only"  # a screen token
         refused = admin.post("/webhooks", json={"url": "not a url", "events": ["kudos_given"]})
         assert (refused.status_code, refused.json()) == (400, {"error": {
             "code": "invalid_url", "message": "url must be an absolute https:// URL", "field": "url"}})
