@@ -6,6 +6,7 @@ import graphene
 
 from services.gateway.calls import call_service
 from services.gateway.kudos import Kudos, KudosMutations, KudosQueries
+from services.gateway.insights import InsightsQueries
 from services.gateway.notifications import NotificationsMutations, NotificationsQueries
 from services.gateway.people import PeopleMutations, PeopleQueries, Person
 from services.gateway.points import Leaderboard, PointsQueries
@@ -13,7 +14,8 @@ from services.gateway.requests import RequestsMutations, RequestsQueries, Suppor
 from services.gateway.types import DateTime, Department, Period, Role, Scope
 
 
-class Query(PeopleQueries, RequestsQueries, KudosQueries, PointsQueries, NotificationsQueries, graphene.ObjectType):
+class Query(PeopleQueries, RequestsQueries, KudosQueries, PointsQueries, InsightsQueries, NotificationsQueries,
+            graphene.ObjectType):
     """Everything the intranet portal can read. Every field needs a signed-in person."""
 
 

@@ -29,7 +29,7 @@ ROOT_FIELDS = {
     "Query.kudos": "kudos", "Query.kudosFeed": "kudos",
     "Subscription.kudosGiven": "kudos", "Subscription.leaderboardChanged": "public",
     "Subscription.badgeAwarded": "public", "Subscription.requestChanged": "request",
-    "Query.webhooks": "admin", "Query.webhookDeliveries": "admin",
+    "Query.webhooks": "admin", "Query.webhookDeliveries": "admin", "Query.insights": "team",
 }
 # Every object type reachable from them -> the rule its values fall under.
 TYPES = {
@@ -40,6 +40,8 @@ TYPES = {
     "KudosAddOn": "kudos", "Leaderboard": "public", "LeaderboardEntry": "public", "MyRank": "public",
     "BadgeDefinition": "public", "BadgeTier": "public", "BadgeAward": "public",
     "Webhook": "admin", "WebhookDelivery": "admin", "WebhookDeliveryConnection": "admin", "WebhookDeliveryEdge": "admin",
+    "Insights": "team", "DepartmentInsights": "team", "RepInsights": "team", "RecognitionInsights": "team",
+    "ValueCount": "team",
 }
 PRIVATE_PERSON_FIELDS = {"kudosAllowance", "rushShare"}
 PUBLIC_PERSON_FIELDS = {"id", "name", "email", "role", "department", "title", "active", "manager", "points", "rank", "badges"}

@@ -25,6 +25,8 @@ NOW = datetime(2026, 11, 23, 9, 30, tzinfo=timezone.utc)  # a Monday, 10:30 in A
 SECRET = "slack-signing-secret-0123456789"
 CREATE = """mutation($input: WebhookInput!) { createWebhook(input: $input) {
   webhook { id url events format department enabled } generatedSecret errors { field code message } } }"""
+INSIGHTS = """{ insights(period: WEEK) { key reps { person { name } requests completeBriefShare score }
+  recognition { gaveShare unrecognized { name } } departments { department requestsReceived } } }"""
 DELIVERIES = """query($id: ID!) { webhookDeliveries(webhookId: $id, first: 10) { totalCount
   edges { node { eventType event status attempts responseStatus } } } }"""
 
@@ -106,6 +108,20 @@ def test_a_slack_webhook_gets_the_kudos_and_the_overdue_request_signed(settings,
                             {"id": webhook["id"]}).json()["data"]["deleteWebhook"]
             assert deleted == {"webhook": {"id": webhook["id"]}, "errors": []}
             assert len(receiver.at("/slack")) == 2
+
+            # A manager sees their team's insights (Mona manages Rita and Jonas); support staff do not.
+            mona = system["as"]("mona")
+
+            def team() -> dict:
+                return mona(INSIGHTS).json()["data"]["insights"]
+
+            assert wait_until(lambda: any(r["requests"] == 1 for r in team()["reps"]), 60), team()
+            insights = team()
+            assert [(r["person"]["name"], r["requests"], r["completeBriefShare"]) for r in insights["reps"]] == [
+                ("Jonas Weiß", 0, None), ("Rita Okafor", 1, 1.0)]
+            assert insights["recognition"]["gaveShare"] == 0.5
+            assert [p["name"] for p in insights["recognition"]["unrecognized"]] == ["Jonas Weiß", "Rita Okafor"]
+            assert pia(INSIGHTS).json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     finally:
         notifications.terminate()
         notifications.wait(30)
