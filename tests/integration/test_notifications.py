@@ -299,3 +299,23 @@ def test_only_admins_manage_webhooks_and_bad_input_gets_a_typed_error(nsettings,
         assert admin.call("DELETE", f"/webhooks/{created['webhook']['id']}").status_code == 200
         assert admin.get(f"/webhooks/{created['webhook']['id']}").status_code == 404
         assert admin.get("/webhooks").json()["items"] == []
+
+
+def test_a_stop_during_a_retry_pause_leaves_the_delivery_for_the_next_start(nsettings, clock, publish, receiver):
+    patient = nsettings.model_copy(update={"webhook_backoff_ms": 60_000})  # a pause the stop must cut short
+    with running(patient, clock) as (runtime, admin):
+        slack = hook(admin, receiver, "/slow", events=["kudos_given"])
+        receiver.script["/slow"] = [503]
+        publish("kudos.given", "k_1", kudos("k_1"))
+        assert wait_until(lambda: len(receiver.at("/slow")) == 1, 60)
+        assert wait_until(lambda: admin.get(f"/webhooks/{slack['id']}/deliveries").json()["items"][0]["attempts"] == 1, 30)
+    # Stopped in the pause: not retried, not given up, not committed.
+    with running(nsettings, clock) as (runtime, admin):
+        assert wait_until(lambda: len(receiver.at("/slow")) == 2, 60)
+        [delivery] = admin.get(f"/webhooks/{slack['id']}/deliveries").json()["items"]
+        assert wait_until(lambda: admin.get(f"/webhooks/{slack['id']}/deliveries").json()["items"][0]["status"] == "delivered", 30)
+        [delivery] = admin.get(f"/webhooks/{slack['id']}/deliveries").json()["items"]
+        assert (delivery["attempts"], delivery["response_status"]) == (2, 200)
+        first, second = receiver.at("/slow")
+        assert first["headers"]["X-InsideTrack-Delivery"] == second["headers"]["X-InsideTrack-Delivery"]
+        assert first["body"] == second["body"]
