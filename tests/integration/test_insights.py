@@ -4,6 +4,8 @@ adds nothing."""
 
 from __future__ import annotations
 
+import pytest
+
 from shared.bus.consumer import Delivery
 from shared.bus.kafka import consumer_lag
 from shared.events import build_event, decode
@@ -11,11 +13,9 @@ from services.recognition.points.insights import INSIGHTS_GROUP, INSIGHTS_TOPICS
 from tests.conftest import wait_until
 from tests.integration.helpers import read_topic
 from tests.integration.service_helpers import Client, serving
-from tests.integration.test_points_service import (  # noqa: F401 - fixtures
-    clock, feed, person_events, points_settings, runtime, story,
+from tests.integration.test_points_service import (  # noqa: F401 - fixtures (clock: the week's Thursday)
+    clock, feed, points_settings, runtime, story,
 )
-
-import pytest
 
 pytestmark = pytest.mark.integration
 
