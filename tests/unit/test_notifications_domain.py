@@ -158,3 +158,12 @@ def test_the_signature_is_the_hmac_of_the_exact_body():
 
 def test_what_is_retried():
     assert [retryable(s) for s in (None, 500, 503, 429, 400, 404, 301, 200)] == [True, True, True, True, False, False, False, False]
+
+
+def test_no_graphql_field_returns_a_webhook_secret():
+    from services.gateway.schema import schema
+
+    types = schema.graphql_schema.type_map
+    assert "secret" not in types["Webhook"].fields
+    assert {name for name, t in types.items() if not name.startswith("__") and hasattr(t, "fields")
+            and "secret" in t.fields and not name.endswith("Input")} == set()
