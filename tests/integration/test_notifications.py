@@ -319,3 +319,23 @@ def test_a_stop_during_a_retry_pause_leaves_the_delivery_for_the_next_start(nset
         first, second = receiver.at("/slow")
         assert first["headers"]["X-InsideTrack-Delivery"] == second["headers"]["X-InsideTrack-Delivery"]
         assert first["body"] == second["body"]
+
+
+def test_the_supervisor_runs_the_process_and_sigterm_stops_it_cleanly(settings):
+    from ops.supervisor import SERVICES, Supervisor
+    from tests.integration.service_helpers import free_port
+
+    port = free_port()
+    local = settings.model_copy(update={"notifications_port": port})
+    env = {"INSIDETRACK_KAFKA_PORT": str(settings.kafka_port), "INSIDETRACK_MONGO_PORT": str(settings.mongo_port),
+           "INSIDETRACK_NAME_PREFIX": settings.name_prefix, "INSIDETRACK_VAR_DIR": str(settings.var_dir),
+           "INSIDETRACK_NOTIFICATIONS_PORT": str(port), "INSIDETRACK_ENV": "test"}
+    supervisor = Supervisor(local, [s for s in SERVICES if s.name == "notifications"], env=env)
+    logfile = supervisor.processes[0].logfile
+    logged_before = logfile.stat().st_size if logfile.exists() else 0
+    supervisor.start_all(timeout=90)  # waits for /readyz: Mongo, Kafka, the people copy, the consumer
+    [process] = supervisor.processes
+    assert Client(process.url, settings.internal_token).get("/healthz").json() == {"service": "notifications", "status": "ok"}
+    supervisor.stop_all()  # SIGTERM, then waits
+    assert process.proc.returncode == 0
+    assert '"msg": "stopped"' in logfile.read_bytes()[logged_before:].decode()
