@@ -122,8 +122,10 @@ class Insights:
             source = f"{d.topic}|{d.partition}"
             for doc_id, inc, sets in self._effects(d.envelope.type, d.payload, facts):
                 touches[doc_id].append((source, d.offset, inc, sets))
+        # The touched documents' offsets in one read (an $in by _id), then one write each.
+        known = find_by_ids(self.docs, list(touches), {"o": 1})
         for doc_id, events in touches.items():
-            self._write(doc_id, events)
+            self._write(doc_id, events, known.get(doc_id))
 
     def _effects(self, event_type: str, data, facts: dict) -> list[tuple[str, dict, dict]]:
         """(document id, increments, fields set) for each document an event changes."""
@@ -170,11 +172,13 @@ class Insights:
             both("d", queue, at, {"closed": 1, "closed_loop": int(data.business_hours_since_delivered is not None)})
         return out
 
-    def _write(self, doc_id: str, events: list[tuple[str, int, dict, dict]]) -> None:
-        """Add the events the document has not taken yet; a conditional write on the offsets it
-        was read with (another writer in between: read it again)."""
-        for _ in range(MAX_RETRIES):
-            doc = self.docs.find_one({"_id": doc_id}, {"o": 1})
+    def _write(self, doc_id: str, events: list[tuple[str, int, dict, dict]], doc: dict | None) -> None:
+        """Add the events the document (``doc``: as read, offsets only) has not taken yet; a
+        conditional write on the offsets it was read with (another writer in between: read it
+        again)."""
+        for attempt in range(MAX_RETRIES):
+            if attempt:
+                doc = self.docs.find_one({"_id": doc_id}, {"o": 1})
             marks = dict((doc or {}).get("o") or {})
             inc: dict[str, int] = defaultdict(int)
             sets: dict[str, Any] = {}
