@@ -64,6 +64,8 @@ def test_a_managers_team_insights_for_a_week(settings, producer, runtime, points
         assert mona["recognition"] == {"people": 2, "gave_share": 0.5, "received_share": 0.0, "kudos_per_person": 0.0,
                                        "top_values": [], "unrecognized_ids": ["jonas", "rita"]}
         assert [d["department"] for d in mona["departments"]] == ["sales"]
+        other = api.as_("mona").get("/insights", params={"period": "week", "department": "pricing"}).json()
+        assert (other["departments"], other["reps"], other["recognition"]["people"]) == ([], [], 0)
 
         admin = api.as_("admin").get("/insights", params={"period": "week", "department": "pricing"}).json()
         assert admin["departments"] == [{

@@ -27,6 +27,8 @@ CREATE = """mutation($input: WebhookInput!) { createWebhook(input: $input) {
   webhook { id url events format department enabled } generatedSecret errors { field code message } } }"""
 INSIGHTS = """{ insights(period: WEEK) { key reps { person { name } requests completeBriefShare score }
   recognition { gaveShare unrecognized { name } } departments { department requestsReceived } } }"""
+UPDATE = """mutation($id: ID!, $input: UpdateWebhookInput!) { updateWebhook(id: $id, input: $input) {
+  webhook { id department events format } errors { field code message } } }"""
 DELIVERIES = """query($id: ID!) { webhookDeliveries(webhookId: $id, first: 10) { totalCount
   edges { node { eventType event status attempts responseStatus } } } }"""
 
@@ -68,6 +70,14 @@ def test_a_slack_webhook_gets_the_kudos_and_the_overdue_request_signed(settings,
             listed = admin("{ webhooks { id url } }").json()
             assert listed["data"]["webhooks"] == [{"id": webhook["id"], "url": receiver.url + "/slack"}]
             assert rita("{ webhooks { id } }").json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+            # An update changes what it names, keeps the rest; a bad value is a typed error.
+            updated = admin(UPDATE, {"id": webhook["id"], "input": {"department": "SALES"}}).json()["data"]["updateWebhook"]
+            assert (updated["webhook"]["department"], updated["webhook"]["events"]) == ("SALES", ["KUDOS_GIVEN", "REQUEST_OVERDUE"])
+            updated = admin(UPDATE, {"id": webhook["id"], "input": {"format": "SLACK"}}).json()["data"]["updateWebhook"]
+            assert (updated["webhook"]["department"], updated["errors"]) == ("SALES", [])
+            refused = admin(UPDATE, {"id": webhook["id"], "input": {"url": "https://chat.example.com/hook#top"}}).json()
+            assert refused["data"]["updateWebhook"]["errors"] == [
+                {"field": "url", "code": "INVALID_URL", "message": "url must not have a #fragment"}]
 
             given = rita('mutation($to: [ID!]!) { giveKudos(input: {to: $to, message: "Thanks for the quote!", gesture: COFFEE}) '
                          '{ kudos { id } errors { code } } }', {"to": [system["people"]["pia"]["id"]]}).json()

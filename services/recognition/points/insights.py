@@ -225,8 +225,10 @@ class Insights:
         if department is not None:
             team = [p for p in team if p.department == department]
         key = period_key(self.calendar, period, now)
-        departments = ([department] if department else sorted({p.department for p in team})
-                       if actor.role != ADMIN_ROLE else list(values(Department)))
+        if actor.role == ADMIN_ROLE:
+            departments = [department] if department else list(values(Department))
+        else:  # a manager: the queues their team works (none of another department's)
+            departments = sorted({p.department for p in team})
         docs = find_by_ids(self.docs, [f"d:{d}:{key}" for d in departments] + [f"p:{p.id}:{key}" for p in team])
         return {
             "period": period, "key": key,
@@ -274,5 +276,5 @@ class Insights:
             "people": len(team), "gave_share": share(len(gave), len(team)), "received_share": share(len(got), len(team)),
             "kudos_per_person": share(received, len(team)),
             "top_values": [{"value": v, "count": n} for v, n in top],
-            "unrecognized_ids": sorted(p.id for p in team if not docs[p.id].get("kudos_received")),
+            "unrecognized_ids": [p.id for p in team if not docs[p.id].get("kudos_received")],  # by name
         }
