@@ -30,7 +30,7 @@ import requests as http
 from services.notifications.config import NotificationsSettings
 from services.notifications.directory import PeopleCopy
 from services.notifications.domain import (
-    EVENT_OF_TYPE, Webhook, body_for, delivery_id, encode_body, headers_for, matches, notice_for, retryable,
+    EVENT_OF_TYPE, Webhook, body_for, delivery_id, encode_body, headers_for, matches, notice_for, people_of, retryable,
 )
 from services.notifications.store import Store
 from shared.bus.consumer import TransientError
@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 DELIVER_GROUP = "notifications-deliver"
 DELIVER_TOPICS = ("requests", "kudos", "badges")
 RELOAD_S = 30.0  # webhooks are read again at least this often (a version change is seen at once)
+# A person the people copy does not know yet (a new hire thanked a minute after the import: the
+# kudos topic can be read before the people topic) is waited for this long, then the message is
+# skipped (logged): never sent naming nobody.
+UNKNOWN_PERSON_WAIT_S = 30.0
 
 
 class Stopping(TransientError):
@@ -79,17 +83,31 @@ class Deliverer:
             self.store.remember_request(data["request_id"], data["title"], data["customer"])
         if envelope.type not in EVENT_OF_TYPE:
             return
-        webhooks = [w for w in self.webhooks() if w.enabled and EVENT_OF_TYPE[envelope.type].value in w.events]
+        at = as_utc(envelope.time)
+        webhooks = [w for w in self.webhooks()
+                    if w.enabled and EVENT_OF_TYPE[envelope.type].value in w.events and at >= w.created_at]
         if not webhooks:
-            return
+            return  # nobody to tell (history from before every webhook included)
+        if data.get("private"):
+            return  # a private kudos is never sent (notice_for says so too): no need to wait for names
+        self._wait_for_people(people_of(envelope.type, data), envelope.id)
         request = self.store.request(data["request_id"]) if envelope.type.startswith("request.") else None
         notice = notice_for(envelope.type, data, self.people.get, request, self.settings.public_base_url)
         if notice is None:
             return  # never sent to a channel (a private kudos, a hidden person)
-        at = as_utc(envelope.time)
         for webhook in webhooks:
             if matches(webhook, notice, at):
                 self.deliver(webhook, envelope, notice)
+
+    def _wait_for_people(self, ids: list[str], event_id: str) -> None:
+        deadline = self.monotonic() + UNKNOWN_PERSON_WAIT_S
+        while any(self.people.get(i) is None for i in ids):
+            if self.monotonic() >= deadline:
+                log.warning("a person the event names is unknown here; no message", extra={
+                    "event_id": event_id, "unknown": [i for i in ids if self.people.get(i) is None]})
+                return
+            if self.stop_event.wait(0.2):
+                raise Stopping("stopping while waiting for the people copy; the event is read again on the next start")
 
     def deliver(self, webhook: Webhook, envelope: Envelope, notice) -> None:
         body = encode_body(body_for(webhook.format, notice, envelope.to_dict()))

@@ -212,6 +212,15 @@ def matches(webhook: Webhook, notice: Notice, event_time: datetime) -> bool:
             and (webhook.department is None or webhook.department in notice.departments))
 
 
+def people_of(event_type: str, data: dict) -> list[str]:
+    """Whom a message about this event names (they must be known to build it)."""
+    if event_type == "kudos.given":
+        return [data["giver_id"], *data["recipient_ids"]]
+    if event_type == "badge.awarded":
+        return [data["person_id"]]
+    return [data["requester_id"]]
+
+
 def _names(people: list[Person]) -> str:
     names = [p.name for p in people]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

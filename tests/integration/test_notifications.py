@@ -263,6 +263,17 @@ def test_no_duplicates_after_a_restart_and_order_per_request(nsettings, clock, p
         assert receiver.at("/legal") == []
 
 
+def test_a_person_the_people_copy_learns_of_after_the_event_is_still_named(nsettings, clock, publish, receiver):
+    with running(nsettings, clock) as (runtime, admin):
+        hook(admin, receiver, "/new", events=["kudos_given"])
+        publish("kudos.given", "k_1", kudos("k_1", to="p_new"))  # the new hire's record is not read yet
+        assert not wait_until(lambda: receiver.at("/new"), 1)  # held, not sent naming nobody
+        publish("person.upserted", "p_new", {"person_id": "p_new", "email": "new@example.com", "name": "Nia New",
+                                             "role": "support", "department": "legal"})
+        assert wait_until(lambda: len(receiver.at("/new")) == 1, 60)
+        assert json.loads(receiver.at("/new")[0]["body"])["text"].startswith("☕ Rita Okafor thanked Nia New:")
+
+
 def test_poison_goes_to_the_dead_letter_topic_and_delivery_goes_on(settings, nsettings, clock, publish, receiver):
     with running(nsettings, clock) as (runtime, admin):
         hook(admin, receiver, "/all", events=["kudos_given", "badge_earned"])

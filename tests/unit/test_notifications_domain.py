@@ -12,7 +12,7 @@ import pytest
 from services.notifications.config import NotificationsSettings
 from services.notifications.domain import (
     Notice, Person, UrlRules, Webhook, body_for, check_url, delivery_id, encode_body, headers_for, matches,
-    notice_for, retryable, webhook_fields,
+    notice_for, people_of, retryable, webhook_fields,
 )
 from shared.config import ConfigError, load_settings
 from shared.errors import BadInput
@@ -167,3 +167,9 @@ def test_no_graphql_field_returns_a_webhook_secret():
     assert "secret" not in types["Webhook"].fields
     assert {name for name, t in types.items() if not name.startswith("__") and hasattr(t, "fields")
             and "secret" in t.fields and not name.endswith("Input")} == set()
+
+
+def test_the_people_a_message_names():
+    assert people_of("kudos.given", kudos()) == ["p_rita", "p_pia", "p_li"]
+    assert people_of("badge.awarded", {"person_id": "p_pia"}) == ["p_pia"]
+    assert people_of("request.closed", {"requester_id": "p_rita", "actor_id": "p_rita"}) == ["p_rita"]
