@@ -63,9 +63,13 @@ def test_a_managers_team_insights_for_a_week(settings, producer, runtime, points
         ]
         assert mona["recognition"] == {"people": 2, "gave_share": 0.5, "received_share": 0.0, "kudos_per_person": 0.0,
                                        "top_values": [], "unrecognized_ids": ["jonas", "rita"]}
-        assert [d["department"] for d in mona["departments"]] == ["sales"]
-        other = api.as_("mona").get("/insights", params={"period": "week", "department": "pricing"}).json()
+        # Her team's own department, and the queue her reps' requests went to this week.
+        assert [d["department"] for d in mona["departments"]] == ["pricing", "sales"]
+        assert mona["departments"][0]["requests_received"] == 2
+        other = api.as_("mona").get("/insights", params={"period": "week", "department": "legal"}).json()
         assert (other["departments"], other["reps"], other["recognition"]["people"]) == ([], [], 0)
+        pricing = api.as_("mona").get("/insights", params={"period": "week", "department": "pricing"}).json()
+        assert ([d["department"] for d in pricing["departments"]], pricing["reps"]) == (["pricing"], [])
 
         admin = api.as_("admin").get("/insights", params={"period": "week", "department": "pricing"}).json()
         assert admin["departments"] == [{

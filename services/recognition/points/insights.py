@@ -153,7 +153,7 @@ class Insights:
             short = rush and data.notice_business_hours < SHORT_NOTICE_HOURS
             both("d", queue, at, {"received": 1, "rush": int(rush), "rush_short": int(short)})
             both("p", data.requester_id, at, {"submitted": 1, "brief_complete": int(data.brief_complete),
-                                              "rush": int(rush), "rush_short": int(short)})
+                                              "rush": int(rush), "rush_short": int(short), f"qd.{queue}": 1})
         elif event_type == "request.acknowledged":
             both("d", queue, at, {"acknowledged": 1, f"ack.{bin_of(data.business_hours_since_submitted)}": 1})
         elif event_type == "request.info_requested":
@@ -222,14 +222,19 @@ class Insights:
             team = [p for p in everyone if manages(actor.id, p.id, self.directory.get)]
             if not team:
                 raise Forbidden("not_a_manager", "insights are for managers (about the people below them) and admins")
+        key = period_key(self.calendar, period, now)
+        people = find_by_ids(self.docs, [f"p:{p.id}:{key}" for p in team])
+        if actor.role == ADMIN_ROLE:
+            departments = list(values(Department))
+        else:
+            # A manager: the queues their team works, and those their team's requests went to
+            # in the period (a sales manager sees how pricing and legal answered their reps).
+            used = {d for doc in people.values() for d, n in (doc.get("qd") or {}).items() if n}
+            departments = sorted({p.department for p in team} | used)
         if department is not None:
             team = [p for p in team if p.department == department]
-        key = period_key(self.calendar, period, now)
-        if actor.role == ADMIN_ROLE:
-            departments = [department] if department else list(values(Department))
-        else:  # a manager: the queues their team works (none of another department's)
-            departments = sorted({p.department for p in team})
-        docs = find_by_ids(self.docs, [f"d:{d}:{key}" for d in departments] + [f"p:{p.id}:{key}" for p in team])
+            departments = [d for d in departments if d == department]
+        docs = {**people, **find_by_ids(self.docs, [f"d:{d}:{key}" for d in departments])}
         return {
             "period": period, "key": key,
             "departments": [self._department(d, docs.get(f"d:{d}:{key}") or {}) for d in departments],
