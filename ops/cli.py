@@ -122,7 +122,8 @@ def _print_greeting(settings: Settings, gateway_url: str, admin_email: str, admi
         print(line)
     _print_urls(settings)
     for name, port in (("requests", settings.requests_port), ("kudos", settings.kudos_port),
-                       ("points", settings.points_port), ("gateway", settings.gateway_port)):
+                       ("points", settings.points_port), ("notifications", settings.notifications_port),
+                       ("gateway", settings.gateway_port)):
         print(f"  {name + ' API':<16}: http://127.0.0.1:{port} (log: {settings.log_dir / (name + '.log')})")
 
 

@@ -45,6 +45,7 @@ SERVICES = (
     ServiceSpec("requests", "services.requests", "requests_port"),
     ServiceSpec("kudos", "services.recognition.kudos", "kudos_port"),
     ServiceSpec("points", "services.recognition.points", "points_port"),
+    ServiceSpec("notifications", "services.notifications", "notifications_port"),
     ServiceSpec("gateway", "services.gateway", "gateway_port"),
 )
 

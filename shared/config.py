@@ -100,6 +100,7 @@ class Settings(BaseModel):
     requests_port: Port = Field(8001, ge=1, le=65535)
     kudos_port: Port = Field(8002, ge=1, le=65535)
     points_port: Port = Field(8003, ge=1, le=65535)
+    notifications_port: Port = Field(8004, ge=1, le=65535)
 
     @field_validator("kafka_bootstrap")
     @classmethod

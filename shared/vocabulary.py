@@ -112,6 +112,34 @@ class Scope(str, Enum):
     ROLE = "role"
 
 
+class WebhookEvent(str, Enum):
+    """What a chat webhook can be told about (services/notifications/ sends them)."""
+
+    KUDOS_GIVEN = "kudos_given"
+    BADGE_EARNED = "badge_earned"
+    REQUEST_SUBMITTED = "request_submitted"
+    REQUEST_INFO_REQUESTED = "request_info_requested"
+    REQUEST_DELIVERED = "request_delivered"
+    REQUEST_OVERDUE = "request_overdue"
+    REQUEST_CLOSED = "request_closed"
+
+
+class WebhookFormat(str, Enum):
+    """The body a webhook receives: a Slack incoming-webhook message, a Teams card, or the event's envelope."""
+
+    SLACK = "slack"
+    TEAMS = "teams"
+    JSON = "json"
+
+
+class DeliveryStatus(str, Enum):
+    """Where one webhook delivery is: being tried, received (2xx), or given up on."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
 def values(words: type[Enum]) -> tuple[str, ...]:
     """The wire values of a vocabulary, in its order (``values(Priority)`` -> normal, high, rush)."""
     return tuple(word.value for word in words)

@@ -83,12 +83,16 @@ class ServiceClient:
     def post(self, path: str, actor_id: str | None, body: Any = None) -> Any:
         return self.call("POST", path, actor_id, json=body if body is not None else {})
 
+    def delete(self, path: str, actor_id: str | None) -> Any:
+        return self.call("DELETE", path, actor_id)
+
 
 @dataclass
 class Services:
     requests: ServiceClient
     kudos: ServiceClient
     points: ServiceClient
+    notifications: ServiceClient | None = None  # webhooks (admins)
 
     @classmethod
     def from_settings(cls, settings) -> "Services":
@@ -103,4 +107,5 @@ class Services:
             return ServiceClient(name, settings.service_url(name), settings.internal_token, settings.service_timeout_s,
                                  session)
 
-        return cls(requests=client("requests"), kudos=client("kudos"), points=client("points"))
+        return cls(requests=client("requests"), kudos=client("kudos"), points=client("points"),
+                   notifications=client("notifications"))

@@ -39,6 +39,7 @@ class GatewaySettings(Settings):
     requests_url: str | None = None
     kudos_url: str | None = None
     points_url: str | None = None
+    notifications_url: str | None = None
     service_timeout_s: float = Field(5.0, gt=0, le=60)
     # Each open WebSocket (a screen, a portal tab) holds a thread of the gateway's server.
     http_threads: int = Field(64, ge=4, le=1024)
@@ -68,6 +69,8 @@ class GatewaySettings(Settings):
         return self
 
     def service_url(self, service: str) -> str:
-        configured = {"requests": self.requests_url, "kudos": self.kudos_url, "points": self.points_url}[service]
-        port = {"requests": self.requests_port, "kudos": self.kudos_port, "points": self.points_port}[service]
+        configured = {"requests": self.requests_url, "kudos": self.kudos_url, "points": self.points_url,
+                      "notifications": self.notifications_url}[service]
+        port = {"requests": self.requests_port, "kudos": self.kudos_port, "points": self.points_port,
+                "notifications": self.notifications_port}[service]
         return (configured or f"http://127.0.0.1:{port}").rstrip("/")

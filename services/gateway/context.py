@@ -38,7 +38,8 @@ class RequestContext:
 
     def __post_init__(self) -> None:
         self.services = Services(**{name: _Counted(getattr(self.services, name), self)
-                                    for name in ("requests", "kudos", "points")})
+                                    for name in ("requests", "kudos", "points", "notifications")
+                                    if getattr(self.services, name) is not None})
 
     def prefetch(self, person_id: str | None, summary: bool = False, allowance: bool = False) -> None:
         """Start the summary and allowance calls for ``person_id`` now, in the background; the
@@ -127,3 +128,7 @@ class _Counted:
     def post(self, *args, **kwargs):
         self._count()
         return self._client.post(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        self._count()
+        return self._client.delete(*args, **kwargs)

@@ -6,17 +6,20 @@ import graphene
 
 from services.gateway.calls import call_service
 from services.gateway.kudos import Kudos, KudosMutations, KudosQueries
+from services.gateway.insights import InsightsQueries
+from services.gateway.notifications import NotificationsMutations, NotificationsQueries
 from services.gateway.people import PeopleMutations, PeopleQueries, Person
 from services.gateway.points import Leaderboard, PointsQueries
 from services.gateway.requests import RequestsMutations, RequestsQueries, SupportRequest
 from services.gateway.types import DateTime, Department, Period, Role, Scope
 
 
-class Query(PeopleQueries, RequestsQueries, KudosQueries, PointsQueries, graphene.ObjectType):
+class Query(PeopleQueries, RequestsQueries, KudosQueries, PointsQueries, InsightsQueries, NotificationsQueries,
+            graphene.ObjectType):
     """Everything the intranet portal can read. Every field needs a signed-in person."""
 
 
-class Mutation(PeopleMutations, RequestsMutations, KudosMutations, graphene.ObjectType):
+class Mutation(PeopleMutations, RequestsMutations, KudosMutations, NotificationsMutations, graphene.ObjectType):
     """Every change; business-rule refusals come back in each payload's `errors`."""
 
 

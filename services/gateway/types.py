@@ -32,6 +32,9 @@ RequestStatus = _enum(vocabulary.RequestStatus)
 Period = _enum(vocabulary.Period)
 Scope = _enum(vocabulary.Scope)
 KudosDirection = _enum(vocabulary.KudosDirection)
+WebhookEvent = _enum(vocabulary.WebhookEvent)
+WebhookFormat = _enum(vocabulary.WebhookFormat)
+DeliveryStatus = _enum(vocabulary.DeliveryStatus)
 
 
 class DateTime(graphene.Scalar):

@@ -29,6 +29,7 @@ ROOT_FIELDS = {
     "Query.kudos": "kudos", "Query.kudosFeed": "kudos",
     "Subscription.kudosGiven": "kudos", "Subscription.leaderboardChanged": "public",
     "Subscription.badgeAwarded": "public", "Subscription.requestChanged": "request",
+    "Query.webhooks": "admin", "Query.webhookDeliveries": "admin", "Query.insights": "team",
 }
 # Every object type reachable from them -> the rule its values fall under.
 TYPES = {
@@ -38,6 +39,9 @@ TYPES = {
     "TimelineEntry": "request", "Kudos": "kudos", "KudosConnection": "kudos", "KudosEdge": "kudos",
     "KudosAddOn": "kudos", "Leaderboard": "public", "LeaderboardEntry": "public", "MyRank": "public",
     "BadgeDefinition": "public", "BadgeTier": "public", "BadgeAward": "public",
+    "Webhook": "admin", "WebhookDelivery": "admin", "WebhookDeliveryConnection": "admin", "WebhookDeliveryEdge": "admin",
+    "Insights": "team", "DepartmentInsights": "team", "RepInsights": "team", "RecognitionInsights": "team",
+    "ValueCount": "team",
 }
 PRIVATE_PERSON_FIELDS = {"kudosAllowance", "rushShare"}
 PUBLIC_PERSON_FIELDS = {"id", "name", "email", "role", "department", "title", "active", "manager", "points", "rank", "badges"}
@@ -175,3 +179,16 @@ def test_subscriptions_start_for_who_may_see_what_they_follow(world):
             assert refused == expected, role
         finally:
             ws.close()
+
+
+def test_insights_are_for_managers_of_the_team_and_admins(world):
+    """The "team" rule: a manager reads their team's insights, an admin everyone's; anyone else,
+    and a screen token an admin signed, gets FORBIDDEN (not an empty answer)."""
+    query = "{ insights(period: WEEK) { key reps { person { name } } } }"
+    for role in ROLES:
+        answer = world["clients"][role](query).json()
+        if role in {"mona", "admin"}:
+            reps = {r["person"]["name"] for r in answer["data"]["insights"]["reps"]}
+            assert "Rita Okafor" in reps and (role == "admin" or reps <= {"Rita Okafor", "Jonas Weiß", "Gone Rep"}), (role, reps)
+        else:
+            assert answer["errors"][0]["extensions"]["code"] == "FORBIDDEN", (role, answer)

@@ -322,7 +322,7 @@ def test_the_gateway_finds_the_services_where_they_are():
 
 def test_compose_starts_things_in_order():
     spec = compose()["services"]
-    for name in ("requests", "kudos", "points"):
+    for name in ("requests", "kudos", "points", "notifications"):
         assert spec[name]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
         assert spec[name]["depends_on"]["mongo"]["condition"] == "service_healthy"
     assert spec["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"

@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from services.recognition.points.queries import PointsQueries
 from shared.auth import caller, reads_as_public, sees_private
+from shared.errors import Forbidden
 
 points_api = Blueprint("points", __name__)
 
@@ -59,3 +60,14 @@ def ledger(person_id: str):
 @points_api.get("/badges")
 def badges():
     return jsonify({"badges": _queries().badge_definitions()})
+
+
+@points_api.get("/insights")
+def insights():
+    """Insights for the caller's team (a manager: the people below them; an admin: everyone),
+    for the period containing now; ``department`` narrows it (insights.py)."""
+    if reads_as_public():
+        raise Forbidden("not_a_manager", "insights are for managers and admins, not screens")
+    app = current_app.extensions
+    return jsonify(app["insights"].read(g.actor, request.args.get("period", "month"), request.args.get("department"),
+                                        app["clock"].now()))

@@ -8,6 +8,7 @@ from services.recognition.directory import Directory, DirectoryPersonDoc, direct
 from services.recognition.points.api import points_api
 from services.recognition.points.applied import announce_applied
 from services.recognition.points.config import PointsSettings
+from services.recognition.points.insights import INSIGHTS_GROUP, INSIGHTS_TOPICS, Insights
 from services.recognition.points.applier import Applier
 from services.recognition.points.queries import PointsQueries
 from services.recognition.points.rules import RuleSet, load_rules
@@ -42,6 +43,8 @@ class PointsRuntime(ServiceRuntime):
     directory_reader: ConsumerRunner = None
     score_runner: ConsumerRunner = None
     apply_runner: ConsumerRunner = None
+    insights: Insights = None
+    insights_runner: ConsumerRunner = None
 
 
 def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> PointsRuntime:
@@ -62,6 +65,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     scorer = Scorer(store, rules, calendar, directory, clock, publish=producer.publish_all)
     applier = Applier(store, rules, calendar, directory, clock, notify=relay.notify, notify_inserted=relay.notify_inserted)
     queries = PointsQueries(store, rules, calendar, directory, clock)
+    insights = Insights(db, rules, calendar, directory)
 
     def on_person(envelope, data) -> None:
         before = directory.get(data.person_id)
@@ -114,6 +118,12 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
                                   batch_handler=on_awards, producer=producer, max_poll_records=2500,
                                   max_poll_interval_ms=BATCH_WINDOW_MS)
 
+    # Insights for managers (insights.py): a read model of its own, kept by its own group, so a
+    # backlog there never holds up scoring (and the demo and benchmarks do not wait for it).
+    insights_runner = ConsumerRunner(settings, group=INSIGHTS_GROUP, topics=list(INSIGHTS_TOPICS),
+                                     batch_handler=insights.apply_batch, producer=producer, max_poll_records=1000,
+                                     max_poll_interval_ms=BATCH_WINDOW_MS)
+
     def directory_loaded() -> None:
         if not people.caught_up.is_set():
             raise RuntimeError("the directory copy is still loading from the people topic")
@@ -121,10 +131,13 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     app = create_service_app(SERVICE, settings, {**dependency_checks(settings, db), "directory": directory_loaded})
     require_internal_token(app, settings.internal_token)
     app.extensions["points_queries"] = queries
+    app.extensions["insights"] = insights
+    app.extensions["clock"] = clock
     app.register_blueprint(points_api)
     return PointsRuntime(
-        settings=settings, app=app, producer=producer, workers=[relay, people, score_runner, apply_runner],
+        settings=settings, app=app, producer=producer, workers=[relay, people, score_runner, apply_runner, insights_runner],
         rules=rules, store=store, scorer=scorer, applier=applier, queries=queries, relay=relay,
         directory_reader=people, score_runner=score_runner, apply_runner=apply_runner,
+        insights=insights, insights_runner=insights_runner,
     )
 

@@ -1,0 +1,285 @@
+"""Insights for managers: a read model kept by the events, read by ``_id`` (issue 21).
+
+The points process keeps it with its own consumer group (``points-insights`` on ``requests``,
+``kudos`` and ``points``): the internal-selling score comes from the same awards as the ledger
+(``points.awarded`` of the rep rules), the rest from the request and kudos events. For each
+event, counters are added to a few documents, one per period the event falls in (its week,
+month, quarter and "all", in the company calendar):
+
+- ``d:<department>:<period key>``: the department's queue: requests received, rush and
+  short-notice rush, acknowledgements and deliveries with histograms of their business hours
+  (so medians and p90s need no list of values), on time, info requests, closed loops;
+- ``p:<person>:<period key>``: the person: as a rep (requests, complete briefs, rushes, deal
+  updates and the weeks they fell in, internal-selling points), and kudos given and received
+  with the values they were thanked for.
+
+A read is the departments' documents and the team's person documents for one period key, by
+``$in``: the cost of the team, never of the history. Idempotent: each document keeps the last
+offset it took from each topic partition (``o.<topic>|<partition>``), and takes an event only
+beyond it; every batch is read, added and written back with a conditional write per document
+(a document another writer changed meanwhile is read again), so a redelivered batch, with other
+boundaries or not, adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime
+from typing import Any, Iterable
+
+from pymongo.errors import DuplicateKeyError
+
+from shared.auth import ADMIN_ROLE, manages
+from shared.calendar import BusinessCalendar, period_key
+from shared.clock import as_utc
+from shared.db import find_by_ids, insert_many_once
+from shared.errors import BadInput, Forbidden
+from shared.vocabulary import Department, Period, Priority, values
+
+log = logging.getLogger(__name__)
+
+INSIGHTS_GROUP = "points-insights"
+INSIGHTS_TOPICS = ("requests", "kudos", "points")
+PERIODS = values(Period)
+SHORT_NOTICE_HOURS = 24  # a rush with less notice than this (business hours) is "short notice"
+# Histogram bins of business hours: upper bounds. A median or p90 is the upper bound of the bin
+# it falls in (within a quarter of an hour below 1 h, half an hour to 8 h, 2 h to 40 h, ...).
+BINS = ([0.25, 0.5, 0.75, 1.0] + [1.0 + 0.5 * i for i in range(1, 15)] + [8.0 + 2 * i for i in range(1, 17)]
+        + [40.0 + 10 * i for i in range(1, 17)] + [float("inf")])
+MAX_RETRIES = 5
+
+
+def rep_rules(rules) -> frozenset[str]:
+    """The rules of the internal-selling score: those that award the requester, and thanking the
+    helpers of a request (``requires`` a delivered request)."""
+    return frozenset(r.id for r in rules.rules if r.to == "requester_id" or (r.on == "kudos.given" and r.requires))
+
+
+def bin_of(hours: float) -> int:
+    for i, bound in enumerate(BINS):
+        if hours <= bound:
+            return i
+    return len(BINS) - 1
+
+
+def quantile(histogram: dict[str, int], q: float) -> float | None:
+    """The upper bound of the bin holding the ``q`` quantile; None without values."""
+    counts = sorted((int(k), n) for k, n in (histogram or {}).items() if n)
+    total = sum(n for _, n in counts)
+    if not total:
+        return None
+    seen = 0
+    for index, n in counts:
+        seen += n
+        if seen >= q * total:
+            bound = BINS[index]
+            return None if bound == float("inf") else bound
+    return None
+
+
+def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """A new document from update paths (``"ack.3": 1`` -> ``{"ack": {"3": 1}}``)."""
+    out: dict[str, Any] = {}
+    for path, value in flat.items():
+        head, _, rest = path.partition(".")
+        if rest:
+            out.setdefault(head, {})[rest] = value
+        else:
+            out[head] = value
+    return out
+
+
+def share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+class Insights:
+    def __init__(self, db, rules, calendar: BusinessCalendar, directory):
+        self.docs = db["insights"]
+        self.requests = db["insight_requests"]
+        self.calendar, self.directory = calendar, directory
+        self.rep_rules = rep_rules(rules)
+
+    # -- write side -----------------------------------------------------------------------------
+
+    def _keys(self, at: datetime) -> list[str]:
+        return [period_key(self.calendar, p, at) for p in PERIODS]
+
+    def apply_batch(self, deliveries: Iterable) -> None:
+        """Add a poll's events (``shared.bus.consumer.Delivery``) to the read model."""
+        deliveries = list(deliveries)
+        submitted = [d for d in deliveries if d.envelope.type == "request.submitted"]
+        if submitted:
+            insert_many_once(self.requests, [
+                {"_id": d.payload.request_id, "submitted_at": as_utc(d.payload.at), "department": d.payload.department.value}
+                for d in submitted])
+        delivered_ids = [d.payload.request_id for d in deliveries if d.envelope.type == "request.delivered"]
+        facts = find_by_ids(self.requests, delivered_ids) if delivered_ids else {}
+        # Per document: the (partition, offset, increments, sets) of each event touching it.
+        touches: dict[str, list[tuple[str, int, dict, dict]]] = defaultdict(list)
+        for d in deliveries:
+            source = f"{d.topic}|{d.partition}"
+            for doc_id, inc, sets in self._effects(d.envelope.type, d.payload, facts):
+                touches[doc_id].append((source, d.offset, inc, sets))
+        # The touched documents' offsets in one read (an $in by _id), then one write each.
+        known = find_by_ids(self.docs, list(touches), {"o": 1})
+        for doc_id, events in touches.items():
+            self._write(doc_id, events, known.get(doc_id))
+
+    def _effects(self, event_type: str, data, facts: dict) -> list[tuple[str, dict, dict]]:
+        """(document id, increments, fields set) for each document an event changes."""
+        out: list[tuple[str, dict, dict]] = []
+
+        def both(kind: str, owner: str, at: datetime, inc: dict, sets: dict | None = None) -> None:
+            for key in self._keys(at):
+                out.append((f"{kind}:{owner}:{key}", inc, sets or {}))
+
+        if event_type == "points.awarded":
+            if data.rule in self.rep_rules and data.points:
+                both("p", data.person_id, as_utc(data.at), {"score": data.points})
+            return out
+        if event_type == "kudos.given":
+            at = as_utc(data.at)
+            both("p", data.giver_id, at, {"kudos_given": 1})
+            for recipient in dict.fromkeys(data.recipient_ids):
+                both("p", recipient, at, {"kudos_received": 1, **{f"v.{v}": 1 for v in data.values}})
+            return out
+        if not event_type.startswith("request."):
+            return out
+        at, queue = as_utc(data.at), data.department.value
+        if event_type == "request.submitted":
+            rush = data.priority == Priority.RUSH
+            short = rush and data.notice_business_hours < SHORT_NOTICE_HOURS
+            both("d", queue, at, {"received": 1, "rush": int(rush), "rush_short": int(short)})
+            both("p", data.requester_id, at, {"submitted": 1, "brief_complete": int(data.brief_complete),
+                                              "rush": int(rush), "rush_short": int(short), f"qd.{queue}": 1})
+        elif event_type == "request.acknowledged":
+            both("d", queue, at, {"acknowledged": 1, f"ack.{bin_of(data.business_hours_since_submitted)}": 1})
+        elif event_type == "request.info_requested":
+            both("d", queue, at, {"info_requests": 1})
+        elif event_type == "request.deal_updated":
+            week = period_key(self.calendar, "week", at)
+            both("p", data.requester_id, at, {"deal_updates": 1}, {f"uw.{week}": 1})
+        elif event_type == "request.delivered":
+            inc = {"delivered": 1, "on_time": int(data.on_time)}
+            fact = facts.get(data.request_id)
+            if fact is not None:
+                hours = self.calendar.business_hours_between(as_utc(fact["submitted_at"]), at)
+                inc[f"dlv.{bin_of(hours)}"] = 1
+            both("d", queue, at, inc)
+        elif event_type == "request.closed":
+            both("d", queue, at, {"closed": 1, "closed_loop": int(data.business_hours_since_delivered is not None)})
+        return out
+
+    def _write(self, doc_id: str, events: list[tuple[str, int, dict, dict]], doc: dict | None) -> None:
+        """Add the events the document (``doc``: as read, offsets only) has not taken yet; a
+        conditional write on the offsets it was read with (another writer in between: read it
+        again)."""
+        for attempt in range(MAX_RETRIES):
+            if attempt:
+                doc = self.docs.find_one({"_id": doc_id}, {"o": 1})
+            marks = dict((doc or {}).get("o") or {})
+            inc: dict[str, int] = defaultdict(int)
+            sets: dict[str, Any] = {}
+            taken: dict[str, int] = {}
+            for source, offset, event_inc, event_sets in events:
+                if offset <= max(marks.get(source, -1), taken.get(source, -1)):
+                    continue
+                for field, n in event_inc.items():
+                    inc[field] += n
+                sets.update(event_sets)
+                taken[source] = offset
+            if not taken:
+                return  # everything here was taken before
+            update = {"$set": {**sets, **{f"o.{s}": o for s, o in taken.items()}}}
+            if inc:
+                update["$inc"] = dict(inc)
+            if doc is None:
+                try:
+                    self.docs.insert_one(_nested({"_id": doc_id, **{f"o.{s}": o for s, o in taken.items()}, **sets, **inc}))
+                    return
+                except DuplicateKeyError:
+                    continue
+            condition = {f"o.{s}": marks[s] if s in marks else {"$exists": False} for s in taken}
+            if self.docs.update_one({"_id": doc_id, **condition}, update).matched_count:
+                return
+        raise RuntimeError(f"insights document {doc_id} kept changing under this writer")
+
+    # -- read side ------------------------------------------------------------------------------
+
+    def read(self, actor, period: str, department: str | None, now: datetime) -> dict[str, Any]:
+        """The insights of ``period`` (the one containing ``now``) for the actor's team: a
+        manager's reports down the chain, or everyone for an admin; ``department`` narrows it."""
+        if period not in PERIODS:
+            raise BadInput("bad_period", f"period must be one of {', '.join(PERIODS)}", "period")
+        if department is not None and department not in values(Department):
+            raise BadInput("unknown_department", f"unknown department {department!r}", "department")
+        everyone = sorted((p for p in self.directory.by_email().values() if p.active), key=lambda p: (p.name, p.id))
+        if actor.role == ADMIN_ROLE:
+            team = everyone
+        else:
+            team = [p for p in everyone if manages(actor.id, p.id, self.directory.get)]
+            if not team:
+                raise Forbidden("not_a_manager", "insights are for managers (about the people below them) and admins")
+        key = period_key(self.calendar, period, now)
+        people = find_by_ids(self.docs, [f"p:{p.id}:{key}" for p in team])
+        if actor.role == ADMIN_ROLE:
+            departments = list(values(Department))
+        else:
+            # A manager: the queues their team works, and those their team's requests went to
+            # in the period (a sales manager sees how pricing and legal answered their reps).
+            used = {d for doc in people.values() for d, n in (doc.get("qd") or {}).items() if n}
+            departments = sorted({p.department for p in team} | used)
+        if department is not None:
+            team = [p for p in team if p.department == department]
+            departments = [d for d in departments if d == department]
+        docs = {**people, **find_by_ids(self.docs, [f"d:{d}:{key}" for d in departments])}
+        return {
+            "period": period, "key": key,
+            "departments": [self._department(d, docs.get(f"d:{d}:{key}") or {}) for d in departments],
+            "reps": [self._rep(p, docs.get(f"p:{p.id}:{key}") or {}) for p in team if p.role == "rep"],
+            "recognition": self._recognition(team, {p.id: docs.get(f"p:{p.id}:{key}") or {} for p in team}),
+        }
+
+    @staticmethod
+    def _department(name: str, doc: dict) -> dict[str, Any]:
+        received, delivered = int(doc.get("received", 0)), int(doc.get("delivered", 0))
+        return {
+            "department": name, "requests_received": received,
+            "acknowledged": int(doc.get("acknowledged", 0)), "delivered": delivered,
+            "ack_median_hours": quantile(doc.get("ack"), 0.5), "ack_p90_hours": quantile(doc.get("ack"), 0.9),
+            "deliver_median_hours": quantile(doc.get("dlv"), 0.5), "deliver_p90_hours": quantile(doc.get("dlv"), 0.9),
+            "on_time_share": share(int(doc.get("on_time", 0)), delivered),
+            "rush_share": share(int(doc.get("rush", 0)), received),
+            "rush_short_notice_share": share(int(doc.get("rush_short", 0)), received),
+            "info_loops_per_request": share(int(doc.get("info_requests", 0)), received),
+            "closed_loop_share": share(int(doc.get("closed_loop", 0)), delivered),
+        }
+
+    @staticmethod
+    def _rep(person, doc: dict) -> dict[str, Any]:
+        submitted = int(doc.get("submitted", 0))
+        return {
+            "person_id": person.id, "score": int(doc.get("score", 0)), "requests": submitted,
+            "rush_share": share(int(doc.get("rush_short", 0)), submitted),
+            "complete_brief_share": share(int(doc.get("brief_complete", 0)), submitted),
+            "deal_updates": int(doc.get("deal_updates", 0)), "weeks_with_deal_update": len(doc.get("uw") or {}),
+        }
+
+    @staticmethod
+    def _recognition(team: list, docs: dict[str, dict]) -> dict[str, Any]:
+        gave = [p for p in team if docs[p.id].get("kudos_given")]
+        got = [p for p in team if docs[p.id].get("kudos_received")]
+        received = sum(int(docs[p.id].get("kudos_received", 0)) for p in team)
+        thanked: dict[str, int] = defaultdict(int)
+        for p in team:
+            for value, n in (docs[p.id].get("v") or {}).items():
+                thanked[value] += int(n)
+        top = sorted(thanked.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+        return {
+            "people": len(team), "gave_share": share(len(gave), len(team)), "received_share": share(len(got), len(team)),
+            "kudos_per_person": share(received, len(team)),
+            "top_values": [{"value": v, "count": n} for v, n in top],
+            "unrecognized_ids": [p.id for p in team if not docs[p.id].get("kudos_received")],  # by name
+        }

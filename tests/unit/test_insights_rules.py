@@ -1,0 +1,25 @@
+"""Insights without I/O: which rules make the internal-selling score, histogram quantiles."""
+
+from __future__ import annotations
+
+from services.recognition.points.insights import BINS, _nested, bin_of, quantile, rep_rules, share
+from services.recognition.points.rules import DEFAULT_RULES, load_rules
+
+
+def test_the_internal_selling_score_is_the_rep_rules_of_the_rules_file():
+    assert rep_rules(load_rules(DEFAULT_RULES)) == {
+        "complete_brief", "incomplete_brief", "info_answered_within_a_day", "deal_update", "deal_update_week",
+        "closed_the_loop", "thanked_the_helpers"}
+
+
+def test_hours_fall_in_bins_and_quantiles_are_their_upper_bounds():
+    assert [BINS[bin_of(h)] for h in (0, 0.25, 0.3, 1.0, 7.9, 8.0, 8.1, 39, 41, 199, 500)] == [
+        0.25, 0.25, 0.5, 1.0, 8.0, 8.0, 10.0, 40.0, 50.0, 200.0, float("inf")]
+    hist = {str(bin_of(2.0)): 9, str(bin_of(30.0)): 1}
+    assert (quantile(hist, 0.5), quantile(hist, 0.9), quantile(hist, 0.95)) == (2.0, 2.0, 30.0)
+    assert quantile({str(bin_of(500)): 1}, 0.5) is None  # beyond the last bound: unknown, not infinite
+
+
+def test_small_helpers():
+    assert _nested({"ack.3": 1, "o.requests|0": 5, "received": 2}) == {"ack": {"3": 1}, "o": {"requests|0": 5}, "received": 2}
+    assert (share(1, 3), share(0, 0)) == (0.3333, None)
