@@ -1,0 +1,80 @@
+// The portal: a hash router over the pages; every page reads and writes through the GraphQL API.
+import { SignInNeeded, gql, live, signOut, takeTokenFromLink, token } from "./api.js";
+import { h, problem } from "./ui.js";
+import { home } from "./pages/home.js";
+import { newRequest, myRequests, requestPage } from "./pages/requests.js";
+import { queue } from "./pages/queue.js";
+import { giveKudos, feed } from "./pages/kudos.js";
+import { leaderboards, profile } from "./pages/people.js";
+
+const ROUTES = [
+  [/^\/?$/, home, "Home"],
+  [/^\/new$/, newRequest, "New request"],
+  [/^\/requests$/, myRequests, "My requests"],
+  [/^\/requests\/([^/]+)$/, requestPage, "Request"],
+  [/^\/queue$/, queue, "Queue"],
+  [/^\/kudos$/, giveKudos, "Give kudos"],
+  [/^\/feed$/, feed, "Feed"],
+  [/^\/leaderboards$/, leaderboards, "Leaderboards"],
+  [/^\/people\/([^/]+)$/, profile, "Profile"],
+];
+
+const ME = "{ me { id name email role department title } }";
+const main = document.getElementById("main");
+let me = null;
+let cleanups = [];
+
+function signInPage(reason) {
+  document.title = "Sign in · Inside Track";
+  main.replaceChildren(h("h1", {}, "Sign in to Inside Track"),
+    reason ? problem(reason) : null,
+    h("p", {}, "Open the portal from your company's intranet (it signs you in), or with a link from ",
+      h("code", {}, "insidetrack token you@example.com --portal"), "."));
+  main.setAttribute("aria-busy", "false");
+}
+
+async function route() {
+  for (const undo of cleanups) undo();
+  cleanups = [];
+  if (!token()) return signInPage(null);
+  const [path, search] = (location.hash.replace(/^#/, "") || "/").split("?");
+  const query = new URLSearchParams(search || "");
+  main.setAttribute("aria-busy", "true");
+  try {
+    if (!me) {
+      me = (await gql(ME)).me;
+      document.getElementById("who").textContent = `${me.name}`;
+      document.getElementById("signout").hidden = false;
+      const works = me.role === "SUPPORT" || me.role === "MANAGER" || me.role === "ADMIN";
+      document.querySelectorAll("[data-support]").forEach(el => { el.hidden = !works; });
+    }
+    for (const [pattern, page, title] of ROUTES) {
+      const match = path.match(pattern);
+      if (!match) continue;
+      document.title = `${title} · Inside Track`;
+      document.querySelectorAll("#nav a").forEach(a => {
+        if (a.getAttribute("href") === "#" + (path === "" ? "/" : path)) a.setAttribute("aria-current", "page");
+        else a.removeAttribute("aria-current");
+      });
+      const ctx = { me, query, params: match.slice(1).map(decodeURIComponent), track: (undo) => cleanups.push(undo),
+                    go: (hash) => { location.hash = hash; } };
+      await page(main, ctx);
+      main.setAttribute("aria-busy", "false");
+      main.dataset.page = title;
+      return;
+    }
+    main.replaceChildren(h("h1", {}, "Not found"), h("p", {}, "There is no such page. ", h("a", { href: "#/" }, "Go home")));
+  } catch (error) {
+    if (error instanceof SignInNeeded) { signOut(); me = null; return signInPage("Your sign-in has expired or is not valid: " + error.message); }
+    main.replaceChildren(problem(error.message), h("p", {}, h("button", { type: "button", onclick: route }, "Try again")));
+  }
+  main.setAttribute("aria-busy", "false");
+}
+
+document.getElementById("signout").addEventListener("click", () => { signOut(); me = null; location.hash = "#/"; signInPage("You are signed out."); });
+window.addEventListener("hashchange", () => { route(); main.focus({ preventScroll: true }); window.scrollTo(0, 0); });
+window.addEventListener("unhandledrejection", (event) => {
+  if (event.reason instanceof SignInNeeded) { signOut(); me = null; signInPage("Your sign-in has expired: open a new portal link."); }
+});
+takeTokenFromLink();
+route();

@@ -1,0 +1,48 @@
+import { gql, live, mutate } from "../api.js";
+import { h, personLink, pills, timeEl, toast, words } from "../ui.js";
+
+const ROW = "id number title status priority neededBy customer requester { id name } assignees { id name }";
+
+export async function queue(main, ctx) {
+  const { me } = ctx;
+  const department = ctx.query.get("department") || me.department;
+  const list = h("ul", { class: "list", id: "queue" });
+  const read = async () => (await gql(`query($f: RequestFilter) { requests(filter: $f, first: 50) { totalCount edges { node { ${ROW} } } } }`,
+    { f: { department, open: true } })).requests;
+  let rows = [];
+  const draw = () => {
+    rows.sort((a, b) => Date.parse(a.neededBy) - Date.parse(b.neededBy));
+    list.replaceChildren(...rows.map(r => h("li", { "data-request": r.id },
+      h("div", { class: "row" }, h("a", { href: "#/requests/" + r.id }, `#${r.number} ${r.title}`), pills(r)),
+      h("div", { class: "muted" }, r.customer, " · from ", personLink(r.requester), " · needed by ", timeEl(r.neededBy),
+        " · ", r.assignees.length ? "assigned to " + r.assignees.map(p => p.name).join(", ") : "unassigned"),
+      h("div", { class: "row" },
+        r.status === "SUBMITTED" ? button(r, "Acknowledge", "acknowledgeRequest") : null,
+        r.status === "ACKNOWLEDGED" ? button(r, "Start work", "startRequest") : null,
+        h("a", { href: "#/requests/" + r.id }, r.status === "IN_PROGRESS" ? "Ask for info or deliver" : "Open")))));
+    if (!rows.length) list.replaceChildren(h("li", { class: "muted" }, "The queue is empty. Nice work!"));
+  };
+  const button = (r, label, mutation) => h("button", { type: "button", "aria-label": `${label} request #${r.number}`, onclick: async (event) => {
+    event.target.disabled = true;
+    try {
+      const p = await mutate(`mutation($id: ID!) { ${mutation}(id: $id) { request { ${ROW} } errors { field code message } } }`, { id: r.id });
+      if (p.errors.length) toast(p.errors[0].message);
+      else { rows = rows.map(x => x.id === r.id ? p.request : x); draw(); toast(`${label}: #${r.number}`); }
+    } catch (error) { toast(error.message); event.target.disabled = false; }
+  } }, label);
+  const page = await read();
+  rows = page.edges.map(e => e.node);
+  main.replaceChildren(h("h1", {}, `Queue · ${words(department)}`),
+    h("p", { class: "row" }, `${page.totalCount} open, the soonest needed first; overdue and rush requests are marked.`,
+      h("button", { type: "button", class: "secondary", onclick: () => { ctx.go("#/queue?" + ctx.query.toString() + "&r=" + Date.now()); } }, "Refresh")),
+    list);
+  draw();
+  // Each listed request updates live (a colleague acknowledging, the rep answering).
+  for (const r of rows.slice(0, 20)) {
+    ctx.track(live.subscribe(`subscription($id: ID!) { requestChanged(id: $id) { ${ROW} } }`, { id: r.id }, (data) => {
+      const changed = data.requestChanged;
+      rows = rows.map(x => x.id === changed.id ? changed : x);
+      draw();
+    }));
+  }
+}
