@@ -1,6 +1,6 @@
 // The portal: a hash router over the pages; every page reads and writes through the GraphQL API.
 import { SignInNeeded, gql, live, signOut, takeTokenFromLink, token } from "./api.js";
-import { h, problem } from "./ui.js";
+import { h, problem, show } from "./ui.js";
 import { home } from "./pages/home.js";
 import { newRequest, myRequests, requestPage } from "./pages/requests.js";
 import { queue } from "./pages/queue.js";
@@ -26,7 +26,9 @@ let cleanups = [];
 
 function signInPage(reason) {
   document.title = "Sign in · Inside Track";
-  main.replaceChildren(h("h1", {}, "Sign in to Inside Track"),
+  document.getElementById("who").textContent = "";
+  document.getElementById("signout").hidden = true;
+  show(main, h("h1", {}, "Sign in to Inside Track"),
     reason ? problem(reason) : null,
     h("p", {}, "Open the portal from your company's intranet (it signs you in), or with a link from ",
       h("code", {}, "insidetrack token you@example.com --portal"), "."));
@@ -63,16 +65,19 @@ async function route() {
       main.dataset.page = title;
       return;
     }
-    main.replaceChildren(h("h1", {}, "Not found"), h("p", {}, "There is no such page. ", h("a", { href: "#/" }, "Go home")));
+    show(main, h("h1", {}, "Not found"), h("p", {}, "There is no such page. ", h("a", { href: "#/" }, "Go home")));
   } catch (error) {
     if (error instanceof SignInNeeded) { signOut(); me = null; return signInPage("Your sign-in has expired or is not valid: " + error.message); }
-    main.replaceChildren(problem(error.message), h("p", {}, h("button", { type: "button", onclick: route }, "Try again")));
+    show(main, problem(error.message), h("p", {}, h("button", { type: "button", onclick: route }, "Try again")));
   }
   main.setAttribute("aria-busy", "false");
 }
 
 document.getElementById("signout").addEventListener("click", () => { signOut(); me = null; location.hash = "#/"; signInPage("You are signed out."); });
-window.addEventListener("hashchange", () => { route(); main.focus({ preventScroll: true }); window.scrollTo(0, 0); });
+window.addEventListener("hashchange", () => {
+  if (location.hash.startsWith("#token=")) { signOut(); me = null; takeTokenFromLink(); }  // a new sign-in link in this tab
+  route(); main.focus({ preventScroll: true }); window.scrollTo(0, 0);
+});
 window.addEventListener("unhandledrejection", (event) => {
   if (event.reason instanceof SignInNeeded) { signOut(); me = null; signInPage("Your sign-in has expired: open a new portal link."); }
 });

@@ -18,7 +18,7 @@ export function h(tag, attrs = {}, ...children) {
     else if (value === true) el.setAttribute(key, "");
     else el.setAttribute(key, value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     el.append(child instanceof Node ? child : String(child));
   }
@@ -58,6 +58,11 @@ export function pills(request) {
     h("span", { class: "pill status" }, words(request.status)),
     request.priority !== "NORMAL" ? h("span", { class: "pill " + request.priority.toLowerCase() }, words(request.priority)) : null,
     overdue(request) ? h("span", { class: "pill overdue" }, "Overdue") : null);
+}
+
+/** Put ``children`` in ``container`` (nulls and falses left out, as h() does). */
+export function show(container, ...children) {
+  container.replaceChildren(...children.flat(Infinity).filter(c => c !== null && c !== undefined && c !== false));
 }
 
 export function loading(main, text = "Loading…") { main.replaceChildren(h("p", { class: "muted" }, text)); }

@@ -1,5 +1,5 @@
 import { gql, live } from "../api.js";
-import { GESTURES, h, pills, timeEl, personLink, words } from "../ui.js";
+import { GESTURES, h, personLink, pills, show, timeEl, words } from "../ui.js";
 
 const HOME = `query($id: ID!, $mine: RequestFilter, $assigned: RequestFilter) {
   me { id name points(period: WEEK) rank(period: WEEK) monthPoints: points(period: MONTH) monthRank: rank(period: MONTH)
@@ -25,7 +25,7 @@ export async function home(main, ctx) {
     const requestItem = (r, extra) => h("li", {}, h("div", { class: "row" },
       h("a", { href: "#/requests/" + r.id }, `#${r.number} ${r.title}`), pills(r)),
       h("div", { class: "muted" }, r.customer, " · needed by ", timeEl(r.neededBy), extra ? " · " + extra : ""));
-    main.replaceChildren(
+    show(main, 
       h("h1", {}, `Hello, ${m.name.split(" ")[0]}`),
       h("div", { class: "grid" },
         h("section", { class: "card", "aria-labelledby": "h-week" }, h("h2", { id: "h-week" }, "This week"),
@@ -47,7 +47,8 @@ export async function home(main, ctx) {
       h("section", { "aria-labelledby": "h-badges" }, h("h2", { id: "h-badges" }, "Badges"),
         h("ul", { class: "grid list" }, (m.badges || []).map(b => h("li", { class: "card" },
           h("strong", {}, b.name), b.tier ? ` · ${words(b.tier)}` : "", h("div", { class: "muted" }, b.description),
-          b.nextThreshold ? h("div", {}, `Next: ${b.nextTier ? words(b.nextTier) : "earned"} at ${b.nextThreshold}`) : null,
+          h("div", {}, b.nextThreshold ? `${Math.round(b.progress * 100)}% of the way to ${b.nextTier ? words(b.nextTier) : "earning it"} (${b.nextThreshold})`
+            : b.earned ? "Earned: every tier" : ""),
           h("div", { class: "bar", role: "progressbar", "aria-label": `${b.name} progress`, "aria-valuemin": "0", "aria-valuemax": "100",
                      "aria-valuenow": String(Math.round(b.progress * 100)) }, h("span", { style: `width:${Math.round(b.progress * 100)}%` })))))),
       m.rushShare && m.rushShare.requests ? h("p", { class: "muted" },

@@ -1,5 +1,5 @@
 import { gql, live, mutate } from "../api.js";
-import { GESTURES, field, h, personLink, showErrors, timeEl, toast, words } from "../ui.js";
+import { GESTURES, field, h, personLink, show, showErrors, timeEl, toast, words } from "../ui.js";
 
 const KUDOS = "id message gesture values private createdAt cardUrl thumbnailUrl addOnCount giver { id name } recipients { id name }";
 
@@ -86,7 +86,7 @@ export async function giveKudos(main, ctx) {
     } catch (error) { showErrors(form, [{ message: error.message }]); }
     finally { button.disabled = false; }
   });
-  main.replaceChildren(h("h1", {}, "Give kudos"), requestId ? h("p", { class: "note" }, "Thanking the helpers of a request.") : null, form, result);
+  show(main, h("h1", {}, "Give kudos"), requestId ? h("p", { class: "note" }, "Thanking the helpers of a request.") : null, form, result);
   drawChips();
 }
 
@@ -95,7 +95,7 @@ export async function feed(main, ctx) {
   const data = await gql(`{ kudosFeed(first: 20) { edges { node { ${KUDOS} } } } }`);
   list.replaceChildren(...data.kudosFeed.edges.map(e => kudosCard(e.node, ctx.me)));
   if (!data.kudosFeed.edges.length) list.replaceChildren(h("li", { class: "muted" }, "No kudos yet: be the first to thank someone."));
-  main.replaceChildren(h("h1", {}, "Kudos feed"), list);
+  show(main, h("h1", {}, "Kudos feed"), list);
   ctx.track(live.subscribe(`subscription { kudosGiven { ${KUDOS} } }`, {}, (d) => {
     if (!list.querySelector(`[data-kudos="${d.kudosGiven.id}"]`)) list.prepend(kudosCard(d.kudosGiven, ctx.me));
   }));

@@ -1,5 +1,5 @@
 import { gql, live } from "../api.js";
-import { GESTURES, field, h, personLink, timeEl, words } from "../ui.js";
+import { GESTURES, field, h, personLink, show, timeEl, words } from "../ui.js";
 
 const PERIODS = ["WEEK", "MONTH", "QUARTER", "ALL"];
 const BOARD = "{ key entries { rank points movement person { id name department } } me { rank points } }";
@@ -27,7 +27,7 @@ export async function leaderboards(main, ctx) {
   const QUERY = `query($p: Period!, $s: Scope, $d: Department, $r: Role) { leaderboard(period: $p, scope: $s, department: $d, role: $r, first: 20) ${BOARD} }`;
   const vars = { p: args.period, s: args.scope, d: args.department, r: args.role };
   draw((await gql(QUERY, vars)).leaderboard);
-  main.replaceChildren(h("h1", {}, "Leaderboards"),
+  show(main, h("h1", {}, "Leaderboards"),
     h("div", { class: "grid" }, select("period", PERIODS, period, "Period"), select("scope", ["COMPANY", "DEPARTMENT", "ROLE"], scope, "Compare with")),
     mine, table);
   ctx.track(live.subscribe(`subscription($p: Period!, $s: Scope, $d: Department, $r: Role) { leaderboardChanged(period: $p, scope: $s, department: $d, role: $r) ${BOARD} }`,
@@ -41,9 +41,9 @@ export async function profile(main, ctx) {
       badges { id name earned tier progress nextTier nextThreshold } rushShare { share requests } }
     kudosFeed(personId: $id, direction: RECEIVED, first: 6) { edges { node { id message gesture createdAt thumbnailUrl giver { id name } } } } }`, { id });
   const p = data.person;
-  if (!p) { main.replaceChildren(h("h1", {}, "Person not found")); return; }
+  if (!p) { show(main, h("h1", {}, "Person not found")); return; }
   const earned = (p.badges || []).filter(b => b.earned);
-  main.replaceChildren(h("h1", {}, p.name),
+  show(main, h("h1", {}, p.name),
     h("p", {}, [p.title, words(p.department), words(p.role)].filter(Boolean).join(" · "), p.manager ? [" · reports to ", personLink(p.manager)] : ""),
     h("div", { class: "grid" },
       h("div", { class: "card" }, h("div", { class: "stat" }, p.week ?? "–"), `points this week${p.weekRank ? ` (rank ${p.weekRank})` : ""}`),

@@ -1,5 +1,5 @@
 import { gql, live, mutate } from "../api.js";
-import { h, personLink, pills, timeEl, toast, words } from "../ui.js";
+import { h, personLink, pills, show, timeEl, toast, words } from "../ui.js";
 
 const ROW = "id number title status priority neededBy customer requester { id name } assignees { id name }";
 
@@ -32,7 +32,7 @@ export async function queue(main, ctx) {
   } }, label);
   const page = await read();
   rows = page.edges.map(e => e.node);
-  main.replaceChildren(h("h1", {}, `Queue · ${words(department)}`),
+  show(main, h("h1", {}, `Queue · ${words(department)}`),
     h("p", { class: "row" }, `${page.totalCount} open, the soonest needed first; overdue and rush requests are marked.`,
       h("button", { type: "button", class: "secondary", onclick: () => { ctx.go("#/queue?" + ctx.query.toString() + "&r=" + Date.now()); } }, "Refresh")),
     list);

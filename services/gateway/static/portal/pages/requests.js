@@ -1,5 +1,5 @@
 import { gql, live, mutate } from "../api.js";
-import { GESTURES, KINDS, OPEN, config, field, h, now, personLink, pills, problem, showErrors, timeEl, toast, when, words } from "../ui.js";
+import { GESTURES, KINDS, OPEN, config, field, h, now, personLink, pills, problem, show, showErrors, timeEl, toast, when, words } from "../ui.js";
 
 const REQUEST_FIELDS = `id number title kind department status priority rushReason outcome customer dealName dealValue commitment details
   neededBy submittedAt acknowledgedAt deliveredAt closedAt briefComplete briefGaps
@@ -77,7 +77,7 @@ export async function newRequest(main, ctx) {
       showErrors(form, [{ message: error.message }]);
     } finally { button.disabled = false; }
   });
-  main.replaceChildren(h("h1", {}, "New request"), form);
+  show(main, h("h1", {}, "New request"), form);
   update();
 }
 
@@ -88,7 +88,7 @@ export async function myRequests(main, ctx) {
   const data = await gql(`query($f: RequestFilter) { requests(filter: $f, first: 50) { totalCount edges { node {
     id number title status priority neededBy customer submittedAt } } } }`, { f: { requesterId: ctx.me.id, ...(open ? { open: true } : {}) } });
   const rows = data.requests.edges.map(e => e.node);
-  main.replaceChildren(h("h1", {}, "My requests"),
+  show(main, h("h1", {}, "My requests"),
     h("p", { class: "row" }, open ? h("a", { href: "#/requests?all=1" }, "Show closed and cancelled too") : h("a", { href: "#/requests" }, "Show open only"),
       h("a", { class: "button", href: "#/new" }, "New request")),
     rows.length ? h("ul", { class: "list" }, rows.map(r => h("li", {},
@@ -148,7 +148,7 @@ export async function requestPage(main, ctx) {
   const read = async () => (await gql(`query($id: ID!) { request(id: $id) { ${REQUEST_FIELDS} } }`, { id })).request;
   let request = await read();
   if (!request) {
-    main.replaceChildren(h("h1", {}, "Request not found"), h("p", {}, "It does not exist, or it is not one you can see. ", h("a", { href: "#/requests" }, "My requests")));
+    show(main, h("h1", {}, "Request not found"), h("p", {}, "It does not exist, or it is not one you can see. ", h("a", { href: "#/requests" }, "My requests")));
     return;
   }
   const act = async (mutation, variables) => {
@@ -249,7 +249,7 @@ export async function requestPage(main, ctx) {
     }
     actions.replaceChildren(...forms);
   }
-  main.replaceChildren(head, h("section", { "aria-labelledby": "h-actions" }, h("h2", { id: "h-actions", class: "muted" }, "Actions"), actions),
+  show(main, head, h("section", { "aria-labelledby": "h-actions" }, h("h2", { id: "h-actions", class: "muted" }, "Actions"), actions),
     h("section", { "aria-labelledby": "h-timeline" }, h("h2", { id: "h-timeline" }, "Timeline ", h("span", { class: "muted", id: "live-note" }, "(live)")), timeline));
   draw();
   ctx.track(live.subscribe(`subscription($id: ID!) { requestChanged(id: $id) { ${REQUEST_FIELDS} } }`, { id },
