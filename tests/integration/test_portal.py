@@ -12,7 +12,10 @@ loads nothing from outside.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -128,7 +131,7 @@ def test_graphiql_and_the_portal_load_nothing_from_outside(system):
         assert page.evaluate("location.hash") == "#/"  # the token left the address bar
         # A link with a token the gateway refuses: the portal says to sign in again.
         page.call("Page.navigate", url=portal_link(system["url"], token[:-4] + "AAAA"))
-        page.wait_for("document.querySelector('h1') && document.querySelector('h1').textContent === 'Sign in to Inside Track'")
+        Portal(page, None).wait("document.querySelector('h1') && document.querySelector('h1').textContent === 'Sign in to Inside Track'")
         assert "expired or is not valid" in page.evaluate("document.querySelector('main').innerText")
     assert loaded and all(name.startswith(system["url"]) or name.startswith("ws://127.0.0.1") for name in loaded), loaded
     assert rita["email"] == "rita@example.com"
@@ -212,6 +215,10 @@ def test_the_portal_plays_the_internal_selling_story(demo_system, settings, stac
         rita.wait("document.querySelector('form[data-action=answer]') !== null")
         assert "Pía Novák asks: EUR or USD, and which payment terms?" in rita.text("form[data-action=answer]")
         rita.check("request-waiting")
+        rita.go("#/", "Home")  # what waits on her, on her Home
+        assert "answer the team's question" in rita.text("#waiting") and "Price the Acme renewal" in rita.text("#waiting")
+        rita.check("home-waiting")
+        rita.go(request_hash, "Request")
         at(tuesday, 15, 0)
         rita.type("#f-answer", "EUR, net 30")
         rita.click("form[data-action=answer] button[type=submit]")
@@ -284,6 +291,24 @@ def test_the_portal_plays_the_internal_selling_story(demo_system, settings, stac
     final = gql(token["rita"], "query($id: ID!) { request(id: $id) { status outcome briefComplete } }",
                 {"id": request_hash.rsplit("/", 1)[1]})["data"]["request"]
     assert final == {"status": "CLOSED", "outcome": "WON", "briefComplete": True}
+
+
+def test_insidetrack_token_portal_prints_a_link_that_signs_in(system, settings):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDETRACK_")}
+    env.update({"INSIDETRACK_KAFKA_PORT": str(settings.kafka_port), "INSIDETRACK_MONGO_PORT": str(settings.mongo_port),
+                "INSIDETRACK_NAME_PREFIX": settings.name_prefix, "INSIDETRACK_VAR_DIR": str(settings.var_dir),
+                "INSIDETRACK_GATEWAY_PORT": str(system["ports"]["gateway"]), "INSIDETRACK_LOG_LEVEL": "WARNING"})
+    run = subprocess.run([sys.executable, "-m", "ops.cli", "token", "pia@example.com", "--portal"], env=env, cwd=PROJECT_ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    link = run.stdout.strip()
+    assert link.startswith(system["url"] + "/portal#token=")
+    me = http.post(system["url"] + "/graphql", json={"query": "{ me { name } }"}, timeout=10,
+                   headers={"Authorization": "Bearer " + link.split("#token=", 1)[1]}).json()
+    assert me["data"]["me"]["name"] == "Pía Novák"
+    refused = subprocess.run([sys.executable, "-m", "ops.cli", "token", "pia@example.com", "--portal", "--screen"], env=env,
+                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "do not go together" in refused.stderr
 
 
 def test_the_portal_page_and_its_sign_in_link(system):

@@ -23,8 +23,10 @@ const ME = "{ me { id name email role department title } }";
 const main = document.getElementById("main");
 let me = null;
 let cleanups = [];
+let generation = 0;  // counts navigations: only the latest one's page is shown
 
 function signInPage(reason) {
+  generation++;  // whatever page was still loading stays unshown
   document.title = "Sign in · Inside Track";
   document.getElementById("who").textContent = "";
   document.getElementById("signout").hidden = true;
@@ -36,6 +38,7 @@ function signInPage(reason) {
 }
 
 async function route() {
+  const current = ++generation;
   for (const undo of cleanups) undo();
   cleanups = [];
   if (!token()) return signInPage(null);
@@ -44,7 +47,9 @@ async function route() {
   main.setAttribute("aria-busy", "true");
   try {
     if (!me) {
-      me = (await gql(ME)).me;
+      const signedIn = (await gql(ME)).me;
+      if (current !== generation) return;
+      me = signedIn;
       document.getElementById("who").textContent = `${me.name}`;
       document.getElementById("signout").hidden = false;
       const works = me.role === "SUPPORT" || me.role === "MANAGER" || me.role === "ADMIN";
@@ -58,15 +63,21 @@ async function route() {
         if (a.getAttribute("href") === "#" + (path === "" ? "/" : path)) a.setAttribute("aria-current", "page");
         else a.removeAttribute("aria-current");
       });
-      const ctx = { me, query, params: match.slice(1).map(decodeURIComponent), track: (undo) => cleanups.push(undo),
-                    go: (hash) => { location.hash = hash; } };
-      await page(main, ctx);
+      // Each page draws into a view of its own, shown once ready if the person has not moved on meanwhile
+      // (a slow page finishing late must not cover the one they went to).
+      const view = h("div", { class: "view" });
+      const ctx = { me, query, params: match.slice(1).map(decodeURIComponent), go: (hash) => { location.hash = hash; },
+                    track: (undo) => { if (current === generation) cleanups.push(undo); else undo(); } };
+      await page(view, ctx);
+      if (current !== generation) return;
+      show(main, view);
       main.setAttribute("aria-busy", "false");
       main.dataset.page = title;
       return;
     }
     show(main, h("h1", {}, "Not found"), h("p", {}, "There is no such page. ", h("a", { href: "#/" }, "Go home")));
   } catch (error) {
+    if (current !== generation) return;
     if (error instanceof SignInNeeded) { signOut(); me = null; return signInPage("Your sign-in has expired or is not valid: " + error.message); }
     show(main, problem(error.message), h("p", {}, h("button", { type: "button", onclick: route }, "Try again")));
   }

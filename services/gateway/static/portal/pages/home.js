@@ -52,7 +52,7 @@ export async function home(main, ctx) {
           h("div", { class: "bar", role: "progressbar", "aria-label": `${b.name} progress`, "aria-valuemin": "0", "aria-valuemax": "100",
                      "aria-valuenow": String(Math.round(b.progress * 100)) }, h("span", { style: `width:${Math.round(b.progress * 100)}%` })))))),
       m.rushShare && m.rushShare.requests ? h("p", { class: "muted" },
-        `Rush share (30 days): ${Math.round((m.rushShare.share || 0) * 100)}% of ${m.rushShare.requests} requests were rushes with under 24 business hours' notice.`) : null,
+        `Rush share (30 days): ${Math.round((m.rushShare.share || 0) * 100)}% of your ${m.rushShare.requests} request${m.rushShare.requests > 1 ? "s were rushes" : " was a rush"} with under 24 business hours' notice.`) : null,
       h("section", { "aria-labelledby": "h-kudos" }, h("h2", { id: "h-kudos" }, "Recent kudos to you"),
         data.received.edges.length ? h("ul", { class: "list" }, data.received.edges.map(({ node: k }) => h("li", { class: "row" },
           h("img", { src: k.thumbnailUrl, alt: "", width: "200", height: "105" }),
