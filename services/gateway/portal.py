@@ -27,13 +27,13 @@ def portal_link(gateway_url: str, token: str) -> str:
     return f"{gateway_url.rstrip('/')}{PORTAL_PATH}#token={token}"
 
 
-def portal_config(settings) -> dict:
+def portal_config(settings, clock=None) -> dict:
     """What the page needs to know that the API does not say: the company's "now" (the
     services' clock, a demo's simulated one included) and what makes a brief complete, so the
     New request page shows a brief's gaps while the rep types (the requests service decides
     at submission)."""
     calendar = BusinessCalendar.from_settings(settings)
-    now = clock_for(settings).now()
+    now = (clock or clock_for(settings)).now()
     return {"now": now.isoformat(), "timezone": settings.company_timezone,
             "brief": {"minDetails": BRIEF_MIN_DETAILS, "minNoticeDays": BRIEF_MIN_NOTICE_DAYS,
                       "completeFrom": calendar.add_business_days(now, BRIEF_MIN_NOTICE_DAYS).isoformat()}}

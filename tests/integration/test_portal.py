@@ -21,7 +21,10 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 import requests as http
 
+from ops.demo.company import DEMO_REP, DEMO_SUPPORT
 from ops.demo.loader import GraphQLClient
+from ops.demo.start import greeting
+from services.gateway.auth import issue_token
 from services.gateway.portal import portal_link
 from shared.calendar import BusinessCalendar
 from shared.config import PROJECT_ROOT
@@ -309,6 +312,19 @@ def test_insidetrack_token_portal_prints_a_link_that_signs_in(system, settings):
     refused = subprocess.run([sys.executable, "-m", "ops.cli", "token", "pia@example.com", "--portal", "--screen"], env=env,
                              cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "do not go together" in refused.stderr
+
+
+def test_make_up_prints_a_portal_link_for_the_demo_rep_and_analyst(system):
+    csv = (f"email,name,role,department\n{DEMO_REP},Rita Okafor,rep,sales\n{DEMO_SUPPORT},Pía Novák,support,pricing\n")
+    assert system["as_admin"]("mutation($c: String!) { importPeople(csv: $c) { created } }", {"c": csv}).json()["data"]["importPeople"]["created"] == 2
+    token_for = lambda p: issue_token(system["settings"], p["id"], p["email"], p["role"].lower())  # noqa: E731
+    lines = greeting(system["url"], "admin@example.com", system["as_admin"].token, token_for, "screen-token")
+    links = {line.split(": ", 1)[0].strip(): line.split(": ", 1)[1] for line in lines if "/portal#token=" in line}
+    assert set(links) == {"demo rep     Rita Okafor", "demo support Pía Novák"}, lines
+    for who, link in links.items():
+        me = http.post(system["url"] + "/graphql", json={"query": "{ me { name } }"}, timeout=10,
+                       headers={"Authorization": "Bearer " + link.split("#token=", 1)[1]}).json()["data"]["me"]
+        assert who.endswith(me["name"])
 
 
 def test_the_portal_page_and_its_sign_in_link(system):
