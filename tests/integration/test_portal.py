@@ -88,6 +88,14 @@ class Portal:
         assert self.js(f"(() => {{ const el = [...document.querySelectorAll({json.dumps(selector)})]"
                        f".find(e => e.textContent.includes({json.dumps(text)})); if (!el) return false; el.click(); return true; }})()"), text
 
+    def key(self, key: str) -> None:
+        """Press a key (Tab, Enter) as a keyboard does."""
+        codes = {"Tab": 9, "Enter": 13}
+        text = {"Enter": "\r"}.get(key)
+        self.page.call("Input.dispatchKeyEvent", type="keyDown", key=key, code=key, windowsVirtualKeyCode=codes[key],
+                       **({"text": text} if text else {}))
+        self.page.call("Input.dispatchKeyEvent", type="keyUp", key=key, code=key, windowsVirtualKeyCode=codes[key])
+
     def check(self, name: str) -> None:
         """axe-core finds no serious or critical problem; at 390 px nothing is wider than the screen.
         Then a screenshot (desktop) for tests/artifacts."""
@@ -259,6 +267,17 @@ def test_the_portal_plays_the_internal_selling_story(demo_system, settings, stac
         rita.wait("document.querySelector('#given img') && document.querySelector('#given img').complete "
                   "&& document.querySelector('#given img').naturalWidth === 1200", timeout=30)
         rita.wait("document.getElementById('allowance').textContent === 'You have 19 of 20 kudos left this month.'")
+
+        # -- the people search works from the keyboard: type, Tab to the person, Enter ---------
+        rita.type("#f-search", "Li W")
+        rita.wait("document.querySelector('#people-results button') !== null")
+        rita.key("Tab")
+        assert rita.js("document.activeElement.textContent") == "Add Li Wei"
+        rita.key("Enter")
+        rita.wait("document.getElementById('recipients').innerText.includes('Li Wei')")
+        assert rita.js("document.activeElement.id") == "f-search"  # back in the search, for the next name
+        rita.click("#recipients button[aria-label='Remove Li Wei']")
+        assert "Li Wei" not in rita.text("#recipients")
 
         # -- a refusal says why: the fourth kudos to Pía this week is over the weekly cap -----
         for n in (2, 3):

@@ -45,6 +45,8 @@ async function route() {
   const [path, search] = (location.hash.replace(/^#/, "") || "/").split("?");
   const query = new URLSearchParams(search || "");
   main.setAttribute("aria-busy", "true");
+  // A page that takes a moment says so (instead of leaving the previous page up as if nothing happened).
+  const slow = setTimeout(() => { if (current === generation) show(main, h("p", { class: "muted" }, "Loading…")); }, 300);
   try {
     if (!me) {
       const signedIn = (await gql(ME)).me;
@@ -69,14 +71,17 @@ async function route() {
       const ctx = { me, query, params: match.slice(1).map(decodeURIComponent), go: (hash) => { location.hash = hash; },
                     track: (undo) => { if (current === generation) cleanups.push(undo); else undo(); } };
       await page(view, ctx);
+      clearTimeout(slow);
       if (current !== generation) return;
       show(main, view);
       main.setAttribute("aria-busy", "false");
       main.dataset.page = title;
       return;
     }
+    clearTimeout(slow);
     show(main, h("h1", {}, "Not found"), h("p", {}, "There is no such page. ", h("a", { href: "#/" }, "Go home")));
   } catch (error) {
+    clearTimeout(slow);
     if (current !== generation) return;
     if (error instanceof SignInNeeded) { signOut(); me = null; return signInPage("Your sign-in has expired or is not valid: " + error.message); }
     show(main, problem(error.message), h("p", {}, h("button", { type: "button", onclick: route }, "Try again")));
