@@ -92,11 +92,21 @@ export async function giveKudos(main, ctx) {
 
 export async function feed(main, ctx) {
   const list = h("ul", { class: "list", id: "feed" });
-  const data = await gql(`{ kudosFeed(first: 20) { edges { node { ${KUDOS} } } } }`);
-  list.replaceChildren(...data.kudosFeed.edges.map(e => kudosCard(e.node, ctx.me)));
-  if (!data.kudosFeed.edges.length) list.replaceChildren(h("li", { class: "muted" }, "No kudos yet: be the first to thank someone."));
-  show(main, h("h1", {}, "Kudos feed"), list);
+  const read = async (after) => (await gql(`query($after: String) { kudosFeed(first: 20, after: $after) {
+    pageInfo { hasNextPage endCursor } edges { node { ${KUDOS} } } } }`, { after })).kudosFeed;
+  const page = await read(null);
+  list.replaceChildren(...page.edges.map(e => kudosCard(e.node, ctx.me)));
+  if (!page.edges.length) list.replaceChildren(h("li", { class: "muted" }, "No kudos yet: be the first to thank someone."));
+  let next = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
+  const more = h("button", { type: "button", class: "secondary", hidden: !next, onclick: async () => {
+    const further = await read(next);
+    list.append(...further.edges.map(e => kudosCard(e.node, ctx.me)));
+    next = further.pageInfo.hasNextPage ? further.pageInfo.endCursor : null;
+    more.hidden = !next;
+  } }, "Show older kudos");
+  show(main, h("h1", {}, "Kudos feed"), list, h("p", {}, more));
   ctx.track(live.subscribe(`subscription { kudosGiven { ${KUDOS} } }`, {}, (d) => {
+    if (list.querySelector("li.muted")) list.replaceChildren();
     if (!list.querySelector(`[data-kudos="${d.kudosGiven.id}"]`)) list.prepend(kudosCard(d.kudosGiven, ctx.me));
   }));
 }

@@ -7,8 +7,8 @@ export async function queue(main, ctx) {
   const { me } = ctx;
   const department = ctx.query.get("department") || me.department;
   const list = h("ul", { class: "list", id: "queue" });
-  const read = async () => (await gql(`query($f: RequestFilter) { requests(filter: $f, first: 50) { totalCount edges { node { ${ROW} } } } }`,
-    { f: { department, open: true } })).requests;
+  const read = async (after) => (await gql(`query($f: RequestFilter, $after: String) { requests(filter: $f, first: 50, after: $after) {
+    totalCount pageInfo { hasNextPage endCursor } edges { node { ${ROW} } } } }`, { f: { department, open: true }, after })).requests;
   let rows = [];
   const draw = () => {
     rows.sort((a, b) => Date.parse(a.neededBy) - Date.parse(b.neededBy));
@@ -30,12 +30,32 @@ export async function queue(main, ctx) {
       else { rows = rows.map(x => x.id === r.id ? p.request : x); draw(); toast(`${label}: #${r.number}`); }
     } catch (error) { toast(error.message); event.target.disabled = false; }
   } }, label);
-  const page = await read();
+  const page = await read(null);
   rows = page.edges.map(e => e.node);
-  show(main, h("h1", {}, `Queue · ${words(department)}`),
-    h("p", { class: "row" }, `${page.totalCount} open, the soonest needed first; overdue and rush requests are marked.`,
-      h("button", { type: "button", class: "secondary", onclick: () => { ctx.go("#/queue?" + ctx.query.toString() + "&r=" + Date.now()); } }, "Refresh")),
-    list);
+  // The service keeps the queue by needed-by: the next page holds the later ones.
+  let next = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
+  const more = h("button", { type: "button", class: "secondary", hidden: !next, onclick: async () => {
+    const further = await read(next);
+    rows = [...rows, ...further.edges.map(e => e.node).filter(r => !rows.some(x => x.id === r.id))];
+    next = further.pageInfo.hasNextPage ? further.pageInfo.endCursor : null;
+    more.hidden = !next;
+    draw();
+  } }, "Show later ones");
+  const count = h("span", { id: "queue-count" });
+  const counted = (total) => { count.textContent = `${total} open, the soonest needed first; overdue and rush requests are marked.`; };
+  counted(page.totalCount);
+  const refresh = h("button", { type: "button", class: "secondary", onclick: async () => {
+    refresh.disabled = true;
+    try {
+      const again = await read(null);
+      rows = again.edges.map(e => e.node);
+      next = again.pageInfo.hasNextPage ? again.pageInfo.endCursor : null;
+      more.hidden = !next;
+      counted(again.totalCount);
+      draw();
+    } catch (error) { toast(error.message); } finally { refresh.disabled = false; }
+  } }, "Refresh");
+  show(main, h("h1", {}, `Queue · ${words(department)}`), h("p", { class: "row" }, count, refresh), list, h("p", {}, more));
   draw();
   // Each listed request updates live (a colleague acknowledging, the rep answering).
   for (const r of rows.slice(0, 20)) {

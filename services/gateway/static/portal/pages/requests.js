@@ -85,16 +85,25 @@ export async function newRequest(main, ctx) {
 
 export async function myRequests(main, ctx) {
   const open = ctx.query.get("all") !== "1";
-  const data = await gql(`query($f: RequestFilter) { requests(filter: $f, first: 50) { totalCount edges { node {
-    id number title status priority neededBy customer submittedAt } } } }`, { f: { requesterId: ctx.me.id, ...(open ? { open: true } : {}) } });
-  const rows = data.requests.edges.map(e => e.node);
+  const read = async (after) => (await gql(`query($f: RequestFilter, $after: String) { requests(filter: $f, first: 50, after: $after) {
+    totalCount pageInfo { hasNextPage endCursor } edges { node { id number title status priority neededBy customer submittedAt } } } }`,
+    { f: { requesterId: ctx.me.id, ...(open ? { open: true } : {}) }, after })).requests;
+  const item = (r) => h("li", {},
+    h("div", { class: "row" }, h("a", { href: "#/requests/" + r.id }, `#${r.number} ${r.title}`), pills(r)),
+    h("div", { class: "muted" }, r.customer, " · needed by ", timeEl(r.neededBy)));
+  const page = await read(null);
+  const list = h("ul", { class: "list", id: "my-requests" }, page.edges.map(e => item(e.node)));
+  let next = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
+  const more = h("button", { type: "button", class: "secondary", hidden: !next, onclick: async () => {
+    const further = await read(next);
+    list.append(...further.edges.map(e => item(e.node)));
+    next = further.pageInfo.hasNextPage ? further.pageInfo.endCursor : null;
+    more.hidden = !next;
+  } }, "Show older ones");
   show(main, h("h1", {}, "My requests"),
     h("p", { class: "row" }, open ? h("a", { href: "#/requests?all=1" }, "Show closed and cancelled too") : h("a", { href: "#/requests" }, "Show open only"),
       h("a", { class: "button", href: "#/new" }, "New request")),
-    rows.length ? h("ul", { class: "list" }, rows.map(r => h("li", {},
-      h("div", { class: "row" }, h("a", { href: "#/requests/" + r.id }, `#${r.number} ${r.title}`), pills(r)),
-      h("div", { class: "muted" }, r.customer, " · needed by ", timeEl(r.neededBy)))))
-      : h("p", { class: "muted" }, open ? "No open requests." : "No requests yet."));
+    page.edges.length ? [list, h("p", {}, more)] : h("p", { class: "muted" }, open ? "No open requests." : "No requests yet."));
 }
 
 // -- A request -----------------------------------------------------------------------------
