@@ -225,6 +225,7 @@ def test_the_portal_plays_the_internal_selling_story(demo_system, settings, stac
         pia.wait("document.querySelector('main').innerText.includes('Waiting on rep')")
         rita.wait("document.querySelector('form[data-action=answer]') !== null")
         assert "Pía Novák asks: EUR or USD, and which payment terms?" in rita.text("form[data-action=answer]")
+        assert rita.text("#toast").startswith("Info requested by Pía Novák")  # a status message: screen readers say it
         rita.check("request-waiting")
         rita.go("#/", "Home")  # what waits on her, on her Home
         assert "answer the team's question" in rita.text("#waiting") and "Price the Acme renewal" in rita.text("#waiting")
@@ -305,6 +306,8 @@ def test_the_portal_plays_the_internal_selling_story(demo_system, settings, stac
         rita.go("#/leaderboards?period=WEEK&scope=COMPANY", "Leaderboards")
         assert "Pía Novák" in rita.text("#board")
         rita.check("leaderboards")
+        rita.go("#/leaderboards?period=WEEK&scope=DEPARTMENT&department=PRICING", "Leaderboards")
+        assert "Pía Novák" in rita.text("#board") and "Rita Okafor" not in rita.text("#board")
         rita.go("#/people/" + people["pia"]["id"], "Profile")
         assert "Pía Novák" in rita.text("h1")
         rita.check("profile")

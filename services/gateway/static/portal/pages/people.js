@@ -2,18 +2,20 @@ import { gql, live } from "../api.js";
 import { GESTURES, field, h, personLink, show, timeEl, words } from "../ui.js";
 
 const PERIODS = ["WEEK", "MONTH", "QUARTER", "ALL"];
+const DEPARTMENTS = ["SALES", "PRESALES", "PRICING", "LEGAL", "ORDER_DESK", "MARKETING", "PRODUCT", "CUSTOMER_SERVICE"];
 const BOARD = "{ key entries { rank points movement person { id name department } } me { rank points } }";
 
 export async function leaderboards(main, ctx) {
   const { me } = ctx;
   const period = ctx.query.get("period") || "WEEK";
   const scope = ctx.query.get("scope") || "COMPANY";
-  const args = { period, scope, department: scope === "DEPARTMENT" ? me.department : null,
+  const department = ctx.query.get("department") || me.department;
+  const args = { period, scope, department: scope === "DEPARTMENT" ? department : null,
                  role: scope === "ROLE" ? (me.role === "REP" ? "REP" : "SUPPORT") : null };
   const table = h("table", { class: "board", id: "board" });
   const mine = h("p", { id: "my-rank" });
   const draw = (board) => {
-    table.replaceChildren(h("caption", { class: "muted" }, `${words(period)} · ${words(scope)}`),
+    table.replaceChildren(h("caption", { class: "muted" }, `${words(period)} · ${scope === "DEPARTMENT" ? words(department) : words(scope)}`),
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Rank"), h("th", { scope: "col" }, "Person"), h("th", { scope: "col" }, "Points"), h("th", { scope: "col" }, "Movement"))),
       h("tbody", {}, board.entries.map(e => h("tr", { class: e.person && e.person.id === me.id ? "me" : "" },
         h("td", {}, e.rank), h("td", {}, personLink(e.person)), h("td", {}, e.points),
@@ -28,7 +30,8 @@ export async function leaderboards(main, ctx) {
   const vars = { p: args.period, s: args.scope, d: args.department, r: args.role };
   draw((await gql(QUERY, vars)).leaderboard);
   show(main, h("h1", {}, "Leaderboards"),
-    h("div", { class: "grid" }, select("period", PERIODS, period, "Period"), select("scope", ["COMPANY", "DEPARTMENT", "ROLE"], scope, "Compare with")),
+    h("div", { class: "grid" }, select("period", PERIODS, period, "Period"), select("scope", ["COMPANY", "DEPARTMENT", "ROLE"], scope, "Compare with"),
+      scope === "DEPARTMENT" ? select("department", DEPARTMENTS, department, "Department") : null),
     mine, table);
   ctx.track(live.subscribe(`subscription($p: Period!, $s: Scope, $d: Department, $r: Role) { leaderboardChanged(period: $p, scope: $s, department: $d, role: $r) ${BOARD} }`,
     vars, (d) => draw(d.leaderboardChanged), async () => draw((await gql(QUERY, vars)).leaderboard)));

@@ -252,6 +252,10 @@ export async function requestPage(main, ctx) {
         h("p", {}, "Send ", r.assignees.map(p => p.name).join(", "), " a kudos for this request."),
         h("a", { class: "button", id: "thank-helpers", href: `#/kudos?to=${r.assignees.map(p => p.id).join(",")}&request=${r.id}` }, GESTURES.COFFEE + " Thank them")));
     }
+    if (mine && open && r.status !== "DELIVERED") {
+      forms.push(textAction("Cancel the request", "cancel", "Why is it no longer needed?", (reason) => act(
+        `mutation($id: ID!, $reason: String!) { cancelRequest(id: $id, reason: $reason) { request { id } errors { field code message } } }`, { reason }), "reason"));
+    }
     if (open) {
       forms.push(textAction("Comment", "comment", "Comment", (text) => act(
         `mutation($id: ID!, $t: String!) { commentOnRequest(id: $id, text: $t) { request { id } errors { field code message } } }`, { t: text }), "text"));
@@ -262,6 +266,14 @@ export async function requestPage(main, ctx) {
     h("section", { "aria-labelledby": "h-timeline" }, h("h2", { id: "h-timeline" }, "Timeline ", h("span", { class: "muted", id: "live-note" }, "(live)")), timeline));
   draw();
   ctx.track(live.subscribe(`subscription($id: ID!) { requestChanged(id: $id) { ${REQUEST_FIELDS} } }`, { id },
-    (data) => { request = data.requestChanged; draw(); main.dataset.updated = String(Date.now()); },
+    (data) => {
+      const before = request.timeline.length;
+      request = data.requestChanged;
+      draw();
+      const latest = request.timeline[request.timeline.length - 1];
+      if (request.timeline.length > before && latest && (!latest.actor || latest.actor.id !== me.id)) {
+        toast(`${words(latest.type)}${latest.actor ? " by " + latest.actor.name : ""}${latest.text ? ": " + latest.text : ""}`);  // said to screen readers too
+      }
+    },
     async () => { request = await read(); draw(); }));
 }
