@@ -51,3 +51,12 @@ def test_every_local_asset_graphiql_names_is_there():
     assert len(names) == 4
     for name in names:
         assert (STATIC / name).is_file(), name
+
+
+def test_the_portal_puts_what_people_wrote_in_as_text_never_as_html():
+    modules = sorted((STATIC / "portal").rglob("*.js"))
+    assert len(modules) >= 5
+    for path in modules:
+        source = path.read_text(encoding="utf-8")
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink not in source, f"{path.name} uses {sink}"
