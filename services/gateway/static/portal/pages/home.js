@@ -1,11 +1,12 @@
 import { gql, live } from "../api.js";
 import { GESTURES, h, personLink, pills, show, timeEl, words } from "../ui.js";
 
-const HOME = `query($id: ID!, $mine: RequestFilter, $assigned: RequestFilter) {
+const HOME = `query($id: ID!, $mine: RequestFilter, $delivered: RequestFilter, $assigned: RequestFilter) {
   me { id name points(period: WEEK) rank(period: WEEK) monthPoints: points(period: MONTH) monthRank: rank(period: MONTH)
        badges { id name description earned tier nextTier nextThreshold progress }
        kudosAllowance { left monthlyAllowance resetsAt } rushShare { share requests rushShortNotice } }
   mine: requests(filter: $mine, first: 20) { totalCount edges { node { id number title status priority neededBy customer } } }
+  delivered: requests(filter: $delivered, first: 20) { edges { node { id number title status priority neededBy customer } } }
   assigned: requests(filter: $assigned, first: 20) { totalCount edges { node { id number title status priority neededBy customer } } }
   received: kudosFeed(personId: $id, direction: RECEIVED, first: 5) { edges { node {
     id message gesture createdAt thumbnailUrl giver { id name } } } }
@@ -14,11 +15,14 @@ const HOME = `query($id: ID!, $mine: RequestFilter, $assigned: RequestFilter) {
 export async function home(main, ctx) {
   const { me } = ctx;
   const draw = async () => {
-    const data = await gql(HOME, { id: me.id, mine: { requesterId: me.id, open: true }, assigned: { assigneeId: me.id, open: true } });
+    // "Open" is what is still being worked; a delivered request waits on its rep to close the loop.
+    const data = await gql(HOME, { id: me.id, mine: { requesterId: me.id, open: true }, delivered: { requesterId: me.id, status: "DELIVERED" },
+                                   assigned: { assigneeId: me.id, open: true } });
     const m = data.me;
     const mine = data.mine.edges.map(e => e.node);
     const assigned = data.assigned.edges.map(e => e.node);
-    const waiting = [...mine.filter(r => r.status === "WAITING_ON_REP" || r.status === "DELIVERED"),
+    const delivered = data.delivered.edges.map(e => e.node);
+    const waiting = [...mine.filter(r => r.status === "WAITING_ON_REP"), ...delivered,
                      ...assigned.filter(r => r.status !== "WAITING_ON_REP" && r.status !== "DELIVERED")];
     const reason = (r) => r.status === "WAITING_ON_REP" ? "answer the team's question" : r.status === "DELIVERED"
       ? "close the loop: how did the deal end?" : r.status === "SUBMITTED" ? "acknowledge it" : "deliver it";
@@ -30,10 +34,10 @@ export async function home(main, ctx) {
       h("div", { class: "grid" },
         h("section", { class: "card", "aria-labelledby": "h-week" }, h("h2", { id: "h-week" }, "This week"),
           h("div", { class: "stat", "data-test": "week-points" }, `${m.points ?? "–"} points`),
-          h("div", {}, m.rank ? `Rank ${m.rank} in the company` : "No rank yet this week")),
+          h("div", { "data-test": "week-rank" }, m.rank ? `Rank ${m.rank} in the company` : "No rank yet this week")),
         h("section", { class: "card", "aria-labelledby": "h-month" }, h("h2", { id: "h-month" }, "This month"),
-          h("div", { class: "stat" }, `${m.monthPoints ?? "–"} points`),
-          h("div", {}, m.monthRank ? `Rank ${m.monthRank} in the company` : "No rank yet this month")),
+          h("div", { class: "stat", "data-test": "month-points" }, `${m.monthPoints ?? "–"} points`),
+          h("div", { "data-test": "month-rank" }, m.monthRank ? `Rank ${m.monthRank} in the company` : "No rank yet this month")),
         h("section", { class: "card", "aria-labelledby": "h-allowance" }, h("h2", { id: "h-allowance" }, "Kudos to give"),
           m.kudosAllowance ? h("div", { class: "stat", "data-test": "allowance" }, `${m.kudosAllowance.left} left`) : h("div", {}, "–"),
           m.kudosAllowance ? h("div", { class: "muted" }, `of ${m.kudosAllowance.monthlyAllowance} this month · resets `, timeEl(m.kudosAllowance.resetsAt)) : null,
@@ -63,5 +67,14 @@ export async function home(main, ctx) {
   const refresh = () => draw().catch(() => {});
   ctx.track(live.subscribe(`subscription($id: ID) { kudosGiven(personId: $id) { id } }`, { id: me.id }, refresh, refresh));
   ctx.track(live.subscribe(`subscription($id: ID) { badgeAwarded(personId: $id) { badge } }`, { id: me.id }, refresh));
-  ctx.track(live.subscribe(`subscription { leaderboardChanged(period: WEEK) { key } }`, {}, refresh));
+  // Points and rank follow the company boards' "me" (no re-read of the page for each award anywhere).
+  for (const [period, name, when] of [["WEEK", "week", "this week"], ["MONTH", "month", "this month"]]) {
+    ctx.track(live.subscribe(`subscription { leaderboardChanged(period: ${period}) { me { rank points } } }`, {}, (data) => {
+      const mine = data.leaderboardChanged.me;
+      const points = main.querySelector(`[data-test=${name}-points]`), rank = main.querySelector(`[data-test=${name}-rank]`);
+      if (!mine || !points) return;
+      points.textContent = `${mine.points} points`;
+      rank.textContent = mine.rank ? `Rank ${mine.rank} in the company` : `No rank yet ${when}`;
+    }));
+  }
 }

@@ -9,7 +9,7 @@ function kudosCard(k, me) {
                width: "1200", height: "630", loading: "lazy" }),
     h("div", { class: "row" }, GESTURES[k.gesture], " from ", personLink(k.giver), " to ",
       k.recipients.map((p, i) => [i ? ", " : "", personLink(p)]), " · ", timeEl(k.createdAt), k.private ? " · private" : "",
-      k.addOnCount ? ` · +${k.addOnCount}` : ""),
+      k.addOnCount ? ` · ${k.addOnCount} add-on${k.addOnCount > 1 ? "s" : ""}` : ""),
     me && k.giver && k.giver.id !== me.id && !k.recipients.some(p => p.id === me.id)
       ? h("button", { type: "button", class: "secondary", onclick: async (event) => {
           event.target.disabled = true;
@@ -17,7 +17,7 @@ function kudosCard(k, me) {
             const p = await mutate(`mutation($id: ID!) { addOnKudos(id: $id) { kudos { id addOnCount } errors { code message } } }`, { id: k.id });
             toast(p.errors.length ? p.errors[0].message : "+1 added");
           } catch (error) { toast(error.message); }
-        } }, "+1") : null);
+        } }, "+1 Add on") : null);
 }
 
 export async function giveKudos(main, ctx) {

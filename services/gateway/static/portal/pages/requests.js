@@ -204,14 +204,15 @@ export async function requestPage(main, ctx) {
           } }, label)));
         }
       }
-      if (open && !r.assignees.some(p => p.id === me.id) && me.role !== "REP") {
+      const assignable = open && r.status !== "DELIVERED";  // assigning is for requests still being worked
+      if (assignable && !r.assignees.some(p => p.id === me.id) && me.role !== "REP") {
         forms.push(h("div", { class: "card" }, h("button", { type: "button", class: "secondary", "data-action": "assign-me", onclick: async () => {
           const p = await act(`mutation($id: ID!, $a: [ID!]!) { assignRequest(id: $id, assigneeIds: $a) { request { id } errors { field code message } } }`,
                               { a: [...r.assignees.map(x => x.id), me.id] });
           toast(p.errors.length ? p.errors[0].message : "Assigned to you");
         } }, "Assign to me")));
       }
-      if (open && me.role !== "REP") forms.push(assignForm(r, act));
+      if (assignable && me.role !== "REP") forms.push(assignForm(r, act));
       if (["ACKNOWLEDGED", "IN_PROGRESS"].includes(r.status)) {
         forms.push(textAction("Ask for information", "ask", "Your question", (q) => act(
           `mutation($id: ID!, $q: String!) { requestInfo(id: $id, question: $q) { request { id } errors { field code message } } }`, { q }), "question"));
@@ -253,8 +254,10 @@ export async function requestPage(main, ctx) {
         h("a", { class: "button", id: "thank-helpers", href: `#/kudos?to=${r.assignees.map(p => p.id).join(",")}&request=${r.id}` }, GESTURES.COFFEE + " Thank them")));
     }
     if (mine && open && r.status !== "DELIVERED") {
-      forms.push(textAction("Cancel the request", "cancel", "Why is it no longer needed?", (reason) => act(
-        `mutation($id: ID!, $reason: String!) { cancelRequest(id: $id, reason: $reason) { request { id } errors { field code message } } }`, { reason }), "reason"));
+      const cancel = textAction("Cancel the request", "cancel", "Why is it no longer needed?", (reason) => act(
+        `mutation($id: ID!, $reason: String!) { cancelRequest(id: $id, reason: $reason) { request { id } errors { field code message } } }`, { reason }), "reason");
+      cancel.querySelector("button[type=submit]").className = "secondary";  // not the page's main action
+      forms.push(cancel);
     }
     if (open) {
       forms.push(textAction("Comment", "comment", "Comment", (text) => act(
