@@ -42,6 +42,7 @@ rita@example.com,Rita Okafor,rep,sales,Account Executive,mona@example.com
 pia@example.com,Pía Novák,support,pricing,Pricing Analyst,
 li@example.com,Li Wei,support,pricing,Senior Pricing Analyst,
 """
+SUBMIT = "mutation($input: SubmitRequestInput!) { submitRequest(input: $input) { request { id } errors { code } } }"
 DETAILS = "Three-year renewal with volume tiers and a ramp in year one; the CFO wants two options side by side."
 
 
@@ -136,6 +137,19 @@ def test_graphiql_and_the_portal_load_nothing_from_outside(system):
     with open_page(system["url"] + "/graphql", width=1280, height=900) as page:
         page.wait_for("document.querySelector('.graphiql-container') !== null", timeout=30)
         loaded = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+        # Subscriptions work in GraphiQL too: its fetcher follows a request over the WebSocket.
+        rita_gql = system["as"]("rita")
+        filed = rita_gql(SUBMIT, {"input": {"kind": "PRICING", "title": "Price the Acme renewal", "customer": "Acme", "details": DETAILS,
+                                            "neededBy": "2099-01-05T12:00:00+00:00"}}).json()["data"]["submitRequest"]["request"]["id"]
+        page.evaluate(f"document.getElementById('token').value = {json.dumps(token)}; window.__seen = [];"
+                      "(async () => { for await (const r of window.insidetrackFetcher({query: 'subscription($id: ID!) { requestChanged(id: $id)"
+                      f" {{ timeline {{ text }} }} }}', variables: {{id: {json.dumps(filed)}}}}})) window.__seen.push(r); }})()")
+        for n in range(10):  # comments until the subscription, once open, shows one (no guess at when it opened)
+            rita_gql('mutation($id: ID!, $t: String!) { commentOnRequest(id: $id, text: $t) { errors { code } } }', {"id": filed, "t": f"note {n}"})
+            if wait_until(lambda: page.evaluate("window.__seen.length > 0"), 3):
+                break
+        seen = page.evaluate("window.__seen[0]")
+        assert seen["data"]["requestChanged"]["timeline"][-1]["text"].startswith("note ")
         page.call("Page.navigate", url=portal_link(system["url"], token))
         page.wait_for("document.getElementById('who') && document.getElementById('who').textContent === 'Rita Okafor'", timeout=30)
         loaded += page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
