@@ -251,7 +251,7 @@ export async function requestPage(main, ctx) {
     if (mine && ["DELIVERED", "CLOSED"].includes(r.status) && r.assignees.length) {
       forms.push(h("div", { class: "card" }, h("h2", {}, "Thank the helpers"),
         h("p", {}, "Send ", r.assignees.map(p => p.name).join(", "), " a kudos for this request."),
-        h("a", { class: "button", id: "thank-helpers", href: `#/kudos?to=${r.assignees.map(p => p.id).join(",")}&request=${r.id}` }, GESTURES.COFFEE + " Thank them")));
+        h("a", { class: "button", id: "thank-helpers", href: `#/kudos?to=${r.assignees.map(p => p.id).join(",")}&request=${r.id}` }, "☕ Thank them with a coffee")));
     }
     if (mine && open && r.status !== "DELIVERED") {
       const cancel = textAction("Cancel the request", "cancel", "Why is it no longer needed?", (reason) => act(
