@@ -8,7 +8,7 @@
     insidetrack import-requests FILE.csv          import request history as the admin (requests service running)
     insidetrack events tail TOPIC [--from-beginning] [--dlq] [-n N]
     insidetrack rebuild-points                    re-score history with the current rules file
-    insidetrack token EMAIL                       print a sign-on token for that person
+    insidetrack token EMAIL [--portal]            print a sign-on token (or a portal link) for that person
     insidetrack ensure-topics                     create missing topics on a running cluster
 """
 
@@ -258,11 +258,19 @@ def _import_history(args, settings: Settings, service: str, url: str, path: str)
 
 def cmd_token(args, settings: Settings) -> int:
     """Print a signed token for a person in the directory (local use, e.g. GraphiQL, curl)."""
+    if args.screen and args.portal:
+        print("insidetrack: --screen and --portal do not go together (a screen token cannot act)", file=sys.stderr)
+        return 2
     try:
-        print(_sign_on(args.email, screen=args.screen, minutes=args.minutes))
+        token = _sign_on(args.email, screen=args.screen, minutes=args.minutes)
     except SignOnError as exc:
         print(f"insidetrack: {exc}", file=sys.stderr)
         return 1
+    if args.portal:
+        from services.gateway.portal import portal_link
+
+        token = portal_link(f"http://127.0.0.1:{settings.gateway_port}", token)
+    print(token)
     return 0
 
 
@@ -349,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("email")
     token.add_argument("--minutes", type=int, default=None, help="lifetime (default INSIDETRACK_TOKEN_TTL_MINUTES)")
     token.add_argument("--screen", action="store_true", help="a read-only token for a leaderboard screen")
+    token.add_argument("--portal", action="store_true", help="print a link that opens the portal signed in as that person")
     token.set_defaults(func=cmd_token)
     sub.add_parser("rebuild-points", help="re-score all history with the current rules (points process stopped)").set_defaults(func=cmd_rebuild_points)
     topics = sub.add_parser("ensure-topics", help="create missing topics on the configured Kafka; grow partitions")

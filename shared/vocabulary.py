@@ -140,6 +140,12 @@ class DeliveryStatus(str, Enum):
     FAILED = "failed"
 
 
+# A complete brief (BRIEF.md, "Recognition rules"): the requests service decides it at submission
+# (``brief_gaps``); the portal shows the same gaps while a rep types.
+BRIEF_MIN_DETAILS = 80  # characters of details
+BRIEF_MIN_NOTICE_DAYS = 2  # business days between submission and needed-by, unless rush with a reason
+
+
 def values(words: type[Enum]) -> tuple[str, ...]:
     """The wire values of a vocabulary, in its order (``values(Priority)`` -> normal, high, rush)."""
     return tuple(word.value for word in words)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ops.demo.company import DEMO_DAYS, DEMO_REP, DEMO_SUPPORT, plan_activity, summarize
 from ops.demo.loader import DemoLoader, GraphQLClient
+from services.gateway.portal import portal_link
 from shared.calendar import BusinessCalendar
 from shared.clock import OffsetClock
 from shared.config import Settings
@@ -90,17 +91,20 @@ def greeting(gateway_url: str, admin_email: str, admin_token: str, token_for: Ca
              screen_token: str) -> list[str]:
     """The lines `make up` prints: where to look, and tokens to look with."""
     gql = GraphQLClient(gateway_url)
-    lines = [f"  GraphiQL        : {gateway_url}/graphql   (paste a token below into 'Bearer token')",
-             f"  office screen   : {gateway_url}/screens/leaderboard?period=week&token={screen_token}"]
-    feed = gql(admin_token, "{ kudosFeed(first: 1) { edges { node { cardUrl } } } }")["data"]["kudosFeed"]["edges"]
-    if feed:
-        lines.append(f"  a kudos card    : {feed[0]['node']['cardUrl']}")
-    lines.append("  tokens (valid 12 h; another: .venv/bin/insidetrack token EMAIL):")
+    demo = []  # (label, person, token) of the demo rep and the demo support analyst
     for label, email in (("demo rep", DEMO_REP), ("demo support", DEMO_SUPPORT)):
         found = gql(admin_token, "query($s: String) { people(search: $s, first: 1) { edges { node { id email name role } } } }",
                     {"s": email})["data"]["people"]["edges"]
         if found and found[0]["node"]["email"] == email:
-            person = found[0]["node"]
-            lines.append(f"    {label:<13}{person['name']} <{email}>: {token_for(person)}")
+            demo.append((label, found[0]["node"], token_for(found[0]["node"])))
+    lines = ["  portal (signed in; another: .venv/bin/insidetrack token EMAIL --portal):"]
+    lines += [f"    {label:<13}{person['name']}: {portal_link(gateway_url, token)}" for label, person, token in demo]
+    lines += [f"  GraphiQL        : {gateway_url}/graphql   (paste a token below into 'Bearer token')",
+              f"  office screen   : {gateway_url}/screens/leaderboard?period=week&token={screen_token}"]
+    feed = gql(admin_token, "{ kudosFeed(first: 1) { edges { node { cardUrl } } } }")["data"]["kudosFeed"]["edges"]
+    if feed:
+        lines.append(f"  a kudos card    : {feed[0]['node']['cardUrl']}")
+    lines.append("  tokens (valid 12 h; another: .venv/bin/insidetrack token EMAIL):")
+    lines += [f"    {label:<13}{person['name']} <{person['email']}>: {token}" for label, person, token in demo]
     lines.append(f"    {'admin':<13}{admin_email}: {admin_token}")
     return lines

@@ -12,6 +12,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.http import graphql_api
 from services.gateway.limits import RateLimiter
 from services.gateway.live import LiveHub
+from services.gateway.portal import portal
 from services.gateway.ws import PROTOCOL, Connection
 from shared.web import create_service_app
 
@@ -52,4 +53,5 @@ def create_app(settings: GatewaySettings, hub: LiveHub | None = None):
     app.config["SOCK_SERVER_OPTIONS"] = {"subprotocols": [PROTOCOL], "ping_interval": 25,
                                          "max_message_size": settings.ws_max_message_bytes}
     app.register_blueprint(graphql_api)
+    app.register_blueprint(portal)
     return app

@@ -92,6 +92,12 @@ class KudosQueries(graphene.ObjectType):
     kudos = graphene.Field(Kudos, id=graphene.ID(required=True))
     kudos_feed = graphene.Field(KudosConnection, required=True, person_id=graphene.ID(), direction=KudosDirection(),
                                 first=graphene.Int(), after=graphene.String())
+    company_values = graphene.List(graphene.NonNull(graphene.String), required=True,
+                                   description="The company values a kudos may name (GiveKudosInput.values), in their order.")
+
+    def resolve_company_values(root, info):
+        ctx = info.context
+        return call_service(lambda: ctx.services.kudos.get("/values", ctx.actor_id))["values"]
 
     def resolve_kudos(root, info, id):
         ctx = info.context

@@ -22,7 +22,7 @@ from typing import Any
 from shared.calendar import BusinessCalendar
 from shared.errors import BadInput, Conflict, Forbidden
 from shared.text import one_line
-from shared.vocabulary import Department, Outcome, Priority, RequestKind, RequestStatus, Role, values
+from shared.vocabulary import BRIEF_MIN_DETAILS, BRIEF_MIN_NOTICE_DAYS, Department, Outcome, Priority, RequestKind, RequestStatus, Role, values
 
 # Which department's queue each kind of request goes to. Exceptions (a rushed call to a
 # customer, an exception to policy) are decided by sales management.
@@ -50,8 +50,6 @@ ROLES = values(Role)
 DEPARTMENTS = values(Department)
 
 # Brief and timer rules (BRIEF: "Recognition rules"; the points service scores the facts).
-BRIEF_MIN_DETAILS = 80
-BRIEF_MIN_NOTICE_DAYS = 2
 UPDATE_DUE_DAYS = 5
 INFO_ANSWER_DAYS = 1
 SYSTEM_ACTOR = "system"

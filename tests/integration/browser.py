@@ -55,12 +55,29 @@ class Page:
             time.sleep(0.2)
         raise AssertionError(f"the page never satisfied: {expression}")
 
-    def screenshot(self) -> bytes:
-        return base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+    def evaluate_async(self, expression: str):
+        """The value of an expression that is a promise, once it settles."""
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise AssertionError(f"the page threw: {result['exceptionDetails']}")
+        return result.get("result", {}).get("value")
+
+    def size(self, width: int, height: int, mobile: bool = False) -> None:
+        """The page's viewport (a phone: ``mobile``, touch-sized, at 390 px wide)."""
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=mobile)
+
+    def screenshot(self, full_page: bool = False) -> bytes:
+        params = {"format": "png"}
+        if full_page:
+            params["captureBeyondViewport"] = True
+            metrics = self.call("Page.getLayoutMetrics")["cssContentSize"]
+            params["clip"] = {"x": 0, "y": 0, "width": metrics["width"], "height": metrics["height"], "scale": 1}
+        return base64.b64decode(self.call("Page.captureScreenshot", **params)["data"])
 
 
 @contextmanager
-def open_page(url: str):
+def open_page(url: str, width: int = 1920, height: int = 1080, timezone: str | None = None):
+    """Chromium showing ``url`` at ``width`` x ``height`` (``timezone``: the page's, e.g. the company's)."""
     binary = chromium_path()
     assert binary, "Debian's chromium is not installed (make test installs it as root)"
     port = free_port()
@@ -79,8 +96,10 @@ def open_page(url: str):
                     time.sleep(0.3)
             assert targets, "chromium did not open the page"
             page = Page(targets[0]["webSocketDebuggerUrl"])
-            # The page itself is 1920x1080, like the office TV (the window adds browser chrome).
-            page.call("Emulation.setDeviceMetricsOverride", width=1920, height=1080, deviceScaleFactor=1, mobile=False)
+            # The page itself is 1920x1080 by default, like the office TV (the window adds browser chrome).
+            page.size(width, height)
+            if timezone:
+                page.call("Emulation.setTimezoneOverride", timezoneId=timezone)
             try:
                 yield page
             finally:

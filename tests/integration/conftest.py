@@ -8,17 +8,27 @@ each other's events or documents.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import uuid
 from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from ops.infra import local
+from services.gateway.auth import issue_token
+from services.gateway.config import GatewaySettings
 from shared.bus.kafka import EventProducer, ensure_topics
 from shared.config import PROJECT_ROOT, Settings, load_settings
+from shared.clock import OffsetClock
 from shared.db import mongo_client
-from tests.integration.gateway_system import running_system
+from tests.conftest import wait_until
+from tests.integration.gateway_system import SERVICES, ready, running_system
+from tests.integration.service_helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -94,3 +104,41 @@ def producer(settings: Settings) -> EventProducer:
     p = EventProducer(settings, client_id="test")
     yield p
     p.close()
+
+
+@pytest.fixture
+def demo_system(settings, tmp_path):
+    """The four service processes on a simulated clock (a file in tmp_path); yields a function
+    that starts them at a given simulated time (optionally with another rules file)."""
+    clock_file = tmp_path / "clock.json"
+    processes = {}
+
+    def start(at: datetime, rules_file: Path | None = None):
+        OffsetClock(clock_file).start_at(at)
+        ports = {name: free_port() for name, _ in SERVICES}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDETRACK_")}
+        env.update({"INSIDETRACK_KAFKA_PORT": str(settings.kafka_port), "INSIDETRACK_MONGO_PORT": str(settings.mongo_port),
+                    "INSIDETRACK_NAME_PREFIX": settings.name_prefix, "INSIDETRACK_LOG_LEVEL": "WARNING",
+                    "INSIDETRACK_VAR_DIR": str(settings.var_dir), "PYTHONPATH": str(PROJECT_ROOT),
+                    "INSIDETRACK_OUTBOX_POLL_MS": "100", "INSIDETRACK_SWEEP_INTERVAL_MS": "500",
+                    "INSIDETRACK_DEMO_CLOCK_FILE": str(clock_file),
+                    **({"INSIDETRACK_RULES_FILE": str(rules_file)} if rules_file else {}),
+                    **{f"INSIDETRACK_{name.upper()}_PORT": str(port) for name, port in ports.items()}})
+        for name, module in SERVICES:
+            processes[name] = subprocess.Popen([sys.executable, "-m", module], env=env, cwd=PROJECT_ROOT)
+        for name, port in ports.items():
+            assert wait_until(lambda: ready(port), timeout=90), f"{name} did not become ready"
+        gateway_settings = GatewaySettings(**{**settings.model_dump(), "gateway_port": ports["gateway"]})
+        with mongo_client(settings) as client:  # only to sign the admin on, as `insidetrack token` does
+            admin = client[settings.database("requests")]["people"].find_one({"email": "admin@example.com"})
+        return {"url": f"http://127.0.0.1:{ports['gateway']}", "gateway_settings": gateway_settings,
+                "clock": OffsetClock(clock_file), "settings": settings,
+                "admin_token": issue_token(gateway_settings, admin["_id"], admin["email"], "admin"),
+                "token_for": lambda p: issue_token(gateway_settings, p["id"], p["email"], p["role"].lower())}
+
+    yield start
+    for proc in processes.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in processes.values():
+        proc.wait(30)

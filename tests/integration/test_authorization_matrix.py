@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 # Root fields -> the rule that guards them (docs/security.md).
 ROOT_FIELDS = {
     "Query.me": "self", "Query.person": "public", "Query.people": "public", "Query.leaderboard": "public",
-    "Query.badgeDefinitions": "public", "Query.request": "request", "Query.requests": "request",
+    "Query.badgeDefinitions": "public", "Query.companyValues": "public", "Query.request": "request", "Query.requests": "request",
     "Query.kudos": "kudos", "Query.kudosFeed": "kudos",
     "Subscription.kudosGiven": "kudos", "Subscription.leaderboardChanged": "public",
     "Subscription.badgeAwarded": "public", "Subscription.requestChanged": "request",
@@ -137,6 +137,7 @@ CHECKS = {
         ("query($r: ID!) { person(id: $r) { name points rank badges { name } } }", lambda d, w: d["person"]["name"] == "Rita Okafor"),
         ("{ people(first: 5) { totalCount } }", lambda d, w: d["people"]["totalCount"] > 0),
         ("{ leaderboard(period: WEEK) { key } badgeDefinitions { name } }", lambda d, w: bool(d["badgeDefinitions"])),
+        ("{ companyValues }", lambda d, w: "teamwork" in d["companyValues"]),
     ],
 }
 

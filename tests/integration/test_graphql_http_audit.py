@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from shared.config import PROJECT_ROOT
+from tests.integration.node_packages import node_modules, npm_available
 
 pytestmark = pytest.mark.integration
 
@@ -22,20 +21,10 @@ GRAPHQL_HTTP = "graphql-http@1.23.1"
 AUDIT = PROJECT_ROOT / "tests" / "integration" / "js" / "graphql_http_audit.js"
 
 
-def _graphql_http(cache_dir: Path) -> Path:
-    """The node_modules folder holding graphql-http (installed there if it is not yet)."""
-    prefix = cache_dir / "node"
-    modules = prefix / "node_modules"
-    if not (modules / "graphql-http").is_dir():
-        subprocess.run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", GRAPHQL_HTTP, "graphql@16"],
-                       check=True, capture_output=True, timeout=300)
-    return modules
-
-
 def test_the_gateway_passes_the_graphql_http_audit_without_warnings(system, stack_settings):
-    if not (shutil.which("node") and shutil.which("npm")):
+    if not npm_available():
         pytest.skip("no Node.js here: the graphql-http audit runs on Node")
-    modules = _graphql_http(stack_settings.cache_dir)
+    modules = node_modules(stack_settings.cache_dir, GRAPHQL_HTTP, "graphql@16")
     token = system["as"]("rita").token
     run = subprocess.run(["node", str(AUDIT), system["url"] + "/graphql", token], capture_output=True, text=True,
                          timeout=300, env={**os.environ, "NODE_PATH": str(modules)})

@@ -129,6 +129,12 @@ def import_kudos():
         release_free_memory()  # the part's peak is not kept as the process's size
 
 
+@kudos_api.get("/values")
+def company_values():
+    """The company values a kudos may name (``INSIDETRACK_COMPANY_VALUES``), in their order."""
+    return jsonify({"values": list(_service().settings.values)})
+
+
 @kudos_api.get("/allowance/<person_id>")
 def allowance(person_id: str):
     """A person's allowance: for them, their managers up the chain and admins (``private``
