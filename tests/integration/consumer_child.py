@@ -2,7 +2,8 @@
 
 Its handler makes an idempotent effect (insert keyed by event id) and counts deliveries.
 CHILD_KILL_AFTER=N: SIGKILL itself right after the N-th write, before any commit.
-CHILD_IDLE_EXIT=S: stop after S idle seconds.
+CHILD_IDLE_EXIT=S: stop after S idle seconds (to show that nothing more comes).
+CHILD_EXIT_AT_EFFECTS=N: stop once N effects exist (to let it finish, however slow the machine).
 Otherwise it runs until SIGTERM.
 """
 
@@ -27,6 +28,7 @@ def main() -> None:
     db = mongo_client(settings)[settings.database("bus_test")]
     kill_after = int(os.environ.get("CHILD_KILL_AFTER", "0"))
     idle_exit = float(os.environ.get("CHILD_IDLE_EXIT", "0"))
+    exit_at = int(os.environ.get("CHILD_EXIT_AT_EFFECTS", "0"))
     writes = 0
     last_activity = time.monotonic()
 
@@ -52,6 +54,13 @@ def main() -> None:
                     runner.stop()
                 time.sleep(0.1)
         threading.Thread(target=watchdog, daemon=True).start()
+    if exit_at:
+        def finished() -> None:
+            while not runner.stopping:
+                if db.effects.count_documents({}) >= exit_at:
+                    runner.stop()
+                time.sleep(0.1)
+        threading.Thread(target=finished, daemon=True).start()
     runner.run()
     producer.close()
 

@@ -174,7 +174,7 @@ def test_consumer_killed_before_commit_replays_without_double_effect(settings, p
         # uncommitted work is delivered again.
         done = subprocess.run(
             [sys.executable, "-m", "tests.integration.consumer_child"],
-            env=_child_env(settings, CHILD_IDLE_EXIT="3"), cwd=PROJECT_ROOT, timeout=120,
+            env=_child_env(settings, CHILD_EXIT_AT_EFFECTS=str(len(events))), cwd=PROJECT_ROOT, timeout=300,
         )
         assert done.returncode == 0
         deliveries = {d["_id"]: d["n"] for d in db.deliveries.find()}
