@@ -60,7 +60,8 @@ class RequestsService:
     # -- actors ----------------------------------------------------------------------------------
 
     def actor(self, actor_id: str | None) -> Person:
-        return caller(actor_id, self.repo.person)
+        # The directory copy (fresh: one small read), not the person's document, every call.
+        return caller(actor_id, lambda person_id: self.repo.directory.by_id().get(person_id))
 
     def team(self, actor: Person) -> set[str]:
         """The actor and everyone below them in the manager chain (whose requests they see)."""

@@ -15,7 +15,6 @@ from services.requests.domain import Person, SupportRequest, TimelineEntry
 from services.requests.readmodels import Listing, RequestReadModels, leaving, listing, unlist_value
 from shared.bus.outbox import OutboxJournal, merge_update, with_outbox
 from shared.clock import utc
-from shared.db import find_by_ids
 from shared.events import Envelope
 
 _REQUEST_FIELDS = [f.name for f in fields(SupportRequest) if f.name not in ("id", "timeline", "new_entries", "new_events")]
@@ -86,7 +85,9 @@ class Repository:
         return person if person is not None and person.email == email.lower() else None
 
     def people_by_ids(self, ids: Iterable[str]) -> dict[str, Person]:
-        return {i: person_from_doc(d) for i, d in find_by_ids(self.people, ids, {"outbox": 0}).items()}
+        """From the directory copy (fresh: its counter read by _id), not the people documents."""
+        everyone = self.directory.by_id()
+        return {i: everyone[i] for i in ids if i in everyone}
 
     def insert_person(self, person: Person, now: datetime, events: Sequence[Envelope]) -> None:
         self.people_journal.mark(person.id)
