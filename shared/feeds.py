@@ -38,7 +38,7 @@ from shared.db import WRITE_CHUNK, chunks, find_by_ids, insert_new
 from shared.errors import BadInput
 from shared.pagination import decode_cursor, encode_cursor, page_size
 
-__all__ = ["DAY", "MONTH", "Entry", "FeedStore", "in_order", "page_of"]
+__all__ = ["DAY", "MONTH", "YEAR", "Entry", "FeedStore", "in_order", "page_of"]
 
 _N_BITS = 20
 _N_MASK = (1 << _N_BITS) - 1
@@ -52,6 +52,10 @@ def DAY(at: datetime) -> str:  # noqa: N802 - a slot function, named like the co
 
 def MONTH(at: datetime) -> str:  # noqa: N802
     return utc(at).strftime("%Y-%m")
+
+
+def YEAR(at: datetime) -> str:  # noqa: N802 - for short lists (a rep's requests: tens a year)
+    return utc(at).strftime("%Y")
 
 
 @dataclass(frozen=True)

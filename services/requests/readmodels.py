@@ -10,7 +10,7 @@ its **projection** onto:
   ========================= ============== ==========================================
   list                      sorted by      holds
   ========================= ============== ==========================================
-  ``by:<person>``           submitted_at   a rep's requests (newest first)
+  ``by:<person>`` (YEAR)    submitted_at   a rep's requests (newest first)
   ``as:<person>``           needed_by      the requests a person is assigned to
   ``dept:<department>``     needed_by      a department's queue, all statuses
   ``open:<department>``     needed_by      its open requests (off when they leave OPEN)
@@ -47,8 +47,8 @@ events, then clears each one's flag and outbox in one write guarded by the versi
 (:meth:`RequestReadModels.finish_imported`): a crash halfway leaves them to the same recovery.
 
 Upgrade: the document ``read_models`` (in ``counters``) holds the version of these read
-models; a ``var/`` from before them (or from before the cards, version 1) is projected once at
-start (one scan, bulk writes).
+models; a ``var/`` from an older version (before them, before the cards, before the reps' lists
+moved to year buckets) is projected again once at start (one scan, bulk writes).
 """
 
 from __future__ import annotations
@@ -68,11 +68,11 @@ from shared.bus.outbox import OUTBOX
 from shared.bus.outbox import PENDING as OUTBOX_PENDING
 from shared.clock import utc
 from shared.db import WRITE_CHUNK, chunks, find_by_ids, patient
-from shared.feeds import DAY, Entry, FeedStore
+from shared.feeds import DAY, YEAR, Entry, FeedStore
 
 log = logging.getLogger(__name__)
 
-READ_MODELS_VERSION = 2  # 2: the cards
+READ_MODELS_VERSION = 3  # 2: the cards; 3: a rep's list in year buckets
 VERSION_ID = "read_models"
 PEOPLE_VERSION_ID = "people_version"
 PENDING = "lists_pending"
@@ -213,7 +213,9 @@ class RequestReadModels:
     def __init__(self, requests, lists, timers, counters, cards, journal=None):
         self.requests = requests
         self.journal = journal  # the requests' outbox journal: which ones may be flagged
-        self.feeds = FeedStore(lists, slots={"all": DAY, "allopen": DAY, "allst": DAY})
+        # A rep files tens of requests a year: their list in one bucket a year, so a page of it
+        # reads one or two documents (in month buckets, a year's page read nine or ten).
+        self.feeds = FeedStore(lists, slots={"all": DAY, "allopen": DAY, "allst": DAY, "by": YEAR})
         self.timers = timers
         self.counters = counters
         self.cards = cards
@@ -439,8 +441,7 @@ class RequestReadModels:
         """Build the read models from the documents once (an old ``var/``, or an empty one);
         True if this call built them. Several instances starting together: one builds (a lock
         document), the others wait for it."""
-        built = self.version()
-        if built >= READ_MODELS_VERSION:
+        if self.version() >= READ_MODELS_VERSION:
             return False
         lock_id = f"{VERSION_ID}_lock"
         deadline = time.monotonic() + wait_s
@@ -458,20 +459,19 @@ class RequestReadModels:
                     break
                 time.sleep(0.5)
         try:
-            self._build(now, fresh, cards_only=built == 1)
+            self._build(now, fresh)
             self.counters.update_one({"_id": VERSION_ID}, {"$set": {"version": READ_MODELS_VERSION, "built_at": now}},
                                      upsert=True)
         finally:
             self.counters.delete_one({"_id": lock_id})
         return True
 
-    def _build(self, now: datetime, fresh: bool, cards_only: bool = False) -> None:
+    def _build(self, now: datetime, fresh: bool) -> None:
         """One scan of the requests, then the lists, timer buckets and cards. ``fresh`` (this
         process holds the build lock, and nothing reads or writes the read models before the
         version is set): whatever an interrupted build left is dropped and everything is
         inserted; otherwise (the lock timed out) entries are added to what is there,
-        idempotently. ``cards_only``: the lists and timers are there (read models of version 1,
-        kept up to date by the code that wrote them): only the cards are made."""
+        idempotently."""
         from services.requests.repository import request_from_doc
 
         started = time.monotonic()
@@ -488,17 +488,12 @@ class RequestReadModels:
                 self._fill_cards(cards, fresh)
                 cards = []
             count += 1
-            if cards_only:
-                continue
             for feed, (at, data) in listing(request).items():
                 if feed == DUE:
                     timers.setdefault(hour_slot(at), {})[request.id] = at
                 else:
                     entries.append((feed, Entry(request.id, at, data)))
         self._fill_cards(cards, fresh)
-        if cards_only:
-            log.info("read models: cards made for %d requests in %.1fs", count, time.monotonic() - started)
-            return
         first = min([hour_slot(now), *timers])
         if fresh:
             self.feeds.collection.drop()
