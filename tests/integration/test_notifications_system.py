@@ -17,7 +17,7 @@ from tests.conftest import wait_until
 from tests.integration.gateway_system import ready, running_system, start_service
 from tests.integration.service_helpers import free_port
 from tests.integration.test_gateway import SUBMIT, brief
-from tests.integration.test_notifications import Receiver
+from tests.integration.test_notifications import receiver  # noqa: F401 - the local webhook receiver
 
 pytestmark = pytest.mark.integration
 
@@ -31,15 +31,6 @@ UPDATE = """mutation($id: ID!, $input: UpdateWebhookInput!) { updateWebhook(id: 
   webhook { id department events format } errors { field code message } } }"""
 DELIVERIES = """query($id: ID!) { webhookDeliveries(webhookId: $id, first: 10) { totalCount
   edges { node { eventType event status attempts responseStatus } } } }"""
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    r.thread.start()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 def test_a_slack_webhook_gets_the_kudos_and_the_overdue_request_signed(settings, tmp_path, receiver):
