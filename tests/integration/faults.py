@@ -29,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 import requests as http
 
 from services.recognition.points.app import POINTS_GROUPS
+from services.recognition.points.insights import INSIGHTS_GROUP
 from services.recognition.points.store import entry_id
 from shared.bus.kafka import EventProducer, admin_client, consumer_lag
 from shared.config import Settings
@@ -374,7 +375,8 @@ def poison(settings: Settings, producer, good: list[Envelope]) -> dict[str, byte
 
 def poison_in_a_live_stream(settings: Settings, producer, n: int = 30) -> Figures:
     """Poison among good events, read by a real points process: each poison ends in
-    ``requests.dlq`` with its reason, and every good event is scored exactly once."""
+    ``requests.dlq`` with its reason, once per group that reads it, and every good event is
+    scored exactly once."""
     producer.publish_all(person_events())
     events, expected = acknowledgements(n, tag="g")
     messages = poison(settings, producer, events)
@@ -386,15 +388,21 @@ def poison_in_a_live_stream(settings: Settings, producer, n: int = 30) -> Figure
             settle(settings, points, expected)
         finally:
             points.close()
-    dead = read_topic(settings, dlq_topic(settings.topic("requests")), len(messages))
-    assert len(dead) == len(messages), [headers(r)["dlq.reason"] for r in dead]
-    by_value = {r.value: headers(r) for r in dead}
-    reasons = {kind: by_value[value]["dlq.reason"] for kind, value in messages.items()}
-    assert "unparseable JSON" in reasons["unparseable"]
-    assert "business_hours_since_submitted" in reasons["invalid body"]
-    assert "unknown schema version 99" in reasons["unknown version"]
-    assert "exceeds" in reasons["oversized"]
-    assert {h["dlq.group"] for h in by_value.values()} == {settings.topic("points-score")}
+    # Each group of the points process that reads the requests topic dead-letters each poison
+    # once: the scorer and the insights read model.
+    groups = {settings.topic(INSIGHTS_GROUP), settings.topic("points-score")}
+    dead = read_topic(settings, dlq_topic(settings.topic("requests")), len(messages) * len(groups))
+    assert len(dead) == len(messages) * len(groups), [headers(r)["dlq.reason"] for r in dead]
+    by_group: dict[str, dict[bytes, dict]] = {}
+    for record in dead:
+        by_group.setdefault(headers(record)["dlq.group"], {})[record.value] = headers(record)
+    assert set(by_group) == groups
+    for by_value in by_group.values():
+        reasons = {kind: by_value[value]["dlq.reason"] for kind, value in messages.items()}
+        assert "unparseable JSON" in reasons["unparseable"]
+        assert "business_hours_since_submitted" in reasons["invalid body"]
+        assert "unknown schema version 99" in reasons["unknown version"]
+        assert "exceeds" in reasons["oversized"]
     return Figures(events=n, seconds_to_exact=seconds, notes={"dead_lettered": len(dead)})
 
 
