@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from datetime import date, datetime, timedelta, timezone
@@ -21,11 +22,13 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 import requests as http
 
-from ops.demo.company import DEMO_REP, DEMO_SUPPORT
-from ops.demo.loader import GraphQLClient
+from ops.demo.company import DEMO_REP, DEMO_SUPPORT, plan_activity
+from ops.demo.loader import DemoLoader, GraphQLClient
 from ops.demo.start import greeting
 from services.gateway.auth import issue_token
 from services.gateway.portal import portal_link
+from services.recognition.points.insights import INSIGHTS_GROUP, INSIGHTS_TOPICS
+from shared.bus.kafka import consumer_lag
 from shared.calendar import BusinessCalendar
 from shared.config import PROJECT_ROOT
 from tests.conftest import wait_until
@@ -333,6 +336,101 @@ def test_the_portal_plays_the_internal_selling_story(demo_system, settings, stac
     final = gql(token["rita"], "query($id: ID!) { request(id: $id) { status outcome briefComplete } }",
                 {"id": request_hash.rsplit("/", 1)[1]})["data"]["request"]
     assert final == {"status": "CLOSED", "outcome": "WON", "briefComplete": True}
+
+
+INSIGHTS = """query($p: Period!, $d: Department) { insights(period: $p, department: $d) { key
+  departments { department requestsReceived ackMedianHours deliverMedianHours onTimeShare }
+  reps { person { name } score requests } recognition { people gaveShare topValues { value count } unrecognized { name } } } }"""
+
+
+def _words(value: str) -> str:
+    """As the portal writes an enum value (ui.js words)."""
+    text = value.replace("_", " ").lower()
+    return text[:1].upper() + text[1:]
+
+
+def _pct(share) -> str:
+    return "–" if share is None else f"{int(share * 100 + 0.5)}%"
+
+
+def test_a_manager_sees_the_teams_insights_as_charts(demo_system, settings, stack_settings):
+    """The demo company's last week (ending on a Sunday evening, on the simulated clock): its
+    sales director opens Insights and sees the figures GraphQL gives her, as charts; a rep has
+    no link, and the address shows her the service's refusal. The screenshot is
+    docs/images/portal-insights.png."""
+    if not chromium_path():
+        pytest.skip("Debian's chromium is not installed (make test installs it as root)")
+    calendar = BusinessCalendar.from_settings(settings)
+    now = datetime(2026, 11, 29, 19, 0, tzinfo=calendar.tz).astimezone(timezone.utc)
+    days = 7
+    system = demo_system(now - timedelta(days=days, hours=1))
+    loader = DemoLoader(settings, system["url"], system["clock"], system["token_for"], system["admin_token"])
+    report = loader.load(plan_activity(calendar, end=now, days=days), wait_for_scoring=180, finish_at=now)
+    assert report.refused == [] and report.scored
+    gql, admin = GraphQLClient(system["url"]), system["admin_token"]
+    found = {e["node"]["email"]: e["node"] for e in
+             gql(admin, "{ people(first: 100) { edges { node { id email role name } } } }")["data"]["people"]["edges"]}
+    mona, rita = found["mona.berg@example.com"], found[DEMO_REP]
+    token = {"mona": system["token_for"](mona), "rita": system["token_for"](rita)}
+    # The insights read model has taken every event (several quiet checks: the applier's awards follow through an outbox).
+    quiet = []
+    assert wait_until(lambda: quiet.append(consumer_lag(settings, {INSIGHTS_GROUP: INSIGHTS_TOPICS}) == 0) or quiet[-3:] == [True] * 3, 120, interval=1)
+    month = gql(token["mona"], INSIGHTS, {"p": "MONTH", "d": None})["data"]["insights"]
+    assert month["key"] == "2026-11" and month["reps"] and month["recognition"]["people"] >= 12
+    assert any(r["score"] > 0 for r in month["reps"]) and any(d["requestsReceived"] for d in month["departments"])
+    axe = _axe_source(stack_settings.cache_dir)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    tz = settings.company_timezone
+
+    with open_page(portal_link(system["url"], token["mona"]), 1280, 900, timezone=tz) as mona_page:
+        page = Portal(mona_page, axe)
+        page.wait("document.getElementById('main').dataset.page === 'Home'")
+        assert page.js("document.querySelector('a[href=\"#/insights\"]').closest('li').hidden") is False
+        page.click("a[href='#/insights']")
+        page.wait("document.getElementById('main').dataset.page === 'Insights' && document.getElementById('main').getAttribute('aria-busy') === 'false'")
+        assert page.text("#insights-scope").startswith("This month (2026-11)")
+        # Every figure shown is the service's: departments in the charts, each rep's score in the table.
+        received = page.js("document.querySelector('#chart-received svg').getAttribute('aria-label')")
+        for d in month["departments"]:
+            assert f"{_words(d['department'])} {d['requestsReceived']}" in received, (d, received)
+        on_time = page.text("#chart-on-time")
+        assert all(_pct(d["onTimeShare"]) in on_time for d in month["departments"] if d["onTimeShare"] is not None)
+        rows = page.js("[...document.querySelectorAll('#reps tbody tr')].map(tr => [...tr.cells].map(td => td.innerText.trim()))")
+        assert {(r[0], r[1], r[2]) for r in rows} == {(r["person"]["name"], str(r["score"]), str(r["requests"])) for r in month["reps"]}
+        assert rows[0][1] == str(max(r["score"] for r in month["reps"]))  # the best score first
+        rec = month["recognition"]
+        assert page.text("[data-test=gave-share]") == _pct(rec["gaveShare"])
+        if rec["unrecognized"]:
+            shown = page.text("#unrecognized")
+            assert f"{len(rec['unrecognized'])} of {rec['people']} on the team had no recognition" in shown
+            assert all(p["name"] in shown for p in rec["unrecognized"])
+        values = page.text("#chart-values")
+        assert all(_words(v["value"]) in values and str(v["count"]) in values for v in rec["topValues"])
+        page.check("insights")
+        shutil.copyfile(ARTIFACTS / "portal-insights.png", PROJECT_ROOT / "docs" / "images" / "portal-insights.png")
+
+        # The filters, from the keyboard's select boxes: this week, pricing only.
+        week = gql(token["mona"], INSIGHTS, {"p": "WEEK", "d": "PRICING"})["data"]["insights"]
+        page.choose("#f-period", "WEEK")
+        page.wait("document.getElementById('insights-scope').innerText.startsWith('This week (2026-W48)')")
+        page.choose("#f-department", "PRICING")
+        page.wait("document.getElementById('insights-scope').innerText.includes('Pricing')")
+        if week["departments"]:  # the team's reps asked pricing this week
+            received = page.js("document.querySelector('#chart-received svg').getAttribute('aria-label')")
+            assert received == f"Requests received: Pricing {week['departments'][0]['requestsReceived']}"
+        else:
+            assert "No department to show" in page.text("main")
+        assert page.js("location.hash") == "#/insights?period=WEEK&department=PRICING"
+
+    with open_page(portal_link(system["url"], token["rita"]), 1280, 900, timezone=tz) as rita_page:
+        page = Portal(rita_page, axe)
+        page.wait("document.getElementById('main').dataset.page === 'Home'")
+        assert page.js("document.querySelector('a[href=\"#/insights\"]').closest('li').hidden") is True
+        assert "Insights" not in page.js("document.getElementById('nav').innerText")
+        page.go("#/insights", "Insights")
+        refused = page.text("#insights-refused")
+        assert "not available to you" in refused and "managers" in refused
+        page.check("insights-refused")
 
 
 def test_insidetrack_token_portal_prints_a_link_that_signs_in(system, settings):

@@ -37,9 +37,18 @@ export async function gql(query, variables = {}) {
   const code = first && first.extensions ? first.extensions.code : null;
   if (response.status === 401 || code === "UNAUTHENTICATED") throw new SignInNeeded(first ? first.message : "sign in again");
   if (response.status === 429) throw new Error("You are going a bit fast: wait a few seconds and try again.");
-  if (!body.data) throw new Error(first ? friendly(first) : `The request failed (HTTP ${response.status}).`);
-  if (first && Object.values(body.data).every(v => v === null)) throw new Error(friendly(first));
+  if (!body.data) throw first ? refusal(first) : new Error(`The request failed (HTTP ${response.status}).`);
+  if (first && Object.values(body.data).every(v => v === null)) throw refusal(first);
   return body.data;
+}
+
+/** An Error a person can read, keeping the error's code and the service's own words (`detail`)
+ *  for a page that says more than "not allowed" (Insights says why). */
+function refusal(error) {
+  const e = new Error(friendly(error));
+  e.code = error.extensions ? error.extensions.code : null;
+  e.detail = error.message;
+  return e;
 }
 
 function friendly(error) {

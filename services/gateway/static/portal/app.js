@@ -6,6 +6,7 @@ import { newRequest, myRequests, requestPage } from "./pages/requests.js";
 import { queue } from "./pages/queue.js";
 import { giveKudos, feed } from "./pages/kudos.js";
 import { leaderboards, profile } from "./pages/people.js";
+import { insights } from "./pages/insights.js";
 
 const ROUTES = [
   [/^\/?$/, home, "Home"],
@@ -17,6 +18,7 @@ const ROUTES = [
   [/^\/feed$/, feed, "Feed"],
   [/^\/leaderboards$/, leaderboards, "Leaderboards"],
   [/^\/people\/([^/]+)$/, profile, "Profile"],
+  [/^\/insights$/, insights, "Insights"],
 ];
 
 const ME = "{ me { id name email role department title } }";
@@ -56,6 +58,8 @@ async function route() {
       document.getElementById("signout").hidden = false;
       const works = me.role === "SUPPORT" || me.role === "MANAGER" || me.role === "ADMIN";
       document.querySelectorAll("[data-support]").forEach(el => { el.hidden = !works; });
+      const manages = me.role === "MANAGER" || me.role === "ADMIN";  // the points service decides; the link is for them
+      document.querySelectorAll("[data-manager]").forEach(el => { el.hidden = !manages; });
     }
     for (const [pattern, page, title] of ROUTES) {
       const match = path.match(pattern);
