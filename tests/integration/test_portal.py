@@ -4,7 +4,8 @@ Wednesday in November 2026, whatever the real date).
 
 Each page is checked with axe-core (0 serious or critical violations) and at phone width
 (390 px: nothing wider than the screen), and screenshot to ``tests/artifacts/portal-*.png``
-(Home, Queue and the request page are the README's pictures). axe-core comes from npm, installed
+(Home, Queue and the request page are the README's pictures; the Insights test writes
+``docs/images/portal-insights.png``). axe-core comes from npm, installed
 into the cache folder by the test (skipped where there is no Node.js/npm); the portal itself
 loads nothing from outside.
 """
