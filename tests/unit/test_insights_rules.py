@@ -23,3 +23,21 @@ def test_hours_fall_in_bins_and_quantiles_are_their_upper_bounds():
 def test_small_helpers():
     assert _nested({"ack.3": 1, "o.requests|0": 5, "received": 2}) == {"ack": {"3": 1}, "o": {"requests|0": 5}, "received": 2}
     assert (share(1, 3), share(0, 0)) == (0.3333, None)
+
+
+def test_an_event_adds_to_the_periods_not_yet_over_and_history_to_all_time_only():
+    from datetime import datetime, timedelta, timezone
+
+    from services.recognition.points.insights import Insights
+    from shared.calendar import BusinessCalendar
+    from shared.clock import ManualClock
+    from shared.config import Settings
+
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)  # a Thursday in week 48, November, Q4
+    insights = Insights({"insights": None, "insight_requests": None}, load_rules(DEFAULT_RULES),
+                        BusinessCalendar.from_settings(Settings()), directory=None, clock=ManualClock(now))
+    insights.apply_batch([])  # a batch sets "now" for the periods it writes
+    assert insights._keys(now) == ["2026-W48", "2026-11", "2026-Q4", "all"]
+    assert insights._keys(now - timedelta(days=7)) == ["2026-11", "2026-Q4", "all"]  # last week: over
+    assert insights._keys(now - timedelta(days=60)) == ["all"]  # September: history
+    assert insights._keys(now + timedelta(days=7)) == ["2026-W49", "2026-12", "2026-Q4", "all"]  # clock skew: kept

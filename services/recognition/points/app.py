@@ -65,7 +65,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     scorer = Scorer(store, rules, calendar, directory, clock, publish=producer.publish_all)
     applier = Applier(store, rules, calendar, directory, clock, notify=relay.notify, notify_inserted=relay.notify_inserted)
     queries = PointsQueries(store, rules, calendar, directory, clock)
-    insights = Insights(db, rules, calendar, directory)
+    insights = Insights(db, rules, calendar, directory, clock)
 
     def on_person(envelope, data) -> None:
         before = directory.get(data.person_id)

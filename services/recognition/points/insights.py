@@ -4,7 +4,8 @@ The points process keeps it with its own consumer group (``points-insights`` on 
 ``kudos`` and ``points``): the internal-selling score comes from the same awards as the ledger
 (``points.awarded`` of the rep rules), the rest from the request and kudos events. For each
 event, counters are added to a few documents, one per period the event falls in (its week,
-month, quarter and "all", in the company calendar):
+month, quarter and "all", in the company calendar) that has not ended yet on the process's
+clock (a read asks for the period containing now; history adds to "all" only):
 
 - ``d:<department>:<period key>``: the department's queue: requests received, rush and
   short-notice rush, acknowledgements and deliveries with histograms of their business hours
@@ -32,7 +33,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.auth import ADMIN_ROLE, manages
 from shared.calendar import BusinessCalendar, period_key
-from shared.clock import as_utc
+from shared.clock import Clock, as_utc
 from shared.db import find_by_ids, insert_many_once
 from shared.errors import BadInput, Forbidden
 from shared.vocabulary import Department, Period, Priority, values
@@ -95,7 +96,12 @@ def share(part: int, whole: int) -> float | None:
 
 
 class Insights:
-    def __init__(self, db, rules, calendar: BusinessCalendar, directory):
+    def __init__(self, db, rules, calendar: BusinessCalendar, directory, clock: Clock | None = None):
+        # With a clock, an event adds only to the periods that are not over yet (the current
+        # one, or a later one): nothing reads an ended period, and a year of history written to
+        # every past week, month and quarter quadrupled the writes of an import.
+        self.clock = clock
+        self._current: dict[str, str] = {}
         self.docs = db["insights"]
         self.requests = db["insight_requests"]
         self.calendar, self.directory = calendar, directory
@@ -104,11 +110,16 @@ class Insights:
     # -- write side -----------------------------------------------------------------------------
 
     def _keys(self, at: datetime) -> list[str]:
-        return [period_key(self.calendar, p, at) for p in PERIODS]
+        keys = [(p, period_key(self.calendar, p, at)) for p in PERIODS]
+        # Keys of one period sort as their periods do ("2026-W09" < "2026-W10" < "2027-W01").
+        return [key for p, key in keys if key >= self._current.get(p, "")]
 
     def apply_batch(self, deliveries: Iterable) -> None:
         """Add a poll's events (``shared.bus.consumer.Delivery``) to the read model."""
         deliveries = list(deliveries)
+        if self.clock is not None:
+            now = self.clock.now()
+            self._current = {p: period_key(self.calendar, p, now) for p in PERIODS}
         submitted = [d for d in deliveries if d.envelope.type == "request.submitted"]
         if submitted:
             insert_many_once(self.requests, [
