@@ -34,7 +34,8 @@ li@example.com,Li Wei,support,pricing,Pricing Analyst,
 """
 
 SERVICES = (("requests", "services.requests"), ("kudos", "services.recognition.kudos"),
-            ("points", "services.recognition.points"), ("gateway", "services.gateway"))
+            ("points", "services.recognition.points"), ("notifications", "services.notifications"),
+            ("gateway", "services.gateway"))
 
 
 class GraphQL:
@@ -71,14 +72,14 @@ def ready(port: int) -> bool:
 
 @contextmanager
 def running_system(settings, env: dict[str, str] | None = None) -> Iterator[dict]:
-    """The four processes, ready, with PEOPLE_CSV imported; stopped (SIGTERM) afterwards.
+    """The five processes, ready, with PEOPLE_CSV imported; stopped (SIGTERM) afterwards.
 
     Yields ``url``, ``as`` (a GraphQL client signed in as a person of ``people``, by the
     local part of their email), ``as_admin``, ``people``, ``settings`` (the gateway's),
     ``ports``, ``processes`` and ``anonymous``. ``people`` may be refreshed by the caller
     (``refresh_people``) after importing more.
     """
-    ports = {"requests": free_port(), "kudos": free_port(), "points": free_port(), "gateway": free_port()}
+    ports = {name: free_port() for name, _ in SERVICES}
     processes = {name: start_service(module, settings, ports, env) for name, module in SERVICES}
     try:
         for name, port in ports.items():

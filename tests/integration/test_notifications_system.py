@@ -14,8 +14,7 @@ import pytest
 
 from shared.clock import OffsetClock
 from tests.conftest import wait_until
-from tests.integration.gateway_system import ready, running_system, start_service
-from tests.integration.service_helpers import free_port
+from tests.integration.gateway_system import running_system
 from tests.integration.test_gateway import SUBMIT, brief
 from tests.integration.test_notifications import receiver  # noqa: F401 - the local webhook receiver
 
@@ -37,92 +36,84 @@ def test_a_slack_webhook_gets_the_kudos_and_the_overdue_request_signed(settings,
     clock_file = tmp_path / "clock.json"
     clock = OffsetClock(clock_file)
     clock.start_at(NOW)
-    port = free_port()
-    env = {"INSIDETRACK_DEMO_CLOCK_FILE": str(clock_file), "INSIDETRACK_NOTIFICATIONS_PORT": str(port),
-           "INSIDETRACK_SWEEP_INTERVAL_MS": "200", "INSIDETRACK_WEBHOOK_ALLOW_HTTP": "true",
-           "INSIDETRACK_PUBLIC_URL": "https://insidetrack.example.com"}
-    notifications = start_service("services.notifications", settings, {}, env)
-    try:
-        with running_system(settings, env=env) as system:
-            assert wait_until(lambda: ready(port), 60), "notifications did not become ready"
-            admin, rita, pia = system["as_admin"], system["as"]("rita"), system["as"]("pia")
+    env = {"INSIDETRACK_DEMO_CLOCK_FILE": str(clock_file), "INSIDETRACK_SWEEP_INTERVAL_MS": "200",
+           "INSIDETRACK_WEBHOOK_ALLOW_HTTP": "true", "INSIDETRACK_PUBLIC_URL": "https://insidetrack.example.com"}
+    with running_system(settings, env=env) as system:  # the notifications process among them
+        admin, rita, pia = system["as_admin"], system["as"]("rita"), system["as"]("pia")
 
-            # Admins only; bad input is a typed user error.
-            refused = rita(CREATE, {"input": {"url": receiver.url + "/slack", "events": ["KUDOS_GIVEN"]}}).json()
-            assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-            bad = admin(CREATE, {"input": {"url": "ftp://chat.example.com/hook", "events": ["KUDOS_GIVEN"]}}).json()
-            assert bad["data"]["createWebhook"]["errors"] == [
-                {"field": "url", "code": "INVALID_URL", "message": "url must be an absolute https:// URL"}]
-            created = admin(CREATE, {"input": {"url": receiver.url + "/slack", "events": ["KUDOS_GIVEN", "REQUEST_OVERDUE"],
-                                               "format": "SLACK", "secret": SECRET}}).json()["data"]["createWebhook"]
-            assert created["errors"] == [] and created["generatedSecret"] is None
-            webhook = created["webhook"]
-            assert (webhook["events"], webhook["format"], webhook["enabled"]) == (["KUDOS_GIVEN", "REQUEST_OVERDUE"], "SLACK", True)
-            listed = admin("{ webhooks { id url } }").json()
-            assert listed["data"]["webhooks"] == [{"id": webhook["id"], "url": receiver.url + "/slack"}]
-            assert rita("{ webhooks { id } }").json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-            # An update changes what it names, keeps the rest; a bad value is a typed error.
-            updated = admin(UPDATE, {"id": webhook["id"], "input": {"department": "SALES"}}).json()["data"]["updateWebhook"]
-            assert (updated["webhook"]["department"], updated["webhook"]["events"]) == ("SALES", ["KUDOS_GIVEN", "REQUEST_OVERDUE"])
-            updated = admin(UPDATE, {"id": webhook["id"], "input": {"format": "SLACK"}}).json()["data"]["updateWebhook"]
-            assert (updated["webhook"]["department"], updated["errors"]) == ("SALES", [])
-            refused = admin(UPDATE, {"id": webhook["id"], "input": {"url": "https://chat.example.com/hook#top"}}).json()
-            assert refused["data"]["updateWebhook"]["errors"] == [
-                {"field": "url", "code": "INVALID_URL", "message": "url must not have a #fragment"}]
+        # Admins only; bad input is a typed user error.
+        refused = rita(CREATE, {"input": {"url": receiver.url + "/slack", "events": ["KUDOS_GIVEN"]}}).json()
+        assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        bad = admin(CREATE, {"input": {"url": "ftp://chat.example.com/hook", "events": ["KUDOS_GIVEN"]}}).json()
+        assert bad["data"]["createWebhook"]["errors"] == [
+            {"field": "url", "code": "INVALID_URL", "message": "url must be an absolute https:// URL"}]
+        created = admin(CREATE, {"input": {"url": receiver.url + "/slack", "events": ["KUDOS_GIVEN", "REQUEST_OVERDUE"],
+                                           "format": "SLACK", "secret": SECRET}}).json()["data"]["createWebhook"]
+        assert created["errors"] == [] and created["generatedSecret"] is None
+        webhook = created["webhook"]
+        assert (webhook["events"], webhook["format"], webhook["enabled"]) == (["KUDOS_GIVEN", "REQUEST_OVERDUE"], "SLACK", True)
+        listed = admin("{ webhooks { id url } }").json()
+        assert listed["data"]["webhooks"] == [{"id": webhook["id"], "url": receiver.url + "/slack"}]
+        assert rita("{ webhooks { id } }").json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        # An update changes what it names, keeps the rest; a bad value is a typed error.
+        updated = admin(UPDATE, {"id": webhook["id"], "input": {"department": "SALES"}}).json()["data"]["updateWebhook"]
+        assert (updated["webhook"]["department"], updated["webhook"]["events"]) == ("SALES", ["KUDOS_GIVEN", "REQUEST_OVERDUE"])
+        updated = admin(UPDATE, {"id": webhook["id"], "input": {"format": "SLACK"}}).json()["data"]["updateWebhook"]
+        assert (updated["webhook"]["department"], updated["errors"]) == ("SALES", [])
+        refused = admin(UPDATE, {"id": webhook["id"], "input": {"url": "https://chat.example.com/hook#top"}}).json()
+        assert refused["data"]["updateWebhook"]["errors"] == [
+            {"field": "url", "code": "INVALID_URL", "message": "url must not have a #fragment"}]
 
-            given = rita('mutation($to: [ID!]!) { giveKudos(input: {to: $to, message: "Thanks for the quote!", gesture: COFFEE}) '
-                         '{ kudos { id } errors { code } } }', {"to": [system["people"]["pia"]["id"]]}).json()
-            kudos_id = given["data"]["giveKudos"]["kudos"]["id"]
-            needed_by = NOW + timedelta(days=3)
-            submitted = rita(SUBMIT, {"input": brief(neededBy=needed_by.isoformat())}).json()
-            assert submitted["data"]["submitRequest"]["errors"] == []
-            assert pia  # the queue's support staff does nothing: the request goes overdue
-            assert wait_until(lambda: len(receiver.at("/slack")) == 1, 60), receiver.received  # the kudos
-            clock.set(needed_by + timedelta(minutes=5))
-            assert wait_until(lambda: len(receiver.at("/slack")) >= 2, 90), receiver.received
+        given = rita('mutation($to: [ID!]!) { giveKudos(input: {to: $to, message: "Thanks for the quote!", gesture: COFFEE}) '
+                     '{ kudos { id } errors { code } } }', {"to": [system["people"]["pia"]["id"]]}).json()
+        kudos_id = given["data"]["giveKudos"]["kudos"]["id"]
+        needed_by = NOW + timedelta(days=3)
+        submitted = rita(SUBMIT, {"input": brief(neededBy=needed_by.isoformat())}).json()
+        assert submitted["data"]["submitRequest"]["errors"] == []
+        assert pia  # the queue's support staff does nothing: the request goes overdue
+        assert wait_until(lambda: len(receiver.at("/slack")) == 1, 60), receiver.received  # the kudos
+        clock.set(needed_by + timedelta(minutes=5))
+        assert wait_until(lambda: len(receiver.at("/slack")) >= 2, 90), receiver.received
 
-            got = receiver.at("/slack")
-            for record in got:
-                expected = "sha256=" + hmac.new(SECRET.encode(), record["body"], hashlib.sha256).hexdigest()
-                assert record["headers"]["X-InsideTrack-Signature"] == expected
-            bodies = [json.loads(r["body"]) for r in got]
-            assert bodies[0] == {
-                "text": "☕ Rita Okafor thanked Pía Novák: “Thanks for the quote!”",
-                "blocks": [
-                    {"type": "section", "text": {"type": "mrkdwn", "text": "☕ Rita Okafor thanked Pía Novák: “Thanks for the quote!”"}},
-                    {"type": "image", "image_url": f"https://insidetrack.example.com/cards/{kudos_id}.thumb.png",
-                     "alt_text": "Kudos card"},
-                    {"type": "context", "elements": [{"type": "mrkdwn", "text": "Inside Track · kudos.given"}]},
-                ]}
-            due = needed_by.strftime("%Y-%m-%d %H:%M")
-            assert bodies[1]["text"] == f"⏰ “Price the Acme renewal” for Rita Okafor is overdue (was due {due} UTC)"
-            assert bodies[1]["blocks"][1] == {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Queue*\npricing"}]}
+        got = receiver.at("/slack")
+        for record in got:
+            expected = "sha256=" + hmac.new(SECRET.encode(), record["body"], hashlib.sha256).hexdigest()
+            assert record["headers"]["X-InsideTrack-Signature"] == expected
+        bodies = [json.loads(r["body"]) for r in got]
+        assert bodies[0] == {
+            "text": "☕ Rita Okafor thanked Pía Novák: “Thanks for the quote!”",
+            "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": "☕ Rita Okafor thanked Pía Novák: “Thanks for the quote!”"}},
+                {"type": "image", "image_url": f"https://insidetrack.example.com/cards/{kudos_id}.thumb.png",
+                 "alt_text": "Kudos card"},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": "Inside Track · kudos.given"}]},
+            ]}
+        due = needed_by.strftime("%Y-%m-%d %H:%M")
+        assert bodies[1]["text"] == f"⏰ “Price the Acme renewal” for Rita Okafor is overdue (was due {due} UTC)"
+        assert bodies[1]["blocks"][1] == {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Queue*\npricing"}]}
 
-            page = admin(DELIVERIES, {"id": webhook["id"]}).json()["data"]["webhookDeliveries"]
-            assert page["totalCount"] == 2
-            assert [e["node"] for e in page["edges"]] == [
-                {"eventType": "request.overdue", "event": "REQUEST_OVERDUE", "status": "DELIVERED", "attempts": 1, "responseStatus": 200},
-                {"eventType": "kudos.given", "event": "KUDOS_GIVEN", "status": "DELIVERED", "attempts": 1, "responseStatus": 200},
-            ]
-            # Exactly those: nothing else arrives (the request's other events are not subscribed).
-            deleted = admin('mutation($id: ID!) { deleteWebhook(id: $id) { webhook { id } errors { code } } }',
-                            {"id": webhook["id"]}).json()["data"]["deleteWebhook"]
-            assert deleted == {"webhook": {"id": webhook["id"]}, "errors": []}
-            assert len(receiver.at("/slack")) == 2
+        page = admin(DELIVERIES, {"id": webhook["id"]}).json()["data"]["webhookDeliveries"]
+        assert page["totalCount"] == 2
+        assert [e["node"] for e in page["edges"]] == [
+            {"eventType": "request.overdue", "event": "REQUEST_OVERDUE", "status": "DELIVERED", "attempts": 1, "responseStatus": 200},
+            {"eventType": "kudos.given", "event": "KUDOS_GIVEN", "status": "DELIVERED", "attempts": 1, "responseStatus": 200},
+        ]
+        # Exactly those: nothing else arrives (the request's other events are not subscribed).
+        deleted = admin('mutation($id: ID!) { deleteWebhook(id: $id) { webhook { id } errors { code } } }',
+                        {"id": webhook["id"]}).json()["data"]["deleteWebhook"]
+        assert deleted == {"webhook": {"id": webhook["id"]}, "errors": []}
+        assert len(receiver.at("/slack")) == 2
 
-            # A manager sees their team's insights (Mona manages Rita and Jonas); support staff do not.
-            mona = system["as"]("mona")
+        # A manager sees their team's insights (Mona manages Rita and Jonas); support staff do not.
+        mona = system["as"]("mona")
 
-            def team() -> dict:
-                return mona(INSIGHTS).json()["data"]["insights"]
+        def team() -> dict:
+            return mona(INSIGHTS).json()["data"]["insights"]
 
-            assert wait_until(lambda: any(r["requests"] == 1 for r in team()["reps"]), 60), team()
-            insights = team()
-            assert [(r["person"]["name"], r["requests"], r["completeBriefShare"]) for r in insights["reps"]] == [
-                ("Jonas Weiß", 0, None), ("Rita Okafor", 1, 1.0)]
-            assert insights["recognition"]["gaveShare"] == 0.5
-            assert [p["name"] for p in insights["recognition"]["unrecognized"]] == ["Jonas Weiß", "Rita Okafor"]
-            assert pia(INSIGHTS).json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    finally:
-        notifications.terminate()
-        notifications.wait(30)
+        assert wait_until(lambda: any(r["requests"] == 1 for r in team()["reps"]), 60), team()
+        insights = team()
+        assert [(r["person"]["name"], r["requests"], r["completeBriefShare"]) for r in insights["reps"]] == [
+            ("Jonas Weiß", 0, None), ("Rita Okafor", 1, 1.0)]
+        assert insights["recognition"]["gaveShare"] == 0.5
+        assert [p["name"] for p in insights["recognition"]["unrecognized"]] == ["Jonas Weiß", "Rita Okafor"]
+        assert pia(INSIGHTS).json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
