@@ -387,11 +387,12 @@ class RequestReadModels:
         relay's safety net hands over (``ids``: documents whose writer died before projecting)."""
         from services.requests.repository import request_from_doc
 
-        if ids is None and (self.journal is None or not self.journal.started()):
+        started, marks = self.journal.read() if ids is None and self.journal is not None else (ids is not None, {})
+        if not started:
             with patient():  # once, for an old var/
                 docs = list(self.requests.find({PENDING: True}, LISTING_FIELDS))
         else:
-            ids = list(self.journal.marks()) if ids is None else ids
+            ids = list(marks) if ids is None else ids
             docs = [d for d in find_by_ids(self.requests, ids, LISTING_FIELDS).values() if d.get(PENDING)]
         for doc in docs:
             self.project(request_from_doc(doc), None, unlist_of(doc))

@@ -113,12 +113,16 @@ class OutboxJournal:
             self.journal.update_one({"_id": self.key}, {"$set": {_entry(i): value for i in doc_ids}}, upsert=True)
         return value
 
-    def marks(self) -> dict[Any, str]:
+    def read(self) -> tuple[bool, dict[Any, str]]:
+        """Whether the journal is started, and its marks (id -> value), in one read."""
         doc = self.journal.find_one({"_id": self.key}) or {}
-        return {_doc_id(k): v for k, v in (doc.get("e") or {}).items()}
+        return bool(doc.get("started")), {_doc_id(k): v for k, v in (doc.get("e") or {}).items()}
+
+    def marks(self) -> dict[Any, str]:
+        return self.read()[1]
 
     def started(self) -> bool:
-        return bool((self.journal.find_one({"_id": self.key}, {"started": 1}) or {}).get("started"))
+        return self.read()[0]
 
     def start(self) -> None:
         self.journal.update_one({"_id": self.key}, {"$set": {"started": True}}, upsert=True)
@@ -249,7 +253,8 @@ class OutboxRelay:
         marks too, at start); without a journal, or one not started yet (an old ``var/``), a
         search (a scan on FerretDB), which starts the journal."""
         journal = self.journals.get(collection.full_name)
-        if journal is None or not journal.started():
+        started, marks = journal.read() if journal is not None else (False, {})
+        if not started:
             published = 0
             while True:
                 with patient():
@@ -263,7 +268,6 @@ class OutboxRelay:
                 journal.start()
             return published
         published, now = 0, time.time()
-        marks = journal.marks()
         old = {i: v for i, v in marks.items() if now - _marked_at(v) >= JOURNAL_GRACE_S}
         look = list(marks) if everything else list(old)
         for part in chunks(look, self.batch):
