@@ -41,6 +41,12 @@ A ``batch_handler`` gets every valid message of one poll at once (a list of :cla
 in partition order), so a handler can turn a thousand events into a few bulk writes. The same
 rules hold for the batch: an outage retries it for as long as it takes; a failure retries it,
 then the messages are handled one by one so only the one that fails is dead-lettered.
+
+``gather_records`` lets a batch handler that is behind (a backlog: an import, a restart) take
+larger batches than one poll: while polls come back full, the runner polls again and hands over
+up to that many messages at once. A handler that writes each touched document once per batch
+(a read model of counters) then writes a fraction as often. A poll that is not full means the
+handler is caught up: the batch goes at once, so nothing live waits for more.
 """
 
 from __future__ import annotations
@@ -84,6 +90,7 @@ POLL_MS = 1_000  # the longest one poll waits for records: a stop is seen within
 FETCH_MAX_WAIT_MS = 3_000  # the longest the broker holds a fetch with nothing to return
 STRANDED_S = 1.0  # records while "rebalancing", still so this much later: kafka-python lost its join
 COMMIT_TIMEOUT_MS = 10_000  # a commit that cannot finish now is tried again after the next poll
+GATHER_POLL_MS = 200  # a backlog's next records are fetched already: a full poll comes at once
 CLOSE_TIMEOUT_MS = 5_000  # leaving the group is a courtesy, not worth kafka-python's 30 s
 
 
@@ -114,6 +121,7 @@ class ConsumerRunner:
         from_beginning: bool = True,
         max_poll_records: int = 200,
         max_poll_interval_ms: int = 300_000,
+        gather_records: int | None = None,
     ):
         self.settings = settings
         # No group: read every partition (from the start if from_beginning) on every start,
@@ -129,6 +137,8 @@ class ConsumerRunner:
         self.max_poll_records = max_poll_records
         # How long a batch may take before the group drops the member (kafka-python's default, 300 s).
         self.max_poll_interval_ms = max_poll_interval_ms
+        # Behind, batches of up to this many messages (several full polls); None: one poll.
+        self.gather_records = gather_records if batch_handler is not None else None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: KafkaConsumer | None = None
@@ -175,6 +185,7 @@ class ConsumerRunner:
                     consumer = self._start_over(consumer)
                     continue
                 if self.batch_handler is not None:
+                    batch = self._gather(consumer, batch)
                     if batch and not self._handle_batch(consumer, batch):
                         break  # stopping in the middle of a retry: leave it for the next run
                     self._check_caught_up(consumer)
@@ -198,6 +209,19 @@ class ConsumerRunner:
                 "consumer stopped",
                 extra={"group": self.group, "processed": self.processed, "dead_lettered": self.dead_lettered},
             )
+
+    def _gather(self, consumer: KafkaConsumer, batch: dict) -> dict:
+        """More polls while they come back full, up to ``gather_records`` messages in all."""
+        if not self.gather_records:
+            return batch
+        count = last = sum(len(messages) for messages in batch.values())
+        while last >= self.max_poll_records and count < self.gather_records and not self._stopping.is_set():
+            more = consumer.poll(timeout_ms=GATHER_POLL_MS, max_records=min(self.max_poll_records, self.gather_records - count))
+            last = sum(len(messages) for messages in more.values())
+            for tp, messages in more.items():
+                batch.setdefault(tp, []).extend(messages)
+            count += last
+        return batch
 
     def _open(self) -> KafkaConsumer | None:
         """A new Kafka client, subscribed (a group) or assigned every partition (no group).

@@ -9,7 +9,7 @@ import pytest
 from shared.bus.consumer import Delivery
 from shared.bus.kafka import consumer_lag
 from shared.events import build_event, decode
-from services.recognition.points.insights import INSIGHTS_GROUP, INSIGHTS_TOPICS, bin_of, quantile
+from services.recognition.points.insights import INSIGHTS_GROUP, INSIGHTS_TOPICS, Insights, bin_of, quantile
 from tests.conftest import wait_until
 from tests.integration.helpers import read_topic
 from tests.integration.service_helpers import Client, serving
@@ -98,3 +98,23 @@ def test_a_managers_team_insights_for_a_week(settings, producer, runtime, points
         runtime.insights.apply_batch(deliveries)
         runtime.insights.apply_batch(deliveries[5:])
         assert api.as_("admin").get("/insights", params={"period": "week"}).json() == before
+        # A restarted process knows no offsets in memory: it reads them from the documents.
+        restarted = Insights(runtime.insights.docs.database, runtime.rules, runtime.insights.calendar,
+                             runtime.insights.directory, runtime.insights.clock)
+        restarted.apply_batch(deliveries)
+        assert api.as_("admin").get("/insights", params={"period": "week"}).json() == before
+
+        # Two writers (a rebalance): one takes a new kudos; the other, whose offsets in memory
+        # are now behind the documents, gets the same delivery: its write misses, it reads the
+        # documents again and adds nothing.
+        def given() -> int:
+            return sum(int(doc.get("kudos_given", 0)) for doc in runtime.insights.docs.find({}, {"kudos_given": 1}))
+
+        kudos = next(d for d in deliveries if d.envelope.type == "kudos.given")
+        again = [Delivery(kudos.envelope, kudos.payload, kudos.topic, kudos.partition, kudos.offset + 1_000)]
+        total = given()
+        restarted.apply_batch(again)
+        assert given() > total
+        total = given()
+        runtime.insights.apply_batch(again)
+        assert given() == total

@@ -223,3 +223,36 @@ def test_a_runtime_asks_all_its_consumers_to_stop_before_waiting_for_any():
     runtime.stop()
     assert calls == [("ask", "people"), ("ask", "score"), ("ask", "apply"),
                      ("stop", "apply"), ("stop", "score"), ("stop", "people"), ("stop", "relay"), ("close",)]
+
+
+def test_behind_a_batch_handler_gets_several_full_polls_at_once_and_caught_up_one_poll_at_once():
+    """A backlog: polls come back full, so the runner polls again up to ``gather_records``; a
+    poll that is not full means caught up, and the batch goes as it is (nothing live waits)."""
+    settings = load_settings(env={})
+    runner = ConsumerRunner(settings, group="g", topics=["kudos"], batch_handler=lambda deliveries: None,
+                            producer=None, max_poll_records=3, gather_records=8)
+    backlog = list(range(20))
+    polls = []
+
+    def poll(timeout_ms, max_records=None):
+        take = min(max_records or 3, 3)
+        out, backlog[:] = backlog[:take], backlog[take:]
+        polls.append(len(out))
+        return {"kudos-0": [SimpleNamespace(offset=o) for o in out]} if out else {}
+
+    consumer = SimpleNamespace(poll=poll)
+    first = consumer.poll(timeout_ms=1000)
+    batch = runner._gather(consumer, first)
+    assert [m.offset for m in batch["kudos-0"]] == list(range(8))  # three polls, the last one cut to fit
+    assert polls == [3, 3, 2]
+
+    backlog[:] = [100, 101]  # caught up: a poll that is not full is handed over at once
+    polls.clear()
+    batch = runner._gather(consumer, consumer.poll(timeout_ms=1000))
+    assert [m.offset for m in batch["kudos-0"]] == [100, 101] and polls == [2]
+
+    one_poll = ConsumerRunner(settings, group="g", topics=["kudos"], batch_handler=lambda deliveries: None,
+                              producer=None, max_poll_records=3)
+    backlog[:] = list(range(10))
+    polls.clear()
+    assert len(one_poll._gather(consumer, consumer.poll(timeout_ms=1000))["kudos-0"]) == 3 and polls == [3]

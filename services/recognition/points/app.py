@@ -8,6 +8,7 @@ from services.recognition.directory import Directory, DirectoryPersonDoc, direct
 from services.recognition.points.api import points_api
 from services.recognition.points.applied import announce_applied
 from services.recognition.points.config import PointsSettings
+from services.recognition.points import insights as insights_model
 from services.recognition.points.insights import INSIGHTS_GROUP, INSIGHTS_TOPICS, Insights
 from services.recognition.points.applier import Applier
 from services.recognition.points.queries import PointsQueries
@@ -120,8 +121,11 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
 
     # Insights for managers (insights.py): a read model of its own, kept by its own group, so a
     # backlog there never holds up scoring (and the demo and benchmarks do not wait for it).
+    # Behind, it takes up to GATHER events at once (several polls): one write per touched
+    # document per batch, so a backlog costs a fraction of the writes (insights.py).
     insights_runner = ConsumerRunner(settings, group=INSIGHTS_GROUP, topics=list(INSIGHTS_TOPICS),
-                                     batch_handler=insights.apply_batch, producer=producer, max_poll_records=1000,
+                                     batch_handler=insights.apply_batch, producer=producer,
+                                     max_poll_records=insights_model.POLL_RECORDS, gather_records=insights_model.GATHER,
                                      max_poll_interval_ms=BATCH_WINDOW_MS)
 
     def directory_loaded() -> None:

@@ -17,24 +17,33 @@ clock (a read asks for the period containing now; history adds to "all" only):
 A read is the departments' documents and the team's person documents for one period key, by
 ``$in``: the cost of the team, never of the history. Idempotent: each document keeps the last
 offset it took from each topic partition (``o.<topic>|<partition>``), and takes an event only
-beyond it; every batch is read, added and written back with a conditional write per document
-(a document another writer changed meanwhile is read again), so a redelivered batch, with other
-boundaries or not, adds nothing twice.
+beyond it; every batch is added and written back with a conditional write per document on the
+offsets it had (a document another writer changed meanwhile is read again), so a redelivered
+batch, with other boundaries or not, adds nothing twice.
+
+Cost: one write per touched document per batch, whatever number of events touch it, all of a
+batch's writes in one bulk; the offsets of the documents this process wrote last are kept in
+memory (``OFFSETS_KEPT``), so a batch reads only documents it has not seen (or that another
+writer changed: its conditional write misses and it is read again). Behind (an import, a
+restart), the consumer hands over batches of up to ``GATHER`` events (``ConsumerRunner``'s
+``gather_records``): a year of history touches each person's "all" document once per batch of
+many thousands instead of once per poll of a thousand.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from datetime import datetime
 from typing import Any, Iterable
 
+from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from shared.auth import ADMIN_ROLE, manages
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, as_utc
-from shared.db import find_by_ids, insert_many_once
+from shared.db import chunks, find_by_ids, insert_many_once, insert_new
 from shared.errors import BadInput, Forbidden
 from shared.vocabulary import Department, Period, Priority, values
 
@@ -49,6 +58,9 @@ SHORT_NOTICE_HOURS = 24  # a rush with less notice than this (business hours) is
 BINS = ([0.25, 0.5, 0.75, 1.0] + [1.0 + 0.5 * i for i in range(1, 15)] + [8.0 + 2 * i for i in range(1, 17)]
         + [40.0 + 10 * i for i in range(1, 17)] + [float("inf")])
 MAX_RETRIES = 5
+GATHER = 10_000  # events per batch when behind (a backlog), in polls of POLL_RECORDS
+POLL_RECORDS = 1_000
+OFFSETS_KEPT = 50_000  # documents whose offsets this process remembers (a year: ~2,000 people x 4 periods)
 
 
 def rep_rules(rules) -> frozenset[str]:
@@ -106,6 +118,8 @@ class Insights:
         self.requests = db["insight_requests"]
         self.calendar, self.directory = calendar, directory
         self.rep_rules = rep_rules(rules)
+        # The offsets of documents as this process last wrote them (doc id -> {source: offset}).
+        self._offsets: OrderedDict[str, dict[str, int]] = OrderedDict()
 
     # -- write side -----------------------------------------------------------------------------
 
@@ -133,10 +147,64 @@ class Insights:
             source = f"{d.topic}|{d.partition}"
             for doc_id, inc, sets in self._effects(d.envelope.type, d.payload, facts):
                 touches[doc_id].append((source, d.offset, inc, sets))
-        # The touched documents' offsets in one read (an $in by _id), then one write each.
-        known = find_by_ids(self.docs, list(touches), {"o": 1})
+        # The offsets of the touched documents not remembered, in one read (an $in by _id); then
+        # one write each, in one bulk: inserts for new documents, conditional updates for the rest.
+        unknown = [doc_id for doc_id in touches if doc_id not in self._offsets]
+        known = {doc_id: doc.get("o") or {} for doc_id, doc in find_by_ids(self.docs, unknown, {"o": 1}).items()}
+        inserts, updates, again = {}, {}, []
         for doc_id, events in touches.items():
-            self._write(doc_id, events, known.get(doc_id))
+            marks = self._offsets[doc_id] if doc_id in self._offsets else known.get(doc_id)
+            change = self._change(events, marks or {})
+            if change is None:
+                continue  # everything here was taken before
+            (inserts if marks is None else updates)[doc_id] = (marks, change)
+        for part in chunks(list(inserts)):
+            refused = insert_new(self.docs, [_nested({"_id": doc_id, **inserts[doc_id][1][2]}) for doc_id in part])
+            again += [doc_id for doc_id in part if doc_id in refused]
+        for part in chunks(list(updates)):
+            ops = [UpdateOne({"_id": doc_id, **self._condition(*updates[doc_id])}, updates[doc_id][1][1]) for doc_id in part]
+            if self.docs.bulk_write(ops, ordered=False).matched_count < len(ops):
+                again += part  # someone else wrote some of them: which, their offsets say
+        for doc_id in again:
+            self._offsets.pop(doc_id, None)
+        for doc_id, (_, (taken, _, _)) in [*inserts.items(), *updates.items()]:
+            if doc_id not in again:
+                self._remember(doc_id, {**(self._offsets.get(doc_id) or known.get(doc_id) or {}), **taken})
+        for doc_id in again:
+            self._write(doc_id, touches[doc_id])
+
+    def _remember(self, doc_id: str, marks: dict[str, int]) -> None:
+        self._offsets[doc_id] = marks
+        self._offsets.move_to_end(doc_id)
+        while len(self._offsets) > OFFSETS_KEPT:
+            self._offsets.popitem(last=False)
+
+    @staticmethod
+    def _change(events: list[tuple[str, int, dict, dict]], marks: dict[str, int]):
+        """(offsets taken, the update, the fields of a new document) for the events beyond
+        ``marks``; None when every one was taken before."""
+        inc: dict[str, int] = defaultdict(int)
+        sets: dict[str, Any] = {}
+        taken: dict[str, int] = {}
+        for source, offset, event_inc, event_sets in events:
+            if offset <= max(marks.get(source, -1), taken.get(source, -1)):
+                continue
+            for field, n in event_inc.items():
+                inc[field] += n
+            sets.update(event_sets)
+            taken[source] = offset
+        if not taken:
+            return None
+        offsets = {f"o.{s}": o for s, o in taken.items()}
+        update = {"$set": {**sets, **offsets}}
+        if inc:
+            update["$inc"] = dict(inc)
+        return taken, update, {**offsets, **sets, **inc}
+
+    @staticmethod
+    def _condition(marks: dict[str, int], change) -> dict[str, Any]:
+        """The offsets the document had for the sources this change moves (none: not there)."""
+        return {f"o.{s}": marks[s] if s in marks else {"$exists": False} for s in change[0]}
 
     def _effects(self, event_type: str, data, facts: dict) -> list[tuple[str, dict, dict]]:
         """(document id, increments, fields set) for each document an event changes."""
@@ -183,38 +251,25 @@ class Insights:
             both("d", queue, at, {"closed": 1, "closed_loop": int(data.business_hours_since_delivered is not None)})
         return out
 
-    def _write(self, doc_id: str, events: list[tuple[str, int, dict, dict]], doc: dict | None) -> None:
-        """Add the events the document (``doc``: as read, offsets only) has not taken yet; a
-        conditional write on the offsets it was read with (another writer in between: read it
-        again)."""
-        for attempt in range(MAX_RETRIES):
-            if attempt:
-                doc = self.docs.find_one({"_id": doc_id}, {"o": 1})
+    def _write(self, doc_id: str, events: list[tuple[str, int, dict, dict]]) -> None:
+        """One document on its own, read first: after another writer changed it under a bulk."""
+        for _ in range(MAX_RETRIES):
+            doc = self.docs.find_one({"_id": doc_id}, {"o": 1})
             marks = dict((doc or {}).get("o") or {})
-            inc: dict[str, int] = defaultdict(int)
-            sets: dict[str, Any] = {}
-            taken: dict[str, int] = {}
-            for source, offset, event_inc, event_sets in events:
-                if offset <= max(marks.get(source, -1), taken.get(source, -1)):
-                    continue
-                for field, n in event_inc.items():
-                    inc[field] += n
-                sets.update(event_sets)
-                taken[source] = offset
-            if not taken:
+            change = self._change(events, marks)
+            if change is None:
+                self._remember(doc_id, marks)
                 return  # everything here was taken before
-            update = {"$set": {**sets, **{f"o.{s}": o for s, o in taken.items()}}}
-            if inc:
-                update["$inc"] = dict(inc)
+            taken, update, fields = change
             if doc is None:
                 try:
-                    self.docs.insert_one(_nested({"_id": doc_id, **{f"o.{s}": o for s, o in taken.items()}, **sets, **inc}))
-                    return
+                    self.docs.insert_one(_nested({"_id": doc_id, **fields}))
                 except DuplicateKeyError:
                     continue
-            condition = {f"o.{s}": marks[s] if s in marks else {"$exists": False} for s in taken}
-            if self.docs.update_one({"_id": doc_id, **condition}, update).matched_count:
-                return
+            elif not self.docs.update_one({"_id": doc_id, **self._condition(marks, change)}, update).matched_count:
+                continue
+            self._remember(doc_id, {**marks, **taken})
+            return
         raise RuntimeError(f"insights document {doc_id} kept changing under this writer")
 
     # -- read side ------------------------------------------------------------------------------
