@@ -563,8 +563,16 @@ def _measure_existing(settings, services, gateway_url, token_for, record, pct, r
     db = mongoengine.get_db("bench-year-size")
     number = (db["counters"].find_one({"_id": "requests"}) or {}).get("seq")
     mongoengine.disconnect("bench-year-size")
+    from services.recognition.points.insights import INSIGHTS_GROUP, INSIGHTS_TOPICS
+    from shared.bus.kafka import consumer_lag
+
+    insights_behind = consumer_lag(settings, {INSIGHTS_GROUP: INSIGHTS_TOPICS})
     t = time.perf_counter()
     scoring_s = wait_scored(settings, timeout=3600)
+    insights_s = wait_insights(settings, timeout=3600)
+    elapsed = time.perf_counter() - t
     record("year_existing", requests_numbered=number, scoring_left_s=round(scoring_s, 1),
-           start_to_scored_s=round(time.perf_counter() - t, 1))
+           start_to_scored_s=round(time.perf_counter() - t, 1), insights_behind_at_start=insights_behind,
+           insights_caught_up_after_s=round(elapsed, 1),
+           insights_events_per_min=round(insights_behind / elapsed * 60) if insights_behind and elapsed else None)
     _measure_year(settings, services, gateway_url, token_for, demo_reads, record, pct, rss_mb)
