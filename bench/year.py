@@ -85,9 +85,22 @@ READS: dict[str, Callable[[dict, dict], tuple[str, dict]]] = {
         "badges { name earned progress } kudosAllowance { left } rushShare { share } } }", {}),
     "leaderboard_with_me": lambda p, c: (
         "{ leaderboard(period: WEEK) { totalCount entries { rank points movement person { name } } me { rank points } } }", {}),
+    # The portal's insights page (services/gateway/static/portal/pages/insights.js), this month:
+    # a manager for their team, an admin for everyone (every person's document of the period).
+    "insights_manager": lambda p, c: (INSIGHTS_QUERY, {"p": "MONTH"}),
+    "insights_admin": lambda p, c: (INSIGHTS_QUERY, {"p": "MONTH"}),
 }
-# Which role a read is made as (a support person reads their department's queue).
-READ_ROLE = {"requests_department_open": "support", "my_requests": "rep", "me": "rep"}
+INSIGHTS_QUERY = (
+    "query($p: Period!, $d: Department) { insights(period: $p, department: $d) { period key "
+    "departments { department requestsReceived acknowledged delivered ackMedianHours ackP90Hours deliverMedianHours "
+    "deliverP90Hours onTimeShare rushShare rushShortNoticeShare infoLoopsPerRequest closedLoopShare } "
+    "reps { person { id name } score requests rushShare completeBriefShare dealUpdates weeksWithDealUpdate } "
+    "recognition { people gaveShare receivedShare kudosPerPerson topValues { value count } "
+    "unrecognized { id name title department } } } }")
+# Which role a read is made as (a support person reads their department's queue; a manager with
+# reports reads their team's insights).
+READ_ROLE = {"requests_department_open": "support", "my_requests": "rep", "me": "rep",
+             "insights_manager": "team_manager", "insights_admin": "admin"}
 
 
 def _time_in_year(rng: random.Random, now: datetime, days: float = 365) -> datetime:
@@ -101,7 +114,8 @@ def _time_in_year(rng: random.Random, now: datetime, days: float = 365) -> datet
 
 def people_rows(n: int) -> list[dict]:
     """A company of ``n``: about half reps (sales), 45 % support across the other departments,
-    5 % managers (each department has some), each with a name from a small pool (search hits)."""
+    5 % managers (each department has some), each managing the 19 people after them (a manager
+    reports to nobody), each with a name from a small pool (search hits)."""
     rows = []
     for i in range(n):
         name = f"{FIRST[i % len(FIRST)]} {LAST[(i // len(FIRST)) % len(LAST)]} {i}"
@@ -112,7 +126,9 @@ def people_rows(n: int) -> list[dict]:
             role, department = "rep", "sales"
         else:
             role, department = "support", SUPPORT_DEPARTMENTS[i % len(SUPPORT_DEPARTMENTS)]
-        rows.append({"email": f"year{i}@example.com", "name": name, "role": role, "department": department})
+        manager = "" if i % 20 == 0 else f"year{i - i % 20}@example.com"
+        rows.append({"email": f"year{i}@example.com", "name": name, "role": role, "department": department,
+                     "manager_email": manager})
     return rows
 
 
@@ -121,7 +137,7 @@ def people_csv(rows: list[dict]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["email", "name", "role", "department", "title", "manager_email", "active"])
     for r in rows:
-        writer.writerow([r["email"], r["name"], r["role"], r["department"], "", "", "true"])
+        writer.writerow([r["email"], r["name"], r["role"], r["department"], "", r.get("manager_email", ""), "true"])
     return out.getvalue()
 
 
@@ -292,13 +308,16 @@ def _actors(settings) -> tuple[dict[str, list[dict]], list[dict]]:
     connect(settings, "requests", alias="bench-year-actors")
     db = mongoengine.get_db("bench-year-actors")
     # Bench-side reads, once per size (not timed): who to act as, which requests to open.
-    people = [{"id": d["_id"], "email": d["email"], "role": d["role"], "department": d["department"]}
-              for d in db["people"].find({"active": True}, {"email": 1, "role": 1, "department": 1})]
+    people = [{"id": d["_id"], "email": d["email"], "role": d["role"], "department": d["department"],
+               "manager_id": d.get("manager_id")}
+              for d in db["people"].find({"active": True}, {"email": 1, "role": 1, "department": 1, "manager_id": 1})]
     recent = [(d["_id"], d.get("requester_id")) for d in db["requests"].find({}, {"_id": 1, "requester_id": 1}).limit(2000)]
     mongoengine.disconnect("bench-year-actors")
     rng = random.Random(SEED)
+    managers = {p["manager_id"] for p in people if p.get("manager_id")}
     by_role = {"any": [p for p in people if p["role"] != "admin"], "rep": [p for p in people if p["role"] == "rep"],
-               "support": [p for p in people if p["role"] == "support"]}
+               "support": [p for p in people if p["role"] == "support"], "admin": [p for p in people if p["role"] == "admin"],
+               "team_manager": [p for p in people if p["id"] in managers]}
     searches = ["ana", "berg", "okafor", "pia", "sven", "weber", "novak", "rosa", "mateo", "year1"]
     if not by_role["rep"]:
         return by_role, []
