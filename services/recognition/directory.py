@@ -52,6 +52,9 @@ class Directory:
         self._known: OrderedDict[str, DirectoryPerson] = OrderedDict()
         self._lock = threading.Lock()
         self._generation = 0  # people applied so far
+        # Everyone, as read at a generation, with each manager's direct reports: kept until a
+        # person changes (``apply``), so a team's read costs memory, not a scan of the copy.
+        self._everyone: tuple[int, list[DirectoryPerson], dict[str, list[DirectoryPerson]]] | None = None
 
     def _remember(self, people: dict[str, "DirectoryPerson"], generation: int) -> None:
         with self._lock:
@@ -109,6 +112,39 @@ class Directory:
         not the history's), for bulk work such as an import."""
         people = (_person(d) for d in self.collection.find({}, {"event_time": 0, "event_id": 0}))
         return {p.email.lower(): p for p in people if p.email}
+
+    def everyone(self) -> list[DirectoryPerson]:
+        """Everyone in the copy (the company, not its history): read whole once, then kept
+        until someone changes."""
+        return self._snapshot()[0]
+
+    def below(self, manager_id: str) -> list[DirectoryPerson]:
+        """The people ``manager_id`` manages, directly or down the chain (as
+        ``shared.auth.manages`` answers for each), from the kept copy: the cost of the team."""
+        _, reports = self._snapshot()
+        found: dict[str, DirectoryPerson] = {}
+        todo = [manager_id]
+        while todo:
+            for person in reports.get(todo.pop(), ()):
+                if person.id not in found and person.id != manager_id:  # a loop in the data ends here
+                    found[person.id] = person
+                    todo.append(person.id)
+        return list(found.values())
+
+    def _snapshot(self) -> tuple[list[DirectoryPerson], dict[str, list[DirectoryPerson]]]:
+        with self._lock:
+            kept, generation = self._everyone, self._generation
+        if kept is not None and kept[0] == generation:
+            return kept[1], kept[2]
+        people = [_person(d) for d in self.collection.find({}, {"event_time": 0, "event_id": 0})]
+        reports: dict[str, list[DirectoryPerson]] = {}
+        for person in people:
+            if person.manager_id:
+                reports.setdefault(person.manager_id, []).append(person)
+        with self._lock:
+            if generation == self._generation:  # nobody applied while it was read
+                self._everyone = (generation, people, reports)
+        return people, reports
 
     def count(self) -> int:
         return self.collection.count_documents({})

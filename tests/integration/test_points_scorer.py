@@ -168,6 +168,35 @@ def test_the_directory_copy_keeps_people_in_memory_and_never_an_older_copy(db, m
     assert directory.get("ana").department == "sales"
 
 
+def managed_event(person_id: str, manager_id: str | None, at: datetime, active: bool = True):
+    data = PersonUpserted(person_id=person_id, email=f"{person_id}@example.com", name=person_id.title(), role="rep",
+                          department="sales", manager_id=manager_id, active=active)
+    return build_event("person.upserted", person_id, data, source="test", clock=ManualClock(at)), data
+
+
+def test_a_managers_team_down_the_chain_comes_from_memory_until_someone_changes(db):
+    """Insights ask for a manager's team: everyone below them, as ``shared.auth.manages`` has
+    it, without reading the whole directory copy for each question."""
+    directory = Directory()
+    for person, manager in [("t-boss", None), ("t-lead", "t-boss"), ("t-rep1", "t-lead"), ("t-rep2", "t-lead"),
+                            ("t-other", None), ("t-loop1", "t-loop2"), ("t-loop2", "t-loop1")]:
+        directory.apply(*managed_event(person, manager, NOW))
+    team = lambda manager: sorted(p.id for p in directory.below(manager))  # noqa: E731
+    assert team("t-boss") == ["t-lead", "t-rep1", "t-rep2"]
+    assert team("t-lead") == ["t-rep1", "t-rep2"] and team("t-rep1") == [] and team("t-loop1") == ["t-loop2"]
+    everyone = {p.id for p in directory.everyone()}
+    assert {"t-boss", "t-other", "t-loop2"} <= everyone
+
+    reads = []
+    real = directory.collection.find
+    directory.collection = type("Counted", (), {"find": lambda self, *a, **k: reads.append(a) or real(*a, **k)})()
+    assert team("t-boss") == ["t-lead", "t-rep1", "t-rep2"] and not reads  # kept in memory
+    # A rep moves to another manager: the next question reads the copy again and sees it.
+    directory.collection = real.__self__
+    directory.apply(*managed_event("t-rep2", "t-other", NOW + timedelta(minutes=1)))
+    assert team("t-boss") == ["t-lead", "t-rep1"] and team("t-other") == ["t-rep2"]
+
+
 def request_event(kind: str, rid: str, minutes: int, **data):
     at = NOW - timedelta(minutes=100 - minutes)
     base = {"request_id": rid, "requester_id": "rep", "department": "pricing", "actor_id": "rep", "status": "x", "at": at,
