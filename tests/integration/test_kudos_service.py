@@ -125,7 +125,7 @@ def test_every_rule_is_refused_with_a_stable_code(api, runtime):
     ]
     for response, status, code in cases:
         assert (response.status_code, response.json()["error"]["code"]) == (status, code), response.text
-    assert runtime.service.kudos.count_documents({}) == 0
+    assert runtime.service.repo.kudos.count_documents({}) == 0
     assert api.as_("rita").get("/allowance/rita").json()["used"] == 0  # refusals spent nothing
 
 
@@ -142,13 +142,13 @@ def test_the_service_itself_refuses_unknown_and_deactivated_callers_and_keeps_al
 
 def test_a_retry_after_a_timeout_with_the_same_idempotency_key_gives_once(api, runtime, settings, monkeypatch):
     service, release = runtime.service, threading.Event()
-    real_add = service.feeds.add
+    real_add = service.repo.feeds.add
 
     def held(*args, **kwargs):  # the first give is held after its insert until the retry is answered
         release.wait(30)
         return real_add(*args, **kwargs)
 
-    monkeypatch.setattr(service.feeds, "add", held)
+    monkeypatch.setattr(service.repo.feeds, "add", held)
     body = {"to": ["pia"], "message": "Thanks for the quote!", "idempotency_key": "portal-7f3a"}
     with pytest.raises(http.exceptions.ReadTimeout):  # the portal gives up waiting...
         http.post(api.base_url + "/kudos", json=body, headers=internal_headers(settings.internal_token, "rita"), timeout=1)
@@ -156,8 +156,8 @@ def test_a_retry_after_a_timeout_with_the_same_idempotency_key_gives_once(api, r
     release.set()
     monkeypatch.undo()
     assert retry.status_code == 201, retry.text
-    assert wait_until(lambda: service.kudos.count_documents({}) == 1, 15)
-    assert retry.json()["id"] == service.kudos.find_one({})["_id"]
+    assert wait_until(lambda: service.repo.kudos.count_documents({}) == 1, 15)
+    assert retry.json()["id"] == service.repo.kudos.find_one({})["_id"]
     assert api.as_("rita").get("/allowance/rita").json()["used"] == 1  # one allowance spent, one kudos
     # Another key is another kudos; an add-on retried with its key is answered, not refused.
     assert api.as_("rita").post("/kudos", json={**body, "idempotency_key": "portal-8b1c"}).json()["id"] != retry.json()["id"]
@@ -185,8 +185,8 @@ def test_weekly_cap_and_monthly_allowance(api, clock):
     clock.set(datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc))  # a new month and a new week
     # A kudos to more people than the whole allowance never fits, even on a fresh month.
     service = api_runtime_service(api)
-    assert service._take(service.allowances, "jonas:2026-12", "used", 6, 5) is False
-    assert service.allowances.find_one({"_id": "jonas:2026-12"}) is None
+    assert service.repo.take_allowance("jonas", "2026-12", 6, 5) is False
+    assert service.repo.allowances.find_one({"_id": "jonas:2026-12"}) is None
     assert give(api, "rita", ["pia"]).status_code == 201
     assert api.as_("rita").get("/allowance/rita").json()["left"] == 4
 
@@ -209,7 +209,7 @@ def test_parallel_gives_cannot_both_spend_the_last_kudos(api, runtime):
     for t in threads:
         t.join()
     assert sorted(results) == [201] + [422] * 7
-    assert runtime.service.kudos.count_documents({"giver_id": "rita"}) == 5
+    assert runtime.service.repo.kudos.count_documents({"giver_id": "rita"}) == 5
     assert api.as_("rita").get("/allowance/rita").json() | {"resets_at": None} == {
         "monthly_allowance": 5, "used": 5, "left": 0, "resets_at": None}
 
@@ -369,7 +369,7 @@ def test_an_old_database_is_upgraded_once_on_start_in_the_background(kudos_setti
     rt.start_background()
     try:
         assert wait_until(rt.directory_reader.caught_up.is_set, timeout=30)
-        assert wait_until(rt.service.feeds.built.is_set, timeout=60) and rt.service.feeds.version() == 1
+        assert wait_until(rt.service.repo.feeds.built.is_set, timeout=60) and rt.service.repo.feeds.version() == 1
         with serving(rt.app) as url:
             api = Client(url, kudos_settings.internal_token)
             assert walk(api, first=4) == ([d["_id"] for d in old], {15})  # inserted newest first
@@ -377,15 +377,15 @@ def test_an_old_database_is_upgraded_once_on_start_in_the_background(kudos_setti
             assert walk(api, first=3, person_id="rita", direction="given")[1] == {10}
             assert give(api, "jonas", ["pia"]).status_code == 201
             assert walk(api, first=50)[1] == {16}
-            assert wait_until(lambda: rt.service.kudos.count_documents({"outbox_pending": True}) == 0)
+            assert wait_until(lambda: rt.service.repo.kudos.count_documents({"outbox_pending": True}) == 0)
     finally:
         _stop(rt)
     # Later starts read the version and build nothing: a list taken away stays away.
     db["feeds"].delete_one({"_id": "all"})
     rt = _start(kudos_settings, clock)
     try:
-        assert rt.service.feeds.built.is_set()
-        assert rt.service.feeds.store.count("all") == 0 and rt.service.feeds.store.count("to:pia") == 6
+        assert rt.service.repo.feeds.built.is_set()
+        assert rt.service.repo.feeds.store.count("all") == 0 and rt.service.repo.feeds.store.count("to:pia") == 6
     finally:
         _stop(rt)
         client.close()
@@ -416,7 +416,7 @@ def test_feeds_survive_a_restart_and_a_kudos_left_pending_by_a_dead_process_is_p
             assert walk(api, person_id="li", direction="given") == (["k_orphan"], {1})
             events = [decode(r.value) for r in read_topic(settings, settings.topic("kudos"), 2)]
             assert sorted(e.subject for e, _ in events) == sorted([first, "k_orphan"])
-            assert wait_until(lambda: rt.service.kudos.find_one({"_id": "k_orphan"})["outbox_pending"] is False)
+            assert wait_until(lambda: rt.service.repo.kudos.find_one({"_id": "k_orphan"})["outbox_pending"] is False)
     finally:
         _stop(rt)
 
@@ -466,7 +466,7 @@ def test_import_reports_bad_rows_by_line_and_imports_the_good_ones_once(admin_ap
     assert (report["imported"], report["already_imported"], report["rejected"]) == (5, 1, 8)
     again = api.as_("boss").post("/kudos/import", json={"csv": HISTORY}).json()
     assert (again["imported"], again["already_imported"], again["rejected"]) == (0, 6, 8)
-    assert api.runtime.service.kudos.count_documents({}) == 6
+    assert api.runtime.service.repo.kudos.count_documents({}) == 6
 
     # On the feeds at their own dates, after today's kudos, oldest last.
     company = api.as_("li").get("/kudos", params={"first": 10}).json()
@@ -548,16 +548,16 @@ def test_an_import_that_stopped_after_recording_its_events_is_finished_by_the_re
     service = rt.service
     try:
         assert wait_until(lambda: service.directory.get("boss") is not None, timeout=30)
-        real_insert = service.kudos.insert_many
+        real_insert = service.repo.kudos.insert_many
 
         def die(*args, **kwargs):
             raise RuntimeError("the process died here")
 
-        service.kudos.insert_many = die
+        service.repo.kudos.insert_many = die
         with pytest.raises(RuntimeError):
             service.import_history("boss", HISTORY)
-        service.kudos.insert_many = real_insert
-        assert service.kudos.count_documents({}) == 0
+        service.repo.kudos.insert_many = real_insert
+        assert service.repo.kudos.count_documents({}) == 0
     finally:
         _stop(rt)
     client, db = _kudos_db(kudos_settings)
@@ -574,10 +574,10 @@ def test_an_import_that_stopped_after_recording_its_events_is_finished_by_the_re
             assert two_lines["recipients"] == [{"id": "pia", "name": "Pía Novák"}, {"id": "li", "name": "李伟 (Li Wei)"}]
             events = [decode(r.value) for r in read_topic(settings, settings.topic("kudos"), 5)]
             assert sorted(e.id for e, _ in events) == sorted(imported_event_id(k) for k in walk(api, first=10)[0])
-            assert wait_until(lambda: rt.service.imports.find_one({})["outbox_pending"] is False)
+            assert wait_until(lambda: rt.service.repo.imports.find_one({})["outbox_pending"] is False)
             # Importing the file again stores nothing new and records no second event.
             again = api.as_("boss").post("/kudos/import", data=HISTORY, headers={"Content-Type": "text/csv"}).json()
             assert (again["imported"], again["already_imported"]) == (0, 6)
-            assert rt.service.imports.count_documents({}) == 1
+            assert rt.service.repo.imports.count_documents({}) == 1
     finally:
         _stop(rt)

@@ -19,6 +19,7 @@ from services.recognition.kudos.cards import CardStore
 from services.recognition.kudos.config import KudosSettings
 from services.recognition.kudos.feeds import FeedBuilder
 from services.recognition.kudos.handlers import KudosService
+from services.recognition.kudos.repository import KudosRepository
 from services.recognition.kudos.typeset import use_fonts
 from shared.auth import require_internal_token
 from shared.bus.consumer import ConsumerRunner
@@ -66,17 +67,18 @@ def build_runtime(settings: KudosSettings, clock: Clock | None = None) -> KudosR
     producer = EventProducer(settings, client_id=SERVICE)
     directory = Directory()
     reader = directory_reader(settings, directory, producer)
-    service = KudosService(settings=settings, directory=directory, clock=clock or clock_for(settings),
+    repo = KudosRepository()
+    service = KudosService(settings=settings, repo=repo, directory=directory, clock=clock or clock_for(settings),
                            calendar=BusinessCalendar.from_settings(settings))
-    service.feeds.prepare()  # a database from before the feeds is built in the background
-    builder = FeedBuilder(service.feeds, service.kudos, service.clock)
+    repo.feeds.prepare()  # a database from before the feeds is built in the background
+    builder = FeedBuilder(repo.feeds, repo.kudos, service.clock)
     # Imported kudos' events wait in kudos_imports, ten to a document, never added to later.
     # That collection comes first: a pass publishes each collection's notices, then its safety-
     # net search, and the search of a year of kudos (a scan on FerretDB) outlasted the client's
     # 30 s timeout on the loaded machine, failing the pass before an import's events went out.
-    relay = OutboxRelay(producer, [service.imports, service.kudos], poll_ms=settings.outbox_poll_ms,
-                        insert_only=[service.imports], on_scan=service.recover,
-                        journals=[service.imports_journal, service.kudos_journal])
+    relay = OutboxRelay(producer, [repo.imports, repo.kudos], poll_ms=settings.outbox_poll_ms,
+                        insert_only=[repo.imports], on_scan=service.recover,
+                        journals=[repo.imports_journal, repo.kudos_journal])
     service.notify, service.notify_inserted = relay.notify, relay.notify_inserted
     readiness = {**dependency_checks(settings, db), "directory": _directory_loaded(reader)}
     app = create_app(service, settings, readiness)

@@ -1,7 +1,7 @@
 """The kudos process's collections: fields and indexes (mapping only).
 
 Writes are single-document conditional updates on the underlying collections (see
-``handlers.py``): the allowance and weekly caps are counters that only move while below
+``repository.py``): the allowance and weekly caps are counters that only move while below
 their limit, so two parallel gives cannot both spend the last kudos.
 """
 
@@ -55,7 +55,7 @@ class WeeklyCapDoc(me.Document):
 
 
 class ImportBatchDoc(OutboxDocument):
-    """The ``kudos.given`` events of up to ten imported kudos (``handlers.IMPORT_BATCH``),
+    """The ``kudos.given`` events of up to ten imported kudos (``repository.IMPORT_BATCH``),
     pending until the outbox relay has published them (``handlers.import_history``). Inserted
     before the kudos themselves, so the relay clears one outbox per ten kudos and reads none
     back, and a crash leaves the events recorded: ``_id`` is ``imp:<hash of its kudos ids>``."""
