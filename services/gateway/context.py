@@ -1,8 +1,9 @@
 """What one GraphQL request knows: who is asking, the service clients, and its caches.
 
-People are looked up in batches: a list resolver primes the ids it will show (one
-``/people/lookup`` call for a feed of 50 kudos), and every ``Person`` field then reads the
-cache. Summaries (points, badges) and requests are cached for the request too.
+People are looked up in batches: a list resolver primes the ids it may show, and the first
+``Person`` field resolved looks them all up in one ``/people/lookup`` call (a feed of 50
+kudos: one call); the others read the cache. A query that selects no person (a rep's list of
+numbers and titles) makes no lookup at all. Summaries (points, badges) and requests are cached for the request too.
 
 A person's points summary (points service) and kudos allowance (kudos service) do not depend
 on their directory entry (requests service): ``me`` and ``person(id)`` ask for them at the same
@@ -30,6 +31,7 @@ class RequestContext:
     base_url: str
     read_only: bool = False  # a screen token: sees what the public sees (no private kudos)
     people: dict[str, dict | None] = field(default_factory=dict)
+    wanted: dict[str, None] = field(default_factory=dict)  # primed, not looked up yet (in order)
     summaries: dict[str, dict | Future] = field(default_factory=dict)
     allowances: dict[str, dict | Future] = field(default_factory=dict)
     support_requests: dict[str, dict | None] = field(default_factory=dict)
@@ -52,7 +54,15 @@ class RequestContext:
             self.allowances[person_id] = _PREFETCH.submit(self._allowance_call, person_id)
 
     def prime_people(self, ids: Iterable[str | None]) -> None:
-        missing = [i for i in dict.fromkeys(i for i in ids if i) if i not in self.people]
+        """Ids a list may show: looked up together when the first person is read."""
+        for person_id in ids:
+            if person_id and person_id not in self.people:
+                self.wanted[person_id] = None
+
+    def _look_up(self, ids: Iterable[str]) -> None:
+        """``ids`` and everyone primed, in one ``/people/lookup`` call per 500."""
+        missing = [i for i in dict.fromkeys([*ids, *self.wanted]) if i and i not in self.people]
+        self.wanted.clear()
         for start in range(0, len(missing), 500):
             chunk = missing[start:start + 500]
             found = self.services.requests.post("/people/lookup", self.actor_id, {"ids": chunk})["people"]
@@ -70,13 +80,14 @@ class RequestContext:
         if not person_id:
             return None
         if person_id not in self.people:
-            self.prime_people([person_id])
+            self._look_up([person_id])
         return self.people[person_id]
 
     def people_list(self, ids: Iterable[str]) -> list[dict]:
         """The people behind ``ids`` (one batched lookup), in order, skipping unknown ones."""
         ids = list(ids)
-        self.prime_people(ids)
+        if any(i not in self.people for i in ids):
+            self._look_up(ids)
         return [p for p in (self.people.get(i) for i in ids) if p]
 
     def summary(self, person_id: str) -> dict[str, Any]:

@@ -65,6 +65,10 @@ def test_queries_mutations_and_typed_user_errors(system):
     queue = pia('{ requests(filter: {department: PRICING, open: true}) { totalCount edges { cursor node { title requester { name } } } } }').json()
     assert queue["data"]["requests"]["totalCount"] == 1
     assert queue["data"]["requests"]["edges"][0]["node"]["requester"] == {"name": "Rita Okafor"}
+    # The page and one lookup of the people it names; a list that names nobody: the page alone.
+    assert queue["extensions"]["serviceCalls"] == 2
+    mine = rita('{ requests(filter: {requesterId: "%s"}) { edges { node { title status } } } }' % system["people"]["rita"]["id"]).json()
+    assert mine["data"]["requests"]["edges"][0]["node"]["status"] == "ACKNOWLEDGED" and mine["extensions"]["serviceCalls"] == 1
 
 
 def test_kudos_card_and_leaderboard_through_the_gateway(system):
