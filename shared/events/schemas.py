@@ -30,6 +30,9 @@ class PersonUpserted(EventSchema):
     title: str | None = None
     manager_id: Id | None = None
     active: bool = True
+    # "Keep me off the leaderboards" (the person's own setting): still scored, left out of
+    # everyone else's leaderboards, screens and chat channels (docs/security.md).
+    hidden: bool = False
 
 
 # --- requests (key: request id) -----------------------------------------------------------
