@@ -78,11 +78,15 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
             # New to us: only awards that came before the person (another topic) need fixing.
             week = period_key(calendar, "week", clock.now())
             moved = store.totals.find_one({"_id": f"{after.id}:{week}"}, {"_id": 1}) is not None
+            shown = after.hidden
         else:
             moved = (before.department, before.role) != (after.department, after.role)
-        if moved:
-            # Rare, and it searches totals and boards by person (scans on FerretDB): only then.
-            applier.person_changed(after, clock.now())
+            # "Keep me off the leaderboards" turned on or off: the boards of now, the period
+            # before and the one before that (movement) mark them, and their rankings follow.
+            shown = before.hidden != after.hidden
+        if moved or shown:
+            # Rare: totals by _id, a few boards by _id (conditional updates), no scan of history.
+            applier.person_changed(after, clock.now(), visibility=shown)
 
     def on_source_events(deliveries) -> None:
         scorer.score_batch([d.envelope for d in deliveries])
