@@ -17,6 +17,7 @@ from shared.auth import internal_headers
 from shared.clock import OffsetClock
 from tests.conftest import wait_until
 from tests.integration.gateway_system import GraphQL, running_system
+from tests.integration.test_live_leaderboard import _next, _subscribe
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +27,7 @@ SET = "mutation($v: Boolean!) { setLeaderboardVisibility(visible: $v) { leaderbo
 BOARD = """query($scope: Scope, $d: Department) { leaderboard(period: WEEK, scope: $scope, department: $d) {
   key totalCount me { points rank } entries { rank points person { name } } } }"""
 ME = "{ me { leaderboardVisible points rank } }"
+LIVE = "subscription { leaderboardChanged(period: WEEK) { entries { rank points person { name } } } }"
 PERSON = "query($id: ID!) { person(id: $id) { leaderboardVisible points rank } }"
 
 
@@ -48,6 +50,17 @@ def _rows(board: dict) -> list[tuple[int, str, int]]:
     return [(e["rank"], e["person"]["name"], e["points"]) for e in board["entries"]]
 
 
+def _pushed_until(ws, wanted) -> None:
+    """Read ``leaderboardChanged`` messages until one shows ``wanted`` (a notice for an earlier
+    award may come first); the points service's notice of the change is what brings it."""
+    seen = []
+    for _ in range(5):
+        seen.append(sorted(_rows(_next(ws))))
+        if seen[-1] == sorted(wanted):
+            return
+    raise AssertionError(f"never pushed {wanted}: {seen}")
+
+
 def test_a_hidden_person_is_scored_sees_their_rank_and_leaves_no_gap(fixed_system):
     system, people = fixed_system, fixed_system["people"]
     rita, jonas, mona, li = (system["as"](n) for n in ("rita", "jonas", "mona", "li"))
@@ -61,11 +74,16 @@ def test_a_hidden_person_is_scored_sees_their_rank_and_leaves_no_gap(fixed_syste
     assert wait_until(lambda: _rows(_board(rita)) == everyone, 30)
     assert li(ME).json()["data"]["me"] == {"leaderboardVisible": True, "points": 20, "rank": 2}
 
-    # Li, the middle one, keeps herself off the leaderboards.
+    # Li, the middle one, keeps herself off the leaderboards; a live board drops her at once.
+    live = _subscribe(system, "rita", LIVE)
     hidden = li(SET, {"v": False}).json()["data"]["setLeaderboardVisibility"]
     assert hidden == {"leaderboardVisible": False, "person": {"id": people["li"]["id"], "leaderboardVisible": False},
                       "errors": []}
     without_li = [(1, "Pía Novák", 30), (2, "Jonas Weiß", 10)]  # Jonas moves up: no gap
+    try:
+        _pushed_until(live, without_li)
+    finally:
+        live.close()
     assert wait_until(lambda: _rows(_board(rita)) == without_li, 30)
     assert _board(rita)["totalCount"] == 2
     assert _rows(_board(screen)) == without_li  # the office screen

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from services.recognition.directory import Directory, DirectoryPersonDoc, directory_reader
 from services.recognition.points.api import points_api
-from services.recognition.points.applied import announce_applied
+from services.recognition.points.applied import announce_applied, announce_changed_place
 from services.recognition.points.config import PointsSettings
 from services.recognition.points.insights import INSIGHTS_GROUP, INSIGHTS_TOPICS, Insights
 from services.recognition.points.applier import Applier
@@ -86,7 +86,9 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
             shown = before.hidden != after.hidden
         if moved or shown:
             # Rare: totals by _id, a few boards by _id (conditional updates), no scan of history.
-            applier.person_changed(after, clock.now(), visibility=shown)
+            changed = applier.person_changed(after, clock.now(), visibility=shown)
+            # Live leaderboards (screens, portals) read their board again now, not at the next award.
+            announce_changed_place(producer.publish_all, after.id, changed, clock)
 
     def on_source_events(deliveries) -> None:
         scorer.score_batch([d.envelope for d in deliveries])

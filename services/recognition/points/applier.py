@@ -325,14 +325,15 @@ class Applier:
                 at = period_bounds(self.calendar, period, at)[0] - timedelta(microseconds=1)
         return keys
 
-    def person_changed(self, person, now: datetime, visibility: bool = False) -> None:
+    def person_changed(self, person, now: datetime, visibility: bool = False) -> list[str]:
         """Keep a person's department, role and visibility (``h``: off everyone else's
         leaderboards) right on the boards of the current periods.
 
         ``visibility``: the person's setting changed, so the period before the previous one
-        is fixed too (the movement a screen shows beside last period's final board)."""
+        is fixed too (the movement a screen shows beside last period's final board). Returns the
+        keys of the boards it changed."""
         if not safe_key(person.id):
-            return
+            return []
         keys = self._current_keys(now)
         # The totals that scoped reads look at (this and the previous period), by _id; older
         # totals keep the department and role the person had then.
@@ -347,15 +348,18 @@ class Applier:
             change["$set"][f"{entry}.h"] = True
         else:
             change["$unset"] = {f"{entry}.h": ""}
+        changed = []
         for key in (self._current_keys(now, back=2) if visibility else keys):
             before = self.store.boards.find_one_and_update(
                 {"_id": f"board:{key}", entry: {"$exists": True},
                  "$or": [{f"{entry}.d": {"$ne": person.department}}, {f"{entry}.r": {"$ne": person.role}}, shown_wrong]},
                 change)
             if before is not None:  # moved, hidden or shown again: the ranking follows
+                changed.append(key)
                 old = before["entries"][person.id]
                 points = int(old.get("p") or 0)
                 self.ranking.apply(key, int(before.get("v") or 0) + 1, [ScoreChange(
                     person.id, points, points, person.department, person.role, old_department=old.get("d"),
                     old_role=old.get("r"), hidden=hidden, old_hidden=bool(old.get("h")))],
                     lambda key=key: self.store.boards.find_one({"_id": f"board:{key}"}) or {})
+        return changed
