@@ -23,6 +23,12 @@ merging each change into the list; a person leaving a scope (a department or rol
 shortens the list, which stays the exact best of the rest, and is refilled from the board when
 it gets short (``REFILL_BELOW``).
 
+People who keep themselves off the leaderboards (``h`` on their board entry) are in no scope:
+counts, lists and histograms hold visible people only, so the rank of any score is its rank
+among them (no gap where a hidden person would be), and a hidden person's own rank is the rank
+of their score among the visible (``ScoreChange.hidden``; hiding is a removal, showing again an
+addition).
+
 Versions: the board carries ``v``, incremented atomically with its entries by every update.
 The head remembers the version it reflects and is written last, with a filter on the version
 before; summaries remember the version that last changed them and are written only if they
