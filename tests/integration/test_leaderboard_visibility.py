@@ -17,7 +17,7 @@ from services.gateway.auth import issue_token
 from shared.auth import internal_headers
 from shared.clock import OffsetClock
 from tests.conftest import wait_until
-from tests.integration.gateway_system import GraphQL, running_system
+from tests.integration.gateway_system import PEOPLE_CSV, GraphQL, running_system
 from tests.integration.test_live_leaderboard import _next
 
 pytestmark = pytest.mark.integration
@@ -117,6 +117,18 @@ def test_a_hidden_person_is_scored_sees_their_rank_and_leaves_no_gap(fixed_syste
     assert answer["data"]["giveKudos"]["errors"] == [], answer
     assert wait_until(lambda: _board(li)["me"] == {"points": 30, "rank": 1}, 30)  # ties with Pía at 30
     assert _rows(_board(rita)) == without_li
+
+    # An admin's import or edit of the directory keeps the person's own setting.
+    admin = system["as_admin"]
+    imported = admin("mutation($csv: String!) { importPeople(csv: $csv) { updated errors { code } } }",
+                     {"csv": PEOPLE_CSV.replace("Li Wei,support,pricing,Pricing Analyst", "Li Wei,support,pricing,Senior Pricing Analyst")}).json()
+    assert imported["data"]["importPeople"]["errors"] == [], imported  # Li's new title, written in bulk
+    edited = admin("mutation($i: PersonInput!) { upsertPerson(input: $i) { person { title leaderboardVisible } errors { code } } }",
+                   {"i": {"email": "li@example.com", "name": "Li Wei", "role": "SUPPORT", "department": "PRICING",
+                          "title": "Lead Pricing Analyst"}}).json()
+    assert edited["data"]["upsertPerson"] == {"person": {"title": "Lead Pricing Analyst", "leaderboardVisible": False},
+                                              "errors": []}
+    assert li(ME).json()["data"]["me"]["leaderboardVisible"] is False
 
     # Only the person changes it: the requests service refuses anyone else, an admin included.
     for actor in ("rita", "mona"):
