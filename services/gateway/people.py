@@ -6,6 +6,7 @@ import graphene
 from graphql import FieldNode
 
 from services.gateway.calls import call_service, private, run_mutation
+from services.gateway.clients import segment
 from services.gateway.types import (
     DateTime, Department, Period, Role, UserError, connection_from_page, connection_types, enum_value,
 )
@@ -63,6 +64,9 @@ class Person(graphene.ObjectType):
                                      "their managers (up the chain) and admins; null for anyone else.")
     rush_share = graphene.Field(RushShare, description="Reps only. Only for the person, their managers (up the chain) "
                                 "and admins; null for anyone else.")
+    leaderboard_visible = graphene.Boolean(required=True, description=(
+        "False when the person keeps themselves off the leaderboards (`setLeaderboardVisibility`): still scored, "
+        "left out of everyone else's leaderboards and screens; `rank` is then null for anyone but them. Public."))
 
     def resolve_manager(root, info):
         return info.context.person(root.get("manager_id"))
@@ -78,6 +82,9 @@ class Person(graphene.ObjectType):
 
     def resolve_rush_share(root, info):
         return call_service(lambda: info.context.summary(root["id"]))["rush_share"]
+
+    def resolve_leaderboard_visible(root, info):
+        return not root.get("hidden")
 
     def resolve_kudos_allowance(root, info):
         return private(lambda: info.context.allowance(root["id"]))
@@ -98,6 +105,12 @@ class PersonInput(graphene.InputObjectType):
 
 class PersonPayload(graphene.ObjectType):
     person = graphene.Field(Person)
+    errors = graphene.List(graphene.NonNull(UserError), required=True)
+
+
+class LeaderboardVisibilityPayload(graphene.ObjectType):
+    person = graphene.Field(Person, description="The person (the caller) as changed; null with errors.")
+    leaderboard_visible = graphene.Boolean(description="The setting now; null with errors.")
     errors = graphene.List(graphene.NonNull(UserError), required=True)
 
 
@@ -186,6 +199,27 @@ class ImportPeople(graphene.Mutation):
                 "row_errors": report.get("errors", []), "errors": result["errors"]}
 
 
+class SetLeaderboardVisibility(graphene.Mutation):
+    """Keep yourself off everyone else's leaderboards and the office screens (`visible: false`), or
+    come back (`true`). For the signed-in person only; still scored, and your own `me`, `rank` and
+    `leaderboard { me }` still show your points and rank (among the people on the boards)."""
+
+    class Arguments:
+        visible = graphene.Boolean(required=True)
+
+    Output = LeaderboardVisibilityPayload
+
+    def mutate(root, info, visible):
+        ctx = info.context
+        result = run_mutation("person", lambda: ctx.services.requests.post(
+            f"/people/{segment(ctx.actor_id)}/leaderboard-visibility", ctx.actor_id, {"visible": visible}))
+        person = result["person"]
+        if person is not None:
+            ctx.people[person["id"]] = person  # the answer is the stored person: no second lookup
+        return {**result, "leaderboard_visible": None if person is None else not person.get("hidden")}
+
+
 class PeopleMutations(graphene.ObjectType):
     upsert_person = UpsertPerson.Field(required=True)
+    set_leaderboard_visibility = SetLeaderboardVisibility.Field(required=True)
     import_people = ImportPeople.Field(required=True)

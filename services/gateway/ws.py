@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from graphql import GraphQLError, OperationType, execute, get_operation_ast, parse, specified_rules
-from graphql.execution.values import get_argument_values
+from graphql.execution.values import get_argument_values, get_variable_values
 from simple_websocket import ConnectionClosed
 
 from services.gateway.auth import verify_token
@@ -226,7 +226,14 @@ class Connection:
         field_node = operation.selection_set.selections[0]
         op.root_field = field_node.name.value
         field_def = schema.graphql_schema.subscription_type.fields[op.root_field]
-        op.arguments = get_argument_values(field_def, field_node, variables)
+        # The arguments as the schema reads them: variables coerced first (``$p: Period!`` with
+        # "WEEK" is the enum value ``week``, as a literal WEEK is), or the hub would match and
+        # the refresh would read a board by the raw text ("WEEK"), and never push.
+        coerced = get_variable_values(schema.graphql_schema, operation.variable_definitions or [], variables)
+        if isinstance(coerced, list):
+            self.operations.pop(op_id, None)
+            return self._send({"id": op_id, "type": "error", "payload": [e.formatted for e in coerced]})
+        op.arguments = get_argument_values(field_def, field_node, coerced)
         if op.root_field == "requestChanged":  # the requests service says if the caller may see it
             refusal = request_changed_refusal(self._context(), op.arguments.get("id"))
             if refusal is not None:

@@ -28,7 +28,7 @@ class PeopleCopy:
     def apply(self, envelope: Envelope, data: PersonUpserted) -> None:
         person = Person(id=data.person_id, name=data.name, role=data.role.value, department=data.department.value,
                         active=data.active, manager_id=data.manager_id,
-                        hidden=bool(getattr(data, "hidden", False)))  # issue 19 adds the flag to the event
+                        hidden=data.hidden)  # off everyone else's leaderboards: named in no channel
         with self._lock:
             known = self._people.get(data.person_id)
             if known is None or known[0] <= envelope.time:

@@ -32,6 +32,7 @@ class DirectoryPersonDoc(me.Document):
     title = me.StringField()
     manager_id = me.StringField()
     active = me.BooleanField()
+    hidden = me.BooleanField()
     event_time = me.DateTimeField()
     event_id = me.StringField()
 
@@ -154,7 +155,7 @@ def _person(doc: dict) -> DirectoryPerson:
     return DirectoryPerson(
         id=doc["_id"], name=doc.get("name") or "?", email=doc.get("email") or "", role=doc.get("role") or "",
         department=doc.get("department") or "", active=bool(doc.get("active")), title=doc.get("title"),
-        manager_id=doc.get("manager_id"),
+        manager_id=doc.get("manager_id"), hidden=bool(doc.get("hidden")),
     )
 
 

@@ -17,8 +17,9 @@ class DirectoryPerson:
     active: bool
     title: str | None = None
     manager_id: str | None = None
+    hidden: bool = False  # "keep me off the leaderboards": scored, left out of everyone else's boards
 
     def as_record(self) -> dict:
         """The person as the requests service's API shows them (the gateway's ``Person``)."""
         return {"id": self.id, "email": self.email, "name": self.name, "role": self.role, "department": self.department,
-                "title": self.title, "manager_id": self.manager_id, "active": self.active}
+                "title": self.title, "manager_id": self.manager_id, "active": self.active, "hidden": self.hidden}

@@ -118,6 +118,13 @@ def deactivate_person(person_id: str):
     return jsonify(person_json(_service().deactivate_person(_actor(), person_id)))
 
 
+@people_api.post("/people/<person_id>/leaderboard-visibility")
+def set_leaderboard_visibility(person_id: str):
+    """The person's own "keep me off the leaderboards" setting (``{"visible": bool}``); only
+    the person themselves may change it (``403 own_setting_only`` for anyone else)."""
+    return jsonify(person_json(_service().set_leaderboard_visibility(_actor(), person_id, json_body().get("visible"))))
+
+
 @people_api.post("/people/admin")
 def ensure_admin():
     """The configured admin (created on an empty directory): for tools holding the internal

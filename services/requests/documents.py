@@ -22,6 +22,7 @@ class PersonDoc(OutboxDocument):
     title = me.StringField()
     manager_id = me.StringField()
     active = me.BooleanField(default=True)
+    hidden = me.BooleanField(default=False)  # "keep me off the leaderboards"
     created_at = me.DateTimeField()
     updated_at = me.DateTimeField()
     version = me.IntField(default=0)

@@ -75,6 +75,7 @@ class Person:
     title: str | None = None
     manager_id: str | None = None
     active: bool = True
+    hidden: bool = False  # off everyone else's leaderboards: the person's own setting, not an admin's
 
     @property
     def is_admin(self) -> bool:

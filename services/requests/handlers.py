@@ -117,8 +117,31 @@ class RequestsService:
             raise BadInput("deactivate_self", "an admin cannot deactivate themselves", field="id")
         return self._upsert_person({**_person_fields(person), "active": False})[0]
 
+    def set_leaderboard_visibility(self, actor_id: str | None, person_id: str, visible: Any) -> Person:
+        """A person keeps themselves off (or puts themselves back on) everyone else's leaderboards.
+
+        Only the person themselves: not their manager, not an admin (it is their choice). The
+        change goes out as ``person.upserted`` with ``hidden`` in the same write (the outbox)."""
+        actor = self.actor(actor_id)
+        if person_id != actor.id:
+            raise Forbidden("own_setting_only", "only the person themselves can change their leaderboard visibility")
+        if not isinstance(visible, bool):
+            raise BadInput("invalid_visible", "visible must be true or false", field="visible")
+        for _ in range(SAVE_ATTEMPTS):
+            existing = self.repo.person(actor.id)
+            if existing is None:
+                raise NotFound("person_not_found", f"no person {person_id!r}")
+            person = replace(existing, hidden=not visible)
+            if person == existing:
+                return person
+            version = self.repo.person_version(existing.id)
+            if self.repo.update_person(person, version, self.clock.now(), [self._person_event(person)]):
+                self.notify(self.repo.people, person.id)
+                return person
+        raise Conflict("concurrent_change", "the person changed while saving; try again")
+
     def _person_event(self, person: Person) -> Envelope:
-        data = {"person_id": person.id, **{k: getattr(person, k) for k in ("email", "name", "role", "department", "title", "manager_id", "active")}}
+        data = {"person_id": person.id, **{k: getattr(person, k) for k in ("email", "name", "role", "department", "title", "manager_id", "active", "hidden")}}
         return build_event("person.upserted", person.id, data, source=SOURCE, clock=self.clock)
 
     def ensure_admin(self, email: str) -> Person:
@@ -487,7 +510,9 @@ def import_csv(service: RequestsService, text: str) -> dict[str, Any]:
                                "message": "a person cannot be their own manager"})
             else:
                 manager_id = manager_id_found
-        people.append((line, Person(id=ids[fields["email"]], **{**fields, "manager_id": manager_id}), existing))
+        # The import never changes a person's own setting (hidden): it keeps what is stored.
+        people.append((line, Person(id=ids[fields["email"]], **{**fields, "manager_id": manager_id},
+                                    hidden=existing.hidden if existing else False), existing))
     report = service.bulk_upsert_people(people, versions)
     errors.extend(report.pop("errors"))
     errors.sort(key=lambda e: e["line"])

@@ -26,7 +26,8 @@ def _aware(value: Any) -> Any:
 
 
 def person_from_doc(doc: dict) -> Person:
-    return Person(id=doc["_id"], **{name: doc.get(name) for name in _PERSON_FIELDS})
+    person = Person(id=doc["_id"], **{name: doc.get(name) for name in _PERSON_FIELDS})
+    return replace(person, hidden=bool(person.hidden))  # documents from before the setting lack it
 
 
 def person_to_doc(person: Person) -> dict:

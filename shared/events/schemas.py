@@ -30,6 +30,9 @@ class PersonUpserted(EventSchema):
     title: str | None = None
     manager_id: Id | None = None
     active: bool = True
+    # "Keep me off the leaderboards" (the person's own setting): still scored, left out of
+    # everyone else's leaderboards, screens and chat channels (docs/security.md).
+    hidden: bool = False
 
 
 # --- requests (key: request id) -----------------------------------------------------------
@@ -206,7 +209,9 @@ class PointsApplied(EventSchema):
 
     person_ids: list[Id] = Field(min_length=1, max_length=APPLIED_MAX_PEOPLE)  # whose points changed
     period_keys: list[str] = Field(min_length=1)  # the boards they changed: "2026-W48", "2026-11", "2026-Q4", "all"
-    awards: int = Field(ge=1)  # awards with points among them
+    # Awards with points among them; 0: no award, the people's place on those boards changed
+    # (a department or role move, "keep me off the leaderboards" turned on or off).
+    awards: int = Field(ge=0)
 
 
 @event_type("badge.awarded", topic="badges")

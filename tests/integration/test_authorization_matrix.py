@@ -44,7 +44,8 @@ TYPES = {
     "ValueCount": "team",
 }
 PRIVATE_PERSON_FIELDS = {"kudosAllowance", "rushShare"}
-PUBLIC_PERSON_FIELDS = {"id", "name", "email", "role", "department", "title", "active", "manager", "points", "rank", "badges"}
+PUBLIC_PERSON_FIELDS = {"id", "name", "email", "role", "department", "title", "active", "manager", "points", "rank", "badges",
+                        "leaderboardVisible"}
 
 
 def _named(type_):
@@ -134,7 +135,8 @@ CHECKS = {
         ("query($r: ID!) { person(id: $r) { rushShare { requests } } }", lambda d, w: d["person"]["rushShare"] is not None),
     ],
     "public": [
-        ("query($r: ID!) { person(id: $r) { name points rank badges { name } } }", lambda d, w: d["person"]["name"] == "Rita Okafor"),
+        ("query($r: ID!) { person(id: $r) { name points rank badges { name } leaderboardVisible } }",
+         lambda d, w: d["person"]["name"] == "Rita Okafor" and d["person"]["leaderboardVisible"] is True),
         ("{ people(first: 5) { totalCount } }", lambda d, w: d["people"]["totalCount"] > 0),
         ("{ leaderboard(period: WEEK) { key } badgeDefinitions { name } }", lambda d, w: bool(d["badgeDefinitions"])),
         ("{ companyValues }", lambda d, w: "teamwork" in d["companyValues"]),

@@ -182,7 +182,8 @@ def test_leaderboard_ranks_moves_scopes_and_my_rank(producer, runtime, settings)
         # each entry carries the person from the directory copy: the gateway needs no second call
         name, role, department = PEOPLE["rita"]
         assert answer["entries"][0]["person"] == {"id": "rita", "email": "rita@example.com", "name": name, "role": role,
-                                                  "department": department, "title": None, "manager_id": None, "active": True}
+                                                  "department": department, "title": None, "manager_id": None, "active": True,
+                                                  "hidden": False}
         assert [e["person"]["id"] for e in answer["entries"]] == [e["person_id"] for e in answer["entries"]]
         assert api.get("/leaderboard", params={"period": "fortnight"}).json()["error"]["code"] == "invalid_period"
         summary = api.as_("rita").get("/people/rita/summary").json()

@@ -333,6 +333,18 @@ def test_the_portal_plays_the_internal_selling_story(demo_system, settings, stac
         assert "Pía Novák" in rita.text("h1")
         rita.check("profile")
 
+        # -- Pía keeps herself off the leaderboards from her own profile, then comes back -----
+        rita.go("#/leaderboards?period=WEEK&scope=COMPANY", "Leaderboards")
+        pia.go("#/people/" + people["pia"]["id"], "Profile")
+        assert pia.js("document.getElementById('f-hidden').checked") is False
+        pia.click("#f-hidden")
+        pia.wait("document.getElementById('hidden-state').textContent.includes('off the leaderboards')")
+        pia.check("profile-hidden")
+        rita.wait("!document.getElementById('board').innerText.includes('Pía Novák')", timeout=30)  # pushed live
+        pia.click("#f-hidden")
+        pia.wait("document.getElementById('hidden-state').textContent === ''")
+        rita.wait("document.getElementById('board').innerText.includes('Pía Novák')", timeout=30)
+
     # The requests service has the story as the pages told it.
     final = gql(token["rita"], "query($id: ID!) { request(id: $id) { status outcome briefComplete } }",
                 {"id": request_hash.rsplit("/", 1)[1]})["data"]["request"]

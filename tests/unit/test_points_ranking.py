@@ -147,13 +147,27 @@ class Board:
                 new_d, new_r = self.rng.choice(DEPARTMENTS), self.rng.choice(ROLES)
             elif gain == 0:
                 gain = 1
-            self.entries[pid] = {"p": e["p"] + gain, "d": new_d, "r": new_r}
-            changes[pid] = ScoreChange(pid, old[0], e["p"] + gain, new_d, new_r, old_department=old[1], old_role=old[2])
+            hidden = bool(e.get("h"))
+            self.entries[pid] = {"p": e["p"] + gain, "d": new_d, "r": new_r, **({"h": True} if hidden else {})}
+            changes[pid] = ScoreChange(pid, old[0], e["p"] + gain, new_d, new_r, old_department=old[1], old_role=old[2],
+                                       hidden=hidden)
         self.v += 1
         return list(changes.values())
 
+    def show(self, pid: str, visible: bool) -> list[ScoreChange]:
+        """One board version: a person keeps themselves off the leaderboards, or comes back
+        (``applier.person_changed``)."""
+        e = self.entries[pid]
+        was = bool(e.pop("h", False))
+        if not visible:
+            e["h"] = True
+        self.v += 1
+        return [ScoreChange(pid, e["p"], e["p"], e["d"], e["r"], hidden=not visible, old_hidden=was)]
+
     def rows(self, sid: str) -> list[tuple[str, int, str | None, str | None]]:
-        rows = [(pid, e["p"], e["d"], e["r"]) for pid, e in self.entries.items() if e["p"] > 0 and sid in rk.scopes_of(e["d"], e["r"])]
+        """A scope's people best first, those off the leaderboards (``h``) left out."""
+        rows = [(pid, e["p"], e["d"], e["r"]) for pid, e in self.entries.items()
+                if e["p"] > 0 and not e.get("h") and sid in rk.scopes_of(e["d"], e["r"])]
         return sorted(rows, key=lambda r: (-r[1], r[0]))
 
 
@@ -346,3 +360,53 @@ def test_score_change_defaults_to_no_move():
     assert (change.old_department, change.old_role) == ("sales", "rep")
     moved = ScoreChange("p1", 5, 5, "sales", "rep", old_department="legal", old_role=None)
     assert (moved.old_department, moved.old_role) == ("legal", None)
+
+
+def test_a_hidden_person_leaves_no_gap_and_comes_back_with_the_right_rank():
+    board, ranking = Board(random.Random(1)), Ranking(MemoryCollection())
+    board.entries = {"ann": {"p": 30, "d": "sales", "r": "rep"}, "bob": {"p": 20, "d": "sales", "r": "rep"},
+                     "cat": {"p": 10, "d": "sales", "r": "rep"}}
+    board.v = 1
+    ranking.rebuild("k", board.doc())
+    assert [ranking.rank("k", "company", None, p) for p in (30, 20, 10)] == [1, 2, 3]
+
+    ranking.apply("k", board.v + 1, board.show("bob", visible=False), board.doc)  # bob keeps himself off
+    view = ranking.view("k", "company", None)
+    assert view.top(10) == [("ann", 30, "sales", "rep"), ("cat", 10, "sales", "rep")] and view.count == 2
+    assert view.rank(30) == 1 and view.rank(10) == 2  # cat moves up: no gap
+    assert view.rank(20) == 2  # bob's own rank, among the visible people (what he sees himself)
+    assert ranking.top("k", "department", "sales", 10) == [("ann", 30, "sales", "rep"), ("cat", 10, "sales", "rep")]
+    check(ranking, board)
+
+    # Hidden, bob goes on earning: still off every list, his points still counted for himself.
+    board.entries["bob"]["p"] = 40
+    board.v += 1
+    ranking.apply("k", board.v, [ScoreChange("bob", 20, 40, "sales", "rep", hidden=True)], board.doc)
+    assert ranking.view("k", "company", None).top(10) == [("ann", 30, "sales", "rep"), ("cat", 10, "sales", "rep")]
+    assert ranking.rank("k", "company", None, 40) == 1
+    check(ranking, board)
+
+    ranking.apply("k", board.v + 1, board.show("bob", visible=True), board.doc)  # back, at his rank
+    assert [e[0] for e in ranking.view("k", "company", None).top(10)] == ["bob", "ann", "cat"]
+    assert [ranking.rank("k", "company", None, p) for p in (40, 30, 10)] == [1, 2, 3]
+    check(ranking, board)
+    # A rebuild from the board (a repair, a new generation) leaves the hidden out the same way.
+    board.show("ann", visible=False)
+    ranking.rebuild("k", board.doc())
+    check(ranking, board)
+    assert ranking.count("k", "company", None) == 2
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_people_hiding_and_coming_back_equal_a_sort_of_the_visible(small, seed):
+    rng = random.Random(100 + seed)
+    board, ranking = Board(rng), Ranking(MemoryCollection(), wait_behind_s=0.01)
+    people = rng.choice([8, 30])
+    for _ in range(80):
+        if board.entries and rng.random() < 0.25:
+            pid = rng.choice(sorted(board.entries))
+            changes = board.show(pid, visible=bool(board.entries[pid].get("h")))
+        else:
+            changes = board.update(people, moves=0.1)
+        ranking.apply("k", board.v, changes, board.doc)
+        check(ranking, board)

@@ -24,13 +24,15 @@ def _known_actor():
 @points_api.get("/leaderboard")
 def leaderboard():
     """A page of the board; each entry carries its ``person`` from the directory copy (null
-    if unknown here), so a caller showing names needs no second call."""
+    if unknown here), so a caller showing names needs no second call. People who keep
+    themselves off the leaderboards are on no page and in no rank; their own ``me`` is
+    answered to them alone (not to a screen, not to another caller naming them)."""
     args = request.args
     queries = _queries()
     board = queries.leaderboard(
         period=args.get("period", "week"), scope=args.get("scope", "company"), department=args.get("department"),
         role=args.get("role"), first=args.get("first", 10), after=args.get("after"), me=args.get("me") or g.get("actor_id"),
-        previous_period=args.get("previous") == "true",
+        previous_period=args.get("previous") == "true", viewer=None if reads_as_public() else g.actor.id,
     )
     people = queries.directory.many(e["person_id"] for e in board["entries"])
     for entry in board["entries"]:
@@ -42,9 +44,10 @@ def leaderboard():
 @points_api.get("/people/<person_id>/summary")
 def summary(person_id: str):
     """Points, ranks and badges (everyone's to see); the rush share only for the person, their
-    managers up the chain and admins (null for anyone else)."""
+    managers up the chain and admins (null for anyone else); the ranks of a person who keeps
+    themselves off the leaderboards only for them (null for anyone else, a screen included)."""
     queries = _queries()
-    result = queries.summary(person_id)
+    result = queries.summary(person_id, viewer=None if reads_as_public() else g.actor.id)
     if result.get("rush_share") is not None and (reads_as_public() or not sees_private(g.actor, person_id, queries.directory.get)):
         result = {**result, "rush_share": None}
     return jsonify(result)

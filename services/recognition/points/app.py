@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from services.recognition.directory import Directory, DirectoryPersonDoc, directory_reader
 from services.recognition.points.api import points_api
-from services.recognition.points.applied import announce_applied
+from services.recognition.points.applied import announce_applied, announce_changed_place
 from services.recognition.points.config import PointsSettings
 from services.recognition.points import insights as insights_model
 from services.recognition.points.insights import INSIGHTS_GROUP, INSIGHTS_TOPICS, Insights
@@ -79,11 +79,17 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
             # New to us: only awards that came before the person (another topic) need fixing.
             week = period_key(calendar, "week", clock.now())
             moved = store.totals.find_one({"_id": f"{after.id}:{week}"}, {"_id": 1}) is not None
+            shown = after.hidden
         else:
             moved = (before.department, before.role) != (after.department, after.role)
-        if moved:
-            # Rare, and it searches totals and boards by person (scans on FerretDB): only then.
-            applier.person_changed(after, clock.now())
+            # "Keep me off the leaderboards" turned on or off: the boards of now, the period
+            # before and the one before that (movement) mark them, and their rankings follow.
+            shown = before.hidden != after.hidden
+        if moved or shown:
+            # Rare: totals by _id, a few boards by _id (conditional updates), no scan of history.
+            changed = applier.person_changed(after, clock.now(), visibility=shown)
+            # Live leaderboards (screens, portals) read their board again now, not at the next award.
+            announce_changed_place(producer.publish_all, after.id, changed, clock)
 
     def on_source_events(deliveries) -> None:
         scorer.score_batch([d.envelope for d in deliveries])

@@ -66,3 +66,18 @@ def announce_applied(publish, awards: Iterable[PointsAwarded], calendar: Busines
         log.error("points.applied not sent: live leaderboards refresh on the next award", extra={"error": repr(exc)})
     except InvalidEvent as exc:
         log.error("points.applied not built: live leaderboards refresh on the next award", extra={"error": str(exc)})
+
+
+def announce_changed_place(publish, person_id: str, keys: list[str], clock: Clock) -> None:
+    """Tell the live leaderboards that a person's place on these boards changed without an
+    award (a department or role move, "keep me off the leaderboards" turned on or off): a
+    notice with ``awards: 0``, so screens drop or show them at once. Best effort: a notice not
+    sent is logged; the boards then refresh on the next award (the change itself is written)."""
+    if not keys:
+        return
+    try:
+        publish([build_event("points.applied", SUBJECT, {"person_ids": [person_id], "period_keys": sorted(keys), "awards": 0},
+                             source=SOURCE, clock=clock)])
+    except (KafkaError, InvalidEvent) as exc:
+        log.error("points.applied not sent for a person's change: live leaderboards refresh on the next award",
+                  extra={"error": repr(exc)})

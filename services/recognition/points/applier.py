@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from pymongo import ReturnDocument, UpdateOne
@@ -24,7 +24,7 @@ from services.recognition.points.badges import advance_progress, award_badges
 from services.recognition.points.ranking import Ranking, ScoreChange
 from services.recognition.points.rules import RuleSet
 from services.recognition.points.store import Store, as_document, ledger_list, safe_key, shown_in_ledger
-from shared.calendar import PERIODS, BusinessCalendar, period_key, previous_period_key
+from shared.calendar import PERIODS, BusinessCalendar, period_bounds, period_key, previous_period_key
 from shared.clock import Clock, utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new
 from shared.events.schemas import PointsAwarded
@@ -191,12 +191,14 @@ class Applier:
         for item in items:
             pid, person = item.award.person_id, people.get(item.award.person_id)
             fields = {"person_id": pid, "department": person.department if person else None, "role": person.role if person else None}
+            # On the boards only: whether the person keeps themselves off the leaderboards (``h``).
+            on_board = {**fields, "hidden": bool(person.hidden) if person else False}
             for period in PERIODS:
                 key = period_key(self.calendar, period, item.at)
                 if key in readable[period] or item.at > now:
                     totals.setdefault(f"{pid}:{key}", _Sum({**fields, "key": key})).add(item, pid)
                 if safe_key(pid):  # never let an id become a field path in the board documents
-                    boards.setdefault(f"board:{key}", _Sum({})).add(item, pid, fields)
+                    boards.setdefault(f"board:{key}", _Sum({})).add(item, pid, on_board)
         _apply_sums(self.store.totals, totals, self._totals_update)
         # The board of each period (everyone's points in one document), then the ranking read
         # model beside it, which leaderboards read (ranking.py): weeks first, the live screens'
@@ -223,7 +225,7 @@ class Applier:
         if not todo:
             return  # applied before the crash that replays it
         offsets = {i.partition: i.offset for i in sorted(todo, key=lambda i: i.offset)}  # the last per partition
-        update = self._board_update(board, todo)
+        update = self._board_update(board, todo, before.get("entries") or {})
         update["$inc"]["v"] = 1
         update["$set"].update({f"applied.{partition}": offset for partition, offset in offsets.items()})
         if before:
@@ -239,6 +241,10 @@ class Applier:
                     old, fields = entries.get(pid) or {}, board.people[pid]
                     entries[pid] = {**old, "p": int(old.get("p") or 0) + update["$inc"][f"entries.{pid}.p"],
                                     "d": fields["department"], "r": fields["role"]}
+                    if f"entries.{pid}.h" in update["$set"]:
+                        entries[pid]["h"] = True
+                    elif f"entries.{pid}.h" in update.get("$unset", {}):
+                        entries[pid].pop("h", None)
                 write = {"$set": {"entries": entries, **{k: v for k, v in update["$set"].items() if k.startswith("applied.")}},
                          "$inc": {"v": 1}}
             exact = self.store.boards.update_one({"_id": doc_id, "v": before.get("v")}, write).matched_count == 1
@@ -255,8 +261,11 @@ class Applier:
         for pid in dict.fromkeys(i.award.person_id for i in todo):
             old = entries.get(pid) or {}
             fields = board.people[pid]
+            # Hidden after the write: set by it, or left as it was (unless the write removed it).
+            hidden = f"entries.{pid}.h" in update["$set"] or (bool(old.get("h")) and f"entries.{pid}.h" not in update.get("$unset", {}))
             changes.append(ScoreChange(pid, int(old.get("p") or 0), int(old.get("p") or 0) + update["$inc"][f"entries.{pid}.p"],
-                                       fields["department"], fields["role"], old_department=old.get("d"), old_role=old.get("r")))
+                                       fields["department"], fields["role"], old_department=old.get("d"), old_role=old.get("r"),
+                                       hidden=hidden, old_hidden=bool(old.get("h"))))
 
         after: dict | None = None
         if exact:
@@ -265,7 +274,8 @@ class Applier:
             after = {**before, "_id": doc_id, "entries": entries, "applied": {**applied, **offsets},
                      "v": int(before.get("v") or 0) + 1}
             for change in changes:
-                entries[change.person_id] = {"p": change.new, "d": change.department, "r": change.role}
+                entries[change.person_id] = {"p": change.new, "d": change.department, "r": change.role,
+                                             **({"h": True} if change.hidden else {})}
             self._remember_board(doc_id, after)
 
         def board_after() -> dict:
@@ -283,36 +293,73 @@ class Applier:
         return {"$inc": {"points": sum(i.award.points for i in items)}, "$set": dict(total.fields)}
 
     @staticmethod
-    def _board_update(board: "_Sum", items: list["_Item"]) -> dict:
+    def _board_update(board: "_Sum", items: list["_Item"], before: dict[str, dict]) -> dict:
+        """The batch's points on a board, with each person's department, role and, only for
+        people who keep themselves off the leaderboards, ``h`` (removed when it is there and
+        they are visible again: ``before``, the entries as read)."""
         inc: dict[str, int] = {}
         sets: dict[str, Any] = {}
+        unsets: dict[str, str] = {}
         for item in items:
             pid = item.award.person_id
             inc[f"entries.{pid}.p"] = inc.get(f"entries.{pid}.p", 0) + item.award.points
             fields = board.people[pid]
             sets[f"entries.{pid}.d"], sets[f"entries.{pid}.r"] = fields["department"], fields["role"]
-        return {"$inc": inc, "$set": sets}
+            if fields.get("hidden"):
+                sets[f"entries.{pid}.h"] = True
+            elif (before.get(pid) or {}).get("h"):
+                unsets[f"entries.{pid}.h"] = ""
+        return {"$inc": inc, "$set": sets, **({"$unset": unsets} if unsets else {})}
 
-    def person_changed(self, person, now: datetime) -> None:
-        """Keep a person's department and role right on the boards of the current periods."""
+    def _current_keys(self, now: datetime, back: int = 1) -> list[str]:
+        """The period keys of now and ``back`` periods before it, for every period."""
+        keys: list[str] = []
+        for period in PERIODS:
+            key, at = period_key(self.calendar, period, now), now
+            keys.append(key)
+            for _ in range(back):
+                previous = previous_period_key(self.calendar, period, at)
+                if previous is None or previous in keys:
+                    break
+                keys.append(previous)
+                at = period_bounds(self.calendar, period, at)[0] - timedelta(microseconds=1)
+        return keys
+
+    def person_changed(self, person, now: datetime, visibility: bool = False) -> list[str]:
+        """Keep a person's department, role and visibility (``h``: off everyone else's
+        leaderboards) right on the boards of the current periods.
+
+        ``visibility``: the person's setting changed, so the period before the previous one
+        is fixed too (the movement a screen shows beside last period's final board). Returns the
+        keys of the boards it changed."""
         if not safe_key(person.id):
-            return
-        keys = [key for period in PERIODS
-                for key in {period_key(self.calendar, period, now), previous_period_key(self.calendar, period, now)} - {None}]
+            return []
+        keys = self._current_keys(now)
         # The totals that scoped reads look at (this and the previous period), by _id; older
         # totals keep the department and role the person had then.
         self.store.totals.update_many({"_id": {"$in": [f"{person.id}:{key}" for key in keys]}},
                                       {"$set": {"department": person.department, "role": person.role}})
         entry = f"entries.{person.id}"
-        for period in PERIODS:
-            for key in {period_key(self.calendar, period, now), previous_period_key(self.calendar, period, now)} - {None}:
-                before = self.store.boards.find_one_and_update(
-                    {"_id": f"board:{key}", entry: {"$exists": True},
-                     "$or": [{f"{entry}.d": {"$ne": person.department}}, {f"{entry}.r": {"$ne": person.role}}]},
-                    {"$set": {f"{entry}.d": person.department, f"{entry}.r": person.role}, "$inc": {"v": 1}})
-                if before is not None:  # moved: the ranking moves them too
-                    old = before["entries"][person.id]
-                    points = int(old.get("p") or 0)
-                    self.ranking.apply(key, int(before.get("v") or 0) + 1, [ScoreChange(
-                        person.id, points, points, person.department, person.role, old_department=old.get("d"),
-                        old_role=old.get("r"))], lambda key=key: self.store.boards.find_one({"_id": f"board:{key}"}) or {})
+        hidden = bool(getattr(person, "hidden", False))
+        # Hidden: ``h`` is true; visible: it is absent (boards of visible people carry nothing more).
+        shown_wrong = {f"{entry}.h": {"$ne": True}} if hidden else {f"{entry}.h": {"$exists": True}}
+        change: dict[str, Any] = {"$set": {f"{entry}.d": person.department, f"{entry}.r": person.role}, "$inc": {"v": 1}}
+        if hidden:
+            change["$set"][f"{entry}.h"] = True
+        else:
+            change["$unset"] = {f"{entry}.h": ""}
+        changed = []
+        for key in (self._current_keys(now, back=2) if visibility else keys):
+            before = self.store.boards.find_one_and_update(
+                {"_id": f"board:{key}", entry: {"$exists": True},
+                 "$or": [{f"{entry}.d": {"$ne": person.department}}, {f"{entry}.r": {"$ne": person.role}}, shown_wrong]},
+                change)
+            if before is not None:  # moved, hidden or shown again: the ranking follows
+                changed.append(key)
+                old = before["entries"][person.id]
+                points = int(old.get("p") or 0)
+                self.ranking.apply(key, int(before.get("v") or 0) + 1, [ScoreChange(
+                    person.id, points, points, person.department, person.role, old_department=old.get("d"),
+                    old_role=old.get("r"), hidden=hidden, old_hidden=bool(old.get("h")))],
+                    lambda key=key: self.store.boards.find_one({"_id": f"board:{key}"}) or {})
+        return changed

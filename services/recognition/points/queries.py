@@ -91,15 +91,16 @@ class PointsQueries:
             raise BadInput("invalid_period", f"period must be one of {', '.join(PERIODS)}", field="period")
         return period
 
-    def board(self, key: str | None, scope_filter: dict) -> list[tuple[str, int, dict]]:
-        """Everyone with points in a period (and scope), best first: (person, points, entry)."""
+    def board(self, key: str | None, scope_filter: dict, also: str | None = None) -> list[tuple[str, int, dict]]:
+        """Everyone with points in a period (and scope), best first: (person, points, entry);
+        people who keep themselves off the leaderboards (``h``) left out, but for ``also``."""
         if key is None:
             return []
         doc = self.store.boards.find_one({"_id": f"board:{key}"}) or {}
         department, role = scope_filter.get("department"), scope_filter.get("role")
         rows = [(pid, int(e.get("p") or 0), e) for pid, e in (doc.get("entries") or {}).items()
                 if (e.get("p") or 0) > 0 and (department is None or e.get("d") == department)
-                and (role is None or e.get("r") == role)]
+                and (role is None or e.get("r") == role) and (not e.get("h") or pid == also)]
         rows.sort(key=lambda row: (-row[1], row[0]))
         return rows
 
@@ -113,21 +114,36 @@ class PointsQueries:
             ranks[pid] = previous_rank
         return ranks
 
+    @staticmethod
+    def _mine_from_rows(rows: list[tuple[str, int, dict]], person_id: str) -> tuple[int, int | None]:
+        """A person's points and rank on a board's rows, among the visible people (the person
+        may be hidden: a hidden person's rank is 1 + the visible people with more)."""
+        mine = next((pts for pid, pts, _ in rows if pid == person_id), 0)
+        above = sum(1 for pid, pts, e in rows if pts > mine and not e.get("h"))
+        return mine, (1 + above) if mine else None
+
+    def hidden(self, person_id: str | None) -> bool:
+        """The person keeps themselves off the leaderboards (the directory copy says so)."""
+        person = self.directory.get(person_id) if person_id else None
+        return bool(person is not None and person.hidden)
+
     def rank_of(self, key: str, scope_filter: dict, person_id: str) -> int | None:
-        """A person's rank in a period and scope; None without points there."""
+        """A person's rank in a period and scope, among the people on the leaderboards (and
+        themselves, if they are hidden); None without points there."""
         scope, value = _scope_of(scope_filter)
         view = self.ranking.view(key, scope, value)
         if view is None:
-            return self.ranks(self.board(key, scope_filter)).get(person_id)
-        points = self._points(person_id, key, scope_filter, view)
+            return self._mine_from_rows(self.board(key, scope_filter, also=person_id), person_id)[1]
+        points = self._points(person_id, key, scope_filter, view, hidden=self.hidden(person_id))
         return view.rank(points) if points else None
 
-    def _points(self, person_id: str, key: str, scope_filter: dict, view: RankingView) -> int:
-        """A person's points in a period if they are in the scope (as the board has them), else 0."""
+    def _points(self, person_id: str, key: str, scope_filter: dict, view: RankingView, hidden: bool = False) -> int:
+        """A person's points in a period if they are in the scope (as the board has them), else 0.
+        ``hidden``: the person is in no summary of the ranking; their totals say."""
         entry = view.entry(person_id)
         if entry is not None:
             return entry[1]
-        if view.state.complete or not safe_key(person_id):
+        if (view.state.complete and not hidden) or not safe_key(person_id):
             return 0  # everyone in the scope is in the list; and an unsafe id is on no board
         doc = self.store.totals.find_one({"_id": f"{person_id}:{key}"}) or {}
         if any(doc.get(field) != wanted for field, wanted in scope_filter.items()):
@@ -136,9 +152,19 @@ class PointsQueries:
 
     def leaderboard(self, period: str, scope: str = "company", department: str | None = None, role: str | None = None,
                     first: Any = 10, after: str | None = None, me: str | None = None, at: datetime | None = None,
-                    previous_period: bool = False) -> dict[str, Any]:
+                    previous_period: bool = False, viewer: Any = "me") -> dict[str, Any]:
         """The board of the period containing ``at`` (default now), or, with ``previous_period``,
-        the final board of the period before it (what a screen shows while this one is empty)."""
+        the final board of the period before it (what a screen shows while this one is empty).
+
+        People who keep themselves off the leaderboards are on no board and counted in no rank
+        (the ranking leaves them out: no gap). ``me`` of such a person is answered only to
+        ``viewer`` (the caller; by default ``me`` themselves): their points and their rank
+        among the visible people; to anyone else ``me`` is null."""
+        if viewer == "me":
+            viewer = me
+        hidden_me = bool(me) and self.hidden(me)
+        if hidden_me and me != viewer:
+            me = None  # not theirs to see
         period = self._period(period)
         scope_filter = self._scope_filter(scope, department, role)
         now = at or self.clock.now()
@@ -154,14 +180,15 @@ class PointsQueries:
         view = self.ranking.view(key, scope, value)
         ranked = self._ranked_page(view, size, cursor) if view is not None else None
         if ranked is None:
-            return self._leaderboard_from_board(period, scope, department, role, key, previous, size, cursor, me, scope_filter)
+            return self._leaderboard_from_board(period, scope, department, role, key, previous, size, cursor, me, scope_filter,
+                                                hidden_me)
         page, ranks, has_next = ranked
         previous_view = self.ranking.view(previous, scope, value) if previous else None
         previous_ranks = (self._previous_ranks(previous, scope_filter, previous_view, [row[0] for row in page])
                           if previous else {})
         result = self._answer(period, scope, department, role, key, previous, page, ranks, previous_ranks, has_next, view.count)
         if me:
-            mine = self._points(me, key, scope_filter, view)
+            mine = self._points(me, key, scope_filter, view, hidden=hidden_me)
             result["me"] = {"person_id": me, "points": mine, "rank": view.rank(mine) if mine else None}
         return result
 
@@ -220,9 +247,12 @@ class PointsQueries:
             "me": None,
         }
 
-    def _leaderboard_from_board(self, period, scope, department, role, key, previous, size, cursor, me, scope_filter) -> dict[str, Any]:
+    def _leaderboard_from_board(self, period, scope, department, role, key, previous, size, cursor, me, scope_filter,
+                                hidden_me: bool = False) -> dict[str, Any]:
         """The same answer from the period's board: for pages beyond the top lists."""
-        rows = self.board(key, scope_filter)
+        rows = self.board(key, scope_filter, also=me if hidden_me else None)
+        mine = self._mine_from_rows(rows, me) if me else None
+        rows = [row for row in rows if not row[2].get("h")]  # a hidden ``me`` is on no page
         ranks = self.ranks(rows)
         start = 0
         if cursor is not None:
@@ -234,19 +264,25 @@ class PointsQueries:
         result = self._answer(period, scope, department, role, key, previous, page, ranks, previous_ranks,
                               start + size < len(rows), len(rows))
         if me:
-            mine = next((pts for pid, pts, _ in rows if pid == me), 0)
-            result["me"] = {"person_id": me, "points": mine, "rank": ranks.get(me)}
+            result["me"] = {"person_id": me, "points": mine[0], "rank": mine[1]}
         return result
 
     # -- a person -------------------------------------------------------------------------------
 
-    def summary(self, person_id: str) -> dict[str, Any]:
+    def summary(self, person_id: str, viewer: str | None = "self") -> dict[str, Any]:
         """Points and rank per period, badges, rush share: every read by ``_id`` (or ``$in``),
-        the independent ones issued together (about fifteen small reads in the time of a few)."""
+        the independent ones issued together (about fifteen small reads in the time of a few).
+
+        A person who keeps themselves off the leaderboards has ranks only for themselves
+        (``viewer``, the caller; default: the person): null for anyone else. Their points and
+        badges stay public, like everyone's."""
+        if viewer == "self":
+            viewer = person_id
         now = self.clock.now()
         keys = {period: period_key(self.calendar, period, now) for period in PERIODS}
         badges = _READS.submit(self.badges_of, person_id)
         person = self.directory.get(person_id)
+        ranked = not (person is not None and person.hidden and viewer != person_id)
         rush = (_READS.submit(self.rush_share, person_id)
                 if (person is None or person.role in (Role.REP.value, Role.MANAGER.value)) else None)
         totals = find_by_ids(self.store.totals, [f"{person_id}:{key}" for key in keys.values()], {"points": 1})
@@ -255,7 +291,7 @@ class PointsQueries:
             key = keys[period]
             points = int((totals.get(f"{person_id}:{key}") or {}).get("points") or 0)
             start, end = period_bounds(self.calendar, period, now)
-            return {"key": key, "points": points, "rank": self._summary_rank(key, person_id, points),
+            return {"key": key, "points": points, "rank": self._summary_rank(key, person_id, points) if ranked else None,
                     "starts_at": start.isoformat() if start else None, "ends_at": end.isoformat() if end else None}
 
         periods = dict(zip(PERIODS, _READS.map(period_of, PERIODS)))

@@ -23,6 +23,12 @@ merging each change into the list; a person leaving a scope (a department or rol
 shortens the list, which stays the exact best of the rest, and is refilled from the board when
 it gets short (``REFILL_BELOW``).
 
+People who keep themselves off the leaderboards (``h`` on their board entry) are in no scope:
+counts, lists and histograms hold visible people only, so the rank of any score is its rank
+among them (no gap where a hidden person would be), and a hidden person's own rank is the rank
+of their score among the visible (``ScoreChange.hidden``; hiding is a removal, showing again an
+addition).
+
 Versions: the board carries ``v``, incremented atomically with its entries by every update.
 The head remembers the version it reflects and is written last, with a filter on the version
 before; summaries remember the version that last changed them and are written only if they
@@ -71,7 +77,10 @@ class ScoreChange:
     """One person's points in a period before and after a board update.
 
     ``old_department``/``old_role``: where the person was counted before, when the update also
-    moved them (a department or role change); by default the same as after.
+    moved them (a department or role change); by default the same as after. ``hidden``/
+    ``old_hidden``: the person keeps themselves off the leaderboards after/before the update
+    (by default as after): a hidden person is counted in no scope, so the ranks of everyone
+    else are computed over visible people only and leave no gap.
     """
 
     person_id: str
@@ -81,12 +90,16 @@ class ScoreChange:
     role: str | None
     old_department: Any = SAME
     old_role: Any = SAME
+    hidden: bool = False
+    old_hidden: Any = SAME
 
     def __post_init__(self) -> None:
         if self.old_department is SAME:
             object.__setattr__(self, "old_department", self.department)
         if self.old_role is SAME:
             object.__setattr__(self, "old_role", self.role)
+        if self.old_hidden is SAME:
+            object.__setattr__(self, "old_hidden", self.hidden)
 
 
 def scope_id(scope: str, value: str | None) -> str:
@@ -193,8 +206,8 @@ class ScopeState:
 
 def apply_change(states: Callable[[str], ScopeState], change: ScoreChange) -> None:
     """Apply one person's change to the scopes it touches (``states`` gives a scope's state)."""
-    before = scopes_of(change.old_department, change.old_role) if change.old > 0 else []
-    after = scopes_of(change.department, change.role) if change.new > 0 else []
+    before = scopes_of(change.old_department, change.old_role) if change.old > 0 and not change.old_hidden else []
+    after = scopes_of(change.department, change.role) if change.new > 0 and not change.hidden else []
     for sid in before:
         if sid in after:
             states(sid).update(change.person_id, change.old, change.new, change.department, change.role)
@@ -206,11 +219,12 @@ def apply_change(states: Callable[[str], ScopeState], change: ScoreChange) -> No
 
 
 def states_from_board(board: dict) -> dict[str, ScopeState]:
-    """Every scope's state from a board document."""
+    """Every scope's state from a board document (people who keep themselves off the
+    leaderboards, ``h``, are in none)."""
     people: dict[str, list[Entry]] = {}
     for pid, e in (board.get("entries") or {}).items():
         points = int((e or {}).get("p") or 0)
-        if points > 0:
+        if points > 0 and not (e or {}).get("h"):
             entry = (pid, points, e.get("d"), e.get("r"))
             for sid in scopes_of(e.get("d"), e.get("r")):
                 people.setdefault(sid, []).append(entry)

@@ -1,5 +1,5 @@
-import { gql, live } from "../api.js";
-import { GESTURES, field, h, personLink, show, timeEl, words } from "../ui.js";
+import { gql, live, mutate } from "../api.js";
+import { GESTURES, field, h, personLink, show, timeEl, toast, words } from "../ui.js";
 
 const PERIODS = ["WEEK", "MONTH", "QUARTER", "ALL"];
 const DEPARTMENTS = ["SALES", "PRESALES", "PRICING", "LEGAL", "ORDER_DESK", "MARKETING", "PRODUCT", "CUSTOMER_SERVICE"];
@@ -41,7 +41,7 @@ export async function profile(main, ctx) {
   const id = ctx.params[0];
   const data = await gql(`query($id: ID!) { person(id: $id) { id name title role department manager { id name }
       week: points(period: WEEK) weekRank: rank(period: WEEK) month: points(period: MONTH) all: points(period: ALL)
-      badges { id name earned tier progress nextTier nextThreshold } rushShare { share requests } }
+      badges { id name earned tier progress nextTier nextThreshold } rushShare { share requests } leaderboardVisible }
     kudosFeed(personId: $id, direction: RECEIVED, first: 6) { edges { node { id message gesture createdAt thumbnailUrl giver { id name } } } } }`, { id });
   const p = data.person;
   if (!p) { show(main, h("h1", {}, "Person not found")); return; }
@@ -53,6 +53,7 @@ export async function profile(main, ctx) {
       h("div", { class: "card" }, h("div", { class: "stat" }, p.month ?? "–"), "points this month"),
       h("div", { class: "card" }, h("div", { class: "stat" }, p.all ?? "–"), "points all-time")),
     p.rushShare && p.rushShare.requests ? h("p", {}, `Rush share (30 days): ${Math.round((p.rushShare.share || 0) * 100)}%`) : null,
+    ctx.me.id === p.id ? visibilityToggle(p) : (p.leaderboardVisible ? null : h("p", { class: "muted" }, "Keeps off the leaderboards.")),
     h("h2", {}, "Badges"),
     earned.length ? h("ul", { class: "chips list" }, earned.map(b => h("li", { class: "chip" }, b.name, b.tier ? ` (${words(b.tier)})` : "")))
       : h("p", { class: "muted" }, "No badges yet."),
@@ -62,4 +63,28 @@ export async function profile(main, ctx) {
       h("div", {}, h("div", {}, GESTURES[k.gesture], " from ", personLink(k.giver)), h("div", {}, k.message), timeEl(k.createdAt)))))
       : h("p", { class: "muted" }, "None yet."),
     ctx.me.id !== p.id ? h("p", {}, h("a", { class: "button", href: "#/kudos?to=" + p.id }, "Give " + p.name.split(" ")[0] + " kudos")) : null);
+}
+
+/** One's own "keep me off the leaderboards" setting (the requests service accepts it only from
+ *  the person themselves; the box shows what the service answered). */
+function visibilityToggle(p) {
+  const box = h("input", { type: "checkbox", id: "f-hidden", name: "visible", checked: !p.leaderboardVisible });
+  const note = h("span", { class: "hint", id: "hidden-state" }, p.leaderboardVisible ? "" : " — you are off the leaderboards");
+  box.addEventListener("change", async () => {
+    box.disabled = true;
+    try {
+      const answer = await mutate("mutation($v: Boolean!) { setLeaderboardVisibility(visible: $v) { leaderboardVisible errors { code message } } }",
+        { v: !box.checked });
+      if (answer.errors.length) { toast(answer.errors[0].message); box.checked = !box.checked; return; }
+      box.checked = !answer.leaderboardVisible;
+      note.textContent = answer.leaderboardVisible ? "" : " — you are off the leaderboards";
+      toast(answer.leaderboardVisible ? "You are back on the leaderboards." : "You are off everyone else's leaderboards (still scored; you still see your rank).");
+    } catch (error) {
+      box.checked = !box.checked;
+      toast(error.message);
+    } finally {
+      box.disabled = false;
+    }
+  });
+  return h("p", {}, h("label", { for: "f-hidden" }, box, " Keep me off the leaderboards"), note);
 }
