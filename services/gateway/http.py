@@ -180,7 +180,7 @@ def graphql_endpoint():
     try:
         document = _parse(query)
     except GraphQLError as exc:
-        return _answer({"errors": [_coded(exc.formatted, "GRAPHQL_PARSE_FAILED")]}, _unrunnable(media_type), media_type)
+        return _answer({"errors": [coded(exc.formatted, "GRAPHQL_PARSE_FAILED")]}, _unrunnable(media_type), media_type)
     operation = get_operation_ast(document, operation_name)
     if operation is None:
         return _request_error("name the operation to run (operationName)", "BAD_REQUEST", 400, media_type)
@@ -210,7 +210,7 @@ def graphql_endpoint():
     # variables; the specified rules only for a document within them, remembered per query text.
     errors = _limit_errors(query, document, variables, settings) or _rule_errors(query, document, settings.introspection)
     if errors:
-        return _answer({"errors": [_coded(e.formatted, "GRAPHQL_VALIDATION_FAILED") for e in errors]},
+        return _answer({"errors": [coded(e.formatted, "GRAPHQL_VALIDATION_FAILED") for e in errors]},
                        _unrunnable(media_type), media_type)
 
     context = RequestContext(actor_id=claims.subject, services=current_app.extensions["services"],
@@ -219,7 +219,7 @@ def graphql_endpoint():
                      context_value=context)
     body: dict[str, Any] = {"data": result.data}
     if result.errors:
-        body["errors"] = [_public_error(e) for e in result.errors]
+        body["errors"] = [public_error(e) for e in result.errors]
     if settings.env != "production":
         body["extensions"] = {"serviceCalls": context.calls}  # to see batching at work
     if result.data is None and result.errors and media_type == GRAPHQL_RESPONSE:
@@ -265,19 +265,19 @@ def _is_request_error(errors: list[GraphQLError]) -> bool:
     return all(e.path is None for e in errors)
 
 
-def _coded(formatted: dict[str, Any], code: str) -> dict[str, Any]:
+def coded(formatted: dict[str, Any], code: str) -> dict[str, Any]:
     """``formatted`` with ``extensions.code`` (``code`` unless it has one): every error a client
     gets names a stable code (docs/graphql.md)."""
     extensions = formatted.get("extensions") or {}
     return formatted if extensions.get("code") else {**formatted, "extensions": {**extensions, "code": code}}
 
 
-def _public_error(error: GraphQLError) -> dict[str, Any]:
+def public_error(error: GraphQLError) -> dict[str, Any]:
     """What a client may see of an error: its message and code; never internals."""
     original = error.original_error
     if original is None or isinstance(original, (GraphQLError, ServiceError, ServiceUnavailable)):
         # Without a path the operation never started: its variables' values were refused.
-        return _coded(error.formatted, "BAD_USER_INPUT" if error.path is None else "FIELD_ERROR")
+        return coded(error.formatted, "BAD_USER_INPUT" if error.path is None else "FIELD_ERROR")
     incident = uuid.uuid4().hex[:12]
     log.error("resolver failed", exc_info=original, extra={"incident": incident, "path": error.path})
     return {"message": f"internal error (incident {incident})", "path": error.path, "locations": error.formatted.get("locations"),

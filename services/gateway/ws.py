@@ -33,7 +33,7 @@ from simple_websocket import ConnectionClosed
 from services.gateway.auth import verify_token
 from services.gateway.clients import ServiceError, ServiceUnavailable, segment
 from services.gateway.context import RequestContext
-from services.gateway.http import active_refusal
+from services.gateway.http import active_refusal, coded, public_error
 from services.gateway.kudos import read_kudos
 from services.gateway.limits import limit_rules, no_introspection_rule, validate_within_limits
 from services.gateway.live import LiveHub
@@ -204,20 +204,22 @@ class Connection:
         try:
             document = parse(payload["query"])
         except GraphQLError as exc:
-            return self._send({"id": op_id, "type": "error", "payload": [exc.formatted]})
+            return self._send({"id": op_id, "type": "error", "payload": [coded(exc.formatted, "GRAPHQL_PARSE_FAILED")]})
         rules = list(specified_rules)
         if not self.settings.introspection:
             rules.append(no_introspection_rule())
         limits = limit_rules(self.settings.max_query_depth, self.settings.max_aliases, self.settings.max_query_cost, variables)
         errors = validate_within_limits(schema.graphql_schema, document, limits, rules)
         operation = get_operation_ast(document, payload.get("operationName"))
-        if not errors and operation is None:
-            errors = [GraphQLError("name the operation to run (operationName)")]
         if errors:
-            return self._send({"id": op_id, "type": "error", "payload": [e.formatted for e in errors]})
-        if self.read_only and operation.operation == OperationType.MUTATION:
             return self._send({"id": op_id, "type": "error",
-                               "payload": [{"message": "this token is read-only (a screen token)"}]})
+                               "payload": [coded(e.formatted, "GRAPHQL_VALIDATION_FAILED") for e in errors]})
+        if operation is None:
+            return self._send({"id": op_id, "type": "error", "payload": [{
+                "message": "name the operation to run (operationName)", "extensions": {"code": "BAD_REQUEST"}}]})
+        if self.read_only and operation.operation == OperationType.MUTATION:
+            return self._send({"id": op_id, "type": "error", "payload": [{
+                "message": "this token is read-only (a screen token)", "extensions": {"code": "FORBIDDEN"}}]})
         op = Operation(op_id, document, variables, payload.get("operationName"))
         self.operations[op_id] = op
         if operation.operation != OperationType.SUBSCRIPTION:
@@ -232,7 +234,7 @@ class Connection:
         coerced = get_variable_values(schema.graphql_schema, operation.variable_definitions or [], variables)
         if isinstance(coerced, list):
             self.operations.pop(op_id, None)
-            return self._send({"id": op_id, "type": "error", "payload": [e.formatted for e in coerced]})
+            return self._send({"id": op_id, "type": "error", "payload": [coded(e.formatted, "BAD_USER_INPUT") for e in coerced]})
         op.arguments = get_argument_values(field_def, field_node, coerced)
         if op.root_field == "requestChanged":  # the requests service says if the caller may see it
             refusal = request_changed_refusal(self._context(), op.arguments.get("id"))
@@ -324,8 +326,7 @@ class Connection:
                          variable_values=op.variables, operation_name=op.operation_name)
         body: dict[str, Any] = {"data": result.data}
         if result.errors:
-            body["errors"] = [e.formatted if e.original_error is None or isinstance(e.original_error, GraphQLError)
-                              else {"message": "internal error", "path": e.path} for e in result.errors]
+            body["errors"] = [public_error(e) for e in result.errors]  # as over HTTP: a code, never internals
         return body
 
     # -- sending ------------------------------------------------------------------------------------

@@ -103,3 +103,27 @@ def test_an_expired_token_is_disconnected_and_an_unreachable_directory_disconnec
     with pytest.raises(Close) as closed:
         conn._recheck()
     assert closed.value.code == 4403 and "expired" in closed.value.reason
+
+
+@pytest.mark.parametrize("payload, code", [
+    ({"query": "subscription { kudosGiven { id "}, "GRAPHQL_PARSE_FAILED"),
+    ({"query": "subscription { kudosGiven { noSuchField } }"}, "GRAPHQL_VALIDATION_FAILED"),
+    ({"query": "subscription A { kudosGiven { id } } subscription B { kudosGiven { id } }"}, "BAD_REQUEST"),
+    ({"query": "subscription($p: Period!) { leaderboardChanged(period: $p) { key } }", "variables": {"p": "DECADE"}},
+     "BAD_USER_INPUT"),
+])
+def test_a_subscribe_that_cannot_run_gets_an_error_with_a_stable_code(payload, code):
+    """As over HTTP (docs/graphql.md): every error a client gets names its code."""
+    conn, _ = connection(introspection=True, max_query_depth=10, max_aliases=10, max_query_cost=1000)
+    conn._subscribe({"id": "x", "type": "subscribe", "payload": payload})
+    [error] = conn.ws.sent
+    assert error["type"] == "error" and [e["extensions"]["code"] for e in error["payload"]] == [code] * len(error["payload"])
+    assert not conn.operations
+
+
+def test_a_screen_token_may_not_run_a_mutation_over_the_socket():
+    conn, _ = connection(introspection=True, max_query_depth=10, max_aliases=10, max_query_cost=1000)
+    conn.read_only = True
+    conn._subscribe({"id": "m", "type": "subscribe", "payload": {"query": 'mutation { cancelRequest(id: "r", reason: "x") { errors { code } } }'}})
+    [error] = conn.ws.sent
+    assert error["payload"][0]["extensions"]["code"] == "FORBIDDEN" and not conn.operations
