@@ -113,7 +113,12 @@ class RequestsQueries(graphene.ObjectType):
 
     def resolve_request(root, info, id):
         ctx = info.context
-        return call_service_or_none(lambda: ctx.services.requests.get(f"/requests/{segment(id)}", ctx.actor_id))
+        found = call_service_or_none(lambda: ctx.services.requests.get(f"/requests/{segment(id)}", ctx.actor_id))
+        if found is not None:
+            # Everyone it names, looked up in one call when the first name is read (none if none is).
+            ctx.prime_people([found["requester_id"], *found["assignee_ids"],
+                              *(e["actor_id"] for e in found.get("timeline") or () if e["actor_id"] != "system")])
+        return found
 
     def resolve_requests(root, info, filter=None, first=None, after=None):
         ctx = info.context

@@ -174,10 +174,14 @@ def test_the_whole_story_with_the_contract_operations(system):
     assert run(rita, "cancel")["errors"] == [{"code": "ILLEGAL_TRANSITION"}]
     assert run(rita, "close")["request"] == {"status": "CLOSED", "outcome": "WON"}
 
-    story = rita('query($id: ID!) { request(id: $id) { number timeline { type actor { name } } } }', {"id": rid}).json()
+    story = rita('query($id: ID!) { request(id: $id) { number requester { name } assignees { name } '
+                 'timeline { type actor { name } } } }', {"id": rid}).json()
     assert [e["type"] for e in story["data"]["request"]["timeline"]] == [
         "submitted", "acknowledged", "assigned", "started", "info_requested", "info_provided", "deal_updated",
         "delivered", "closed"]
+    assert [e["actor"]["name"] for e in story["data"]["request"]["timeline"]][:3] == ["Rita Okafor", "Pía Novák", "Pía Novák"]
+    assert story["data"]["request"]["assignees"] == [{"name": "Li Wei"}]
+    assert story["extensions"]["serviceCalls"] == 2  # the request, then everyone it names in one lookup
     assert rita('{ request(id: "r_nope") { id } }').json()["data"] == {"request": None}
 
     thanks = rita('mutation($to: [ID!]!, $r: ID) { giveKudos(input: {to: $to, message: "Thank you Li!", gesture: COFFEE, '

@@ -22,12 +22,12 @@ offsets it had (a document another writer changed meanwhile is read again), so a
 batch, with other boundaries or not, adds nothing twice.
 
 Cost: one write per touched document per batch, whatever number of events touch it, all of a
-batch's writes in one bulk; the offsets of the documents this process wrote last are kept in
-memory (``OFFSETS_KEPT``), so a batch reads only documents it has not seen (or that another
+batch's writes in bulks (``shared.db.WRITE_CHUNK``); the offsets of the documents this
+process wrote last are kept in memory (``OFFSETS_KEPT``), so a batch reads only documents it has not seen (or that another
 writer changed: its conditional write misses and it is read again). Behind (an import, a
 restart), the consumer hands over batches of up to ``GATHER`` events (``ConsumerRunner``'s
 ``gather_records``): a year of history touches each person's "all" document once per batch of
-many thousands instead of once per poll of a thousand.
+thousands instead of once per poll of a thousand.
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ SHORT_NOTICE_HOURS = 24  # a rush with less notice than this (business hours) is
 BINS = ([0.25, 0.5, 0.75, 1.0] + [1.0 + 0.5 * i for i in range(1, 15)] + [8.0 + 2 * i for i in range(1, 17)]
         + [40.0 + 10 * i for i in range(1, 17)] + [float("inf")])
 MAX_RETRIES = 5
-GATHER = 10_000  # events per batch when behind (a backlog), in polls of POLL_RECORDS
+# Events per batch when behind (a backlog), in polls of POLL_RECORDS. Each event held costs
+# ~4 KB of Python objects while its batch is handled (10,000 held the points process at
+# 216 MB RSS through a year's import; 1,000 at ~145).
+GATHER = 3_000
 POLL_RECORDS = 1_000
 OFFSETS_KEPT = 50_000  # documents whose offsets this process remembers (a year: ~2,000 people x 4 periods)
 
@@ -148,7 +151,7 @@ class Insights:
             for doc_id, inc, sets in self._effects(d.envelope.type, d.payload, facts):
                 touches[doc_id].append((source, d.offset, inc, sets))
         # The offsets of the touched documents not remembered, in one read (an $in by _id); then
-        # one write each, in one bulk: inserts for new documents, conditional updates for the rest.
+        # one write each, in bulks: inserts for new documents, conditional updates for the rest.
         unknown = [doc_id for doc_id in touches if doc_id not in self._offsets]
         known = {doc_id: doc.get("o") or {} for doc_id, doc in find_by_ids(self.docs, unknown, {"o": 1}).items()}
         inserts, updates, again = {}, {}, []
