@@ -23,8 +23,9 @@ batch, with other boundaries or not, adds nothing twice.
 
 Cost: one write per touched document per batch, whatever number of events touch it, all of a
 batch's writes in bulks (``shared.db.WRITE_CHUNK``); the offsets of the documents this
-process wrote last are kept in memory (``OFFSETS_KEPT``), so a batch reads only documents it has not seen (or that another
-writer changed: its conditional write misses and it is read again). Behind (an import, a
+process wrote last are kept in memory (``OFFSETS_KEPT``), so a batch reads only documents it
+has not seen (or that another writer changed: its conditional write misses and it is read
+again). Behind (an import, a
 restart), the consumer hands over batches of up to ``GATHER`` events (``ConsumerRunner``'s
 ``gather_records``): a year of history touches each person's "all" document once per batch of
 thousands instead of once per poll of a thousand.
