@@ -58,7 +58,7 @@ class RecognitionInsights(graphene.ObjectType):
 
     def resolve_unrecognized(root, info):
         ctx = info.context
-        call_service(lambda: ctx.prime_people(root["unrecognized_ids"]))
+        ctx.prime_people(root["unrecognized_ids"])
         return [p for p in (call_service(lambda i=i: ctx.person(i)) for i in root["unrecognized_ids"]) if p]
 
 
@@ -79,5 +79,6 @@ class InsightsQueries(graphene.ObjectType):
         ctx = info.context
         answer = call_service(lambda: ctx.services.points.get("/insights", ctx.actor_id, period=enum_value(period),
                                                               department=enum_value(department)))
-        call_service(lambda: ctx.prime_people(r["person_id"] for r in answer["reps"]))
+        ctx.remember_people(answer.get("people") or [])  # the points service's directory copy
+        ctx.prime_people(r["person_id"] for r in answer["reps"])  # anyone it lacked
         return answer

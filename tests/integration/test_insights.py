@@ -63,6 +63,8 @@ def test_a_managers_team_insights_for_a_week(settings, producer, runtime, points
         ]
         assert mona["recognition"] == {"people": 2, "gave_share": 0.5, "received_share": 0.0, "kudos_per_person": 0.0,
                                        "top_values": [], "unrecognized_ids": ["jonas", "rita"]}
+        # The people it names come with it (the gateway looks nobody up for their names).
+        assert [(p["id"], p["name"]) for p in mona["people"]] == [("jonas", "Jonas Weiß"), ("rita", "Rita Okafor")]
         # Her team's own department, and the queue her reps' requests went to this week.
         assert [d["department"] for d in mona["departments"]] == ["pricing", "sales"]
         assert mona["departments"][0]["requests_received"] == 2

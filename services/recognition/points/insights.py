@@ -304,11 +304,16 @@ class Insights:
             team = [p for p in team if p.department == department]
             departments = [d for d in departments if d == department]
         docs = {**people, **find_by_ids(self.docs, [f"d:{d}:{key}" for d in departments])}
+        reps = [self._rep(p, docs.get(f"p:{p.id}:{key}") or {}) for p in team if p.role == "rep"]
+        recognition = self._recognition(team, {p.id: docs.get(f"p:{p.id}:{key}") or {} for p in team})
+        named = {r["person_id"] for r in reps} | set(recognition["unrecognized_ids"])
         return {
             "period": period, "key": key,
             "departments": [self._department(d, docs.get(f"d:{d}:{key}") or {}) for d in departments],
-            "reps": [self._rep(p, docs.get(f"p:{p.id}:{key}") or {}) for p in team if p.role == "rep"],
-            "recognition": self._recognition(team, {p.id: docs.get(f"p:{p.id}:{key}") or {} for p in team}),
+            "reps": reps, "recognition": recognition,
+            # The people it names, from the directory copy (as the requests service shows them),
+            # so the gateway needs no lookup for their names.
+            "people": [p.as_record() for p in team if p.id in named],
         }
 
     @staticmethod
