@@ -71,6 +71,17 @@ def ready(port: int) -> bool:
 
 
 @contextmanager
+def running_system_at(settings, clock_file, now) -> Iterator[dict]:
+    """The whole system on a company clock that starts at ``now`` (the demo clock file every
+    process reads), so weeks and boards do not depend on the real date."""
+    from shared.clock import OffsetClock
+
+    OffsetClock(clock_file).start_at(now)
+    with running_system(settings, env={"INSIDETRACK_DEMO_CLOCK_FILE": str(clock_file)}) as running:
+        yield running
+
+
+@contextmanager
 def running_system(settings, env: dict[str, str] | None = None) -> Iterator[dict]:
     """The five processes, ready, with PEOPLE_CSV imported; stopped (SIGTERM) afterwards.
 

@@ -15,9 +15,8 @@ import requests as http
 
 from services.gateway.auth import issue_token
 from shared.auth import internal_headers
-from shared.clock import OffsetClock
 from tests.conftest import wait_until
-from tests.integration.gateway_system import PEOPLE_CSV, GraphQL, running_system
+from tests.integration.gateway_system import PEOPLE_CSV, GraphQL, running_system_at
 from tests.integration.test_live_leaderboard import _next
 
 pytestmark = pytest.mark.integration
@@ -35,9 +34,7 @@ PERSON = "query($id: ID!) { person(id: $id) { leaderboardVisible points rank } }
 
 @pytest.fixture
 def fixed_system(settings, tmp_path):
-    clock_file = tmp_path / "clock.json"
-    OffsetClock(clock_file).start_at(NOW)
-    with running_system(settings, env={"INSIDETRACK_DEMO_CLOCK_FILE": str(clock_file)}) as running:
+    with running_system_at(settings, tmp_path / "clock.json", NOW) as running:
         running["internal_token"] = settings.internal_token
         yield running
 

@@ -14,8 +14,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from shared.clock import OffsetClock
-from tests.integration.gateway_system import running_system
+from tests.integration.gateway_system import running_system_at
 
 pytestmark = pytest.mark.integration
 
@@ -26,9 +25,7 @@ GIVE = 'mutation($to: [ID!]!, $m: String!) { giveKudos(input: {to: $to, message:
 
 @pytest.fixture
 def live_system(settings, tmp_path):
-    clock_file = tmp_path / "clock.json"
-    OffsetClock(clock_file).start_at(NOW)
-    with running_system(settings, env={"INSIDETRACK_DEMO_CLOCK_FILE": str(clock_file)}) as running:
+    with running_system_at(settings, tmp_path / "clock.json", NOW) as running:
         yield running
 
 
