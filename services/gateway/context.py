@@ -3,7 +3,8 @@
 People are looked up in batches: a list resolver primes the ids it may show, and the first
 ``Person`` field resolved looks them all up in one ``/people/lookup`` call (a feed of 50
 kudos: one call); the others read the cache. A query that selects no person (a rep's list of
-numbers and titles) makes no lookup at all. Summaries (points, badges) and requests are cached for the request too.
+numbers and titles) makes no lookup at all. Summaries (points, badges) and requests are cached
+for the request too.
 
 A person's points summary (points service) and kudos allowance (kudos service) do not depend
 on their directory entry (requests service): ``me`` and ``person(id)`` ask for them at the same

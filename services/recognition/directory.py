@@ -109,10 +109,9 @@ class Directory:
         return found
 
     def by_email(self) -> dict[str, DirectoryPerson]:
-        """Everyone, by lower-case email: one read of the whole copy (its size is the company's,
-        not the history's), for bulk work such as an import."""
-        people = (_person(d) for d in self.collection.find({}, {"event_time": 0, "event_id": 0}))
-        return {p.email.lower(): p for p in people if p.email}
+        """Everyone, by lower-case email, from :meth:`everyone` (the copy read whole once, kept
+        until someone changes; the company's size, not the history's): bulk work such as an import."""
+        return {p.email.lower(): p for p in self.everyone() if p.email}
 
     def everyone(self) -> list[DirectoryPerson]:
         """Everyone in the copy (the company, not its history): read whole once, then kept

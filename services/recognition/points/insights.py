@@ -25,10 +25,9 @@ Cost: one write per touched document per batch, whatever number of events touch 
 batch's writes in bulks (``shared.db.WRITE_CHUNK``); the offsets of the documents this
 process wrote last are kept in memory (``OFFSETS_KEPT``), so a batch reads only documents it
 has not seen (or that another writer changed: its conditional write misses and it is read
-again). Behind (an import, a
-restart), the consumer hands over batches of up to ``GATHER`` events (``ConsumerRunner``'s
-``gather_records``): a year of history touches each person's "all" document once per batch of
-thousands instead of once per poll of a thousand.
+again). Behind (an import, a restart), the consumer hands over batches of up to ``GATHER``
+events (``ConsumerRunner``'s ``gather_records``): a year of history touches each person's
+"all" document once per batch of thousands instead of once per poll of a thousand.
 """
 
 from __future__ import annotations
@@ -287,8 +286,8 @@ class Insights:
             raise BadInput("unknown_department", f"unknown department {department!r}", "department")
         # The directory copy's people are kept in memory until someone changes: the team costs
         # its own size, not a read of the whole directory.
-        people = self.directory.everyone() if actor.role == ADMIN_ROLE else self.directory.below(actor.id)
-        team = sorted((p for p in people if p.active), key=lambda p: (p.name, p.id))
+        members = self.directory.everyone() if actor.role == ADMIN_ROLE else self.directory.below(actor.id)
+        team = sorted((p for p in members if p.active), key=lambda p: (p.name, p.id))
         if actor.role != ADMIN_ROLE and not team:
             raise Forbidden("not_a_manager", "insights are for managers (about the people below them) and admins")
         key = period_key(self.calendar, period, now)
