@@ -30,7 +30,7 @@ import requests as http
 
 from services.recognition.points.app import POINTS_GROUPS
 from services.recognition.points.insights import INSIGHTS_GROUP
-from services.recognition.points.store import entry_id
+from services.recognition.points.store import Store, entry_id
 from shared.bus.kafka import EventProducer, admin_client, consumer_lag
 from shared.config import Settings
 from shared.db import mongo_client
@@ -117,7 +117,7 @@ class PointsDb:
                 for d in self.db.ledger.find({}, {"person_id": 1, "rule": 1, "points": 1})}
 
     def totals(self, key: str = "all") -> dict[str, int]:
-        return {d["person_id"]: d["points"] for d in self.db.totals.find({"key": key}, {"person_id": 1, "points": 1})}
+        return Store(self.db).key_totals(key)
 
 
 def diff(expected: Expected, ledger: dict, totals: dict) -> str:

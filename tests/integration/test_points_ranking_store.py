@@ -11,7 +11,7 @@ import pytest
 from pymongo import ReturnDocument
 
 from services.recognition.directory import Directory
-from services.recognition.points.store import Store
+from services.recognition.points.store import Store, person_field, totals_id
 from services.recognition.points.queries import PointsQueries, rankings_collection
 from services.recognition.points.ranking import Ranking, ScoreChange, scope_id, scopes_of
 from services.recognition.points.rules import load_rules
@@ -33,18 +33,25 @@ def store(settings):
     disconnect()
 
 
+def seed_totals(store: Store, key: str, entries: dict[str, dict]) -> None:
+    """People's totals for a period (board entries), as the applier keeps them (bucket documents)."""
+    for pid, e in entries.items():
+        field = person_field(pid)
+        store.person_totals.update_one({"_id": totals_id(key, pid)}, {"$set": {f"p.{field}": e["p"], f"d.{field}": e["d"],
+                                                                              f"r.{field}": e["r"]}}, upsert=True)
+
+
 def seed(store: Store, key: str, people: int, rng: random.Random, top: int = 40) -> None:
     """A board and the matching totals for a period: ties (few distinct scores), three departments."""
-    entries, totals = {}, []
+    entries = {}
     for i in range(people):
         if rng.random() < 0.2:
             continue  # not everyone has points every period
         pid = f"p{i:03d}"
         e = {"p": rng.randint(1, top), "d": rng.choice(DEPARTMENTS), "r": rng.choice(ROLES)}
         entries[pid] = e
-        totals.append({"_id": f"{pid}:{key}", "person_id": pid, "key": key, "points": e["p"], "department": e["d"], "role": e["r"]})
     store.boards.insert_one({"_id": f"board:{key}", "v": 7, "entries": entries, "applied": {}})
-    store.totals.insert_many(totals)
+    seed_totals(store, key, entries)
 
 
 def test_leaderboards_from_the_ranking_equal_those_from_the_boards(store, settings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from services.recognition.points.app import build_runtime
 from services.recognition.points.config import PointsSettings
 from services.recognition.points.rebuild import rebuild
+from services.recognition.points.store import Store, person_id_of
 from shared.clock import ManualClock
 from shared.db import disconnect
 from shared.events import build_event, decode
@@ -141,7 +143,7 @@ def feed(producer, runtime, events, awards: int | None = None, timeout: float = 
 
 
 def totals(runtime, key):
-    return {d["person_id"]: d["points"] for d in runtime.store.totals.find({"key": key})}
+    return runtime.store.key_totals(key)
 
 
 def test_a_week_of_events_gives_the_points_the_rules_say(producer, runtime):
@@ -305,7 +307,7 @@ def _snapshot(runtime):
         # as they arrive across partitions; rebuild: by time), so compare what each person
         # earned by which rule, not entry ids.
         "ledger": sorted((d["person_id"], d["rule"], d["points"], d["capped"]) for d in store.ledger.find()),
-        "totals": sorted((d["_id"], d["points"]) for d in store.totals.find()),
+        "totals": sorted((d["_id"], sorted(d.get("p", {}).items())) for d in store.person_totals.find() if "|" in d["_id"]),
         "badges": sorted(d["_id"] for d in store.badge_awards.find()),
     }
 
@@ -348,8 +350,8 @@ def test_two_processes_share_the_work_and_a_killed_one_loses_and_doubles_nothing
         assert wait_until(lambda: db.ledger.count_documents({}) == 400, timeout=120), (
             f"ledger {db.ledger.count_documents({})}, scored {db.scored_events.count_documents({})}, "
             f"still pending {db.scored_events.count_documents({'outbox_pending': True})}")
-        week = {d["person_id"]: d["points"] for d in db.totals.find({"key": "2026-W48"})}
-        assert wait_until(lambda: {d["person_id"]: d["points"] for d in db.totals.find({"key": "2026-W48"})} == expected, timeout=30), week
+        week = Store(db).key_totals("2026-W48")
+        assert wait_until(lambda: Store(db).key_totals("2026-W48") == expected, timeout=30), week
     finally:
         for proc in (first, second):
             if proc.poll() is None:
@@ -394,7 +396,7 @@ def test_distinct_and_streak_badges(producer, runtime):
     h.submitted("gby", MON + timedelta(hours=8), requester="jonas")
     feed(producer, runtime, h.events)
     assert wait_until(lambda: runtime.store.badge_awards.count_documents({}) >= 2, timeout=30), (
-        list(runtime.store.badge_progress.find({"_id": {"$in": ["ahmed", "rita"]}})),
+        [runtime.store.progress_of(p) for p in ("ahmed", "rita")],
         [(e["rule"], e["person_id"]) for e in runtime.store.ledger.find({"person_id": {"$in": ["ahmed", "rita"]}})][:30])
     ahmed = {b["badge"]: b for b in runtime.queries.badges_of("ahmed")}
     assert ahmed["team_favorite"]["earned"] and ahmed["team_favorite"]["level"] == 10
@@ -427,7 +429,8 @@ def test_person_reads_come_from_read_models_and_an_old_store_is_upgraded(produce
                 items += page["items"]
             ledgers[person] = (first_page["total_count"], [(e["entry_id"], e["points"], e["capped"]) for e in items])
         return {"ledgers": ledgers, "rush": {p: queries.rush_share(p) for p in ("rita", "jonas")},
-                "badges": {p: queries.badges_of(p) for p in ("li", "rita")}}
+                "badges": {p: queries.badges_of(p) for p in ("li", "rita")},
+                "summaries": {p: queries.summary(p) for p in ("ahmed", "li", "rita")}}
 
     live = person_reads()
     # The same answers as a search of the ledger would give, newest first.
@@ -438,14 +441,31 @@ def test_person_reads_come_from_read_models_and_an_old_store_is_upgraded(produce
     assert (0, True) in [(p, c) for _, p, c in live["ledgers"]["ahmed"][1]]
     assert live["rush"]["jonas"]["share"] == 0.5 and live["rush"]["rita"]["requests"] == 1
     assert {b["badge"]: b["earned"] for b in live["badges"]["li"]}["clutch"] is True
+    assert live["summaries"]["ahmed"]["periods"]["week"]["points"] == 30  # the 4th kudos from jonas is capped
 
-    # An old store: the same collections without the read models. Started again, it builds them.
+    # An old store: the same collections without the read models, and each person's totals and
+    # badge progress in documents of their own (before PERSON_BUCKETS). Started again, it
+    # builds the read models and folds the people's documents into buckets, offsets included.
     runtime.stop()
     store.ledger_lists.drop()
     store.submission_days.drop()
+    old_totals = [{"_id": f"{person_id_of(f)}:{doc['_id'].split('|')[0]}", "person_id": person_id_of(f),
+                   "key": doc["_id"].split("|")[0], "points": points, "department": doc["d"][f], "role": doc["r"][f],
+                   "applied": doc["a"][f]}
+                  for doc in store.person_totals.find() if "|" in doc["_id"] for f, points in doc["p"].items()]
+    old_progress = [{"_id": person_id_of(f), **json.loads(state)}
+                    for doc in store.person_progress.find() for f, state in doc["s"].items()]
+    assert len(old_totals) >= 12 and {d["_id"] for d in old_progress} >= {"li", "ahmed"}
+    store.person_totals.drop()
+    store.person_progress.drop()
+    store.totals.insert_many(old_totals)
+    store.badge_progress.insert_many(old_progress)
     again = build_runtime(points_settings, clock=clock)
     try:
         assert again.store.ledger_lists.find_one({"_id": UPGRADE_MARKER}) is not None
+        assert "totals" not in again.store.db.list_collection_names()  # folded, then dropped
+        assert again.store.key_totals("all") == {d["person_id"]: d["points"] for d in old_totals if d["key"] == "all"}
+        assert again.store.upgrade_buckets() == {}  # once only
         runtime.queries = again.queries
         queries = again.queries
         assert person_reads() == live

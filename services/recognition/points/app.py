@@ -56,6 +56,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     store = Store(db)
     store.ensure_indexes()
     store.upgrade()  # read models a store from before them lacks: one scan, the first time only
+    store.upgrade_buckets()  # per-person totals and badge progress of an older store: folded once
     DirectoryPersonDoc.ensure_indexes()
     directory = Directory()
     producer = EventProducer(settings, client_id=SERVICE)
@@ -78,7 +79,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
         if before is None:
             # New to us: only awards that came before the person (another topic) need fixing.
             week = period_key(calendar, "week", clock.now())
-            moved = store.totals.find_one({"_id": f"{after.id}:{week}"}, {"_id": 1}) is not None
+            moved = store.totals_of(after.id, [week])[week] != 0
             shown = after.hidden
         else:
             moved = (before.department, before.role) != (after.department, after.role)

@@ -11,6 +11,7 @@ its ledger entry and skipped.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from services.recognition.directory import Directory
 from services.recognition.points.badges import advance_progress, award_badges
 from services.recognition.points.ranking import Ranking, ScoreChange
 from services.recognition.points.rules import RuleSet
-from services.recognition.points.store import Store, as_document, ledger_list, safe_key, shown_in_ledger
+from services.recognition.points.store import (Store, as_document, ledger_list, person_field, progress_id, safe_key,
+                                               shown_in_ledger, totals_id)
 from shared.calendar import PERIODS, BusinessCalendar, period_bounds, period_key, previous_period_key
 from shared.clock import Clock, utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new
@@ -62,29 +64,40 @@ def _period_rank(key: str) -> int:
     return 3 if key == "all" else 2 if "-Q" in key else 0 if "-W" in key else 1
 
 
-def _apply_sums(collection, sums: dict[str, _Sum], build: Callable[[_Sum, list[_Item]], dict]) -> None:
-    """Add each batch sum to its document once, whatever happened before a crash.
+def _apply_to_buckets(collection, sums: dict[str, _Sum]) -> None:
+    """Add each batch sum to its person's points in their bucket document once, whatever
+    happened before a crash.
 
-    Each document remembers the last offset it applied per partition: read them (by ``_id``,
-    in one query per chunk), add only the items after it, and move it forward in the same
-    write. Reads and writes go by ``_id`` alone, because FerretDB scans the whole collection
-    for a filter without one (a conditional update cost 0.46 s at 20k documents; by ``_id``, a
-    few ms). This relies on one
-    writer per partition at a time, which the consumer group gives (a person's awards are all
-    in one partition; a board's fields per partition are only moved by that partition's owner).
+    A bucket document (``<key>|<bucket>``, store.PERSON_BUCKETS) keeps per person the points
+    (``p.<person>``), the department and role they count in (``d``, ``r``) and the last offset
+    applied per partition (``a.<person>``): read the offsets (by
+    ``_id``, in one query per chunk), add only the items after it, and move it forward in the
+    same write, one update per document for all its people. Reads and writes go by ``_id``
+    alone, because FerretDB scans the whole collection for a filter without one. This relies
+    on one writer per partition at a time, which the consumer group gives (a person's awards
+    are all in one partition, so only its owner writes the person's fields; owners of other
+    partitions write other fields of the same document).
 
-    A document that does not exist yet is inserted whole (historical awards mostly open new
-    weeks and months: an update costs FerretDB ~15 inserts); one created meanwhile by another
-    writer (its insert refused) gets the update instead.
+    A document that does not exist yet is inserted whole (an update costs FerretDB ~15
+    inserts); one created meanwhile by another writer (its insert refused) gets the update.
     """
-    ops, new, stored = [], {}, find_by_ids(collection, sums, {"applied": 1})
+    ops, new, stored = [], {}, find_by_ids(collection, sums, {"a": 1})
     for doc_id, total in sums.items():
-        applied = stored.get(doc_id, {}).get("applied") or {}
-        todo = [i for i in total.items if applied.get(i.partition, -1) < i.offset]
-        if not todo:
-            continue  # applied before the crash that replays it
-        update = build(total, todo)
-        update.setdefault("$set", {}).update({f"applied.{i.partition}": i.offset for i in sorted(todo, key=lambda i: i.offset)})
+        applied = stored.get(doc_id, {}).get("a") or {}
+        inc: dict[str, int] = {}
+        offsets: dict[str, int] = {}
+        for item in total.items:
+            field = person_field(item.award.person_id)
+            if (applied.get(field) or {}).get(item.partition, -1) >= item.offset:
+                continue  # applied before the crash that replays it
+            inc[f"p.{field}"] = inc.get(f"p.{field}", 0) + item.award.points
+            path = f"a.{field}.{item.partition}"
+            offsets[path] = max(offsets.get(path, -1), item.offset)
+            scope = total.people[item.award.person_id]
+            offsets[f"d.{field}"], offsets[f"r.{field}"] = scope["department"], scope["role"]
+        if not offsets:
+            continue
+        update = {"$inc": inc, "$set": offsets}
         if doc_id in stored:
             ops.append(UpdateOne({"_id": doc_id}, update, upsert=True))
         else:
@@ -92,9 +105,8 @@ def _apply_sums(collection, sums: dict[str, _Sum], build: Callable[[_Sum, list[_
     for part in chunks(list(new)):
         refused = insert_new(collection, [as_document(doc_id, new[doc_id]) for doc_id in part])
         ops += [UpdateOne({"_id": doc_id}, new[doc_id], upsert=True) for doc_id in part if doc_id in refused]
-    if ops:
-        for part in chunks(ops):
-            collection.bulk_write(part, ordered=False)
+    for part in chunks(ops):
+        collection.bulk_write(part, ordered=False)
 
 
 @dataclass
@@ -146,21 +158,7 @@ class Applier:
         for item in fresh:
             if item.award.badges or item.award.resets:
                 by_person.setdefault(item.award.person_id, []).append(item)
-        stored = find_by_ids(self.store.badge_progress, by_person)
-        progress, changes = {}, {}
-        for person_id, person_items in by_person.items():
-            progress[person_id] = advance_progress(self.rules, self.calendar, person_id, stored.get(person_id, {}),
-                                                   person_items, changes)
-        # A person's first progress is inserted (one created meanwhile is updated instead).
-        firsts = [pid for pid in changes if pid not in stored]
-        refused = set()
-        for part in chunks(firsts):
-            refused |= insert_new(self.store.badge_progress, [as_document(pid, changes[pid]) for pid in part])
-        writes = [UpdateOne({"_id": pid}, update, upsert=True) for pid, update in changes.items()
-                  if pid in stored or pid in refused]
-        if writes:
-            for part in chunks(writes):  # everyone's progress in a few bulks
-                self.store.badge_progress.bulk_write(part, ordered=False)
+        progress = self._advance_badges(by_person)
         award_badges(self.store, self.rules, self.clock, {pid: (state, by_person[pid][-1].at) for pid, state in progress.items()},
                      publish=self.publish, notify=self.notify, notify_inserted=self.notify_inserted)
         entries = [{
@@ -174,6 +172,28 @@ class Applier:
                                          if shown_in_ledger(e["points"], e["capped"]) and safe_key(e["person_id"]))
         insert_many_once(self.store.ledger, entries)
         return len(fresh)
+
+    def _advance_badges(self, by_person: dict[str, list["_Item"]]) -> dict[str, dict[str, Any]]:
+        """Fold each person's awards into their badge progress; write it, one update per bucket
+        document for all its people whose progress moved (store.PERSON_BUCKETS)."""
+        buckets = find_by_ids(self.store.person_progress, {progress_id(pid) for pid in by_person})
+        progress, changes = {}, {}
+        for person_id, person_items in by_person.items():
+            raw = ((buckets.get(progress_id(person_id)) or {}).get("s") or {}).get(person_field(person_id))
+            progress[person_id] = advance_progress(self.rules, self.calendar, person_id, json.loads(raw) if raw else {},
+                                                   person_items, changes)
+        updates: dict[str, dict[str, str]] = {}
+        for person_id, state in changes.items():
+            updates.setdefault(progress_id(person_id), {})[f"s.{person_field(person_id)}"] = json.dumps(state)
+        # A bucket's first progress is inserted (one created meanwhile is updated instead).
+        firsts = [doc_id for doc_id in updates if doc_id not in buckets]
+        refused = set()
+        for part in chunks(firsts):
+            refused |= insert_new(self.store.person_progress, [as_document(i, {"$set": updates[i]}) for i in part])
+        writes = [UpdateOne({"_id": i}, {"$set": paths}, upsert=True) for i, paths in updates.items() if i in buckets or i in refused]
+        for part in chunks(writes):
+            self.store.person_progress.bulk_write(part, ordered=False)
+        return progress
 
     def _add_to_totals(self, items: list["_Item"], people: dict,
                        on_boards: Callable[[list[PointsAwarded], list[str]], None] | None = None) -> None:
@@ -196,10 +216,10 @@ class Applier:
             for period in PERIODS:
                 key = period_key(self.calendar, period, item.at)
                 if key in readable[period] or item.at > now:
-                    totals.setdefault(f"{pid}:{key}", _Sum({**fields, "key": key})).add(item, pid)
+                    totals.setdefault(totals_id(key, pid), _Sum({})).add(item, pid, fields)
                 if safe_key(pid):  # never let an id become a field path in the board documents
                     boards.setdefault(f"board:{key}", _Sum({})).add(item, pid, on_board)
-        _apply_sums(self.store.totals, totals, self._totals_update)
+        _apply_to_buckets(self.store.person_totals, totals)
         # The board of each period (everyone's points in one document), then the ranking read
         # model beside it, which leaderboards read (ranking.py): weeks first, the live screens'
         # usual period, each announced as soon as it is written.
@@ -289,10 +309,6 @@ class Applier:
             self._boards.popitem(last=False)
 
     @staticmethod
-    def _totals_update(total: "_Sum", items: list["_Item"]) -> dict:
-        return {"$inc": {"points": sum(i.award.points for i in items)}, "$set": dict(total.fields)}
-
-    @staticmethod
     def _board_update(board: "_Sum", items: list["_Item"], before: dict[str, dict]) -> dict:
         """The batch's points on a board, with each person's department, role and, only for
         people who keep themselves off the leaderboards, ``h`` (removed when it is there and
@@ -337,8 +353,10 @@ class Applier:
         keys = self._current_keys(now)
         # The totals that scoped reads look at (this and the previous period), by _id; older
         # totals keep the department and role the person had then.
-        self.store.totals.update_many({"_id": {"$in": [f"{person.id}:{key}" for key in keys]}},
-                                      {"$set": {"department": person.department, "role": person.role}})
+        field = person_field(person.id)
+        self.store.person_totals.bulk_write([UpdateOne({"_id": totals_id(key, person.id), f"p.{field}": {"$exists": True}},
+                                                       {"$set": {f"d.{field}": person.department, f"r.{field}": person.role}})
+                                             for key in keys], ordered=False)
         entry = f"entries.{person.id}"
         hidden = bool(getattr(person, "hidden", False))
         # Hidden: ``h`` is true; visible: it is absent (boards of visible people carry nothing more).

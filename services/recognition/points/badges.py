@@ -24,8 +24,8 @@ WEEKS_KEPT = 12
 
 def advance_progress(rules: RuleSet, calendar: BusinessCalendar, person_id: str, doc: dict, items: list[Item],
                      writes: dict) -> dict[str, Any]:
-    """Fold a person's awards into their badge progress (``doc``, as stored); put its update
-    (by _id) in ``writes``."""
+    """Fold a person's awards into their badge progress (``doc``, as stored: ``badges`` and the
+    ``applied`` offsets); put the new state in ``writes`` when it moved."""
     applied = dict(doc.get("applied") or {})
     badges = doc.get("badges") or {}
     todo = [i for i in items if applied.get(i.partition, -1) < i.offset]
@@ -40,7 +40,7 @@ def advance_progress(rules: RuleSet, calendar: BusinessCalendar, person_id: str,
         # Applying these awards again, after a crash, finds the same state and moves
         # nothing either, so the offsets need not move.
         return badges
-    writes[person_id] = {"$set": {"badges": badges, **{f"applied.{p}": o for p, o in applied.items()}}}
+    writes[person_id] = {"badges": badges, "applied": applied}
     return badges
 
 

@@ -145,10 +145,10 @@ class PointsQueries:
             return entry[1]
         if (view.state.complete and not hidden) or not safe_key(person_id):
             return 0  # everyone in the scope is in the list; and an unsafe id is on no board
-        doc = self.store.totals.find_one({"_id": f"{person_id}:{key}"}) or {}
-        if any(doc.get(field) != wanted for field, wanted in scope_filter.items()):
+        total = self.store.totals_with_scope(person_id, [key])[key]
+        if any(total.get(field) != wanted for field, wanted in scope_filter.items()):
             return 0
-        return int(doc.get("points") or 0)
+        return total["points"]
 
     def leaderboard(self, period: str, scope: str = "company", department: str | None = None, role: str | None = None,
                     first: Any = 10, after: str | None = None, me: str | None = None, at: datetime | None = None,
@@ -285,11 +285,11 @@ class PointsQueries:
         ranked = not (person is not None and person.hidden and viewer != person_id)
         rush = (_READS.submit(self.rush_share, person_id)
                 if (person is None or person.role in (Role.REP.value, Role.MANAGER.value)) else None)
-        totals = find_by_ids(self.store.totals, [f"{person_id}:{key}" for key in keys.values()], {"points": 1})
+        totals = self.store.totals_of(person_id, list(keys.values()))
 
         def period_of(period: str) -> dict[str, Any]:
             key = keys[period]
-            points = int((totals.get(f"{person_id}:{key}") or {}).get("points") or 0)
+            points = totals[key]
             start, end = period_bounds(self.calendar, period, now)
             return {"key": key, "points": points, "rank": self._summary_rank(key, person_id, points) if ranked else None,
                     "starts_at": start.isoformat() if start else None, "ends_at": end.isoformat() if end else None}
@@ -313,7 +313,7 @@ class PointsQueries:
         return view.rank(points) if safe_key(person_id) else None
 
     def badges_of(self, person_id: str) -> list[dict[str, Any]]:
-        progress = (self.store.badge_progress.find_one({"_id": person_id}) or {}).get("badges") or {}
+        progress = self.store.progress_of(person_id).get("badges") or {}
         # Award ids are deterministic (person:badge:tier, badges.award_badges): read
         # every tier the rules have by _id instead of searching by person.
         ids = [badge_award_id(person_id, badge.id, tier) for badge in self.rules.badges.values() for tier, _ in badge.tiers]
