@@ -13,7 +13,7 @@ from kafka.errors import KafkaTimeoutError
 from services.recognition import directory as engine_directory
 from services.recognition.directory import Directory
 from services.recognition.points import scorer as scoring
-from services.recognition.points.scorer import Scorer
+from services.recognition.points.scorer import Scorer, awards_of
 from services.recognition.points.store import Store
 from services.recognition.points.rules import load_rules
 from shared.calendar import BusinessCalendar
@@ -115,7 +115,7 @@ def test_awards_lost_between_store_and_publish_go_out_when_the_event_comes_again
 
     scorer_.publish = sent.extend
     assert scorer_.score_batch([event, event]) == []  # redelivered (twice, even): not scored again...
-    awards = scorer_.store.scored_events.find_one({"_id": event.id})["awards"]
+    awards = awards_of(scorer_.store.scored_events.find_one({"_id": event.id}))
     assert sorted(e.id for e in sent) == sorted(a["entry_id"] for a in awards)  # ...but published, once
     assert {e.type for e in sent} == {"points.awarded"} and len(sent) == 3  # two received, one given
 

@@ -10,6 +10,7 @@ import pytest
 from services.recognition.points.app import build_runtime
 from services.recognition.points.config import PointsSettings
 from services.recognition.points.rebuild import rebuild
+from services.recognition.points.scorer import awards_of
 from services.recognition.points.store import Store, person_id_of
 from shared.clock import ManualClock
 from shared.db import disconnect
@@ -132,7 +133,7 @@ def runtime(points_settings, producer, clock):
 def feed(producer, runtime, events, awards: int | None = None, timeout: float = 60):
     producer.publish_all(events)
     assert wait_until(lambda: runtime.store.scored_events.count_documents({"_id": {"$in": [e.id for e in events]}}) == len(set(e.id for e in events)), timeout)
-    expected = sum(len(d["awards"]) for d in runtime.store.scored_events.find()) if awards is None else awards
+    expected = sum(len(awards_of(d)) for d in runtime.store.scored_events.find()) if awards is None else awards
     # An award is in the ledger only once everything it changes is in place (written last).
     assert wait_until(lambda: runtime.store.ledger.count_documents({}) >= expected, timeout), (
         f"awards not applied: {runtime.store.ledger.count_documents({})} of {expected}; applier processed "

@@ -33,6 +33,7 @@ from shared.events.schemas import PointsAwarded
 from shared.feeds import Entry
 
 log = logging.getLogger(__name__)
+SAME = object()  # a value no field has
 WHOLE_BOARD_AT = 100  # people changed in one board update beyond which the whole entries map is written
 BOARD_CACHE_ENTRIES = 20_000  # people's entries on the boards an applier keeps in memory, in all
 
@@ -81,9 +82,10 @@ def _apply_to_buckets(collection, sums: dict[str, _Sum]) -> None:
     A document that does not exist yet is inserted whole (an update costs FerretDB ~15
     inserts); one created meanwhile by another writer (its insert refused) gets the update.
     """
-    ops, new, stored = [], {}, find_by_ids(collection, sums, {"a": 1})
+    ops, new, stored = [], {}, find_by_ids(collection, sums, {"a": 1, "d": 1, "r": 1})
     for doc_id, total in sums.items():
-        applied = stored.get(doc_id, {}).get("a") or {}
+        doc = stored.get(doc_id, {})
+        applied = doc.get("a") or {}
         inc: dict[str, int] = {}
         offsets: dict[str, int] = {}
         for item in total.items:
@@ -94,7 +96,9 @@ def _apply_to_buckets(collection, sums: dict[str, _Sum]) -> None:
             path = f"a.{field}.{item.partition}"
             offsets[path] = max(offsets.get(path, -1), item.offset)
             scope = total.people[item.award.person_id]
-            offsets[f"d.{field}"], offsets[f"r.{field}"] = scope["department"], scope["role"]
+            for name, value in (("d", scope["department"]), ("r", scope["role"])):
+                if (doc.get(name) or {}).get(field, SAME) != value:  # written when it changes (fewer paths, less to encode)
+                    offsets[f"{name}.{field}"] = value
         if not offsets:
             continue
         update = {"$inc": inc, "$set": offsets}

@@ -5,7 +5,7 @@ period and scope a summary with the best 100, the number of people and a coarse 
 histogram pages, all read by ``_id`` (FerretDB 1.24 uses an index only for ``_id`` equality
 and decodes whole documents, so the period's board, one document with everyone in it, takes
 seconds to read at 100k people). A top page is one or two reads; "my rank" reads the person's
-totals (``<person>:<key>``) and counts the people above that score. Movement is each listed
+totals (their bucket ``<key>|<bucket>``) and counts the people above that score. Movement is each listed
 person's rank in the previous period's ranking, for the score they had then (in that period's
 top list, or their totals document). Ranks are competition ranks: 1 + the number of people
 with strictly more points (1, 2, 2, 4).

@@ -10,6 +10,7 @@ scored again, but its stored awards are published again, and stage 2 skips award
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,7 +66,8 @@ class Scorer:
         commits only after this returns, so a crash between the insert and the publish is
         mended by the redelivery.
         """
-        before = find_by_ids(self.store.scored_events, [e.id for e in envelopes], {"awards": 1})
+        before = {i: {**doc, "awards": awards_of(doc)}
+                  for i, doc in find_by_ids(self.store.scored_events, [e.id for e in envelopes], {"awards": 1}).items()}
         todo, seen = [], set(before)
         for envelope in envelopes:
             if envelope.id in seen:
@@ -85,8 +87,12 @@ class Scorer:
                      "one write at a time", extra={"events": len(todo)})
             docs = self._score_all(todo, batched=False)
         # A document refused as a duplicate was scored meanwhile by another process (a
-        # rebalance): that process publishes its copy's awards.
-        docs = insert_many_once(self.store.scored_events, docs)
+        # rebalance): that process publishes its copy's awards. The awards are stored as one
+        # JSON string: FerretDB encodes a document field by field, and a kudos's two awards
+        # are ~30 fields (the insert took 0.26 ms an event, a third of the scorer's time).
+        stored = {d["_id"] for d in insert_many_once(self.store.scored_events, [
+            {**doc, "awards": json.dumps(doc["awards"], default=_iso)} for doc in docs])}
+        docs = [doc for doc in docs if doc["_id"] in stored]
         # Only now that the thanks its deliveries awarded are stored (a crash before this line
         # scores the delivery again, with the same waiting thanks).
         cleared = [UpdateOne({"_id": doc["request_id"]}, {"$set": {"waiting_thanks": []}})
@@ -241,6 +247,18 @@ class Scorer:
                 return False
         batch.set(guard_id, {"last_at": at, "last_award": eid})
         return True
+
+
+def awards_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The awards of a ``scored_events`` document (a JSON string; a list in older stores)."""
+    awards = doc.get("awards") or []
+    return json.loads(awards) if isinstance(awards, str) else awards
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _once_guard(rule: Rule, key: str, person: str) -> str:
