@@ -31,6 +31,7 @@ from shared.events.schemas import PointsAwarded, PersonUpserted
 
 log = logging.getLogger(__name__)
 SUFFIX = "__rebuild"
+NOT_IMPLEMENTED = 238  # the server's error code for an option it does not support
 
 
 @dataclass
@@ -71,8 +72,8 @@ def read_topics(settings: Settings, topics: list[str], timeout: float = 120) -> 
 
 # Events scored and awards applied per bulk, in time order like the live stages' polls (larger:
 # each document a batch touches is written once, and the rebuilt collections start empty).
-SCORE_BATCH = 2000
-REBUILD_BATCH = 10000
+SCORE_BATCH = 10000
+REBUILD_BATCH = 50000
 
 
 def rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Directory,
@@ -90,8 +91,7 @@ def rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Directo
     events.sort(key=lambda pair: (event_time(pair[0]), pair[0].time, pair[0].id))
 
     store = Store(db, suffix=SUFFIX)
-    store.drop()
-    store.ensure_indexes()
+    store.drop()  # its indexes are made after the swap: an index kept up to date on each insert slows a bulk load
     scorer = Scorer(store, rules, calendar, directory, clock)  # publishes nothing
     applier = Applier(store, rules, calendar, directory, clock, publish=False)
     seq = 0
@@ -117,12 +117,20 @@ def rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Directo
 
 
 def swap(db: Database, rebuilt: Store) -> None:
-    """Replace each live collection by its rebuilt twin."""
+    """Replace each live collection by its rebuilt twin (the points process is stopped)."""
     for name in Store.NAMES:
         source = name + rebuilt.suffix
+        if source not in db.list_collection_names():
+            db[source].insert_one({"_id": "~empty"})  # renamed like the others (nothing was written to it)
+            db[source].delete_one({"_id": "~empty"})
         try:
             db.client.admin.command("renameCollection", f"{db.name}.{source}", to=f"{db.name}.{name}", dropTarget=True)
-        except OperationFailure:
+        except OperationFailure as exc:
+            if exc.code == NOT_IMPLEMENTED:
+                # FerretDB 1.24 renames, but not over an existing collection: drop it first.
+                db[name].drop()
+                db.client.admin.command("renameCollection", f"{db.name}.{source}", to=f"{db.name}.{name}")
+                continue
             # No renameCollection on this server: copy instead.
             db[name].drop()
             batch = []
@@ -134,4 +142,6 @@ def swap(db: Database, rebuilt: Store) -> None:
             if batch:
                 db[name].insert_many(batch)
             db[source].drop()
+    for name in Store.FOLDED:  # a store's per-person documents from before the buckets: superseded
+        db[name].drop()
     Store(db).ensure_indexes()
