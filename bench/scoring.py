@@ -21,7 +21,7 @@ from pymongo import monitoring
 KUDOS = int(os.environ.get("BENCH_SCORING_KUDOS", "10000"))
 PEOPLE = int(os.environ.get("BENCH_SCORING_PEOPLE", "2000"))
 SCORE_BATCH = int(os.environ.get("BENCH_SCORING_SCORE_BATCH", "1000"))  # the scorer's max_poll_records
-APPLY_BATCH = int(os.environ.get("BENCH_SCORING_APPLY_BATCH", "2500"))  # the applier's
+APPLY_BATCH = int(os.environ.get("BENCH_SCORING_APPLY_BATCH", "10000"))  # the applier's, behind (points.app.APPLY_GATHER)
 
 
 class _Timings(monitoring.CommandListener):
@@ -90,21 +90,23 @@ def run(settings, record, rss_mb) -> None:
         scoring = applying = 0.0
         offset = 0
         t0 = time.perf_counter()
+        applied = 0
         for s in range(0, len(events), SCORE_BATCH):
             t = time.perf_counter()
-            before = len(published)
             scorer.score_batch(events[s:s + SCORE_BATCH])
             scoring += time.perf_counter() - t
-            awards = published[before:]
-            t = time.perf_counter()
-            for a in range(0, len(awards), APPLY_BATCH):
+            last = s + SCORE_BATCH >= len(events)
+            # The applier's batches: what it gathers when behind (APPLY_BATCH), the rest at the end.
+            while len(published) - applied >= APPLY_BATCH or (last and applied < len(published)):
+                t = time.perf_counter()
                 items = []
-                for envelope in awards[a:a + APPLY_BATCH]:
+                for envelope in published[applied:applied + APPLY_BATCH]:
                     items.append((PointsAwarded.model_validate(envelope.data), "0", offset))
                     offset += 1
+                applied += len(items)
                 applier.apply_batch(items)
                 rss_peak = max(rss_peak, rss_mb(os.getpid()))
-            applying += time.perf_counter() - t
+                applying += time.perf_counter() - t
         elapsed = time.perf_counter() - t0
         rss_end = rss_mb(os.getpid())
         release_free_memory()
