@@ -77,6 +77,11 @@ PAGE_SIZE_ARGUMENTS = ("first", "last")  # `last` is used only when `first` is n
 COST_CEILING = 10**15  # costs saturate here: enough to refuse, no huge integers
 
 
+def _refuse(rule: ValidationRule, node: Any, code: str, message: str) -> None:
+    """Report that ``rule`` refuses the document at ``node``, with a machine-readable ``code``."""
+    rule.report_error(GraphQLError(message, node, extensions={"code": code}))
+
+
 # --- walking a document ----------------------------------------------------------------
 
 
@@ -205,21 +210,9 @@ def depth_limit_rule(max_depth: int) -> type[ValidationRule]:
         def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> VisitorAction:
             depth = _selection_depth(node.selection_set, self._fragments.get)
             if math.isinf(depth):
-                self.report_error(
-                    GraphQLError(
-                        "query depth is unbounded: a fragment spreads itself",
-                        node,
-                        extensions={"code": "QUERY_TOO_DEEP"},
-                    )
-                )
+                _refuse(self, node, "QUERY_TOO_DEEP", "query depth is unbounded: a fragment spreads itself")
             elif depth > max_depth:
-                self.report_error(
-                    GraphQLError(
-                        f"query depth {depth} exceeds the limit of {max_depth}",
-                        node,
-                        extensions={"code": "QUERY_TOO_DEEP"},
-                    )
-                )
+                _refuse(self, node, "QUERY_TOO_DEEP", f"query depth {depth} exceeds the limit of {max_depth}")
             return SKIP
 
         @staticmethod
@@ -378,13 +371,7 @@ def cost_limit_rule(
             cost = self._selection_cost(node.selection_set, _root_type(self._schema, node), memo.get, defaults)
             if cost > max_cost:
                 shown = f"more than {COST_CEILING}" if cost >= COST_CEILING else str(cost)
-                self.report_error(
-                    GraphQLError(
-                        f"query cost {shown} exceeds the limit of {max_cost}",
-                        node,
-                        extensions={"code": "QUERY_TOO_EXPENSIVE"},
-                    )
-                )
+                _refuse(self, node, "QUERY_TOO_EXPENSIVE", f"query cost {shown} exceeds the limit of {max_cost}")
             return SKIP
 
         @staticmethod
@@ -427,8 +414,7 @@ def _field_counting_rule(name: str, limit: int, noun: str, code: str,
 
         def leave_document(self, node: Any, *_args: Any) -> None:
             if self._count > limit:
-                self.report_error(GraphQLError(f"too many {noun} ({self._count}, limit {limit})", node,
-                                               extensions={"code": code}))
+                _refuse(self, node, code, f"too many {noun} ({self._count}, limit {limit})")
 
     CountingRule.__name__ = CountingRule.__qualname__ = f"{name}{limit}"
     return CountingRule
@@ -463,13 +449,8 @@ def no_introspection_rule() -> type[ValidationRule]:
     class NoIntrospectionRule(ValidationRule):
         def enter_field(self, node: FieldNode, *_args: Any) -> None:
             if node.name.value in INTROSPECTION_FIELDS:
-                self.report_error(
-                    GraphQLError(
-                        f"introspection is switched off: '{node.name.value}' is not allowed",
-                        node,
-                        extensions={"code": "INTROSPECTION_DISABLED"},
-                    )
-                )
+                _refuse(self, node, "INTROSPECTION_DISABLED",
+                        f"introspection is switched off: '{node.name.value}' is not allowed")
 
     return NoIntrospectionRule
 
