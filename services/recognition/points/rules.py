@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Container
 
 import yaml
 
@@ -103,9 +103,7 @@ class _Validator:
             raise RulesError(f"{self.source} line 1: expected a mapping with version, rules and badges")
         if doc.get("version") != 1:
             self.fail(doc, "version must be 1", "version")
-        unknown = set(doc) - {"version", "limits", "rules", "badges"}
-        if unknown:
-            self.fail(doc, f"unknown key(s): {', '.join(sorted(unknown))}", sorted(unknown)[0])
+        self.known_keys(doc, {"version", "limits", "rules", "badges"}, "")
         limits = doc.get("limits") or {}
         if not isinstance(limits, dict):
             self.fail(doc, "limits must be a mapping", "limits")
@@ -122,13 +120,7 @@ class _Validator:
             self.fail(doc, "badges must be a list", "badges")
         out: dict[str, Badge] = {}
         for item in raw:
-            if not isinstance(item, dict):
-                self.fail(doc, "each badge must be a mapping", "badges")
-            bid = item.get("id")
-            if not isinstance(bid, str) or not _ID.fullmatch(bid):
-                self.fail(item, "badge id must be a lower-case slug", "id")
-            if bid in out:
-                self.fail(item, f"badge {bid!r} is defined twice", "id")
+            bid = self.entry_id(doc, item, "badge", out)
             if not isinstance(item.get("kind"), str) or item["kind"] not in BADGE_KINDS:
                 self.fail(item, f"badge {bid!r}: kind must be one of {', '.join(BADGE_KINDS)}", "kind")
             for key in ("name", "description"):
@@ -145,11 +137,27 @@ class _Validator:
                 tiers = tuple((t, self.positive(raw_tiers, t, bid)) for t in TIER_ORDER if t in raw_tiers)
                 if [n for _, n in tiers] != sorted({n for _, n in tiers}):
                     self.fail(item, f"badge {bid!r}: tier thresholds must grow from bronze to gold", "tiers")
-            unknown = set(item) - {"id", "name", "description", "kind", "tiers", "threshold"}
-            if unknown:
-                self.fail(item, f"badge {bid!r}: unknown key(s) {', '.join(sorted(unknown))}", sorted(unknown)[0])
+            self.known_keys(item, {"id", "name", "description", "kind", "tiers", "threshold"}, f"badge {bid!r}: ")
             out[bid] = Badge(bid, item["name"].strip(), item["description"].strip(), item["kind"], tiers)
         return out
+
+    def entry_id(self, doc: Any, item: Any, noun: str, seen: Container[str]) -> str:
+        """The id of one entry of the ``badges`` or ``rules`` list: a mapping whose id is a slug
+        not ``seen`` before."""
+        if not isinstance(item, dict):
+            self.fail(doc, f"each {noun} must be a mapping", f"{noun}s")
+        ident = item.get("id")
+        if not isinstance(ident, str) or not _ID.fullmatch(ident):
+            self.fail(item, f"{noun} id must be a lower-case slug", "id")
+        if ident in seen:
+            self.fail(item, f"{noun} {ident!r} is defined twice", "id")
+        return ident
+
+    def known_keys(self, node: dict, allowed: set[str], owner: str) -> None:
+        """Refuse keys the file does not know (``owner``: what the message is about, if not the file)."""
+        unknown = set(node) - allowed
+        if unknown:
+            self.fail(node, f"{owner}unknown key(s) {', '.join(sorted(unknown))}", sorted(unknown)[0])
 
     def positive(self, node: dict, key: str, owner: str) -> int:
         value = node.get(key)
@@ -165,17 +173,9 @@ class _Validator:
         allowed = {"id", "on", "when", "to", "points", "reason", "badges", "resets", "counterpart",
                    "counterpart_role", "giver", "limit", "once_per", "requires"}
         for item in raw:
-            if not isinstance(item, dict):
-                self.fail(doc, "each rule must be a mapping", "rules")
-            rid = item.get("id")
-            if not isinstance(rid, str) or not _ID.fullmatch(rid):
-                self.fail(item, "rule id must be a lower-case slug", "id")
-            if rid in seen:
-                self.fail(item, f"rule {rid!r} is defined twice", "id")
+            rid = self.entry_id(doc, item, "rule", seen)
             seen.add(rid)
-            unknown = set(item) - allowed
-            if unknown:
-                self.fail(item, f"rule {rid!r}: unknown key(s) {', '.join(sorted(unknown))}", sorted(unknown)[0])
+            self.known_keys(item, allowed, f"rule {rid!r}: ")
             on = item.get("on")
             if not isinstance(on, str) or on not in self.known_types:
                 self.fail(item, f"rule {rid!r}: unknown event type {on!r}", "on")
