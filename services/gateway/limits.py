@@ -82,6 +82,21 @@ def _refuse(rule: ValidationRule, node: Any, code: str, message: str) -> None:
     rule.report_error(GraphQLError(message, node, extensions={"code": code}))
 
 
+class _PerOperation(ValidationRule):
+    """A limit measured on each operation, fragments included where they are spread (so a
+    fragment's own definition is not visited)."""
+
+    @staticmethod
+    def enter_fragment_definition(*_args: Any) -> VisitorAction:
+        return SKIP
+
+
+def _named(rule: type[ValidationRule], name: str) -> type[ValidationRule]:
+    """A rule class named after its limit (``DepthLimitRule8``): one class per limit, each named apart."""
+    rule.__name__ = rule.__qualname__ = name
+    return rule
+
+
 # --- walking a document ----------------------------------------------------------------
 
 
@@ -200,7 +215,7 @@ def depth_limit_rule(max_depth: int) -> type[ValidationRule]:
     if max_depth < 1:
         raise ValueError("max_depth must be at least 1")
 
-    class DepthLimitRule(ValidationRule):
+    class DepthLimitRule(_PerOperation):
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
             self._fragments = _FragmentValues(
@@ -215,12 +230,7 @@ def depth_limit_rule(max_depth: int) -> type[ValidationRule]:
                 _refuse(self, node, "QUERY_TOO_DEEP", f"query depth {depth} exceeds the limit of {max_depth}")
             return SKIP
 
-        @staticmethod
-        def enter_fragment_definition(*_args: Any) -> VisitorAction:
-            return SKIP  # measured where spread
-
-    DepthLimitRule.__name__ = DepthLimitRule.__qualname__ = f"DepthLimitRule{max_depth}"
-    return DepthLimitRule
+    return _named(DepthLimitRule, f"DepthLimitRule{max_depth}")
 
 
 # --- aliases -----------------------------------------------------------------------------
@@ -295,7 +305,7 @@ def cost_limit_rule(
         raise ValueError("default_list_size must not be negative")
     given = dict(variables or {})
 
-    class CostLimitRule(ValidationRule):
+    class CostLimitRule(_PerOperation):
         variables = given  # for introspection and debugging
 
         def __init__(self, context: ValidationContext) -> None:
@@ -374,12 +384,7 @@ def cost_limit_rule(
                 _refuse(self, node, "QUERY_TOO_EXPENSIVE", f"query cost {shown} exceeds the limit of {max_cost}")
             return SKIP
 
-        @staticmethod
-        def enter_fragment_definition(*_args: Any) -> VisitorAction:
-            return SKIP  # costed where spread
-
-    CostLimitRule.__name__ = CostLimitRule.__qualname__ = f"CostLimitRule{max_cost}"
-    return CostLimitRule
+    return _named(CostLimitRule, f"CostLimitRule{max_cost}")
 
 
 # --- fields written ---------------------------------------------------------------------
@@ -416,8 +421,7 @@ def _field_counting_rule(name: str, limit: int, noun: str, code: str,
             if self._count > limit:
                 _refuse(self, node, code, f"too many {noun} ({self._count}, limit {limit})")
 
-    CountingRule.__name__ = CountingRule.__qualname__ = f"{name}{limit}"
-    return CountingRule
+    return _named(CountingRule, f"{name}{limit}")
 
 
 def limit_rules(
