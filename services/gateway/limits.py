@@ -77,6 +77,26 @@ PAGE_SIZE_ARGUMENTS = ("first", "last")  # `last` is used only when `first` is n
 COST_CEILING = 10**15  # costs saturate here: enough to refuse, no huge integers
 
 
+def _refuse(rule: ValidationRule, node: Any, code: str, message: str) -> None:
+    """Report that ``rule`` refuses the document at ``node``, with a machine-readable ``code``."""
+    rule.report_error(GraphQLError(message, node, extensions={"code": code}))
+
+
+class _PerOperation(ValidationRule):
+    """A limit measured on each operation, fragments included where they are spread (so a
+    fragment's own definition is not visited)."""
+
+    @staticmethod
+    def enter_fragment_definition(*_args: Any) -> VisitorAction:
+        return SKIP
+
+
+def _named(rule: type[ValidationRule], name: str) -> type[ValidationRule]:
+    """A rule class named after its limit (``DepthLimitRule8``): one class per limit, each named apart."""
+    rule.__name__ = rule.__qualname__ = name
+    return rule
+
+
 # --- walking a document ----------------------------------------------------------------
 
 
@@ -195,7 +215,7 @@ def depth_limit_rule(max_depth: int) -> type[ValidationRule]:
     if max_depth < 1:
         raise ValueError("max_depth must be at least 1")
 
-    class DepthLimitRule(ValidationRule):
+    class DepthLimitRule(_PerOperation):
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
             self._fragments = _FragmentValues(
@@ -205,29 +225,12 @@ def depth_limit_rule(max_depth: int) -> type[ValidationRule]:
         def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> VisitorAction:
             depth = _selection_depth(node.selection_set, self._fragments.get)
             if math.isinf(depth):
-                self.report_error(
-                    GraphQLError(
-                        "query depth is unbounded: a fragment spreads itself",
-                        node,
-                        extensions={"code": "QUERY_TOO_DEEP"},
-                    )
-                )
+                _refuse(self, node, "QUERY_TOO_DEEP", "query depth is unbounded: a fragment spreads itself")
             elif depth > max_depth:
-                self.report_error(
-                    GraphQLError(
-                        f"query depth {depth} exceeds the limit of {max_depth}",
-                        node,
-                        extensions={"code": "QUERY_TOO_DEEP"},
-                    )
-                )
+                _refuse(self, node, "QUERY_TOO_DEEP", f"query depth {depth} exceeds the limit of {max_depth}")
             return SKIP
 
-        @staticmethod
-        def enter_fragment_definition(*_args: Any) -> VisitorAction:
-            return SKIP  # measured where spread
-
-    DepthLimitRule.__name__ = DepthLimitRule.__qualname__ = f"DepthLimitRule{max_depth}"
-    return DepthLimitRule
+    return _named(DepthLimitRule, f"DepthLimitRule{max_depth}")
 
 
 # --- aliases -----------------------------------------------------------------------------
@@ -302,7 +305,7 @@ def cost_limit_rule(
         raise ValueError("default_list_size must not be negative")
     given = dict(variables or {})
 
-    class CostLimitRule(ValidationRule):
+    class CostLimitRule(_PerOperation):
         variables = given  # for introspection and debugging
 
         def __init__(self, context: ValidationContext) -> None:
@@ -378,21 +381,10 @@ def cost_limit_rule(
             cost = self._selection_cost(node.selection_set, _root_type(self._schema, node), memo.get, defaults)
             if cost > max_cost:
                 shown = f"more than {COST_CEILING}" if cost >= COST_CEILING else str(cost)
-                self.report_error(
-                    GraphQLError(
-                        f"query cost {shown} exceeds the limit of {max_cost}",
-                        node,
-                        extensions={"code": "QUERY_TOO_EXPENSIVE"},
-                    )
-                )
+                _refuse(self, node, "QUERY_TOO_EXPENSIVE", f"query cost {shown} exceeds the limit of {max_cost}")
             return SKIP
 
-        @staticmethod
-        def enter_fragment_definition(*_args: Any) -> VisitorAction:
-            return SKIP  # costed where spread
-
-    CostLimitRule.__name__ = CostLimitRule.__qualname__ = f"CostLimitRule{max_cost}"
-    return CostLimitRule
+    return _named(CostLimitRule, f"CostLimitRule{max_cost}")
 
 
 # --- fields written ---------------------------------------------------------------------
@@ -427,11 +419,9 @@ def _field_counting_rule(name: str, limit: int, noun: str, code: str,
 
         def leave_document(self, node: Any, *_args: Any) -> None:
             if self._count > limit:
-                self.report_error(GraphQLError(f"too many {noun} ({self._count}, limit {limit})", node,
-                                               extensions={"code": code}))
+                _refuse(self, node, code, f"too many {noun} ({self._count}, limit {limit})")
 
-    CountingRule.__name__ = CountingRule.__qualname__ = f"{name}{limit}"
-    return CountingRule
+    return _named(CountingRule, f"{name}{limit}")
 
 
 def limit_rules(
@@ -463,13 +453,8 @@ def no_introspection_rule() -> type[ValidationRule]:
     class NoIntrospectionRule(ValidationRule):
         def enter_field(self, node: FieldNode, *_args: Any) -> None:
             if node.name.value in INTROSPECTION_FIELDS:
-                self.report_error(
-                    GraphQLError(
-                        f"introspection is switched off: '{node.name.value}' is not allowed",
-                        node,
-                        extensions={"code": "INTROSPECTION_DISABLED"},
-                    )
-                )
+                _refuse(self, node, "INTROSPECTION_DISABLED",
+                        f"introspection is switched off: '{node.name.value}' is not allowed")
 
     return NoIntrospectionRule
 

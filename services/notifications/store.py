@@ -34,6 +34,13 @@ def _list(webhook_id: str) -> str:
     return f"wh:{webhook_id}"
 
 
+def _found(doc: dict | None, webhook_id: str) -> dict:
+    """The webhook as read or written; a missing one is NotFound."""
+    if doc is None:
+        raise NotFound("not_found", f"no webhook {webhook_id!r}")
+    return doc
+
+
 class Store:
     def __init__(self, db: Database):
         self.db = db
@@ -60,23 +67,16 @@ class Store:
         return doc
 
     def webhook(self, webhook_id: str) -> dict:
-        doc = self.webhooks.find_one({"_id": webhook_id})
-        if doc is None:
-            raise NotFound("not_found", f"no webhook {webhook_id!r}")
-        return doc
+        return _found(self.webhooks.find_one({"_id": webhook_id}), webhook_id)
 
     def update_webhook(self, webhook_id: str, fields: dict[str, Any], now: datetime) -> dict:
-        doc = self.webhooks.find_one_and_update({"_id": webhook_id}, {"$set": {**fields, "updated_at": now}},
-                                                return_document=ReturnDocument.AFTER)
-        if doc is None:
-            raise NotFound("not_found", f"no webhook {webhook_id!r}")
+        doc = _found(self.webhooks.find_one_and_update({"_id": webhook_id}, {"$set": {**fields, "updated_at": now}},
+                                                       return_document=ReturnDocument.AFTER), webhook_id)
         self._changed()
         return doc
 
     def delete_webhook(self, webhook_id: str) -> dict:
-        doc = self.webhooks.find_one_and_delete({"_id": webhook_id})
-        if doc is None:
-            raise NotFound("not_found", f"no webhook {webhook_id!r}")
+        doc = _found(self.webhooks.find_one_and_delete({"_id": webhook_id}), webhook_id)
         self._changed()
         return doc
 

@@ -13,7 +13,8 @@ from pymongo import ReturnDocument
 from services.recognition.directory import Directory
 from services.recognition.points.store import Store, person_field, totals_id
 from services.recognition.points.queries import PointsQueries, rankings_collection
-from services.recognition.points.ranking import Ranking, ScoreChange, scope_id, scopes_of
+from services.recognition.points.domain import scope_id, scopes_of
+from services.recognition.points.ranking import Ranking, ScoreChange
 from services.recognition.points.rules import load_rules
 from shared.calendar import BusinessCalendar, period_key, previous_period_key
 from shared.clock import ManualClock

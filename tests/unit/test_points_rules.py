@@ -16,18 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from services.recognition.points.badges import badge_level, consecutive_weeks
+from services.recognition.points.domain import Condition, Rule, RuleSet, badge_level, consecutive_weeks
+from services.recognition.points.rules import DEFAULT_RULES, RulesError, load_rules, parse_rules
 from services.recognition.points.store import entry_id
-from services.recognition.points.rules import (
-    DEFAULT_RULES,
-    Badge,
-    Condition,
-    Rule,
-    RuleSet,
-    RulesError,
-    load_rules,
-    parse_rules,
-)
 from shared.config import ConfigError
 from shared.events import build_event
 

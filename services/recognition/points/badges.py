@@ -1,25 +1,26 @@
 """Badges: each person's progress folded from their awards, the tiers it reaches, and the
-awards of those tiers (``badge.awarded``, through the outbox of ``badge_awards``)."""
+awards of those tiers (``badge.awarded``, through the outbox of ``badge_awards``).
+
+How an award moves progress and what level progress reaches are rules: they are in
+:mod:`~services.recognition.points.domain` (``advance_badges``, ``badge_level``)."""
 
 from __future__ import annotations
 
 import copy
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
-from services.recognition.points.rules import Badge, RuleSet
+from services.recognition.points.domain import RuleSet, advance_badges, badge_level
 from services.recognition.points.store import SOURCE, Store, badge_award_id
 from shared.bus.outbox import with_outbox
-from shared.calendar import BusinessCalendar, period_key
+from shared.calendar import BusinessCalendar
 from shared.clock import Clock
 from shared.db import find_by_ids, insert_many_once
 from shared.events import build_event
 
 if TYPE_CHECKING:
     from services.recognition.points.applier import _Item as Item
-
-WEEKS_KEPT = 12
 
 
 def advance_progress(rules: RuleSet, calendar: BusinessCalendar, person_id: str, doc: dict, items: list[Item],
@@ -33,7 +34,7 @@ def advance_progress(rules: RuleSet, calendar: BusinessCalendar, person_id: str,
         return badges  # applied before the crash that replays them
     unchanged = copy.deepcopy(badges)
     for item in todo:
-        _advance(rules, calendar, badges, item)
+        advance_badges(rules, calendar, badges, item.award, item.at)
         applied[item.partition] = item.offset
     if badges == unchanged:
         # Nothing moved (a distinct badge's members and evidence are full, say): no write.
@@ -42,41 +43,6 @@ def advance_progress(rules: RuleSet, calendar: BusinessCalendar, person_id: str,
         return badges
     writes[person_id] = {"badges": badges, "applied": applied}
     return badges
-
-
-def _advance(rules: RuleSet, calendar: BusinessCalendar, badges: dict[str, Any], item: Item) -> None:
-    award, at = item.award, item.at
-    week = period_key(calendar, "week", at)
-    stamp = at.isoformat()
-    for bid in award.resets:
-        # A streak counts the hits after the latest reset *in time*, so awards that arrive
-        # out of order (from different partitions) give the same streak.
-        state = badges.setdefault(bid, {})
-        state["reset_at"] = max(filter(None, [state.get("reset_at"), stamp]))
-        kept = [(h, e) for h, e in zip(state.get("hits", []), state.get("evidence", [])) if h > state["reset_at"]]
-        state["hits"], state["evidence"] = [h for h, _ in kept], [e for _, e in kept]
-    for bid in award.badges:
-        badge = rules.badges[bid]
-        state = badges.setdefault(bid, {"count": 0, "members": [], "weeks": [], "evidence": []})
-        keep = badge.tiers[-1][1]
-        if badge.kind == "streak":
-            if state.get("reset_at") and stamp <= state["reset_at"]:
-                continue  # before the streak was broken: does not count
-            if len(state.setdefault("hits", [])) < keep:
-                state["hits"].append(stamp)
-                state.setdefault("evidence", []).append(award.source_event_id)
-            continue
-        if badge.kind == "count":
-            state["count"] = state.get("count", 0) + 1
-        elif badge.kind == "distinct":
-            members = state.setdefault("members", [])
-            members.extend(c for c in award.counterparts if c not in members and len(members) < keep)
-        elif badge.kind == "weekly_streak":
-            weeks = sorted(set(state.get("weeks", [])) | {week})
-            state["weeks"] = weeks[-WEEKS_KEPT:]
-        evidence = state.setdefault("evidence", [])
-        if len(evidence) < keep and award.source_event_id not in evidence:
-            evidence.append(award.source_event_id)
 
 
 def award_badges(store: Store, rules: RuleSet, clock: Clock, progress: dict[str, tuple[dict[str, Any], datetime]],
@@ -107,26 +73,3 @@ def award_badges(store: Store, rules: RuleSet, clock: Clock, progress: dict[str,
             notify_inserted(store.badge_awards, stored)
         else:
             notify(store.badge_awards, *[d["_id"] for d in stored])
-
-
-def badge_level(badge: Badge, state: dict[str, Any]) -> int:
-    if badge.kind == "distinct":
-        return len(state.get("members") or [])
-    if badge.kind == "streak":
-        return len(state.get("hits") or [])
-    if badge.kind == "weekly_streak":
-        return consecutive_weeks(state.get("weeks") or [])
-    return int(state.get("count") or 0)
-
-
-def consecutive_weeks(keys: list[str]) -> int:
-    """Length of the run of consecutive ISO weeks ending at the latest one."""
-    mondays = sorted({date.fromisocalendar(int(k[:4]), int(k.split("-W")[1]), 1) for k in keys})
-    if not mondays:
-        return 0
-    run = 1
-    for earlier, later in zip(reversed(mondays[:-1]), reversed(mondays)):
-        if later - earlier != timedelta(days=7):
-            break
-        run += 1
-    return run

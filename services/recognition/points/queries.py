@@ -22,9 +22,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from services.recognition.directory import Directory
-from services.recognition.points.badges import badge_level
+from services.recognition.points.domain import RUSH_SHARE_DAYS, RuleSet, badge_level
 from services.recognition.points.ranking import Ranking, RankingView
-from services.recognition.points.rules import RuleSet
 from services.recognition.points.store import Store, badge_award_id, ledger_list, safe_key
 from shared.calendar import PERIODS, BusinessCalendar, period_bounds, period_key, previous_period_key
 from shared.clock import Clock, utc
@@ -54,7 +53,6 @@ def _scope_of(scope_filter: dict) -> tuple[str, str | None]:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-RUSH_SHARE_DAYS = 30
 
 
 @dataclass

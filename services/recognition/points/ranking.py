@@ -52,6 +52,7 @@ from pymongo import ReturnDocument, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from services.recognition.points.domain import scope_id, scopes_of, standing
 from shared.db import find_by_ids
 
 log = logging.getLogger(__name__)
@@ -102,24 +103,6 @@ class ScoreChange:
             object.__setattr__(self, "old_hidden", self.hidden)
 
 
-def scope_id(scope: str, value: str | None) -> str:
-    return "company" if scope == "company" else f"{scope}:{value}"
-
-
-def scopes_of(department: str | None, role: str | None) -> list[str]:
-    """The scopes a person with this department and role is counted in."""
-    out = ["company"]
-    if department:
-        out.append(f"department:{department}")
-    if role:
-        out.append(f"role:{role}")
-    return out
-
-
-def _order(entry: Entry) -> tuple[int, str]:
-    return -entry[1], entry[0]
-
-
 def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -166,9 +149,9 @@ class ScopeState:
 
     def _offer(self, entry: Entry, was_complete: bool) -> None:
         """Put ``entry`` (not in the list) in the list if it belongs to the best K."""
-        if was_complete or (self.top and _order(entry) < _order(self.top[-1])):
+        if was_complete or (self.top and standing(entry) < standing(self.top[-1])):
             self.top.append(entry)
-            self.top.sort(key=_order)
+            self.top.sort(key=standing)
             del self.top[TOP_K:]
 
     def add(self, person_id: str, points: int, department: str | None, role: str | None) -> None:
@@ -193,7 +176,7 @@ class ScopeState:
         if at is not None:
             if self.top[at] != entry:
                 self.top[at] = entry
-                self.top.sort(key=_order)
+                self.top.sort(key=standing)
         else:
             # More points than before, and outside the list: everyone outside had fewer than
             # the list's last, so the person belongs in it exactly when they now beat it.
@@ -230,7 +213,7 @@ def states_from_board(board: dict) -> dict[str, ScopeState]:
                 people.setdefault(sid, []).append(entry)
     out = {}
     for sid, entries in people.items():
-        entries.sort(key=_order)
+        entries.sort(key=standing)
         hist: dict[int, int] = {}
         for _, points, _, _ in entries:
             hist[points] = hist.get(points, 0) + 1

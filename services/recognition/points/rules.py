@@ -1,28 +1,25 @@
-"""The scoring rules file: load it, refuse it with the line and the reason, evaluate it.
+"""The scoring rules file (``rules.yaml``): load it, or refuse it with the line and the reason.
 
-Pure logic: which rules match an event and who they award. Stateful guards (monthly limits,
-"once per N business days", "the linked request was delivered", the giver-to-receiver cap)
-are named here and carried out by the scorer, which has the state.
+It becomes the rules' model (:class:`RuleSet` of :class:`Rule` and :class:`Badge`, in
+:mod:`~services.recognition.points.domain`, which also evaluates it). Stateful guards (monthly
+limits, "once per N business days", "the linked request was delivered", the giver-to-receiver
+cap) are named in the file and carried out by the scorer, which has the state.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Container
 
 import yaml
 
+from services.recognition.points.domain import BADGE_KINDS, GUARDS, OPS, TIER_ORDER, Badge, Condition, Rule, RuleSet
 from shared.config import ConfigError
 from shared.events import registered_types
 from shared.vocabulary import Role, values
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
-OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "in")
-BADGE_KINDS = ("count", "distinct", "streak", "weekly_streak")
-TIER_ORDER = ("bronze", "silver", "gold")
-GUARDS = ("linked_request_delivered",)
 ROLES = values(Role)  # a rule's counterpart_role
 _ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
@@ -30,105 +27,6 @@ _ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
 class RulesError(ConfigError):
     """The rules file is unusable; the message names the file, the line and the reason."""
 
-
-@dataclass(frozen=True)
-class Condition:
-    field: str
-    op: str
-    value: Any
-
-    def holds(self, data: dict[str, Any]) -> bool:
-        if self.field not in data:
-            return False
-        actual = data[self.field]
-        if self.op == "eq":
-            return _same(actual, self.value)
-        if self.op == "ne":
-            return not _same(actual, self.value)
-        if self.op == "in":
-            return any(_same(actual, v) for v in self.value)
-        if actual is None or isinstance(actual, bool) != isinstance(self.value, bool):
-            return False
-        try:
-            return {"lt": actual < self.value, "lte": actual <= self.value,
-                    "gt": actual > self.value, "gte": actual >= self.value}[self.op]
-        except TypeError:
-            return False
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equality where true is not 1 and false is not 0 (Python says they are)."""
-    return isinstance(a, bool) == isinstance(b, bool) and a == b
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    on: str
-    to: str
-    points: int
-    reason: str
-    when: tuple[Condition, ...] = ()
-    badges: tuple[str, ...] = ()
-    resets: tuple[str, ...] = ()
-    counterpart: str | None = None
-    counterpart_role: str | None = None
-    giver: str | None = None
-    limit_per_month: int | None = None
-    once_per_key: str | None = None
-    once_per_business_days: float | None = None
-    requires: str | None = None
-    line: int = 0
-
-    def matches(self, event_type: str, data: dict[str, Any]) -> bool:
-        return event_type == self.on and all(c.holds(data) for c in self.when)
-
-    def awardees(self, data: dict[str, Any]) -> list[str]:
-        return _ids(data.get(self.to))
-
-    def counterparts(self, data: dict[str, Any]) -> list[str]:
-        return _ids(data.get(self.counterpart)) if self.counterpart else []
-
-
-@dataclass(frozen=True)
-class Badge:
-    id: str
-    name: str
-    description: str
-    kind: str
-    tiers: tuple[tuple[str | None, int], ...]  # ((tier, threshold), ...) ascending; tier None: single
-
-    def reached(self, level: int) -> list[str | None]:
-        return [tier for tier, threshold in self.tiers if level >= threshold]
-
-    def next_tier(self, level: int) -> tuple[str | None, int] | None:
-        for tier, threshold in self.tiers:
-            if level < threshold:
-                return tier, threshold
-        return None
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    rules: tuple[Rule, ...]
-    badges: dict[str, Badge]
-    giver_to_receiver_monthly_points: int | None
-    source: str = ""
-    event_types: frozenset[str] = field(default_factory=frozenset)
-
-    def for_event(self, event_type: str, data: dict[str, Any]) -> list[Rule]:
-        return [r for r in self.rules if r.matches(event_type, data)]
-
-
-def _ids(value: Any) -> list[str]:
-    if isinstance(value, str) and value:
-        return [value]
-    if isinstance(value, list):
-        return [v for v in dict.fromkeys(value) if isinstance(v, str) and v]
-    return []
-
-
-# -- loading --------------------------------------------------------------------------------------
 
 class _LineLoader(yaml.SafeLoader):
     """Remembers the line of every mapping, so errors can point at it."""
@@ -205,9 +103,7 @@ class _Validator:
             raise RulesError(f"{self.source} line 1: expected a mapping with version, rules and badges")
         if doc.get("version") != 1:
             self.fail(doc, "version must be 1", "version")
-        unknown = set(doc) - {"version", "limits", "rules", "badges"}
-        if unknown:
-            self.fail(doc, f"unknown key(s): {', '.join(sorted(unknown))}", sorted(unknown)[0])
+        self.known_keys(doc, {"version", "limits", "rules", "badges"}, "")
         limits = doc.get("limits") or {}
         if not isinstance(limits, dict):
             self.fail(doc, "limits must be a mapping", "limits")
@@ -224,13 +120,7 @@ class _Validator:
             self.fail(doc, "badges must be a list", "badges")
         out: dict[str, Badge] = {}
         for item in raw:
-            if not isinstance(item, dict):
-                self.fail(doc, "each badge must be a mapping", "badges")
-            bid = item.get("id")
-            if not isinstance(bid, str) or not _ID.fullmatch(bid):
-                self.fail(item, "badge id must be a lower-case slug", "id")
-            if bid in out:
-                self.fail(item, f"badge {bid!r} is defined twice", "id")
+            bid = self.entry_id(doc, item, "badge", out)
             if not isinstance(item.get("kind"), str) or item["kind"] not in BADGE_KINDS:
                 self.fail(item, f"badge {bid!r}: kind must be one of {', '.join(BADGE_KINDS)}", "kind")
             for key in ("name", "description"):
@@ -247,11 +137,27 @@ class _Validator:
                 tiers = tuple((t, self.positive(raw_tiers, t, bid)) for t in TIER_ORDER if t in raw_tiers)
                 if [n for _, n in tiers] != sorted({n for _, n in tiers}):
                     self.fail(item, f"badge {bid!r}: tier thresholds must grow from bronze to gold", "tiers")
-            unknown = set(item) - {"id", "name", "description", "kind", "tiers", "threshold"}
-            if unknown:
-                self.fail(item, f"badge {bid!r}: unknown key(s) {', '.join(sorted(unknown))}", sorted(unknown)[0])
+            self.known_keys(item, {"id", "name", "description", "kind", "tiers", "threshold"}, f"badge {bid!r}: ")
             out[bid] = Badge(bid, item["name"].strip(), item["description"].strip(), item["kind"], tiers)
         return out
+
+    def entry_id(self, doc: Any, item: Any, noun: str, seen: Container[str]) -> str:
+        """The id of one entry of the ``badges`` or ``rules`` list: a mapping whose id is a slug
+        not ``seen`` before."""
+        if not isinstance(item, dict):
+            self.fail(doc, f"each {noun} must be a mapping", f"{noun}s")
+        ident = item.get("id")
+        if not isinstance(ident, str) or not _ID.fullmatch(ident):
+            self.fail(item, f"{noun} id must be a lower-case slug", "id")
+        if ident in seen:
+            self.fail(item, f"{noun} {ident!r} is defined twice", "id")
+        return ident
+
+    def known_keys(self, node: dict, allowed: set[str], owner: str) -> None:
+        """Refuse keys the file does not know (``owner``: what the message is about, if not the file)."""
+        unknown = set(node) - allowed
+        if unknown:
+            self.fail(node, f"{owner}unknown key(s) {', '.join(sorted(unknown))}", sorted(unknown)[0])
 
     def positive(self, node: dict, key: str, owner: str) -> int:
         value = node.get(key)
@@ -267,17 +173,9 @@ class _Validator:
         allowed = {"id", "on", "when", "to", "points", "reason", "badges", "resets", "counterpart",
                    "counterpart_role", "giver", "limit", "once_per", "requires"}
         for item in raw:
-            if not isinstance(item, dict):
-                self.fail(doc, "each rule must be a mapping", "rules")
-            rid = item.get("id")
-            if not isinstance(rid, str) or not _ID.fullmatch(rid):
-                self.fail(item, "rule id must be a lower-case slug", "id")
-            if rid in seen:
-                self.fail(item, f"rule {rid!r} is defined twice", "id")
+            rid = self.entry_id(doc, item, "rule", seen)
             seen.add(rid)
-            unknown = set(item) - allowed
-            if unknown:
-                self.fail(item, f"rule {rid!r}: unknown key(s) {', '.join(sorted(unknown))}", sorted(unknown)[0])
+            self.known_keys(item, allowed, f"rule {rid!r}: ")
             on = item.get("on")
             if not isinstance(on, str) or on not in self.known_types:
                 self.fail(item, f"rule {rid!r}: unknown event type {on!r}", "on")

@@ -20,23 +20,16 @@ from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.recognition.directory import Directory
-from services.recognition.points.rules import Rule, RuleSet
+from services.recognition.points.domain import (
+    Rule, RuleSet, event_time, guard_ids, giver_guard_id, limit_guard_id, once_guard_id, rush_short_notice,
+)
 from services.recognition.points.store import SOURCE, Store, day_id, entry_id, safe_key, submission_entry
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new, insert_once
 from shared.events import Envelope, build_event
-from shared.events.envelope import parse_time
-from shared.vocabulary import Priority
 
 log = logging.getLogger(__name__)
-RUSH_SHORT_NOTICE_HOURS = 24
-
-
-def event_time(envelope: Envelope) -> datetime:
-    """When it happened: the data's ``at`` if it has one, else the envelope time."""
-    at = envelope.data.get("at")
-    return parse_time(at) if isinstance(at, str) else envelope.time
 
 
 @dataclass
@@ -104,31 +97,20 @@ class Scorer:
     def _score_all(self, envelopes: list[Envelope], batched: bool) -> list[dict[str, Any]]:
         batch = _Batch(self.store, self.directory, batched)
         if batched:  # what the batch's guards, requests and counterparts are, read in one query each
-            guard_ids, people, requests = [], [], []
+            guards, people, requests = [], [], []
             for envelope in envelopes:
                 if isinstance(envelope.data.get("request_id"), str):
                     requests.append(envelope.data["request_id"])
                 month = period_key(self.calendar, "month", event_time(envelope))
                 for rule in self.rules.for_event(envelope.type, envelope.data):
                     for person in rule.awardees(envelope.data):
-                        guard_ids.extend(self._guard_ids(rule, person, envelope.data, month))
+                        guards.extend(guard_ids(self.rules, rule, person, envelope.data, month))
                     if rule.counterpart_role:
                         people.extend(rule.counterparts(envelope.data))
-            batch.prefetch(guard_ids, people, requests)
+            batch.prefetch(guards, people, requests)
         docs = [self._score(envelope, batch) for envelope in envelopes]
         batch.flush()
         return docs
-
-    def _guard_ids(self, rule: Rule, person: str, data: dict[str, Any], month: str) -> list[str]:
-        ids = []
-        if rule.once_per_key:
-            ids.append(_once_guard(rule, str(data.get(rule.once_per_key)), person))
-        if rule.limit_per_month:
-            ids.append(_limit_guard(rule, person, month))
-        giver = data.get(rule.giver) if rule.giver else None
-        if self.rules.giver_to_receiver_monthly_points is not None and isinstance(giver, str):
-            ids.append(_giver_guard(giver, person, month))
-        return ids
 
     def _score(self, envelope: Envelope, batch: "_Batch") -> dict[str, Any]:
         data = envelope.data
@@ -169,8 +151,8 @@ class Scorer:
         data = envelope.data
         if envelope.type == "request.submitted":
             batch.change_facts(data["request_id"], {"requester_id": data["requester_id"]})
-            short = data.get("priority") == Priority.RUSH.value and float(data.get("notice_business_hours") or 0) < RUSH_SHORT_NOTICE_HOURS
-            submission = {"_id": data["request_id"], "requester_id": data["requester_id"], "at": at, "rush_short_notice": short}
+            submission = {"_id": data["request_id"], "requester_id": data["requester_id"], "at": at,
+                          "rush_short_notice": rush_short_notice(data)}
             # The requester's day (read by _id for the rush share); idempotent, so a re-scored
             # event writes the same thing again.
             day = (day_id(data["requester_id"], at), f"r.{data['request_id']}", submission_entry(submission)) \
@@ -200,13 +182,13 @@ class Scorer:
                 return None
         if rule.once_per_key and not self._spaced(batch, rule, person, str(data.get(rule.once_per_key)), eid, at):
             return None
-        if rule.limit_per_month and not self._within(batch, _limit_guard(rule, person, month), eid, "n", 1, rule.limit_per_month):
+        if rule.limit_per_month and not self._within(batch, limit_guard_id(rule, person, month), eid, "n", 1, rule.limit_per_month):
             points, capped = 0, True
             reason = f"{rule.reason} (capped: at most {rule.limit_per_month} a month)"
         cap = self.rules.giver_to_receiver_monthly_points
         giver = data.get(rule.giver) if rule.giver else None
         if not capped and points > 0 and cap is not None and isinstance(giver, str):
-            if not self._within(batch, _giver_guard(giver, person, month), eid, "points", points, cap):
+            if not self._within(batch, giver_guard_id(giver, person, month), eid, "points", points, cap):
                 points, capped = 0, True
                 reason = f"{rule.reason} (capped: at most {cap} points a month from one colleague)"
 
@@ -237,7 +219,7 @@ class Scorer:
 
     def _spaced(self, batch: "_Batch", rule: Rule, person: str, key: str, eid: str, at: datetime) -> bool:
         """At most one award per key per N business days (events of one key come in order)."""
-        guard_id = _once_guard(rule, key, person)
+        guard_id = once_guard_id(rule, key, person)
         doc = batch.guard(guard_id)
         if doc.get("last_award") == eid:
             return True  # this very award, replayed
@@ -259,18 +241,6 @@ def _iso(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _once_guard(rule: Rule, key: str, person: str) -> str:
-    return f"once:{rule.id}:{key}:{person}"
-
-
-def _limit_guard(rule: Rule, person: str, month: str) -> str:
-    return f"limit:{rule.id}:{person}:{month}"
-
-
-def _giver_guard(giver: str, person: str, month: str) -> str:
-    return f"giver:{giver}:{person}:{month}"
 
 
 class _GuardRace(Exception):
