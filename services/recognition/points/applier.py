@@ -21,7 +21,8 @@ from typing import Any, Callable
 from pymongo import ReturnDocument, UpdateOne
 
 from services.recognition.directory import Directory
-from services.recognition.points.badges import advance_progress, award_badges
+from services.recognition.points.badges import award_badges
+from services.recognition.points.domain import advance_progress
 from services.recognition.points.ranking import Ranking, ScoreChange
 from services.recognition.points.rules import RuleSet
 from services.recognition.points.store import (Store, as_document, ledger_list, person_field, progress_id, safe_key,

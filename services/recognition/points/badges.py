@@ -2,48 +2,20 @@
 awards of those tiers (``badge.awarded``, through the outbox of ``badge_awards``).
 
 How an award moves progress and what level progress reaches are rules: they are in
-:mod:`~services.recognition.points.domain` (``advance_badges``, ``badge_level``)."""
+:mod:`~services.recognition.points.domain` (``advance_progress``, ``badge_level``)."""
 
 from __future__ import annotations
 
-import copy
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from services.recognition.points.domain import RuleSet, advance_badges, badge_level
+from services.recognition.points.domain import RuleSet, badge_level
 from services.recognition.points.store import SOURCE, Store, badge_award_id
 from shared.bus.outbox import with_outbox
-from shared.calendar import BusinessCalendar
 from shared.clock import Clock
 from shared.db import find_by_ids, insert_many_once
 from shared.events import build_event
-
-if TYPE_CHECKING:
-    from services.recognition.points.applier import _Item as Item
-
-
-def advance_progress(rules: RuleSet, calendar: BusinessCalendar, person_id: str, doc: dict, items: list[Item],
-                     writes: dict) -> dict[str, Any]:
-    """Fold a person's awards into their badge progress (``doc``, as stored: ``badges`` and the
-    ``applied`` offsets); put the new state in ``writes`` when it moved."""
-    applied = dict(doc.get("applied") or {})
-    badges = doc.get("badges") or {}
-    todo = [i for i in items if applied.get(i.partition, -1) < i.offset]
-    if not todo:
-        return badges  # applied before the crash that replays them
-    unchanged = copy.deepcopy(badges)
-    for item in todo:
-        advance_badges(rules, calendar, badges, item.award, item.at)
-        applied[item.partition] = item.offset
-    if badges == unchanged:
-        # Nothing moved (a distinct badge's members and evidence are full, say): no write.
-        # Applying these awards again, after a crash, finds the same state and moves
-        # nothing either, so the offsets need not move.
-        return badges
-    writes[person_id] = {"badges": badges, "applied": applied}
-    return badges
-
 
 def award_badges(store: Store, rules: RuleSet, clock: Clock, progress: dict[str, tuple[dict[str, Any], datetime]],
                  publish: bool, notify: Callable[..., None], notify_inserted: Callable[..., None] | None) -> None:

@@ -13,6 +13,7 @@ badge progress, badge awards), the ranking read model (``ranking.py``) and the r
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -211,6 +212,29 @@ def advance_badges(rules: RuleSet, calendar: BusinessCalendar, badges: dict[str,
         evidence = state.setdefault("evidence", [])
         if len(evidence) < keep and award.source_event_id not in evidence:
             evidence.append(award.source_event_id)
+
+
+def advance_progress(rules: RuleSet, calendar: BusinessCalendar, person_id: str, doc: dict, items: list[Any],
+                     writes: dict) -> dict[str, Any]:
+    """Fold a person's awards (items with ``award``, ``at``, ``partition``, ``offset``) into their
+    badge progress (``doc``, as stored: ``badges`` and the ``applied`` offsets); put the new
+    state in ``writes`` when it moved."""
+    applied = dict(doc.get("applied") or {})
+    badges = doc.get("badges") or {}
+    todo = [i for i in items if applied.get(i.partition, -1) < i.offset]
+    if not todo:
+        return badges  # applied before the crash that replays them
+    unchanged = copy.deepcopy(badges)
+    for item in todo:
+        advance_badges(rules, calendar, badges, item.award, item.at)
+        applied[item.partition] = item.offset
+    if badges == unchanged:
+        # Nothing moved (a distinct badge's members and evidence are full, say): no write.
+        # Applying these awards again, after a crash, finds the same state and moves
+        # nothing either, so the offsets need not move.
+        return badges
+    writes[person_id] = {"badges": badges, "applied": applied}
+    return badges
 
 
 def badge_level(badge: Badge, state: dict[str, Any]) -> int:

@@ -20,7 +20,8 @@ from pymongo.errors import OperationFailure
 
 from services.recognition.directory import Directory
 from services.recognition.points.applier import Applier
-from services.recognition.points.scorer import Scorer, event_time
+from services.recognition.points.domain import event_time
+from services.recognition.points.scorer import Scorer
 from services.recognition.points.store import Store
 from services.recognition.points.rules import RuleSet
 from shared.calendar import BusinessCalendar
