@@ -110,7 +110,9 @@ def test_a_managers_team_insights_for_a_week(settings, producer, runtime, points
         # are now behind the documents, gets the same delivery: its write misses, it reads the
         # documents again and adds nothing.
         def given() -> int:
-            return sum(int(doc.get("kudos_given", 0)) for doc in runtime.insights.docs.find({}, {"kudos_given": 1}))
+            # Each person under their own field of their bucket's document (``pb:<bucket>:<key>``).
+            return sum(int(person.get("kudos_given", 0)) for doc in runtime.insights.docs.find({"_id": {"$regex": "^pb:"}})
+                       for person in doc.values() if isinstance(person, dict) and "kudos_given" in person)
 
         kudos = next(d for d in deliveries if d.envelope.type == "kudos.given")
         again = [Delivery(kudos.envelope, kudos.payload, kudos.topic, kudos.partition, kudos.offset + 1_000)]
@@ -120,3 +122,71 @@ def test_a_managers_team_insights_for_a_week(settings, producer, runtime, points
         total = given()
         runtime.insights.apply_batch(again)
         assert given() == total
+
+
+def test_an_older_stores_person_documents_are_folded_into_buckets_exactly(settings, producer, runtime,
+                                                                          points_settings, clock):
+    """A `var/` from before the people's buckets kept one document per person and period. Started
+    again, the process folds them into buckets: the same answers; an event delivered again adds
+    nothing; and an event that a crash had added to one person's document but not yet to the
+    other's (a batch cut short) is added once to the one who lacked it."""
+    from services.recognition.points.app import build_runtime
+    from services.recognition.points.insights import LAYOUT_MARKER
+    from services.recognition.points.store import person_bucket, person_id_of
+    from shared.db import disconnect
+
+    producer.publish_all(org_events())
+    assert wait_until(lambda: getattr(runtime.insights.directory.get("rita"), "manager_id", None) == "mona", 30)
+    feed(producer, runtime, story().events)
+    assert wait_until(lambda: settled(settings, runtime), 60)
+
+    def answers(rt) -> dict:
+        with serving(rt.app) as url:
+            api = Client(url, points_settings.internal_token)
+            return {(who, period): api.as_(who).get("/insights", params={"period": period}).json()
+                    for who in ("mona", "admin") for period in ("week", "all")}
+
+    before = answers(runtime)
+    assert before[("mona", "week")]["reps"][1]["score"] == 45
+    runtime.stop()
+
+    # The same documents as an older store kept them: one per person and period key.
+    docs = runtime.insights.docs
+    buckets = list(docs.find({"_id": {"$regex": "^pb:"}}))
+    old = [{"_id": f"p:{person_id_of(field)}:{doc['_id'].split(':', 2)[2]}", **fields, "o": doc["o"]}
+           for doc in buckets for field, fields in doc.items() if field not in ("_id", "o", "l")]
+    assert {d["_id"] for d in old} >= {"p:rita:2026-W48", "p:pia:2026-W48", "p:rita:all"}
+    docs.delete_many({"_id": {"$in": [d["_id"] for d in buckets] + [LAYOUT_MARKER]}})
+    # A crash cut a batch short: a new kudos from Rita to Pia reached Rita's documents, not Pia's.
+    kudos = build_event("kudos.given", "k-late", {
+        "kudos_id": "k-late", "giver_id": "rita", "recipient_ids": ["pia"], "message": "thanks", "values": ["ownership"],
+        "gesture": "thanks", "request_id": None, "at": clock.now()}, source="kudos")
+    late = Delivery(*decode(kudos.to_bytes()), settings.topic("kudos"), 0, 1_000_000)
+    source = f"{late.topic}|0"
+    for doc in old:
+        if doc["_id"].startswith("p:rita:"):
+            doc["kudos_given"] = doc.get("kudos_given", 0) + 1
+            doc["o"] = {**doc["o"], source: late.offset}
+    docs.insert_many(old)
+
+    again = build_runtime(points_settings, clock=clock)  # folds them
+    try:
+        assert docs.find_one({"_id": {"$regex": "^p:"}}) is None and docs.find_one({"_id": LAYOUT_MARKER})
+        replayed = [Delivery(*decode(r.value), r.topic, r.partition, r.offset)
+                    for r in read_topic(settings, settings.topic("requests"), 13) + read_topic(settings, settings.topic("kudos"), 3)]
+        again.insights.apply_batch([*replayed, late])  # everything delivered again, and the late kudos
+        after = answers(again)
+        for who, period in before:
+            recognition = after[(who, period)]["recognition"]
+            if who == "admin":  # Pia received one more kudos (once), Rita gave one more (counted before)
+                assert recognition["kudos_per_person"] > before[(who, period)]["recognition"]["kudos_per_person"]
+                assert {v["value"] for v in recognition["top_values"]} >= {"ownership"}
+                after[(who, period)]["recognition"] = before[(who, period)]["recognition"]
+            assert after[(who, period)] == before[(who, period)], (who, period)
+        week = {d["_id"]: d for d in old if d["_id"].endswith(":2026-W48")}
+        pia = docs.find_one({"_id": f"pb:{person_bucket('pia')}:2026-W48"})["pia"]
+        rita = docs.find_one({"_id": f"pb:{person_bucket('rita')}:2026-W48"})["rita"]
+        assert pia["kudos_received"] == week["p:pia:2026-W48"].get("kudos_received", 0) + 1
+        assert rita["kudos_given"] == week["p:rita:2026-W48"]["kudos_given"]  # the crash had added it already
+    finally:
+        disconnect()

@@ -41,3 +41,21 @@ def test_an_event_adds_to_the_periods_not_yet_over_and_history_to_all_time_only(
     assert insights._keys(now - timedelta(days=7)) == ["2026-11", "2026-Q4", "all"]  # last week: over
     assert insights._keys(now - timedelta(days=60)) == ["all"]  # September: history
     assert insights._keys(now + timedelta(days=7)) == ["2026-W49", "2026-12", "2026-Q4", "all"]  # clock skew: kept
+
+
+def test_a_bucket_takes_each_persons_events_once_also_beyond_a_folded_persons_own_offsets():
+    from services.recognition.points.insights import Insights, Marks
+
+    def touch(offset, who, n=1):
+        return ("kudos|0", offset, who, {f"{who}.kudos_received": n}, {})
+
+    # Rita's own document (an older store) had taken offset 9; the bucket, folded, is at 5.
+    marks = Marks({"kudos|0": 5}, {"rita": {"kudos|0": 9}})
+    taken, update, _ = Insights._change([touch(4, "pia"), touch(7, "rita"), touch(7, "pia"), touch(10, "rita"),
+                                         touch(10, "jo")], marks)
+    # One event may touch two people of one bucket (offset 10): both count; Rita's 7 she had.
+    assert update["$inc"] == {"pia.kudos_received": 1, "rita.kudos_received": 1, "jo.kudos_received": 1}
+    assert taken == {"kudos|0": 10} and update["$set"] == {"o.kudos|0": 10}
+    # Delivered again within one batch: once.
+    assert Insights._change([touch(11, "pia"), touch(11, "pia")], marks)[1]["$inc"] == {"pia.kudos_received": 1}
+    assert Insights._change([touch(5, "pia"), touch(9, "rita")], marks) is None

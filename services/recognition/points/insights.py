@@ -10,12 +10,15 @@ clock (a read asks for the period containing now; history adds to "all" only):
 - ``d:<department>:<period key>``: the department's queue: requests received, rush and
   short-notice rush, acknowledgements and deliveries with histograms of their business hours
   (so medians and p90s need no list of values), on time, info requests, closed loops;
-- ``p:<person>:<period key>``: the person: as a rep (requests, complete briefs, rushes, deal
-  updates and the weeks they fell in, internal-selling points), and kudos given and received
-  with the values they were thanked for.
+- ``pb:<bucket>:<period key>``: the people of a bucket (a hash of the person, 256 buckets as the
+  points totals, ``store.PERSON_BUCKETS``), each under their own field: as a rep (requests,
+  complete briefs, rushes, deal updates and the weeks they fell in, internal-selling points),
+  and kudos given and received with the values they were thanked for. A batch of events
+  touches at most 256 such documents per period, however many people (one per person cost a
+  FerretDB update each, and an admin's read of 2,000 people read 2,000 documents).
 
-A read is the departments' documents and the team's person documents for one period key, by
-``$in``: the cost of the team, never of the history. Idempotent: each document keeps the last
+A read is the departments' documents and the team's buckets for one period key, by ``$in``:
+the cost of the team, never of the history. Idempotent: each document keeps the last
 offset it took from each topic partition (``o.<topic>|<partition>``), and takes an event only
 beyond it; every batch is added and written back with a conditional write per document on the
 offsets it had (a document another writer changed meanwhile is read again), so a redelivered
@@ -34,22 +37,24 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict, defaultdict
-from datetime import datetime
-from typing import Any, Iterable
+from datetime import datetime, timezone
+from typing import Any, Iterable, NamedTuple
 
 from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from shared.auth import ADMIN_ROLE
+from services.recognition.points.store import person_bucket, person_field, person_id_of
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, as_utc
-from shared.db import chunks, find_by_ids, insert_many_once, insert_new
+from shared.db import chunks, find_by_ids, insert_many_once, insert_new, patient
 from shared.errors import BadInput, Forbidden
 from shared.vocabulary import Department, Period, Priority, values
 
 log = logging.getLogger(__name__)
 
 INSIGHTS_GROUP = "points-insights"
+LAYOUT_MARKER = "~layout:people-buckets"  # the person documents of an older store are folded into buckets
 INSIGHTS_TOPICS = ("requests", "kudos", "points")
 PERIODS = values(Period)
 SHORT_NOTICE_HOURS = 24  # a rush with less notice than this (business hours) is "short notice"
@@ -95,15 +100,30 @@ def quantile(histogram: dict[str, int], q: float) -> float | None:
 
 
 def _nested(flat: dict[str, Any]) -> dict[str, Any]:
-    """A new document from update paths (``"ack.3": 1`` -> ``{"ack": {"3": 1}}``)."""
+    """A new document from update paths (``"u1.ack.3": 1`` -> ``{"u1": {"ack": {"3": 1}}}``)."""
     out: dict[str, Any] = {}
     for path, value in flat.items():
-        head, _, rest = path.partition(".")
-        if rest:
-            out.setdefault(head, {})[rest] = value
-        else:
-            out[head] = value
+        *parents, leaf = path.split(".")
+        target = out
+        for name in parents:
+            target = target.setdefault(name, {})
+        target[leaf] = value
     return out
+
+
+class Marks(NamedTuple):
+    """What a document has taken: the last offset per source partition (``o``), and per person
+    the offsets their own document had in an older store (``l``, from ``Insights.upgrade``)."""
+    offsets: dict[str, int]
+    legacy: dict[str, dict[str, int]]
+
+
+Touch = tuple[str, int, "str | None", dict, dict]  # source, offset, person field or None, increments, sets
+
+
+def _person_doc(person_id: str, key: str) -> str:
+    """The document of a person's bucket for a period key (``pb:<bucket>:<key>``)."""
+    return f"pb:{person_bucket(person_id)}:{key}"
 
 
 def share(part: int, whole: int) -> float | None:
@@ -122,7 +142,42 @@ class Insights:
         self.calendar, self.directory = calendar, directory
         self.rep_rules = rep_rules(rules)
         # The offsets of documents as this process last wrote them (doc id -> {source: offset}).
-        self._offsets: OrderedDict[str, dict[str, int]] = OrderedDict()
+        self._offsets: OrderedDict[str, Marks] = OrderedDict()
+
+    def upgrade(self) -> int:
+        """Fold the person documents of an older store (``p:<person>:<key>``, one each) into
+        their buckets, once, before the consumer starts; return how many were folded.
+
+        Exact whatever the old documents' offsets: each person keeps the offsets their own
+        document had (``l.<person>``: a batch cut short by a crash may have reached some people
+        and not others), and the bucket's offsets are the lowest of its people's (absent where
+        one had none), so an event delivered again is skipped for the people who had it and
+        added for those who did not. A crash midway folds the same values again."""
+        if self.docs.find_one({"_id": LAYOUT_MARKER}, {"_id": 1}) is not None:
+            return 0
+        buckets: dict[str, dict[str, Any]] = {}
+        old = []
+        with patient():  # once, for an older store: a filtered search answers when it has read everything
+            found = list(self.docs.find({"_id": {"$regex": "^p:"}}))
+        for doc in found:
+            _, person, key = doc["_id"].split(":", 2)
+            old.append(doc["_id"])
+            field, marks = person_field(person), doc.get("o") or {}
+            bucket = buckets.setdefault(_person_doc(person, key), {"o": None, "l": {}})
+            bucket[field] = {name: value for name, value in doc.items() if name not in ("_id", "o")}
+            bucket["l"][field] = marks
+            # The bucket's offsets: the lowest of its people's, per source every one of them has.
+            low = bucket["o"]
+            bucket["o"] = dict(marks) if low is None else {s: min(o, marks[s]) for s, o in low.items() if s in marks}
+        for part in chunks(list(buckets.items())):
+            self.docs.bulk_write([UpdateOne({"_id": doc_id}, {"$set": fields}, upsert=True) for doc_id, fields in part],
+                                 ordered=False)
+        self.docs.update_one({"_id": LAYOUT_MARKER}, {"$set": {"at": datetime.now(timezone.utc)}}, upsert=True)
+        for part in chunks(old):
+            self.docs.delete_many({"_id": {"$in": part}})
+        if old:
+            log.info("insights person documents folded into buckets", extra={"documents": len(old), "buckets": len(buckets)})
+        return len(old)
 
     # -- write side -----------------------------------------------------------------------------
 
@@ -144,20 +199,22 @@ class Insights:
                 for d in submitted])
         delivered_ids = [d.payload.request_id for d in deliveries if d.envelope.type == "request.delivered"]
         facts = find_by_ids(self.requests, delivered_ids) if delivered_ids else {}
-        # Per document: the (partition, offset, increments, sets) of each event touching it.
-        touches: dict[str, list[tuple[str, int, dict, dict]]] = defaultdict(list)
+        # Per document: the (partition, offset, person or None, increments, sets) of each event
+        # touching it (a kudos may touch its giver and a recipient in one bucket).
+        touches: dict[str, list[Touch]] = defaultdict(list)
         for d in deliveries:
             source = f"{d.topic}|{d.partition}"
-            for doc_id, inc, sets in self._effects(d.envelope.type, d.payload, facts):
-                touches[doc_id].append((source, d.offset, inc, sets))
+            for doc_id, who, inc, sets in self._effects(d.envelope.type, d.payload, facts):
+                touches[doc_id].append((source, d.offset, who, inc, sets))
         # The offsets of the touched documents not remembered, in one read (an $in by _id); then
         # one write each, in bulks: inserts for new documents, conditional updates for the rest.
         unknown = [doc_id for doc_id in touches if doc_id not in self._offsets]
-        known = {doc_id: doc.get("o") or {} for doc_id, doc in find_by_ids(self.docs, unknown, {"o": 1}).items()}
+        known = {doc_id: Marks(doc.get("o") or {}, doc.get("l") or {})
+                 for doc_id, doc in find_by_ids(self.docs, unknown, {"o": 1, "l": 1}).items()}
         inserts, updates, again = {}, {}, []
         for doc_id, events in touches.items():
             marks = self._offsets[doc_id] if doc_id in self._offsets else known.get(doc_id)
-            change = self._change(events, marks or {})
+            change = self._change(events, marks or Marks({}, {}))
             if change is None:
                 continue  # everything here was taken before
             (inserts if marks is None else updates)[doc_id] = (marks, change)
@@ -172,30 +229,35 @@ class Insights:
             self._offsets.pop(doc_id, None)
         for doc_id, (_, (taken, _, _)) in [*inserts.items(), *updates.items()]:
             if doc_id not in again:
-                self._remember(doc_id, {**(self._offsets.get(doc_id) or known.get(doc_id) or {}), **taken})
+                before = self._offsets.get(doc_id) or known.get(doc_id) or Marks({}, {})
+                self._remember(doc_id, Marks({**before.offsets, **taken}, before.legacy))
         for doc_id in again:
             self._write(doc_id, touches[doc_id])
 
-    def _remember(self, doc_id: str, marks: dict[str, int]) -> None:
+    def _remember(self, doc_id: str, marks: "Marks") -> None:
         self._offsets[doc_id] = marks
         self._offsets.move_to_end(doc_id)
         while len(self._offsets) > OFFSETS_KEPT:
             self._offsets.popitem(last=False)
 
     @staticmethod
-    def _change(events: list[tuple[str, int, dict, dict]], marks: dict[str, int]):
+    def _change(events: list["Touch"], marks: "Marks"):
         """(offsets taken, the update, the fields of a new document) for the events beyond
-        ``marks``; None when every one was taken before."""
+        ``marks`` (a person's own offsets too, kept from an older store); None when every one
+        was taken before."""
         inc: dict[str, int] = defaultdict(int)
         sets: dict[str, Any] = {}
         taken: dict[str, int] = {}
-        for source, offset, event_inc, event_sets in events:
-            if offset <= max(marks.get(source, -1), taken.get(source, -1)):
+        seen: dict[tuple[str, str | None], int] = {}  # within this batch, per source and person
+        for source, offset, who, event_inc, event_sets in events:
+            own = (marks.legacy.get(who) or {}).get(source, -1) if who is not None else -1
+            if offset <= max(marks.offsets.get(source, -1), own, seen.get((source, who), -1)):
                 continue
+            seen[(source, who)] = offset
             for field, n in event_inc.items():
                 inc[field] += n
             sets.update(event_sets)
-            taken[source] = offset
+            taken[source] = max(offset, taken.get(source, -1))
         if not taken:
             return None
         offsets = {f"o.{s}": o for s, o in taken.items()}
@@ -205,17 +267,23 @@ class Insights:
         return taken, update, {**offsets, **sets, **inc}
 
     @staticmethod
-    def _condition(marks: dict[str, int], change) -> dict[str, Any]:
+    def _condition(marks: "Marks", change) -> dict[str, Any]:
         """The offsets the document had for the sources this change moves (none: not there)."""
-        return {f"o.{s}": marks[s] if s in marks else {"$exists": False} for s in change[0]}
+        return {f"o.{s}": marks.offsets[s] if s in marks.offsets else {"$exists": False} for s in change[0]}
 
-    def _effects(self, event_type: str, data, facts: dict) -> list[tuple[str, dict, dict]]:
-        """(document id, increments, fields set) for each document an event changes."""
-        out: list[tuple[str, dict, dict]] = []
+    def _effects(self, event_type: str, data, facts: dict) -> list[tuple[str, str | None, dict, dict]]:
+        """(document id, person field or None, increments, fields set) for each document an
+        event changes."""
+        out: list[tuple[str, str | None, dict, dict]] = []
 
         def both(kind: str, owner: str, at: datetime, inc: dict, sets: dict | None = None) -> None:
+            who = None
+            if kind == "p":  # a person: their fields in their bucket's document
+                who = person_field(owner)
+                inc = {f"{who}.{name}": n for name, n in inc.items()}
+                sets = {f"{who}.{name}": v for name, v in (sets or {}).items()}
             for key in self._keys(at):
-                out.append((f"{kind}:{owner}:{key}", inc, sets or {}))
+                out.append((_person_doc(owner, key) if who else f"{kind}:{owner}:{key}", who, inc, sets or {}))
 
         if event_type == "points.awarded":
             if data.rule in self.rep_rules and data.points:
@@ -225,7 +293,7 @@ class Insights:
             at = as_utc(data.at)
             both("p", data.giver_id, at, {"kudos_given": 1})
             for recipient in dict.fromkeys(data.recipient_ids):
-                both("p", recipient, at, {"kudos_received": 1, **{f"v.{v}": 1 for v in data.values}})
+                both("p", recipient, at, {"kudos_received": 1, **{f"v.{person_field(v)}": 1 for v in data.values}})
             return out
         if not event_type.startswith("request."):
             return out
@@ -254,11 +322,11 @@ class Insights:
             both("d", queue, at, {"closed": 1, "closed_loop": int(data.business_hours_since_delivered is not None)})
         return out
 
-    def _write(self, doc_id: str, events: list[tuple[str, int, dict, dict]]) -> None:
+    def _write(self, doc_id: str, events: list["Touch"]) -> None:
         """One document on its own, read first: after another writer changed it under a bulk."""
         for _ in range(MAX_RETRIES):
-            doc = self.docs.find_one({"_id": doc_id}, {"o": 1})
-            marks = dict((doc or {}).get("o") or {})
+            doc = self.docs.find_one({"_id": doc_id}, {"o": 1, "l": 1})
+            marks = Marks(dict((doc or {}).get("o") or {}), (doc or {}).get("l") or {})
             change = self._change(events, marks)
             if change is None:
                 self._remember(doc_id, marks)
@@ -271,7 +339,7 @@ class Insights:
                     continue
             elif not self.docs.update_one({"_id": doc_id, **self._condition(marks, change)}, update).matched_count:
                 continue
-            self._remember(doc_id, {**marks, **taken})
+            self._remember(doc_id, Marks({**marks.offsets, **taken}, marks.legacy))
             return
         raise RuntimeError(f"insights document {doc_id} kept changing under this writer")
 
@@ -291,7 +359,8 @@ class Insights:
         if actor.role != ADMIN_ROLE and not team:
             raise Forbidden("not_a_manager", "insights are for managers (about the people below them) and admins")
         key = period_key(self.calendar, period, now)
-        people = find_by_ids(self.docs, [f"p:{p.id}:{key}" for p in team])
+        buckets = find_by_ids(self.docs, {_person_doc(p.id, key) for p in team})
+        people = {p.id: (buckets.get(_person_doc(p.id, key)) or {}).get(person_field(p.id)) or {} for p in team}
         if actor.role == ADMIN_ROLE:
             departments = list(values(Department))
         else:
@@ -302,9 +371,9 @@ class Insights:
         if department is not None:
             team = [p for p in team if p.department == department]
             departments = [d for d in departments if d == department]
-        docs = {**people, **find_by_ids(self.docs, [f"d:{d}:{key}" for d in departments])}
-        reps = [self._rep(p, docs.get(f"p:{p.id}:{key}") or {}) for p in team if p.role == "rep"]
-        recognition = self._recognition(team, {p.id: docs.get(f"p:{p.id}:{key}") or {} for p in team})
+        docs = find_by_ids(self.docs, [f"d:{d}:{key}" for d in departments])
+        reps = [self._rep(p, people[p.id]) for p in team if p.role == "rep"]
+        recognition = self._recognition(team, people)
         named = {r["person_id"] for r in reps} | set(recognition["unrecognized_ids"])
         return {
             "period": period, "key": key,
@@ -348,7 +417,7 @@ class Insights:
         thanked: dict[str, int] = defaultdict(int)
         for p in team:
             for value, n in (docs[p.id].get("v") or {}).items():
-                thanked[value] += int(n)
+                thanked[person_id_of(value)] += int(n)  # a value's name as a field (store.person_field)
         top = sorted(thanked.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
         return {
             "people": len(team), "gave_share": share(len(gave), len(team)), "received_share": share(len(got), len(team)),
