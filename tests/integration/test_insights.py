@@ -131,7 +131,7 @@ def test_an_older_stores_person_documents_are_folded_into_buckets_exactly(settin
     nothing; and an event that a crash had added to one person's document but not yet to the
     other's (a batch cut short) is added once to the one who lacked it."""
     from services.recognition.points.app import build_runtime
-    from services.recognition.points.insights import LAYOUT_MARKER
+    from services.recognition.points.insights import INSIGHTS_BUCKETS, LAYOUT_MARKER
     from services.recognition.points.store import person_bucket, person_id_of
     from shared.db import disconnect
 
@@ -184,8 +184,8 @@ def test_an_older_stores_person_documents_are_folded_into_buckets_exactly(settin
                 after[(who, period)]["recognition"] = before[(who, period)]["recognition"]
             assert after[(who, period)] == before[(who, period)], (who, period)
         week = {d["_id"]: d for d in old if d["_id"].endswith(":2026-W48")}
-        pia = docs.find_one({"_id": f"pb:{person_bucket('pia')}:2026-W48"})["pia"]
-        rita = docs.find_one({"_id": f"pb:{person_bucket('rita')}:2026-W48"})["rita"]
+        pia = docs.find_one({"_id": f"pb:{person_bucket('pia', INSIGHTS_BUCKETS)}:2026-W48"})["pia"]
+        rita = docs.find_one({"_id": f"pb:{person_bucket('rita', INSIGHTS_BUCKETS)}:2026-W48"})["rita"]
         assert pia["kudos_received"] == week["p:pia:2026-W48"].get("kudos_received", 0) + 1
         assert rita["kudos_given"] == week["p:rita:2026-W48"]["kudos_given"]  # the crash had added it already
     finally:

@@ -10,8 +10,8 @@ clock (a read asks for the period containing now; history adds to "all" only):
 - ``d:<department>:<period key>``: the department's queue: requests received, rush and
   short-notice rush, acknowledgements and deliveries with histograms of their business hours
   (so medians and p90s need no list of values), on time, info requests, closed loops;
-- ``pb:<bucket>:<period key>``: the people of a bucket (a hash of the person, 256 buckets as the
-  points totals, ``store.PERSON_BUCKETS``), each under their own field: as a rep (requests,
+- ``pb:<bucket>:<period key>``: the people of a bucket (a hash of the person, ``INSIGHTS_BUCKETS`` =
+  256), each under their own field: as a rep (requests,
   complete briefs, rushes, deal updates and the weeks they fell in, internal-selling points),
   and kudos given and received with the values they were thanked for. A batch of events
   touches at most 256 such documents per period, however many people (one per person cost a
@@ -68,6 +68,7 @@ MAX_RETRIES = 5
 # 216 MB RSS through a year's import; 1,000 at ~145).
 GATHER = 3_000
 POLL_RECORDS = 1_000
+INSIGHTS_BUCKETS = 256  # people's documents per period (an admin's read of the company reads them all)
 PROJECT_UP_TO = 200  # a team up to this size reads only its people's fields of their buckets
 OFFSETS_KEPT = 50_000  # documents whose offsets this process remembers (a year: ~2,000 people x 4 periods)
 
@@ -124,7 +125,7 @@ Touch = tuple[str, int, "str | None", dict, dict]  # source, offset, person fiel
 
 def _person_doc(person_id: str, key: str) -> str:
     """The document of a person's bucket for a period key (``pb:<bucket>:<key>``)."""
-    return f"pb:{person_bucket(person_id)}:{key}"
+    return f"pb:{person_bucket(person_id, INSIGHTS_BUCKETS)}:{key}"
 
 
 def share(part: int, whole: int) -> float | None:

@@ -166,12 +166,15 @@ BUCKETS_MARKER = "~buckets:v1"  # in person_totals: per-person documents of olde
 # applier a FerretDB update each (~1 ms: 2,000 awards for 1,800 people, ~3.6 s of a 4 s
 # batch); per bucket it is at most PERSON_BUCKETS updates, each only of its people's fields,
 # so appliers of other partitions can write the same document. Fixed for a store (ids derive
-# from it): 2,000 people are ~8 a bucket, 100,000 ~400 (a 150 KB progress document to read).
-PERSON_BUCKETS = 256
+# from it). A read decodes the whole bucket on FerretDB: with 256, at 100,000 people (~390 a
+# bucket) one person's totals took 14 ms and "my rank" 21 ms (BENCH_ONLY=leaderboard
+# BENCH_PEOPLE=100000); with 1,024 (~98 a bucket) 4.6 and 8.7 ms, while 2,000 people's history
+# costs about as much to write (bench/scoring.py).
+PERSON_BUCKETS = 1024
 
 
-def person_bucket(person_id: str) -> int:
-    return zlib.crc32(person_id.encode()) % PERSON_BUCKETS
+def person_bucket(person_id: str, buckets: int = PERSON_BUCKETS) -> int:
+    return zlib.crc32(person_id.encode()) % buckets
 
 
 def person_field(person_id: str) -> str:
