@@ -59,3 +59,9 @@ def test_a_bucket_takes_each_persons_events_once_also_beyond_a_folded_persons_ow
     # Delivered again within one batch: once.
     assert Insights._change([touch(11, "pia"), touch(11, "pia")], marks)[1]["$inc"] == {"pia.kudos_received": 1}
     assert Insights._change([touch(5, "pia"), touch(9, "rita")], marks) is None
+
+
+def test_a_persons_field_in_a_bucket_is_never_one_of_the_buckets_own():
+    from services.recognition.points.insights import _person_key
+
+    assert [_person_key(p) for p in ("o", "l", "_id", "rita", "a.b", "%o")] == ["%o", "%l", "%_id", "rita", "a%2Eb", "%25o"]

@@ -123,6 +123,13 @@ class Marks(NamedTuple):
 Touch = tuple[str, int, "str | None", dict, dict]  # source, offset, person field or None, increments, sets
 
 
+def _person_key(person_id: str) -> str:
+    """A person's field in their bucket's document: their id as a field name, never one of the
+    bucket's own fields (``_id``, ``o``, ``l``: a ``%`` first, which no escaped id starts with)."""
+    field = person_field(person_id)
+    return f"%{field}" if field in ("_id", "o", "l") else field
+
+
 def _person_doc(person_id: str, key: str) -> str:
     """The document of a person's bucket for a period key (``pb:<bucket>:<key>``)."""
     return f"pb:{person_bucket(person_id, INSIGHTS_BUCKETS)}:{key}"
@@ -164,7 +171,7 @@ class Insights:
         for doc in found:
             _, person, key = doc["_id"].split(":", 2)
             old.append(doc["_id"])
-            field, marks = person_field(person), doc.get("o") or {}
+            field, marks = _person_key(person), doc.get("o") or {}
             bucket = buckets.setdefault(_person_doc(person, key), {"o": None, "l": {}})
             bucket[field] = {name: value for name, value in doc.items() if name not in ("_id", "o")}
             bucket["l"][field] = marks
@@ -281,7 +288,7 @@ class Insights:
         def both(kind: str, owner: str, at: datetime, inc: dict, sets: dict | None = None) -> None:
             who = None
             if kind == "p":  # a person: their fields in their bucket's document
-                who = person_field(owner)
+                who = _person_key(owner)
                 inc = {f"{who}.{name}": n for name, n in inc.items()}
                 sets = {f"{who}.{name}": v for name, v in (sets or {}).items()}
             for key in self._keys(at):
@@ -363,9 +370,9 @@ class Insights:
         key = period_key(self.calendar, period, now)
         # A bucket holds ~8 people: a team reads only its own people's fields of each (a whole
         # company, every field: projecting 2,000 paths costs more than it saves).
-        wanted = None if len(team) > PROJECT_UP_TO else {person_field(p.id): 1 for p in team}
+        wanted = None if len(team) > PROJECT_UP_TO else {_person_key(p.id): 1 for p in team}
         buckets = find_by_ids(self.docs, {_person_doc(p.id, key) for p in team}, wanted)
-        people = {p.id: (buckets.get(_person_doc(p.id, key)) or {}).get(person_field(p.id)) or {} for p in team}
+        people = {p.id: (buckets.get(_person_doc(p.id, key)) or {}).get(_person_key(p.id)) or {} for p in team}
         if actor.role == ADMIN_ROLE:
             departments = list(values(Department))
         else:
