@@ -69,7 +69,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     applier = Applier(store, rules, calendar, directory, clock, notify=relay.notify, notify_inserted=relay.notify_inserted)
     queries = PointsQueries(store, rules, calendar, directory, clock)
     insights = Insights(db, rules, calendar, directory, clock)
-    insights.upgrade()  # documents of an older layout: dropped, read again from the topics by the group
+    insights.upgrade()  # person documents of an older store: folded into buckets once, offsets kept
 
     def on_person(envelope, data) -> None:
         before = directory.get(data.person_id)
