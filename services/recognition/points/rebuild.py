@@ -119,11 +119,12 @@ def rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Directo
 
 def swap(db: Database, rebuilt: Store) -> None:
     """Replace each live collection by its rebuilt twin (the points process is stopped)."""
+    written = set(db.list_collection_names())
     for name in Store.NAMES:
         source = name + rebuilt.suffix
-        if source not in db.list_collection_names():
-            db[source].insert_one({"_id": "~empty"})  # renamed like the others (nothing was written to it)
-            db[source].delete_one({"_id": "~empty"})
+        if source not in written:
+            db[name].drop()  # the rebuild wrote nothing there: the live one goes empty too
+            continue
         try:
             db.client.admin.command("renameCollection", f"{db.name}.{source}", to=f"{db.name}.{name}", dropTarget=True)
         except OperationFailure as exc:
