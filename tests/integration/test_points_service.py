@@ -215,7 +215,13 @@ def test_leaderboards_come_from_the_ranking_and_follow_a_department_change(produ
     # Li moves from pricing to legal: the boards and the ranking follow.
     producer.publish_all([build_event("person.upserted", "li", {"person_id": "li", "email": "li@example.com", "name": "Li Wei",
                                                                  "role": "support", "department": "legal"}, source="requests")])
-    assert wait_until(lambda: [e["person_id"] for e in q.leaderboard("week", "department", "legal")["entries"]] == ["li"], timeout=30)
+    # The applier moves her on each period's board in turn (week, then month...): wait for the
+    # last board compared below, not only the first.
+    def li_in(period: str) -> str | None:
+        return next((e["department"] for e in q.leaderboard(period, "company")["entries"] if e["person_id"] == "li"), None)
+
+    assert wait_until(lambda: li_in("week") == "legal" and li_in("month") == "legal", timeout=30)
+    assert [e["person_id"] for e in q.leaderboard("week", "department", "legal")["entries"]] == ["li"]
     assert [e["person_id"] for e in q.leaderboard("week", "department", "pricing")["entries"]] == ["pia"]
     for args in [("week", "department", "legal", None), ("week", "department", "pricing", None), ("month", "company", None, None)]:
         assert q.leaderboard(*args, me="li") == from_boards.leaderboard(*args, me="li")
