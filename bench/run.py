@@ -31,7 +31,8 @@ PORTS = {"KAFKA": 29092, "KAFKA_CONTROLLER": 29093, "MONGO": 27019, "GATEWAY": 2
 # running system's kudos->screen latency, gateway overhead and memory; "year": a company-year
 # through the services' own paths, portal reads at demo and year size, idle CPU (bench/year.py);
 # "scoring": the points engine on a year of kudos history in-process, FerretDB time per collection
-# (bench/scoring.py); "cards": only the card renders (no stack).
+# (bench/scoring.py); "requests-import": the requests import in-process, its stages and FerretDB time per
+# collection (bench/requests_import.py); "cards": only the card renders (no stack).
 ONLY = os.environ.get("BENCH_ONLY")
 for _name, _port in PORTS.items():  # ports and data folder may be overridden (a second bench beside another)
     os.environ.setdefault(f"INSIDETRACK_{_name}_PORT", str(_port))
@@ -617,6 +618,12 @@ def main() -> int:
         import scoring
 
         scoring.run(settings, record, rss_mb)
+        return write_results()
+    if ONLY == "requests-import":  # the requests import of history, in-process (bench/requests_import.py)
+        sys.path.insert(0, str(ROOT / "bench"))
+        import requests_import
+
+        requests_import.run(settings, record, rss_mb)
         return write_results()
     if ONLY in ("leaderboard", "ferretdb"):
         ferretdb = local.FerretDB(settings)

@@ -51,16 +51,20 @@ def build_runtime(settings: RequestsSettings, clock: Clock | None = None) -> Req
     repo.read_models.ensure_built(clock.now())
     repo.read_models.recover()
     repo.directory.bump()
+    service: RequestsService | None = None
+
     def finish_projections(collection, docs) -> None:
         if collection.name == repo.requests.name:
             repo.read_models.recover([d["_id"] for d in docs])
+        elif collection.name == repo.imports.name:
+            service.recover_imports(docs)
 
-    relay = OutboxRelay(producer, [repo.people, repo.requests], poll_ms=settings.outbox_poll_ms,
-                        scan_s=settings.outbox_scan_s, on_scan=finish_projections,
-                        journals=[repo.people_journal, repo.requests_journal])
+    relay = OutboxRelay(producer, [repo.people, repo.requests, repo.imports], poll_ms=settings.outbox_poll_ms,
+                        scan_s=settings.outbox_scan_s, on_scan=finish_projections, insert_only=[repo.imports],
+                        journals=[repo.people_journal, repo.requests_journal, repo.imports_journal])
     service = RequestsService(
         repo=repo, clock=clock, calendar=BusinessCalendar.from_settings(settings), notify=relay.notify,
-        publish=producer.publish_all,
+        publish=producer.publish_all, notify_inserted=relay.notify_inserted,
     )
     app = create_app(service, settings, readiness=dependency_checks(settings, db))
     app.extensions["requests_admin_email"] = settings.admin_email

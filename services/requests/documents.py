@@ -82,18 +82,18 @@ class RequestDoc(OutboxDocument):
     version = me.IntField(default=0)
     timeline = me.EmbeddedDocumentListField(TimelineEntryDoc)
 
+    # The number is unique (numbers come from one counter: a safety net). No other index: every
+    # read goes by _id, to the document or to its read models (readmodels.py); the indexes of
+    # the lists before them cost every insert and update and answered nothing (RETIRED).
     meta = {
         "collection": "requests",
         "indexes": [
             {"fields": ["number"], "unique": True},
-            ["requester_id", "submitted_at", "id"],
-            ["department", "needed_by", "id"],
-            ["assignee_ids", "needed_by", "id"],
-            "overdue_at",
-            "update_due_at",
-            "info_due_at",
         ],
     }
+
+    # Indexes of an older version, by their first field, dropped at start (ensure_indexes).
+    RETIRED = ("requester_id", "department", "assignee_ids", "overdue_at", "update_due_at", "info_due_at")
 
 
 class CounterDoc(me.Document):
@@ -108,3 +108,7 @@ ALL = (PersonDoc, RequestDoc, CounterDoc)
 def ensure_indexes() -> None:
     for doc in ALL:
         doc.ensure_indexes()
+    requests = RequestDoc._get_collection()
+    for name, info in requests.index_information().items():
+        if info["key"][0][0] in RequestDoc.RETIRED:
+            requests.drop_index(name)

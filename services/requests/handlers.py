@@ -10,8 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any, Callable
 
 from pymongo import UpdateOne
@@ -19,13 +22,14 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.requests import domain, history
 from services.requests.domain import Person, SupportRequest
-from services.requests.readmodels import PENDING, listing, next_due
-from services.requests.repository import Repository
+from services.requests.readmodels import LISTING_FIELDS, PENDING, listing, next_due
+from services.requests.repository import Repository, request_from_doc
 from services.requests.visibility import may_see
 from shared.auth import caller
+from shared.bus.outbox import OUTBOX_PACKED, pending_events, set_pending_events, with_packed_outbox
 from shared.bus.outbox import PENDING as OUTBOX_PENDING
 from shared.calendar import BusinessCalendar
-from shared.clock import Clock
+from shared.clock import Clock, utc
 from shared.db import ID_CHUNK, WRITE_CHUNK, chunks, find_by_ids
 from shared.errors import AppError, BadInput, Conflict, Forbidden, NotFound, Unauthorized
 from shared.events import Envelope, build_event
@@ -45,6 +49,10 @@ SOURCE = "requests"
 SAVE_ATTEMPTS = 5
 CSV_COLUMNS = ("email", "name", "role", "department", "title", "manager_email", "active")
 MAX_IMPORT_ROWS = 5000
+IMPORT_BATCH = 10  # imported requests whose events share one ``request_imports`` document
+# An import document younger than this whose requests are not all stored may be an import still
+# writing (another process): its recovery waits (a part of 2,000 rows takes about a minute).
+IMPORT_GRACE = timedelta(minutes=10)
 
 
 @dataclass
@@ -56,6 +64,8 @@ class RequestsService:
     # Publishes events and waits for the broker (the relay's producer): an import publishes its
     # stored events itself, in bulk (import_history). None: the relay publishes them.
     publish: Callable[[list[Envelope]], None] | None = None
+    # The relay's notify_inserted: an import's event documents when Kafka refused them.
+    notify_inserted: Callable[..., None] | None = None
 
     # -- actors ----------------------------------------------------------------------------------
 
@@ -314,16 +324,25 @@ class RequestsService:
         """Import request history from CSV text (``history.py``), as an admin.
 
         Each row is replayed through the domain at its own times (``history.replay_row``); the
-        good rows are stored in bulk, not a command at a time: numbers taken as one range (one
-        ``$inc``), the documents with their whole timeline and every event in the outbox
-        inserted 100 a command (flagged ``lists_pending``, as a live insert), their lists and
-        timers written in bulk (``RequestReadModels.project_imported``), their events published
-        (the relay's producer), then the flags and outboxes cleared in one write per document
-        (``finish_imported``). A crash anywhere leaves flagged documents with their events: the
-        recovery at start re-projects them and the relay publishes them (again: a duplicate,
-        never a loss). Rows already imported (same content, same id) are skipped; ones a
-        crashed import left unprojected or unpublished are finished. Reads the directory copy
-        once (people, not history) and the rows' ids by ``$in``.
+        good rows are stored in bulk, not a command at a time, in this order:
+
+        1. their events, ten requests' to an insert-only outbox document of ``request_imports``
+           (marked in its journal first);
+        2. the requests, numbered as one range (one ``$inc``), inserted 100 a command with
+           nothing pending: no outbox, no flag (their events are in step 1's documents);
+        3. their lists, timer buckets and cards (``RequestReadModels.project_imported``), then
+           the newer version of any a live command changed meanwhile (``follow_newer``);
+        4. their events published (the relay's producer), then step 1's documents deleted.
+
+        So no request document is written twice (an update rewrites the whole document on
+        FerretDB: clearing each one's flag and outbox was half of an import's time). A crash
+        anywhere leaves step 1's documents marked: the relay's safety net hands them to
+        :meth:`recover_imports`, which projects the requests that are stored and publishes
+        their events (again: a duplicate with the same event ids, never a loss); events of
+        rows a crash kept from being stored are dropped with them, and a re-run imports those
+        rows. Kafka away at step 4: the relay publishes from step 1's documents. Rows already
+        imported (same content, same id) are skipped. Reads the directory copy once (people,
+        not history) and the rows' ids by ``$in``.
         """
         people, _ = self.repo.directory.snapshot()
         actor = self.repo.person(actor_id) if actor_id else people.get((actor_email or "").strip().lower())
@@ -345,12 +364,11 @@ class RequestsService:
             first = self.repo.next_numbers(len(fresh))  # numbered in submission order within the call
             for n, row in enumerate(fresh):
                 row.request.number = first + n
+        batches, marks = self._record_import_events(fresh)
         inserted: list[SupportRequest] = []
-        journal = self.repo.requests_journal
-        marks: dict[str, str] = {}
+        since = time.time()
         for part in chunks(fresh, WRITE_CHUNK):
-            docs = [self.repo.new_request_doc(row.request, row.events) for row in part]
-            marks.update(dict.fromkeys([d["_id"] for d in docs], journal.mark(*(d["_id"] for d in docs))))
+            docs = [self.repo.imported_request_doc(row.request) for row in part]
             clashed: set[str] = set()
             try:
                 self.repo.requests.insert_many(docs, ordered=False)
@@ -362,44 +380,94 @@ class RequestsService:
                 if lost:  # a clash on something else than the id (a number): never skip silently
                     raise Conflict("import_clash", f"{len(lost)} requests clashed with stored ones; try again")
             inserted += [row.request for row in part if row.request.id not in clashed]
-        # On the lists, then published, then the flags and outboxes cleared in one write each
-        # (finish_imported); the relay is told only about what that write did not finish.
         self.repo.read_models.project_imported(inserted)
-        stored = {r.id for r in inserted}
-        published = self._publish_imported([row for row in fresh if row.request.id in stored])
-        relay = self.repo.read_models.finish_imported(inserted, published)
-        if not published:
-            relay = [r.id for r in inserted]
-        # What this import finished leaves the journal now (not with the relay's next pass).
-        left = set(relay)
-        journal.unmark({r.id: marks[r.id] for r in inserted if r.id not in left})
-        # Rows found stored but still flagged: an earlier import stopped (crashed) before their
-        # lists or before telling the relay; their document is the truth now (a command may
-        # have changed it since). Finished here, so a re-run completes what a crash left.
+        self.repo.read_models.follow_newer(inserted, since)
+        self._publish_imported(batches, list(chunks(fresh, IMPORT_BATCH)), marks)
+        # Rows found stored but still flagged: a live command's projection, or an import of an
+        # older version (which flagged its requests) that stopped; finished here. Found stored
+        # at all: an import that stopped may have left their events unpublished: the relay's
+        # safety net looks at every journal mark now, young ones too (recover_imports).
         unfinished = [rid for rid, doc in existing.items() if doc.get(PENDING)]
         if unfinished:
             self.repo.read_models.recover(unfinished)
         unpublished = [rid for rid, doc in existing.items() if doc.get(PENDING) or doc.get(OUTBOX_PENDING)]
-        for part in chunks(relay + unpublished, ID_CHUNK):
+        for part in chunks(unpublished, ID_CHUNK):
             self.notify(self.repo.requests, *part)
+        if existing:
+            self.notify()
         return {"imported": len(inserted), "already_imported": len(good) - len(inserted),
                 "rejected": len(errors), "errors": errors,
-                "events": sum(len(row.events) for row in fresh if row.request.id in stored)}
+                "events": sum(len(row.events) for row in fresh if row.request.id in {r.id for r in inserted})}
 
-    def _publish_imported(self, rows: list[history.ImportedRequest]) -> bool:
-        """Publish the events of requests an import just stored and put on their lists, in
-        order per request, waiting for the broker (what the relay would do next, without its
-        read of every document, its clean-up write and its second look). False when there is
-        no producer or Kafka refused: the relay publishes them then, as it does any event."""
-        if self.publish is None or not rows:
-            return False
+    def _record_import_events(self, rows: list[history.ImportedRequest]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """Step 1 of an import: the rows' events, :data:`IMPORT_BATCH` requests' to an
+        insert-only outbox document of ``request_imports`` (a fresh ``_id`` per import, so a
+        re-run never meets a document a crashed import left), each marked in the journal
+        first. Returns the documents and their marks."""
+        now = self.clock.now()
+        batches = [with_packed_outbox({"_id": f"imp:{uuid.uuid4().hex}", "at": now}, [e for row in part for e in row.events])
+                   for part in chunks(rows, IMPORT_BATCH)]
+        marks: dict[str, str] = {}
+        for part in chunks(batches, WRITE_CHUNK):
+            marks.update(dict.fromkeys([b["_id"] for b in part], self.repo.imports_journal.mark(*(b["_id"] for b in part))))
+            self.repo.imports.insert_many(part, ordered=False)
+        return batches, marks
+
+    def _publish_imported(self, batches: list[dict[str, Any]], rows: list[list[history.ImportedRequest]],
+                          marks: dict[str, str]) -> None:
+        """Step 4 of an import: publish the events of ``batches`` (those of ``rows``, batch by
+        batch) in order per request, waiting for the broker, then empty the documents and take
+        off their marks. Kafka refusing (or no
+        producer): the relay publishes them from the documents instead."""
+        if not batches:
+            return
         try:
-            for part in chunks(rows, ID_CHUNK):
-                self.publish([event for row in part for event in row.events])
-        except Exception as exc:  # noqa: BLE001 - Kafka away: the events stay in the outboxes
+            if self.publish is None:
+                raise RuntimeError("no producer here")
+            for part in chunks(list(zip(batches, rows)), ID_CHUNK // IMPORT_BATCH):
+                self.publish([event for _, batch_rows in part for row in batch_rows for event in row.events])
+        except Exception as exc:  # noqa: BLE001 - Kafka away: the events stay in their documents
             log.warning("import: publishing failed, the outbox relay will publish the events", extra={"error": repr(exc)})
-            return False
-        return True
+            if self.notify_inserted is not None:
+                self.notify_inserted(self.repo.imports, batches)
+            return
+        # Emptied as the relay would (kept: a small document each; a delete cost as much).
+        for part in chunks(batches):
+            self.repo.imports.bulk_write([UpdateOne({"_id": b["_id"]}, {"$unset": {OUTBOX_PACKED: ""}, "$set": {OUTBOX_PENDING: False}})
+                                          for b in part], ordered=False)
+        self.repo.imports_journal.unmark(marks)
+
+    def recover_imports(self, docs: list[dict[str, Any]]) -> None:
+        """The relay's ``on_scan`` hook for ``request_imports``: documents whose events are
+        still pending (an import stopped before publishing them). The requests they name that
+        are stored are put on their lists (idempotent), before the relay publishes. Events of
+        requests not stored are dropped from the document (a crash kept those rows from being
+        stored; a re-run imports them again, with the same event ids) unless the document is
+        young: then it may be an import still writing, and it is left for a later pass."""
+        events = {id(doc): pending_events(doc) for doc in docs}
+        subject = {id(doc): [Envelope.from_dict(raw).subject for raw in events[id(doc)]] for doc in docs}
+        stored = find_by_ids(self.repo.requests, {rid for rids in subject.values() for rid in rids}, LISTING_FIELDS)
+        written = {d["_id"]: d.get("at") for d in find_by_ids(self.repo.imports, [doc["_id"] for doc in docs], {"at": 1}).values()}
+        now = self.clock.now()
+        for doc in docs:
+            rids = subject[id(doc)]
+            if all(rid in stored for rid in rids):
+                continue
+            at = written.get(doc["_id"])
+            if at is not None and now - utc(at) < IMPORT_GRACE:
+                doc.pop(OUTBOX_PACKED, None)  # not published, not cleared, still marked
+                doc[OUTBOX_PENDING] = False
+                subject[id(doc)] = []
+                continue
+            keep = [raw for raw, rid in zip(events[id(doc)], rids) if rid in stored]
+            set_pending_events(doc, keep)
+            self.repo.imports.update_one({"_id": doc["_id"]}, {"$set": {OUTBOX_PACKED: doc[OUTBOX_PACKED]}})
+            subject[id(doc)] = [rid for rid in rids if rid in stored]
+        named = {rid for rids in subject.values() for rid in rids}
+        requests = [request_from_doc(stored[rid]) for rid in named if rid in stored]
+        self.repo.read_models.project_imported(requests)
+        if requests:
+            log.info("finished the lists of %d imported requests an import left pending", len(requests))
 
     # -- timers -----------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ imports nothing new, and a row repeated in one file is one request.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable
@@ -105,6 +106,12 @@ def request_id_for(raw: dict[str, str], times: dict[str, datetime]) -> str:
         else:
             cells.append(raw.get(column, ""))
     return "r_i" + hashlib.sha256("\x1f".join(cells).encode()).hexdigest()[:24]
+
+
+def history_event_id(request_id: str, n: int) -> str:
+    """The id of the ``n``-th event of an imported request's life: the same whichever import
+    (or the recovery of a crashed one) publishes it, so consumers count it once."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"insidetrack:request-history:{request_id}:{n}"))
 
 
 def parse_csv(text: Any, people_by_email: dict[str, Person], calendar: BusinessCalendar, now: datetime,
@@ -219,8 +226,8 @@ def replay_row(line: int, raw: dict[str, str], people: dict[str, Person], cal: B
             step("assignee_emails", at, lambda: request.assign(first, assignees, at))
     fire_timers_before(now)  # what the sweeper fired on a request still open; ahead: the sweeper's
 
-    events = [build_event(e.type, request.id, e.data, source=SOURCE, clock=_At(e.data["at"]), id=e.id)
-              for e in request.new_events]
+    events = [build_event(e.type, request.id, e.data, source=SOURCE, clock=_At(e.data["at"]), id=e.id or history_event_id(request.id, n))
+              for n, e in enumerate(request.new_events)]
     request.new_events, request.new_entries = [], []
     request.version = writes
     return ImportedRequest(line=line, request=request, events=events)

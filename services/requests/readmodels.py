@@ -41,10 +41,12 @@ written meanwhile, taking off whatever its stale projection put back). At start,
 the outbox relay's first); while running, the relay's safety-net search (hourly)
 hands over the documents a dead writer left with unpublished events, and those still flagged
 are re-projected too (another instance that died and is not restarted). Everything is
-idempotent. An import of history inserts its requests flagged the same way, with all their
-events, projects them in bulk (:meth:`RequestReadModels.project_imported`), publishes their
-events, then clears each one's flag and outbox in one write guarded by the version it stored
-(:meth:`RequestReadModels.finish_imported`): a crash halfway leaves them to the same recovery.
+idempotent. An import of history writes its requests once, with nothing pending: their
+events first, in insert-only documents of ``request_imports`` (journal-marked), then the
+requests, then projects them in bulk (:meth:`RequestReadModels.project_imported`, then
+:meth:`RequestReadModels.follow_newer` for any a live command changed meanwhile), publishes,
+and deletes those documents; a crash halfway leaves them marked, and the relay's safety net
+hands them to ``RequestsService.recover_imports`` (projects what is stored, then publishes).
 
 Upgrade: the document ``read_models`` (in ``counters``) holds the version of these read
 models; a ``var/`` from an older version (before them, before the cards, before the reps' lists
@@ -64,8 +66,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.requests import domain
 from services.requests.domain import SupportRequest
-from shared.bus.outbox import OUTBOX
-from shared.bus.outbox import PENDING as OUTBOX_PENDING
+from shared.bus.outbox import JOURNAL_GRACE_S
 from shared.clock import utc
 from shared.db import WRITE_CHUNK, chunks, find_by_ids, patient
 from shared.feeds import DAY, YEAR, Entry, FeedStore
@@ -78,6 +79,7 @@ PEOPLE_VERSION_ID = "people_version"
 PENDING = "lists_pending"
 UNLIST = "unlist"
 DUE = "~due"  # the pseudo-list of the timer buckets
+JOURNAL_MARGIN_S = 10.0  # of the journal's grace, kept for clocks apart and a slow read (follow_newer)
 CURSOR_ID = "cursor"
 MAX_SLOTS_PER_SWEEP = 2000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -327,13 +329,8 @@ class RequestReadModels:
         """Put many requests just inserted (an import of history) on their lists and timer
         buckets and their cards, in bulk: the list entries with ``FeedStore.add_many`` (one write per touched
         bucket, not several per request), the timer entries one write per hour bucket (never
-        behind the sweeper's cursor, as :meth:`apply` files them). Their flags are cleared
-        afterwards by :meth:`finish_imported`.
-
-        Each was inserted flagged (``lists_pending``, no ``unlist``: it was on no list) with its
-        events, as a live insert is: a crash before the flags are cleared leaves them to
-        :meth:`recover` (at the next start, or the relay's safety net), and everything here is
-        idempotent."""
+        behind the sweeper's cursor, as :meth:`apply` files them). Idempotent: the recovery of
+        an import that stopped runs it again (``RequestsService.recover_imports``)."""
         entries: list[tuple[str, Entry]] = []
         timers: dict[int, dict[str, datetime]] = {}
         cursor = self.cursor() or 0
@@ -350,35 +347,32 @@ class RequestReadModels:
             self.timers.bulk_write(part, ordered=False)
         self.write_cards(requests)
 
-    def finish_imported(self, requests: list[SupportRequest], published: bool) -> list[str]:
-        """After :meth:`project_imported`: clear the requests' ``lists_pending`` flags, 100 a
-        command, and when their events are ``published`` already (the import published them),
-        empty their outboxes in the same write: one update of each document instead of this
-        one plus the relay's read, clean-up and second look. Each write applies only to the
-        version the import stored, so it never clears a live command's flag or its events
-        (every write that adds events moves the version).
+    def follow_newer(self, requests: Sequence[SupportRequest], since: float) -> int:
+        """After :meth:`project_imported`: a request a live command changed meanwhile (stored at
+        a newer version than the one projected) gets that version projected, and what the
+        import's projection put back of the older one taken off (the command's own projection
+        may have run before the import's). Returns how many.
 
-        Returns the ids the relay must still be told about: the requests a live command (or a
-        recovery) changed meanwhile. Those still flagged are finished here by :meth:`project`,
-        which projects the newer version and takes off what the import's stale projection put
-        back; their outbox is the relay's (the import's events may go out twice: a duplicate,
-        which consumers skip, never a loss)."""
-        done = {PENDING: False, **({OUTBOX: [], OUTBOX_PENDING: False} if published else {})}
-        left: list[str] = []
-        for part in chunks(requests, WRITE_CHUNK):
-            cleared = self.requests.bulk_write([UpdateOne({"_id": r.id, "version": r.version, PENDING: True},
-                                                          {"$set": done}) for r in part], ordered=False)
-            if cleared.matched_count == len(part):
-                continue
-            # Some did not apply: read back by _id which (FerretDB's bulk result does not say).
-            found = find_by_ids(self.requests, [r.id for r in part], {"version": 1, PENDING: 1, OUTBOX_PENDING: 1})
-            for request in part:
-                doc = found.get(request.id) or {}
-                if doc.get(PENDING):  # changed meanwhile, its projection not finished: finish it
-                    self.project(request, None, {})
-                if doc.get(OUTBOX_PENDING):
-                    left.append(request.id)
-        return left
+        ``since``: the ``time.time()`` before the requests were inserted. A live command marks
+        the request in the outbox journal before it writes, and no mark younger than
+        ``JOURNAL_GRACE_S`` is taken off: within that time (less a margin for clocks), the
+        requests to look at are the marked ones, one read of the journal; later, every version
+        is read back (FerretDB decodes each whole document for it)."""
+        from services.requests.repository import request_from_doc
+
+        imported = {r.id: r for r in requests}
+        candidates = list(imported)
+        if self.journal is not None and time.time() - since < JOURNAL_GRACE_S - JOURNAL_MARGIN_S:
+            marked = self.journal.marks()
+            candidates = [i for i in candidates if i in marked]
+        newer = [i for i, d in find_by_ids(self.requests, candidates, {"version": 1}).items()
+                 if d.get("version") != imported[i].version]
+        for request_id, doc in find_by_ids(self.requests, newer, LISTING_FIELDS).items():
+            fresh = request_from_doc(doc)
+            target = listing(fresh)
+            self.apply(fresh.id, target, None, {**leaving(listing(imported[request_id]), target), **unlist_of(doc)})
+            self.write_card(fresh)
+        return len(newer)
 
     def recover(self, ids: list | None = None) -> int:
         """Re-project requests whose projection a crash interrupted: at start, those the outbox

@@ -69,6 +69,10 @@ class Repository:
         # its projection is pending too.
         self.people_journal = OutboxJournal(self.people)
         self.requests_journal = OutboxJournal(self.requests, keep=(readmodels.PENDING,))
+        # An import's events, ten requests' to a document (insert-only outboxes): the imported
+        # requests themselves are stored with nothing pending (``import_history``).
+        self.imports = db["request_imports"]
+        self.imports_journal = OutboxJournal(self.imports)
         self.read_models = RequestReadModels(self.requests, self.lists, self.timers, self.counters, self.cards,
                                              self.requests_journal)
         self.directory = PeopleDirectory(self.people, self.counters, person_from_doc)
@@ -145,6 +149,14 @@ class Repository:
         doc = {"_id": request.id, **request_state(request), "timeline": [_entry(e) for e in request.timeline]}
         doc[readmodels.PENDING], doc[readmodels.UNLIST] = True, []
         return with_outbox(doc, events)
+
+    @staticmethod
+    def imported_request_doc(request: SupportRequest) -> dict:
+        """An imported request's document: as a live one looks once projected and published
+        (its events are in ``request_imports``, its projection is the import's)."""
+        doc = {"_id": request.id, **request_state(request), "timeline": [_entry(e) for e in request.timeline]}
+        doc[readmodels.PENDING], doc[readmodels.UNLIST] = False, []
+        return with_outbox(doc, [])
 
     def save(self, request: SupportRequest, events: Sequence[Envelope], before: Listing | None = None) -> bool:
         """Store the command's changes if nobody changed the request meanwhile (optimistic),

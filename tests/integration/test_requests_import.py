@@ -139,7 +139,14 @@ def test_an_open_imported_request_is_worked_live_and_its_timers_fire(api, runtim
     assert runtime.service.sweep() == 0  # delivered: its timers are off the buckets
 
 
-def test_a_crash_halfway_is_finished_by_a_rerun_or_the_recovery_at_start(api, runtime, settings, monkeypatch):
+def _published_once(settings, repo) -> None:
+    """Every event of every stored request is on the topic, each exactly once."""
+    expected = sum(len(repo.get(d["_id"]).timeline) for d in repo.requests.find({}, {"_id": 1}))
+    events = [decode(r.value) for r in read_topic(settings, settings.topic("requests"), expected + 1, timeout=3)]
+    assert len({e.id for e, _ in events}) == len(events) == expected
+
+
+def test_a_crash_after_storing_is_finished_by_the_relay_and_a_rerun_imports_nothing_twice(api, runtime, settings, monkeypatch):
     def crash(self, requests):
         raise RuntimeError("the process died here")
 
@@ -147,30 +154,61 @@ def test_a_crash_halfway_is_finished_by_a_rerun_or_the_recovery_at_start(api, ru
     assert _import(api).status_code == 500
     monkeypatch.undo()
     repo = runtime.service.repo
-    assert repo.requests.count_documents({readmodels.PENDING: True}) == 4  # stored, flagged, on no list
+    assert repo.requests.count_documents({}) == 4
+    assert repo.requests.count_documents({"$or": [{"outbox_pending": True}, {readmodels.PENDING: True}]}) == 0  # written once
+    assert repo.imports.count_documents({"outbox_pending": True}) == 1  # their events, not published yet
+    assert set(repo.imports_journal.marks()) == {d["_id"] for d in repo.imports.find({}, {"_id": 1})}
     pia = api.as_(api.people["pia"])
-    assert pia.get("/requests", params={"department": "pricing"}).json()["total_count"] == 0
+    assert pia.get("/requests", params={"department": "pricing"}).json()["total_count"] == 0  # on no list
 
-    # What a start does: every flagged request projected (then published by the relay).
-    half = [d["_id"] for d in repo.requests.find({}, {"_id": 1}).sort("number", 1).limit(2)]
-    assert repo.read_models.recover(half) == 2
-    assert pia.get("/requests", params={"department": "pricing"}).json()["total_count"] == 2
-    # Running the import again finishes the rest and has them published, each event once.
+    # Running the import again stores nothing new and has the relay finish the rest (the
+    # relay's pass at start, or its pass over old marks, does the same).
     again = _import(api).json()
     assert (again["imported"], again["already_imported"]) == (0, 4)
+    assert wait_until(lambda: repo.imports.count_documents({"outbox_pending": True}) == 0)
     assert pia.get("/requests", params={"department": "pricing"}).json()["total_count"] == 4
     assert pia.get("/requests", params={"department": "pricing", "open": "true"}).json()["total_count"] == 1
-    assert repo.requests.count_documents({readmodels.PENDING: True}) == 0
-    expected = sum(len(repo.get(d["_id"]).timeline) for d in repo.requests.find({}, {"_id": 1}))
-    assert wait_until(lambda: repo.requests.count_documents({"outbox_pending": True}) == 0)
-    events = [decode(r.value) for r in read_topic(settings, settings.topic("requests"), expected + 1, timeout=3)]
-    assert len({e.id for e, _ in events}) == len(events) == expected
+    _published_once(settings, repo)
+
+
+def test_a_crash_before_storing_drops_those_events_once_old_and_a_rerun_imports_them(api, runtime, settings, clock, monkeypatch):
+    runtime.relay.stop()  # its passes are run here, one at a time
+    repo = runtime.service.repo
+    real_insert = type(repo.requests).insert_many
+
+    def crash(collection, documents, *args, **kwargs):
+        if collection.name == repo.requests.name:
+            raise RuntimeError("the process died here")
+        return real_insert(collection, documents, *args, **kwargs)
+
+    monkeypatch.setattr(type(repo.requests), "insert_many", crash)
+    assert _import(api).status_code == 500
+    monkeypatch.undo()
+    assert repo.requests.count_documents({}) == 0
+    assert repo.imports.count_documents({"outbox_pending": True}) == 1  # the events of rows never stored
+
+    # Young: maybe an import still writing (another process): the relay leaves it alone.
+    runtime.relay.notify()
+    runtime.relay.relay_once()
+    assert repo.imports.count_documents({"outbox_pending": True}) == 1
+    # Old: its rows were never stored, so none of its events is published.
+    clock.advance(minutes=11)
+    runtime.relay.notify()
+    runtime.relay.relay_once()
+    assert repo.imports.count_documents({"outbox_pending": True}) == 0
+    assert read_topic(settings, settings.topic("requests"), 1, timeout=2) == []
+
+    # The same file again: stored, listed and published, each event once.
+    assert _import(api).json()["imported"] == 4
+    pia = api.as_(api.people["pia"])
+    assert pia.get("/requests", params={"department": "pricing"}).json()["total_count"] == 4
+    _published_once(settings, repo)
 
 
 def test_kafka_away_or_a_live_command_racing_the_import_leave_the_rest_to_the_relay(api, runtime, settings, monkeypatch):
-    """The import publishes its events itself, then clears each document's flags and outbox in
-    one write that applies only to the version it stored. Kafka refusing: the relay publishes.
-    A live command landing between the import's lists and that write: its projection wins."""
+    """The import publishes its events itself. Kafka refusing: the relay publishes them from the
+    import's event documents. A live command landing before the import's lists are written: the
+    import projects the newer version (it reads the outbox journal to know which)."""
     def kafka_away(events):
         raise ConnectionError("no broker")
 
@@ -178,9 +216,12 @@ def test_kafka_away_or_a_live_command_racing_the_import_leave_the_rest_to_the_re
     raced: list[str] = []
 
     def lists_then_a_live_command(self, requests):
-        real_lists(self, requests)
         hooli = next(r for r in requests if r.title.startswith("Hooli"))
+        if not raced:  # the first import: the command after the import's lists
+            real_lists(self, requests)
         runtime.service.start(api.people["pia"], hooli.id)  # acknowledged -> in_progress, version + 1
+        if raced:  # the second: before them (its projection first, then the import's stale one)
+            real_lists(self, requests)
         raced.append(hooli.id)
 
     monkeypatch.setattr(runtime.service, "publish", kafka_away)
@@ -189,7 +230,8 @@ def test_kafka_away_or_a_live_command_racing_the_import_leave_the_rest_to_the_re
     assert report["imported"] == 4 and raced
     repo = runtime.service.repo
     assert wait_until(lambda: repo.requests.count_documents(
-        {"$or": [{"outbox_pending": True}, {readmodels.PENDING: True}]}) == 0)  # the relay published
+        {"$or": [{"outbox_pending": True}, {readmodels.PENDING: True}]}) == 0)
+    assert wait_until(lambda: repo.imports.count_documents({"outbox_pending": True}) == 0)  # the relay published
     expected = sum(len(repo.get(d["_id"]).timeline) for d in repo.requests.find({}, {"_id": 1}))
     events = events_of(settings, expected)
     assert len({e.id for e, _ in events}) == expected
@@ -206,7 +248,10 @@ def test_kafka_away_or_a_live_command_racing_the_import_leave_the_rest_to_the_re
     assert report["imported"] == 2 and len(raced) == 2  # the two rows whose content changed
     assert wait_until(lambda: repo.requests.count_documents(
         {"$or": [{"outbox_pending": True}, {readmodels.PENDING: True}]}) == 0)
-    assert pia.get("/requests", params={"department": "pricing", "status": "in_progress"}).json()["total_count"] == 2
+    for status, count in (("acknowledged", 0), ("in_progress", 2), ("closed", 2)):
+        page = pia.get("/requests", params={"department": "pricing", "status": status}).json()
+        assert page["total_count"] == count == len(page["items"]), status
+        assert {r["status"] for r in page["items"]} <= {status}
     assert pia.get("/requests", params={"department": "pricing"}).json()["total_count"] == 6
 
 

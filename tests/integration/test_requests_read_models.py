@@ -228,10 +228,15 @@ def test_an_old_var_is_upgraded_once_on_start(api, runtime, settings, clock):
     repo.cards.drop()
     repo.counters.delete_one({"_id": readmodels.VERSION_ID})
     repo.requests.update_many({}, {"$unset": {readmodels.PENDING: "", readmodels.UNLIST: ""}})
+    # ... and the indexes its queries used (every read is by _id now: they cost writes only).
+    repo.requests.create_index([("department", 1), ("needed_by", 1), ("_id", 1)])
+    repo.requests.create_index("overdue_at")
     clock.advance(days=1)  # "soon" became overdue while the old code was stopped
 
     upgraded = build_runtime(runtime.settings, clock=clock)
     try:
+        kept = sorted(info["key"][0][0] for info in repo.requests.index_information().values())
+        assert kept == ["_id", "number", "outbox_pending"]
         models = upgraded.service.repo.read_models
         assert models.version() == readmodels.READ_MODELS_VERSION
         assert models.ensure_built(clock.now()) is False  # once

@@ -39,6 +39,7 @@ from typing import Any, Iterable, Iterator
 
 from pymongo.collection import Collection
 
+from shared.bus.outbox import pending_events
 from shared.clock import Clock, as_utc, utc
 from shared.feeds import DAY, Entry, FeedStore
 from shared.events import Envelope
@@ -96,7 +97,7 @@ class KudosFeeds:
         their lists (a process may have died between the insert and the feed adds)."""
         found = []
         for doc in docs:
-            for raw in doc.get("outbox") or []:
+            for raw in pending_events(doc):
                 if raw.get("type") != "kudos.given":
                     continue
                 data = Envelope.from_dict(raw).data

@@ -30,6 +30,7 @@ from services.recognition.kudos.domain import AddOn, Kudos
 from services.recognition.kudos.repository import KudosRepository
 from services.recognition.person import DirectoryPerson
 from shared.auth import sees_private
+from shared.bus.outbox import pending_events
 from shared import idempotency
 from shared.calendar import BusinessCalendar, period_bounds, period_key
 from shared.clock import Clock, as_utc
@@ -212,7 +213,7 @@ class KudosService:
         events (names from the directory copy), then every pending kudos is put on its feeds
         (``KudosFeeds.recover``); the relay publishes after this."""
         if self.repo.holds_imports(collection):
-            given = [Envelope.from_dict(raw).data for doc in docs for raw in doc.get("outbox") or []
+            given = [Envelope.from_dict(raw).data for doc in docs for raw in pending_events(doc)
                      if raw.get("type") == "kudos.given"]
             have = self.repo.existing_ids([d["kudos_id"] for d in given])
             missing = [d for d in given if d["kudos_id"] not in have]

@@ -22,17 +22,18 @@ from pymongo.errors import DuplicateKeyError
 from services.recognition.kudos.documents import AllowanceDoc, ImportBatchDoc, KudosDoc, WeeklyCapDoc
 from services.recognition.kudos.domain import AddOn, Kudos
 from services.recognition.kudos.feeds import KudosFeeds, person_feed
-from shared.bus.outbox import OutboxJournal, merge_update, with_outbox
+from shared.bus.outbox import OutboxJournal, merge_update, with_outbox, with_packed_outbox
 from shared.clock import utc
 from shared.db import WRITE_CHUNK, chunks, find_by_ids, insert_new
 from shared.events import Envelope
 from shared.feeds import in_order
 from shared.pagination import paginate
 
-# Imported kudos whose events share one outbox document. The relay clears 100 documents per
-# command: at 100 events each, that one command took FerretDB over the client's 30 s timeout
-# on the loaded machine (its cost is per event, ~2 ms), and the relay retried it for ever.
-IMPORT_BATCH = 10
+# Imported kudos whose events share one outbox document, packed as one JSON string
+# (``with_packed_outbox``). As a list of subdocuments FerretDB's cost was per event (~2 ms):
+# the relay's clean-up of 100 documents of 100 events took over the client's 30 s timeout on
+# the loaded machine; packed, a document costs about what a small one does.
+IMPORT_BATCH = 50
 
 
 def kudos_from_doc(doc: dict) -> Kudos:
@@ -103,7 +104,7 @@ class KudosRepository:
         batches = []
         for part in chunks(list(events), IMPORT_BATCH):
             ids = "\x1f".join(event.data["kudos_id"] for event in part)
-            batches.append(with_outbox({"_id": "imp:" + hashlib.sha256(ids.encode()).hexdigest()[:24], "at": now}, part))
+            batches.append(with_packed_outbox({"_id": "imp:" + hashlib.sha256(ids.encode()).hexdigest()[:24], "at": now}, part))
         recorded_before = set()
         for part in chunks(batches, WRITE_CHUNK):
             self.imports_journal.mark(*(b["_id"] for b in part))
