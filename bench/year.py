@@ -244,6 +244,26 @@ def with_children(pid: int) -> list[int]:
     return [pid, *kids]
 
 
+class CpuMeter:
+    """CPU seconds of each process (and its children) since the last :meth:`lap`: where the
+    load's and the scoring's time goes (two cores: a process at one core is the limit)."""
+
+    def __init__(self, pids: dict[str, int]):
+        self.groups = {name: with_children(pid) for name, pid in pids.items()}
+        self.last, self.at = self._now(), time.perf_counter()
+
+    def _now(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(p) for p in group if Path(f"/proc/{p}").exists()) for name, group in self.groups.items()}
+
+    def lap(self) -> dict[str, float]:
+        """Each process's CPU since the last lap, in % of one core, and the lap's seconds."""
+        now, at = self._now(), time.perf_counter()
+        wall = at - self.at
+        used = {name: round(100 * (now[name] - self.last[name]) / wall, 1) for name in now}
+        self.last, self.at = now, at
+        return {**used, "seconds": round(wall, 1)}
+
+
 def idle_cpu(pids: dict[str, int], seconds: float) -> dict[str, float]:
     """Each service's CPU (its process and children) over ``seconds`` of no traffic, in % of one core."""
     groups = {name: with_children(pid) for name, pid in pids.items()}
@@ -409,6 +429,7 @@ def run(settings, record, pct, rss_mb, ports: dict) -> None:
         rng = random.Random(SEED)
         now = datetime.now(timezone.utc)
         rows = people_rows(PEOPLE)
+        meter = CpuMeter(_all_pids(settings, services))
         started = time.perf_counter()
         t = time.perf_counter()
         _, report = import_through_service(requests_url, settings.internal_token, people_csv(rows))
@@ -433,6 +454,7 @@ def run(settings, record, pct, rss_mb, ports: dict) -> None:
         _wait_published(settings, published_before + requests_report["events"])
         published_s = time.perf_counter() - t
         load_s = time.perf_counter() - started
+        record("year_load_cpu_percent", **meter.lap(), note="each process's CPU over the load, % of one core")
         record("year_load", people=PEOPLE, kudos=KUDOS, requests=REQUESTS, people_import_s=round(people_s, 1),
                kudos_import_s=round(kudos_s, 1), kudos_imported=kudos_report["imported"], kudos_rejected=kudos_report["rejected"],
                requests_import_s=round(requests_s, 1), requests_published_s=round(published_s, 1),
@@ -444,6 +466,7 @@ def run(settings, record, pct, rss_mb, ports: dict) -> None:
             print("    refused, e.g.:", *[f"line {e['line']}: {e['code']}: {e['message']}" for e in requests_report["errors"][:5]],
                   sep="\n      ")
         scoring_s = wait_scored(settings, timeout=3600)
+        record("year_scoring_cpu_percent", **meter.lap(), note="each process's CPU from the load's end to scored, % of one core")
         insights_s = wait_insights(settings, timeout=3600)
         record("year_scoring", scoring_after_load_s=round(scoring_s, 1), load_and_scoring_s=round(load_s + scoring_s, 1),
                insights_after_scoring_s=round(insights_s, 1), target="load + scoring <= 600 s")
@@ -517,9 +540,17 @@ def internal_headers_for(settings, actor_id: str) -> dict:
     return internal_headers(settings.internal_token, actor_id)
 
 
-def _measure_year(settings, services, gateway_url, token_for, demo_reads: dict, record, pct, rss_mb) -> None:
+def _all_pids(settings, services) -> dict[str, int]:
+    """The services' processes, FerretDB's and Kafka's, by name."""
     from ops.infra import local
 
+    pids = {p.spec.name: p.proc.pid for p in services.processes}
+    infra = {"ferretdb": local.FerretDB(settings).daemon.pid(), "kafka": local.KafkaBroker(settings).daemon.pid()}
+    pids.update({k: v for k, v in infra.items() if v})
+    return pids
+
+
+def _measure_year(settings, services, gateway_url, token_for, demo_reads: dict, record, pct, rss_mb) -> None:
     actors, contexts = _actors(settings)
     year_reads = time_reads(gateway_url, token_for, actors, contexts, SAMPLES, pct)
     for name, figures in year_reads.items():
@@ -528,10 +559,7 @@ def _measure_year(settings, services, gateway_url, token_for, demo_reads: dict, 
                ratio_to_demo=round(figures["p95_ms"] / demo_p95, 2) if demo_p95 and figures["p95_ms"] else None,
                target="p95 <= 50 ms and <= 1.5x demo p95")
     time.sleep(5)
-    pids = {p.spec.name: p.proc.pid for p in services.processes}
-    infra = {"ferretdb": local.FerretDB(settings).daemon.pid(), "kafka": local.KafkaBroker(settings).daemon.pid()}
-    pids.update({k: v for k, v in infra.items() if v})
-    idle = idle_cpu(pids, IDLE_S)
+    idle = idle_cpu(_all_pids(settings, services), IDLE_S)
     quiet_total = round(sum(v for k, v in idle.items() if k != "kafka"), 2)
     record("year_idle_cpu_percent", **idle, ferretdb_and_services=quiet_total, seconds=IDLE_S,
            target="FerretDB + all services <= 5 % of one core")

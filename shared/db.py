@@ -17,7 +17,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.config import Settings
 
-__all__ = ["ID_CHUNK", "WRITE_CHUNK", "DuplicateKeyError", "chunks", "connect", "disconnect", "find_by_ids", "insert_many_once",
+__all__ = ["ID_CHUNK", "WRITE_CHUNK", "DuplicateKeyError", "chunks", "connect", "disconnect", "drop_retired_indexes", "find_by_ids", "insert_many_once",
            "insert_new", "insert_once", "is_transient", "mongo_client", "patient", "ping"]
 
 
@@ -135,3 +135,15 @@ def find_by_ids(collection, ids: Iterable, projection: dict | None = None) -> di
     for part in chunks(list(dict.fromkeys(ids)), ID_CHUNK):
         found.update((d["_id"], d) for d in collection.find({"_id": {"$in": part}}, projection))
     return found
+
+
+def drop_retired_indexes(collection, first_fields: Iterable[str]) -> list[str]:
+    """Drop the indexes of ``collection`` that start with one of ``first_fields``: ones an older
+    version made for queries that now go by ``_id`` to read models. An index answers nothing
+    then, but is kept up to date on every insert and update (on FerretDB, the requests' six made
+    their inserts 40 % slower). Returns the names dropped."""
+    retired = set(first_fields)
+    dropped = [name for name, info in collection.index_information().items() if info["key"][0][0] in retired]
+    for name in dropped:
+        collection.drop_index(name)
+    return dropped

@@ -10,6 +10,7 @@ from __future__ import annotations
 import mongoengine as me
 
 from shared.bus.outbox import OutboxDocument
+from shared.db import drop_retired_indexes
 
 
 class PersonDoc(OutboxDocument):
@@ -108,7 +109,4 @@ ALL = (PersonDoc, RequestDoc, CounterDoc)
 def ensure_indexes() -> None:
     for doc in ALL:
         doc.ensure_indexes()
-    requests = RequestDoc._get_collection()
-    for name, info in requests.index_information().items():
-        if info["key"][0][0] in RequestDoc.RETIRED:
-            requests.drop_index(name)
+    drop_retired_indexes(RequestDoc._get_collection(), RequestDoc.RETIRED)

@@ -362,7 +362,9 @@ def test_an_old_database_is_upgraded_once_on_start_in_the_background(kudos_setti
     old = [_old_style_kudos(f"k_old{i:02d}", giver, to, START - timedelta(days=3 * i, hours=i))
            for i, (giver, to) in enumerate([("rita", ["pia"]), ("pia", ["rita", "li"]), ("rita", ["li"])] * 5)]
     db["kudos"].insert_many(old)
+    db["kudos"].create_index([("giver_id", 1), ("created_at", 1), ("_id", 1)])  # the old feeds' (answers nothing now)
     rt = build_runtime(kudos_settings, clock=clock)
+    assert sorted(i["key"][0][0] for i in db["kudos"].index_information().values()) == ["_id", "outbox_pending"]
     # Before its background build has run, the process answers the old way (right, if slow).
     kudos, page = rt.service.feed("li", "received", 4)
     assert page["total_count"] == 10 and [k.id for k in kudos] == [d["_id"] for d in old if "li" in d["recipient_ids"]][:4]

@@ -11,6 +11,7 @@ import mongoengine as me
 
 from services.recognition.directory import DirectoryPersonDoc
 from shared.bus.outbox import OutboxDocument
+from shared.db import drop_retired_indexes
 
 
 class AddOnDoc(me.EmbeddedDocument):
@@ -32,10 +33,12 @@ class KudosDoc(OutboxDocument):
     created_at = me.DateTimeField(required=True)
     add_ons = me.EmbeddedDocumentListField(AddOnDoc)
 
-    meta = {
-        "collection": "kudos",
-        "indexes": [["created_at", "id"], ["giver_id", "created_at", "id"], ["recipient_ids", "created_at", "id"]],
-    }
+    # No index but _id: every read is a kudos by _id or a feed page (feeds.py). The indexes of
+    # the feeds before them cost every insert and answered nothing (RETIRED).
+    meta = {"collection": "kudos"}
+
+    # Indexes of an older version, by their first field, dropped at start (ensure_indexes).
+    RETIRED = ("created_at", "giver_id", "recipient_ids")
 
 
 class AllowanceDoc(me.Document):
@@ -71,3 +74,4 @@ ALL = (KudosDoc, AllowanceDoc, WeeklyCapDoc, ImportBatchDoc, DirectoryPersonDoc)
 def ensure_indexes() -> None:
     for doc in ALL:
         doc.ensure_indexes()
+    drop_retired_indexes(KudosDoc._get_collection(), KudosDoc.RETIRED)

@@ -15,7 +15,7 @@ from pymongo.database import Database
 
 from shared.bus.outbox import OutboxJournal
 from shared.clock import utc
-from shared.db import chunks, find_by_ids, patient
+from shared.db import chunks, drop_retired_indexes, find_by_ids, patient
 from shared.feeds import Entry, FeedStore
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class Store:
     }
     # Indexes no read uses any more (everything else goes by _id), dropped from older stores: each
     # one is kept up to date on every write (on FerretDB, two made the ledger's inserts 40 % slower).
-    RETIRED_INDEXES = {"ledger": ["source_event_id_1"]}
+    RETIRED_INDEXES = {"ledger": ["source_event_id"]}  # by first field (shared.db.drop_retired_indexes)
 
     def __init__(self, db: Database, suffix: str = ""):
         self.db = db
@@ -51,9 +51,7 @@ class Store:
             for keys in indexes:
                 getattr(self, name).create_index(keys)
         for name, retired in self.RETIRED_INDEXES.items():
-            collection = getattr(self, name)
-            for index in set(retired) & set(collection.index_information()):
-                collection.drop_index(index)
+            drop_retired_indexes(getattr(self, name), retired)
 
     @property
     def ledger_feeds(self) -> FeedStore:
