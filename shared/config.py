@@ -69,6 +69,9 @@ class Settings(BaseModel):
     mongo_url: str | None = None
     mongo_port: Port = Field(27017, ge=1, le=65535)
     mongo_timeout_ms: int = Field(5000, ge=100, le=120_000)
+    # Every this many seconds, log where this process's database time went (commands and time by
+    # command and collection: shared.db.DatabaseTimes); 0: off.
+    db_profile_s: float = Field(0.0, ge=0, le=86_400)
 
     # Where the local stack keeps data, logs and pid files, and where downloads are cached.
     var_dir: Path = PROJECT_ROOT / "var"

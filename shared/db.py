@@ -8,14 +8,20 @@ simple ``$match/$group($sum)/$sort`` pipelines. No transactions, no change strea
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from typing import Any, Iterable
 
 import mongoengine
 import pymongo
+from pymongo import monitoring
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.config import Settings
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ID_CHUNK", "WRITE_CHUNK", "DuplicateKeyError", "chunks", "connect", "disconnect", "drop_retired_indexes", "find_by_ids", "insert_many_once",
            "insert_new", "insert_once", "is_transient", "mongo_client", "patient", "ping"]
@@ -39,10 +45,49 @@ def patient(seconds: float = 1800.0):
     return pymongo.timeout(seconds)
 
 
+class DatabaseTimes(monitoring.CommandListener):
+    """Where a process's database time goes: commands and seconds by command and collection,
+    logged every ``every_s`` seconds (``INSIDETRACK_DB_PROFILE_S``) as one structured line
+    (``database time``, the largest first). For finding which writes cost a batch on FerretDB,
+    which serializes writes: the sum over processes is its busy time."""
+
+    def __init__(self, service: str, every_s: float):
+        self.service, self.every_s = service, every_s
+        self._lock = threading.Lock()
+        self._target: dict[int, str] = {}
+        self._times: dict[str, list] = {}
+        self._since = time.monotonic()
+
+    def started(self, event) -> None:
+        target = event.command.get(event.command_name)
+        with self._lock:
+            self._target[event.request_id] = f"{event.command_name} {target if isinstance(target, str) else '-'}"
+
+    def succeeded(self, event) -> None:
+        with self._lock:
+            key = self._target.pop(event.request_id, event.command_name)
+            figures = self._times.setdefault(key, [0, 0.0])
+            figures[0] += 1
+            figures[1] += event.duration_micros / 1e6
+            now = time.monotonic()
+            if now - self._since < self.every_s:
+                return
+            times, seconds = self._times, now - self._since
+            self._times, self._since = {}, now
+        top = sorted(times.items(), key=lambda kv: -kv[1][1])[:15]
+        log.info("database time", extra={"service": self.service, "seconds": round(seconds, 1),
+                                          "database_s": round(sum(t for _, t in times.values()), 2),
+                                          "top": {k: [n, round(t, 2)] for k, (n, t) in top}})
+
+    failed = succeeded
+
+
 def connect(settings: Settings, service: str, alias: str = "default") -> Database:
     """Connect mongoengine (under ``alias``) to the service's own database; return it."""
+    listeners = [DatabaseTimes(service, settings.db_profile_s)] if settings.db_profile_s else []
     mongoengine.connect(
-        db=settings.database(service), host=settings.mongo_uri, alias=alias, **_client_options(settings)
+        db=settings.database(service), host=settings.mongo_uri, alias=alias, event_listeners=listeners,
+        **_client_options(settings)
     )
     return mongoengine.get_db(alias)
 

@@ -334,3 +334,25 @@ def test_reads_by_id_use_the_index_whatever_else_the_filter_says_and_answer_exac
         assert coll.count_documents({}) == 301
     finally:
         client.close()
+
+
+def test_a_process_can_log_where_its_database_time_goes(settings, caplog):
+    """INSIDETRACK_DB_PROFILE_S: each command's time by command and collection, logged as one
+    line at most every so often (what says which writes cost a batch on FerretDB)."""
+    import logging
+
+    profiled = settings.model_copy(update={"db_profile_s": 0.001})
+    database = connect(profiled, "profile_test", alias="profiled")
+    try:
+        with caplog.at_level(logging.INFO, logger="shared.db"):
+            database["ledger"].insert_many([{"_id": i} for i in range(10)])
+            database["boards"].update_one({"_id": "b"}, {"$set": {"v": 1}}, upsert=True)
+            database["boards"].find_one({"_id": "b"})
+        lines = [r for r in caplog.records if r.getMessage() == "database time"]
+        assert lines and all(r.service == "profile_test" for r in lines)
+        seen = {key for r in lines for key in r.top}
+        assert {"insert ledger", "update boards", "find boards"} <= seen
+        assert all(n >= 1 and t >= 0 for r in lines for n, t in r.top.values())
+    finally:
+        database.client.drop_database(database.name)
+        disconnect("profiled")

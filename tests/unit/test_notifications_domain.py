@@ -173,3 +173,47 @@ def test_the_people_a_message_names():
     assert people_of("kudos.given", kudos()) == ["p_rita", "p_pia", "p_li"]
     assert people_of("badge.awarded", {"person_id": "p_pia"}) == ["p_pia"]
     assert people_of("request.closed", {"requester_id": "p_rita", "actor_id": "p_rita"}) == ["p_rita"]
+
+
+class _Webhooks:
+    """The two reads the deliverer makes of its store for the webhooks (a counter of them)."""
+
+    def __init__(self):
+        self.version, self.docs, self.version_reads = 0, [], 0
+
+    def webhooks_version(self):
+        self.version_reads += 1
+        return self.version
+
+    def all_webhooks(self):
+        return list(self.docs)
+
+    def add(self, created_at):
+        self.docs.append({"_id": f"wh_{len(self.docs)}", "url": "https://chat.example.com/hook", "events": ["KUDOS_GIVEN"],
+                          "format": "JSON", "secret": "s", "created_at": created_at})
+        self.version += 1
+
+
+def test_history_reads_the_webhooks_version_once_a_second_and_a_new_event_sees_a_new_webhook_at_once():
+    from datetime import timedelta
+
+    from services.notifications.delivery import Deliverer
+    from shared.clock import ManualClock
+
+    store, clock, ticks = _Webhooks(), ManualClock(T0), [100.0]
+    deliverer = Deliverer(store, None, NotificationsSettings(), clock, monotonic=lambda: ticks[0])
+    assert deliverer.webhooks(T0) == [] and store.version_reads == 1
+    # A backlog of history (a year ago): no read per event; a second later, one.
+    for day in range(1, 500):
+        deliverer.webhooks(T0 - timedelta(days=365 - day % 300))
+    assert store.version_reads == 1
+    ticks[0] += 1.5
+    deliverer.webhooks(T0 - timedelta(days=30))
+    assert store.version_reads == 2
+    # A webhook created now is seen by the first event newer than the last read, at once.
+    clock.advance(seconds=20)
+    store.add(clock.now())
+    assert [w.id for w in deliverer.webhooks(clock.now())] == ["wh_0"] and store.version_reads == 3
+    # ... and an event older than that read needs no read (the webhook is newer than it anyway).
+    deliverer.webhooks(clock.now() - timedelta(minutes=5))
+    assert store.version_reads == 3
