@@ -48,7 +48,7 @@ def patient(seconds: float = 1800.0):
 class DatabaseTimes(monitoring.CommandListener):
     """Where a process's database time goes: commands and seconds by command and collection,
     logged every ``every_s`` seconds (``INSIDETRACK_DB_PROFILE_S``) as one structured line
-    (``database time``, the largest first). For finding which writes cost a batch on FerretDB,
+    (``database time``, the largest first, whatever the log level). For finding which writes cost a batch on FerretDB,
     which serializes writes: the sum over processes is its busy time."""
 
     def __init__(self, service: str, every_s: float):
@@ -75,7 +75,8 @@ class DatabaseTimes(monitoring.CommandListener):
             times, seconds = self._times, now - self._since
             self._times, self._since = {}, now
         top = sorted(times.items(), key=lambda kv: -kv[1][1])[:15]
-        log.info("database time", extra={"service": self.service, "seconds": round(seconds, 1),
+        # At the level the process logs at, at least INFO: asked for by its own setting.
+        log.log(max(logging.INFO, logging.getLogger().getEffectiveLevel()), "database time", extra={"service": self.service, "seconds": round(seconds, 1),
                                           "database_s": round(sum(t for _, t in times.values()), 2),
                                           "top": {k: [n, round(t, 2)] for k, (n, t) in top}})
 
