@@ -60,8 +60,10 @@ class DatabaseTimes(monitoring.CommandListener):
 
     def started(self, event) -> None:
         target = event.command.get(event.command_name)
+        if not isinstance(target, str):  # getMore names its cursor there, its collection beside it
+            target = event.command.get("collection", "-")
         with self._lock:
-            self._target[event.request_id] = f"{event.command_name} {target if isinstance(target, str) else '-'}"
+            self._target[event.request_id] = f"{event.command_name} {target}"
 
     def succeeded(self, event) -> None:
         with self._lock:

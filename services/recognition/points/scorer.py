@@ -23,7 +23,7 @@ from services.recognition.directory import Directory
 from services.recognition.points.domain import (
     Rule, RuleSet, event_time, guard_ids, giver_guard_id, limit_guard_id, once_guard_id, rush_short_notice,
 )
-from services.recognition.points.store import SOURCE, Store, day_id, entry_id, safe_key, submission_entry
+from services.recognition.points.store import SOURCE, Store, as_document, day_id, entry_id, safe_key, submission_entry
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new, insert_once
@@ -89,7 +89,7 @@ class Scorer:
         # Only now that the thanks its deliveries awarded are stored (a crash before this line
         # scores the delivery again, with the same waiting thanks).
         cleared = [UpdateOne({"_id": doc["request_id"]}, {"$set": {"waiting_thanks": []}})
-                   for doc in docs if doc["type"] == "request.delivered"]
+                   for doc in docs if doc["type"] == "request.delivered" and "request_id" in doc]
         for part in chunks(cleared):
             self.store.request_facts.bulk_write(part, ordered=False)
         return docs
@@ -125,8 +125,8 @@ class Scorer:
         if envelope.type == "request.delivered":
             awards.extend(self._waiting_thanks(data["request_id"], at, batch))
         doc = {"_id": envelope.id, "type": envelope.type, "at": at, "awards": awards}
-        if envelope.type == "request.delivered":
-            doc["request_id"] = data["request_id"]
+        if envelope.type == "request.delivered" and batch.facts(data["request_id"]).get("waiting_thanks"):
+            doc["request_id"] = data["request_id"]  # its waiting thanks are cleared once this is stored
         return doc
 
     def _waiting_thanks(self, request_id: str, delivered_at: datetime, batch: "_Batch") -> list[dict[str, Any]]:
@@ -280,6 +280,7 @@ class _Batch:
         self.absent: set[str] = set()  # guards that did not exist when read
         self.created: set[str] = set()  # of those, the ones this batch writes (inserted at flush)
         self.requests: dict[str, dict] = {}  # request facts as read, with this batch's changes
+        self.facts_absent: set[str] = set()  # requests without facts when read (inserted at flush)
         self.fact_sets: dict[str, dict[str, Any]] = {}
         self.fact_waiting: dict[str, list[dict]] = {}
         self.submissions: list[dict] = []
@@ -293,6 +294,7 @@ class _Batch:
         unread = [r for r in dict.fromkeys(requests) if r not in self.requests]
         facts = find_by_ids(self.store.request_facts, unread)
         self.requests.update((r, facts.get(r) or {}) for r in unread)
+        self.facts_absent.update(r for r in unread if r not in facts)
         self.people(people)
 
     def facts(self, request_id: str) -> dict:
@@ -377,15 +379,29 @@ class _Batch:
         return {i: self.known[i] for i in ids if self.known.get(i) is not None}
 
     def flush(self) -> None:
-        facts = []
+        facts, new_facts = [], {}
         for request_id in dict.fromkeys([*self.fact_sets, *self.fact_waiting]):
             update: dict[str, Any] = {}
             if self.fact_sets.get(request_id):
                 update["$set"] = self.fact_sets[request_id]
             if self.fact_waiting.get(request_id):
                 update["$addToSet"] = {"waiting_thanks": {"$each": self.fact_waiting[request_id]}}
-            facts.append(UpdateOne({"_id": request_id}, update, upsert=True))
-        days = [UpdateOne({"_id": d}, {"$set": paths}, upsert=True) for d, paths in self.days.items()]
+            if request_id in self.facts_absent:
+                new_facts[request_id] = update
+            else:
+                facts.append(UpdateOne({"_id": request_id}, update, upsert=True))
+        # A request's first facts are inserted whole (an update costs FerretDB ~15 inserts; an
+        # import's requests are all new); one created meanwhile (refused) gets the update.
+        for part in chunks(list(new_facts)):
+            docs = [{**as_document(i, new_facts[i]), **({"waiting_thanks": self.fact_waiting[i]} if self.fact_waiting.get(i) else {})}
+                    for i in part]
+            facts += [UpdateOne({"_id": i}, new_facts[i], upsert=True) for i in insert_new(self.store.request_facts, docs)]
+        self.facts_absent -= set(new_facts)
+        # The requesters' days: the ones read absent... are not read (the rush share reads them by
+        # _id): each is inserted first, and updated only when it is there already.
+        days, new_days = [], [as_document(d, {"$set": paths}) for d, paths in self.days.items()]
+        for part in chunks(new_days):
+            days += [UpdateOne({"_id": i}, {"$set": self.days[i]}, upsert=True) for i in insert_new(self.store.submission_days, part)]
         for collection, writes in ((self.store.request_facts, facts), (self.store.submission_days, days)):
             for part in chunks(writes):
                 collection.bulk_write(part, ordered=False)
