@@ -23,23 +23,6 @@ PEOPLE = int(os.environ.get("BENCH_IMPORT_PEOPLE", "2000"))
 PART = int(os.environ.get("BENCH_IMPORT_PART", "2000"))
 
 
-class _Timings(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.collection: dict[int, str] = {}
-        self.by_op: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0])
-
-    def started(self, event) -> None:
-        target = event.command.get(event.command_name)
-        self.collection[event.request_id] = target if isinstance(target, str) else event.command.get("collection", "?")
-
-    def succeeded(self, event) -> None:
-        figures = self.by_op[(event.command_name, self.collection.pop(event.request_id, "?"))]
-        figures[0] += 1
-        figures[1] += event.duration_micros / 1e6
-
-    failed = succeeded
-
-
 def _parts(text: str, rows: int) -> list[str]:
     """The CSV in parts of ``rows`` rows, each with the header (what ``send_file`` sends)."""
     lines = text.splitlines(keepends=True)
@@ -48,7 +31,9 @@ def _parts(text: str, rows: int) -> list[str]:
 
 
 def run(settings, record, rss_mb) -> None:
-    timings = _Timings()
+    from shared.db import DatabaseTimes
+
+    timings = DatabaseTimes("bench", every_s=0)  # read by take(), never logged
     monitoring.register(timings)  # before the client is made: it applies to clients made after
 
     import year  # the year bench's generators (bench/ is on the path)
@@ -103,7 +88,7 @@ def run(settings, record, rss_mb) -> None:
         timed(RequestReadModels, "follow_newer", "versions read back")
         timed(service, "_record_import_events", "events recorded")
         timed(service, "_publish_imported", "publish (a list here), records deleted")
-        timings.by_op.clear()
+        timings.take()  # from here on
         imported = events = 0
         part_s = []
         t0 = time.perf_counter()
@@ -115,13 +100,14 @@ def run(settings, record, rss_mb) -> None:
             events += answer["events"]
             assert not answer["errors"], answer["errors"][:3]
         elapsed = time.perf_counter() - t0
-        db_s = sum(s for _, s in timings.by_op.values())
-        top = sorted(timings.by_op.items(), key=lambda kv: -kv[1][1])[:12]
+        by_op, _ = timings.take()
+        db_s = sum(s for _, s in by_op.values())
+        top = sorted(by_op.items(), key=lambda kv: -kv[1][1])[:12]
         record("requests_import_in_process", requests=REQUESTS, people=PEOPLE, part=PART, imported=imported, events=events,
                seconds=round(elapsed, 1), requests_per_s=round(imported / elapsed), part_s=part_s,
                stages_s={k: round(v, 1) for k, v in stages.items()}, ferretdb_s=round(db_s, 1),
                loadavg_1m=round(os.getloadavg()[0], 1), rss_mb=rss_mb(os.getpid()),
-               ferretdb_top={f"{op} {coll}": [n, round(s, 2)] for (op, coll), (n, s) in top})
+               ferretdb_top={key: [n, round(s, 2)] for key, (n, s) in top})
         db.client.drop_database(db.name)
         disconnect()
     finally:

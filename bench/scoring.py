@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
 from pymongo import monitoring
@@ -24,25 +23,10 @@ SCORE_BATCH = int(os.environ.get("BENCH_SCORING_SCORE_BATCH", "1000"))  # the sc
 APPLY_BATCH = int(os.environ.get("BENCH_SCORING_APPLY_BATCH", "10000"))  # the applier's, behind (points.app.APPLY_GATHER)
 
 
-class _Timings(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.collection: dict[int, str] = {}
-        self.by_op: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0])
-
-    def started(self, event) -> None:
-        target = event.command.get(event.command_name)
-        self.collection[event.request_id] = target if isinstance(target, str) else event.command.get("collection", "?")
-
-    def succeeded(self, event) -> None:
-        figures = self.by_op[(event.command_name, self.collection.pop(event.request_id, "?"))]
-        figures[0] += 1
-        figures[1] += event.duration_micros / 1e6
-
-    failed = succeeded
-
-
 def run(settings, record, rss_mb) -> None:
-    timings = _Timings()
+    from shared.db import DatabaseTimes
+
+    timings = DatabaseTimes("bench", every_s=0)  # read by take(), never logged
     monitoring.register(timings)  # before the client is made: it applies to clients made after
 
     from services.recognition.directory import Directory, DirectoryPersonDoc
@@ -85,7 +69,7 @@ def run(settings, record, rss_mb) -> None:
             events.append(build_event("kudos.given", f"k{i}", {
                 "kudos_id": f"k{i}", "giver_id": giver, "recipient_ids": [recipient], "message": "thanks", "values": [],
                 "gesture": "thanks", "request_id": None, "at": at}, source="bench", clock=ManualClock(at)))
-        timings.by_op.clear()
+        timings.take()  # from here on
         rss_start = rss_peak = rss_mb(os.getpid())
         scoring = applying = 0.0
         offset = 0
@@ -111,14 +95,15 @@ def run(settings, record, rss_mb) -> None:
         rss_end = rss_mb(os.getpid())
         release_free_memory()
         rss_trimmed = rss_mb(os.getpid())
-        db_s = sum(s for _, s in timings.by_op.values())
-        top = sorted(timings.by_op.items(), key=lambda kv: -kv[1][1])[:12]
+        by_op, _ = timings.take()
+        db_s = sum(s for _, s in by_op.values())
+        top = sorted(by_op.items(), key=lambda kv: -kv[1][1])[:12]
         record("scoring_history_in_process", kudos=KUDOS, people=PEOPLE, awards=len(published), seconds=round(elapsed, 1),
                awards_per_s=round(len(published) / elapsed), score_s=round(scoring, 1), apply_s=round(applying, 1),
                ferretdb_s=round(db_s, 1), loadavg_1m=round(os.getloadavg()[0], 1),
                rss_mb={"start": rss_start, "peak": rss_peak, "end": rss_end, "end_trimmed": rss_trimmed},
                batches={"score": SCORE_BATCH, "apply": APPLY_BATCH},
-               ferretdb_top={f"{op} {coll}": [n, round(s, 2)] for (op, coll), (n, s) in top})
+               ferretdb_top={key: [n, round(s, 2)] for key, (n, s) in top})
         db.client.drop_database(db.name)
         disconnect()
     finally:

@@ -71,18 +71,27 @@ class DatabaseTimes(monitoring.CommandListener):
             figures = self._times.setdefault(key, [0, 0.0])
             figures[0] += 1
             figures[1] += event.duration_micros / 1e6
-            now = time.monotonic()
-            if now - self._since < self.every_s:
+            if not self.every_s or time.monotonic() - self._since < self.every_s:
                 return
-            times, seconds = self._times, now - self._since
-            self._times, self._since = {}, now
+        self.log(self.take())
+
+    failed = succeeded
+
+    def take(self) -> tuple[dict[str, list], float]:
+        """The times since the last take (``"<command> <collection>" -> [commands, seconds]``)
+        and the seconds they cover; starts over. (The benchmarks read it: ``every_s`` 0.)"""
+        with self._lock:
+            times, seconds = self._times, time.monotonic() - self._since
+            self._times, self._since = {}, time.monotonic()
+        return times, seconds
+
+    def log(self, taken: tuple[dict[str, list], float]) -> None:
+        times, seconds = taken
         top = sorted(times.items(), key=lambda kv: -kv[1][1])[:15]
         # At the level the process logs at, at least INFO: asked for by its own setting.
         log.log(max(logging.INFO, logging.getLogger().getEffectiveLevel()), "database time", extra={"service": self.service, "seconds": round(seconds, 1),
                                           "database_s": round(sum(t for _, t in times.values()), 2),
                                           "top": {k: [n, round(t, 2)] for k, (n, t) in top}})
-
-    failed = succeeded
 
 
 def connect(settings: Settings, service: str, alias: str = "default") -> Database:
