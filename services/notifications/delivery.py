@@ -80,8 +80,8 @@ class Deliverer:
         work): a webhook created after the last read has ``created_at`` after such an event,
         so it would not take it anyway, and one changed or disabled is seen within a second."""
         now = self.monotonic()
-        fresh = (event_time is not None and self._checked_at is not None and event_time < self._checked_at - CLOCK_SKEW
-                 and now - self._checked_mono < VERSION_EVERY_S)
+        fresh = (self._version is not None and event_time is not None and self._checked_at is not None  # None: read again
+                 and event_time < self._checked_at - CLOCK_SKEW and now - self._checked_mono < VERSION_EVERY_S)
         if not fresh:
             version = self.store.webhooks_version()
             self._checked_at, self._checked_mono = self.clock.now(), now

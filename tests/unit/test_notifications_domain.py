@@ -217,3 +217,7 @@ def test_history_reads_the_webhooks_version_once_a_second_and_a_new_event_sees_a
     # ... and an event older than that read needs no read (the webhook is newer than it anyway).
     deliverer.webhooks(clock.now() - timedelta(minutes=5))
     assert store.version_reads == 3
+    # A webhook the deliverer disabled (it kept failing) is read again before the next event.
+    deliverer._version = None
+    deliverer.webhooks(clock.now() - timedelta(minutes=5))
+    assert store.version_reads == 4
