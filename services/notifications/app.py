@@ -81,7 +81,7 @@ def build_runtime(settings: NotificationsSettings, clock: Clock | None = None,
     producer = EventProducer(settings, client_id=SERVICE)  # the dead-letter path
     reader = people_reader(settings, people, producer)
     deliverer = Deliverer(store, people, settings, clock, session=session)
-    runner = ConsumerRunner(settings, group=DELIVER_GROUP, topics=list(DELIVER_TOPICS), handler=deliverer.handle,
+    runner = ConsumerRunner(settings, group=DELIVER_GROUP, topics=list(DELIVER_TOPICS), batch_handler=deliverer.handle_batch,
                             producer=producer, max_poll_records=MAX_POLL_RECORDS, max_poll_interval_ms=POLL_WINDOW_MS)
     admin = WebhookAdmin(store, people, UrlRules(settings.webhook_allow_http, settings.allowed_hosts), clock)
 

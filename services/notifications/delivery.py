@@ -92,9 +92,19 @@ class Deliverer:
 
     # -- one event --------------------------------------------------------------------------------
 
-    def handle(self, envelope: Envelope, payload: EventSchema) -> None:
+    def handle_batch(self, deliveries) -> None:
+        """A poll's events in order (``shared.bus.consumer.Delivery``): the titles of the
+        requests submitted in it remembered first, in one insert (history sends thousands), then
+        each event as :meth:`handle` does. Redelivered, it does nothing twice (the titles are
+        there, each delivery is recorded once)."""
+        submitted = [d.payload.model_dump(mode="json") for d in deliveries if d.envelope.type == "request.submitted"]
+        self.store.remember_requests([(d["request_id"], d["title"], d["customer"]) for d in submitted])
+        for d in deliveries:
+            self.handle(d.envelope, d.payload, remembered=True)
+
+    def handle(self, envelope: Envelope, payload: EventSchema, remembered: bool = False) -> None:
         data = payload.model_dump(mode="json")
-        if envelope.type == "request.submitted":
+        if envelope.type == "request.submitted" and not remembered:
             self.store.remember_request(data["request_id"], data["title"], data["customer"])
         if envelope.type not in EVENT_OF_TYPE:
             return

@@ -22,7 +22,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.database import Database
 
-from shared.db import find_by_ids, insert_once
+from shared.db import find_by_ids, insert_many_once, insert_once
 from shared.errors import NotFound
 from shared.feeds import DAY, Entry, FeedStore, in_order
 from services.notifications.domain import Webhook
@@ -128,6 +128,11 @@ class Store:
         redelivery finds it there). Inserted, not upserted: an update costs FerretDB ~15 inserts,
         and an import of history sends 20,000 of these."""
         insert_once(self.request_titles, {"_id": request_id, "title": title, "customer": customer})
+
+    def remember_requests(self, requests: list[tuple[str, str, str]]) -> None:
+        """Many requests' titles and customers (id, title, customer) at once, as
+        :meth:`remember_request` does each."""
+        insert_many_once(self.request_titles, [{"_id": i, "title": t, "customer": c} for i, t, c in requests])
 
     def request(self, request_id: str) -> dict | None:
         return self.request_titles.find_one({"_id": request_id})
