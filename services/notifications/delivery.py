@@ -93,19 +93,24 @@ class Deliverer:
     # -- one event --------------------------------------------------------------------------------
 
     def handle_batch(self, deliveries) -> None:
-        """A poll's events in order (``shared.bus.consumer.Delivery``): the titles of the
-        requests submitted in it remembered first, in one insert (history sends thousands), then
-        each event as :meth:`handle` does. Redelivered, it does nothing twice (the titles are
-        there, each delivery is recorded once)."""
-        submitted = [d.payload.model_dump(mode="json") for d in deliveries if d.envelope.type == "request.submitted"]
-        self.store.remember_requests([(d["request_id"], d["title"], d["customer"]) for d in submitted])
-        for d in deliveries:
-            self.handle(d.envelope, d.payload, remembered=True)
+        """The consumer's batch handler (``shared.bus.consumer.Delivery``): :meth:`handle_events`."""
+        self.handle_events([(d.envelope, d.payload) for d in deliveries])
 
-    def handle(self, envelope: Envelope, payload: EventSchema, remembered: bool = False) -> None:
+    def handle(self, envelope: Envelope, payload: EventSchema) -> None:
+        """One event: :meth:`handle_events`."""
+        self.handle_events([(envelope, payload)])
+
+    def handle_events(self, events: list[tuple[Envelope, EventSchema]]) -> None:
+        """Events in order: the titles of the requests submitted among them remembered first, in
+        one insert (history sends thousands), then each one's messages. Redelivered, they do
+        nothing twice (the titles are there, each delivery is recorded once)."""
+        submitted = [p.model_dump(mode="json") for e, p in events if e.type == "request.submitted"]
+        self.store.remember_requests([(d["request_id"], d["title"], d["customer"]) for d in submitted])
+        for envelope, payload in events:
+            self._notify(envelope, payload)
+
+    def _notify(self, envelope: Envelope, payload: EventSchema) -> None:
         data = payload.model_dump(mode="json")
-        if envelope.type == "request.submitted" and not remembered:
-            self.store.remember_request(data["request_id"], data["title"], data["customer"])
         if envelope.type not in EVENT_OF_TYPE:
             return
         at = as_utc(envelope.time)

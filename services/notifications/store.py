@@ -123,15 +123,10 @@ class Store:
 
     # -- requests' titles ---------------------------------------------------------------------------
 
-    def remember_request(self, request_id: str, title: str, customer: str) -> None:
-        """A request's title and customer, from its ``request.submitted`` (once per request: a
-        redelivery finds it there). Inserted, not upserted: an update costs FerretDB ~15 inserts,
-        and an import of history sends 20,000 of these."""
-        insert_once(self.request_titles, {"_id": request_id, "title": title, "customer": customer})
-
     def remember_requests(self, requests: list[tuple[str, str, str]]) -> None:
-        """Many requests' titles and customers (id, title, customer) at once, as
-        :meth:`remember_request` does each."""
+        """Requests' titles and customers (id, title, customer), from their ``request.submitted``
+        (once per request: a redelivery finds it there). Inserted, not upserted: an update costs
+        FerretDB ~15 inserts, and an import of history sends 20,000 of these."""
         insert_many_once(self.request_titles, [{"_id": i, "title": t, "customer": c} for i, t, c in requests])
 
     def request(self, request_id: str) -> dict | None:

@@ -26,7 +26,7 @@ from services.requests.readmodels import LISTING_FIELDS, PENDING, listing, next_
 from services.requests.repository import Repository, request_from_doc
 from services.requests.visibility import may_see
 from shared.auth import caller
-from shared.bus.outbox import OUTBOX_PACKED, pending_events, set_pending_events, with_packed_outbox
+from shared.bus.outbox import OUTBOX_PACKED, pack_events, pending_events, published_update, with_packed_outbox
 from shared.bus.outbox import PENDING as OUTBOX_PENDING
 from shared.calendar import BusinessCalendar
 from shared.clock import Clock, utc
@@ -332,7 +332,7 @@ class RequestsService:
            nothing pending: no outbox, no flag (their events are in step 1's documents);
         3. their lists, timer buckets and cards (``RequestReadModels.project_imported``), then
            the newer version of any a live command changed meanwhile (``follow_newer``);
-        4. their events published (the relay's producer), then step 1's documents deleted.
+        4. their events published (the relay's producer), then step 1's documents emptied.
 
         So no request document is written twice (an update rewrites the whole document on
         FerretDB: clearing each one's flag and outbox was half of an import's time). A crash
@@ -368,7 +368,8 @@ class RequestsService:
         inserted: list[SupportRequest] = []
         since = time.time()
         for part in chunks(fresh, WRITE_CHUNK):
-            docs = [self.repo.imported_request_doc(row.request) for row in part]
+            # As a live one looks once projected and published: its events are in step 1's documents.
+            docs = [self.repo.new_request_doc(row.request, (), lists_pending=False) for row in part]
             clashed: set[str] = set()
             try:
                 self.repo.requests.insert_many(docs, ordered=False)
@@ -382,7 +383,7 @@ class RequestsService:
             inserted += [row.request for row in part if row.request.id not in clashed]
         self.repo.read_models.project_imported(inserted)
         self.repo.read_models.follow_newer(inserted, since)
-        self._publish_imported(batches, list(chunks(fresh, IMPORT_BATCH)), marks)
+        self._publish_imported(batches, marks)
         # Rows found stored but still flagged: a live command's projection, or an import of an
         # older version (which flagged its requests) that stopped; finished here. Found stored
         # at all: an import that stopped may have left their events unpublished: the relay's
@@ -395,46 +396,47 @@ class RequestsService:
             self.notify(self.repo.requests, *part)
         if existing:
             self.notify()
+        stored = {r.id for r in inserted}
         return {"imported": len(inserted), "already_imported": len(good) - len(inserted),
                 "rejected": len(errors), "errors": errors,
-                "events": sum(len(row.events) for row in fresh if row.request.id in {r.id for r in inserted})}
+                "events": sum(len(row.events) for row in fresh if row.request.id in stored)}
 
-    def _record_import_events(self, rows: list[history.ImportedRequest]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    def _record_import_events(self, rows: list[history.ImportedRequest]) -> tuple[list[tuple[dict, list[Envelope]]], dict[str, str]]:
         """Step 1 of an import: the rows' events, :data:`IMPORT_BATCH` requests' to an
         insert-only outbox document of ``request_imports`` (a fresh ``_id`` per import, so a
         re-run never meets a document a crashed import left), each marked in the journal
-        first. Returns the documents and their marks."""
+        first. Returns each document with its events, and their marks."""
         now = self.clock.now()
-        batches = [with_packed_outbox({"_id": f"imp:{uuid.uuid4().hex}", "at": now}, [e for row in part for e in row.events])
-                   for part in chunks(rows, IMPORT_BATCH)]
+        batches = []
+        for part in chunks(rows, IMPORT_BATCH):
+            events = [e for row in part for e in row.events]
+            batches.append((with_packed_outbox({"_id": f"imp:{uuid.uuid4().hex}", "at": now}, events), events))
         marks: dict[str, str] = {}
-        for part in chunks(batches, WRITE_CHUNK):
+        for part in chunks([doc for doc, _ in batches], WRITE_CHUNK):
             marks.update(dict.fromkeys([b["_id"] for b in part], self.repo.imports_journal.mark(*(b["_id"] for b in part))))
             self.repo.imports.insert_many(part, ordered=False)
         return batches, marks
 
-    def _publish_imported(self, batches: list[dict[str, Any]], rows: list[list[history.ImportedRequest]],
-                          marks: dict[str, str]) -> None:
-        """Step 4 of an import: publish the events of ``batches`` (those of ``rows``, batch by
-        batch) in order per request, waiting for the broker, then empty the documents and take
-        off their marks. Kafka refusing (or no
-        producer): the relay publishes them from the documents instead."""
+    def _publish_imported(self, batches: list[tuple[dict, list[Envelope]]], marks: dict[str, str]) -> None:
+        """Step 4 of an import: publish the events of ``batches`` in order per request, waiting
+        for the broker, then empty the documents as the relay would and take off their marks.
+        Kafka refusing (or no producer): the relay publishes them from the documents instead."""
         if not batches:
             return
+        docs = [doc for doc, _ in batches]
         try:
             if self.publish is None:
                 raise RuntimeError("no producer here")
-            for part in chunks(list(zip(batches, rows)), ID_CHUNK // IMPORT_BATCH):
-                self.publish([event for _, batch_rows in part for row in batch_rows for event in row.events])
+            for part in chunks(batches, ID_CHUNK // IMPORT_BATCH):
+                self.publish([event for _, events in part for event in events])
         except Exception as exc:  # noqa: BLE001 - Kafka away: the events stay in their documents
             log.warning("import: publishing failed, the outbox relay will publish the events", extra={"error": repr(exc)})
             if self.notify_inserted is not None:
-                self.notify_inserted(self.repo.imports, batches)
+                self.notify_inserted(self.repo.imports, docs)
             return
-        # Emptied as the relay would (kept: a small document each; a delete cost as much).
-        for part in chunks(batches):
-            self.repo.imports.bulk_write([UpdateOne({"_id": b["_id"]}, {"$unset": {OUTBOX_PACKED: ""}, "$set": {OUTBOX_PENDING: False}})
-                                          for b in part], ordered=False)
+        # Emptied, kept (a small document each; a delete cost as much).
+        for part in chunks(docs):
+            self.repo.imports.bulk_write([UpdateOne({"_id": d["_id"]}, published_update(d)) for d in part], ordered=False)
         self.repo.imports_journal.unmark(marks)
 
     def recover_imports(self, docs: list[dict[str, Any]]) -> None:
@@ -459,8 +461,7 @@ class RequestsService:
                 doc[OUTBOX_PENDING] = False
                 subject[id(doc)] = []
                 continue
-            keep = [raw for raw, rid in zip(events[id(doc)], rids) if rid in stored]
-            set_pending_events(doc, keep)
+            doc[OUTBOX_PACKED] = pack_events([raw for raw, rid in zip(events[id(doc)], rids) if rid in stored])
             self.repo.imports.update_one({"_id": doc["_id"]}, {"$set": {OUTBOX_PACKED: doc[OUTBOX_PACKED]}})
             subject[id(doc)] = [rid for rid in rids if rid in stored]
         named = {rid for rids in subject.values() for rid in rids}

@@ -45,7 +45,7 @@ idempotent. An import of history writes its requests once, with nothing pending:
 events first, in insert-only documents of ``request_imports`` (journal-marked), then the
 requests, then projects them in bulk (:meth:`RequestReadModels.project_imported`, then
 :meth:`RequestReadModels.follow_newer` for any a live command changed meanwhile), publishes,
-and deletes those documents; a crash halfway leaves them marked, and the relay's safety net
+and empties those documents; a crash halfway leaves them marked, and the relay's safety net
 hands them to ``RequestsService.recover_imports`` (projects what is stored, then publishes).
 
 Upgrade: the document ``read_models`` (in ``counters``) holds the version of these read

@@ -143,20 +143,13 @@ class Repository:
         self.read_models.project(request, {}, {})  # on no list yet: adds, no look first
 
     @staticmethod
-    def new_request_doc(request: SupportRequest, events: Sequence[Envelope]) -> dict:
+    def new_request_doc(request: SupportRequest, events: Sequence[Envelope], lists_pending: bool = True) -> dict:
         """A new request's document (its ``version`` as given) with its events, flagged for its
-        projection onto the lists (``readmodels``: crash safety)."""
+        projection onto the lists (``readmodels``: crash safety) unless ``lists_pending`` is
+        False (an import, which projects it and keeps its events elsewhere)."""
         doc = {"_id": request.id, **request_state(request), "timeline": [_entry(e) for e in request.timeline]}
-        doc[readmodels.PENDING], doc[readmodels.UNLIST] = True, []
+        doc[readmodels.PENDING], doc[readmodels.UNLIST] = lists_pending, []
         return with_outbox(doc, events)
-
-    @staticmethod
-    def imported_request_doc(request: SupportRequest) -> dict:
-        """An imported request's document: as a live one looks once projected and published
-        (its events are in ``request_imports``, its projection is the import's)."""
-        doc = {"_id": request.id, **request_state(request), "timeline": [_entry(e) for e in request.timeline]}
-        doc[readmodels.PENDING], doc[readmodels.UNLIST] = False, []
-        return with_outbox(doc, [])
 
     def save(self, request: SupportRequest, events: Sequence[Envelope], before: Listing | None = None) -> bool:
         """Store the command's changes if nobody changed the request meanwhile (optimistic),

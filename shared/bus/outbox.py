@@ -83,11 +83,15 @@ def with_outbox(document: dict[str, Any], envelopes: Sequence[Envelope]) -> dict
     return {**document, OUTBOX: [e.to_dict() for e in envelopes], PENDING: bool(envelopes)}
 
 
+def pack_events(events: Sequence[dict[str, Any]]) -> str:
+    """Events (envelopes as dicts) as the one JSON string of a packed outbox."""
+    return json.dumps(list(events), separators=(",", ":"), ensure_ascii=False)
+
+
 def with_packed_outbox(document: dict[str, Any], envelopes: Sequence[Envelope]) -> dict[str, Any]:
     """A new document of an insert-only collection (the relay's ``insert_only``) carrying
     ``envelopes`` as one JSON string: for documents holding many events (an import's)."""
-    packed = json.dumps([e.to_dict() for e in envelopes], separators=(",", ":"), ensure_ascii=False)
-    return {**document, OUTBOX_PACKED: packed, PENDING: bool(envelopes)}
+    return {**document, OUTBOX_PACKED: pack_events([e.to_dict() for e in envelopes]), PENDING: bool(envelopes)}
 
 
 def pending_events(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -96,12 +100,12 @@ def pending_events(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [*(document.get(OUTBOX) or []), *(json.loads(packed) if packed else [])]
 
 
-def set_pending_events(document: dict[str, Any], events: list[dict[str, Any]]) -> None:
-    """Replace the pending events of ``document`` as read (in memory), keeping its form."""
-    if OUTBOX_PACKED in document:
-        document[OUTBOX_PACKED] = json.dumps(events, separators=(",", ":"), ensure_ascii=False)
-    else:
-        document[OUTBOX] = events
+def published_update(document: dict[str, Any]) -> dict[str, Any]:
+    """The update that takes the events of ``document`` (as read) off its outbox once published,
+    by _id: exactly those (events added meanwhile stay), or a packed outbox whole (an
+    insert-only document's: nothing is added to it later); the flag lowered."""
+    off = {"$unset": {OUTBOX_PACKED: ""}} if OUTBOX_PACKED in document else {"$pullAll": {OUTBOX: document.get(OUTBOX) or []}}
+    return {**off, "$set": {PENDING: False}}
 
 
 class OutboxDocument(mongoengine.Document):
@@ -311,14 +315,11 @@ class OutboxRelay:
         envelopes = [Envelope.from_dict(e) for d in docs for e in pending_events(d)]
         if envelopes:
             self.producer.publish_all(envelopes)
-        # Remove exactly what was published (events added meanwhile stay) and lower the flag,
-        # by _id alone (the filter FerretDB answers from its index), in bulk commands. A packed
-        # outbox is an insert-only document's: nothing is added to it later, it goes whole.
+        # Take off what was published and lower the flag, by _id alone (the filter FerretDB
+        # answers from its index), in bulk commands.
         done = [d for d in docs if d.get(OUTBOX) or d.get(OUTBOX_PACKED) or d.get(PENDING)]
         for part in chunks(done):
-            collection.bulk_write([UpdateOne({"_id": doc["_id"]}, {
-                **({"$unset": {OUTBOX_PACKED: ""}} if OUTBOX_PACKED in doc else {"$pullAll": {OUTBOX: doc.get(OUTBOX) or []}}),
-                "$set": {PENDING: False}}) for doc in part], ordered=False)
+            collection.bulk_write([UpdateOne({"_id": doc["_id"]}, published_update(doc)) for doc in part], ordered=False)
         if collection.full_name not in self.insert_only:
             # Look again: an event may have arrived in between. Raise its flag again and take
             # it on the next pass (its writer's notice may be lost if that process died).

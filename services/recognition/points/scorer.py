@@ -396,9 +396,8 @@ class _Batch:
             docs = [{**as_document(i, new_facts[i]), **({"waiting_thanks": self.fact_waiting[i]} if self.fact_waiting.get(i) else {})}
                     for i in part]
             facts += [UpdateOne({"_id": i}, new_facts[i], upsert=True) for i in insert_new(self.store.request_facts, docs)]
-        self.facts_absent -= set(new_facts)
-        # The requesters' days: the ones read absent... are not read (the rush share reads them by
-        # _id): each is inserted first, and updated only when it is there already.
+        # The requesters' days are not read first (nothing here needs them): each is inserted,
+        # and updated only when it is there already (its insert refused).
         days, new_days = [], [as_document(d, {"$set": paths}) for d, paths in self.days.items()]
         for part in chunks(new_days):
             days += [UpdateOne({"_id": i}, {"$set": self.days[i]}, upsert=True) for i in insert_new(self.store.submission_days, part)]
