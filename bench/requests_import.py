@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from datetime import datetime, timezone
 
-from pymongo import monitoring
+from inprocess import ferretdb_timed
 
 REQUESTS = int(os.environ.get("BENCH_IMPORT_REQUESTS", "4000"))
 PEOPLE = int(os.environ.get("BENCH_IMPORT_PEOPLE", "2000"))
@@ -31,13 +31,7 @@ def _parts(text: str, rows: int) -> list[str]:
 
 
 def run(settings, record, rss_mb) -> None:
-    from shared.db import DatabaseTimes
-
-    timings = DatabaseTimes("bench", every_s=0)  # read by take(), never logged
-    monitoring.register(timings)  # before the client is made: it applies to clients made after
-
     import year  # the year bench's generators (bench/ is on the path)
-    from ops.infra import local
     from services.requests import documents, handlers, history
     from services.requests.config import RequestsSettings
     from services.requests.readmodels import RequestReadModels
@@ -48,8 +42,6 @@ def run(settings, record, rss_mb) -> None:
     from shared.db import connect, disconnect
 
     rs = load_settings(RequestsSettings)
-    ferretdb = local.FerretDB(settings)
-    ferretdb.up()
     stages: dict[str, float] = defaultdict(float)
 
     def timed(owner, name: str, stage: str) -> None:
@@ -64,7 +56,7 @@ def run(settings, record, rss_mb) -> None:
 
         setattr(owner, name, wrapper)
 
-    try:
+    with ferretdb_timed(settings) as timings:
         db = connect(rs, "requests")
         db.client.drop_database(db.name)
         documents.ensure_indexes()
@@ -87,7 +79,7 @@ def run(settings, record, rss_mb) -> None:
         timed(RequestReadModels, "project_imported", "lists, timers, cards")
         timed(RequestReadModels, "follow_newer", "versions read back")
         timed(service, "_record_import_events", "events recorded")
-        timed(service, "_publish_imported", "publish (a list here), records deleted")
+        timed(service, "_publish_imported", "publish (a list here), records emptied")
         timings.take()  # from here on
         imported = events = 0
         part_s = []
@@ -110,5 +102,3 @@ def run(settings, record, rss_mb) -> None:
                ferretdb_top={key: [n, round(s, 2)] for key, (n, s) in top})
         db.client.drop_database(db.name)
         disconnect()
-    finally:
-        ferretdb.daemon.stop()

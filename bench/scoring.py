@@ -15,7 +15,7 @@ import random
 import time
 from datetime import datetime, timedelta, timezone
 
-from pymongo import monitoring
+from inprocess import ferretdb_timed
 
 KUDOS = int(os.environ.get("BENCH_SCORING_KUDOS", "10000"))
 PEOPLE = int(os.environ.get("BENCH_SCORING_PEOPLE", "2000"))
@@ -24,11 +24,6 @@ APPLY_BATCH = int(os.environ.get("BENCH_SCORING_APPLY_BATCH", "10000"))  # the a
 
 
 def run(settings, record, rss_mb) -> None:
-    from shared.db import DatabaseTimes
-
-    timings = DatabaseTimes("bench", every_s=0)  # read by take(), never logged
-    monitoring.register(timings)  # before the client is made: it applies to clients made after
-
     from services.recognition.directory import Directory, DirectoryPersonDoc
     from services.recognition.points.config import PointsSettings
     from services.recognition.points.applier import Applier
@@ -41,13 +36,10 @@ def run(settings, record, rss_mb) -> None:
     from shared.db import connect, disconnect
     from shared.events import build_event
     from shared.events.schemas import PointsAwarded
-    from ops.infra import local
     from shared.memory import release_free_memory
 
     ps = load_settings(PointsSettings)
-    ferretdb = local.FerretDB(settings)
-    ferretdb.up()
-    try:
+    with ferretdb_timed(settings) as timings:
         db = connect(ps, "points")
         db.client.drop_database(db.name)
         people = [f"u{i:05d}" for i in range(PEOPLE)]
@@ -106,5 +98,3 @@ def run(settings, record, rss_mb) -> None:
                ferretdb_top={key: [n, round(s, 2)] for key, (n, s) in top})
         db.client.drop_database(db.name)
         disconnect()
-    finally:
-        ferretdb.daemon.stop()

@@ -255,25 +255,22 @@ class CpuMeter:
     def _now(self) -> dict[str, float]:
         return {name: sum(cpu_seconds(p) for p in group if Path(f"/proc/{p}").exists()) for name, group in self.groups.items()}
 
-    def lap(self) -> dict[str, float]:
+    def lap(self, digits: int = 1) -> dict[str, float]:
         """Each process's CPU since the last lap, in % of one core, and the lap's seconds."""
         now, at = self._now(), time.perf_counter()
         wall = at - self.at
-        used = {name: round(100 * (now[name] - self.last[name]) / wall, 1) for name in now}
+        used = {name: round(100 * (now[name] - self.last[name]) / wall, digits) for name in now}
         self.last, self.at = now, at
         return {**used, "seconds": round(wall, 1)}
 
 
 def idle_cpu(pids: dict[str, int], seconds: float) -> dict[str, float]:
     """Each service's CPU (its process and children) over ``seconds`` of no traffic, in % of one core."""
-    groups = {name: with_children(pid) for name, pid in pids.items()}
-
-    def used(name: str) -> float:
-        return sum(cpu_seconds(p) for p in groups[name] if Path(f"/proc/{p}").exists())
-
-    before = {name: used(name) for name in groups}
+    meter = CpuMeter(pids)
     time.sleep(seconds)
-    return {name: round(100 * (used(name) - before[name]) / seconds, 2) for name in groups}
+    used = meter.lap(digits=2)
+    used.pop("seconds")
+    return used
 
 
 def time_reads(gateway_url: str, token_for: Callable[[dict], str], actors: dict[str, list[dict]], contexts: list[dict],
