@@ -101,19 +101,29 @@ def test_a_board_another_process_wrote_meanwhile_is_updated_atomically(applier, 
     assert after["entries"]["p000"]["p"] == 25 and {e["p"] for pid, e in after["entries"].items() if pid != "p000"} == {20}
 
 
-def test_history_older_than_the_previous_period_goes_on_the_boards_only(applier):
-    # Now is Wednesday 4 March 2026: the week of 9 February is long past, its month (February)
-    # is the previous month, its quarter the current one.
+def test_history_older_than_the_previous_period_goes_where_it_is_read(applier):
+    # Now is Wednesday 4 March 2026: the week of 9 February is long past (three weeks before
+    # the previous one), its month (February) is the previous month, its quarter the current one.
     old = datetime(2026, 2, 9, 10, tzinfo=timezone.utc)
     keys = {period: period_key(applier.calendar, period, old) for period in ("week", "month", "quarter", "all")}
     assert applier.apply_batch(awards(3, old)) == len(PEOPLE)
-    # The totals a summary or a leaderboard reads are there: previous month, this quarter, all time.
+    # The totals and boards a summary or a leaderboard reads are there: previous month, this
+    # quarter, all time.
     for period in ("month", "quarter", "all"):
         assert applier.store.key_totals(keys[period]) == {pid: 10 for pid in PEOPLE}, period
-    # The old week's totals are read by nothing: not written. Its board has everyone's points.
+        assert {pid: e["p"] for pid, e in board(applier, keys[period])["entries"].items()} == {pid: 10 for pid in PEOPLE}
+        assert applier.ranking.top(keys[period], "company", None, 1)[0][1] == 10
+    # The old week is read by nothing (a leaderboard shows this week and the previous one):
+    # neither its totals nor its board and ranking are written. The ledger has the awards.
     assert applier.store.key_totals(keys["week"]) == {}
-    assert {pid: e["p"] for pid, e in board(applier, keys["week"])["entries"].items()} == {pid: 10 for pid in PEOPLE}
-    assert applier.ranking.top(keys["week"], "company", None, 1)[0][1] == 10
+    assert board(applier, keys["week"]) == {}
+    assert not applier.ranking.top(keys["week"], "company", None, 1)
+    assert applier.store.ledger.count_documents({}) == len(PEOPLE)
+    # Two weeks before this one (fixed when someone hides: the movement beside last week's
+    # board) is still written.
+    two_back = datetime(2026, 2, 18, 10, tzinfo=timezone.utc)
+    assert applier.apply_batch(awards(4, two_back, first_offset=len(PEOPLE))) == len(PEOPLE)
+    assert {e["p"] for e in board(applier, period_key(applier.calendar, "week", two_back))["entries"].values()} == {10}
 
 
 def test_a_board_remembered_but_written_since_by_another_process_is_read_again(applier):

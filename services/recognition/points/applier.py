@@ -206,13 +206,16 @@ class Applier:
             return
         totals: dict[str, _Sum] = {}
         boards: dict[str, _Sum] = {}
-        # A person's total per period is read (by _id) only for this and the previous period;
-        # the boards keep every period's points per person. Awards of older periods (history:
-        # an import, a rebuild) go on the boards only: a year of kudos wrote ~3 totals documents
-        # per person and batch that nothing reads.
+        # A person's total per period is read (by _id) only for this and the previous period.
+        # Boards are read for this and the previous period too (a leaderboard and its
+        # movement), and fixed for the one before that (person_changed): an award of an older
+        # period (history: an import, a rebuild) goes on the all-time board only. A year of
+        # history wrote every past week's, month's and quarter's board and ranking, batch after
+        # batch, that nothing reads (a third of the applier's FerretDB time after a year's load).
         now = self.clock.now()
         readable = {period: {period_key(self.calendar, period, now), previous_period_key(self.calendar, period, now)}
                     for period in PERIODS}
+        oldest_board = self._oldest_boards(now)
         for item in items:
             pid, person = item.award.person_id, people.get(item.award.person_id)
             fields = {"person_id": pid, "department": person.department if person else None, "role": person.role if person else None}
@@ -222,7 +225,7 @@ class Applier:
                 key = period_key(self.calendar, period, item.at)
                 if key in readable[period] or item.at > now:
                     totals.setdefault(totals_id(key, pid), _Sum({})).add(item, pid, fields)
-                if safe_key(pid):  # never let an id become a field path in the board documents
+                if safe_key(pid) and key >= oldest_board[period]:  # never let an id become a field path in the board documents
                     boards.setdefault(f"board:{key}", _Sum({})).add(item, pid, on_board)
         _apply_to_buckets(self.store.person_totals, totals)
         # The board of each period (everyone's points in one document), then the ranking read
@@ -331,6 +334,21 @@ class Applier:
             elif (before.get(pid) or {}).get("h"):
                 unsets[f"entries.{pid}.h"] = ""
         return {"$inc": inc, "$set": sets, **({"$unset": unsets} if unsets else {})}
+
+    def _oldest_boards(self, now: datetime) -> dict[str, str]:
+        """Per period, the oldest key whose board is still read or fixed: two periods before
+        now's, as ``_current_keys(now, back=2)`` (keys of one period sort as their periods do,
+        so a later one, even in the future, is kept too)."""
+        oldest = {}
+        for period in PERIODS:
+            at = now
+            for _ in range(2):
+                start = period_bounds(self.calendar, period, at)[0]
+                if start is None:
+                    break
+                at = start - timedelta(microseconds=1)
+            oldest[period] = period_key(self.calendar, period, at)
+        return oldest
 
     def _current_keys(self, now: datetime, back: int = 1) -> list[str]:
         """The period keys of now and ``back`` periods before it, for every period."""
