@@ -9,7 +9,8 @@ import pytest
 from shared.bus.consumer import Delivery
 from shared.bus.kafka import consumer_lag
 from shared.events import build_event, decode
-from services.recognition.points.insights import INSIGHTS_GROUP, INSIGHTS_TOPICS, Insights, bin_of, quantile
+from services.recognition.points.insights import (BUCKET_FIELDS, INSIGHTS_GROUP, INSIGHTS_TOPICS, Insights, _unpacked, bin_of,
+                                                  quantile)
 from tests.conftest import wait_until
 from tests.integration.helpers import read_topic
 from tests.integration.service_helpers import Client, serving
@@ -111,8 +112,8 @@ def test_a_managers_team_insights_for_a_week(settings, producer, runtime, points
         # documents again and adds nothing.
         def given() -> int:
             # Each person under their own field of their bucket's document (``pb:<bucket>:<key>``).
-            return sum(int(person.get("kudos_given", 0)) for doc in runtime.insights.docs.find({"_id": {"$regex": "^pb:"}})
-                       for person in doc.values() if isinstance(person, dict) and "kudos_given" in person)
+            return sum(int(_unpacked(person).get("kudos_given", 0)) for doc in runtime.insights.docs.find({"_id": {"$regex": "^pb:"}})
+                       for field, person in doc.items() if field not in BUCKET_FIELDS)
 
         kudos = next(d for d in deliveries if d.envelope.type == "kudos.given")
         again = [Delivery(kudos.envelope, kudos.payload, kudos.topic, kudos.partition, kudos.offset + 1_000)]
@@ -153,8 +154,8 @@ def test_an_older_stores_person_documents_are_folded_into_buckets_exactly(settin
     # The same documents as an older store kept them: one per person and period key.
     docs = runtime.insights.docs
     buckets = list(docs.find({"_id": {"$regex": "^pb:"}}))
-    old = [{"_id": f"p:{person_id_of(field)}:{doc['_id'].split(':', 2)[2]}", **fields, "o": doc["o"]}
-           for doc in buckets for field, fields in doc.items() if field not in ("_id", "o", "l")]
+    old = [{"_id": f"p:{person_id_of(field)}:{doc['_id'].split(':', 2)[2]}", **_unpacked(fields), "o": doc["o"]}
+           for doc in buckets for field, fields in doc.items() if field not in BUCKET_FIELDS]
     assert {d["_id"] for d in old} >= {"p:rita:2026-W48", "p:pia:2026-W48", "p:rita:all"}
     docs.delete_many({"_id": {"$in": [d["_id"] for d in buckets] + [LAYOUT_MARKER]}})
     # A crash cut a batch short: a new kudos from Rita to Pia reached Rita's documents, not Pia's.
@@ -184,9 +185,59 @@ def test_an_older_stores_person_documents_are_folded_into_buckets_exactly(settin
                 after[(who, period)]["recognition"] = before[(who, period)]["recognition"]
             assert after[(who, period)] == before[(who, period)], (who, period)
         week = {d["_id"]: d for d in old if d["_id"].endswith(":2026-W48")}
-        pia = docs.find_one({"_id": f"pb:{person_bucket('pia', INSIGHTS_BUCKETS)}:2026-W48"})["pia"]
-        rita = docs.find_one({"_id": f"pb:{person_bucket('rita', INSIGHTS_BUCKETS)}:2026-W48"})["rita"]
+        pia = _unpacked(docs.find_one({"_id": f"pb:{person_bucket('pia', INSIGHTS_BUCKETS)}:2026-W48"})["pia"])
+        rita = _unpacked(docs.find_one({"_id": f"pb:{person_bucket('rita', INSIGHTS_BUCKETS)}:2026-W48"})["rita"])
         assert pia["kudos_received"] == week["p:pia:2026-W48"].get("kudos_received", 0) + 1
         assert rita["kudos_given"] == week["p:rita:2026-W48"]["kudos_given"]  # the crash had added it already
+    finally:
+        disconnect()
+
+
+def test_people_kept_as_fields_by_an_older_store_answer_the_same_and_become_strings(settings, producer, runtime,
+                                                                                   points_settings, clock):
+    """A `var/` from before the JSON strings kept each person's figures as fields of their
+    bucket's document (and no version). Read as they are; a new event adds to them once, and
+    the people it touches are written back as one string each; a delivery again adds nothing."""
+    from services.recognition.points.app import build_runtime
+    from services.recognition.points.insights import INSIGHTS_BUCKETS
+    from services.recognition.points.store import person_bucket
+    from shared.db import disconnect
+
+    producer.publish_all(org_events())
+    assert wait_until(lambda: getattr(runtime.insights.directory.get("rita"), "manager_id", None) == "mona", 30)
+    feed(producer, runtime, story().events)
+    assert wait_until(lambda: settled(settings, runtime), 60)
+
+    def answers(rt) -> dict:
+        with serving(rt.app) as url:
+            api = Client(url, points_settings.internal_token)
+            return {(who, period): api.as_(who).get("/insights", params={"period": period}).json()
+                    for who in ("mona", "admin") for period in ("week", "all")}
+
+    before = answers(runtime)
+    runtime.stop()
+    docs = runtime.insights.docs
+    for doc in docs.find({"_id": {"$regex": "^pb:"}}):
+        assert doc["v"] >= 1 and all(isinstance(v, str) for k, v in doc.items() if k not in BUCKET_FIELDS)
+        docs.replace_one({"_id": doc["_id"]}, {k: (v if k in BUCKET_FIELDS else _unpacked(v)) for k, v in doc.items() if k != "v"})
+
+    again = build_runtime(points_settings, clock=clock)
+    try:
+        assert answers(again) == before
+        kudos = build_event("kudos.given", "k-new", {
+            "kudos_id": "k-new", "giver_id": "rita", "recipient_ids": ["jonas"], "message": "thanks", "values": ["ownership"],
+            "gesture": "thanks", "request_id": None, "at": clock.now()}, source="kudos")
+        new = Delivery(*decode(kudos.to_bytes()), settings.topic("kudos"), 0, 1_000_000)
+        again.insights.apply_batch([new])
+        again.insights.apply_batch([new])  # delivered again
+        fresh = Insights(docs.database, again.rules, again.insights.calendar, again.insights.directory, clock)
+        fresh.apply_batch([new])  # and to a process that holds nothing in memory
+        after = answers(again)
+        week = after[("mona", "week")]["recognition"]
+        assert week["received_share"] == 0.5 and week["unrecognized_ids"] == ["rita"]
+        assert after[("admin", "all")]["recognition"]["kudos_per_person"] > before[("admin", "all")]["recognition"]["kudos_per_person"]
+        jonas = docs.find_one({"_id": f"pb:{person_bucket('jonas', INSIGHTS_BUCKETS)}:2026-W48"})
+        assert isinstance(jonas["jonas"], str) and jonas["v"] == 1
+        assert _unpacked(jonas["jonas"])["kudos_received"] == 1 and _unpacked(jonas["jonas"])["v"] == {"ownership": 1}
     finally:
         disconnect()

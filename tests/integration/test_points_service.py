@@ -309,7 +309,7 @@ def test_rebuild_equals_live_scoring(producer, runtime, points_settings):
     # Swapped in by renaming (FerretDB: not over an existing collection, so dropped first), with
     # the live store's indexes made after the load, and nothing left behind.
     store = runtime.store
-    assert any(key[0][0] == "person_id" for key in (i["key"] for i in store.ledger.index_information().values()))
+    assert any(key[0][0] == "person_id" for key in (i["key"] for i in store.badge_awards.index_information().values()))
     assert not [name for name in store.db.list_collection_names() if name.endswith(SUFFIX) or name in Store.FOLDED]
 
 

@@ -64,4 +64,5 @@ def test_a_bucket_takes_each_persons_events_once_also_beyond_a_folded_persons_ow
 def test_a_persons_field_in_a_bucket_is_never_one_of_the_buckets_own():
     from services.recognition.points.insights import _person_key
 
-    assert [_person_key(p) for p in ("o", "l", "_id", "rita", "a.b", "%o")] == ["%o", "%l", "%_id", "rita", "a%2Eb", "%25o"]
+    assert [_person_key(p) for p in ("o", "l", "_id", "v", "rita", "a.b", "%o")] == ["%o", "%l", "%_id", "%v", "rita", "a%2Eb",
+                                                                                 "%25o"]

@@ -31,13 +31,11 @@ class Store:
     FOLDED = {"totals": "person_totals", "badge_progress": "person_progress"}
     INDEXES = {
         "submissions": [[("requester_id", 1), ("at", 1)]],
-        # The audit of a person's whole ledger (zero-point entries too) searches by person.
-        "ledger": [[("person_id", 1), ("at", -1), ("_id", -1)]],
         "badge_awards": [[("person_id", 1)], [("outbox_pending", 1)]],
     }
     # Indexes no read uses any more (everything else goes by _id), dropped from older stores: each
     # one is kept up to date on every write (on FerretDB, two made the ledger's inserts 40 % slower).
-    RETIRED_INDEXES = {"ledger": ["source_event_id"]}  # by first field (shared.db.drop_retired_indexes)
+    RETIRED_INDEXES = {"ledger": ["source_event_id", "person_id"]}  # by first field (shared.db.drop_retired_indexes)
 
     def __init__(self, db: Database, suffix: str = ""):
         self.db = db
