@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from inprocess import cpu_seconds  # noqa: E402
 
 from ops.infra import local  # noqa: E402
 from ops.supervisor import SERVICES  # noqa: E402
@@ -31,11 +34,6 @@ from shared.config import load_settings  # noqa: E402
 IDLE_S = float(os.environ.get("IDLE_S", "60"))
 IDLE_ROUNDS = int(os.environ.get("IDLE_ROUNDS", "3"))
 IDLE_SETTLE_S = float(os.environ.get("IDLE_SETTLE_S", "0"))
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime (fields 14, 15)
 
 
 def _environ(pid: int) -> dict[str, str]:

@@ -62,6 +62,7 @@ def run(settings, record, rss_mb) -> None:
                 "kudos_id": f"k{i}", "giver_id": giver, "recipient_ids": [recipient], "message": "thanks", "values": [],
                 "gesture": "thanks", "request_id": None, "at": at}, source="bench", clock=ManualClock(at)))
         timings.take()  # from here on
+        ferretdb_cpu = timings.ferretdb_cpu_s()
         rss_start = rss_peak = rss_mb(os.getpid())
         scoring = applying = 0.0
         offset = 0
@@ -92,7 +93,7 @@ def run(settings, record, rss_mb) -> None:
         top = sorted(by_op.items(), key=lambda kv: -kv[1][1])[:12]
         record("scoring_history_in_process", kudos=KUDOS, people=PEOPLE, awards=len(published), seconds=round(elapsed, 1),
                awards_per_s=round(len(published) / elapsed), score_s=round(scoring, 1), apply_s=round(applying, 1),
-               ferretdb_s=round(db_s, 1), loadavg_1m=round(os.getloadavg()[0], 1),
+               ferretdb_s=round(db_s, 1), ferretdb_cpu_s=round(timings.ferretdb_cpu_s() - ferretdb_cpu, 1), loadavg_1m=round(os.getloadavg()[0], 1),
                rss_mb={"start": rss_start, "peak": rss_peak, "end": rss_end, "end_trimmed": rss_trimmed},
                batches={"score": SCORE_BATCH, "apply": APPLY_BATCH},
                ferretdb_top={key: [n, round(s, 2)] for key, (n, s) in top})

@@ -36,6 +36,8 @@ from typing import Callable
 
 import requests as http
 
+from inprocess import cpu_seconds
+
 PEOPLE = int(os.environ.get("BENCH_YEAR_PEOPLE", "2000"))
 KUDOS = int(os.environ.get("BENCH_YEAR_KUDOS", "50000"))
 REQUESTS = int(os.environ.get("BENCH_YEAR_REQUESTS", "20000"))
@@ -226,11 +228,6 @@ def _lifecycle(i: int, at: datetime, department: str, rep: dict, worker: dict, s
 
 
 # -- measuring ----------------------------------------------------------------------------------
-
-def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime (fields 14, 15)
-
 
 def with_children(pid: int) -> list[int]:
     """The process and its children (the gateway's gunicorn worker, which runs its live readers,

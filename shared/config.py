@@ -72,6 +72,9 @@ class Settings(BaseModel):
     # Every this many seconds, log where this process's database time went (commands and time by
     # command and collection: shared.db.DatabaseTimes); 0: off.
     db_profile_s: float = Field(0.0, ge=0, le=86_400)
+    # The local FerretDB serves Go's pprof profiles on this loopback address ("127.0.0.1:6061");
+    # empty: off. For finding where FerretDB's own CPU goes (docs/performance.md, "How we profile").
+    ferretdb_pprof: str = Field("", pattern=r"^(127\.0\.0\.1:\d{1,5})?$")
 
     # Where the local stack keeps data, logs and pid files, and where downloads are cached.
     var_dir: Path = PROJECT_ROOT / "var"

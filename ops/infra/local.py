@@ -301,8 +301,9 @@ class FerretDB:
             )
         binary = self.provision()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        profile = ["-pprof", s.ferretdb_pprof] if s.ferretdb_pprof else []
         self.daemon.start(
-            [str(binary), "-listen", f"127.0.0.1:{s.mongo_port}", "-data", str(self.data_dir)], cwd=self.data_dir
+            [str(binary), "-listen", f"127.0.0.1:{s.mongo_port}", "-data", str(self.data_dir), *profile], cwd=self.data_dir
         )
         self.daemon.wait_ready(self.ready, START_TIMEOUT_S, "answer ping")
         return "started"
