@@ -44,6 +44,7 @@ def _digest(*paths: Path) -> str:
 
 
 FERRETDB_PATCHES = FERRETDB_SRC / "patches.json"
+FERRETDB_GOGC = "400"  # Go's GC target for FerretDB (FerretDB.up says why)
 
 
 def _patched_program(go: str, work: Path, env: dict, logfile: Path) -> Path:
@@ -302,8 +303,14 @@ class FerretDB:
         binary = self.provision()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         profile = ["-pprof", s.ferretdb_pprof] if s.ferretdb_pprof else []
+        # Go's garbage collector less often (GOGC, unless set): FerretDB allocates per document it
+        # decodes, and collecting at the default 100 % took 13-18 % of its CPU under the points
+        # pipeline's writes (30,000 history kudos in-process: FerretDB 42 s of CPU, 34 s at 400;
+        # its RSS peaked at 67 MB).
+        env = {**os.environ, "GOGC": os.environ.get("GOGC") or FERRETDB_GOGC}
         self.daemon.start(
-            [str(binary), "-listen", f"127.0.0.1:{s.mongo_port}", "-data", str(self.data_dir), *profile], cwd=self.data_dir
+            [str(binary), "-listen", f"127.0.0.1:{s.mongo_port}", "-data", str(self.data_dir), *profile], cwd=self.data_dir,
+            env=env,
         )
         self.daemon.wait_ready(self.ready, START_TIMEOUT_S, "answer ping")
         return "started"

@@ -356,3 +356,46 @@ def test_a_process_can_log_where_its_database_time_goes(settings, caplog):
     finally:
         database.client.drop_database(database.name)
         disconnect("profiled")
+
+
+def test_ferretdb_tracks_no_objects_for_leak_checks_outside_its_debug_builds(settings, tmp_path):
+    """FerretDB 1.24 captured a stack into a pprof profile for every iterator, cursor and
+    transaction it made (7 % of its CPU under the points pipeline's writes); our build skips
+    that (deploy/local/ferretdb/patches.json). Its own profiles (``FerretDB/...``) stay empty."""
+    import re
+    import subprocess
+    import time
+
+    import requests as http
+
+    from ops.infra import local
+    from shared.db import mongo_client
+    from tests.integration.service_helpers import free_port
+
+    binary = local.FerretDB(settings).provision()
+    port, profiles = free_port(), free_port()
+    proc = subprocess.Popen([str(binary), "-listen", f"127.0.0.1:{port}", "-data", str(tmp_path),
+                             "-pprof", f"127.0.0.1:{profiles}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = mongo_client(settings.model_copy(update={"mongo_port": port, "mongo_url": None}))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.admin.command("ping")
+                break
+            except Exception:  # noqa: BLE001 - not listening yet
+                assert time.monotonic() < deadline, "FerretDB did not answer"
+                time.sleep(0.2)
+        coll = client["leaks"]["docs"]
+        coll.insert_many([{"_id": i, "n": i} for i in range(50)])
+        coll.update_one({"_id": 3}, {"$inc": {"n": 1}})
+        assert len(list(coll.find({"_id": {"$in": [1, 2, 3]}}))) == 3
+        index = http.get(f"http://127.0.0.1:{profiles}/debug/pprof/", timeout=10).text
+        rows = {name: int(count) for count, name in re.findall(r"<td>(\d+)</td><td><a href='([^'?]+)", index)}
+        assert rows.get("goroutine", 0) > 0  # the page is read right (FerretDB's unpatched build: backends.backendContract 1, ...)
+        tracked = {name: count for name, count in rows.items() if name.startswith("FerretDB/") and count}
+        assert not tracked
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
