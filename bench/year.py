@@ -281,7 +281,7 @@ def time_reads(gateway_url: str, token_for: Callable[[dict], str], actors: dict[
         if not pool or not contexts:
             results[name] = {"p50_ms": None, "p95_ms": None, "n": 0, "errors": 0}  # nobody to read as (no demo company)
             continue
-        latencies, errors, first_error = [], 0, None
+        latencies, errors, first_error, items = [], 0, None, []
         for i in range(samples + 3):
             person = pool[(i * 7919) % len(pool)]
             context = contexts[i % len(contexts)]
@@ -304,13 +304,26 @@ def time_reads(gateway_url: str, token_for: Callable[[dict], str], actors: dict[
             if i < 3:
                 continue  # warm-up: connections, parsed-query caches
             latencies.append(elapsed)
+            items.append(_items(body.get("data")) if not problem else 0)
             if problem:
                 errors += 1
                 first_error = first_error or problem
+        # How much an answer held (list elements, nested ones too): a person's page at demo size
+        # holds their few items, at year size a full page of 20, and its cost is per item.
         results[name] = {"p50_ms": pct(latencies, 50), "p95_ms": pct(latencies, 95), "n": len(latencies), "errors": errors,
+                         "items_mean": round(sum(items) / len(items), 1) if items else None,
                          "loadavg_1m": round(os.getloadavg()[0], 1),  # the machine is shared: how busy it was
                          **({"first_error": first_error} if first_error else {})}
     return results
+
+
+def _items(value) -> int:
+    """The list elements in a GraphQL answer, nested ones too."""
+    if isinstance(value, list):
+        return len(value) + sum(_items(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_items(v) for v in value.values())
+    return 0
 
 
 def _actors(settings) -> tuple[dict[str, list[dict]], list[dict]]:
@@ -610,10 +623,10 @@ def _measure_existing(settings, services, gateway_url, token_for, record, pct, r
     insights_behind = consumer_lag(settings, {INSIGHTS_GROUP: INSIGHTS_TOPICS})
     t = time.perf_counter()
     scoring_s = wait_scored(settings, timeout=3600)
-    insights_s = wait_insights(settings, timeout=3600)
+    wait_insights(settings, timeout=3600)
     elapsed = time.perf_counter() - t
     record("year_existing", requests_numbered=number, scoring_left_s=round(scoring_s, 1),
-           start_to_scored_s=round(time.perf_counter() - t, 1), insights_behind_at_start=insights_behind,
+           start_to_scored_s=round(elapsed, 1), insights_behind_at_start=insights_behind,
            insights_caught_up_after_s=round(elapsed, 1),
            insights_events_per_min=round(insights_behind / elapsed * 60) if insights_behind and elapsed else None)
     _measure_year(settings, services, gateway_url, token_for, demo_reads, record, pct, rss_mb)
