@@ -404,8 +404,11 @@ class ConsumerRunner:
             return False
         self._commit(consumer, {tp: messages[-1].offset + 1 for tp, messages in batch.items() if messages})
         if len(deliveries) >= TRIM_AFTER:
-            del deliveries, batch
-            release_free_memory()  # a big poll's peak does not stay as the process's size
+            # A big poll's peak does not stay as the process's size: its messages and deliveries
+            # let go first (the caller's ``batch`` is this dict: emptied, not only unnamed here).
+            batch.clear()
+            deliveries.clear()
+            release_free_memory()
         return True
 
     def _run(self, deliveries: list[tuple[object, Delivery]]) -> bool:
