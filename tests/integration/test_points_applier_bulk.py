@@ -164,3 +164,29 @@ def _board_sums(applier, items):
                   "role": "support" if int(pid[1:]) % 2 else "rep"}
         sums.setdefault(f"board:{key}", _Sum({})).add(item, pid, fields)
     return sums
+
+
+def test_a_badge_tier_is_awarded_once_and_read_again_only_by_a_process_that_has_not_seen_it(applier, monkeypatch):
+    from services.recognition.points import badges
+
+    asked: list[list[str]] = []
+    real = badges.find_by_ids
+    monkeypatch.setattr(badges, "find_by_ids", lambda coll, ids, *a: asked.append(list(ids)) or real(coll, ids, *a))
+    state = {"team_favorite": {"count": 0, "members": [f"g{i}" for i in range(10)], "weeks": [], "evidence": ["ev1"]}}
+    progress = {"p001": (state, MON)}
+    store, known = applier.store, set()
+
+    def award(known_ids):
+        badges.award_badges(store, applier.rules, applier.clock, progress, publish=False, notify=lambda *a: None,
+                            notify_inserted=None, known=known_ids)
+
+    award(known)
+    [stored] = list(store.badge_awards.find())
+    assert (stored["person_id"], stored["badge"], asked) == ("p001", "team_favorite", [[stored["_id"]]])
+    assert known == {stored["_id"]}
+    # The same tier reached again (every later award of the person brings it up): nothing read, nothing new.
+    award(known)
+    assert asked[1:] == [[]] and store.badge_awards.count_documents({}) == 1
+    # A process that has not seen it (a restart) reads it and awards nothing twice.
+    award(set())
+    assert asked[2:] == [[stored["_id"]]] and store.badge_awards.count_documents({}) == 1

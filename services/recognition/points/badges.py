@@ -17,18 +17,32 @@ from shared.clock import Clock
 from shared.db import find_by_ids, insert_many_once
 from shared.events import build_event
 
+KNOWN_AWARDS = 100_000  # award ids a process remembers as stored (~100 bytes each), then forgets them all
+
+
 def award_badges(store: Store, rules: RuleSet, clock: Clock, progress: dict[str, tuple[dict[str, Any], datetime]],
-                 publish: bool, notify: Callable[..., None], notify_inserted: Callable[..., None] | None) -> None:
-    """Award every tier the people's badge progress (person -> (badges, time)) has reached."""
+                 publish: bool, notify: Callable[..., None], notify_inserted: Callable[..., None] | None,
+                 known: set[str] | None = None) -> None:
+    """Award every tier the people's badge progress (person -> (badges, time)) has reached.
+
+    ``known``: award ids this process has seen stored (it keeps the set; awards are never
+    removed, a rebuild runs with the process stopped), so a batch reads only the tiers it has
+    not seen: every tier a person has reached comes up again with each of their awards, and a
+    backlog's batches read thousands of stored awards each (a third of a second per batch at a
+    company-year, FerretDB decoding each whole award, evidence and all)."""
+    known = set() if known is None else known
+    if len(known) > KNOWN_AWARDS:
+        known.clear()
     reached = [(person_id, bid, rules.badges[bid], state, tier, at)
                for person_id, (badges, at) in progress.items()
                for bid, state in badges.items() if bid in rules.badges
                for tier in rules.badges[bid].reached(badge_level(rules.badges[bid], state))]
     ids = [badge_award_id(person_id, bid, tier) for person_id, bid, _, _, tier, _ in reached]
-    awarded = find_by_ids(store.badge_awards, ids, {"_id": 1})  # a read: cheaper than a refused insert
+    # A read: cheaper than a refused insert.
+    known.update(find_by_ids(store.badge_awards, [i for i in ids if i not in known], {"_id": 1}))
     new = []
     for award_id, (person_id, bid, badge, state, tier, at) in zip(ids, reached):
-        if award_id not in awarded:
+        if award_id not in known:
             evidence = list(state.get("evidence") or [])
             event = build_event("badge.awarded", person_id, {
                 "person_id": person_id, "badge": bid, "name": badge.name, "tier": tier,
@@ -40,6 +54,7 @@ def award_badges(store: Store, rules: RuleSet, clock: Clock, progress: dict[str,
     if publish:
         store.badge_journal.mark(*(d["_id"] for d in new))
     stored = insert_many_once(store.badge_awards, new)
+    known.update(d["_id"] for d in new)  # stored now, by this call or by another writer first
     if stored and publish:
         if notify_inserted is not None:
             notify_inserted(store.badge_awards, stored)
