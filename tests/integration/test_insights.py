@@ -34,6 +34,22 @@ def settled(settings, runtime) -> bool:
     return consumer_lag(settings, {INSIGHTS_GROUP: INSIGHTS_TOPICS}) == 0
 
 
+def settle_story(settings, producer, runtime) -> None:
+    """The org, then the week's story, taken in by the insights group."""
+    producer.publish_all(org_events())
+    assert wait_until(lambda: getattr(runtime.insights.directory.get("rita"), "manager_id", None) == "mona", 30)
+    feed(producer, runtime, story().events)
+    assert wait_until(lambda: settled(settings, runtime), 60)
+
+
+def week_and_all(rt, points_settings) -> dict:
+    """Mona's and the admin's insights of the week and of all time, through the points API."""
+    with serving(rt.app) as url:
+        api = Client(url, points_settings.internal_token)
+        return {(who, period): api.as_(who).get("/insights", params={"period": period}).json()
+                for who in ("mona", "admin") for period in ("week", "all")}
+
+
 def test_the_histogram_gives_medians_and_p90s():
     hist: dict[str, int] = {}
     for hours in (0.2, 1.0, 1.2, 6.0, 16.0):
@@ -136,16 +152,10 @@ def test_an_older_stores_person_documents_are_folded_into_buckets_exactly(settin
     from services.recognition.points.store import person_bucket, person_id_of
     from shared.db import disconnect
 
-    producer.publish_all(org_events())
-    assert wait_until(lambda: getattr(runtime.insights.directory.get("rita"), "manager_id", None) == "mona", 30)
-    feed(producer, runtime, story().events)
-    assert wait_until(lambda: settled(settings, runtime), 60)
+    settle_story(settings, producer, runtime)
 
     def answers(rt) -> dict:
-        with serving(rt.app) as url:
-            api = Client(url, points_settings.internal_token)
-            return {(who, period): api.as_(who).get("/insights", params={"period": period}).json()
-                    for who in ("mona", "admin") for period in ("week", "all")}
+        return week_and_all(rt, points_settings)
 
     before = answers(runtime)
     assert before[("mona", "week")]["reps"][1]["score"] == 45
@@ -203,16 +213,10 @@ def test_people_kept_as_fields_by_an_older_store_answer_the_same_and_become_stri
     from services.recognition.points.store import person_bucket
     from shared.db import disconnect
 
-    producer.publish_all(org_events())
-    assert wait_until(lambda: getattr(runtime.insights.directory.get("rita"), "manager_id", None) == "mona", 30)
-    feed(producer, runtime, story().events)
-    assert wait_until(lambda: settled(settings, runtime), 60)
+    settle_story(settings, producer, runtime)
 
     def answers(rt) -> dict:
-        with serving(rt.app) as url:
-            api = Client(url, points_settings.internal_token)
-            return {(who, period): api.as_(who).get("/insights", params={"period": period}).json()
-                    for who in ("mona", "admin") for period in ("week", "all")}
+        return week_and_all(rt, points_settings)
 
     before = answers(runtime)
     runtime.stop()
