@@ -29,6 +29,9 @@ def create_app(service: RequestsService, settings: RequestsSettings, readiness=N
     app.extensions["requests_service"] = service
     app.register_blueprint(people_api)
     app.register_blueprint(requests_api)
+    # The people directory reads its freshness counter once per call (directory.py).
+    app.before_request(service.repo.directory.begin_call)
+    app.teardown_request(lambda _exc=None: service.repo.directory.end_call())
     return app
 
 
