@@ -26,8 +26,8 @@ from services.recognition.points.badges import award_badges
 from services.recognition.points.domain import advance_progress
 from services.recognition.points.ranking import Ranking, ScoreChange
 from services.recognition.points.rules import RuleSet
-from services.recognition.points.store import (Store, as_document, ledger_list, person_field, progress_id, safe_key,
-                                               shown_in_ledger, totals_id)
+from services.recognition.points.store import (Store, as_document, insert_else_update, ledger_list, person_field, progress_id,
+                                               safe_key, shown_in_ledger, totals_id)
 from shared.calendar import PERIODS, BusinessCalendar, period_bounds, period_key, previous_period_key
 from shared.clock import Clock, utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new
@@ -111,9 +111,7 @@ def _apply_to_buckets(collection, sums: dict[str, _Sum]) -> None:
             ops.append(UpdateOne({"_id": doc_id}, update, upsert=True))
         else:
             new[doc_id] = update
-    for part in chunks(list(new)):
-        refused = insert_new(collection, [as_document(doc_id, new[doc_id]) for doc_id in part])
-        ops += [UpdateOne({"_id": doc_id}, new[doc_id], upsert=True) for doc_id in part if doc_id in refused]
+    ops += insert_else_update(collection, new)
     for part in chunks(ops):
         collection.bulk_write(part, ordered=False)
 
@@ -204,11 +202,9 @@ class Applier:
         for person_id, state in changes.items():
             updates.setdefault(progress_id(person_id), {})[f"s.{person_field(person_id)}"] = json.dumps(state)
         # A bucket's first progress is inserted (one created meanwhile is updated instead).
-        firsts = [doc_id for doc_id in updates if doc_id not in buckets]
-        refused = set()
-        for part in chunks(firsts):
-            refused |= insert_new(self.store.person_progress, [as_document(i, {"$set": updates[i]}) for i in part])
-        writes = [UpdateOne({"_id": i}, {"$set": paths}, upsert=True) for i, paths in updates.items() if i in buckets or i in refused]
+        writes = [UpdateOne({"_id": i}, {"$set": paths}, upsert=True) for i, paths in updates.items() if i in buckets]
+        writes += insert_else_update(self.store.person_progress,
+                                     {i: {"$set": paths} for i, paths in updates.items() if i not in buckets})
         for part in chunks(writes):
             self.store.person_progress.bulk_write(part, ordered=False)
         return progress
@@ -350,31 +346,23 @@ class Applier:
 
     def _oldest_boards(self, now: datetime) -> dict[str, str]:
         """Per period, the oldest key whose board is still read or fixed: two periods before
-        now's, as ``_current_keys(now, back=2)`` (keys of one period sort as their periods do,
-        so a later one, even in the future, is kept too)."""
-        oldest = {}
-        for period in PERIODS:
-            at = now
-            for _ in range(2):
-                start = period_bounds(self.calendar, period, at)[0]
-                if start is None:
-                    break
-                at = start - timedelta(microseconds=1)
-            oldest[period] = period_key(self.calendar, period, at)
-        return oldest
+        now's (keys of one period sort as their periods do, so a later one, even in the future,
+        is kept too)."""
+        return {period: self._keys_back(period, now, 2)[-1] for period in PERIODS}
 
     def _current_keys(self, now: datetime, back: int = 1) -> list[str]:
         """The period keys of now and ``back`` periods before it, for every period."""
-        keys: list[str] = []
-        for period in PERIODS:
-            key, at = period_key(self.calendar, period, now), now
-            keys.append(key)
-            for _ in range(back):
-                previous = previous_period_key(self.calendar, period, at)
-                if previous is None or previous in keys:
-                    break
-                keys.append(previous)
-                at = period_bounds(self.calendar, period, at)[0] - timedelta(microseconds=1)
+        return [key for period in PERIODS for key in self._keys_back(period, now, back)]
+
+    def _keys_back(self, period: str, now: datetime, back: int) -> list[str]:
+        """The key of ``period`` containing now, then up to ``back`` keys before it (none for "all")."""
+        keys, at = [period_key(self.calendar, period, now)], now
+        for _ in range(back):
+            previous = previous_period_key(self.calendar, period, at)
+            if previous is None:
+                break
+            keys.append(previous)
+            at = period_bounds(self.calendar, period, at)[0] - timedelta(microseconds=1)
         return keys
 
     def person_changed(self, person, now: datetime, visibility: bool = False) -> list[str]:

@@ -159,6 +159,22 @@ class _People:
                        {**self.people, **strings})
 
 
+NO_PEOPLE = _People(0, Marks({}, {}), {})  # a people's document not stored yet
+
+
+def _new_people_doc(doc_id: str, taken: dict[str, int], strings: dict[str, str]) -> dict[str, Any]:
+    """A people's document inserted by its first change."""
+    return {"_id": doc_id, "v": 1, "o": dict(taken), **strings}
+
+
+def _keep(cache: OrderedDict, key: str, value: Any, limit: int) -> None:
+    """Put ``value`` in an in-memory cache as the newest, dropping the oldest beyond ``limit``."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)
+
+
 def _people_write(doc_id: str, state: _People, change: tuple[dict[str, int], dict[str, str]]) -> tuple[dict, dict]:
     """The conditional update of a people's document: on the version read."""
     taken, strings = change
@@ -316,8 +332,7 @@ class Insights:
             if change is not None:
                 (updates if state is not None else inserts)[doc_id] = (state, change)
         for part in chunks(list(inserts)):
-            docs = [{"_id": doc_id, "v": 1, "o": dict(inserts[doc_id][1][0]), **inserts[doc_id][1][1]} for doc_id in part]
-            refused = insert_new(self.docs, docs)
+            refused = insert_new(self.docs, [_new_people_doc(doc_id, *inserts[doc_id][1]) for doc_id in part])
             again += [doc_id for doc_id in part if doc_id in refused]
         for part in chunks(list(updates)):
             ops = [UpdateOne(*_people_write(doc_id, *updates[doc_id])) for doc_id in part]
@@ -327,7 +342,7 @@ class Insights:
             if doc_id in again:
                 self._people.pop(doc_id, None)
             else:
-                self._keep_people(doc_id, (state or _People(0, Marks({}, {}), {})).after(taken, strings))
+                self._keep_people(doc_id, (state or NO_PEOPLE).after(taken, strings))
         for doc_id in again:
             self._write_person_doc(doc_id, touches[doc_id])
 
@@ -367,26 +382,20 @@ class Insights:
             taken, strings = change
             if state is None:
                 try:
-                    self.docs.insert_one({"_id": doc_id, "v": 1, "o": dict(taken), **strings})
+                    self.docs.insert_one(_new_people_doc(doc_id, taken, strings))
                 except DuplicateKeyError:
                     continue
             elif not self.docs.update_one(*_people_write(doc_id, state, change)).matched_count:
                 continue
-            self._keep_people(doc_id, (state or _People(0, Marks({}, {}), {})).after(taken, strings))
+            self._keep_people(doc_id, (state or NO_PEOPLE).after(taken, strings))
             return
         raise RuntimeError(f"insights document {doc_id} kept changing under this writer")
 
     def _keep_people(self, doc_id: str, state: "_People") -> None:
-        self._people[doc_id] = state
-        self._people.move_to_end(doc_id)
-        while len(self._people) > PEOPLE_DOCS_KEPT:
-            self._people.popitem(last=False)
+        _keep(self._people, doc_id, state, PEOPLE_DOCS_KEPT)
 
     def _remember(self, doc_id: str, marks: "Marks") -> None:
-        self._offsets[doc_id] = marks
-        self._offsets.move_to_end(doc_id)
-        while len(self._offsets) > OFFSETS_KEPT:
-            self._offsets.popitem(last=False)
+        _keep(self._offsets, doc_id, marks, OFFSETS_KEPT)
 
     @staticmethod
     def _change(events: list["Touch"], marks: "Marks"):
