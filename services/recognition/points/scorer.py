@@ -23,7 +23,7 @@ from services.recognition.directory import Directory
 from services.recognition.points.domain import (
     Rule, RuleSet, event_time, guard_ids, giver_guard_id, limit_guard_id, once_guard_id, rush_short_notice,
 )
-from services.recognition.points.store import SOURCE, Store, as_document, day_id, entry_id, safe_key, submission_entry
+from services.recognition.points.store import SOURCE, Store, day_id, entry_id, insert_else_update, safe_key, submission_entry
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new, insert_once
@@ -392,15 +392,10 @@ class _Batch:
                 facts.append(UpdateOne({"_id": request_id}, update, upsert=True))
         # A request's first facts are inserted whole (an update costs FerretDB ~15 inserts; an
         # import's requests are all new); one created meanwhile (refused) gets the update.
-        for part in chunks(list(new_facts)):
-            docs = [{**as_document(i, new_facts[i]), **({"waiting_thanks": self.fact_waiting[i]} if self.fact_waiting.get(i) else {})}
-                    for i in part]
-            facts += [UpdateOne({"_id": i}, new_facts[i], upsert=True) for i in insert_new(self.store.request_facts, docs)]
+        facts += insert_else_update(self.store.request_facts, new_facts)
         # The requesters' days are not read first (nothing here needs them): each is inserted,
         # and updated only when it is there already (its insert refused).
-        days, new_days = [], [as_document(d, {"$set": paths}) for d, paths in self.days.items()]
-        for part in chunks(new_days):
-            days += [UpdateOne({"_id": i}, {"$set": self.days[i]}, upsert=True) for i in insert_new(self.store.submission_days, part)]
+        days = insert_else_update(self.store.submission_days, {d: {"$set": paths} for d, paths in self.days.items()})
         for collection, writes in ((self.store.request_facts, facts), (self.store.submission_days, days)):
             for part in chunks(writes):
                 collection.bulk_write(part, ordered=False)

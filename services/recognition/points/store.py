@@ -15,7 +15,7 @@ from pymongo.database import Database
 
 from shared.bus.outbox import OutboxJournal
 from shared.clock import utc
-from shared.db import chunks, drop_retired_indexes, find_by_ids, patient
+from shared.db import chunks, drop_retired_indexes, find_by_ids, insert_new, patient
 from shared.feeds import Entry, FeedStore
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,8 @@ def safe_key(value: str) -> bool:
 
 
 def as_document(doc_id: str, update: dict[str, Any]) -> dict[str, Any]:
-    """The document an upsert of ``update`` ($inc/$set of dotted paths) creates."""
+    """The document an upsert of ``update`` ($inc/$set of dotted paths, $addToSet of top-level
+    lists with ``$each``) creates."""
     doc: dict[str, Any] = {"_id": doc_id}
     for op in ("$inc", "$set"):
         for path, value in (update.get(op) or {}).items():
@@ -231,4 +232,17 @@ def as_document(doc_id: str, update: dict[str, Any]) -> dict[str, Any]:
             for name in parents:
                 target = target.setdefault(name, {})
             target[leaf] = value
+    for field, added in (update.get("$addToSet") or {}).items():
+        doc[field] = list(added["$each"])
     return doc
+
+
+def insert_else_update(collection, updates: dict[str, dict[str, Any]]) -> list[UpdateOne]:
+    """Insert whole the documents these upserts would create (their ids were missing when read:
+    an update costs FerretDB ~15 inserts); return the upserts of those another writer created
+    meanwhile (their insert refused), to be written with the rest."""
+    again: list[UpdateOne] = []
+    for part in chunks(list(updates)):
+        refused = insert_new(collection, [as_document(doc_id, updates[doc_id]) for doc_id in part])
+        again += [UpdateOne({"_id": doc_id}, updates[doc_id], upsert=True) for doc_id in part if doc_id in refused]
+    return again
