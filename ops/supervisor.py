@@ -26,8 +26,13 @@ log = logging.getLogger(__name__)
 # (an import, a scoring backlog) the memory it freed goes back to the system (shared/memory.py
 # trims it), where Python's arenas keep a batch's peak as the process's size. 10,000 history
 # kudos scored in-process: 91 MB kept after the work with pymalloc, 63 MB with malloc (the start
-# was 67), for ~9 % fewer awards/s. Overridable by the environment (also in deploy/Dockerfile).
-SERVICE_ENV = {"PYTHONMALLOC": "malloc"}
+# was 67), for ~9 % fewer awards/s. And at most two C allocator heaps (arenas): glibc gives each
+# thread that allocates its own heap (up to 8 per core), and a service has ~20 threads (consumers,
+# Kafka clients, HTTP): each heap kept its own high-water mark, so the points process grew from
+# 73 to 160-192 MB during the demo's first load while its Python objects never exceeded 48 MB
+# (tracemalloc); with two heaps it stayed at 72 MB through the same load. Overridable by the
+# environment (also in deploy/Dockerfile).
+SERVICE_ENV = {"PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2"}
 
 
 @dataclass(frozen=True)

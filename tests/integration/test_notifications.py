@@ -12,6 +12,7 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -347,6 +348,9 @@ def test_the_supervisor_runs_the_process_and_sigterm_stops_it_cleanly(settings):
     supervisor.start_all(timeout=90)  # waits for /readyz: Mongo, Kafka, the people copy, the consumer
     [process] = supervisor.processes
     assert Client(process.url, settings.internal_token).get("/healthz").json() == {"service": "notifications", "status": "ok"}
+    # It runs on the C allocator with two heaps at most (the supervisor's SERVICE_ENV says why).
+    environ = dict(v.split("=", 1) for v in Path(f"/proc/{process.proc.pid}/environ").read_text().split("\0") if "=" in v)
+    assert (environ.get("PYTHONMALLOC"), environ.get("MALLOC_ARENA_MAX")) == ("malloc", "2")
     supervisor.stop_all()  # SIGTERM, then waits
     assert process.proc.returncode == 0
     assert '"msg": "stopped"' in logfile.read_bytes()[logged_before:].decode()

@@ -29,7 +29,7 @@ import yaml
 
 import services
 from ops.cli import build_parser
-from ops.supervisor import SERVICES
+from ops.supervisor import SERVICE_ENV, SERVICES
 from ops import healthcheck
 from shared.config import PROJECT_ROOT, Settings
 
@@ -205,6 +205,8 @@ def test_image_is_multi_stage_pinned_non_root_and_healthchecked():
     assert "EXPOSE" in final and {str(default_port(s.name)) for s in SERVICES} <= set(final["EXPOSE"].split())
     env = final.get("ENV", "")
     assert "INSIDETRACK_HTTP_HOST=0.0.0.0" in env, "services must listen beyond the container's loopback"
+    # The allocator the local supervisor runs services with (ops/supervisor.py says why), in the image too.
+    assert all(f"{k}={v}" in env for k, v in SERVICE_ENV.items()), f"the image's ENV lacks {SERVICE_ENV}"
     # Nothing the build stage made is copied whole into the final image (the wheels are
     # bind-mounted for the install), and no compiler is installed there.
     assert not any(i == "COPY" and "--from" in a for i, a in all_stages[-1])
