@@ -54,7 +54,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
@@ -122,6 +122,7 @@ class ConsumerRunner:
         max_poll_records: int = 200,
         max_poll_interval_ms: int = 300_000,
         gather_records: int | None = None,
+        payload_only: bool = False,
     ):
         self.settings = settings
         # No group: read every partition (from the start if from_beginning) on every start,
@@ -139,6 +140,8 @@ class ConsumerRunner:
         self.max_poll_interval_ms = max_poll_interval_ms
         # Behind, batches of up to this many messages (several full polls); None: one poll.
         self.gather_records = gather_records if batch_handler is not None else None
+        # Handlers that read only the payload (and the envelope's type, time, id): see _delivery.
+        self.payload_only = payload_only
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: KafkaConsumer | None = None
@@ -376,10 +379,19 @@ class ConsumerRunner:
     def _handle(self, message) -> bool:
         """Process one message to completion; False only if stopping interrupted its retries."""
         try:
-            envelope, payload = decode(message.value)
+            delivery = self._delivery(message)
         except InvalidEvent as exc:
             return self._dead_letter(message, f"invalid event: {exc}")
-        return self._run([(message, Delivery(envelope, payload, message.topic, message.partition, message.offset))])
+        return self._run([(message, delivery)])
+
+    def _delivery(self, message) -> Delivery:
+        """The message decoded and validated (raises InvalidEvent). With ``payload_only``, the
+        envelope keeps no copy of the raw data: the payload holds it, and a gathered batch of
+        10,000 awards held ~41 MB of Python objects, half of them that copy."""
+        envelope, payload = decode(message.value)
+        if self.payload_only:
+            envelope = replace(envelope, data={})
+        return Delivery(envelope, payload, message.topic, message.partition, message.offset)
 
     def _call(self, deliveries: list[Delivery]) -> None:
         if self.batch_handler is not None:
@@ -394,12 +406,10 @@ class ConsumerRunner:
         for tp, messages in batch.items():
             for message in messages:
                 try:
-                    envelope, payload = decode(message.value)
+                    deliveries.append((message, self._delivery(message)))
                 except InvalidEvent as exc:
                     if not self._dead_letter(message, f"invalid event: {exc}"):
                         return False
-                    continue
-                deliveries.append((message, Delivery(envelope, payload, message.topic, message.partition, message.offset)))
         if deliveries and not self._run(deliveries):
             return False
         self._commit(consumer, {tp: messages[-1].offset + 1 for tp, messages in batch.items() if messages})

@@ -124,12 +124,14 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # Behind, the applier gathers up to APPLY_GATHER awards (several polls, ~4 KB each held):
     # a batch's writes are per document (people's buckets, boards, ledger lists), so 10k history
     # kudos applied in batches of 10,000 awards took 15 s instead of 29 s (bench/scoring.py).
+    # The applier and insights read only payloads: their deliveries drop the envelope's copy of
+    # the data (payload_only), a third of what a gathered batch holds.
     score_runner = ConsumerRunner(settings, group=SCORE_GROUP, topics=list(POINTS_GROUPS[SCORE_GROUP]),
                                   batch_handler=on_source_events, producer=producer, max_poll_records=1000,
                                   max_poll_interval_ms=BATCH_WINDOW_MS)
     apply_runner = ConsumerRunner(settings, group=APPLY_GROUP, topics=list(POINTS_GROUPS[APPLY_GROUP]),
                                   batch_handler=on_awards, producer=producer, max_poll_records=2500,
-                                  gather_records=APPLY_GATHER, max_poll_interval_ms=BATCH_WINDOW_MS)
+                                  gather_records=APPLY_GATHER, max_poll_interval_ms=BATCH_WINDOW_MS, payload_only=True)
 
     # Insights for managers (insights.py): a read model of its own, kept by its own group, so a
     # backlog there never holds up scoring (and the demo and benchmarks do not wait for it).
@@ -138,7 +140,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     insights_runner = ConsumerRunner(settings, group=INSIGHTS_GROUP, topics=list(INSIGHTS_TOPICS),
                                      batch_handler=insights.apply_batch, producer=producer,
                                      max_poll_records=insights_model.POLL_RECORDS, gather_records=insights_model.GATHER,
-                                     max_poll_interval_ms=BATCH_WINDOW_MS)
+                                     max_poll_interval_ms=BATCH_WINDOW_MS, payload_only=True)
 
     def directory_loaded() -> None:
         if not people.caught_up.is_set():
