@@ -110,7 +110,6 @@ class Deliverer:
             self._notify(envelope, payload)
 
     def _notify(self, envelope: Envelope, payload: EventSchema) -> None:
-        data = payload.model_dump(mode="json")
         if envelope.type not in EVENT_OF_TYPE:
             return
         at = as_utc(envelope.time)
@@ -118,6 +117,7 @@ class Deliverer:
                     if w.enabled and EVENT_OF_TYPE[envelope.type].value in w.events and at >= w.created_at]
         if not webhooks:
             return  # nobody to tell (history from before every webhook included)
+        data = payload.model_dump(mode="json")  # only for an event some webhook takes (most take none)
         if data.get("private"):
             return  # a private kudos is never sent (notice_for says so too): no need to wait for names
         self._wait_for_people(people_of(envelope.type, data), envelope.id)
