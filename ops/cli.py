@@ -145,23 +145,64 @@ def _sign_on(email: str, screen: bool = False, minutes: int | None = None) -> st
     """A signed token for the person with this email, found in the directory (local sign-on)."""
     from services.gateway.auth import issue_token
     from services.gateway.config import GatewaySettings
-    from services.requests.app import build_runtime
+
+    person = _person_for_sign_on(email)
+    if person is None:
+        raise SignOnError(f"nobody with the email {email} is in the directory "
+                          "(import people first: insidetrack import-people FILE.csv)")
+    if not person["active"]:
+        raise SignOnError(f"{person['name']} is deactivated")
+    return issue_token(load_settings(GatewaySettings), person["id"], person["email"], person["role"],
+                       ttl_minutes=minutes, screen=screen)
+
+
+def _person_for_sign_on(email: str) -> dict | None:
+    """The person with this email (the configured admin is created on an empty directory): asked
+    of the running requests service (two calls), or, when it does not run, found here (its
+    runtime built for the lookup, and the admin's event published before returning)."""
+    from dataclasses import asdict
+
+    from ops.infra.process import port_open
     from services.requests.config import RequestsSettings
 
-    runtime = build_runtime(load_settings(RequestsSettings))
+    rs = load_settings(RequestsSettings)
+    if port_open(rs.requests_port):
+        return _person_through_service(f"http://127.0.0.1:{rs.requests_port}", rs.internal_token, email)
+    from services.requests.app import build_runtime
+
+    runtime = build_runtime(rs)
     try:
-        if email.lower() == load_settings(RequestsSettings).admin_email:
+        if email.lower() == rs.admin_email:
             runtime.service.ensure_admin(email)
         person = runtime.service.repo.person_by_email(email)
     finally:
         runtime.stop()
-    if person is None:
-        raise SignOnError(f"nobody with the email {email} is in the directory "
-                          "(import people first: insidetrack import-people FILE.csv)")
-    if not person.active:
-        raise SignOnError(f"{person.name} is deactivated")
-    return issue_token(load_settings(GatewaySettings), person.id, person.email, person.role,
-                       ttl_minutes=minutes, screen=screen)
+    return asdict(person) if person is not None else None
+
+
+def _person_through_service(url: str, token: str, email: str) -> dict | None:
+    """The admin (created if missing), then as the admin the people whose name or email holds
+    ``email``, page by page, until the one with exactly that email."""
+    import requests as http
+
+    from services.requests.importer import ImportFailed, service_answer
+    from shared.auth import internal_headers
+
+    try:
+        admin = service_answer(http.post(f"{url}/people/admin", headers=internal_headers(token, None), timeout=30))
+        wanted, after = email.strip().lower(), None
+        if admin["email"] == wanted:
+            return admin
+        while True:
+            params = {"search": wanted, "first": 100, **({"after": after} if after else {})}
+            page = service_answer(http.get(f"{url}/people", params=params, headers=internal_headers(token, admin["id"]),
+                                           timeout=30))
+            found = next((p for p in page["items"] if p["email"] == wanted), None)
+            if found is not None or not page["page_info"]["has_next_page"]:
+                return found
+            after = page["page_info"]["end_cursor"]
+    except (ImportFailed, OSError) as exc:
+        raise SignOnError(f"the requests service at {url} could not say: {exc}") from None
 
 
 class SignOnError(Exception):

@@ -24,14 +24,15 @@ class ImportFailed(RuntimeError):
 
 def import_through_service(url: str, token: str, text: str, timeout: float = 600.0) -> tuple[dict, dict[str, Any]]:
     """(admin, report) of importing ``text`` through the requests service at ``url``."""
-    admin = _json(http.post(f"{url}/people/admin", headers=internal_headers(token, None), timeout=30))
+    admin = service_answer(http.post(f"{url}/people/admin", headers=internal_headers(token, None), timeout=30))
     response = http.post(f"{url}/people/import", data=text.encode("utf-8"),
                          headers={**internal_headers(token, admin["id"]), "Content-Type": "text/csv; charset=utf-8"},
                          timeout=timeout)
-    return admin, _json(response)
+    return admin, service_answer(response)
 
 
-def _json(response) -> dict:
+def service_answer(response) -> dict:
+    """The JSON body of a requests service answer; ImportFailed with its message when refused."""
     try:
         body = response.json()
     except ValueError:

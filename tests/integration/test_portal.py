@@ -455,14 +455,22 @@ def test_insidetrack_token_portal_prints_a_link_that_signs_in(system, settings):
     env.update({"INSIDETRACK_KAFKA_PORT": str(settings.kafka_port), "INSIDETRACK_MONGO_PORT": str(settings.mongo_port),
                 "INSIDETRACK_NAME_PREFIX": settings.name_prefix, "INSIDETRACK_VAR_DIR": str(settings.var_dir),
                 "INSIDETRACK_GATEWAY_PORT": str(system["ports"]["gateway"]), "INSIDETRACK_LOG_LEVEL": "WARNING"})
-    run = subprocess.run([sys.executable, "-m", "ops.cli", "token", "pia@example.com", "--portal"], env=env, cwd=PROJECT_ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    link = run.stdout.strip()
-    assert link.startswith(system["url"] + "/portal#token=")
-    me = http.post(system["url"] + "/graphql", json={"query": "{ me { name } }"}, timeout=10,
-                   headers={"Authorization": "Bearer " + link.split("#token=", 1)[1]}).json()
-    assert me["data"]["me"]["name"] == "Pía Novák"
+    # Asked of the running requests service, and (its port unknown to the command: not running)
+    # found by the command itself: the same person either way.
+    for requests_port in (system["ports"]["requests"], None):
+        run_env = {**env, **({"INSIDETRACK_REQUESTS_PORT": str(requests_port)} if requests_port else {})}
+        run = subprocess.run([sys.executable, "-m", "ops.cli", "token", "Pia@example.com", "--portal"], env=run_env,
+                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        link = run.stdout.strip()
+        assert link.startswith(system["url"] + "/portal#token=")
+        me = http.post(system["url"] + "/graphql", json={"query": "{ me { name } }"}, timeout=10,
+                       headers={"Authorization": "Bearer " + link.split("#token=", 1)[1]}).json()
+        assert me["data"]["me"]["name"] == "Pía Novák"
+    unknown = subprocess.run([sys.executable, "-m", "ops.cli", "token", "ia@example.com"], cwd=PROJECT_ROOT, timeout=120,
+                             env={**env, "INSIDETRACK_REQUESTS_PORT": str(system["ports"]["requests"])},
+                             capture_output=True, text=True)
+    assert unknown.returncode == 1 and "nobody with the email ia@example.com" in unknown.stderr
     refused = subprocess.run([sys.executable, "-m", "ops.cli", "token", "pia@example.com", "--portal", "--screen"], env=env,
                              cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "do not go together" in refused.stderr
