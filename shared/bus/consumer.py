@@ -106,6 +106,7 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 TRIM_AFTER = 500  # deliveries in a poll from which the memory it freed is handed back (shared/memory.py)
+TRIM_IDLE_EVERY_S = 10.0  # and once caught up after some work, at most this often (a trickle of events)
 
 
 class ConsumerRunner:
@@ -147,6 +148,7 @@ class ConsumerRunner:
         self._consumer: KafkaConsumer | None = None
         # Counters for logs, tests and readiness.
         self.processed = 0
+        self._processed_at_trim, self._trimmed_at = 0, 0.0  # when freed memory was last given back
         self.dead_lettered = 0
         self.dependency_down: str | None = None
         self.assigned = threading.Event()
@@ -183,6 +185,11 @@ class ConsumerRunner:
                 batch = consumer.poll(timeout_ms=POLL_MS)
                 if consumer.assignment():
                     self.assigned.set()
+                if (not batch and self.processed != self._processed_at_trim
+                        and time.monotonic() - self._trimmed_at >= TRIM_IDLE_EVERY_S):
+                    # Caught up after some work: what it freed goes back to the system now, not
+                    # at the next big poll (an idle process stays at its live size).
+                    self._trim()
                 self._commit_pending(consumer)
                 if self._never_settles(consumer, fetched=bool(batch)):
                     consumer = self._start_over(consumer)
@@ -374,6 +381,10 @@ class ConsumerRunner:
         self._thread.start()
         return self._thread
 
+    def _trim(self) -> None:
+        release_free_memory()
+        self._processed_at_trim, self._trimmed_at = self.processed, time.monotonic()
+
     # -- one message -------------------------------------------------------------------------
 
     def _handle(self, message) -> bool:
@@ -418,7 +429,7 @@ class ConsumerRunner:
             # let go first (the caller's ``batch`` is this dict: emptied, not only unnamed here).
             batch.clear()
             deliveries.clear()
-            release_free_memory()
+            self._trim()
         return True
 
     def _run(self, deliveries: list[tuple[object, Delivery]]) -> bool:

@@ -196,6 +196,54 @@ def test_an_idle_runner_polls_once_a_second_and_lets_the_broker_hold_empty_fetch
     assert client.closed and runner.caught_up.is_set()
 
 
+class _BusyThenIdleClient(_IdleClient):
+    """Polls that return these batches in turn ({} when idle); the runner stops after the last."""
+
+    def __init__(self, runner_stops, batches, clock, **config):
+        super().__init__(runner_stops, **config)
+        self.batches, self.clock = list(batches), clock
+
+    def poll(self, timeout_ms=0):
+        self.polls.append(timeout_ms)
+        self.clock[0] += 2.0  # each poll takes 2 s of the runner's clock
+        batch = self.batches.pop(0)
+        if not self.batches:
+            self._stops()
+        return batch
+
+
+def test_a_runner_caught_up_after_some_work_gives_freed_memory_back_at_most_every_ten_seconds(monkeypatch):
+    """An idle process stays at its live size: once a runner's poll comes back empty after it
+    handled something, the memory the work freed goes back to the system (shared/memory.py),
+    not more often than TRIM_IDLE_EVERY_S under a trickle of events, and never while idle."""
+    import shared.bus.consumer as consumer_module
+    from shared.bus.consumer import TRIM_IDLE_EVERY_S
+
+    trims, clock = [], [1000.0]
+
+    def message(offset):
+        event = build_event("kudos.given", f"k{offset}", {
+            "kudos_id": f"k{offset}", "giver_id": "p1", "recipient_ids": ["p2"], "message": "thanks", "values": [],
+            "gesture": "thanks", "request_id": None, "at": "2026-11-27T09:00:00Z"}, source="test")
+        return SimpleNamespace(value=event.to_bytes(), key=b"k", topic="kudos", partition=0, offset=offset, headers=[])
+
+    # work, idle (trim), idle (nothing new: none), work, idle 6 s after the trim (too soon),
+    # idle 8 s after it (too soon), idle 10 s after it (trim)
+    batches = [{"kudos-0": [message(0), message(1)]}, {}, {}, {"kudos-0": [message(2)]}, {}, {}, {}]
+    handled = []
+    runner = ConsumerRunner(load_settings(env={}), group=None, topics=["kudos"], from_beginning=False,
+                            handler=lambda e, d: handled.append(d.kudos_id), producer=None)
+    monkeypatch.setattr(consumer_module, "kafka_reachable", lambda settings: None)
+    monkeypatch.setattr(consumer_module, "release_free_memory", lambda: trims.append(clock[0]))
+    monkeypatch.setattr(consumer_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(consumer_module, "KafkaConsumer",
+                        lambda **config: _BusyThenIdleClient(runner.request_stop, batches, clock, **config))
+    runner.run()
+    assert handled == ["k0", "k1", "k2"]
+    assert trims == [1004.0, 1014.0]  # after the first work; after the second, once 10 s had passed
+    assert trims[1] - trims[0] >= TRIM_IDLE_EVERY_S
+
+
 def test_a_runtime_asks_all_its_consumers_to_stop_before_waiting_for_any():
     """Each idle consumer sees a stop at the end of its poll: asked together, their waits overlap
     (one poll, not one per consumer). Workers are then stopped in reverse order as before, so the
