@@ -159,7 +159,7 @@ def _sign_on(email: str, screen: bool = False, minutes: int | None = None) -> st
 def _person_for_sign_on(email: str) -> dict | None:
     """The person with this email (the configured admin is created on an empty directory): asked
     of the running requests service (two calls), or, when it does not run, found here (its
-    runtime built for the lookup, and the admin's event published before returning)."""
+    runtime built for the lookup, as ``import-people`` does then)."""
     from dataclasses import asdict
 
     from ops.infra.process import port_open

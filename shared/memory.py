@@ -31,9 +31,9 @@ _MALLOC_TRIM = _trim()
 def release_free_memory() -> bool:
     """Hand the allocator's free pages back to the system; True if it could.
 
-    Python's source-line cache goes first: whatever formats a stack fills it with the source of
-    every file on that stack (pymongo does at each client's creation, Kafka's client when a task
-    runs long), and it kept ~3 MB of lines in the points process of a company-year run."""
+    Python's source-line cache goes first: whatever formats a stack or a traceback fills it with
+    the source of every file on it (pymongo does at each client's creation), and it held ~3 MB of
+    lines in the points process of a company-year run (tracemalloc)."""
     linecache.clearcache()
     if _MALLOC_TRIM is None:
         return False

@@ -397,8 +397,8 @@ class ConsumerRunner:
 
     def _delivery(self, message) -> Delivery:
         """The message decoded and validated (raises InvalidEvent). With ``payload_only``, the
-        envelope keeps no copy of the raw data: the payload holds it, and a gathered batch of
-        10,000 awards held ~41 MB of Python objects, half of them that copy."""
+        envelope keeps no copy of the raw data: the payload holds it (a gathered award held 4.1 KB
+        of Python objects, 2.7 KB without that copy)."""
         envelope, payload = decode(message.value)
         if self.payload_only:
             envelope = replace(envelope, data={})

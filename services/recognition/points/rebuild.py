@@ -82,7 +82,7 @@ def rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Directo
             clock: Clock | None = None) -> RebuildReport:
     # Python's cycle collector off for the run: it scanned the year's events and awards held in
     # memory again and again as they grew (12 % of the rebuild's CPU in a profile of a company-
-    # year); what the run builds holds no cycles to collect, and it collects once at the end.
+    # year); what the run builds is freed by reference counting, and it collects once at the end.
     enabled = gc.isenabled()
     gc.disable()
     try:
