@@ -185,11 +185,11 @@ def _person_through_service(url: str, token: str, email: str) -> dict | None:
     ``email``, page by page, until the one with exactly that email."""
     import requests as http
 
-    from services.requests.importer import ImportFailed, service_answer
+    from services.requests.importer import ImportFailed, admin_through_service, service_answer
     from shared.auth import internal_headers
 
     try:
-        admin = service_answer(http.post(f"{url}/people/admin", headers=internal_headers(token, None), timeout=30))
+        admin = admin_through_service(url, token)
         wanted, after = email.strip().lower(), None
         if admin["email"] == wanted:
             return admin

@@ -24,11 +24,17 @@ class ImportFailed(RuntimeError):
 
 def import_through_service(url: str, token: str, text: str, timeout: float = 600.0) -> tuple[dict, dict[str, Any]]:
     """(admin, report) of importing ``text`` through the requests service at ``url``."""
-    admin = service_answer(http.post(f"{url}/people/admin", headers=internal_headers(token, None), timeout=30))
+    admin = admin_through_service(url, token)
     response = http.post(f"{url}/people/import", data=text.encode("utf-8"),
                          headers={**internal_headers(token, admin["id"]), "Content-Type": "text/csv; charset=utf-8"},
                          timeout=timeout)
     return admin, service_answer(response)
+
+
+def admin_through_service(url: str, token: str) -> dict:
+    """The configured admin, as the requests service at ``url`` answers (created on an empty
+    directory), for tools holding the internal token that then act as the admin."""
+    return service_answer(http.post(f"{url}/people/admin", headers=internal_headers(token, None), timeout=30))
 
 
 def service_answer(response) -> dict:
