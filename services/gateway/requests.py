@@ -11,7 +11,7 @@ from services.gateway.clients import segment
 from services.gateway.people import Person
 from services.gateway.types import (
     DateTime, Department, Outcome, Priority, RequestKind, RequestStatus, UserError, connection_from_page, connection_types,
-    enum_value,
+    enum_value, selects_any,
 )
 
 
@@ -61,7 +61,9 @@ class SupportRequest(graphene.ObjectType):
     def resolve_timeline(root, info):
         ctx = info.context
         if "timeline" not in root:  # lists carry no timeline: fetch it
-            root = call_service(lambda: ctx.services.requests.get(f"/requests/{segment(root['id'])}", ctx.actor_id))
+            root = call_service(lambda: ctx.services.requests.get(f"/requests/{segment(root['id'])}", ctx.actor_id,
+                                                                  people=_people_asked(info)))
+            ctx.remember_people(root.pop("people", None) or [])
         call_service(lambda: ctx.prime_people(e["actor_id"] for e in root["timeline"] if e["actor_id"] != "system"))
         return root["timeline"]
 
@@ -106,6 +108,15 @@ def _prime_page(ctx, items) -> None:
     call_service(lambda: ctx.prime_people(pid for r in items for pid in [r["requester_id"], *r["assignee_ids"]]))
 
 
+PERSON_FIELDS = {"requester", "assignees", "actor"}  # SupportRequest's and TimelineEntry's people
+
+
+def _people_asked(info) -> str | None:
+    """``people=true`` when the query shows people of the requests: the requests service sends
+    them with the answer (it owns the directory), so a queue of 20 requesters is one call."""
+    return "true" if selects_any(info, PERSON_FIELDS) else None
+
+
 class RequestsQueries(graphene.ObjectType):
     request = graphene.Field(SupportRequest, id=graphene.ID(required=True))
     requests = graphene.Field(SupportRequestConnection, required=True, filter=RequestFilter(),
@@ -113,8 +124,10 @@ class RequestsQueries(graphene.ObjectType):
 
     def resolve_request(root, info, id):
         ctx = info.context
-        found = call_service_or_none(lambda: ctx.services.requests.get(f"/requests/{segment(id)}", ctx.actor_id))
+        found = call_service_or_none(lambda: ctx.services.requests.get(f"/requests/{segment(id)}", ctx.actor_id,
+                                                                        people=_people_asked(info)))
         if found is not None:
+            ctx.remember_people(found.pop("people", None) or [])
             # Everyone it names, looked up in one call when the first name is read (none if none is).
             ctx.prime_people([found["requester_id"], *found["assignee_ids"],
                               *(e["actor_id"] for e in found.get("timeline") or () if e["actor_id"] != "system")])
@@ -126,7 +139,9 @@ class RequestsQueries(graphene.ObjectType):
         page = call_service(lambda: ctx.services.requests.get(
             "/requests", ctx.actor_id, requester_id=f.get("requester_id"), department=enum_value(f.get("department")),
             status=enum_value(f.get("status")), open="true" if f.get("open") else None,
-            priority=enum_value(f.get("priority")), assignee_id=f.get("assignee_id"), first=first, after=after))
+            priority=enum_value(f.get("priority")), assignee_id=f.get("assignee_id"), first=first, after=after,
+            people=_people_asked(info)))
+        ctx.remember_people(page.get("people") or [])
         _prime_page(ctx, page["items"])
         return connection_from_page(page)
 

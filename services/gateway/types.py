@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Any
 
 import graphene
-from graphql import GraphQLError, StringValueNode
+from graphql import FieldNode, FragmentSpreadNode, GraphQLError, StringValueNode
 
 from shared import vocabulary
 from shared.clock import NotAnInstant, instant_from_iso
@@ -62,6 +62,21 @@ class DateTime(graphene.Scalar):
         if isinstance(node, StringValueNode):
             return cls.parse_value(node.value)
         raise GraphQLError("DateTime must be an ISO 8601 string")
+
+
+def selects_any(info, names: set[str]) -> bool:
+    """Whether the query asks, anywhere below the field being resolved (fragments too), for a
+    field named one of ``names``: a resolver then asks its service for that part with the rest."""
+    stack = [node.selection_set for node in info.field_nodes if node.selection_set]
+    while stack:
+        for selection in stack.pop().selections:
+            if isinstance(selection, FieldNode) and selection.name.value in names:
+                return True
+            if isinstance(selection, FragmentSpreadNode):  # validation refuses cycles
+                selection = info.fragments.get(selection.name.value)
+            if selection is not None and selection.selection_set:
+                stack.append(selection.selection_set)
+    return False
 
 
 def enum_value(value: Any) -> Any:

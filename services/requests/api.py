@@ -171,7 +171,9 @@ def import_requests():
 
 @requests_api.get("/requests/<request_id>")
 def get_request(request_id: str):
-    return jsonify(request_json(_service().get(_actor(), request_id, public=reads_as_public())))
+    found = request_json(_service().get(_actor(), request_id, public=reads_as_public()))
+    return jsonify(_with_people(found, [found["requester_id"], *found["assignee_ids"],
+                                        *(e["actor_id"] for e in found["timeline"])]))
 
 
 @requests_api.get("/requests")
@@ -192,7 +194,18 @@ def list_requests():
                      first=request.args.get("first"), after=request.args.get("after"))
     # The page's cards (readmodels.py), not the requests: a card is one value to decode.
     page = {**page, "items": service.repo.read_models.cards_of(page["ids"])}
-    return jsonify(_page_json(page, lambda card: card))
+    return jsonify(_with_people(_page_json(page, lambda card: card),
+                                [pid for card in page["items"] for pid in [card["requester_id"], *card["assignee_ids"]]]))
+
+
+def _with_people(answer: dict[str, Any], ids: list[str]) -> dict[str, Any]:
+    """With ``?people=true``, the answer carries the people it names (``/people/lookup``'s
+    shape, from the directory copy): the gateway shows a page's requesters and assignees
+    without a second call."""
+    if request.args.get("people") == "true":
+        found = _service().repo.people_by_ids(dict.fromkeys(ids))
+        answer["people"] = [person_json(person) for person in found.values()]
+    return answer
 
 
 def _command(name: str, call):
