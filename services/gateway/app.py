@@ -22,7 +22,9 @@ SERVICE = "gateway"
 def _services_answer(services: Services):
     def check() -> None:
         for client in (services.requests, services.kudos, services.points):
-            client.session.get(client.base_url + "/healthz", timeout=1).raise_for_status()
+            status = client.send("GET", "/healthz", timeout=1).status
+            if status != 200:
+                raise RuntimeError(f"the {client.name} service answers /healthz with HTTP {status}")
 
     return check
 
