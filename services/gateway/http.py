@@ -30,7 +30,7 @@ from graphql import GraphQLError, OperationType, execute, get_operation_ast, par
 from services.gateway.auth import bearer_token, verify_token
 from services.gateway.clients import ServiceError, ServiceUnavailable, segment
 from services.gateway.context import RequestContext
-from services.gateway.limits import RateLimiter, limit_rules, no_introspection_rule
+from services.gateway.limits import RateLimiter, as_limits_see, limit_rules, no_introspection_rule
 from services.gateway.schema import schema
 from shared import fonts
 from shared.errors import AppError
@@ -62,8 +62,8 @@ def _validate_rules(document, introspection: bool) -> list:
     return validate(schema.graphql_schema, document, rules=rules)
 
 
-# The limits' verdict depends on the query and its variables (page sizes in the cost rule):
-# remembered for the same pair, when the variables are small (a screen's or portal's reads).
+# The limits' verdict depends on the query and its variables' page sizes (the cost rule):
+# remembered for the same pair (limits.as_limits_see), when there are few variables.
 CACHED_VARIABLES_CHARS = 1_000
 
 
@@ -77,7 +77,7 @@ def _limit_errors(query: str, document, variables: dict, settings) -> list:
     """The depth, alias, cost and field-count limits' errors for this query and variables."""
     if len(query) <= CACHED_QUERY_CHARS:
         try:
-            key = json.dumps(variables, sort_keys=True, separators=(",", ":"))
+            key = json.dumps(as_limits_see(variables), sort_keys=True, separators=(",", ":"))
         except (TypeError, ValueError, RecursionError):
             key = None
         if key is not None and len(key) <= CACHED_VARIABLES_CHARS:

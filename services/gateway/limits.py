@@ -263,6 +263,14 @@ def _as_page_size(value: Any) -> int | None:
     return None
 
 
+def as_limits_see(variables: Mapping[str, Any]) -> dict[str, int | None]:
+    """The variables as the limits read them: each one's page size, None when it is not a
+    usable number (an id, a search word). Two requests whose variables differ only in those
+    get the same verdict, so it is remembered per query and this (a portal's reads name a
+    different person each, the same page size)."""
+    return {name: _as_page_size(value) for name, value in variables.items()}
+
+
 def _literal_page_size(node: ValueNode, variables: Mapping[str, Any], defaults: Mapping[str, ValueNode]) -> int | None:
     if isinstance(node, VariableNode):
         name = node.name.value

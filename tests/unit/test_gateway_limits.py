@@ -459,3 +459,30 @@ def test_the_limits_verdict_is_remembered_per_query_and_variables():
     assert verdict({"n": 100}) == ["QUERY_TOO_EXPENSIVE"]  # same text, other page size: refused
     assert verdict({"n": 5}) == [] and verdict({"n": 100}) == ["QUERY_TOO_EXPENSIVE"]  # remembered, each its own
     assert verdict({"n": 100, "pad": "x" * 2000}) == ["QUERY_TOO_EXPENSIVE"]  # large variables: judged, not kept
+
+
+# --- the limits' verdict, remembered --------------------------------------------------------
+
+
+def test_the_limits_verdict_is_shared_by_variables_that_differ_only_in_ids_not_in_page_sizes():
+    """A portal's reads name a different person each with the same page size: one verdict per
+    query and page size (a year's 2,000 people missed the cache on every read before), while a
+    page size over the cost limit is still refused, whoever it names."""
+    from types import SimpleNamespace
+
+    from services.gateway import http
+
+    settings = SimpleNamespace(max_query_depth=10, max_aliases=30, max_query_cost=300)  # 20 a page: 101; 100: 501
+    query = ("query($p: ID, $n: Int) { kudosFeed(personId: $p, direction: RECEIVED, first: $n) "
+             "{ edges { node { message giver { name } } } } }")
+    document = graphql.parse(query)
+    http._limit_errors_cached.cache_clear()
+    for i in range(50):
+        assert http._limit_errors(query, document, {"p": f"p_{i}", "n": 20}, settings) == []
+    assert http._limit_errors_cached.cache_info().misses == 1
+
+    too_many = http._limit_errors(query, document, {"p": "p_1", "n": 1_000_000}, settings)
+    assert too_many and "cost" in too_many[0].message
+    assert http._limit_errors(query, document, {"p": "p_2", "n": 1_000_000}, settings)
+    assert http._limit_errors(query, document, {"p": "p_3", "n": "many"}, settings) == []  # not a number: the default size
+    assert http._limit_errors_cached.cache_info().misses == 3
