@@ -229,20 +229,29 @@ def graphql_endpoint():
 
 
 ACTIVE_CHECK_TTL_S = 30.0
+INACTIVE = (403, "FORBIDDEN", "this account is deactivated")
 
 
 def _refuse_inactive(person_id: str) -> tuple[int, str, str] | None:
     """A valid token for someone deactivated, or unknown to the directory, gets no data.
 
-    The answer is cached for 30 s per person. If the directory cannot be asked right now the
-    request goes on: every service still checks who is acting, and refuses them itself.
+    Answered from the people topic's copy (live.PeopleStatus) for anyone it knows; else asked
+    of the requests service and cached for 30 s per person. If the directory cannot be asked
+    right now the request goes on: every service still checks who is acting, and refuses them
+    itself.
     """
-    return active_refusal(current_app.extensions["services"], current_app.extensions["active_cache"], person_id)
+    return active_refusal(current_app.extensions["services"], current_app.extensions["active_cache"], person_id,
+                          people=current_app.extensions["live_hub"].people)
 
 
-def active_refusal(services, cache: dict, person_id: str, ttl_s: float = ACTIVE_CHECK_TTL_S) -> tuple[int, str, str] | None:
-    """(status, code, message) when ``person_id`` is deactivated or unknown, else None; asked
-    of the requests service and kept ``ttl_s`` in ``cache``; None if it cannot be asked now."""
+def active_refusal(services, cache: dict, person_id: str, ttl_s: float = ACTIVE_CHECK_TTL_S,
+                   people=None) -> tuple[int, str, str] | None:
+    """(status, code, message) when ``person_id`` is deactivated or unknown, else None: from
+    ``people`` (live.PeopleStatus) when it knows them, else asked of the requests service and
+    kept ``ttl_s`` in ``cache``; None if it cannot be asked now."""
+    active = people.active(person_id) if people is not None else None
+    if active is not None:
+        return None if active else INACTIVE
     now = time.monotonic()
     hit = cache.get(person_id)
     if hit is not None and now - hit[0] < ttl_s:
@@ -251,7 +260,7 @@ def active_refusal(services, cache: dict, person_id: str, ttl_s: float = ACTIVE_
         services.requests.get(f"/people/{segment(person_id)}", person_id)
         verdict = None
     except ServiceError as exc:
-        verdict = ((403, "FORBIDDEN", "this account is deactivated") if exc.code == "inactive_actor"
+        verdict = (INACTIVE if exc.code == "inactive_actor"
                    else (401, "UNAUTHENTICATED", "the signed-in person is not in the directory"))
     except ServiceUnavailable:
         return None

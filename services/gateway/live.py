@@ -6,6 +6,10 @@ it concerns.
 A subscriber is a callable that must not block: the WebSocket connection puts work on its own
 bounded queue, so a slow screen never slows the others.
 
+The hub also keeps who is active, from the ``people`` topic (read whole on every start, then
+live): a signed-in person's every request is checked against it without a call to the requests
+service, and a deactivation takes effect as soon as its event arrives (``PeopleStatus``).
+
 Leaderboards are pushed when the points service says awards are on the boards
 (``points.applied``, sent after its applier's write): the board read then shows them, so no
 pause is guessed between an award and the read. A subscriber is told only when a board it
@@ -62,6 +66,29 @@ class Subscriber:
         return False
 
 
+class PeopleStatus:
+    """Who is active, as the ``people`` topic last said (the newest event per person by its
+    time, whatever order they arrive in): a set lookup per request instead of a call. A person
+    it has not heard of yet (just imported, or the topic still loading) is ``None``: the caller
+    asks the requests service, as it did before this copy existed."""
+
+    def __init__(self) -> None:
+        self._people: dict[str, tuple[Any, bool]] = {}  # person id -> (event time, active)
+        self._lock = threading.Lock()
+
+    def apply(self, envelope: Envelope, data) -> None:
+        if envelope.type != "person.upserted":
+            return
+        with self._lock:
+            known = self._people.get(data.person_id)
+            if known is None or known[0] <= envelope.time:
+                self._people[data.person_id] = (envelope.time, bool(data.active))
+
+    def active(self, person_id: str) -> bool | None:
+        known = self._people.get(person_id)
+        return None if known is None else known[1]
+
+
 class LiveHub:
     def __init__(self, settings: Settings, clock: Clock | None = None):
         self.settings = settings
@@ -73,6 +100,7 @@ class LiveHub:
         self._producer: EventProducer | None = None
         self._readers: list[ConsumerRunner] = []
         self.started = threading.Event()
+        self.people = PeopleStatus()
 
     def subscribe(self, field: str, arguments: dict[str, Any], deliver: Callable[[Envelope], None]) -> int:
         sub = Subscriber(next(self._ids), field, arguments, deliver)
@@ -111,6 +139,11 @@ class LiveHub:
                                     handler=lambda envelope, _data: self.publish(envelope), producer=self._producer)
             reader.start()
             self._readers.append(reader)
+        # The whole people topic (compacted: a person's last event), then what comes.
+        people = ConsumerRunner(self.settings, group=None, topics=["people"], from_beginning=True,
+                                handler=self.people.apply, producer=self._producer)
+        people.start()
+        self._readers.append(people)
         self.started.set()
 
     def ready(self) -> bool:

@@ -149,7 +149,8 @@ class Connection:
         self.next_check = now + self.recheck_s
         if self.expires_at is not None and datetime.now(timezone.utc) >= self.expires_at:
             raise Close(4403, "Forbidden: the token has expired")
-        refusal = active_refusal(self.services, self.active_cache, self.actor_id, ttl_s=min(self.recheck_s, 30.0))
+        refusal = active_refusal(self.services, self.active_cache, self.actor_id, ttl_s=min(self.recheck_s, 30.0),
+                                 people=getattr(self.hub, "people", None))
         if refusal is not None:
             raise Close(4403, f"Forbidden: {refusal[2]}")
 

@@ -127,3 +127,31 @@ def test_a_screen_token_may_not_run_a_mutation_over_the_socket():
     conn._subscribe({"id": "m", "type": "subscribe", "payload": {"query": 'mutation { cancelRequest(id: "r", reason: "x") { errors { code } } }'}})
     [error] = conn.ws.sent
     assert error["payload"][0]["extensions"]["code"] == "FORBIDDEN" and not conn.operations
+
+
+def test_who_is_active_comes_from_the_people_topic_without_a_call_and_the_newest_event_wins():
+    """The gateway's copy of the people topic answers the per-request check (a year's portal:
+    every read by another person asked the requests service before); a deactivation is refused
+    at once, an event older than the one kept changes nothing, and someone the copy has not
+    heard of is asked of the requests service as before."""
+    from datetime import datetime, timedelta, timezone
+
+    from services.gateway.http import active_refusal
+    from services.gateway.live import PeopleStatus
+
+    people, at = PeopleStatus(), datetime(2026, 11, 30, 9, tzinfo=timezone.utc)
+
+    def event(person_id: str, active: bool, when: datetime):
+        return SimpleNamespace(type="person.upserted", time=when), SimpleNamespace(person_id=person_id, active=active)
+
+    people.apply(*event("p_rita", True, at))
+    people.apply(*event("p_old", True, at))
+    people.apply(*event("p_old", False, at + timedelta(minutes=5)))
+    people.apply(*event("p_old", True, at + timedelta(minutes=1)))  # late, older: ignored
+    directory = Directory(None)
+    services = SimpleNamespace(requests=directory)
+    assert active_refusal(services, {}, "p_rita", people=people) is None
+    assert active_refusal(services, {}, "p_old", people=people) == (403, "FORBIDDEN", "this account is deactivated")
+    assert directory.asked == 0
+    assert active_refusal(services, {}, "p_new", people=people) is None  # not heard of yet: asked
+    assert directory.asked == 1
