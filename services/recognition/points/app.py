@@ -30,7 +30,7 @@ SERVICE = "points"
 # (the demo loader and the benchmarks wait for their lag to reach 0).
 SCORE_GROUP, APPLY_GROUP = "points-score", "points-apply"
 POINTS_GROUPS = {SCORE_GROUP: ("requests", "kudos"), APPLY_GROUP: ("points",)}
-APPLY_GATHER = 10_000  # awards one applier batch takes at most when behind (below)
+APPLY_GATHER = 5_000  # awards one applier batch takes at most when behind (below)
 BATCH_WINDOW_MS = 900_000  # how long one scoring batch may take (kafka-python's max_poll_interval_ms)
 
 
@@ -121,9 +121,11 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # 5,000 awards held the process at 150-160 MB while a year was scored (target 150): 2,500. A
     # batch may take up to 15 minutes before the group gives the member's partitions to another
     # (at load average 30 a batch of 4,000 once outlasted kafka-python's default 5 minutes).
-    # Behind, the applier gathers up to APPLY_GATHER awards (several polls, ~4 KB each held):
+    # Behind, the applier gathers up to APPLY_GATHER awards (several polls, ~2.7 KB each held):
     # a batch's writes are per document (people's buckets, boards, ledger lists), so 10k history
-    # kudos applied in batches of 10,000 awards took 15 s instead of 29 s (bench/scoring.py).
+    # kudos applied in batches of 10,000 awards took 15 s instead of 29 s (bench/scoring.py). At
+    # 10,000 the process ended a year's scoring at 144-152 MB (target 150) with the load and
+    # scoring taking 213-241 s of their 600 (2026-11-30): 5,000, half of what a batch holds.
     # The applier and insights read only payloads: their deliveries drop the envelope's copy of
     # the data (payload_only), a third of what a gathered batch holds.
     score_runner = ConsumerRunner(settings, group=SCORE_GROUP, topics=list(POINTS_GROUPS[SCORE_GROUP]),
