@@ -436,6 +436,9 @@ def run(settings, record, pct, rss_mb, ports: dict) -> None:
             info = load_demo_company(settings, gateway_url, token_for(admin), token_for, say=lambda line: print("   ", line, flush=True),
                                      between=lambda: None, stop=lambda: False)
             record("year_demo_load", seconds=round(time.perf_counter() - t), **{k: info.get(k) for k in ("people", "requests", "kudos")})
+        # As at year size: nothing left to score or to fold into insights while the reads are timed.
+        wait_scored(settings, timeout=600)
+        wait_insights(settings, timeout=600)
         actors, contexts = _actors(settings)
         demo_reads = time_reads(gateway_url, token_for, actors, contexts, SAMPLES, pct)
         for name, figures in demo_reads.items():
