@@ -123,9 +123,10 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # (at load average 30 a batch of 4,000 once outlasted kafka-python's default 5 minutes).
     # Behind, the applier gathers up to APPLY_GATHER awards (several polls, ~2.7 KB each held):
     # a batch's writes are per document (people's buckets, boards, ledger lists), so 10k history
-    # kudos applied in batches of 10,000 awards took 15 s instead of 29 s (bench/scoring.py). At
-    # 10,000 the process ended a year's scoring at 144-152 MB (target 150) with the load and
-    # scoring taking 213-241 s of their 600 (2026-11-30): 5,000, half of what a batch holds.
+    # kudos applied in batches of 10,000 awards took 15 s instead of 29 s (bench/scoring.py). On
+    # the faster machine of 2026-11-30, 5,000 scored a year as fast (load + scoring 224-231 s,
+    # 241 s at 10,000) and a batch holds half as much; the process still ended the year at
+    # 144-150 MB (151.9 at 10,000): what it keeps then is not the last batch.
     # The applier and insights read only payloads: their deliveries drop the envelope's copy of
     # the data (payload_only), a third of what a gathered batch holds.
     score_runner = ConsumerRunner(settings, group=SCORE_GROUP, topics=list(POINTS_GROUPS[SCORE_GROUP]),
