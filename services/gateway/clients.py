@@ -59,13 +59,14 @@ class ServiceClient:
     token: str
     timeout: float
     pool_size: int = 10  # connections kept: one per serving thread (more are opened and closed)
-    pool: urllib3.HTTPConnectionPool = field(init=False, repr=False)
+    pool: urllib3.HTTPConnectionPool = field(init=False, repr=False)  # or its HTTPS subclass
 
     def __post_init__(self) -> None:
         url = urllib3.util.parse_url(self.base_url)
         self._prefix = url.path.rstrip("/") if url.path else ""
-        self.pool = urllib3.HTTPConnectionPool(url.host, url.port or 80, maxsize=self.pool_size, block=False,
-                                               timeout=urllib3.Timeout(total=self.timeout), retries=False)
+        # http:// or https:// (a service behind TLS): the pool of the URL's scheme.
+        self.pool = urllib3.connection_from_url(self.base_url, maxsize=self.pool_size, block=False,
+                                                timeout=urllib3.Timeout(total=self.timeout), retries=False)
 
     def send(self, method: str, path: str, *, params: dict | None = None, body: bytes | None = None,
              headers: dict | None = None, timeout: float | None = None) -> urllib3.BaseHTTPResponse:
@@ -87,7 +88,7 @@ class ServiceClient:
         except urllib3.exceptions.HTTPError as exc:
             log.warning("service call failed", extra={"service": self.name, "path": path, "error": repr(exc)})
             raise ServiceUnavailable(self.name, repr(exc)) from None
-        if response.status >= 500:
+        if response.status >= 500 or 300 <= response.status < 400:  # a failure, or a redirect (never followed)
             log.warning("service error", extra={"service": self.name, "path": path, "status": response.status})
             raise ServiceUnavailable(self.name, f"HTTP {response.status}")
         try:
