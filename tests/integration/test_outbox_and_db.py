@@ -340,6 +340,7 @@ def test_a_process_can_log_where_its_database_time_goes(settings, caplog):
     """INSIDETRACK_DB_PROFILE_S: each command's time by command and collection, logged as one
     line at most every so often (what says which writes cost a batch on FerretDB)."""
     import logging
+    import time
 
     profiled = settings.model_copy(update={"db_profile_s": 0.001})
     database = connect(profiled, "profile_test", alias="profiled")
@@ -347,6 +348,9 @@ def test_a_process_can_log_where_its_database_time_goes(settings, caplog):
         with caplog.at_level(logging.INFO, logger="shared.db"):
             database["ledger"].insert_many([{"_id": i} for i in range(10)])
             database["boards"].update_one({"_id": "b"}, {"$set": {"v": 1}}, upsert=True)
+            # A line goes out with the first command after the interval: make sure it has passed
+            # (on a fast machine the find came within 1 ms of the update's line and waited).
+            time.sleep(0.01)
             database["boards"].find_one({"_id": "b"})
         lines = [r for r in caplog.records if r.getMessage() == "database time"]
         assert lines and all(r.service == "profile_test" for r in lines)
