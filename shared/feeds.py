@@ -12,10 +12,17 @@ opens (a feed, a queue, "my requests") is kept as documents addressed by ``_id``
 - a **head** per list (``<list>``): ``{b: {<slot>: v << 20 | n}}``, which slots hold entries
   and how many (``$max`` of a number that grows with every change of the bucket, so the
   newest state wins whatever order two writers' head updates land in).
+- a list in **day** slots (a busy one: the company feed) would get a head that grows by a
+  value a day, so its head is split by month: a **month head** (``<list>|<YYYY-MM>|days``)
+  holds ``{b: {<day>: v << 20 | n}}`` for that month's days, and the list's head holds
+  ``{m: {<month>: Σv << 20 | Σn}}`` (twelve values a year). A writer raises the month head, reads
+  it back and raises the month's value (the sums grow with every change, so the last writer's
+  ``$max`` wins). A head written before the split (its days in ``b``) is split on first read.
 
 A page reads the head, then just enough buckets (newest or oldest first) with one ``$in``,
 sorts those entries in memory and cuts the page: its cost is the page and a bucket or two,
-never the history. ``total_count`` is the sum of the head's counts. Adding and removing are
+never the history (a split list: its head, the month heads it needs, cached like buckets
+under the state the head shows, then the buckets). ``total_count`` is the sum of the head's counts. Adding and removing are
 idempotent (a redelivered event, a retried command, a replayed outbox change nothing), so a
 writer may apply them again whenever it is unsure they happened. Real MongoDB answers the
 same reads the same way.
@@ -28,7 +35,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
@@ -102,6 +109,18 @@ def _slot_of(feed: str, slots: dict[str, Callable[[datetime], str]]) -> Callable
     return slots.get(kind, MONTH)
 
 
+def _month_head(feed: str, month: str) -> str:
+    return f"{feed}|{month}|days"
+
+
+def _rolled(days: dict[str, Any]) -> int:
+    """A month head's days summed into one ``Σv << 20 | Σn``: it grows with every change of any
+    of the month's buckets, so ``$max`` keeps the newest."""
+    v = sum(int(stamp) >> _N_BITS for stamp in days.values())
+    n = sum(int(stamp) & _N_MASK for stamp in days.values())
+    return (v << _N_BITS) | n
+
+
 class FeedStore:
     """Every list of one service, in one collection. ``slots`` maps a list kind (the part of
     the list name before the first ``:``) to its slot function (``DAY`` for busy lists such
@@ -112,6 +131,11 @@ class FeedStore:
         self.collection = collection
         self.slots = slots or {}
         self._cache = _BucketCache(cached_entries)
+        self._months = _BucketCache(cached_entries)  # month heads of split lists: [(day, stamp)]
+
+    def _split(self, feed: str) -> bool:
+        """Lists in day slots keep a head per month (module docstring)."""
+        return _slot_of(feed, self.slots) is DAY
 
     def _bucket_id(self, feed: str, at: datetime) -> tuple[str, str]:
         slot = _slot_of(feed, self.slots)(at)
@@ -121,7 +145,29 @@ class FeedStore:
         if bucket is None:
             return
         stamp = (int(bucket.get("v", 0)) << _N_BITS) | int(bucket.get("n", 0))
-        self.collection.update_one({"_id": feed}, {"$max": {f"b.{slot}": stamp}}, upsert=True)
+        if not self._split(feed):
+            self.collection.update_one({"_id": feed}, {"$max": {f"b.{slot}": stamp}}, upsert=True)
+            return
+        month = slot[:7]
+        head = self.collection.find_one_and_update({"_id": _month_head(feed, month)}, {"$max": {f"b.{slot}": stamp}},
+                                                   upsert=True, return_document=ReturnDocument.AFTER)
+        self.collection.update_one({"_id": feed}, {"$max": {f"m.{month}": _rolled(head.get("b") or {})}}, upsert=True)
+
+    def _roll_up(self, months: Iterable[tuple[str, str]]) -> None:
+        """Raise the heads of split lists to the sums of these ``(list, month)`` month heads, read
+        after their own raise (so the last writer's sums hold every change)."""
+        months = set(months)
+        if not months:
+            return
+        heads = find_by_ids(self.collection, [_month_head(f, m) for f, m in months], {"b": 1})
+        tops: dict[str, dict[str, int]] = {}
+        for feed, month in months:
+            head = heads.get(_month_head(feed, month))
+            if head is not None:
+                tops.setdefault(feed, {})[f"m.{month}"] = _rolled(head.get("b") or {})
+        ops = [UpdateOne({"_id": feed}, {"$max": sums}, upsert=True) for feed, sums in tops.items()]
+        for part in chunks(ops, WRITE_CHUNK):
+            self.collection.bulk_write(part, ordered=False)
 
     # -- writes -------------------------------------------------------------------------------------
 
@@ -206,12 +252,18 @@ class FeedStore:
         for part in chunks(ops, WRITE_CHUNK):
             self.collection.bulk_write(part, ordered=True)  # the buckets exist before their adds
         heads: dict[str, dict[str, int]] = {}
+        months: set[tuple[str, str]] = set()
         for bucket_id, bucket in find_by_ids(self.collection, list(touched), {"n": 1, "v": 1}).items():
             feed, slot = touched[bucket_id]
-            heads.setdefault(feed, {})[f"b.{slot}"] = (int(bucket.get("v", 0)) << _N_BITS) | int(bucket.get("n", 0))
-        head_ops = [UpdateOne({"_id": feed}, {"$max": stamps}, upsert=True) for feed, stamps in heads.items()]
+            head_id = feed
+            if self._split(feed):
+                head_id = _month_head(feed, slot[:7])
+                months.add((feed, slot[:7]))
+            heads.setdefault(head_id, {})[f"b.{slot}"] = (int(bucket.get("v", 0)) << _N_BITS) | int(bucket.get("n", 0))
+        head_ops = [UpdateOne({"_id": head_id}, {"$max": stamps}, upsert=True) for head_id, stamps in heads.items()]
         for part in chunks(head_ops, WRITE_CHUNK):
             self.collection.bulk_write(part, ordered=False)
+        self._roll_up(months)
 
     def move(self, feed: str, entry: Entry, old_at: datetime | None) -> None:
         """Put ``entry`` on ``feed`` at its (new) time, off its old slot if that changed."""
@@ -301,7 +353,21 @@ class FeedStore:
 
     def _publish_many(self, stamps: dict[str, dict[str, int]]) -> None:
         """Raise the heads of many lists to these bucket states (``$max``): a missing head is
-        inserted, a head that already shows them is left alone."""
+        inserted, a head that already shows them is left alone (a split list: its month heads,
+        then its head to their sums)."""
+        flat: dict[str, dict[str, int]] = {}
+        months: set[tuple[str, str]] = set()
+        for feed, slots in stamps.items():
+            if not self._split(feed):
+                flat[feed] = slots
+                continue
+            for slot, stamp in slots.items():
+                flat.setdefault(_month_head(feed, slot[:7]), {})[slot] = stamp
+                months.add((feed, slot[:7]))
+        self._raise_heads(flat)
+        self._roll_up(months)
+
+    def _raise_heads(self, stamps: dict[str, dict[str, int]]) -> None:
         heads = find_by_ids(self.collection, list(stamps), {"b": 1})
         inserts, raises = [], []
         for feed, slots in stamps.items():
@@ -334,9 +400,16 @@ class FeedStore:
                 bucket["e"][entry.id] = _item(entry)
                 bucket["n"] += 1
         heads: dict[str, dict[str, Any]] = {}
+        tops: dict[str, dict[str, Any]] = {}
         for bucket in buckets.values():
             feed, slot = bucket.pop("_head")
-            heads.setdefault(feed, {"_id": feed, "b": {}})["b"][slot] = (1 << _N_BITS) | bucket["n"]
+            head_id = _month_head(feed, slot[:7]) if self._split(feed) else feed
+            heads.setdefault(head_id, {"_id": head_id, "b": {}})["b"][slot] = (1 << _N_BITS) | bucket["n"]
+            if head_id != feed:
+                tops.setdefault(feed, {"_id": feed, "m": {}})["m"][slot[:7]] = None
+        for feed, top in tops.items():
+            top["m"] = {month: _rolled(heads[_month_head(feed, month)]["b"]) for month in top["m"]}
+        heads.update(tops)
         for docs in (list(buckets.values()), list(heads.values())):
             for part in chunks(docs, WRITE_CHUNK):
                 self.collection.insert_many(part, ordered=False)
@@ -344,8 +417,45 @@ class FeedStore:
 
     # -- reads --------------------------------------------------------------------------------------
 
+    def _top(self, feed: str) -> dict[str, int]:
+        """A split list's head: month -> ``Σv << 20 | Σn`` of every month with entries. A head
+        written before the split (its days in ``b``) is split first (once; idempotent)."""
+        head = self.collection.find_one({"_id": feed}) or {}
+        if head.get("b"):
+            self._split_head(feed, head["b"])
+            head = self.collection.find_one({"_id": feed}) or {}
+        return {month: int(stamp) for month, stamp in (head.get("m") or {}).items() if int(stamp) & _N_MASK}
+
+    def _split_head(self, feed: str, days: dict[str, Any]) -> None:
+        """Move a head's days into month heads (an upgrade of a list written before the split).
+        Every step is a ``$max``, so readers splitting it at once agree; writers since the
+        upgrade write the month heads only, so the old days can go."""
+        stamps = {slot: int(stamp) for slot, stamp in days.items()}
+        self._publish_many({feed: stamps})
+        self.collection.update_one({"_id": feed}, {"$unset": {"b": ""}})
+
+    def _days(self, feed: str, months: dict[str, int]) -> dict[str, int]:
+        """The day stamps of these months of a split list (``months``: month -> the state its
+        head shows), from memory when read before at that state."""
+        out: dict[str, int] = {}
+        wanted = []
+        for month, stamp in months.items():
+            cached = self._months.get(_month_head(feed, month), stamp)
+            if cached is None:
+                wanted.append(month)
+            else:
+                out.update(cached)
+        found = find_by_ids(self.collection, [_month_head(feed, m) for m in wanted], {"b": 1})
+        for month in wanted:
+            days = {slot: int(stamp) for slot, stamp in ((found.get(_month_head(feed, month)) or {}).get("b") or {}).items()}
+            self._months.put(_month_head(feed, month), _rolled(days), list(days.items()))
+            out.update(days)
+        return {slot: stamp for slot, stamp in out.items() if stamp & _N_MASK}
+
     def _stamps(self, feed: str) -> dict[str, int]:
-        """The head: slot -> ``v << 20 | n`` of every bucket with entries."""
+        """Slot -> ``v << 20 | n`` of every bucket of ``feed`` with entries."""
+        if self._split(feed):
+            return self._days(feed, self._top(feed))
         head = self.collection.find_one({"_id": feed}) or {}
         return {slot: int(stamp) for slot, stamp in (head.get("b") or {}).items() if int(stamp) & _N_MASK}
 
@@ -353,7 +463,27 @@ class FeedStore:
         return {slot: stamp & _N_MASK for slot, stamp in self._stamps(feed).items()}
 
     def count(self, feed: str) -> int:
+        if self._split(feed):
+            return sum(stamp & _N_MASK for stamp in self._top(feed).values())
         return sum(self._slots(feed).values())
+
+    def _walk(self, feed: str, descending: bool, edge: str | None) -> tuple[int, Iterator[tuple[str, int]]]:
+        """The list's count, and its buckets with entries (slot, state) in page order from the
+        ``edge`` slot on (inclusive). A split list reads its month heads as the walk reaches them."""
+        def kept(slots: Iterable[str], edge: str | None) -> list[str]:
+            order = sorted(slots, reverse=descending)
+            return order if edge is None else [s for s in order if (s <= edge if descending else s >= edge)]
+
+        if not self._split(feed):
+            stamps = self._stamps(feed)
+            return sum(s & _N_MASK for s in stamps.values()), ((s, stamps[s]) for s in kept(stamps, edge))
+        months = self._top(feed)
+
+        def days() -> Iterator[tuple[str, int]]:
+            for month in kept(months, edge and edge[:7]):
+                stamps = self._days(feed, {month: months[month]})
+                yield from ((s, stamps[s]) for s in kept(stamps, edge))
+        return sum(s & _N_MASK for s in months.values()), days()
 
     def page(self, feed: str, first: Any = None, after: str | None = None, descending: bool = True,
              where: Callable[[dict], bool] | None = None) -> dict[str, Any]:
@@ -366,28 +496,28 @@ class FeedStore:
         :func:`shared.pagination.paginate` with ids instead of documents.
         """
         size = page_size(first)
-        stamps = self._stamps(feed)
-        slots = {slot: stamp & _N_MASK for slot, stamp in stamps.items()}
         cursor = _after(after)
-        order = sorted(slots, reverse=descending)
-        if cursor is not None and where is None:
-            edge = _slot_of(feed, self.slots)(cursor[0])
-            order = [s for s in order if (s <= edge if descending else s >= edge)]
-
-        found: list[dict] = []
-        total = sum(slots.values())
         if where is not None:
-            matching = [e for e in self._read(feed, order, stamps) if where(e.get("d") or {})]
+            stamps = self._stamps(feed)
+            matching = [e for e in self._read(feed, sorted(stamps, reverse=descending), stamps) if where(e.get("d") or {})]
             return page_of(matching, size, cursor, descending)
-        i = 0
-        while i < len(order) and len(found) <= size:
+        edge = _slot_of(feed, self.slots)(cursor[0]) if cursor is not None else None
+        total, slots = self._walk(feed, descending, edge)
+        found: list[dict] = []
+        while len(found) <= size:
             # As many buckets as the page needs by their counts (at least one), in one $in.
-            batch, want = [], size + 1 - len(found)
-            while i < len(order) and (not batch or want > 0):
-                batch.append(order[i])
-                want -= slots[order[i]]
-                i += 1
-            found.extend(e for e in self._read(feed, batch, stamps) if _beyond(e, cursor, descending))
+            batch: list[tuple[str, int]] = []
+            want = size + 1 - len(found)
+            while not batch or want > 0:
+                step = next(slots, None)
+                if step is None:
+                    break
+                batch.append(step)
+                want -= step[1] & _N_MASK
+            if not batch:
+                break
+            read = self._read_buckets([(f"{feed}|{slot}", stamp) for slot, stamp in batch])
+            found.extend(e for entries in read.values() for e in entries if _beyond(e, cursor, descending))
         return page_of(found, size, None, descending, total)
 
     def _read(self, feed: str, slots: Sequence[str], stamps: dict[str, int] | None = None) -> list[dict]:
@@ -425,8 +555,10 @@ class FeedStore:
         feeds = list(dict.fromkeys(feeds))
         wanted: list[tuple[str, int | None]] = []
         owner: dict[str, str] = {}
-        for feed, head in find_by_ids(self.collection, feeds, {"b": 1}).items():
-            for slot, stamp in (head.get("b") or {}).items():
+        heads = find_by_ids(self.collection, [f for f in feeds if not self._split(f)], {"b": 1})
+        for feed in feeds:
+            stamps = self._stamps(feed) if self._split(feed) else (heads.get(feed) or {}).get("b") or {}
+            for slot, stamp in stamps.items():
                 if int(stamp) & _N_MASK:
                     wanted.append((f"{feed}|{slot}", int(stamp)))
                     owner[f"{feed}|{slot}"] = feed

@@ -253,10 +253,71 @@ def test_pages_come_from_remembered_buckets_only_while_the_head_shows_their_stat
     store.add("all", Entry("k33", days[3] + timedelta(minutes=9)))
     again = store.page("all", 5)
     assert again["ids"] == ["k33", "k32", "k31", "k30", "k22"] and again["entries"][2]["d"] == {"s": "changed"}
-    assert reads == [[f"all|{days[3]:%Y-%m-%d}"]]
+    # The month's head changed too (a day list keeps a head per month): it is read, then the day.
+    assert reads == [["all|2026-03|days"], [f"all|{days[3]:%Y-%m-%d}"]]
     reads.clear()
     store.remove("all", "k22", days[2] + timedelta(minutes=2))
-    assert store.page("all", 5)["ids"] == ["k33", "k32", "k31", "k30", "k21"] and reads == [[f"all|{days[2]:%Y-%m-%d}"]]
+    assert store.page("all", 5)["ids"] == ["k33", "k32", "k31", "k30", "k21"]
+    assert reads == [["all|2026-03|days"], [f"all|{days[2]:%Y-%m-%d}"]]
     # Another process's store (no memory of its own) sees the same list.
     other = FeedStore(store.collection, slots={"all": DAY})
     assert other.page("all", 5)["ids"] == ["k33", "k32", "k31", "k30", "k21"] and other.count("all") == 12
+
+
+def test_a_day_list_keeps_a_head_of_one_value_per_month_and_pages_across_months(store):
+    # A year and a month of a busy list: its head holds 14 months, not ~400 days.
+    entries = [Entry(f"k{i:03d}", T0 + timedelta(hours=23 * i), {"s": i % 2}) for i in range(440)]
+    store.add_many([("all", e) for e in entries[:300]])
+    store.apply(adds=[("all", e) for e in entries[300:400]])
+    for e in entries[400:]:
+        store.add("all", e)
+    head = store.collection.find_one({"_id": "all"})
+    assert "b" not in head and len(head["m"]) == 14
+    assert sum(v & ((1 << 20) - 1) for v in head["m"].values()) == 440 == store.count("all")
+    newest_first, total = _walk(store, "all", 25)
+    assert newest_first == [e.id for e in reversed(entries)] and total == 440
+    oldest_first, _ = _walk(store, "all", 33, descending=False)
+    assert oldest_first == [e.id for e in entries]
+    odd, total = _walk(store, "all", 50, where=lambda d: d.get("s") == 1)
+    assert odd == [e.id for e in reversed(entries) if e.data["s"] == 1] and total == 220
+    store.remove("all", "k000", entries[0].at)  # the oldest month loses an entry
+    assert store.count("all") == 439 and _walk(store, "all", 100, descending=False)[0][0] == "k001"
+    # A fresh process (no memory) reads the same pages.
+    other = FeedStore(store.collection, slots={"all": DAY})
+    assert _walk(other, "all", 40)[0] == [e.id for e in reversed(entries[1:])]
+
+
+def test_a_day_list_head_written_before_the_split_is_split_on_first_read(store, monkeypatch):
+    entries = [Entry(f"k{i:02d}", T0 + timedelta(days=3 * i)) for i in range(40)]  # four months
+    monkeypatch.setattr(FeedStore, "_split", lambda self, feed: False)  # the code before the split
+    store.add_many([("all", e) for e in entries])
+    assert len(store.collection.find_one({"_id": "all"})["b"]) == 40
+    monkeypatch.undo()
+    upgraded = FeedStore(store.collection, slots={"all": DAY})
+    assert _walk(upgraded, "all", 7)[0] == [e.id for e in reversed(entries)] and upgraded.count("all") == 40
+    head = store.collection.find_one({"_id": "all"})
+    assert "b" not in head and sorted(head["m"]) == ["2026-03", "2026-04", "2026-05", "2026-06"]
+    upgraded.add("all", Entry("new", T0 + timedelta(days=200)))  # and it goes on as usual
+    upgraded.remove("all", "k00", entries[0].at)
+    assert upgraded.count("all") == 40 and upgraded.page("all", 1)["ids"] == ["new"]
+
+
+def test_two_writers_of_one_month_leave_its_count_right(store, monkeypatch):
+    import shared.feeds as feeds
+
+    other = FeedStore(store.collection, slots={"all": DAY})
+    real = feeds.find_by_ids
+    calls = []
+
+    def racing(collection, ids, projection=None):
+        found = real(collection, ids, projection)
+        if any(str(i).endswith("|days") for i in ids) and not calls:
+            calls.append(1)  # between this writer's month-head raise and its roll-up, another day changes
+            other.add("all", Entry("late", T0 + timedelta(days=2)))
+        return found
+
+    monkeypatch.setattr(feeds, "find_by_ids", racing)
+    store.apply(adds=[("all", Entry("a", T0)), ("all", Entry("b", T0 + timedelta(days=1)))])
+    monkeypatch.undo()
+    assert calls and store.count("all") == 3 and other.count("all") == 3
+    assert store.page("all", 5)["ids"] == ["late", "b", "a"]
