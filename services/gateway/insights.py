@@ -7,7 +7,10 @@ import graphene
 
 from services.gateway.calls import call_service
 from services.gateway.people import Person
-from services.gateway.types import Department, Period, enum_value
+from services.gateway.types import Department, PageInfo, Period, enum_value
+
+
+PAGE = 50  # reps, and people nobody thanked, per page unless the query says
 
 
 class DepartmentInsights(graphene.ObjectType):
@@ -54,7 +57,10 @@ class RecognitionInsights(graphene.ObjectType):
     kudos_per_person = graphene.Float(description="Kudos received per person.")
     top_values = graphene.List(graphene.NonNull(ValueCount), required=True, description="The values most thanked for.")
     unrecognized = graphene.List(graphene.NonNull(Person), required=True,
-                                 description="People on the team with no kudos in the period.")
+                                 description="People on the team with no kudos in the period, by name: a page "
+                                             "(`insights(unrecognizedFirst:, unrecognizedAfter:)`).")
+    unrecognized_count = graphene.Int(required=True, description="All of them, beyond the page.")
+    unrecognized_page_info = graphene.Field(PageInfo, required=True)
 
     def resolve_unrecognized(root, info):
         ctx = info.context
@@ -66,19 +72,32 @@ class Insights(graphene.ObjectType):
     period = graphene.Field(Period, required=True)
     key = graphene.String(required=True, description="The period, e.g. 2026-W48.")
     departments = graphene.List(graphene.NonNull(DepartmentInsights), required=True)
-    reps = graphene.List(graphene.NonNull(RepInsights), required=True)
+    reps = graphene.List(graphene.NonNull(RepInsights), required=True,
+                         description="The team's reps, highest score first (then by name): a page "
+                                     "(`insights(repsFirst:, repsAfter:)`).")
+    reps_count = graphene.Int(required=True, description="All of the team's reps, beyond the page.")
+    reps_page_info = graphene.Field(PageInfo, required=True)
     recognition = graphene.Field(RecognitionInsights, required=True)
 
 
 class InsightsQueries(graphene.ObjectType):
-    insights = graphene.Field(Insights, required=True, period=Period(required=True), department=Department(),
-                              description="The current period for your team (managers: the people below you; "
-                                          "admins: everyone); FORBIDDEN for anyone else.")
+    insights = graphene.Field(
+        Insights, required=True, period=Period(required=True), department=Department(),
+        reps_first=graphene.Int(default_value=PAGE, description=f"Reps per page (1-100, {PAGE} unless given)."),
+        reps_after=graphene.String(description="The `repsPageInfo.endCursor` of the page before."),
+        unrecognized_first=graphene.Int(default_value=PAGE, description=f"People per page (1-100, {PAGE} unless given)."),
+        unrecognized_after=graphene.String(description="The `recognition.unrecognizedPageInfo.endCursor` of the page before."),
+        description="The current period for your team (managers: the people below you; admins: everyone); "
+                    "FORBIDDEN for anyone else. The reps and the people nobody thanked come a page at a time "
+                    "(a company's admin sees thousands).")
 
-    def resolve_insights(root, info, period, department=None):
+    def resolve_insights(root, info, period, department=None, reps_first=PAGE, reps_after=None,
+                         unrecognized_first=PAGE, unrecognized_after=None):
         ctx = info.context
-        answer = call_service(lambda: ctx.services.points.get("/insights", ctx.actor_id, period=enum_value(period),
-                                                              department=enum_value(department)))
+        answer = call_service(lambda: ctx.services.points.get(
+            "/insights", ctx.actor_id, period=enum_value(period), department=enum_value(department),
+            reps_first=reps_first, reps_after=reps_after,
+            unrecognized_first=unrecognized_first, unrecognized_after=unrecognized_after))
         ctx.remember_people(answer.get("people") or [])  # the points service's directory copy
         ctx.prime_people(r["person_id"] for r in answer["reps"])  # anyone it lacked
         return answer

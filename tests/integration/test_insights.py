@@ -72,14 +72,16 @@ def test_a_managers_team_insights_for_a_week(settings, producer, runtime, points
         ledger = sum(e["points"] for e in runtime.store.ledger.find({"person_id": "rita"})
                      if e["rule"] in runtime.insights.rep_rules and e["at"].isoformat() >= "2026-11-23")
         assert ledger == 45
-        assert mona["reps"] == [
-            {"person_id": "jonas", "score": 0, "requests": 1, "rush_share": 1.0, "complete_brief_share": 0.0,
-             "deal_updates": 0, "weeks_with_deal_update": 0},
+        assert mona["reps"] == [  # highest score first
             {"person_id": "rita", "score": 45, "requests": 1, "rush_share": 0.0, "complete_brief_share": 1.0,
              "deal_updates": 2, "weeks_with_deal_update": 1},
+            {"person_id": "jonas", "score": 0, "requests": 1, "rush_share": 1.0, "complete_brief_share": 0.0,
+             "deal_updates": 0, "weeks_with_deal_update": 0},
         ]
+        assert mona["reps_count"] == 2 and mona["recognition"]["unrecognized_count"] == 2
+        assert mona["recognition"].pop("unrecognized_page_info")["has_next_page"] is False
         assert mona["recognition"] == {"people": 2, "gave_share": 0.5, "received_share": 0.0, "kudos_per_person": 0.0,
-                                       "top_values": [], "unrecognized_ids": ["jonas", "rita"]}
+                                       "top_values": [], "unrecognized_ids": ["jonas", "rita"], "unrecognized_count": 2}
         # The people it names come with it (the gateway looks nobody up for their names).
         assert [(p["id"], p["name"]) for p in mona["people"]] == [("jonas", "Jonas Weiß"), ("rita", "Rita Okafor")]
         # Her team's own department, and the queue her reps' requests went to this week.
@@ -100,6 +102,34 @@ def test_a_managers_team_insights_for_a_week(settings, producer, runtime, points
         assert admin["recognition"]["unrecognized_ids"] == ["li"]
         everyone = api.as_("admin").get("/insights", params={"period": "all"}).json()
         assert len(everyone["departments"]) == 8 and everyone["recognition"]["people"] == 7
+
+        # The lists that grow with the team come a page at a time, each item once, in order.
+        def walk(name: str, params: dict) -> tuple[list, set]:
+            items, counts, after = [], set(), None
+            while True:
+                page = api.as_("admin").get("/insights", params={"period": "all", f"{name}_first": 1,
+                                                                 **({f"{name}_after": after} if after else {}), **params}).json()
+                where = page if name == "reps" else page["recognition"]
+                got = where["reps" if name == "reps" else "unrecognized_ids"]
+                items += got
+                counts.add(where[f"{name}_count"])
+                info = where[f"{name}_page_info"]
+                assert len(got) == 1 and info["has_previous_page"] is bool(after)
+                if not info["has_next_page"]:
+                    return items, counts
+                after = info["end_cursor"]
+
+        assert walk("reps", {}) == (everyone["reps"], {len(everyone["reps"])}) and len(everyone["reps"]) >= 2
+        assert [r["score"] for r in everyone["reps"]] == sorted((r["score"] for r in everyone["reps"]), reverse=True)
+        unrecognized = everyone["recognition"]["unrecognized_ids"]
+        assert walk("unrecognized", {}) == (unrecognized, {len(unrecognized)}) and len(unrecognized) >= 2
+        # The people it names are those of the pages only.
+        one = api.as_("admin").get("/insights", params={"period": "all", "reps_first": 1, "unrecognized_first": 1}).json()
+        assert {p["id"] for p in one["people"]} == {one["reps"][0]["person_id"], *one["recognition"]["unrecognized_ids"]}
+        for bad in ({"reps_first": 0}, {"unrecognized_first": "ten"}, {"reps_first": 1, "reps_after": "nonsense"},
+                    {"unrecognized_first": 1, "unrecognized_after": one["reps_page_info"]["end_cursor"]}):
+            refused = api.as_("admin").get("/insights", params={"period": "all", **bad})
+            assert refused.status_code == 400 and refused.json()["error"]["code"] in ("bad_page_size", "bad_cursor"), bad
 
         # Only managers (of their team) and admins; never with a screen's read-only token.
         refused = api.as_("pia").get("/insights", params={"period": "week"})
@@ -158,7 +188,7 @@ def test_an_older_stores_person_documents_are_folded_into_buckets_exactly(settin
         return week_and_all(rt, points_settings)
 
     before = answers(runtime)
-    assert before[("mona", "week")]["reps"][1]["score"] == 45
+    assert before[("mona", "week")]["reps"][0]["score"] == 45  # rita, highest score first
     runtime.stop()
 
     # The same documents as an older store kept them: one per person and period key.

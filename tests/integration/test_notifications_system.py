@@ -113,7 +113,23 @@ def test_a_slack_webhook_gets_the_kudos_and_the_overdue_request_signed(settings,
         assert wait_until(lambda: any(r["requests"] == 1 for r in team()["reps"]), 60), team()
         insights = team()
         assert [(r["person"]["name"], r["requests"], r["completeBriefShare"]) for r in insights["reps"]] == [
-            ("Jonas Weiß", 0, None), ("Rita Okafor", 1, 1.0)]
+            ("Rita Okafor", 1, 1.0), ("Jonas Weiß", 0, None)]  # highest score first
         assert insights["recognition"]["gaveShare"] == 0.5
         assert [p["name"] for p in insights["recognition"]["unrecognized"]] == ["Jonas Weiß", "Rita Okafor"]
+        # The lists that grow with the team, a page at a time through GraphQL.
+        paged = "query($a: String, $b: String) { insights(period: WEEK, repsFirst: 1, repsAfter: $a, unrecognizedFirst: 1, " \
+                "unrecognizedAfter: $b) { reps { person { name } } repsCount repsPageInfo { hasNextPage endCursor } " \
+                "recognition { unrecognized { name } unrecognizedCount unrecognizedPageInfo { hasNextPage endCursor } } } }"
+
+        def page(a=None, b=None) -> dict:
+            return mona(paged, {"a": a, "b": b}).json()["data"]["insights"]
+
+        first = page()
+        assert ([r["person"]["name"] for r in first["reps"]], first["repsCount"]) == (["Rita Okafor"], 2)
+        assert first["repsPageInfo"]["hasNextPage"] and first["recognition"]["unrecognizedCount"] == 2
+        second = page(first["repsPageInfo"]["endCursor"], first["recognition"]["unrecognizedPageInfo"]["endCursor"])
+        assert [r["person"]["name"] for r in second["reps"]] == ["Jonas Weiß"] and not second["repsPageInfo"]["hasNextPage"]
+        assert [p["name"] for p in second["recognition"]["unrecognized"]] == ["Rita Okafor"]
+        refused = mona("{ insights(period: WEEK, repsFirst: 500) { repsCount } }").json()["errors"][0]
+        assert refused["extensions"]["code"] == "BAD_PAGE_SIZE", refused
         assert pia(INSIGHTS).json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"

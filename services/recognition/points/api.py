@@ -72,5 +72,10 @@ def insights():
     if reads_as_public():
         raise Forbidden("not_a_manager", "insights are for managers and admins, not screens")
     app = current_app.extensions
-    return jsonify(app["insights"].read(g.actor, request.args.get("period", "month"), request.args.get("department"),
-                                        app["clock"].now()))
+    args = request.args
+    # reps_first / unrecognized_first (and their _after cursors) page the two lists that grow
+    # with the team; without them, every rep and person is listed.
+    pages = {name: (args.get(f"{name}_first"), args.get(f"{name}_after")) for name in ("reps", "unrecognized")
+             if args.get(f"{name}_first") or args.get(f"{name}_after")}
+    return jsonify(app["insights"].read(g.actor, args.get("period", "month"), args.get("department"),
+                                        app["clock"].now(), pages))

@@ -54,6 +54,7 @@ from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, as_utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new, patient
 from shared.errors import BadInput, Forbidden
+from shared.pagination import decode_cursor, encode_cursor, page_size
 from shared.vocabulary import Department, Period, Priority, values
 
 log = logging.getLogger(__name__)
@@ -502,9 +503,16 @@ class Insights:
 
     # -- read side ------------------------------------------------------------------------------
 
-    def read(self, actor, period: str, department: str | None, now: datetime) -> dict[str, Any]:
+    def read(self, actor, period: str, department: str | None, now: datetime,
+             pages: dict[str, tuple[Any, str | None]] | None = None) -> dict[str, Any]:
         """The insights of ``period`` (the one containing ``now``) for the actor's team: a
-        manager's reports down the chain, or everyone for an admin; ``department`` narrows it."""
+        manager's reports down the chain, or everyone for an admin; ``department`` narrows it.
+
+        ``pages`` may cut the two lists that grow with the team (a company is 2,000 people):
+        ``{"reps": (first, after), "unrecognized": (first, after)}``; reps go by score (highest
+        first, then name), the unrecognized by name; each list's full count and page info come
+        with it (``reps_count``, ``reps_page_info``; in ``recognition``: ``unrecognized_count``,
+        ``unrecognized_page_info``). Without it, every rep and person is listed."""
         if period not in PERIODS:
             raise BadInput("bad_period", f"period must be one of {', '.join(PERIODS)}", "period")
         if department is not None and department not in values(Department):
@@ -532,13 +540,19 @@ class Insights:
             team = [p for p in team if p.department == department]
             departments = [d for d in departments if d == department]
         docs = find_by_ids(self.docs, [f"d:{d}:{key}" for d in departments])
+        names = {p.id: p.name for p in team}
         reps = [self._rep(p, people[p.id]) for p in team if p.role == "rep"]
+        reps.sort(key=lambda r: (-r["score"], names[r["person_id"]], r["person_id"]))
+        reps, reps_info = _cut(reps, (pages or {}).get("reps"), lambda r: [r["score"], names[r["person_id"]], r["person_id"]])
         recognition = self._recognition(team, people)
+        unrecognized, info = _cut(recognition["unrecognized_ids"], (pages or {}).get("unrecognized"), lambda i: [names[i], i])
+        recognition.update(unrecognized_ids=unrecognized, unrecognized_page_info=info["page_info"])
         named = {r["person_id"] for r in reps} | set(recognition["unrecognized_ids"])
         return {
             "period": period, "key": key,
             "departments": [self._department(d, docs.get(f"d:{d}:{key}") or {}) for d in departments],
-            "reps": reps, "recognition": recognition,
+            "reps": reps, "reps_count": reps_info["total_count"], "reps_page_info": reps_info["page_info"],
+            "recognition": recognition,
             # The people it names, from the directory copy (as the requests service shows them),
             # so the gateway needs no lookup for their names.
             "people": [p.as_record() for p in team if p.id in named],
@@ -584,4 +598,38 @@ class Insights:
             "kudos_per_person": share(received, len(team)),
             "top_values": [{"value": v, "count": n} for v, n in top],
             "unrecognized_ids": [p.id for p in team if not docs[p.id].get("kudos_received")],  # by name
+            "unrecognized_count": len(team) - len(got),
         }
+
+
+def _cut(items: list, page: tuple[Any, str | None] | None, sort_values) -> tuple[list, dict[str, Any]]:
+    """A page of ``items`` (already in order) after the cursor of the item whose ``sort_values``
+    it names; the whole list when there is no ``page``. Returns the items and
+    ``{"total_count", "page_info"}``."""
+    total = len(items)
+    if page is None:
+        return items, {"total_count": total, "page_info": {
+            "has_next_page": False, "has_previous_page": False,
+            "start_cursor": encode_cursor(sort_values(items[0])) if items else None,
+            "end_cursor": encode_cursor(sort_values(items[-1])) if items else None}}
+    first, after = page
+    size = page_size(first)
+    start = 0
+    if after and items:
+        mark = _order(decode_cursor(after, len(sort_values(items[0]))))
+        # Past the named item in the list's order: the first one whose values sort after it
+        # (stable when people join or leave the list between two pages).
+        try:
+            start = next((i for i, item in enumerate(items) if _order(sort_values(item)) > mark), total)
+        except TypeError:  # values of another list's cursor
+            raise BadInput("bad_cursor", "the cursor is not one this list gave out", field="after") from None
+    chosen = items[start:start + size]
+    return chosen, {"total_count": total, "page_info": {
+        "has_next_page": start + size < total, "has_previous_page": start > 0,
+        "start_cursor": encode_cursor(sort_values(chosen[0])) if chosen else None,
+        "end_cursor": encode_cursor(sort_values(chosen[-1])) if chosen else after}}
+
+
+def _order(values: list) -> tuple:
+    """Sort values in the lists' order: a number (a score) highest first, strings ascending."""
+    return tuple((-v if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for v in values)

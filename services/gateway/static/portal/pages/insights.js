@@ -7,11 +7,20 @@ import { field, h, personLink, show, words } from "../ui.js";
 const PERIODS = ["WEEK", "MONTH", "QUARTER", "ALL"];
 const PERIOD_WORDS = { WEEK: "This week", MONTH: "This month", QUARTER: "This quarter", ALL: "All time" };
 const DEPARTMENTS = ["SALES", "PRESALES", "PRICING", "LEGAL", "ORDER_DESK", "MARKETING", "PRODUCT", "CUSTOMER_SERVICE"];
+const REP = "person { id name } score requests rushShare completeBriefShare dealUpdates weeksWithDealUpdate";
+const PERSON = "id name title department";
 const QUERY = `query($p: Period!, $d: Department) { insights(period: $p, department: $d) { period key
   departments { department requestsReceived acknowledged delivered ackMedianHours ackP90Hours deliverMedianHours deliverP90Hours
                 onTimeShare rushShare rushShortNoticeShare infoLoopsPerRequest closedLoopShare }
-  reps { person { id name } score requests rushShare completeBriefShare dealUpdates weeksWithDealUpdate }
-  recognition { people gaveShare receivedShare kudosPerPerson topValues { value count } unrecognized { id name title department } } } }`;
+  reps { ${REP} } repsCount repsPageInfo { hasNextPage endCursor }
+  recognition { people gaveShare receivedShare kudosPerPerson topValues { value count }
+                unrecognized { ${PERSON} } unrecognizedCount unrecognizedPageInfo { hasNextPage endCursor } } } }`;
+// The next page of one of the two lists that grow with the team (50 a page: a company's admin
+// sees thousands of people).
+const MORE_REPS = `query($p: Period!, $d: Department, $a: String) { insights(period: $p, department: $d, repsAfter: $a, unrecognizedFirst: 1) {
+  reps { ${REP} } repsPageInfo { hasNextPage endCursor } } }`;
+const MORE_UNRECOGNIZED = `query($p: Period!, $d: Department, $a: String) { insights(period: $p, department: $d, repsFirst: 1, unrecognizedAfter: $a) {
+  recognition { unrecognized { ${PERSON} } unrecognizedPageInfo { hasNextPage endCursor } } } }`;
 const SERIES = ["#312e81", "#0e7490"];  // dark enough for text beside them; the legend names them
 
 const pct = (x) => x == null ? "–" : `${Math.round(x * 100)}%`;
@@ -107,25 +116,45 @@ export async function insights(main, ctx) {
           cell("Info loops", num(d.infoLoopsPerRequest)), cell("Closed loop", pct(d.closedLoopShare))))))),
   ] : [h("p", { class: "muted" }, "No department to show for this choice.")];
 
+  // Reps come highest score first, a page at a time; the first page holds the top score.
   const topScore = Math.max(1, ...data.reps.map(r => r.score));
-  const reps = [...data.reps].sort((a, b) => b.score - a.score || (a.person?.name || "").localeCompare(b.person?.name || ""));
-  const repTable = reps.length ? h("table", { class: "board stack", id: "reps" },
+  const repRow = (r) => h("tr", {},
+    cell("Rep", personLink(r.person)),
+    cell("Score", h("span", { class: "score" }, h("span", { class: "bar", "aria-hidden": "true" },
+      h("span", { style: `width:${Math.round(100 * Math.min(1, Math.max(0, r.score) / topScore))}%` })), h("span", {}, r.score))),
+    cell("Requests", r.requests), cell("Rush share", pct(r.rushShare)), cell("Complete briefs", pct(r.completeBriefShare)),
+    cell("Deal updates", `${r.dealUpdates} (in ${r.weeksWithDealUpdate} week${r.weeksWithDealUpdate === 1 ? "" : "s"})`));
+  const repBody = h("tbody", {}, data.reps.map(repRow));
+  const repsShown = h("p", { class: "muted", id: "reps-shown" });
+  let shownReps = data.reps.length;
+  const countReps = () => { repsShown.textContent = `${shownReps} of ${data.repsCount} reps, highest score first.`; };
+  countReps();
+  const moreReps = more("more-reps", "Show more reps", data.repsPageInfo, async (after) => {
+    const page = (await gql(MORE_REPS, { p: period, d: department || null, a: after })).insights;
+    page.reps.forEach(r => repBody.append(repRow(r)));
+    shownReps += page.reps.length;
+    countReps();
+    return page.repsPageInfo;
+  });
+  const repTable = data.reps.length ? h("div", {}, h("table", { class: "board stack", id: "reps" },
     h("caption", { class: "muted" }, "Internal-selling score: points from the rep rules in the period; rush share: rushes with under a day's notice."),
     h("thead", {}, h("tr", {}, ["Rep", "Score", "Requests", "Rush share", "Complete briefs", "Deal updates"].map(t => h("th", { scope: "col" }, t)))),
-    h("tbody", {}, reps.map(r => h("tr", {},
-      cell("Rep", personLink(r.person)),
-      cell("Score", h("span", { class: "score" }, h("span", { class: "bar", "aria-hidden": "true" },
-        h("span", { style: `width:${Math.round(100 * Math.max(0, r.score) / topScore)}%` })), h("span", {}, r.score))),
-      cell("Requests", r.requests), cell("Rush share", pct(r.rushShare)), cell("Complete briefs", pct(r.completeBriefShare)),
-      cell("Deal updates", `${r.dealUpdates} (in ${r.weeksWithDealUpdate} week${r.weeksWithDealUpdate === 1 ? "" : "s"})`)))))
+    repBody), repsShown, moreReps)
     : h("p", { class: "muted" }, "No reps on the team for this choice.");
 
-  const unrecognized = rec.unrecognized.length
+  const chip = (p) => h("li", { class: "chip" }, personLink(p),
+    h("a", { href: "#/kudos?to=" + p.id, class: "hint", "aria-label": `Give ${p.name} kudos` }, " · thank"));
+  const chips = h("ul", { class: "chips list" }, rec.unrecognized.map(chip));
+  const moreUnrecognized = more("more-unrecognized", "Show more people", rec.unrecognizedPageInfo, async (after) => {
+    const page = (await gql(MORE_UNRECOGNIZED, { p: period, d: department || null, a: after })).insights.recognition;
+    page.unrecognized.forEach(p => chips.append(chip(p)));
+    return page.unrecognizedPageInfo;
+  });
+  const unrecognized = rec.unrecognizedCount
     ? h("div", { class: "attention", id: "unrecognized" },
-        h("p", {}, h("strong", {}, `${rec.unrecognized.length} of ${rec.people} on the team had no recognition ${PERIOD_WORDS[period].toLowerCase()}`),
+        h("p", {}, h("strong", {}, `${rec.unrecognizedCount} of ${rec.people} on the team had no recognition ${PERIOD_WORDS[period].toLowerCase()}`),
           " — a word of thanks may be due:"),
-        h("ul", { class: "chips list" }, rec.unrecognized.map(p => h("li", { class: "chip" }, personLink(p),
-          h("a", { href: "#/kudos?to=" + p.id, class: "hint", "aria-label": `Give ${p.name} kudos` }, " · thank")))))
+        chips, moreUnrecognized)
     : h("p", { class: "ok", id: "unrecognized" }, rec.people ? "Everyone on the team was recognised in this period." : "");
 
   show(main, h("h1", {}, "Insights"),
@@ -147,6 +176,24 @@ export async function insights(main, ctx) {
       ? h("div", { class: "grid charts" }, barChart({ id: "chart-values", title: "Values most thanked for", format: String,
                                                     rows: rec.topValues.map(v => ({ label: words(v.value), values: [v.count] })) }))
       : h("p", { class: "muted" }, "No kudos in this period yet."));
+}
+
+/** A "show more" button for a paged list: `load(after)` appends the next page and answers its
+ *  pageInfo; the button goes when there is nothing more. */
+function more(id, text, pageInfo, load) {
+  if (!pageInfo.hasNextPage) return null;
+  let after = pageInfo.endCursor;
+  const button = h("button", { type: "button", class: "secondary", id, onclick: async () => {
+    button.disabled = true;
+    try {
+      const next = await load(after);
+      after = next.endCursor;
+      if (!next.hasNextPage) { button.remove(); return; }
+    } finally {
+      button.disabled = false;  // after a failure too: the portal says what went wrong; try again
+    }
+  } }, text);
+  return button;
 }
 
 function cell(label, ...content) { return h("td", { "data-label": label }, ...content); }
