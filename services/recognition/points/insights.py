@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -77,6 +78,8 @@ POLL_RECORDS = 1_000
 INSIGHTS_BUCKETS = 256  # people's documents per period (an admin's read of the company reads them all)
 PROJECT_UP_TO = 200  # a team up to this size reads only its people's fields of their buckets
 OFFSETS_KEPT = 50_000  # documents whose offsets this process remembers (a year: ~2,000 people x 4 periods)
+DECODED_KEPT = 300  # people's documents kept decoded for reads (256 per period key; ~16 KB each in a year)
+ANSWERS_KEPT = 8  # big teams' reps, recognition and queues kept for reads (an admin's per period and department)
 PEOPLE_DOCS_KEPT = 1_100  # people's documents held as last written (256 per period key; ~10 KB each in a year)
 
 
@@ -215,6 +218,12 @@ class Insights:
         self._offsets: OrderedDict[str, Marks] = OrderedDict()
         # The people's documents as this process last wrote them (doc id -> version, offsets, people).
         self._people: OrderedDict[str, _People] = OrderedDict()
+        # The read side's copies: a people's document decoded, under its version (doc id ->
+        # (v, {field: person})), and a team's reps and recognition under the versions of its
+        # documents; reads run on several threads.
+        self._decoded: OrderedDict[str, tuple[int, dict[str, dict]]] = OrderedDict()
+        self._answers: OrderedDict[tuple, tuple[list, dict]] = OrderedDict()
+        self._read_lock = threading.Lock()
 
     def upgrade(self) -> int:
         """Fold the person documents of an older store (``p:<person>:<key>``, one each) into
@@ -524,27 +533,37 @@ class Insights:
         if actor.role != ADMIN_ROLE and not team:
             raise Forbidden("not_a_manager", "insights are for managers (about the people below them) and admins")
         key = period_key(self.calendar, period, now)
-        # A bucket holds ~8 people: a team reads only its own people's fields of each (a whole
-        # company, every field: projecting 2,000 paths costs more than it saves).
-        wanted = None if len(team) > PROJECT_UP_TO else {_person_key(p.id): 1 for p in team}
-        buckets = find_by_ids(self.docs, {_person_doc(p.id, key) for p in team}, wanted)
-        people = {p.id: _unpacked((buckets.get(_person_doc(p.id, key)) or {}).get(_person_key(p.id))) for p in team}
+        whole_team = team
+        if department is not None:
+            team = [p for p in team if p.department == department]
+        # A big team (an admin's is the company: thousands of people) is summed once per state
+        # of its documents: the reps sorted, the recognition, the queues its requests went to.
+        versions = self._versions(whole_team, key) if len(whole_team) > PROJECT_UP_TO else None
+        answer_key = (key, department, tuple((p.id, p.name, p.role) for p in whole_team), versions)
+        with self._read_lock:
+            kept = self._answers.get(answer_key) if versions is not None else None
+        if kept is None:
+            people = self._team_people(whole_team, key, versions)
+            names = {p.id: p.name for p in team}
+            reps = [self._rep(p, people[p.id]) for p in team if p.role == "rep"]
+            reps.sort(key=lambda r: (-r["score"], names[r["person_id"]], r["person_id"]))
+            # A manager: the queues their team works, and those their team's requests went to in
+            # the period (a sales manager sees how pricing and legal answered their reps).
+            used = {d for doc in people.values() for d, n in (doc.get("qd") or {}).items() if n}
+            kept = (reps, self._recognition(team, people), used)
+            if versions is not None:
+                with self._read_lock:
+                    _keep(self._answers, answer_key, kept, ANSWERS_KEPT)
         if actor.role == ADMIN_ROLE:
             departments = list(values(Department))
         else:
-            # A manager: the queues their team works, and those their team's requests went to
-            # in the period (a sales manager sees how pricing and legal answered their reps).
-            used = {d for doc in people.values() for d, n in (doc.get("qd") or {}).items() if n}
-            departments = sorted({p.department for p in team} | used)
+            departments = sorted({p.department for p in whole_team} | kept[2])
         if department is not None:
-            team = [p for p in team if p.department == department]
             departments = [d for d in departments if d == department]
         docs = find_by_ids(self.docs, [f"d:{d}:{key}" for d in departments])
         names = {p.id: p.name for p in team}
-        reps = [self._rep(p, people[p.id]) for p in team if p.role == "rep"]
-        reps.sort(key=lambda r: (-r["score"], names[r["person_id"]], r["person_id"]))
+        reps, recognition = kept[0], dict(kept[1])
         reps, reps_info = _cut(reps, (pages or {}).get("reps"), lambda r: [r["score"], names[r["person_id"]], r["person_id"]])
-        recognition = self._recognition(team, people)
         unrecognized, info = _cut(recognition["unrecognized_ids"], (pages or {}).get("unrecognized"), lambda i: [names[i], i])
         recognition.update(unrecognized_ids=unrecognized, unrecognized_page_info=info["page_info"])
         named = {r["person_id"] for r in reps} | set(recognition["unrecognized_ids"])
@@ -557,6 +576,32 @@ class Insights:
             # so the gateway needs no lookup for their names.
             "people": [p.as_record() for p in team if p.id in named],
         }
+
+    def _versions(self, team: list, key: str) -> tuple | None:
+        """The versions of a team's people's documents for ``key`` (one read of a value each);
+        None when one is from before versions (it is then read whole every time)."""
+        ids = sorted({_person_doc(p.id, key) for p in team})
+        versions = tuple((doc_id, doc.get("v")) for doc_id, doc in sorted(find_by_ids(self.docs, ids, {"v": 1}).items()))
+        return versions if all(v is not None for _, v in versions) else None
+
+    def _team_people(self, team: list, key: str, versions: tuple | None) -> dict[str, dict]:
+        """Each person's figures for ``key``. A team up to ``PROJECT_UP_TO`` reads only its
+        people's fields of their buckets (a bucket holds ~8 people). A bigger one reads the
+        buckets (all 256 for a company) but decodes only those changed since this process last
+        did (``versions``, as just read): decoding 2,000 people's JSON was most of an admin's read."""
+        ids = sorted({_person_doc(p.id, key) for p in team})
+        if len(team) <= PROJECT_UP_TO:
+            buckets = find_by_ids(self.docs, ids, {_person_key(p.id): 1 for p in team})
+            return {p.id: _unpacked((buckets.get(_person_doc(p.id, key)) or {}).get(_person_key(p.id))) for p in team}
+        wanted = dict(versions or ())
+        with self._read_lock:
+            decoded = {i: self._decoded[i][1] for i, v in wanted.items() if i in self._decoded and self._decoded[i][0] == v}
+        for doc_id, doc in find_by_ids(self.docs, [i for i in ids if i not in decoded]).items():
+            decoded[doc_id] = {f: _unpacked(value) for f, value in doc.items() if f not in BUCKET_FIELDS}
+            if doc.get("v") is not None:  # a document from before versions is read every time
+                with self._read_lock:
+                    _keep(self._decoded, doc_id, (doc["v"], decoded[doc_id]), DECODED_KEPT)
+        return {p.id: (decoded.get(_person_doc(p.id, key)) or {}).get(_person_key(p.id)) or {} for p in team}
 
     @staticmethod
     def _department(name: str, doc: dict) -> dict[str, Any]:
