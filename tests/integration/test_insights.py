@@ -275,3 +275,55 @@ def test_people_kept_as_fields_by_an_older_store_answer_the_same_and_become_stri
         assert _unpacked(jonas["jonas"])["kudos_received"] == 1 and _unpacked(jonas["jonas"])["v"] == {"ownership": 1}
     finally:
         disconnect()
+
+
+def test_a_big_teams_answer_is_kept_while_its_documents_stay_and_follows_every_change(settings, producer, runtime,
+                                                                                       points_settings, clock, monkeypatch):
+    """A team bigger than PROJECT_UP_TO (an admin's is the company) is summed once per state of
+    its documents (the key's versions document says which changed): the same answers as a small
+    team's read; a new event changes them at once; a versions document lost or behind (a crash
+    between the writes and it) is mended from the documents or by the batch delivered again."""
+    import services.recognition.points.insights as model
+
+    settle_story(settings, producer, runtime)
+    small = week_and_all(runtime, points_settings)
+    monkeypatch.setattr(model, "PROJECT_UP_TO", 0)
+    docs = runtime.insights.docs
+    assert week_and_all(runtime, points_settings) == small
+    assert week_and_all(runtime, points_settings) == small  # from the kept answers
+    assert docs.find_one({"_id": "pv:2026-W48"})["v"]
+
+    def kudos(kid: str, giver: str, to: str) -> Delivery:
+        event = build_event("kudos.given", kid, {
+            "kudos_id": kid, "giver_id": giver, "recipient_ids": [to], "message": "thanks", "values": ["teamwork"],
+            "gesture": "thanks", "request_id": None, "at": clock.now()}, source="kudos")
+        return Delivery(*decode(event.to_bytes()), settings.topic("kudos"), 0, 2_000_000 + len(kid))
+
+    def jonas_received(answers) -> tuple:
+        week = answers[("admin", "week")]["recognition"]
+        return week["kudos_per_person"], "jonas" in week["unrecognized_ids"]
+
+    before = jonas_received(small)
+    assert before[1] is True
+    runtime.insights.apply_batch([kudos("k-big-1", "rita", "jonas")])
+    after = week_and_all(runtime, points_settings)
+    assert jonas_received(after)[1] is False and jonas_received(after)[0] > before[0]
+    monkeypatch.setattr(model, "PROJECT_UP_TO", 200)
+    assert week_and_all(runtime, points_settings) == after  # the small team's way agrees
+    monkeypatch.setattr(model, "PROJECT_UP_TO", 0)
+
+    # The versions document lost (a store from before it): rebuilt from the documents.
+    docs.delete_one({"_id": "pv:2026-W48"})
+    assert week_and_all(runtime, points_settings) == after and docs.find_one({"_id": "pv:2026-W48"})
+    # Behind (a crash after the people's write, before its own): the kept answer shows the state
+    # it names until the batch is delivered again, which finds nothing new and mends it.
+    bucket = str(model.person_bucket("pia", model.INSIGHTS_BUCKETS))
+    stamp = docs.find_one({"_id": "pv:2026-W48"})["v"][bucket]
+    new = kudos("k-big-2", "jonas", "pia")
+    runtime.insights.apply_batch([new])
+    docs.update_one({"_id": "pv:2026-W48"}, {"$set": {f"v.{bucket}": stamp}})
+    fresh = Insights(docs.database, runtime.rules, runtime.insights.calendar, runtime.insights.directory, clock)
+    fresh.apply_batch([new])  # delivered again, to a process that holds nothing in memory
+    assert docs.find_one({"_id": "pv:2026-W48"})["v"][bucket] > stamp
+    mended = week_and_all(runtime, points_settings)
+    assert mended[("admin", "week")]["recognition"]["kudos_per_person"] > after[("admin", "week")]["recognition"]["kudos_per_person"]

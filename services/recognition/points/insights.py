@@ -355,6 +355,23 @@ class Insights:
                 self._keep_people(doc_id, (state or NO_PEOPLE).after(taken, strings))
         for doc_id in again:
             self._write_person_doc(doc_id, touches[doc_id])
+        self._publish_versions(touches)
+
+    def _publish_versions(self, doc_ids: Iterable[str]) -> None:
+        """Raise each period key's versions document (``pv:<key>``: ``{v: {<bucket>: version}}``)
+        to the versions of these people's documents as this process now knows them: written or
+        found with nothing new (a batch delivered again after a crash between its writes and
+        this one mends it). A big team's read learns from it, in one document, which buckets
+        changed (``_versions``)."""
+        raised: dict[str, dict[str, int]] = defaultdict(dict)
+        for doc_id in doc_ids:
+            state = self._people.get(doc_id)
+            if state is not None and state.version is not None:
+                _, bucket, key = doc_id.split(":", 2)
+                raised[key][f"v.{bucket}"] = state.version
+        if raised:
+            self.docs.bulk_write([UpdateOne({"_id": f"pv:{key}"}, {"$max": versions}, upsert=True)
+                                  for key, versions in raised.items()], ordered=False)
 
     def _people_change(self, events: list[Touch], state: "_People | None") -> tuple[dict[str, int], dict[str, str]] | None:
         """(offsets taken, each touched person's new JSON) for the events beyond the document's
@@ -578,11 +595,23 @@ class Insights:
         }
 
     def _versions(self, team: list, key: str) -> tuple | None:
-        """The versions of a team's people's documents for ``key`` (one read of a value each);
-        None when one is from before versions (it is then read whole every time)."""
-        ids = sorted({_person_doc(p.id, key) for p in team})
-        versions = tuple((doc_id, doc.get("v")) for doc_id, doc in sorted(find_by_ids(self.docs, ids, {"v": 1}).items()))
-        return versions if all(v is not None for _, v in versions) else None
+        """The versions of a team's people's documents for ``key``, from the key's versions
+        document (one read, ``_publish_versions``); a bucket it does not name yet (a store from
+        before it) is asked of the bucket's own document, and added to it. None when a
+        document is from before versions (the team is then read whole every time)."""
+        buckets = sorted({str(person_bucket(p.id, INSIGHTS_BUCKETS)) for p in team})
+        known = (self.docs.find_one({"_id": f"pv:{key}"}) or {}).get("v") or {}
+        versions = {b: int(known[b]) for b in buckets if b in known}
+        missing = {f"pb:{b}:{key}": b for b in buckets if b not in known}
+        if missing:
+            found = find_by_ids(self.docs, list(missing), {"v": 1})
+            if any(doc.get("v") is None for doc in found.values()):
+                return None
+            versions.update((missing[doc_id], int(doc["v"])) for doc_id, doc in found.items())
+            mended = {f"v.{missing[doc_id]}": int(doc["v"]) for doc_id, doc in found.items()}
+            if mended:
+                self.docs.update_one({"_id": f"pv:{key}"}, {"$max": mended}, upsert=True)
+        return tuple((f"pb:{b}:{key}", versions[b]) for b in buckets if b in versions)
 
     def _team_people(self, team: list, key: str, versions: tuple | None) -> dict[str, dict]:
         """Each person's figures for ``key``. A team up to ``PROJECT_UP_TO`` reads only its
