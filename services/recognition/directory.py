@@ -95,6 +95,12 @@ class Directory:
                 self._known.pop(data.person_id, None)
                 self._generation += 1
 
+    @property
+    def generation(self) -> int:
+        """How many people this process has applied: anything derived from the copy (a sorted
+        team, say) holds while it stays the same."""
+        return self._generation
+
     def get(self, person_id: str) -> DirectoryPerson | None:
         return self.many([person_id]).get(person_id)
 
