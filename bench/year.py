@@ -92,16 +92,22 @@ READS: dict[str, Callable[[dict, dict], tuple[str, dict]]] = {
     "insights_manager": lambda p, c: (INSIGHTS_QUERY, {"p": "MONTH"}),
     "insights_admin": lambda p, c: (INSIGHTS_QUERY, {"p": "MONTH"}),
 }
-INSIGHTS_QUERY = (
+INSIGHTS_QUERY = (  # the page's first view: 50 reps and 50 people nobody thanked, with the counts
     "query($p: Period!, $d: Department) { insights(period: $p, department: $d) { period key "
     "departments { department requestsReceived acknowledged delivered ackMedianHours ackP90Hours deliverMedianHours "
     "deliverP90Hours onTimeShare rushShare rushShortNoticeShare infoLoopsPerRequest closedLoopShare } "
     "reps { person { id name } score requests rushShare completeBriefShare dealUpdates weeksWithDealUpdate } "
+    "repsCount repsPageInfo { hasNextPage endCursor } "
     "recognition { people gaveShare receivedShare kudosPerPerson topValues { value count } "
-    "unrecognized { id name title department } } } }")
+    "unrecognized { id name title department } unrecognizedCount unrecognizedPageInfo { hasNextPage endCursor } } } }")
+# The reads whose page is fuller at year size (20 items) than at demo size (1-6), once more with
+# a page of 3 at both sizes: what the history costs, apart from what a fuller page costs.
+for _name in ("kudosFeed_person", "requests_department_open", "my_requests"):
+    READS[f"{_name}_page3"] = (lambda build: lambda p, c: (build(p, c)[0].replace("first: 20", "first: 3"), build(p, c)[1]))(READS[_name])
 # Which role a read is made as (a support person reads their department's queue; a manager with
 # reports reads their team's insights).
 READ_ROLE = {"requests_department_open": "support", "my_requests": "rep", "me": "rep",
+             "requests_department_open_page3": "support", "my_requests_page3": "rep",
              "insights_manager": "team_manager", "insights_admin": "admin"}
 
 
@@ -288,7 +294,7 @@ def time_reads(gateway_url: str, token_for: Callable[[dict], str], actors: dict[
             kind = kinds[name]
             person = pool[(i * 7919) % len(pool)]
             context = contexts[i % len(contexts)]
-            if name == "requests_department_open":
+            if name.startswith("requests_department_open"):
                 context = {**context, "department": person["department"]}
             if name == "request_with_timeline" and context.get("requester"):
                 person = context["requester"]  # a request exists only for who may see it (docs/security.md)
@@ -576,7 +582,8 @@ def _measure_year(settings, services, gateway_url, token_for, demo_reads: dict, 
         demo_p95 = (demo_reads.get(name) or {}).get("p95_ms")
         record(f"year_read_{name}", **figures, demo_p95_ms=demo_p95,
                ratio_to_demo=round(figures["p95_ms"] / demo_p95, 2) if demo_p95 and figures["p95_ms"] else None,
-               target="p95 <= 50 ms and <= 1.5x demo p95")
+               target="same page size as at demo size: not a target, what history costs" if name.endswith("_page3")
+               else "p95 <= 50 ms and <= 1.5x demo p95")
     time.sleep(5)
     idle = idle_cpu(_all_pids(settings, services), IDLE_S)
     quiet_total = round(sum(v for k, v in idle.items() if k != "kafka"), 2)
