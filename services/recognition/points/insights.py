@@ -76,11 +76,10 @@ MAX_RETRIES = 5
 GATHER = 3_000
 POLL_RECORDS = 1_000
 INSIGHTS_BUCKETS = 256  # people's documents per period (an admin's read of the company reads them all)
-PROJECT_UP_TO = 200  # a team up to this size reads only its people's fields of their buckets
 OFFSETS_KEPT = 50_000  # documents whose offsets this process remembers (a year: ~2,000 people x 4 periods)
-DECODED_KEPT = 300  # people's documents kept decoded for reads (256 per period key; ~16 KB each in a year)
+DECODED_KEPT = 300  # people's documents kept for reads, each person decoded when first read (256 per period key)
 TEAMS_KEPT = 64  # scopes whose sorted people are kept (everyone, and the managers who read lately)
-ANSWERS_KEPT = 8  # big teams' reps, recognition and queues kept for reads (an admin's per period and department)
+ANSWERS_KEPT = 64  # teams' reps, recognition and queues kept for reads (a company's: ~1,000 reps, ~300 KB)
 PEOPLE_DOCS_KEPT = 1_100  # people's documents held as last written (256 per period key; ~10 KB each in a year)
 
 
@@ -560,9 +559,9 @@ class Insights:
         key = period_key(self.calendar, period, now)
         whole_team = whole.people
         team = whole_team if department is None else [p for p in whole_team if p.department == department]
-        # A big team (an admin's is the company: thousands of people) is summed once per state
-        # of its documents: the reps sorted, the recognition, the queues its requests went to.
-        versions = self._versions(whole, key) if len(whole_team) > PROJECT_UP_TO else None
+        # A team is summed once per state of its documents (the reps sorted, the recognition,
+        # the queues its requests went to): an admin's is the company, thousands of people.
+        versions = self._versions(whole, key)
         answer_key = (key, department, scope, whole.generation, versions)
         with self._read_lock:
             kept = self._answers.get(answer_key) if versions is not None else None
@@ -638,23 +637,27 @@ class Insights:
         return tuple((f"pb:{b}:{key}", versions[b]) for b in buckets if b in versions)
 
     def _team_people(self, team: list, key: str, versions: tuple | None) -> dict[str, dict]:
-        """Each person's figures for ``key``. A team up to ``PROJECT_UP_TO`` reads only its
-        people's fields of their buckets (a bucket holds ~8 people). A bigger one reads the
-        buckets (all 256 for a company) but decodes only those changed since this process last
-        did (``versions``, as just read): decoding 2,000 people's JSON was most of an admin's read."""
-        ids = sorted({_person_doc(p.id, key) for p in team})
-        if len(team) <= PROJECT_UP_TO:
-            buckets = find_by_ids(self.docs, ids, {_person_key(p.id): 1 for p in team})
-            return {p.id: _unpacked((buckets.get(_person_doc(p.id, key)) or {}).get(_person_key(p.id))) for p in team}
+        """Each person's figures for ``key``: their buckets' documents as this process read
+        them, while their version is the one ``versions`` (just read) names, else read again
+        (``$in``); a person's JSON decoded when first needed and kept with its document.
+        Decoding 2,000 people's JSON for every read was most of an admin's read."""
         wanted = dict(versions or ())
+        ids = sorted({_person_doc(p.id, key) for p in team})
         with self._read_lock:
-            decoded = {i: self._decoded[i][1] for i, v in wanted.items() if i in self._decoded and self._decoded[i][0] == v}
-        for doc_id, doc in find_by_ids(self.docs, [i for i in ids if i not in decoded]).items():
-            decoded[doc_id] = {f: _unpacked(value) for f, value in doc.items() if f not in BUCKET_FIELDS}
+            docs = {i: self._decoded[i][1] for i in ids if i in self._decoded and self._decoded[i][0] == wanted.get(i)}
+        for doc_id, doc in find_by_ids(self.docs, [i for i in ids if i not in docs]).items():
+            docs[doc_id] = {f: value for f, value in doc.items() if f not in BUCKET_FIELDS}
             if doc.get("v") is not None:  # a document from before versions is read every time
                 with self._read_lock:
-                    _keep(self._decoded, doc_id, (doc["v"], decoded[doc_id]), DECODED_KEPT)
-        return {p.id: (decoded.get(_person_doc(p.id, key)) or {}).get(_person_key(p.id)) or {} for p in team}
+                    _keep(self._decoded, doc_id, (doc["v"], docs[doc_id]), DECODED_KEPT)
+        people = {}
+        for p in team:
+            fields, field = docs.get(_person_doc(p.id, key)) or {}, _person_key(p.id)
+            value = fields.get(field)
+            if isinstance(value, str):
+                value = fields[field] = _unpacked(value)  # kept decoded (the same dict for every thread)
+            people[p.id] = value or {}
+        return people
 
     @staticmethod
     def _department(name: str, doc: dict) -> dict[str, Any]:
