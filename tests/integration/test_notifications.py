@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from services.notifications.app import build_runtime
+from services.notifications.app import NOTIFICATIONS_GROUPS, build_runtime
 from services.notifications.config import NotificationsSettings
-from shared.bus.kafka import EventProducer
+from shared.bus.kafka import EventProducer, consumer_lag
 from shared.clock import ManualClock
 from shared.db import disconnect
 from shared.events import build_event, dlq_topic, validate
@@ -46,22 +46,33 @@ class Receiver:
     def __init__(self) -> None:
         self.received: list[dict] = []
         self.script: dict[str, list[int]] = {}
+        self.stalls: dict[str, list[bool]] = {}  # per path, in turn: hold the answer until released
+        self.release = threading.Event()
+        self.on_request = lambda: None  # called as each request arrives
         self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.on_request()
                 with receiver.lock:
                     receiver.received.append({"path": self.path, "headers": dict(self.headers), "body": body})
                     script = receiver.script.get(self.path) or []
                     status = script.pop(0) if script else 200
-                self.send_response(status)
-                if 300 <= status < 400:
-                    self.send_header("Location", "/elsewhere")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                    stalls = receiver.stalls.get(self.path) or []
+                    stall = stalls.pop(0) if stalls else False
+                if stall:
+                    receiver.release.wait(30)  # the sender gives up first (its read timeout)
+                try:
+                    self.send_response(status)
+                    if 300 <= status < 400:
+                        self.send_header("Location", "/elsewhere")
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except OSError:
+                    pass  # the sender closed the connection meanwhile
 
             def log_message(self, *args):
                 pass
@@ -80,6 +91,7 @@ def receiver():
     r = Receiver()
     r.thread.start()
     yield r
+    r.release.set()
     r.server.shutdown()
     r.server.server_close()
 
@@ -354,3 +366,67 @@ def test_the_supervisor_runs_the_process_and_sigterm_stops_it_cleanly(settings):
     supervisor.stop_all()  # SIGTERM, then waits
     assert process.proc.returncode == 0
     assert '"msg": "stopped"' in logfile.read_bytes()[logged_before:].decode()
+
+
+def test_a_receiver_that_does_not_answer_in_time_is_tried_again_within_the_retry_window(nsettings, clock, publish, receiver):
+    """The read timeout cuts a hung receiver short, and the delivery is tried again; the retry
+    window bounds the attempts as well as their number (the process's monotonic clock is the
+    test's: each answer "takes" 10 s on it, so nothing depends on this machine's speed)."""
+    quick = nsettings.model_copy(update={"webhook_read_timeout_s": 0.5, "webhook_max_attempts": 5,
+                                         "webhook_retry_window_s": 15, "webhook_disable_after": 10})
+    with running(quick, clock) as (runtime, admin):
+        hung = hook(admin, receiver, "/hung", events=["kudos_given"])
+        receiver.stalls["/hung"] = [True]  # the first attempt gets no answer in time
+        publish("kudos.given", "k_1", kudos("k_1"))
+        assert wait_until(lambda: admin.get(f"/webhooks/{hung['id']}/deliveries").json()["items"][:1]
+                          and admin.get(f"/webhooks/{hung['id']}/deliveries").json()["items"][0]["status"] == "delivered", 60)
+        delivery = admin.get(f"/webhooks/{hung['id']}/deliveries").json()["items"][0]
+        assert (delivery["attempts"], delivery["response_status"]) == (2, 200)
+        assert len(receiver.at("/hung")) == 2 and signed(receiver.at("/hung")[1])
+
+        assert admin.call("DELETE", f"/webhooks/{hung['id']}").status_code == 200
+        seconds = [0.0]
+        runtime.deliverer.monotonic = lambda: seconds[0]
+        receiver.on_request = lambda: seconds.__setitem__(0, seconds[0] + 10)
+        window = hook(admin, receiver, "/window", events=["kudos_given"])
+        receiver.script["/window"] = [500] * 5
+        publish("kudos.given", "k_2", kudos("k_2"))
+        assert wait_until(lambda: (admin.get(f"/webhooks/{window['id']}/deliveries").json()["items"][:1] or [{}])[0]
+                          .get("status") == "failed", 60)
+        failed = admin.get(f"/webhooks/{window['id']}/deliveries").json()["items"][0]
+        # The first attempt ends at 10 s (a pause, then a second), the second at 20 s: a third would
+        # start past the 15 s window, though 5 attempts are allowed.
+        assert (failed["attempts"], failed["response_status"], failed["error"]) == (2, 500, "HTTP 500")
+        assert len(receiver.at("/window")) == 2
+
+
+def test_webhooks_only_to_the_allowed_hosts_when_a_list_is_set(nsettings, clock, publish, receiver):
+    listed = nsettings.model_copy(update={"webhook_allowed_hosts": "hooks.example.com,*.webhook.office.com"})
+    with running(listed, clock) as (runtime, admin):
+        refused = admin.post("/webhooks", json={"url": receiver.url + "/x", "events": ["kudos_given"]})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "host_not_allowed", refused.text
+        assert refused.json()["error"]["field"] == "url"
+        for url in ("https://hooks.example.com/services/T0/B0/x", "https://acme.webhook.office.com/webhookb2/x"):
+            assert admin.post("/webhooks", json={"url": url, "events": ["kudos_given"]}).status_code == 201, url
+        assert admin.post("/webhooks", json={"url": "https://hooks.example.com.evil.test/x",
+                                             "events": ["kudos_given"]}).status_code == 400
+        assert len(admin.get("/webhooks").json()["items"]) == 2
+
+
+def test_nothing_about_a_hidden_person_reaches_a_channel(nsettings, clock, publish, receiver):
+    with running(nsettings, clock) as (runtime, admin):
+        hook(admin, receiver, "/team", events=["kudos_given", "badge_earned"])
+        publish("person.upserted", "p_lex", {"person_id": "p_lex", "email": "p_lex@example.com", "name": "Lex Tan",
+                                             "role": "support", "department": "legal", "hidden": True})
+        assert wait_until(lambda: runtime.deliverer.people.get("p_lex") is not None
+                          and runtime.deliverer.people.get("p_lex").hidden, 30)
+        publish("kudos.given", "k_1", kudos("k_1", to="p_lex"))
+        publish("badge.awarded", "p_lex", {"person_id": "p_lex", "badge": "clutch", "name": "Clutch", "tier": "bronze",
+                                           "evidence_event_ids": ["e_1"], "at": T0.isoformat()})
+        publish("kudos.given", "k_2", kudos("k_2"))
+        assert wait_until(lambda: len(receiver.at("/team")) == 1, 60)
+        # Every event taken by the delivery group (committed after it is handled), the others too.
+        assert wait_until(lambda: consumer_lag(nsettings, NOTIFICATIONS_GROUPS) == 0, 60)
+        assert len(receiver.at("/team")) == 1
+        assert "k_2" in json.loads(receiver.at("/team")[0]["body"])["blocks"][2]["image_url"]
+        assert not any("Lex" in r["body"].decode() for r in receiver.received)
