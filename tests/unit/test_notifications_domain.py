@@ -103,7 +103,7 @@ def test_private_kudos_and_hidden_or_deactivated_people_are_never_sent():
     assert notice_for("request.started", {}, PEOPLE.get, None, "https://it") is None  # not a webhook event
 
 
-def test_the_slack_body_of_a_kudos_is_exact():
+def test_the_slack_and_teams_bodies_of_a_kudos_are_exact():
     notice = notice_for("kudos.given", kudos(), PEOPLE.get, None, "https://it.example.com")
     envelope = {"type": "kudos.given"}
     assert body_for("slack", notice, envelope) == {
@@ -114,10 +114,14 @@ def test_the_slack_body_of_a_kudos_is_exact():
             {"type": "image", "image_url": "https://it.example.com/cards/k_1.thumb.png", "alt_text": "Kudos card"},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": "Inside Track · kudos.given"}]},
         ]}
-    teams = body_for("teams", notice, envelope)
-    card = teams["attachments"][0]
-    assert teams["type"] == "message" and card["contentType"] == "application/vnd.microsoft.card.adaptive"
-    assert [b["type"] for b in card["content"]["body"]] == ["TextBlock", "FactSet", "Image"]
+    assert body_for("teams", notice, envelope) == {"type": "message", "attachments": [{
+        "contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
+        "content": {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4",
+                    "body": [
+                        {"type": "TextBlock", "text": "☕ Rita Okafor thanked Pía Novák and Li Wei: “Thanks for the quote!”", "wrap": True},
+                        {"type": "FactSet", "facts": [{"title": "Values", "value": "customer first"}]},
+                        {"type": "Image", "url": "https://it.example.com/cards/k_1.thumb.png", "altText": "Kudos card"},
+                    ]}}]}
     assert body_for("json", notice, envelope) is envelope
     assert notice.departments == {"sales", "pricing"}
 
