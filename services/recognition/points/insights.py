@@ -226,9 +226,10 @@ class Insights:
         self._offsets: OrderedDict[str, Marks] = OrderedDict()
         # The people's documents as this process last wrote them (doc id -> version, offsets, people).
         self._people: OrderedDict[str, _People] = OrderedDict()
-        # The read side's copies: a people's document decoded, under its version (doc id ->
-        # (v, {field: person})), and a team's reps and recognition under the versions of its
-        # documents; reads run on several threads.
+        # The read side's copies: a people's document as read, under its version (doc id ->
+        # (v, {field: the person's JSON, replaced by its decoding when first read})), a scope's
+        # people by name, and a team's answer under the versions of its documents; reads run
+        # on several threads.
         self._decoded: OrderedDict[str, tuple[int, dict[str, dict]]] = OrderedDict()
         self._answers: OrderedDict[tuple, tuple[list, dict, set]] = OrderedDict()
         self._teams: OrderedDict[str, _Team] = OrderedDict()  # by scope: "*" (everyone) or a manager
@@ -370,8 +371,8 @@ class Insights:
         """Raise each period key's versions document (``pv:<key>``: ``{v: {<bucket>: version}}``)
         to the versions of these people's documents as this process now knows them: written or
         found with nothing new (a batch delivered again after a crash between its writes and
-        this one mends it). A big team's read learns from it, in one document, which buckets
-        changed (``_versions``)."""
+        this one mends it). A team's read learns from it, in one document, which buckets
+        changed (``_versions``). Versions only grow."""
         raised: dict[str, dict[str, int]] = defaultdict(dict)
         for doc_id in doc_ids:
             state = self._people.get(doc_id)
