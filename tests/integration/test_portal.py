@@ -439,6 +439,41 @@ def test_a_manager_sees_the_teams_insights_as_charts(demo_system, settings, stac
             assert "No department to show" in page.text("main")
         assert page.js("location.hash") == "#/insights?period=WEEK&department=PRICING"
 
+        # "Show more": the page asks for 50 of each list; the demo team is smaller, so this tab's
+        # queries are made to ask for 5 reps and 2 people a page (the page's own queries, with a
+        # smaller page size written into them on their way out).
+        page.js("""(() => { const real = window.fetch;
+          window.fetch = (url, init) => {
+            if (init && typeof init.body === 'string' && init.body.includes('insights(')) {
+              const body = JSON.parse(init.body);
+              body.query = body.query.replace('insights(period: $p, department: $d)', 'insights(period: $p, department: $d, repsFirst: 5, unrecognizedFirst: 2)')
+                                     .replace('repsAfter: $a', 'repsAfter: $a, repsFirst: 5')
+                                     .replace('unrecognizedAfter: $a', 'unrecognizedAfter: $a, unrecognizedFirst: 2');
+              init = {...init, body: JSON.stringify(body)};
+            }
+            return real(url, init);
+          }; })()""")
+        page.go("#/insights?period=MONTH", "Insights")
+        reps_rows = "document.querySelectorAll('#reps tbody tr').length"
+        assert page.js(reps_rows) == 5 and page.text("#reps-shown") == f"5 of {len(month['reps'])} reps, highest score first."
+        shown = 5
+        while shown < len(month["reps"]):
+            page.click("#more-reps")
+            shown = min(shown + 5, len(month["reps"]))
+            page.wait(f"{reps_rows} === {shown}")
+        assert page.js("document.getElementById('more-reps')") is None  # all shown: the button is gone
+        rows = page.js("[...document.querySelectorAll('#reps tbody tr')].map(tr => tr.cells[0].innerText.trim())")
+        assert rows == [r["person"]["name"] for r in month["reps"]]  # each rep once, in the service's order (best first)
+        assert page.text("#reps-shown") == f"{shown} of {shown} reps, highest score first."
+        unthanked = len(month["recognition"]["unrecognized"])
+        if unthanked > 2:
+            chips = "document.querySelectorAll('#unrecognized li').length"
+            assert page.js(chips) == 2
+            page.click("#more-unrecognized")
+            page.wait(f"{chips} === {min(4, unthanked)}")
+            names = page.js("[...document.querySelectorAll('#unrecognized li a:first-child')].map(a => a.innerText.trim())")
+            assert names == [p["name"] for p in month["recognition"]["unrecognized"]][:len(names)]
+
     with open_page(portal_link(system["url"], token["rita"]), 1280, 900, timezone=tz) as rita_page:
         page = Portal(rita_page, axe)
         page.wait("document.getElementById('main').dataset.page === 'Home'")
