@@ -47,6 +47,11 @@ def test_a_slack_webhook_gets_the_kudos_and_the_overdue_request_signed(settings,
         bad = admin(CREATE, {"input": {"url": "ftp://chat.example.com/hook", "events": ["KUDOS_GIVEN"]}}).json()
         assert bad["data"]["createWebhook"]["errors"] == [
             {"field": "url", "code": "INVALID_URL", "message": "url must be an absolute https:// URL"}]
+        # An unknown event is not a value of the WebhookEvent enum: GraphQL refuses the variables
+        # before anything runs, with a coded error that names the value and where it was.
+        unknown = admin(CREATE, {"input": {"url": receiver.url + "/slack", "events": ["PARTY"]}}).json()
+        assert unknown.get("data") is None and unknown["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", unknown
+        assert "PARTY" in unknown["errors"][0]["message"] and "WebhookEvent" in unknown["errors"][0]["message"]
         created = admin(CREATE, {"input": {"url": receiver.url + "/slack", "events": ["KUDOS_GIVEN", "REQUEST_OVERDUE"],
                                            "format": "SLACK", "secret": SECRET}}).json()["data"]["createWebhook"]
         assert created["errors"] == [] and created["generatedSecret"] is None
