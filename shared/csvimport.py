@@ -62,6 +62,19 @@ def parse_instant(raw: dict[str, str], column: str, now: datetime | None = None)
     return at
 
 
+def csv_lines(text: str) -> io.StringIO:
+    """A CSV text to read with ``csv``: its byte-order mark dropped, and every line ending
+    (``\n``, ``\r\n``, a lone ``\r``) left to the reader, as ``csv`` asks of files
+    (``newline=""``); read otherwise, a lone ``\r`` in a cell is an error, not a line end."""
+    return io.StringIO(text.lstrip("\ufeff"), newline="")
+
+
+def unreadable(line: int, exc: Exception) -> BadInput:
+    """The file's refusal when ``csv`` cannot read on at ``line`` (a cell over its size limit,
+    say): nothing of the file is taken."""
+    return BadInput("unreadable_csv", f"line {line}: the CSV cannot be read ({exc})", field="csv")
+
+
 def parse_rows(text: Any, columns: tuple[str, ...], required: tuple[str, ...], max_rows: int, line_offset: int,
                parse_row: Callable[[int, dict[str, str]], T]) -> tuple[list[T], list[dict[str, Any]]]:
     """(what ``parse_row(line, cells by column)`` made of the good rows, the bad rows as errors
@@ -71,8 +84,11 @@ def parse_rows(text: Any, columns: tuple[str, ...], required: tuple[str, ...], m
     or lacking ``required`` ones, more than ``max_rows`` rows."""
     if not isinstance(text, str) or not text.strip():
         raise BadInput("empty_csv", "the CSV is empty", field="csv")
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
-    header = [(h or "").strip().lower() for h in next(reader, [])]
+    reader = csv.reader(csv_lines(text))
+    try:
+        header = [(h or "").strip().lower() for h in next(reader, [])]
+    except csv.Error as exc:
+        raise unreadable(reader.line_num, exc) from None
     missing = [c for c in required if c not in header]
     unknown = [h for h in header if h not in columns]
     if missing or unknown:
@@ -82,7 +98,13 @@ def parse_rows(text: Any, columns: tuple[str, ...], required: tuple[str, ...], m
     good: list[T] = []
     errors: list[dict[str, Any]] = []
     start = reader.line_num + 1  # the line the next record starts on
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader, None)
+        except csv.Error as exc:
+            raise unreadable(reader.line_num + line_offset, exc) from None
+        if cells is None:
+            break
         line, start = start + line_offset, reader.line_num + 1
         if not any(c.strip() for c in cells):
             continue  # a blank line

@@ -8,7 +8,6 @@ is re-decided on fresh state (a few times) rather than overwriting someone else'
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import time
 import uuid
@@ -30,6 +29,7 @@ from shared.bus.outbox import OUTBOX_PACKED, pack_events, pending_events, publis
 from shared.bus.outbox import PENDING as OUTBOX_PENDING
 from shared.calendar import BusinessCalendar
 from shared.clock import Clock, utc
+from shared.csvimport import csv_lines, unreadable
 from shared.db import ID_CHUNK, WRITE_CHUNK, chunks, find_by_ids
 from shared.errors import AppError, BadInput, Conflict, Forbidden, NotFound, Unauthorized
 from shared.events import Envelope, build_event
@@ -524,8 +524,11 @@ def _person_fields(person: Person) -> dict[str, Any]:
 def import_csv(service: RequestsService, text: str) -> dict[str, Any]:
     if not isinstance(text, str) or not text.strip():
         raise BadInput("empty_csv", "the CSV is empty", field="csv")
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    reader = csv.DictReader(csv_lines(text))
+    try:
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        raise unreadable(reader.reader.line_num, exc) from None
     missing = [c for c in ("email", "name", "role", "department") if c not in header]
     if missing:
         raise BadInput("bad_csv_header", f"the header lacks {', '.join(missing)}; expected {','.join(CSV_COLUMNS)}", field="csv")
@@ -537,7 +540,13 @@ def import_csv(service: RequestsService, text: str) -> dict[str, Any]:
     rows: list[tuple[int, dict[str, Any]]] = []
     errors: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    for row in reader:
+    while True:
+        try:
+            row = next(reader, None)
+        except csv.Error as exc:
+            raise unreadable(reader.reader.line_num, exc) from None
+        if row is None:
+            break
         line = reader.line_num
         if len(rows) + len(errors) >= MAX_IMPORT_ROWS:
             raise BadInput("csv_too_large", f"at most {MAX_IMPORT_ROWS} rows per import", field="csv")

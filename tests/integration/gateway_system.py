@@ -115,8 +115,14 @@ def running_system(settings, env: dict[str, str] | None = None) -> Iterator[dict
             return GraphQL(gateway_url, issue_token(gateway_settings, p["id"], p["email"], p["role"].lower()))
 
         refresh_people()
-        # The recognition processes learn people from the people topic.
-        assert wait_until(lambda: as_("pia")("{ me { kudosAllowance { left } } }").json()["data"]["me"]["kudosAllowance"] is not None, 30)
+        # The recognition processes learn people from the people topic: every imported person is
+        # known to the kudos service (an allowance) and to the points service (points), which
+        # refuse a caller they have not heard of yet.
+        def known_everywhere(name: str) -> bool:
+            me = (as_(name)("{ me { kudosAllowance { left } points(period: WEEK) } }").json().get("data") or {}).get("me") or {}
+            return me.get("kudosAllowance") is not None and me.get("points") is not None
+
+        assert wait_until(lambda: all(known_everywhere(name) for name in people if name != "admin"), 30)
         yield {"url": gateway_url, "as": as_, "as_admin": as_admin, "people": people, "refresh_people": refresh_people,
                "settings": gateway_settings, "ports": ports, "processes": processes,
                "anonymous": GraphQL(gateway_url, None), "admin_id": admin["_id"]}

@@ -110,6 +110,9 @@ def world(stack_settings):
                      {"i": {"email": "gone@example.com", "name": "Gone Rep", "role": "REP", "department": "SALES",
                             "active": False}}).json()
         assert gone["data"]["upsertPerson"]["errors"] == []
+        # The gateway learns of the deactivation from the people topic (docs/security.md): refused
+        # once its event has arrived.
+        assert wait_until(lambda: clients["gone"]("{ me { name } }").status_code == 403, 30)
         yield {"system": system, "clients": clients, "people": people, "request": rid, "kudos": kid}
 
 

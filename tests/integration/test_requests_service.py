@@ -112,6 +112,21 @@ def test_csv_import_imports_good_rows_and_reports_bad_ones_by_line(api, settings
     assert all(e.type == "person.upserted" for e, _ in people_events)
 
 
+def test_a_people_file_with_old_mac_line_endings_imports_and_an_unreadable_one_is_refused_whole(api):
+    def send(text: str):
+        return api.post("/people/import", data=text.encode(), headers={"Content-Type": "text/csv"})
+
+    # Lines ended by a lone \r (an old Mac export): read as lines, not refused as a broken cell.
+    report = send("email,name,role,department\rcr.one@example.com,CR One,rep,sales\rcr.two@example.com,CR Two,support,legal\r")
+    assert report.status_code == 200 and report.json()["created"] == 2 and report.json()["errors"] == [], report.text
+    before = api.get("/people", params={"first": 1}).json()["total_count"]
+    import csv
+    refused = send("email,name,role,department\nlong@example.com," + "n" * (csv.field_size_limit() + 1) + ",rep,sales\n")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "unreadable_csv", refused.text
+    assert refused.json()["error"]["message"].startswith("line 2:")
+    assert api.get("/people", params={"first": 1}).json()["total_count"] == before  # nothing taken
+
+
 def test_non_admins_cannot_change_the_directory(api):
     response = api.as_(api.people["rita"]).post("/people", json={"email": "x@example.com", "name": "X", "role": "admin", "department": "sales"})
     assert response.status_code == 403 and response.json()["error"]["code"] == "admin_only"

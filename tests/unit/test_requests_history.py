@@ -195,6 +195,28 @@ def test_a_bad_file_is_refused_whole():
     assert exc.value.code == "empty_csv"
 
 
+def test_any_line_ending_reads_the_same_and_an_unreadable_file_gets_a_clear_refusal():
+    import csv
+
+    from shared.csvimport import parse_rows
+
+    columns = ("a", "b")
+
+    def parse(text: str):
+        return parse_rows(text, columns, columns, 10, 0, lambda line, raw: (line, raw["a"], raw["b"]))
+
+    # Unix, Windows and old Mac line endings: the same rows at the same lines.
+    assert parse("a,b\n1,x\n2,y\n") == parse("a,b\r\n1,x\r\n2,y\r\n") == parse("a,b\r1,x\r2,y\r") == (
+        [(2, "1", "x"), (3, "2", "y")], [])
+    with pytest.raises(BadInput) as exc:  # the header itself: not the columns asked for
+        parse("\u3574\xd5\xd4uz\r\xcd")
+    assert exc.value.code == "bad_csv_header"
+    # A cell the csv module will not read (longer than its limit): the line, and nothing taken.
+    with pytest.raises(BadInput) as exc:
+        parse("a,b\n1,x\n2," + "y" * (csv.field_size_limit() + 1) + "\n")
+    assert exc.value.code == "unreadable_csv" and exc.value.message.startswith("line 3:") and exc.value.field == "csv"
+
+
 def test_ids_depend_on_the_content_only():
     (first,), _ = parse(done())
     (same,), _ = parse(done(submitted_at="2026-03-02T08:30:00Z", requester_email="Rita@Example.com"))
