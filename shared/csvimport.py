@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from shared.clock import NotAnInstant, instant_from_iso, utc
 from shared.errors import AppError, BadInput
@@ -75,6 +75,19 @@ def unreadable(line: int, exc: Exception) -> BadInput:
     return BadInput("unreadable_csv", f"line {line}: the CSV cannot be read ({exc})", field="csv")
 
 
+def guarded(records: Iterator[T], line: Callable[[], int]) -> Iterator[T]:
+    """``records`` (a ``csv`` reader's) until the reader cannot read on: then the file's
+    refusal (:func:`unreadable`) at ``line()``."""
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise unreadable(line(), exc) from None
+        yield record
+
+
 def parse_rows(text: Any, columns: tuple[str, ...], required: tuple[str, ...], max_rows: int, line_offset: int,
                parse_row: Callable[[int, dict[str, str]], T]) -> tuple[list[T], list[dict[str, Any]]]:
     """(what ``parse_row(line, cells by column)`` made of the good rows, the bad rows as errors
@@ -85,10 +98,7 @@ def parse_rows(text: Any, columns: tuple[str, ...], required: tuple[str, ...], m
     if not isinstance(text, str) or not text.strip():
         raise BadInput("empty_csv", "the CSV is empty", field="csv")
     reader = csv.reader(csv_lines(text))
-    try:
-        header = [(h or "").strip().lower() for h in next(reader, [])]
-    except csv.Error as exc:
-        raise unreadable(reader.line_num, exc) from None
+    header = [(h or "").strip().lower() for h in next(guarded(reader, lambda: reader.line_num), [])]
     missing = [c for c in required if c not in header]
     unknown = [h for h in header if h not in columns]
     if missing or unknown:
@@ -98,13 +108,7 @@ def parse_rows(text: Any, columns: tuple[str, ...], required: tuple[str, ...], m
     good: list[T] = []
     errors: list[dict[str, Any]] = []
     start = reader.line_num + 1  # the line the next record starts on
-    while True:
-        try:
-            cells = next(reader, None)
-        except csv.Error as exc:
-            raise unreadable(reader.line_num + line_offset, exc) from None
-        if cells is None:
-            break
+    for cells in guarded(reader, lambda: reader.line_num + line_offset):
         line, start = start + line_offset, reader.line_num + 1
         if not any(c.strip() for c in cells):
             continue  # a blank line

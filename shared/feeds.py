@@ -400,16 +400,15 @@ class FeedStore:
                 bucket["e"][entry.id] = _item(entry)
                 bucket["n"] += 1
         heads: dict[str, dict[str, Any]] = {}
-        tops: dict[str, dict[str, Any]] = {}
+        months: dict[str, set[str]] = {}  # split lists: their months
         for bucket in buckets.values():
             feed, slot = bucket.pop("_head")
             head_id = _month_head(feed, slot[:7]) if self._split(feed) else feed
             heads.setdefault(head_id, {"_id": head_id, "b": {}})["b"][slot] = (1 << _N_BITS) | bucket["n"]
             if head_id != feed:
-                tops.setdefault(feed, {"_id": feed, "m": {}})["m"][slot[:7]] = None
-        for feed, top in tops.items():
-            top["m"] = {month: _rolled(heads[_month_head(feed, month)]["b"]) for month in top["m"]}
-        heads.update(tops)
+                months.setdefault(feed, set()).add(slot[:7])
+        for feed, its_months in months.items():
+            heads[feed] = {"_id": feed, "m": {m: _rolled(heads[_month_head(feed, m)]["b"]) for m in its_months}}
         for docs in (list(buckets.values()), list(heads.values())):
             for part in chunks(docs, WRITE_CHUNK):
                 self.collection.insert_many(part, ordered=False)

@@ -29,7 +29,7 @@ from shared.bus.outbox import OUTBOX_PACKED, pack_events, pending_events, publis
 from shared.bus.outbox import PENDING as OUTBOX_PENDING
 from shared.calendar import BusinessCalendar
 from shared.clock import Clock, utc
-from shared.csvimport import csv_lines, unreadable
+from shared.csvimport import csv_lines, guarded, unreadable
 from shared.db import ID_CHUNK, WRITE_CHUNK, chunks, find_by_ids
 from shared.errors import AppError, BadInput, Conflict, Forbidden, NotFound, Unauthorized
 from shared.events import Envelope, build_event
@@ -540,13 +540,7 @@ def import_csv(service: RequestsService, text: str) -> dict[str, Any]:
     rows: list[tuple[int, dict[str, Any]]] = []
     errors: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    while True:
-        try:
-            row = next(reader, None)
-        except csv.Error as exc:
-            raise unreadable(reader.reader.line_num, exc) from None
-        if row is None:
-            break
+    for row in guarded(reader, lambda: reader.reader.line_num):  # DictReader's own count lags a failed row
         line = reader.line_num
         if len(rows) + len(errors) >= MAX_IMPORT_ROWS:
             raise BadInput("csv_too_large", f"at most {MAX_IMPORT_ROWS} rows per import", field="csv")
