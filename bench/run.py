@@ -157,7 +157,8 @@ def bench_leaderboard_scale(settings) -> None:
     """Top-10 and "my rank" at 1k/10k(/100k) people with a year of boards and totals: from the
     ranking read model (after), and from the boards alone (before), medians."""
     from services.recognition.directory import Directory
-    from services.recognition.points.store import Store, totals_id
+    from services.recognition.points.state import PersonState
+    from services.recognition.points.store import Store
     from services.recognition.points.queries import PointsQueries, rankings_collection
     from services.recognition.points.ranking import Ranking
     from services.recognition.points.rules import load_rules
@@ -192,12 +193,14 @@ def bench_leaderboard_scale(settings) -> None:
             t = time.perf_counter()
             if with_boards:
                 store.boards.insert_one({"_id": f"board:{key}", "v": 1, "entries": entries, "applied": {}})
-            if n < 2:
-                buckets: dict[str, dict] = {}
-                for pid, e in entries.items():  # as the applier keeps them (store.PERSON_BUCKETS)
-                    bucket = buckets.setdefault(totals_id(key, pid), {"_id": totals_id(key, pid), "p": {}, "d": {}, "r": {}})
-                    bucket["p"][pid], bucket["d"][pid], bucket["r"][pid] = e["p"], e["d"], e["r"]
-                store.person_totals.insert_many(list(buckets.values()), ordered=False)
+            if n < 2:  # as the applier keeps them: the points state, in memory (state.py)
+                states = []
+                for pid, e in entries.items():
+                    state = store.table.get(pid)
+                    state = state.copy() if state is not None else PersonState(pid)
+                    state.totals[key] = [e["p"], e["d"], e["r"]]
+                    states.append(state)
+                store.table.write(states)
             load += time.perf_counter() - t
             t = time.perf_counter()
             ranking.rebuild(key, {"v": 1, "entries": entries})
@@ -212,7 +215,7 @@ def bench_leaderboard_scale(settings) -> None:
             return out
 
         args = (store, load_rules(), calendar, Directory(), ManualClock(now))
-        trip = timed(lambda i: store.totals_of(f"p{i}", [week]), 15)  # one read by _id: the floor
+        trip = timed(lambda i: store.rankings.find_one({"_id": f"head:{week}"}, {"_id": 1}), 15)  # one read by _id: the floor
         queries = PointsQueries(*args)
         cold = timed(lambda i: PointsQueries(*args).leaderboard("week", first=10), 5)  # movement not remembered yet
         top = timed(lambda i: queries.leaderboard("week", first=10), 15)

@@ -21,6 +21,9 @@ KUDOS = int(os.environ.get("BENCH_SCORING_KUDOS", "10000"))
 PEOPLE = int(os.environ.get("BENCH_SCORING_PEOPLE", "2000"))
 SCORE_BATCH = int(os.environ.get("BENCH_SCORING_SCORE_BATCH", "1000"))  # the scorer's max_poll_records
 APPLY_BATCH = int(os.environ.get("BENCH_SCORING_APPLY_BATCH", "10000"))  # the applier's, behind (points.app.APPLY_GATHER)
+# The days the kudos are spread over, up to "now": 365 is a year of history (awards of past
+# periods add to "all" only); 3 is live work (this week's, month's, quarter's and all-time totals).
+SPAN_DAYS = float(os.environ.get("BENCH_SCORING_SPAN_DAYS", "365"))
 
 
 def run(settings, record, rss_mb) -> None:
@@ -53,10 +56,10 @@ def run(settings, record, rss_mb) -> None:
         clock, published = ManualClock(now), []
         scorer = Scorer(store, rules, calendar, Directory(), clock, publish=published.extend)
         applier = Applier(store, rules, calendar, Directory(), clock)
-        rng, start = random.Random(2026), now - timedelta(days=365)
+        rng, start = random.Random(2026), now - timedelta(days=SPAN_DAYS)
         events = []
         for i in range(KUDOS):
-            at = start + timedelta(seconds=i * 365 * 86400 / KUDOS)
+            at = start + timedelta(seconds=i * SPAN_DAYS * 86400 / KUDOS)
             giver, recipient = rng.sample(people, 2)
             events.append(build_event("kudos.given", f"k{i}", {
                 "kudos_id": f"k{i}", "giver_id": giver, "recipient_ids": [recipient], "message": "thanks", "values": [],
@@ -91,7 +94,7 @@ def run(settings, record, rss_mb) -> None:
         by_op, _ = timings.take()
         db_s = sum(s for _, s in by_op.values())
         top = sorted(by_op.items(), key=lambda kv: -kv[1][1])[:12]
-        record("scoring_history_in_process", kudos=KUDOS, people=PEOPLE, awards=len(published), seconds=round(elapsed, 1),
+        record("scoring_history_in_process" if SPAN_DAYS >= 365 else "scoring_live_in_process", kudos=KUDOS, people=PEOPLE, span_days=SPAN_DAYS, awards=len(published), seconds=round(elapsed, 1),
                awards_per_s=round(len(published) / elapsed), score_s=round(scoring, 1), apply_s=round(applying, 1),
                ferretdb_s=round(db_s, 1), ferretdb_cpu_s=round(timings.ferretdb_cpu_s() - ferretdb_cpu, 1), loadavg_1m=round(os.getloadavg()[0], 1),
                rss_mb={"start": rss_start, "peak": rss_peak, "end": rss_end, "end_trimmed": rss_trimmed},

@@ -52,12 +52,12 @@ class EventProducer:
             headers=[("ce_type", envelope.type.encode()), ("ce_id", envelope.id.encode())],
         )
 
-    def publish_all(self, envelopes: Sequence[Envelope], timeout: float = SEND_TIMEOUT_S) -> None:
-        """Send events in order and wait until the broker has every one; raises on failure."""
+    def publish_all(self, envelopes: Sequence[Envelope], timeout: float = SEND_TIMEOUT_S) -> list:
+        """Send events in order and wait until the broker has every one; raises on failure.
+        Returns where each one went (the client's record metadata: partition, offset)."""
         futures = [self.publish(e) for e in envelopes]
         self._producer.flush(timeout=timeout)
-        for future in futures:
-            future.get(timeout=timeout)
+        return [future.get(timeout=timeout) for future in futures]
 
     def send_raw(self, topic: str, key: bytes | None, value: bytes | None, headers: list, timeout: float = SEND_TIMEOUT_S) -> None:
         """Send bytes as they are (the dead-letter path) and wait for the broker's ack."""

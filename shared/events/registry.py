@@ -39,6 +39,10 @@ TOPICS: dict[str, TopicSpec] = {
         # "These awards are on the boards now": the live leaderboards' cue (gateways read it
         # from the end). One key, one partition: the notices stay in the order they were sent.
         TopicSpec("points-applied", partitions=1),
+        # The points applier's state (each person's totals and badge progress), one record per
+        # person and change: its changelog. Compaction keeps each person's latest record, so a
+        # process restores it by reading the topic from the start (points/state.py).
+        TopicSpec("points-state", compacted=True),
     )
 }
 DLQ_SUFFIX = ".dlq"

@@ -214,6 +214,23 @@ class PointsApplied(EventSchema):
     awards: int = Field(ge=0)
 
 
+@event_type("points.state", topic="points-state")
+class PointsState(EventSchema):
+    """One person's points state after a change, as the points applier keeps it (its
+    changelog; subject: the person, so compaction keeps the latest). ``n`` counts the person's
+    changes: a record older than the copy a process holds is ignored.
+
+    ``totals``: per period key, ``[points, department, role]`` (where the points were counted);
+    ``progress``: the badges' progress as JSON; ``applied``: per ``points`` partition, the last
+    award offset added to the totals (a replayed award adds nothing)."""
+
+    person_id: Id
+    n: int = Field(ge=1)
+    totals: dict[str, tuple[int, str | None, str | None]] = {}
+    progress: str | None = None
+    applied: dict[str, int] = {}
+
+
 @event_type("badge.awarded", topic="badges")
 class BadgeAwarded(EventSchema):
     person_id: Id

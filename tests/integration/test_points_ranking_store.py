@@ -11,7 +11,8 @@ import pytest
 from pymongo import ReturnDocument
 
 from services.recognition.directory import Directory
-from services.recognition.points.store import Store, person_field, totals_id
+from services.recognition.points.state import PersonState
+from services.recognition.points.store import Store
 from services.recognition.points.queries import PointsQueries, rankings_collection
 from services.recognition.points.domain import scope_id, scopes_of
 from services.recognition.points.ranking import Ranking, ScoreChange
@@ -35,11 +36,14 @@ def store(settings):
 
 
 def seed_totals(store: Store, key: str, entries: dict[str, dict]) -> None:
-    """People's totals for a period (board entries), as the applier keeps them (bucket documents)."""
+    """People's totals for a period (board entries), as the applier keeps them (the points state)."""
+    states = []
     for pid, e in entries.items():
-        field = person_field(pid)
-        store.person_totals.update_one({"_id": totals_id(key, pid)}, {"$set": {f"p.{field}": e["p"], f"d.{field}": e["d"],
-                                                                              f"r.{field}": e["r"]}}, upsert=True)
+        state = store.table.get(pid)
+        state = state.copy() if state is not None else PersonState(pid)
+        state.totals[key] = [e["p"], e["d"], e["r"]]
+        states.append(state)
+    store.table.write(states)
 
 
 def seed(store: Store, key: str, people: int, rng: random.Random, top: int = 40) -> None:

@@ -11,7 +11,8 @@ from services.recognition.points.app import build_runtime
 from services.recognition.points.config import PointsSettings
 from services.recognition.points.rebuild import SUFFIX, rebuild
 from services.recognition.points.scorer import awards_of
-from services.recognition.points.store import Store, person_id_of
+from services.recognition.points.state import PersonState, PointsTable, read_table
+from services.recognition.points.store import Store, person_field
 from shared.clock import ManualClock
 from shared.db import disconnect
 from shared.events import build_event, decode
@@ -298,14 +299,18 @@ def test_rebuild_equals_live_scoring(producer, runtime, points_settings):
     for i in range(5):
         h.delivered(f"cr{i}", MON + timedelta(hours=i), "li", rush=True)
     feed(producer, runtime, h.events)
-    snapshot = _snapshot(runtime)
+    snapshot = _snapshot(runtime, runtime.store.table)
     runtime.stop()  # a rebuild runs with the points process stopped
     runtime.store.totals.insert_one({"_id": "ahmed:all", "person_id": "ahmed", "key": "all", "points": 1})  # from before the buckets
+    # Someone the changelog has points for that history does not give any (a rules change took them).
+    PointsTable(points_settings, producer).write([PersonState("ghost", totals={"all": [99, "sales", "rep"]})])
 
     # On the same clock as the live process (totals are kept for the periods readable "now").
     report = rebuild(points_settings, runtime.store.db, runtime.rules, runtime.scorer.directory, runtime.scorer.clock)
     assert report.events == len(h.events) and report.awards == len(snapshot["ledger"])
-    assert _snapshot(runtime) == snapshot
+    rebuilt = read_table(points_settings)  # what the points process restores when it starts again
+    assert _snapshot(runtime, rebuilt) == snapshot
+    assert rebuilt.get("ghost").totals == {} and "ghost" not in rebuilt.key_totals("all")
     # Swapped in by renaming (FerretDB: not over an existing collection, so dropped first), with
     # the live store's indexes made after the load, and nothing left behind.
     store = runtime.store
@@ -313,14 +318,14 @@ def test_rebuild_equals_live_scoring(producer, runtime, points_settings):
     assert not [name for name in store.db.list_collection_names() if name.endswith(SUFFIX) or name in Store.FOLDED]
 
 
-def _snapshot(runtime):
+def _snapshot(runtime, table):
     store = runtime.store
     return {
         # Which of several kudos racing at a cap gets capped follows processing order (live:
         # as they arrive across partitions; rebuild: by time), so compare what each person
         # earned by which rule, not entry ids.
         "ledger": sorted((d["person_id"], d["rule"], d["points"], d["capped"]) for d in store.ledger.find()),
-        "totals": sorted((d["_id"], sorted(d.get("p", {}).items())) for d in store.person_totals.find() if "|" in d["_id"]),
+        "totals": sorted((s.person_id, sorted((key, tuple(t)) for key, t in s.totals.items())) for s in table.people() if s.totals),
         "badges": sorted(d["_id"] for d in store.badge_awards.find()),
     }
 
@@ -363,8 +368,8 @@ def test_two_processes_share_the_work_and_a_killed_one_loses_and_doubles_nothing
         assert wait_until(lambda: db.ledger.count_documents({}) == 400, timeout=120), (
             f"ledger {db.ledger.count_documents({})}, scored {db.scored_events.count_documents({})}, "
             f"still pending {db.scored_events.count_documents({'outbox_pending': True})}")
-        week = Store(db).key_totals("2026-W48")
-        assert wait_until(lambda: Store(db).key_totals("2026-W48") == expected, timeout=30), week
+        week = read_table(points_settings).key_totals("2026-W48")
+        assert wait_until(lambda: read_table(points_settings).key_totals("2026-W48") == expected, timeout=30), week
     finally:
         for proc in (first, second):
             if proc.poll() is None:
@@ -456,34 +461,45 @@ def test_person_reads_come_from_read_models_and_an_old_store_is_upgraded(produce
     assert {b["badge"]: b["earned"] for b in live["badges"]["li"]}["clutch"] is True
     assert live["summaries"]["ahmed"]["periods"]["week"]["points"] == 30  # the 4th kudos from jonas is capped
 
-    # An old store: the same collections without the read models, and each person's totals and
-    # badge progress in documents of their own (before PERSON_BUCKETS). Started again, it
-    # builds the read models and folds the people's documents into buckets, offsets included.
+    # An old store: the same collections without the read models, and people's totals and badge
+    # progress where older versions kept them: in documents per person, then in bucket documents
+    # (one per period key and bucket; the fold takes any bucket id).
     runtime.stop()
     store.ledger_lists.drop()
     store.submission_days.drop()
-    old_totals = [{"_id": f"{person_id_of(f)}:{doc['_id'].split('|')[0]}", "person_id": person_id_of(f),
-                   "key": doc["_id"].split("|")[0], "points": points, "department": doc["d"][f], "role": doc["r"][f],
-                   "applied": doc["a"][f]}
-                  for doc in store.person_totals.find() if "|" in doc["_id"] for f, points in doc["p"].items()]
-    old_progress = [{"_id": person_id_of(f), **json.loads(state)}
-                    for doc in store.person_progress.find() for f, state in doc["s"].items()]
-    assert len(old_totals) >= 12 and {d["_id"] for d in old_progress} >= {"li", "ahmed"}
-    store.person_totals.drop()
-    store.person_progress.drop()
-    store.totals.insert_many(old_totals)
-    store.badge_progress.insert_many(old_progress)
-    again = build_runtime(points_settings, clock=clock)
+    people = sorted(runtime.store.table.people(), key=lambda state: state.person_id)
+    assert len(people) >= 4 and {"li", "ahmed"} <= {s.person_id for s in people if s.progress}
+    store.totals.insert_many([{"_id": f"{s.person_id}:{key}", "person_id": s.person_id, "key": key, "points": t[0],
+                               "department": t[1], "role": t[2], "applied": s.applied}
+                              for s in people[::2] for key, t in s.totals.items()])
+    store.person_totals.insert_many([{"_id": f"{key}|{n}", "p": {person_field(s.person_id): t[0]},
+                                      "d": {person_field(s.person_id): t[1]}, "r": {person_field(s.person_id): t[2]},
+                                      "a": {person_field(s.person_id): s.applied}}
+                                     for n, s in enumerate(people[1::2]) for key, t in s.totals.items()])
+    store.person_totals.insert_one({"_id": "~buckets:v1", "at": MON})  # an older store's marker
+    store.badge_progress.insert_many([{"_id": s.person_id, **s.progress} for s in people[::2] if s.progress])
+    store.person_progress.insert_many([{"_id": str(n), "s": {person_field(s.person_id): json.dumps(s.progress)}}
+                                       for n, s in enumerate(people[1::2]) if s.progress])
+    folded = Store(store.db, table=PointsTable())
+    assert folded.fold_into_state() == {"people": len(people)}
+    assert {s.person_id: (s.totals, s.progress, s.applied) for s in folded.table.people()} == {
+        s.person_id: (s.totals, s.progress, s.applied) for s in people}
+    assert not set(Store.FOLDED) & set(store.db.list_collection_names())  # folded, then dropped
+    assert folded.fold_into_state() == {}  # once only
+    store.totals.insert_many([{"_id": "li:all", "person_id": "li", "key": "all", "points": 1}])
+    again = build_runtime(points_settings, clock=clock)  # the changelog holds people already: only dropped
     try:
+        again.start_background(only=[again.state_runner])
+        assert wait_until(again.state_runner.caught_up.is_set, timeout=30)
         assert again.store.ledger_lists.find_one({"_id": UPGRADE_MARKER}) is not None
-        assert "totals" not in again.store.db.list_collection_names()  # folded, then dropped
-        assert again.store.key_totals("all") == {d["person_id"]: d["points"] for d in old_totals if d["key"] == "all"}
-        assert again.store.upgrade_buckets() == {}  # once only
+        assert "totals" not in again.store.db.list_collection_names()
+        assert again.store.key_totals("all") == {s.person_id: s.points("all") for s in people if s.points("all")}
         runtime.queries = again.queries
         queries = again.queries
         assert person_reads() == live
         assert again.store.upgrade() == {}  # once only
     finally:
+        again.stop()
         disconnect()
 
 

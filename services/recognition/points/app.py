@@ -12,6 +12,8 @@ from services.recognition.points import insights as insights_model
 from services.recognition.points.insights import INSIGHTS_GROUP, INSIGHTS_TOPICS, Insights
 from services.recognition.points.applier import Applier
 from services.recognition.points.queries import PointsQueries
+from services.recognition.points.rebuild import read_topics
+from services.recognition.points.state import TOPIC as STATE_TOPIC, PointsTable, state_reader
 from services.recognition.points.rules import RuleSet, load_rules
 from services.recognition.points.scorer import Scorer
 from services.recognition.points.store import Store
@@ -43,10 +45,15 @@ class PointsRuntime(ServiceRuntime):
     queries: PointsQueries = None
     relay: OutboxRelay = None
     directory_reader: ConsumerRunner = None
+    state_runner: ConsumerRunner = None
     score_runner: ConsumerRunner = None
     apply_runner: ConsumerRunner = None
     insights: Insights = None
     insights_runner: ConsumerRunner = None
+
+    def stop(self) -> None:
+        super().stop()
+        self.store.table.close()
 
 
 def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> PointsRuntime:
@@ -54,19 +61,28 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     clock = clock or clock_for(settings)
     calendar = BusinessCalendar.from_settings(settings)
     db = connect(settings, SERVICE)
-    store = Store(db)
+    producer = EventProducer(settings, client_id=SERVICE)
+    # People's totals and badge progress: in memory, restored from and written to their
+    # changelog topic (state.py); the reader below restores it as the process starts.
+    table = PointsTable(settings, producer)
+    store = Store(db, table=table)
     store.ensure_indexes()
     store.upgrade()  # read models a store from before them lacks: one scan, the first time only
-    store.upgrade_buckets()  # per-person totals and badge progress of an older store: folded once
+    if store.has_folded():
+        # An older store's totals and badge progress (in its collections): into the points
+        # state once, after reading what the changelog holds already.
+        table.load(data for _, data in read_topics(settings, [STATE_TOPIC])[0])
+        store.fold_into_state()
     DirectoryPersonDoc.ensure_indexes()
     directory = Directory()
-    producer = EventProducer(settings, client_id=SERVICE)
     # The scorer publishes its awards itself before its consumer commits (scorer.py says why
     # that is as safe as an outbox); badges awarded go out through this relay.
     relay = OutboxRelay(producer, [store.badge_awards], poll_ms=settings.outbox_poll_ms, insert_only=[store.badge_awards],
                         journals=[store.badge_journal])
     scorer = Scorer(store, rules, calendar, directory, clock, publish=producer.publish_all)
-    applier = Applier(store, rules, calendar, directory, clock, notify=relay.notify, notify_inserted=relay.notify_inserted)
+    applier = Applier(store, rules, calendar, directory, clock, notify=relay.notify, notify_inserted=relay.notify_inserted,
+                      table=table)
+    state_runner = state_reader(settings, table, producer)
     queries = PointsQueries(store, rules, calendar, directory, clock)
     insights = Insights(db, rules, calendar, directory, clock)
     insights.upgrade()  # person documents of an older store: folded into buckets once, offsets kept
@@ -149,16 +165,21 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
         if not people.caught_up.is_set():
             raise RuntimeError("the directory copy is still loading from the people topic")
 
-    app = create_service_app(SERVICE, settings, {**dependency_checks(settings, db), "directory": directory_loaded})
+    def state_loaded() -> None:
+        if not state_runner.caught_up.is_set():
+            raise RuntimeError("the points state is still being restored from its changelog")
+
+    app = create_service_app(SERVICE, settings, {**dependency_checks(settings, db), "directory": directory_loaded,
+                                                 "points_state": state_loaded})
     require_internal_token(app, settings.internal_token)
     app.extensions["points_queries"] = queries
     app.extensions["insights"] = insights
     app.extensions["clock"] = clock
     app.register_blueprint(points_api)
     return PointsRuntime(
-        settings=settings, app=app, producer=producer, workers=[relay, people, score_runner, apply_runner, insights_runner],
+        settings=settings, app=app, producer=producer, workers=[relay, people, state_runner, score_runner, apply_runner, insights_runner],
         rules=rules, store=store, scorer=scorer, applier=applier, queries=queries, relay=relay,
-        directory_reader=people, score_runner=score_runner, apply_runner=apply_runner,
+        directory_reader=people, state_runner=state_runner, score_runner=score_runner, apply_runner=apply_runner,
         insights=insights, insights_runner=insights_runner,
     )
 

@@ -2,16 +2,17 @@
 
 Stage 2, :class:`Applier` (consumer group ``points-apply`` on ``points``, keyed by person):
 one person's awards arrive in one partition, in order, so stage 2 is sequential per person.
-It writes the ledger entry (its id is the award's deterministic id), adds the points to the
-person's totals for each period with ``$inc`` upserts, and advances badge progress. Each of
-those documents remembers the last (partition, offset) it applied, so a replayed message
-changes nothing, and a duplicate publish of the same award (another offset) is recognised by
-its ledger entry and skipped.
+A batch is worked out in memory first: each person's totals per period and badge progress
+(the table, state.py), skipping awards at or before the offset the person's state has applied
+(a replay); the changed people are written to the changelog, one record each. Then the
+boards (which remember the offsets they applied), the badges earned, the ledger lists and, last,
+the ledger entries (their ids are the awards' deterministic ids, so a duplicate publish of the
+same award at another offset is recognised and skipped).
 """
 
 from __future__ import annotations
 
-import json
+import copy
 import logging
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -19,23 +20,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import ReturnDocument
 
 from services.recognition.directory import Directory
 from services.recognition.points.badges import award_badges
 from services.recognition.points.domain import advance_progress
 from services.recognition.points.ranking import Ranking, ScoreChange
 from services.recognition.points.rules import RuleSet
-from services.recognition.points.store import (Store, as_document, insert_else_update, ledger_list, person_field, progress_id,
-                                               safe_key, shown_in_ledger, totals_id)
+from services.recognition.points.state import PersonState, PointsTable
+from services.recognition.points.store import Store, as_document, ledger_list, safe_key, shown_in_ledger
 from shared.calendar import PERIODS, BusinessCalendar, period_bounds, period_key, previous_period_key
 from shared.clock import Clock, utc
-from shared.db import chunks, find_by_ids, insert_many_once, insert_new
+from shared.db import find_by_ids, insert_many_once, insert_new
 from shared.events.schemas import PointsAwarded
 from shared.feeds import Entry
 
 log = logging.getLogger(__name__)
-SAME = object()  # a value no field has
 # The ledger lists' writer beside a batch's other writes (Applier.apply_batch); one thread: an
 # applier applies one batch at a time, and a rebuild's applier is the only one in its process.
 _LISTS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-lists")
@@ -52,7 +52,7 @@ class _Item:
 
 
 class _Sum:
-    """What one batch adds to one document: its items, and per person the fields to set."""
+    """What one batch adds to one board: its items, and per person the fields to set."""
 
     def __init__(self, fields: dict[str, Any]):
         self.fields = fields
@@ -70,50 +70,9 @@ def _period_rank(key: str) -> int:
     return 3 if key == "all" else 2 if "-Q" in key else 0 if "-W" in key else 1
 
 
-def _apply_to_buckets(collection, sums: dict[str, _Sum]) -> None:
-    """Add each batch sum to its person's points in their bucket document once, whatever
-    happened before a crash.
-
-    A bucket document (``<key>|<bucket>``, store.PERSON_BUCKETS) keeps per person the points
-    (``p.<person>``), the department and role they count in (``d``, ``r``) and the last offset
-    applied per partition (``a.<person>``): read the offsets (by
-    ``_id``, in one query per chunk), add only the items after it, and move it forward in the
-    same write, one update per document for all its people. Reads and writes go by ``_id``
-    alone, because FerretDB scans the whole collection for a filter without one. This relies
-    on one writer per partition at a time, which the consumer group gives (a person's awards
-    are all in one partition, so only its owner writes the person's fields; owners of other
-    partitions write other fields of the same document).
-
-    A document that does not exist yet is inserted whole (an update costs FerretDB ~15
-    inserts); one created meanwhile by another writer (its insert refused) gets the update.
-    """
-    ops, new, stored = [], {}, find_by_ids(collection, sums, {"a": 1, "d": 1, "r": 1})
-    for doc_id, total in sums.items():
-        doc = stored.get(doc_id, {})
-        applied = doc.get("a") or {}
-        inc: dict[str, int] = {}
-        offsets: dict[str, int] = {}
-        for item in total.items:
-            field = person_field(item.award.person_id)
-            if (applied.get(field) or {}).get(item.partition, -1) >= item.offset:
-                continue  # applied before the crash that replays it
-            inc[f"p.{field}"] = inc.get(f"p.{field}", 0) + item.award.points
-            path = f"a.{field}.{item.partition}"
-            offsets[path] = max(offsets.get(path, -1), item.offset)
-            scope = total.people[item.award.person_id]
-            for name, value in (("d", scope["department"]), ("r", scope["role"])):
-                if (doc.get(name) or {}).get(field, SAME) != value:  # written when it changes (fewer paths, less to encode)
-                    offsets[f"{name}.{field}"] = value
-        if not offsets:
-            continue
-        update = {"$inc": inc, "$set": offsets}
-        if doc_id in stored:
-            ops.append(UpdateOne({"_id": doc_id}, update, upsert=True))
-        else:
-            new[doc_id] = update
-    ops += insert_else_update(collection, new)
-    for part in chunks(ops):
-        collection.bulk_write(part, ordered=False)
+def _period_of(key: str) -> str:
+    """The kind of period a key names ("2026-W48": week, "2026-11": month, "2026-Q4": quarter)."""
+    return PERIODS[_period_rank(key)]
 
 
 @dataclass
@@ -126,8 +85,11 @@ class Applier:
     publish: bool = True
     notify: Callable[..., None] = lambda collection=None, *ids: None
     notify_inserted: Callable[..., None] | None = None  # the relay's notify_inserted (insert-only badge awards)
+    table: PointsTable | None = None  # people's totals and badge progress (state.py); by default the store's
 
     def __post_init__(self) -> None:
+        if self.table is None:
+            self.table = self.store.table
         self.ranking = Ranking(self.store.rankings)
         # The boards this applier wrote last, as it wrote them (board id -> document): the next
         # batch's update is conditional on the version, so a board someone else wrote since is
@@ -139,17 +101,18 @@ class Applier:
                     on_boards: Callable[[list[PointsAwarded], list[str]], None] | None = None) -> int:
         """Apply awards delivered at (partition, offset), in order; return how many were new.
 
-        One poll's awards become a few bulk writes: the totals of each person and period (one
-        ``$inc`` each), each period's board (one update), each person's badge progress (one
-        write), then the ledger entries (one insert), written last: an award is in the ledger
-        only once everything it changes is in place, so readers and a restart can rely on it.
-        An award already in the ledger is skipped (a redelivery, or a second publish of the same
-        award); documents changed before a crash remember the offsets they applied, so a replay
-        adds nothing twice.
+        The batch's changes to people's totals (each period) and badge progress are worked
+        out in memory and written as one changelog record per person changed (state.py); then
+        each period's board (one update) and its ranking, the badges earned, the ledger lists,
+        and the ledger entries (one insert), last: an award is in the ledger only once
+        everything it changes is in place, so readers and a restart can rely on it. An award
+        already in the ledger is skipped (a redelivery, or a second publish of the same award);
+        the people's states and the boards remember the offsets they applied, so a replay adds
+        nothing twice.
 
         ``on_boards(awards, [period key])`` is called as soon as a period's board and ranking
-        have the batch's awards on it (the week first; totals before all boards; badges and the
-        ledger after): what a live leaderboard of that period shows.
+        have the batch's awards on it (the week first; the people's totals before any board;
+        badges and the ledger after): what a live leaderboard of that period shows.
         """
         seen = set(find_by_ids(self.store.ledger, [award.entry_id for award, _, _ in items], {"_id": 1}))
         fresh = []
@@ -165,22 +128,26 @@ class Applier:
             "reason": i.award.reason, "capped": i.award.capped, "source_event_id": i.award.source_event_id,
             "source_event_type": i.award.source_event_type, "at": i.at, "src": f"{i.partition}:{i.offset}",
         } for i in fresh]
-        # Each person's ledger list (idempotent) beside the totals, boards and badges, on a thread
-        # of its own: they touch other documents, and one after the other the applier waited on
-        # one round trip at a time (FerretDB 70 % busy, the process 45 %, draining a year's
-        # backlog). The ledger insert stays the last write, after both: a replay skips awards
-        # already in the ledger, and does again whatever else a crash cut short.
+        # Each person's ledger list (idempotent) beside the boards and badges, on a thread of its
+        # own: they touch other documents, and one after the other the applier waited on one
+        # round trip at a time. The ledger insert stays the last write, after both: a replay
+        # skips awards already in the ledger, and does again whatever else a crash cut short.
+        self.table.ensure_current()  # another owner's last records, after the group moved a partition
         lists = _LISTS.submit(self.store.ledger_feeds.add_many, [
             (ledger_list(e["person_id"]), Entry(e["_id"], e["at"])) for e in entries
             if shown_in_ledger(e["points"], e["capped"]) and safe_key(e["person_id"])])
         try:
             people = self.directory.many({item.award.person_id for item in fresh})
-            self._add_to_totals([i for i in fresh if i.award.points > 0], people, on_boards)
+            now = self.clock.now()
+            states: dict[str, PersonState] = {}
+            self._add_to_totals([i for i in fresh if i.award.points > 0], people, states, now)
             by_person: dict[str, list[_Item]] = {}
             for item in fresh:
                 if item.award.badges or item.award.resets:
                     by_person.setdefault(item.award.person_id, []).append(item)
-            progress = self._advance_badges(by_person)
+            progress = self._advance_badges(by_person, states)
+            self.table.write(states.values())  # the people's new states, before anything shows them
+            self._update_boards([i for i in fresh if i.award.points > 0], people, now, on_boards)
             award_badges(self.store, self.rules, self.clock,
                          {pid: (state, by_person[pid][-1].at) for pid, state in progress.items()},
                          publish=self.publish, notify=self.notify, notify_inserted=self.notify_inserted, known=self._awarded)
@@ -189,41 +156,64 @@ class Applier:
         insert_many_once(self.store.ledger, entries)
         return len(fresh)
 
-    def _advance_badges(self, by_person: dict[str, list["_Item"]]) -> dict[str, dict[str, Any]]:
-        """Fold each person's awards into their badge progress; write it, one update per bucket
-        document for all its people whose progress moved (store.PERSON_BUCKETS)."""
-        buckets = find_by_ids(self.store.person_progress, {progress_id(pid) for pid in by_person})
+    def _state(self, states: dict[str, PersonState], person_id: str) -> PersonState:
+        """The person's state to change in this batch (a copy of the table's until written)."""
+        if person_id not in states:
+            stored = self.table.get(person_id)
+            states[person_id] = stored.copy() if stored is not None else PersonState(person_id)
+        return states[person_id]
+
+    def _advance_badges(self, by_person: dict[str, list["_Item"]], states: dict[str, PersonState]) -> dict[str, dict[str, Any]]:
+        """Fold each person's awards into their badge progress (the changed ones into ``states``)."""
         progress, changes = {}, {}
         for person_id, person_items in by_person.items():
-            raw = ((buckets.get(progress_id(person_id)) or {}).get("s") or {}).get(person_field(person_id))
-            progress[person_id] = advance_progress(self.rules, self.calendar, person_id, json.loads(raw) if raw else {},
-                                                   person_items, changes)
-        updates: dict[str, dict[str, str]] = {}
+            stored = self.table.get(person_id)
+            before = copy.deepcopy(stored.progress) if stored is not None and stored.progress else {}
+            progress[person_id] = advance_progress(self.rules, self.calendar, person_id, before, person_items, changes)
         for person_id, state in changes.items():
-            updates.setdefault(progress_id(person_id), {})[f"s.{person_field(person_id)}"] = json.dumps(state)
-        # A bucket's first progress is inserted (one created meanwhile is updated instead).
-        writes = [UpdateOne({"_id": i}, {"$set": paths}, upsert=True) for i, paths in updates.items() if i in buckets]
-        writes += insert_else_update(self.store.person_progress,
-                                     {i: {"$set": paths} for i, paths in updates.items() if i not in buckets})
-        for part in chunks(writes):
-            self.store.person_progress.bulk_write(part, ordered=False)
+            self._state(states, person_id).progress = state
         return progress
 
-    def _add_to_totals(self, items: list["_Item"], people: dict,
-                       on_boards: Callable[[list[PointsAwarded], list[str]], None] | None = None) -> None:
-        if not items:
-            return
-        totals: dict[str, _Sum] = {}
-        boards: dict[str, _Sum] = {}
-        # A person's total per period is read (by _id) only for this and the previous period.
-        # Boards are read for this and the previous period too (a leaderboard and its
-        # movement), and fixed for the one before that (person_changed): an award of an older
-        # period (history: an import, a rebuild) goes on the all-time board only. A year of
-        # history wrote every past week's, month's and quarter's board and ranking, batch after
-        # batch, that nothing reads (a third of the applier's FerretDB time after a year's load).
-        now = self.clock.now()
+    def _add_to_totals(self, items: list["_Item"], people: dict, states: dict[str, PersonState], now: datetime) -> None:
+        """Add the awards to their people's totals for each period, in ``states``.
+
+        Totals are kept for this and the previous period of each kind (a leaderboard and its
+        movement), for later ones (a clock behind the events) and for all time: an award of an
+        older period (history: an import, a rebuild) adds to "all" only, and keys older than
+        the boards kept (``_oldest_boards``) are dropped from a state it changes, so a person's
+        state does not grow with the years."""
         readable = {period: {period_key(self.calendar, period, now), previous_period_key(self.calendar, period, now)}
                     for period in PERIODS}
+        oldest = self._oldest_boards(now)
+        for item in items:
+            pid, person = item.award.person_id, people.get(item.award.person_id)
+            state = self.table.get(pid)
+            if state is not None and state.applied.get(item.partition, -1) >= item.offset:
+                continue  # applied before the crash that replays it
+            state = self._state(states, pid)
+            if state.applied.get(item.partition, -1) >= item.offset:
+                continue
+            scope = [person.department if person else None, person.role if person else None]
+            for period in PERIODS:
+                key = period_key(self.calendar, period, item.at)
+                if key in readable[period] or item.at > now:
+                    before = state.totals.get(key) or [0, None, None]
+                    state.totals[key] = [int(before[0]) + item.award.points, *scope]
+            state.applied[item.partition] = item.offset
+            for key in [k for k in state.totals if k != "all" and k < oldest[_period_of(k)]]:
+                del state.totals[key]
+
+    def _update_boards(self, items: list["_Item"], people: dict, now: datetime,
+                       on_boards: Callable[[list[PointsAwarded], list[str]], None] | None = None) -> None:
+        """The batch's awards on the boards of their periods, and the ranking beside each.
+
+        Boards are kept for this period, the previous one and the one before that (movement
+        and ``person_changed``): an award of an older period (history: an import, a rebuild)
+        goes on the all-time board only. A year of history wrote every past week's, month's
+        and quarter's board and ranking, batch after batch, that nothing reads."""
+        if not items:
+            return
+        boards: dict[str, _Sum] = {}
         oldest_board = self._oldest_boards(now)
         for item in items:
             pid, person = item.award.person_id, people.get(item.award.person_id)
@@ -232,11 +222,8 @@ class Applier:
             on_board = {**fields, "hidden": bool(person.hidden) if person else False}
             for period in PERIODS:
                 key = period_key(self.calendar, period, item.at)
-                if key in readable[period] or item.at > now:
-                    totals.setdefault(totals_id(key, pid), _Sum({})).add(item, pid, fields)
                 if safe_key(pid) and key >= oldest_board[period]:  # never let an id become a field path in the board documents
                     boards.setdefault(f"board:{key}", _Sum({})).add(item, pid, on_board)
-        _apply_to_buckets(self.store.person_totals, totals)
         # The board of each period (everyone's points in one document), then the ranking read
         # model beside it, which leaderboards read (ranking.py): weeks first, the live screens'
         # usual period, each announced as soon as it is written.
@@ -375,12 +362,9 @@ class Applier:
         if not safe_key(person.id):
             return []
         keys = self._current_keys(now)
-        # The totals that scoped reads look at (this and the previous period), by _id; older
-        # totals keep the department and role the person had then.
-        field = person_field(person.id)
-        self.store.person_totals.bulk_write([UpdateOne({"_id": totals_id(key, person.id), f"p.{field}": {"$exists": True}},
-                                                       {"$set": {f"d.{field}": person.department, f"r.{field}": person.role}})
-                                             for key in keys], ordered=False)
+        # People's totals keep the department and role they were counted in when they were
+        # awarded; reads of this and the previous period take the person's current ones
+        # (queries.PointsQueries._points), so nothing is written there.
         entry = f"entries.{person.id}"
         hidden = bool(getattr(person, "hidden", False))
         # Hidden: ``h`` is true; visible: it is absent (boards of visible people carry nothing more).

@@ -144,6 +144,13 @@ class PointsQueries:
         if (view.state.complete and not hidden) or not safe_key(person_id):
             return 0  # everyone in the scope is in the list; and an unsafe id is on no board
         total = self.store.totals_with_scope(person_id, [key])[key]
+        now = self.clock.now()
+        person = self.directory.get(person_id)
+        if person is not None and any(key in (period_key(self.calendar, p, now), previous_period_key(self.calendar, p, now))
+                                      for p in PERIODS):
+            # This and the previous period count a person where they are now, as their boards
+            # do (Applier.person_changed); older periods where they were when awarded.
+            total = {**total, "department": person.department, "role": person.role}
         if any(total.get(field) != wanted for field, wanted in scope_filter.items()):
             return 0
         return total["points"]

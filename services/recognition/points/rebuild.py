@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, TopicPartition
 from pymongo.database import Database
@@ -23,13 +23,15 @@ from services.recognition.directory import Directory
 from services.recognition.points.applier import Applier
 from services.recognition.points.domain import event_time
 from services.recognition.points.scorer import Scorer
+from services.recognition.points.state import TOPIC as STATE_TOPIC, PointsTable, publish_all_states
 from services.recognition.points.store import Store
 from services.recognition.points.rules import RuleSet
 from shared.calendar import BusinessCalendar
 from shared.clock import Clock, clock_for
 from shared.config import Settings
 from shared.events import Envelope, InvalidEvent, decode
-from shared.events.schemas import PointsAwarded, PersonUpserted
+from shared.bus.kafka import EventProducer
+from shared.events.schemas import PointsAwarded, PointsState, PersonUpserted
 
 log = logging.getLogger(__name__)
 SUFFIX = "__rebuild"
@@ -42,6 +44,7 @@ class RebuildReport:
     awards: int
     skipped: int
     seconds: float
+    state: PointsTable | None = field(default=None, repr=False)  # the rebuilt totals and badge progress
 
 
 def read_topics(settings: Settings, topics: list[str], timeout: float = 120) -> tuple[list[tuple[Envelope, object]], int]:
@@ -79,14 +82,17 @@ REBUILD_BATCH = 50000
 
 
 def rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Directory,
-            clock: Clock | None = None) -> RebuildReport:
+            clock: Clock | None = None, publish: bool = True) -> RebuildReport:
+    """Re-score history into ``db``; with ``publish``, the rebuilt totals and badge progress
+    become the points state (its changelog); without, they are only in the report (a rebuild
+    into another database, to compare)."""
     # Python's cycle collector off for the run: it scanned the year's events and awards held in
     # memory again and again as they grew (12 % of the rebuild's CPU in a profile of a company-
     # year); what the run builds is freed by reference counting, and it collects once at the end.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _rebuild(settings, db, rules, directory, clock)
+        return _rebuild(settings, db, rules, directory, clock, publish)
     finally:
         if enabled:
             gc.enable()
@@ -94,7 +100,7 @@ def rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Directo
 
 
 def _rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Directory,
-             clock: Clock | None) -> RebuildReport:
+             clock: Clock | None, publish: bool) -> RebuildReport:
     started = time.monotonic()
     clock = clock or clock_for(settings)  # the points process's own clock (the demo's, in a demo)
     calendar = BusinessCalendar.from_settings(settings)
@@ -107,10 +113,10 @@ def _rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Direct
     events, skipped = read_topics(settings, ["requests", "kudos"])
     events.sort(key=lambda pair: (event_time(pair[0]), pair[0].time, pair[0].id))
 
-    store = Store(db, suffix=SUFFIX)
+    store = Store(db, suffix=SUFFIX)  # people's totals and badge progress: in its table, in memory until the swap
     store.drop()  # its indexes are made after the swap: an index kept up to date on each insert slows a bulk load
     scorer = Scorer(store, rules, calendar, directory, clock)  # publishes nothing
-    applier = Applier(store, rules, calendar, directory, clock, publish=False)
+    applier = Applier(store, rules, calendar, directory, clock, publish=False, table=store.table)
     seq = 0
     seen: set[str] = set()
     pending: list[tuple[PointsAwarded, str, int]] = []
@@ -128,9 +134,28 @@ def _rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Direct
     applier.apply_batch(pending)
     store.mark_upgraded()  # its read models were built by the write path itself
     swap(db, store)
-    report = RebuildReport(events=len(seen), awards=seq, skipped=skipped, seconds=round(time.monotonic() - started, 2))
-    log.info("points rebuilt", extra=report.__dict__)
+    if publish:
+        publish_state(settings, store.table)
+    report = RebuildReport(events=len(seen), awards=seq, skipped=skipped, seconds=round(time.monotonic() - started, 2),
+                           state=store.table)
+    log.info("points rebuilt", extra={"events": report.events, "awards": report.awards, "skipped": report.skipped,
+                                      "seconds": report.seconds, "people": len(store.table)})
     return report
+
+
+def publish_state(settings: Settings, table: PointsTable) -> int:
+    """Make the rebuilt totals and badge progress the points state: each person's record
+    numbered after the one the changelog holds, and an empty one for a person it has that the
+    rebuild gave nothing (state.publish_all_states); the points process restores it on start."""
+    before: dict[str, int] = {}
+    for _, data in read_topics(settings, [STATE_TOPIC])[0]:
+        if isinstance(data, PointsState):
+            before[data.person_id] = max(before.get(data.person_id, 0), data.n)
+    producer = EventProducer(settings, client_id="points-rebuild")
+    try:
+        return publish_all_states(producer, table.people(), before)
+    finally:
+        producer.close()
 
 
 def swap(db: Database, rebuilt: Store) -> None:

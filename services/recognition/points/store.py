@@ -13,9 +13,10 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.database import Database
 
+from services.recognition.points.state import PersonState, PointsTable
 from shared.bus.outbox import OutboxJournal
 from shared.clock import utc
-from shared.db import chunks, drop_retired_indexes, find_by_ids, insert_new, patient
+from shared.db import chunks, drop_retired_indexes, insert_new, patient
 from shared.feeds import Entry, FeedStore
 
 log = logging.getLogger(__name__)
@@ -26,9 +27,10 @@ class Store:
     """The points collections; a rebuild uses the same shape under a name suffix."""
 
     NAMES = ("scored_events", "request_facts", "guards", "submissions", "submission_days", "ledger", "ledger_lists",
-             "person_totals", "boards", "rankings", "person_progress", "badge_awards")
-    # Kept per person before PERSON_BUCKETS: folded into the bucket documents once (upgrade_buckets), then dropped.
-    FOLDED = {"totals": "person_totals", "badge_progress": "person_progress"}
+             "boards", "rankings", "badge_awards")
+    # People's totals and badge progress as older stores kept them (per person, then in bucket
+    # documents: PERSON_BUCKETS): folded into the points state (state.py) once, then dropped.
+    FOLDED = ("totals", "badge_progress", "person_totals", "person_progress")
     INDEXES = {
         "submissions": [[("requester_id", 1), ("at", 1)]],
         "badge_awards": [[("person_id", 1)], [("outbox_pending", 1)]],
@@ -37,9 +39,11 @@ class Store:
     # one is kept up to date on every write (on FerretDB, two made the ledger's inserts 40 % slower).
     RETIRED_INDEXES = {"ledger": ["source_event_id", "person_id"]}  # by first field (shared.db.drop_retired_indexes)
 
-    def __init__(self, db: Database, suffix: str = ""):
+    def __init__(self, db: Database, suffix: str = "", table: PointsTable | None = None):
         self.db = db
         self.suffix = suffix
+        # People's totals and badge progress: in memory, their changelog in Kafka (state.py).
+        self.table = table if table is not None else PointsTable()
         for name in (*self.NAMES, *self.FOLDED):
             setattr(self, name, db[name + suffix])
         self.badge_journal = OutboxJournal(self.badge_awards)  # marked before awards are stored
@@ -60,69 +64,69 @@ class Store:
     def mark_upgraded(self) -> None:
         """Say the read models are complete (a new store, a rebuild: the write path built them)."""
         self.ledger_lists.update_one({"_id": UPGRADE_MARKER}, {"$set": {"at": datetime.now(timezone.utc)}}, upsert=True)
-        self.person_totals.update_one({"_id": BUCKETS_MARKER}, {"$set": {"at": datetime.now(timezone.utc)}}, upsert=True)
 
-    # People's totals and badge progress, in bucket documents (PERSON_BUCKETS says why).
+    # People's totals and badge progress (the points state, state.py).
 
     def totals_of(self, person_id: str, keys: list[str]) -> dict[str, int]:
-        """A person's points in each period key (0 where they have none): one read of a few documents."""
-        return {key: total["points"] for key, total in self.totals_with_scope(person_id, keys).items()}
+        """A person's points in each period key (0 where they have none)."""
+        return self.table.totals_of(person_id, keys)
 
     def totals_with_scope(self, person_id: str, keys: list[str]) -> dict[str, dict[str, Any]]:
         """A person's ``points`` in each period key, with the ``department`` and ``role`` they
-        were counted in (as on the period's board)."""
-        field = person_field(person_id)
-        docs = find_by_ids(self.person_totals, {totals_id(key, person_id) for key in keys},
-                           {f"{name}.{field}": 1 for name in ("p", "d", "r")})
-        out = {}
-        for key in keys:
-            doc = docs.get(totals_id(key, person_id)) or {}
-            out[key] = {"points": int((doc.get("p") or {}).get(field) or 0), "department": (doc.get("d") or {}).get(field),
-                        "role": (doc.get("r") or {}).get(field)}
-        return out
+        were counted in."""
+        return self.table.totals_with_scope(person_id, keys)
 
     def progress_of(self, person_id: str) -> dict[str, Any]:
         """A person's badge progress as the applier keeps it (``badges``, ``applied``), or {}."""
-        field = person_field(person_id)
-        doc = self.person_progress.find_one({"_id": progress_id(person_id)}, {f"s.{field}": 1}) or {}
-        raw = (doc.get("s") or {}).get(field)
-        return json.loads(raw) if raw else {}
+        return self.table.progress_of(person_id)
 
     def key_totals(self, key: str) -> dict[str, int]:
-        """Everyone's points in a period key (their totals documents: PERSON_BUCKETS reads of _id)."""
-        docs = find_by_ids(self.person_totals, [f"{key}|{b}" for b in range(PERSON_BUCKETS)], {"p": 1})
-        return {person_id_of(field): int(points) for doc in docs.values() for field, points in (doc.get("p") or {}).items()}
+        """Everyone's points in a period key."""
+        return self.table.key_totals(key)
 
-    def upgrade_buckets(self) -> dict[str, int]:
-        """Fold a store's per-person totals and badge progress documents (before PERSON_BUCKETS)
-        into bucket documents, offsets included, then drop the old collections: one scan of
-        each, once (a marker says it is done). Idempotent: a crash midway folds the same values
-        again, and the consumers start only after it."""
-        if self.person_totals.find_one({"_id": BUCKETS_MARKER}, {"_id": 1}) is not None:
+    def has_folded(self) -> bool:
+        """Whether people's totals or badge progress are still in an older store's collections."""
+        present = set(self.db.list_collection_names())
+        return any(name + self.suffix in present for name in self.FOLDED)
+
+    def fold_into_state(self) -> dict[str, int]:
+        """Fold an older store's totals and badge progress (per person, or in bucket documents)
+        into the points state, offsets included, then drop those collections: one scan of each,
+        once. Idempotent: the table (read from its changelog first) already holding people means
+        a fold before this one was written, and the collections are only dropped."""
+        if not self.has_folded():
             return {}
-        totals: dict[str, dict] = {}
-        for doc in self.totals.find({}, {"person_id": 1, "key": 1, "points": 1, "applied": 1}):
-            if doc.get("person_id") and doc.get("key"):
-                field = person_field(doc["person_id"])
-                bucket = totals.setdefault(totals_id(doc["key"], doc["person_id"]), {"p": {}, "a": {}, "d": {}, "r": {}})
-                bucket["p"][field] = int(doc.get("points") or 0)
-                bucket["a"][field] = dict(doc.get("applied") or {})
-                bucket["d"][field], bucket["r"][field] = doc.get("department"), doc.get("role")
-        progress: dict[str, dict] = {}
-        for doc in self.badge_progress.find():
-            state = {"badges": doc.get("badges") or {}, "applied": dict(doc.get("applied") or {})}
-            progress.setdefault(progress_id(str(doc["_id"])), {"s": {}})["s"][person_field(str(doc["_id"]))] = json.dumps(state, default=str)
-        for collection, docs in ((self.person_totals, totals), (self.person_progress, progress)):
-            for part in chunks(list(docs.items())):
-                collection.bulk_write([UpdateOne({"_id": i}, {"$set": {f"{name}.{field}": value for name, fields in doc.items()
-                                                                      for field, value in fields.items()}}, upsert=True)
-                                       for i, doc in part], ordered=False)
-        self.person_totals.update_one({"_id": BUCKETS_MARKER}, {"$set": {"at": datetime.now(timezone.utc)}}, upsert=True)
-        self.totals.drop()
-        self.badge_progress.drop()
-        log.info("points totals and badge progress folded into buckets",
-                 extra={"totals_documents": len(totals), "progress_documents": len(progress)})
-        return {"totals_documents": len(totals), "progress_documents": len(progress)}
+        folded: dict[str, PersonState] = {}
+
+        def person(person_id: str) -> PersonState:
+            return folded.setdefault(person_id, PersonState(person_id))
+
+        if not len(self.table):
+            for doc in self.totals.find({}, {"person_id": 1, "key": 1, "points": 1, "applied": 1, "department": 1, "role": 1}):
+                if doc.get("person_id") and doc.get("key"):
+                    state = person(doc["person_id"])
+                    state.totals[doc["key"]] = [int(doc.get("points") or 0), doc.get("department"), doc.get("role")]
+                    for partition, offset in (doc.get("applied") or {}).items():
+                        state.applied[partition] = max(state.applied.get(partition, -1), int(offset))
+            for doc in self.person_totals.find():
+                if "|" not in str(doc["_id"]):
+                    continue  # a marker
+                key = str(doc["_id"]).rsplit("|", 1)[0]
+                for field, points in (doc.get("p") or {}).items():
+                    state = person(person_id_of(field))
+                    state.totals[key] = [int(points or 0), (doc.get("d") or {}).get(field), (doc.get("r") or {}).get(field)]
+                    for partition, offset in ((doc.get("a") or {}).get(field) or {}).items():
+                        state.applied[partition] = max(state.applied.get(partition, -1), int(offset))
+            for doc in self.badge_progress.find():
+                person(str(doc["_id"])).progress = {"badges": doc.get("badges") or {}, "applied": dict(doc.get("applied") or {})}
+            for doc in self.person_progress.find():
+                for field, raw in (doc.get("s") or {}).items():
+                    person(person_id_of(field)).progress = json.loads(raw) if raw else {}
+            self.table.write(folded.values())
+        for name in self.FOLDED:
+            getattr(self, name).drop()
+        log.info("points totals and badge progress folded into the points state", extra={"people": len(folded)})
+        return {"people": len(folded)}
 
     def upgrade(self) -> dict[str, int]:
         """Build the read models a store from before them lacks (``submission_days``, the
@@ -152,24 +156,13 @@ class Store:
 
 
 UPGRADE_MARKER = "~upgraded:v1"  # in ledger_lists: the read models were built from older collections
-BUCKETS_MARKER = "~buckets:v1"  # in person_totals: per-person documents of older stores are folded in
 
-# A person's totals (one document per period key and bucket: ``<key>|<bucket>``, ``p.<person>``
-# points, ``d.``/``r.<person>`` the department and role they count in, ``a.<person>`` the
-# offsets applied per partition) and badge progress (``<bucket>``,
-# ``s.<person>`` a JSON string of the badges' state and offsets) are kept with the other people
-# of their bucket. A batch of history touches most people: one document per person cost the
-# applier a FerretDB update each (~1 ms: 2,000 awards for 1,800 people, ~3.6 s of a 4 s
-# batch); per bucket it is at most PERSON_BUCKETS updates, each only of its people's fields,
-# so appliers of other partitions can write the same document. Fixed for a store (ids derive
-# from it). A read decodes the whole bucket on FerretDB: with 256, at 100,000 people (~390 a
-# bucket) one person's totals took 14 ms and "my rank" 21 ms (BENCH_ONLY=leaderboard
-# BENCH_PEOPLE=100000); with 1,024 (~98 a bucket) 4.6 and 8.7 ms, while 2,000 people's history
-# costs about as much to write (bench/scoring.py).
-PERSON_BUCKETS = 1024
-
-
-def person_bucket(person_id: str, buckets: int = PERSON_BUCKETS) -> int:
+# Older stores kept a person's totals (``<key>|<bucket>``: ``p.<person>`` points, ``d.``/``r.``
+# the department and role, ``a.`` the offsets applied) and badge progress (``<bucket>``:
+# ``s.<person>``, JSON) in bucket documents shared by the people of a bucket; a person's id was
+# a field name, escaped so: what Store.fold_into_state reads back.
+def person_bucket(person_id: str, buckets: int) -> int:
+    """Which of ``buckets`` documents keeps a person (insights.py's read model)."""
     return zlib.crc32(person_id.encode()) % buckets
 
 
@@ -180,14 +173,6 @@ def person_field(person_id: str) -> str:
 
 def person_id_of(field: str) -> str:
     return field.replace("%24", "$").replace("%2E", ".").replace("%25", "%")
-
-
-def totals_id(key: str, person_id: str) -> str:
-    return f"{key}|{person_bucket(person_id)}"
-
-
-def progress_id(person_id: str) -> str:
-    return str(person_bucket(person_id))
 
 
 def badge_award_id(person_id: str, badge_id: str, tier: str | None) -> str:
