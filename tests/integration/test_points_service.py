@@ -16,6 +16,7 @@ from services.recognition.points.store import Store, person_field
 from shared.clock import ManualClock
 from shared.db import disconnect
 from shared.events import build_event, decode
+from shared.events.schemas import PointsAwarded
 from tests.conftest import wait_until
 from tests.integration.helpers import read_topic
 from tests.integration.service_helpers import Client, serving
@@ -524,3 +525,53 @@ def test_each_applied_batch_is_announced_and_a_batch_delivered_again_announces_a
     _, data = decode(again[4].value)
     assert data.person_ids == ["pia"] and sorted(data.period_keys) == ["2026-11", "2026-Q4", "2026-W48", "all"]
     assert runtime.store.ledger.count_documents({}) == ledger
+
+
+def test_a_restarted_process_restores_its_state_and_a_batch_cut_short_after_the_changelog_adds_nothing_twice(
+        producer, runtime, points_settings, clock):
+    """Totals and badge progress live in memory, kept in the changelog topic: a new process
+    reads them back before it applies anything (and says it is not ready until then), and a
+    batch whose changelog records were written before a crash (the ledger not yet) is applied
+    again without counting twice."""
+    h = story()
+    feed(producer, runtime, h.events)
+    live = {s.person_id: (s.totals, s.progress, s.applied) for s in runtime.store.table.people()}
+    assert live["pia"][0]["all"][0] == 50 and live["li"][1]  # totals and badge progress
+    runtime.stop()
+
+    again = build_runtime(points_settings, clock=clock)
+    try:
+        assert len(again.store.table) == 0  # nothing in memory until the reader has read the changelog
+        with again.app.test_client() as client:
+            answer = client.get("/readyz")
+            assert answer.status_code == 503 and "points_state" in answer.get_data(as_text=True)
+        again.start_background()
+        assert wait_until(again.state_runner.caught_up.is_set, timeout=30)
+        assert {s.person_id: (s.totals, s.progress, s.applied) for s in again.store.table.people()} == live
+        with again.app.test_client() as client:
+            assert wait_until(lambda: client.get("/readyz").status_code == 200, timeout=30), client.get("/readyz").get_json()
+
+        # A crash after the changelog write: the people's new states are kept, the ledger lacks
+        # the batch. Delivered again, the batch adds the ledger entries and not the points.
+        awards = [PointsAwarded(entry_id=f"crash-{n}", person_id="pia", points=5, rule="kudos_received",
+                                reason="Kudos received", source_event_id="kz", source_event_type="kudos.given",
+                                at=MON + timedelta(days=2, hours=6 + n)) for n in range(2)]
+        batch = [(award, "9", n) for n, award in enumerate(awards)]
+        original = again.store.ledger.insert_many
+
+        def crash(*args, **kwargs):
+            raise ConnectionError("the process died here")
+
+        again.store.ledger.insert_many = crash
+        try:
+            with pytest.raises(ConnectionError):
+                again.applier.apply_batch(batch)
+        finally:
+            again.store.ledger.insert_many = original
+        assert again.store.table.get("pia").points("all") == 60  # the changelog has it
+        assert read_table(points_settings).get("pia").points("all") == 60
+        assert again.applier.apply_batch(batch) == len(awards)
+        assert again.store.table.get("pia").points("all") == 60  # not 70
+        assert again.store.ledger.count_documents({"source_event_id": "kz"}) == len(awards)
+    finally:
+        again.stop()
