@@ -157,7 +157,6 @@ def bench_leaderboard_scale(settings) -> None:
     """Top-10 and "my rank" at 1k/10k(/100k) people with a year of boards and totals: from the
     ranking read model (after), and from the boards alone (before), medians."""
     from services.recognition.directory import Directory
-    from services.recognition.points.state import PersonState
     from services.recognition.points.store import Store
     from services.recognition.points.queries import PointsQueries, rankings_collection
     from services.recognition.points.ranking import Ranking
@@ -194,13 +193,7 @@ def bench_leaderboard_scale(settings) -> None:
             if with_boards:
                 store.boards.insert_one({"_id": f"board:{key}", "v": 1, "entries": entries, "applied": {}})
             if n < 2:  # as the applier keeps them: the points state, in memory (state.py)
-                states = []
-                for pid, e in entries.items():
-                    state = store.table.get(pid)
-                    state = state.copy() if state is not None else PersonState(pid)
-                    state.totals[key] = [e["p"], e["d"], e["r"]]
-                    states.append(state)
-                store.table.write(states)
+                store.table.write_totals(key, {pid: (e["p"], e["d"], e["r"]) for pid, e in entries.items()})
             load += time.perf_counter() - t
             t = time.perf_counter()
             ranking.rebuild(key, {"v": 1, "entries": entries})

@@ -11,7 +11,6 @@ import pytest
 from pymongo import ReturnDocument
 
 from services.recognition.directory import Directory
-from services.recognition.points.state import PersonState
 from services.recognition.points.store import Store
 from services.recognition.points.queries import PointsQueries, rankings_collection
 from services.recognition.points.domain import scope_id, scopes_of
@@ -37,13 +36,7 @@ def store(settings):
 
 def seed_totals(store: Store, key: str, entries: dict[str, dict]) -> None:
     """People's totals for a period (board entries), as the applier keeps them (the points state)."""
-    states = []
-    for pid, e in entries.items():
-        state = store.table.get(pid)
-        state = state.copy() if state is not None else PersonState(pid)
-        state.totals[key] = [e["p"], e["d"], e["r"]]
-        states.append(state)
-    store.table.write(states)
+    store.table.write_totals(key, {pid: (e["p"], e["d"], e["r"]) for pid, e in entries.items()})
 
 
 def seed(store: Store, key: str, people: int, rng: random.Random, top: int = 40) -> None:

@@ -142,6 +142,17 @@ class PointsTable:
             for state in states:
                 self._put(state)
 
+    def write_totals(self, key: str, entries: dict[str, tuple[int, str | None, str | None]]) -> None:
+        """Set people's totals in one period key (``person -> (points, department, role)``),
+        written like a batch's: seeding a store (a bench, a test)."""
+        states = []
+        for person_id, total in entries.items():
+            state = self._people.get(person_id)
+            state = state.copy() if state is not None else PersonState(person_id)
+            state.totals[key] = list(total)
+            states.append(state)
+        self.write(states)
+
     def _put(self, state: PersonState) -> None:
         mine = self._people.get(state.person_id)
         if mine is None or state.n >= mine.n:
