@@ -467,7 +467,7 @@ def test_topics_are_created_as_documented_and_keep_what_a_rebuild_reads():
                                             "INSIDETRACK_TOPIC_REPLICATION_FACTOR": "3",
                                             "INSIDETRACK_NAME_PREFIX": "acme_"})
     plan = topic_plan(settings)
-    topics = ("people", "requests", "kudos", "points", "badges", "points-applied")
+    topics = ("people", "requests", "kudos", "points", "badges", "points-applied", "points-state")
     assert set(plan) == {f"acme_{t}{dlq}" for t in topics for dlq in ("", ".dlq")}
     for name, topic in plan.items():
         assert topic["replication_factor"] == 3
@@ -478,9 +478,11 @@ def test_topics_are_created_as_documented_and_keep_what_a_rebuild_reads():
         assert plan[source]["configs"] == {"retention.ms": "-1", "retention.bytes": "-1"}
     # The directory readers load one record per person: compaction keeps the latest.
     assert plan["acme_people"]["configs"] == {"cleanup.policy": "compact"}
+    # The points state is its changelog: the latest record per person, never deleted by age.
+    assert plan["acme_points-state"]["configs"] == {"cleanup.policy": "compact"}
     assert plan["acme_points"]["configs"] == {} and plan["acme_badges"]["configs"] == {}
     text = OPERATIONS.read_text()
-    for topic in ("people", "requests", "kudos", "points", "badges"):
+    for topic in ("people", "requests", "kudos", "points", "badges", "points-state"):
         assert f"| `{topic}` |" in text, f"docs/operations.md has no row for the {topic} topic"
 
 
