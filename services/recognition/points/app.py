@@ -33,6 +33,7 @@ SERVICE = "points"
 SCORE_GROUP, APPLY_GROUP = "points-score", "points-apply"
 POINTS_GROUPS = {SCORE_GROUP: ("requests", "kudos"), APPLY_GROUP: ("points",)}
 APPLY_GATHER = 5_000  # awards one applier batch takes at most when behind (below)
+STATE_RESTORE_WAIT_S = 60.0  # how long the directory reader waits for the points state's restore
 BATCH_WINDOW_MS = 900_000  # how long one scoring batch may take (kafka-python's max_poll_interval_ms)
 
 
@@ -96,6 +97,10 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
             return
         if before is None:
             # New to us: only awards that came before the person (another topic) need fixing.
+            # Their totals are in the points state: wait for its restore (as the process
+            # starts, both readers load at once), unless its reader is not running at all.
+            if state_runner.assigned.is_set():
+                state_runner.caught_up.wait(STATE_RESTORE_WAIT_S)
             week = period_key(calendar, "week", clock.now())
             moved = store.totals_of(after.id, [week])[week] != 0
             shown = after.hidden
@@ -177,7 +182,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     app.extensions["clock"] = clock
     app.register_blueprint(points_api)
     return PointsRuntime(
-        settings=settings, app=app, producer=producer, workers=[relay, people, state_runner, score_runner, apply_runner, insights_runner],
+        settings=settings, app=app, producer=producer, workers=[relay, state_runner, people, score_runner, apply_runner, insights_runner],
         rules=rules, store=store, scorer=scorer, applier=applier, queries=queries, relay=relay,
         directory_reader=people, state_runner=state_runner, score_runner=score_runner, apply_runner=apply_runner,
         insights=insights, insights_runner=insights_runner,
