@@ -9,6 +9,7 @@ old consumer cannot read means a new version registered beside the old one.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field
 
@@ -229,6 +230,9 @@ class PointsState(EventSchema):
     totals: dict[str, tuple[int, str | None, str | None]] = {}
     progress: str | None = None
     applied: dict[str, int] = {}
+    # Where their ledger list is: ``n`` entries, ``pages`` ([id, entries, newest, oldest, level]),
+    # ``a`` offsets applied (services/recognition/points/ledger_pages.py).
+    ledger: dict[str, Any] = {}
 
 
 @event_type("badge.awarded", topic="badges")

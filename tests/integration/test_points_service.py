@@ -427,7 +427,7 @@ def test_distinct_and_streak_badges(producer, runtime):
 
 
 def test_person_reads_come_from_read_models_and_an_old_store_is_upgraded(producer, runtime, points_settings, clock):
-    """A person's ledger, rush share and badges are read by _id (the ledger lists, the
+    """A person's ledger, rush share and badges are read by _id (the ledger pages, the
     requester's days, award ids); a store from before those read models gets them on start."""
     from services.recognition.points.store import UPGRADE_MARKER
 
@@ -465,10 +465,18 @@ def test_person_reads_come_from_read_models_and_an_old_store_is_upgraded(produce
     # An old store: the same collections without the read models, and people's totals and badge
     # progress where older versions kept them: in documents per person, then in bucket documents
     # (one per period key and bucket; the fold takes any bucket id).
+    # Their ledger lists were day buckets (``ledger_lists``), which the pages replace: folded
+    # from the ledger itself. The people's states then had no ledger index.
     runtime.stop()
-    store.ledger_lists.drop()
     store.submission_days.drop()
+    store.ledger_pages.drop()
+    store.ledger_lists.insert_one({"_id": "ledger:li|2026-11|days", "b": {}})
     people = sorted(runtime.store.table.people(), key=lambda state: state.person_id)
+    assert all(s.ledger["n"] for s in people if s.person_id in ("rita", "ahmed", "li"))
+    unindexed = [s.copy() for s in people]
+    for state in unindexed:
+        state.ledger = {}
+    PointsTable(points_settings, producer).write(unindexed)
     assert len(people) >= 4 and {"li", "ahmed"} <= {s.person_id for s in people if s.progress}
     store.totals.insert_many([{"_id": f"{s.person_id}:{key}", "person_id": s.person_id, "key": key, "points": t[0],
                                "department": t[1], "role": t[2], "applied": s.applied}
@@ -492,8 +500,9 @@ def test_person_reads_come_from_read_models_and_an_old_store_is_upgraded(produce
     try:
         again.start_background(only=[again.state_runner])
         assert wait_until(again.state_runner.caught_up.is_set, timeout=30)
-        assert again.store.ledger_lists.find_one({"_id": UPGRADE_MARKER}) is not None
-        assert "totals" not in again.store.db.list_collection_names()
+        assert again.store.submission_days.find_one({"_id": UPGRADE_MARKER}) is not None
+        assert not {"totals", "ledger_lists"} & set(again.store.db.list_collection_names())
+        assert again.store.ledger_pages.marked() and again.store.fold_ledger() == {}  # once only
         assert again.store.key_totals("all") == {s.person_id: s.points("all") for s in people if s.points("all")}
         runtime.queries = again.queries
         queries = again.queries

@@ -69,11 +69,12 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     store = Store(db, table=table)
     store.ensure_indexes()
     store.upgrade()  # read models a store from before them lacks: one scan, the first time only
-    if store.has_folded():
-        # An older store's totals and badge progress (in its collections): into the points
-        # state once, after reading what the changelog holds already.
+    if store.has_folded() or store.needs_ledger_fold():
+        # An older store's totals, badge progress (in its collections) and ledger lists (from
+        # its ledger): into the points state once, after reading what the changelog holds.
         table.load(data for _, data in read_topics(settings, [STATE_TOPIC])[0])
         store.fold_into_state()
+        store.fold_ledger()
     DirectoryPersonDoc.ensure_indexes()
     directory = Directory()
     # The scorer publishes its awards itself before its consumer commits (scorer.py says why

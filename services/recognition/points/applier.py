@@ -4,9 +4,9 @@ Stage 2, :class:`Applier` (consumer group ``points-apply`` on ``points``, keyed 
 one person's awards arrive in one partition, in order, so stage 2 is sequential per person.
 A batch is worked out in memory first: each person's totals per period and badge progress
 (the table, state.py), skipping awards at or before the offset the person's state has applied
-(a replay); the changed people are written to the changelog, one record each. Then the
-boards (which remember the offsets they applied), the badges earned, the ledger lists and, last,
-the ledger entries (their ids are the awards' deterministic ids, so a duplicate publish of the
+(a replay); each person's new ledger entries are inserted as one page (ledger_pages.py); the
+changed people are written to the changelog, one record each. Then the boards (which remember
+the offsets they applied), the badges earned and, last, the ledger entries (their ids are the awards' deterministic ids, so a duplicate publish of the
 same award at another offset is recognised and skipped).
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import logging
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -28,17 +27,14 @@ from services.recognition.points.domain import advance_progress
 from services.recognition.points.ranking import Ranking, ScoreChange
 from services.recognition.points.rules import RuleSet
 from services.recognition.points.state import PersonState, PointsTable
-from services.recognition.points.store import Store, as_document, ledger_list, safe_key, shown_in_ledger
+from services.recognition.points.ledger_pages import empty_index, sort_key
+from services.recognition.points.store import Store, as_document, safe_key, shown_in_ledger
 from shared.calendar import PERIODS, BusinessCalendar, period_bounds, period_key, previous_period_key
 from shared.clock import Clock, utc
 from shared.db import find_by_ids, insert_many_once, insert_new
 from shared.events.schemas import PointsAwarded
-from shared.feeds import Entry
 
 log = logging.getLogger(__name__)
-# The ledger lists' writer beside a batch's other writes (Applier.apply_batch); one thread: an
-# applier applies one batch at a time, and a rebuild's applier is the only one in its process.
-_LISTS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-lists")
 WHOLE_BOARD_AT = 100  # people changed in one board update beyond which the whole entries map is written
 BOARD_CACHE_ENTRIES = 20_000  # people's entries on the boards an applier keeps in memory, in all
 
@@ -102,13 +98,14 @@ class Applier:
         """Apply awards delivered at (partition, offset), in order; return how many were new.
 
         The batch's changes to people's totals (each period) and badge progress are worked
-        out in memory and written as one changelog record per person changed (state.py); then
-        each period's board (one update) and its ranking, the badges earned, the ledger lists,
-        and the ledger entries (one insert), last: an award is in the ledger only once
-        everything it changes is in place, so readers and a restart can rely on it. An award
-        already in the ledger is skipped (a redelivery, or a second publish of the same award);
-        the people's states and the boards remember the offsets they applied, so a replay adds
-        nothing twice.
+        out in memory; each person's new ledger entries go in one new page (an insert,
+        ledger_pages.py); then the people changed are written as one changelog record each
+        (state.py), which name their pages; then each period's board (one update) and its
+        ranking, the badges earned, and the ledger entries (one insert), last: an award is in
+        the ledger only once everything it changes is in place, so readers and a restart can
+        rely on it. An award already in the ledger is skipped (a redelivery, or a second
+        publish of the same award); the people's states, their ledger pages and the boards
+        remember the offsets they applied, so a replay adds nothing twice.
 
         ``on_boards(awards, [period key])`` is called as soon as a period's board and ranking
         have the batch's awards on it (the week first; the people's totals before any board;
@@ -128,33 +125,44 @@ class Applier:
             "reason": i.award.reason, "capped": i.award.capped, "source_event_id": i.award.source_event_id,
             "source_event_type": i.award.source_event_type, "at": i.at, "src": f"{i.partition}:{i.offset}",
         } for i in fresh]
-        # Each person's ledger list (idempotent) beside the boards and badges, on a thread of its
-        # own: they touch other documents, and one after the other the applier waited on one
-        # round trip at a time. The ledger insert stays the last write, after both: a replay
-        # skips awards already in the ledger, and does again whatever else a crash cut short.
         self.table.ensure_current()  # another owner's last records, after the group moved a partition
-        lists = _LISTS.submit(self.store.ledger_feeds.add_many, [
-            (ledger_list(e["person_id"]), Entry(e["_id"], e["at"])) for e in entries
-            if shown_in_ledger(e["points"], e["capped"]) and safe_key(e["person_id"])])
-        try:
-            people = self.directory.many({item.award.person_id for item in fresh})
-            now = self.clock.now()
-            states: dict[str, PersonState] = {}
-            self._add_to_totals([i for i in fresh if i.award.points > 0], people, states, now)
-            by_person: dict[str, list[_Item]] = {}
-            for item in fresh:
-                if item.award.badges or item.award.resets:
-                    by_person.setdefault(item.award.person_id, []).append(item)
-            progress = self._advance_badges(by_person, states)
-            self.table.write(states.values())  # the people's new states, before anything shows them
-            self._update_boards([i for i in fresh if i.award.points > 0], people, now, on_boards)
-            award_badges(self.store, self.rules, self.clock,
-                         {pid: (state, by_person[pid][-1].at) for pid, state in progress.items()},
-                         publish=self.publish, notify=self.notify, notify_inserted=self.notify_inserted, known=self._awarded)
-        finally:
-            lists.result()  # done (or failed: raised here) before anything else happens
+        people = self.directory.many({item.award.person_id for item in fresh})
+        now = self.clock.now()
+        states: dict[str, PersonState] = {}
+        self._add_to_totals([i for i in fresh if i.award.points > 0], people, states, now)
+        by_person: dict[str, list[_Item]] = {}
+        for item in fresh:
+            if item.award.badges or item.award.resets:
+                by_person.setdefault(item.award.person_id, []).append(item)
+        progress = self._advance_badges(by_person, states)
+        replaced = self._add_to_ledger_lists(fresh, states)
+        self.table.write(states.values())  # the people's new states, before anything shows them
+        self.store.ledger_pages.drop_pages(replaced)  # merged into pages the states now name
+        self._update_boards([i for i in fresh if i.award.points > 0], people, now, on_boards)
+        award_badges(self.store, self.rules, self.clock,
+                     {pid: (state, by_person[pid][-1].at) for pid, state in progress.items()},
+                     publish=self.publish, notify=self.notify, notify_inserted=self.notify_inserted, known=self._awarded)
         insert_many_once(self.store.ledger, entries)
         return len(fresh)
+
+    def _add_to_ledger_lists(self, fresh: list["_Item"], states: dict[str, PersonState]) -> list[str]:
+        """Each person's ledger list (what their ledger shows: entries with points, and capped
+        ones): one new page each, inserted (ledger_pages.py), its place in ``states``. Returns
+        the pages merged away, to delete once the states naming their merge are written."""
+        batch: dict[str, tuple[dict[str, Any], list[tuple[str, str, int]]]] = {}
+        for item in fresh:
+            award = item.award
+            if shown_in_ledger(award.points, award.capped):
+                pid = award.person_id
+                if pid not in batch:
+                    state = states.get(pid) or self.table.get(pid)
+                    batch[pid] = ((state.ledger if state is not None else None) or empty_index(), [])
+                batch[pid][1].append((sort_key(item.at, award.entry_id), item.partition, item.offset))
+        indexes = self.store.ledger_pages.add(batch)
+        replaced = self.store.ledger_pages.merge(indexes)
+        for pid, index in indexes.items():
+            self._state(states, pid).ledger = index
+        return replaced
 
     def _state(self, states: dict[str, PersonState], person_id: str) -> PersonState:
         """The person's state to change in this batch (a copy of the table's until written)."""

@@ -24,7 +24,7 @@ from typing import Any
 from services.recognition.directory import Directory
 from services.recognition.points.domain import RUSH_SHARE_DAYS, RuleSet, badge_level
 from services.recognition.points.ranking import Ranking, RankingView
-from services.recognition.points.store import Store, badge_award_id, ledger_list, safe_key
+from services.recognition.points.store import Store, badge_award_id, safe_key
 from shared.calendar import PERIODS, BusinessCalendar, period_bounds, period_key, previous_period_key
 from shared.clock import Clock, utc
 from shared.db import find_by_ids
@@ -353,9 +353,11 @@ class PointsQueries:
                 "share": round(rush / total, 4) if total else None}
 
     def history(self, person_id: str, first: Any = 20, after: str | None = None, include_zero: bool = False) -> dict[str, Any]:
-        if not include_zero and safe_key(person_id):
-            # The person's ledger list (store: ledger_lists), read by _id: a page and a bucket or two.
-            page = self.store.ledger_feeds.page(ledger_list(person_id), first=first, after=after)
+        if not include_zero:
+            # The person's ledger list: the pages their points state names (ledger_pages.py),
+            # those that can hold this page's entries, by _id.
+            state = self.store.table.get(person_id)
+            page = self.store.ledger_pages.page(state.ledger if state is not None else None, first=first, after=after)
             docs = in_order(page["ids"], find_by_ids(self.store.ledger, page["ids"]))
             return {"items": [_ledger_item(d) for d in docs], "page_info": page["page_info"],
                     "total_count": page["total_count"]}

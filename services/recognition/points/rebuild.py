@@ -185,6 +185,6 @@ def swap(db: Database, rebuilt: Store) -> None:
             if batch:
                 db[name].insert_many(batch)
             db[source].drop()
-    for name in Store.FOLDED:  # a store's per-person documents from before the buckets: superseded
+    for name in (*Store.FOLDED, *Store.OLD_LISTS):  # an older store's totals, progress and lists: superseded
         db[name].drop()
     Store(db).ensure_indexes()

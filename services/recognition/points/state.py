@@ -54,10 +54,11 @@ class PersonState:
     totals: dict[str, list] = field(default_factory=dict)
     progress: dict[str, Any] = field(default_factory=dict)
     applied: dict[str, int] = field(default_factory=dict)
+    ledger: dict[str, Any] = field(default_factory=dict)  # the index of their ledger pages (ledger_pages.py)
 
     def copy(self) -> "PersonState":
         return PersonState(self.person_id, self.n, {k: list(v) for k, v in self.totals.items()}, self.progress,
-                           dict(self.applied))
+                           dict(self.applied), self.ledger)
 
     def points(self, key: str) -> int:
         return int((self.totals.get(key) or (0,))[0])
@@ -65,12 +66,12 @@ class PersonState:
     def record(self) -> dict[str, Any]:
         return {"person_id": self.person_id, "n": self.n, "totals": {k: tuple(v) for k, v in self.totals.items()},
                 "progress": json.dumps(self.progress, default=str, separators=(",", ":")) if self.progress else None,
-                "applied": self.applied}
+                "applied": self.applied, "ledger": self.ledger}
 
     @classmethod
     def of(cls, data: PointsState) -> "PersonState":
         return cls(data.person_id, data.n, {k: list(v) for k, v in data.totals.items()},
-                   json.loads(data.progress) if data.progress else {}, dict(data.applied))
+                   json.loads(data.progress) if data.progress else {}, dict(data.applied), dict(data.ledger))
 
 
 class PointsTable:

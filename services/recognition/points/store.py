@@ -13,11 +13,11 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.database import Database
 
+from services.recognition.points.ledger_pages import LedgerPages, sort_key
 from services.recognition.points.state import PersonState, PointsTable
 from shared.bus.outbox import OutboxJournal
 from shared.clock import utc
 from shared.db import chunks, drop_retired_indexes, insert_new, patient
-from shared.feeds import Entry, FeedStore
 
 log = logging.getLogger(__name__)
 SOURCE = "points"  # the source of the events the points service writes
@@ -26,11 +26,14 @@ SOURCE = "points"  # the source of the events the points service writes
 class Store:
     """The points collections; a rebuild uses the same shape under a name suffix."""
 
-    NAMES = ("scored_events", "request_facts", "guards", "submissions", "submission_days", "ledger", "ledger_lists",
+    NAMES = ("scored_events", "request_facts", "guards", "submissions", "submission_days", "ledger", "ledger_pages",
              "boards", "rankings", "badge_awards")
     # People's totals and badge progress as older stores kept them (per person, then in bucket
     # documents: PERSON_BUCKETS): folded into the points state (state.py) once, then dropped.
     FOLDED = ("totals", "badge_progress", "person_totals", "person_progress")
+    # People's ledger lists as older stores kept them (day buckets): replaced by ledger pages
+    # folded from the ledger itself once (fold_ledger), then dropped.
+    OLD_LISTS = ("ledger_lists",)
     INDEXES = {
         "submissions": [[("requester_id", 1), ("at", 1)]],
         "badge_awards": [[("person_id", 1)], [("outbox_pending", 1)]],
@@ -44,8 +47,10 @@ class Store:
         self.suffix = suffix
         # People's totals and badge progress: in memory, their changelog in Kafka (state.py).
         self.table = table if table is not None else PointsTable()
-        for name in (*self.NAMES, *self.FOLDED):
+        for name in (*self.NAMES, *self.FOLDED, *self.OLD_LISTS):
             setattr(self, name, db[name + suffix])
+        # People's ledger lists: pages written once, indexed in their points state.
+        self.ledger_pages = LedgerPages(db["ledger_pages" + suffix])
         self.badge_journal = OutboxJournal(self.badge_awards)  # marked before awards are stored
 
     def ensure_indexes(self) -> None:
@@ -55,15 +60,10 @@ class Store:
         for name, retired in self.RETIRED_INDEXES.items():
             drop_retired_indexes(getattr(self, name), retired)
 
-    @property
-    def ledger_feeds(self) -> FeedStore:
-        """Each person's ledger as a list read by ``_id`` (``ledger:<person>``, month buckets):
-        the entries a person sees (points, or capped); the applier adds them."""
-        return FeedStore(self.ledger_lists)
-
     def mark_upgraded(self) -> None:
         """Say the read models are complete (a new store, a rebuild: the write path built them)."""
-        self.ledger_lists.update_one({"_id": UPGRADE_MARKER}, {"$set": {"at": datetime.now(timezone.utc)}}, upsert=True)
+        self.submission_days.update_one({"_id": UPGRADE_MARKER}, {"$set": {"at": datetime.now(timezone.utc)}}, upsert=True)
+        self.ledger_pages.mark()
 
     # People's totals and badge progress (the points state, state.py).
 
@@ -129,11 +129,11 @@ class Store:
         return {"people": len(folded)}
 
     def upgrade(self) -> dict[str, int]:
-        """Build the read models a store from before them lacks (``submission_days``, the
-        ledger lists) from ``submissions`` and ``ledger``: one scan of each, once (a marker
-        document says it is done); idempotent, so a crash midway just does it again."""
+        """Build the requesters' days a store from before them lacks from ``submissions``: one
+        scan, once (a marker document says it is done, in ``submission_days``; older stores
+        kept it in ``ledger_lists``); idempotent, so a crash midway just does it again."""
         marker = {"_id": UPGRADE_MARKER}
-        if self.ledger_lists.find_one(marker) is not None:
+        if self.submission_days.find_one(marker) is not None or self.ledger_lists.find_one(marker) is not None:
             return {}
         days: dict[str, dict] = {}
         for doc in self.submissions.find({}, {"requester_id": 1, "at": 1, "rush_short_notice": 1}):
@@ -141,21 +141,52 @@ class Store:
                 days.setdefault(day_id(doc["requester_id"], doc["at"]), {})[f"r.{doc['_id']}"] = submission_entry(doc)
         for part in chunks(list(days.items())):
             self.submission_days.bulk_write([UpdateOne({"_id": i}, {"$set": s}, upsert=True) for i, s in part], ordered=False)
+        self.submission_days.update_one(marker, {"$set": {"at": datetime.now(timezone.utc)}}, upsert=True)
+        log.info("points read models built", extra={"submission_days": len(days)})
+        return {"submission_days": len(days)}
+
+    def needs_ledger_fold(self) -> bool:
+        """Whether people's ledger lists must be built from the ledger (a store from before the
+        ledger pages): the pages' marker is missing and the ledger holds something."""
+        if self.ledger_pages.marked():
+            return False
+        if self.ledger.find_one({}, {"_id": 1}) is None:
+            self.ledger_pages.mark()  # a new store: its pages are written as it goes
+            return False
+        return True
+
+    def fold_ledger(self) -> dict[str, int]:
+        """People's ledger lists from the ledger itself, for a store from before the ledger
+        pages: one scan, once; each person's visible entries in one page, named in their state
+        (the table, read from its changelog first); then the old lists are dropped and the
+        marker written. Idempotent: a page folded before is refused and its state written again."""
+        if not self.needs_ledger_fold():
+            return {}
+        people: dict[str, list[str]] = {}
         with patient():  # once, for an old store: a filtered search answers only when it has read everything
-            lists = [(ledger_list(d["person_id"]), Entry(d["_id"], utc(d["at"])))
-                     for d in self.ledger.find({"$or": [{"points": {"$gt": 0}}, {"capped": True}]}, {"person_id": 1, "at": 1})
-                     if safe_key(d.get("person_id") or "")]
-        added = self.ledger_feeds.add_many(lists)
-        self.ledger_lists.update_one(marker, {"$set": {"at": datetime.now(timezone.utc)}}, upsert=True)
-        log.info("points read models built", extra={"submission_days": len(days), "ledger_entries": added})
-        return {"submission_days": len(days), "ledger_entries": added}
+            for d in self.ledger.find({"$or": [{"points": {"$gt": 0}}, {"capped": True}]}, {"person_id": 1, "at": 1}):
+                if d.get("person_id"):
+                    people.setdefault(d["person_id"], []).append(sort_key(d["at"], d["_id"]))
+        states = []
+        for person_id, keys in people.items():
+            state = self.table.get(person_id)
+            state = state.copy() if state is not None else PersonState(person_id)
+            state.ledger = self.ledger_pages.folded(person_id, keys)
+            states.append(state)
+        self.table.write(states)
+        for name in self.OLD_LISTS:
+            getattr(self, name).drop()
+        self.ledger_pages.mark()
+        log.info("people's ledger lists folded into ledger pages", extra={"people": len(people),
+                                                                          "entries": sum(map(len, people.values()))})
+        return {"people": len(people), "entries": sum(map(len, people.values()))}
 
     def drop(self) -> None:
-        for name in (*self.NAMES, *self.FOLDED):
+        for name in (*self.NAMES, *self.FOLDED, *self.OLD_LISTS):
             getattr(self, name).drop()
 
 
-UPGRADE_MARKER = "~upgraded:v1"  # in ledger_lists: the read models were built from older collections
+UPGRADE_MARKER = "~upgraded:v1"  # in submission_days (ledger_lists before): the days were built from submissions
 
 # Older stores kept a person's totals (``<key>|<bucket>``: ``p.<person>`` points, ``d.``/``r.``
 # the department and role, ``a.`` the offsets applied) and badge progress (``<bucket>``:
@@ -178,10 +209,6 @@ def person_id_of(field: str) -> str:
 def badge_award_id(person_id: str, badge_id: str, tier: str | None) -> str:
     """A badge award's id: one per person, badge and tier (so a person's awards are read by _id)."""
     return f"{person_id}:{badge_id}:{tier or 'earned'}"
-
-
-def ledger_list(person_id: str) -> str:
-    return f"ledger:{person_id}"
 
 
 def shown_in_ledger(points: int, capped: bool) -> bool:
