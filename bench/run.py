@@ -33,6 +33,8 @@ PORTS = {"KAFKA": 29092, "KAFKA_CONTROLLER": 29093, "MONGO": 27019, "GATEWAY": 2
 # (bench/scoring.py); "requests-import": the requests import in-process, its stages and FerretDB time per
 # collection (bench/requests_import.py); "cards": only the card renders (no stack).
 ONLY = os.environ.get("BENCH_ONLY")
+# Points processes sharing the pipeline's work (the stack's one and the others beside it).
+POINTS_PROCESSES = int(os.environ.get("BENCH_POINTS_PROCESSES", "1"))
 for _name, _port in PORTS.items():  # ports and data folder may be overridden (a second bench beside another)
     os.environ.setdefault(f"INSIDETRACK_{_name}_PORT", str(_port))
 PORTS = {_name: int(os.environ[f"INSIDETRACK_{_name}_PORT"]) for _name in PORTS}  # what the stack runs on
@@ -265,6 +267,33 @@ def seed(settings, gateway_url: str, people: int = 60) -> dict:
 PIPELINE_PEOPLE = int(os.environ.get("BENCH_PIPELINE_PEOPLE", "2000"))
 
 
+def extra_points_processes(count: int) -> list:
+    """More points processes beside the stack's one (BENCH_POINTS_PROCESSES): they share the
+    points consumer groups' partitions, as a scaled-out deployment does. Started and ready."""
+    import subprocess
+
+    from shared.config import PROJECT_ROOT
+
+    procs = []
+    for i in range(count):
+        port = PORTS["NOTIFICATIONS"] + 10 + i
+        env = {**os.environ, "INSIDETRACK_POINTS_PORT": str(port), "PYTHONPATH": str(PROJECT_ROOT)}
+        procs.append((subprocess.Popen([sys.executable, "-m", "services.recognition.points"], env=env, cwd=PROJECT_ROOT,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port))
+    deadline = time.monotonic() + 120
+    for proc, port in procs:
+        while True:
+            try:
+                if http.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except http.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("an extra points process did not become ready")
+            time.sleep(0.2)
+    return [proc for proc, _ in procs]
+
+
 def bench_pipeline(settings, n: int) -> None:
     producer = EventProducer(settings, client_id="bench")
     base = datetime(2026, 11, 23, 9, tzinfo=timezone.utc)
@@ -307,7 +336,8 @@ def bench_pipeline(settings, n: int) -> None:
     producer.close()
     raw = raw_limit(settings, n)
     rate = n / pipeline_s
-    record(f"points_pipeline_{n}", events=n, people=PIPELINE_PEOPLE, seconds=round(pipeline_s, 1), events_per_s=round(rate),
+    record(f"points_pipeline_{n}", events=n, people=PIPELINE_PEOPLE, points_processes=POINTS_PROCESSES,
+           seconds=round(pipeline_s, 1), events_per_s=round(rate),
            raw_events_per_s=round(raw), ratio_to_raw=round(rate / raw, 3), target=">= 5000/s and >= 50% of raw")
 
 
@@ -649,8 +679,14 @@ def main() -> int:
         sizes = [2_000] + ([10_000, 100_000] if FULL else [])
         if os.environ.get("BENCH_EVENTS"):
             sizes = [int(n) for n in os.environ["BENCH_EVENTS"].split(",")]
-        for n in sizes if ONLY != "live" else []:
-            bench_pipeline(settings, n)
+        extra = extra_points_processes(POINTS_PROCESSES - 1) if ONLY != "live" and POINTS_PROCESSES > 1 else []
+        try:
+            for n in sizes if ONLY != "live" else []:
+                bench_pipeline(settings, n)
+        finally:
+            for proc in extra:
+                proc.terminate()
+                proc.wait(60)
         if ONLY != "pipeline":
             bench_latency(settings, gateway_url, ctx, trials)
             bench_gateway(settings, gateway_url, ctx)
