@@ -22,6 +22,8 @@ from shared.events.envelope import refuse_oversized
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 30
+COMPACTED_SEGMENT_BYTES = 16 * 1024 * 1024  # a compacted topic's segment size (topic_plan)
+COMPACTED_SEGMENT_MS = 3_600_000
 
 
 class EventProducer:
@@ -89,6 +91,14 @@ def topic_plan(settings: Settings, names: Iterable[str] | None = None) -> dict[s
         configs = {}
         if spec.compacted:
             configs["cleanup.policy"] = "compact"
+            # Compaction only cleans closed segments, and a segment closes at 1 GiB by default:
+            # a copy restored from the start (the points state, the directory) would read every
+            # record ever written. Closed at 16 MiB or after an hour, and cleaned once a tenth
+            # of the log is superseded records, a restore reads about one record per key and
+            # at most one segment's tail.
+            configs["segment.bytes"] = str(COMPACTED_SEGMENT_BYTES)
+            configs["segment.ms"] = str(COMPACTED_SEGMENT_MS)
+            configs["min.cleanable.dirty.ratio"] = "0.1"
         if spec.keep_forever:
             configs["retention.ms"] = "-1"
             configs["retention.bytes"] = "-1"

@@ -214,7 +214,7 @@ def state_reader(settings: Settings, table: PointsTable, producer: EventProducer
     """The group-less reader that restores the table on start and follows the changelog
     (``caught_up``: what the topic held at the start is read)."""
     return ConsumerRunner(settings, group=None, topics=[TOPIC], batch_handler=table.apply, producer=producer,
-                          max_poll_records=5000)
+                          max_poll_records=5000, payload_only=True)
 
 
 def read_table(settings: Settings) -> PointsTable:
