@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 TOPIC = "points-state"
 CATCH_UP_TIMEOUT_S = 120.0  # the longest a batch waits for the reader to read another owner's records
 SOURCE = "points"
+WRITE_CHUNK = 1000  # changelog records built and sent at a time (PointsTable.write)
+RESTORE_POLL = 1000  # records the reader decodes at a time (a restore reads every person's)
 
 
 @dataclass
@@ -134,11 +136,14 @@ class PointsTable:
         for state in states:
             state.n += 1
         if self.producer is not None:
-            sent = self.producer.publish_all([build_event("points.state", state.person_id, state.record(), source=SOURCE)
-                                              for state in states])
-            with self._lock:
-                for meta in sent:
-                    self._written[meta.partition] = max(self._written.get(meta.partition, 0), meta.offset + 1)
+            # A thousand records at a time: a backlog's batch changes ~2,000 people, and their
+            # records all built at once held ~10 MB more at the process's peak.
+            for start in range(0, len(states), WRITE_CHUNK):
+                sent = self.producer.publish_all([build_event("points.state", state.person_id, state.record(), source=SOURCE)
+                                                  for state in states[start:start + WRITE_CHUNK]])
+                with self._lock:
+                    for meta in sent:
+                        self._written[meta.partition] = max(self._written.get(meta.partition, 0), meta.offset + 1)
         with self._lock:
             for state in states:
                 self._put(state)
@@ -214,7 +219,7 @@ def state_reader(settings: Settings, table: PointsTable, producer: EventProducer
     """The group-less reader that restores the table on start and follows the changelog
     (``caught_up``: what the topic held at the start is read)."""
     return ConsumerRunner(settings, group=None, topics=[TOPIC], batch_handler=table.apply, producer=producer,
-                          max_poll_records=5000, payload_only=True)
+                          max_poll_records=RESTORE_POLL, payload_only=True)
 
 
 def read_table(settings: Settings) -> PointsTable:
