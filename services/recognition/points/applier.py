@@ -12,7 +12,6 @@ same award at another offset is recognised and skipped).
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -176,7 +175,7 @@ class Applier:
         progress, changes = {}, {}
         for person_id, person_items in by_person.items():
             stored = self.table.get(person_id)
-            before = copy.deepcopy(stored.progress) if stored is not None and stored.progress else {}
+            before = stored.progress if stored is not None else {}  # a fresh copy, decoded from its JSON
             progress[person_id] = advance_progress(self.rules, self.calendar, person_id, before, person_items, changes)
         for person_id, state in changes.items():
             self._state(states, person_id).progress = state

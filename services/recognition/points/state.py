@@ -30,7 +30,6 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from shared.bus.consumer import ConsumerRunner, Delivery
@@ -47,33 +46,50 @@ WRITE_CHUNK = 1000  # changelog records built and sent at a time (PointsTable.wr
 RESTORE_POLL = 1000  # records the reader decodes at a time (a restore reads every person's)
 
 
-@dataclass
 class PersonState:
-    """A person's totals (``key -> [points, department, role]``), badge progress and applied offsets."""
+    """A person's totals (``key -> [points, department, role]``), badge progress, applied
+    offsets and ledger index. The progress is kept as its JSON text (as the changelog carries
+    it): a nested structure per person that is read only when the person's badges move or are
+    asked for (as objects it was a large part of what a company's table held in memory)."""
 
-    person_id: str
-    n: int = 0
-    totals: dict[str, list] = field(default_factory=dict)
-    progress: dict[str, Any] = field(default_factory=dict)
-    applied: dict[str, int] = field(default_factory=dict)
-    ledger: dict[str, Any] = field(default_factory=dict)  # the index of their ledger pages (ledger_pages.py)
+    __slots__ = ("person_id", "n", "totals", "progress_json", "applied", "ledger")
+
+    def __init__(self, person_id: str, n: int = 0, totals: dict[str, list] | None = None,
+                 progress: dict[str, Any] | None = None, applied: dict[str, int] | None = None,
+                 ledger: dict[str, Any] | None = None, progress_json: str | None = None):
+        self.person_id = person_id
+        self.n = n
+        self.totals = totals if totals is not None else {}
+        self.progress_json = progress_json
+        if progress is not None:
+            self.progress = progress
+        self.applied = applied if applied is not None else {}
+        self.ledger = ledger if ledger is not None else {}
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        """The badges' progress (a fresh copy: changing it changes nothing here until set)."""
+        return json.loads(self.progress_json) if self.progress_json else {}
+
+    @progress.setter
+    def progress(self, value: dict[str, Any]) -> None:
+        self.progress_json = json.dumps(value, default=str, separators=(",", ":")) if value else None
 
     def copy(self) -> "PersonState":
-        return PersonState(self.person_id, self.n, {k: list(v) for k, v in self.totals.items()}, self.progress,
-                           dict(self.applied), self.ledger)
+        return PersonState(self.person_id, self.n, {k: list(v) for k, v in self.totals.items()}, applied=dict(self.applied),
+                           ledger=self.ledger, progress_json=self.progress_json)
 
     def points(self, key: str) -> int:
         return int((self.totals.get(key) or (0,))[0])
 
     def record(self) -> dict[str, Any]:
         return {"person_id": self.person_id, "n": self.n, "totals": {k: tuple(v) for k, v in self.totals.items()},
-                "progress": json.dumps(self.progress, default=str, separators=(",", ":")) if self.progress else None,
-                "applied": self.applied, "ledger": self.ledger}
+                "progress": self.progress_json, "applied": self.applied, "ledger": self.ledger}
 
     @classmethod
     def of(cls, data: PointsState) -> "PersonState":
-        return cls(data.person_id, data.n, {k: list(v) for k, v in data.totals.items()},
-                   json.loads(data.progress) if data.progress else {}, dict(data.applied), dict(data.ledger))
+        return cls(data.person_id, data.n, {k: list(v) for k, v in data.totals.items()}, applied=dict(data.applied),
+                   ledger=dict(data.ledger), progress_json=data.progress or None)
 
 
 class PointsTable:
