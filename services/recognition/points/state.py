@@ -211,7 +211,7 @@ class PointsTable:
                           if end > self._written.get(p, 0) and self._position.get(p, 0) < end}
                 if not behind:
                     return
-                if time.monotonic() > deadline:
+                if time.monotonic() >= deadline:
                     raise TimeoutError(f"the points state reader is behind on partitions {sorted(behind)}")
                 self._read.wait(0.5)
 
