@@ -82,8 +82,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     relay = OutboxRelay(producer, [store.badge_awards], poll_ms=settings.outbox_poll_ms, insert_only=[store.badge_awards],
                         journals=[store.badge_journal])
     scorer = Scorer(store, rules, calendar, directory, clock, publish=producer.publish_all)
-    applier = Applier(store, rules, calendar, directory, clock, notify=relay.notify, notify_inserted=relay.notify_inserted,
-                      table=table)
+    applier = Applier(store, rules, calendar, directory, clock, notify=relay.notify, notify_inserted=relay.notify_inserted)
     state_runner = state_reader(settings, table, producer)
     queries = PointsQueries(store, rules, calendar, directory, clock)
     insights = Insights(db, rules, calendar, directory, clock)

@@ -80,11 +80,13 @@ class Applier:
     publish: bool = True
     notify: Callable[..., None] = lambda collection=None, *ids: None
     notify_inserted: Callable[..., None] | None = None  # the relay's notify_inserted (insert-only badge awards)
-    table: PointsTable | None = None  # people's totals and badge progress (state.py); by default the store's
+
+    @property
+    def table(self) -> PointsTable:
+        """People's totals, badge progress and ledger index (state.py): the store's."""
+        return self.store.table
 
     def __post_init__(self) -> None:
-        if self.table is None:
-            self.table = self.store.table
         self.ranking = Ranking(self.store.rankings)
         # The boards this applier wrote last, as it wrote them (board id -> document): the next
         # batch's update is conditional on the version, so a board someone else wrote since is

@@ -116,7 +116,7 @@ def _rebuild(settings: Settings, db: Database, rules: RuleSet, directory: Direct
     store = Store(db, suffix=SUFFIX)  # people's totals and badge progress: in its table, in memory until the swap
     store.drop()  # its indexes are made after the swap: an index kept up to date on each insert slows a bulk load
     scorer = Scorer(store, rules, calendar, directory, clock)  # publishes nothing
-    applier = Applier(store, rules, calendar, directory, clock, publish=False, table=store.table)
+    applier = Applier(store, rules, calendar, directory, clock, publish=False)
     seq = 0
     seen: set[str] = set()
     pending: list[tuple[PointsAwarded, str, int]] = []
