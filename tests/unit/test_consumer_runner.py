@@ -273,17 +273,19 @@ def test_a_runtime_asks_all_its_consumers_to_stop_before_waiting_for_any():
                      ("stop", "apply"), ("stop", "score"), ("stop", "people"), ("stop", "relay"), ("close",)]
 
 
-def test_behind_a_batch_handler_gets_several_full_polls_at_once_and_caught_up_one_poll_at_once():
-    """A backlog: polls come back full, so the runner polls again up to ``gather_records``; a
-    poll that is not full means caught up, and the batch goes as it is (nothing live waits)."""
+def test_behind_a_batch_handler_gets_several_polls_at_once_and_caught_up_one_poll_at_once():
+    """A backlog: polls bring a tenth of ``max_poll_records`` or more, so the runner polls again
+    up to ``gather_records``; a poll under a tenth means caught up, and the batch goes as it is
+    (nothing live waits)."""
     settings = load_settings(env={})
     runner = ConsumerRunner(settings, group="g", topics=["kudos"], batch_handler=lambda deliveries: None,
-                            producer=None, max_poll_records=3, gather_records=8)
-    backlog = list(range(20))
+                            producer=None, max_poll_records=30, gather_records=80)
+    backlog = list(range(200))
     polls = []
+    fetched = [30, 4, 30, 30]  # what each poll finds fetched: a partial fetch (4 of 30) is still behind
 
     def poll(timeout_ms, max_records=None):
-        take = min(max_records or 3, 3)
+        take = min(max_records or 30, fetched.pop(0) if fetched else 30)
         out, backlog[:] = backlog[:take], backlog[take:]
         polls.append(len(out))
         return {"kudos-0": [SimpleNamespace(offset=o) for o in out]} if out else {}
@@ -291,19 +293,19 @@ def test_behind_a_batch_handler_gets_several_full_polls_at_once_and_caught_up_on
     consumer = SimpleNamespace(poll=poll)
     first = consumer.poll(timeout_ms=1000)
     batch = runner._gather(consumer, first)
-    assert [m.offset for m in batch["kudos-0"]] == list(range(8))  # three polls, the last one cut to fit
-    assert polls == [3, 3, 2]
+    assert [m.offset for m in batch["kudos-0"]] == list(range(80))  # four polls, the last one cut to fit
+    assert polls == [30, 4, 30, 16]
 
-    backlog[:] = [100, 101]  # caught up: a poll that is not full is handed over at once
+    backlog[:] = [300, 301]  # caught up: a poll under a tenth full is handed over at once
     polls.clear()
     batch = runner._gather(consumer, consumer.poll(timeout_ms=1000))
-    assert [m.offset for m in batch["kudos-0"]] == [100, 101] and polls == [2]
+    assert [m.offset for m in batch["kudos-0"]] == [300, 301] and polls == [2]
 
     one_poll = ConsumerRunner(settings, group="g", topics=["kudos"], batch_handler=lambda deliveries: None,
-                              producer=None, max_poll_records=3)
-    backlog[:] = list(range(10))
+                              producer=None, max_poll_records=30)
+    backlog[:] = list(range(100))
     polls.clear()
-    assert len(one_poll._gather(consumer, consumer.poll(timeout_ms=1000))["kudos-0"]) == 3 and polls == [3]
+    assert len(one_poll._gather(consumer, consumer.poll(timeout_ms=1000))["kudos-0"]) == 30 and polls == [30]
 
 
 def test_a_payload_only_batch_handler_gets_validated_payloads_and_envelopes_without_their_data_copy():

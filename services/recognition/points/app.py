@@ -33,6 +33,7 @@ SERVICE = "points"
 SCORE_GROUP, APPLY_GROUP = "points-score", "points-apply"
 POINTS_GROUPS = {SCORE_GROUP: ("requests", "kudos"), APPLY_GROUP: ("points",)}
 APPLY_GATHER = 5_000  # awards one applier batch takes at most when behind (below)
+SCORE_GATHER = 5_000  # source events one scorer batch takes at most when behind
 STATE_RESTORE_WAIT_S = 60.0  # how long the directory reader waits for the points state's restore
 BATCH_WINDOW_MS = 900_000  # how long one scoring batch may take (kafka-python's max_poll_interval_ms)
 
@@ -148,10 +149,12 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # the faster machine of 2026-11-30, 5,000 scored a year as fast (load + scoring 224-231 s,
     # 241 s at 10,000) and a batch holds half as much; the process still ended the year at
     # 144-150 MB (151.9 at 10,000): what it keeps then is not the last batch.
+    # The scorer gathers too (SCORE_GATHER): a batch's guards, request facts and scored events
+    # are a few bulk writes whatever its size, and its awards one publish.
     # The applier and insights read only payloads: their deliveries drop the envelope's copy of
     # the data (payload_only), a third of what a gathered batch holds.
     score_runner = ConsumerRunner(settings, group=SCORE_GROUP, topics=list(POINTS_GROUPS[SCORE_GROUP]),
-                                  batch_handler=on_source_events, producer=producer, max_poll_records=1000,
+                                  batch_handler=on_source_events, producer=producer, max_poll_records=1000, gather_records=SCORE_GATHER,
                                   max_poll_interval_ms=BATCH_WINDOW_MS)
     apply_runner = ConsumerRunner(settings, group=APPLY_GROUP, topics=list(POINTS_GROUPS[APPLY_GROUP]),
                                   batch_handler=on_awards, producer=producer, max_poll_records=2500,
