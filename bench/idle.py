@@ -46,7 +46,9 @@ def _environ(pid: int) -> dict[str, str]:
 
 def service_pids(settings) -> dict[str, list[int]]:
     """The processes of each service of this stack, by service name."""
-    wanted = {spec.module: spec for spec in SERVICES}
+    wanted: dict[str, list] = {}
+    for spec in SERVICES:
+        wanted.setdefault(spec.module, []).append(spec)
     var_dir = str(Path(settings.var_dir).resolve())
     found = {}
     for entry in Path("/proc").iterdir():
@@ -59,16 +61,17 @@ def service_pids(settings) -> dict[str, list[int]]:
         if b"-m" not in argv:
             continue
         module = argv[argv.index(b"-m") + 1].decode() if argv.index(b"-m") + 1 < len(argv) else ""
-        spec = wanted.get(module)
-        if spec is None:
-            continue
         env = _environ(int(entry.name))
-        if str(Path(env.get("INSIDETRACK_VAR_DIR", "var")).resolve()) != var_dir:
+        if module not in wanted or str(Path(env.get("INSIDETRACK_VAR_DIR", "var")).resolve()) != var_dir:
             continue
-        port = env.get(f"INSIDETRACK_{spec.port_field.upper()}")
-        if port is not None and int(port) != spec.port(settings):
-            continue
-        found.setdefault(spec.name, []).append(int(entry.name))
+        for spec in wanted[module]:  # two processes of one module (points): told apart by what the spec sets
+            if any(env.get(name) != value for name, value in spec.environment(settings).items()):
+                continue
+            port = env.get(f"INSIDETRACK_{spec.port_field.upper()}")
+            if port is not None and int(port) != spec.port(settings):
+                continue
+            found.setdefault(spec.name, []).append(int(entry.name))
+            break
     return found
 
 

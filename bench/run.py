@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FULL = os.environ.get("BENCH_SCALE") == "full"
 PORTS = {"KAFKA": 29092, "KAFKA_CONTROLLER": 29093, "MONGO": 27019, "GATEWAY": 28000, "REQUESTS": 28001,
-         "KUDOS": 28002, "POINTS": 28003, "NOTIFICATIONS": 28004}
+         "KUDOS": 28002, "POINTS": 28003, "NOTIFICATIONS": 28004, "POINTS_SCORE": 28005}
 # "leaderboard": only the leaderboard-at-scale part (FerretDB alone); "ferretdb": only inserts against
 # updates timed directly on FerretDB; "pipeline": only the points
 # pipeline against its raw limit (BENCH_EVENTS=10000,100000 sets the sizes); "live": only the

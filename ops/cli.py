@@ -122,8 +122,8 @@ def _print_greeting(settings: Settings, gateway_url: str, admin_email: str, admi
         print(line)
     _print_urls(settings)
     for name, port in (("requests", settings.requests_port), ("kudos", settings.kudos_port),
-                       ("points", settings.points_port), ("notifications", settings.notifications_port),
-                       ("gateway", settings.gateway_port)):
+                       ("points", settings.points_port), ("points-score", settings.points_score_port),
+                       ("notifications", settings.notifications_port), ("gateway", settings.gateway_port)):
         print(f"  {name + ' API':<16}: http://127.0.0.1:{port} (log: {settings.log_dir / (name + '.log')})")
 
 
@@ -325,8 +325,9 @@ def cmd_rebuild_points(args, settings: Settings) -> int:
     from ops.infra.process import port_open
 
     ps = load_settings(PointsSettings)
-    if port_open(ps.points_port):
-        print(f"insidetrack: the points process is running (port {ps.points_port}); stop it first "
+    running = [port for port in (ps.points_port, ps.points_score_port) if port_open(port)]
+    if running:
+        print(f"insidetrack: a points process is running (port {', '.join(map(str, running))}); stop them first "
               "(Ctrl-C `make up`, then `insidetrack infra up`), rebuild, then start again.", file=sys.stderr)
         return 1
     rules = load_rules(ps.rules_file)

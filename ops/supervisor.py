@@ -40,16 +40,26 @@ class ServiceSpec:
     name: str
     module: str
     port_field: str
+    # Settings of this process beside the stack's (a second process of the same module: its
+    # port, what it runs), as environment variables.
+    env: tuple[tuple[str, str], ...] = ()
 
     def port(self, settings: Settings) -> int:
         return getattr(settings, self.port_field)
+
+    def environment(self, settings: Settings) -> dict[str, str]:
+        return {name: value.format(port=self.port(settings)) for name, value in self.env}
 
 
 # The processes `insidetrack up` runs, in start order.
 SERVICES = (
     ServiceSpec("requests", "services.requests", "requests_port"),
     ServiceSpec("kudos", "services.recognition.kudos", "kudos_port"),
-    ServiceSpec("points", "services.recognition.points", "points_port"),
+    # The points pipeline in two processes, so its two busy stages run on two cores: scoring in
+    # one, applying and insights (and the API the gateway calls) in the other (docs/points.md).
+    ServiceSpec("points", "services.recognition.points", "points_port", env=(("INSIDETRACK_POINTS_STAGES", "apply,insights"),)),
+    ServiceSpec("points-score", "services.recognition.points", "points_score_port",
+                env=(("INSIDETRACK_POINTS_STAGES", "score"), ("INSIDETRACK_POINTS_PORT", "{port}"))),
     ServiceSpec("notifications", "services.notifications", "notifications_port"),
     ServiceSpec("gateway", "services.gateway", "gateway_port"),
 )
@@ -85,7 +95,8 @@ class ManagedProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", self.spec.module],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=PROJECT_ROOT, env={**SERVICE_ENV, **os.environ, **self.env}, start_new_session=True,
+                cwd=PROJECT_ROOT, env={**SERVICE_ENV, **os.environ, **self.spec.environment(self.settings), **self.env},
+                start_new_session=True,
             )
         self.started_at = time.monotonic()
 

@@ -107,6 +107,9 @@ class Settings(BaseModel):
     kudos_port: Port = Field(8002, ge=1, le=65535)
     points_port: Port = Field(8003, ge=1, le=65535)
     notifications_port: Port = Field(8004, ge=1, le=65535)
+    # The local stack's second points process, which only scores (ops/supervisor.py): its
+    # INSIDETRACK_POINTS_PORT. Nothing calls it but health checks.
+    points_score_port: Port = Field(8005, ge=1, le=65535)
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -384,6 +384,69 @@ def test_two_processes_share_the_work_and_a_killed_one_loses_and_doubles_nothing
     assert second.returncode == 0  # and it stopped cleanly on SIGTERM
 
 
+def test_the_stages_run_where_they_are_given_scoring_in_one_process_applying_in_another(points_settings, producer):
+    """The local stack's shape (ops/supervisor.py): a process that only scores publishes awards
+    and applies none; a process that applies (and keeps insights) applies them; both serve the
+    API and stop cleanly."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from shared.bus.kafka import admin_client
+    from shared.config import PROJECT_ROOT
+    from shared.db import mongo_client
+    from tests.integration.service_helpers import free_port
+
+    producer.publish_all(person_events())
+    h = History()
+    for i in range(10):
+        h.request("acknowledged", f"st{i}", MON + timedelta(minutes=i), "pia", "acknowledged", business_hours_since_submitted=1.0)
+
+    def start(stages: str):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDETRACK_")}
+        env.update({"INSIDETRACK_KAFKA_PORT": str(points_settings.kafka_port), "INSIDETRACK_MONGO_PORT": str(points_settings.mongo_port),
+                    "INSIDETRACK_NAME_PREFIX": points_settings.name_prefix, "INSIDETRACK_POINTS_PORT": str(free_port()),
+                    "INSIDETRACK_POINTS_STAGES": stages,
+                    "INSIDETRACK_LOG_LEVEL": os.environ.get("TEST_CHILD_LOG_LEVEL", "WARNING"), "PYTHONPATH": str(PROJECT_ROOT)})
+        return subprocess.Popen([sys.executable, "-m", "services.recognition.points"], env=env, cwd=PROJECT_ROOT)
+
+    client = mongo_client(points_settings)
+    db = client[points_settings.database("points")]
+    scorer = start("score")
+    applier = None
+    try:
+        producer.publish_all(h.events)
+        assert wait_until(lambda: db.scored_events.count_documents({}) == 10, timeout=60)
+        awards = read_topic(points_settings, points_settings.topic("points"), 10)
+        assert {decode(r.value)[1].person_id for r in awards} == {"pia"}
+        # Scored and published, applied by nobody yet: nobody is in the applier's group.
+        admin = admin_client(points_settings)
+        try:
+            apply_group = points_settings.topic("points-apply")
+            members = admin.describe_groups([apply_group])[apply_group].get("members")
+            score_group = points_settings.topic("points-score")
+            scorers = admin.describe_groups([score_group])[score_group].get("members")
+        finally:
+            admin.close()
+        assert not members and len(scorers) == 1 and db.ledger.count_documents({}) == 0
+        applier = start("apply,insights")
+        assert wait_until(lambda: db.ledger.count_documents({}) == 10, timeout=60)
+        assert wait_until(lambda: read_table(points_settings).key_totals("2026-W48") == {"pia": 50}, timeout=30)
+        assert db.scored_events.count_documents({}) == 10  # the applier scored nothing again
+    finally:
+        for proc in (scorer, applier):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+        client.close()
+    assert scorer.returncode == 0 and applier.returncode == 0
+
+
 def test_thanks_read_before_the_delivery_still_count_and_early_thanks_do_not(producer, runtime):
     h = History()
     h.submitted("o1", MON)

@@ -48,3 +48,14 @@ def test_services_extend_settings_with_their_own_fields():
         monthly_allowance: int = 20
 
     assert load_settings(KudosSettings, env={"INSIDETRACK_MONTHLY_ALLOWANCE": "5"}).monthly_allowance == 5
+
+
+def test_points_stages_are_named_from_the_known_ones_and_a_wrong_name_is_refused_with_the_list():
+    from services.recognition.points.config import PointsSettings
+
+    assert load_settings(PointsSettings, env={}).stages == {"score", "apply", "insights"}
+    assert load_settings(PointsSettings, env={"INSIDETRACK_POINTS_STAGES": " insights, apply"}).points_stages == "apply,insights"
+    for wrong in ("scor", "", "score,apply,bonus"):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(PointsSettings, env={"INSIDETRACK_POINTS_STAGES": wrong})
+        assert "INSIDETRACK_POINTS_STAGES" in str(caught.value) and "score, apply, insights" in str(caught.value)

@@ -378,6 +378,10 @@ def test_configured_values_are_valid_settings():
         load_settings(cls, env=env)  # raises ConfigError naming the bad variable
 
 
+# Settings a Deployment sets itself, in plain text: the points processes' stages and port.
+PER_PROCESS_SETTINGS = {"INSIDETRACK_POINTS_STAGES", "INSIDETRACK_POINTS_PORT"}
+
+
 def test_secrets_come_from_the_documented_secret_never_from_plain_values():
     example = (K8S / "secret.example.yaml").read_text()
     (secret,) = load_yaml(K8S / "secret.example.yaml")
@@ -389,6 +393,8 @@ def test_secrets_come_from_the_documented_secret_never_from_plain_values():
             continue
         for container in containers(doc):
             for entry in container.get("env", []):
+                if entry["name"] in PER_PROCESS_SETTINGS:
+                    continue  # what this process runs and where: not a secret, and not the same for every pod
                 assert "value" not in entry, f"{name}: {entry['name']} is set in plain text"
                 ref = entry["valueFrom"]["secretKeyRef"]
                 assert ref["name"] == secret["metadata"]["name"]
@@ -435,9 +441,10 @@ def test_deployments_have_probes_resources_and_a_locked_down_container():
 
 def test_points_never_scales_beyond_the_partitions_it_can_share():
     hpas = k8s_objects("HorizontalPodAutoscaler")
-    assert {h["spec"]["scaleTargetRef"]["name"] for h in hpas.values()} == {"gateway", "points"}
+    assert {h["spec"]["scaleTargetRef"]["name"] for h in hpas.values()} == {"gateway", "points", "points-score"}
     partitions = int(k8s_objects("ConfigMap")["insidetrack-config"]["data"]["INSIDETRACK_TOPIC_PARTITIONS"])
     assert hpas["points"]["spec"]["maxReplicas"] <= partitions
+    assert hpas["points-score"]["spec"]["maxReplicas"] <= partitions
     for hpa in hpas.values():
         assert hpa["apiVersion"] == "autoscaling/v2"
         assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from services.recognition.directory import Directory, DirectoryPersonDoc, directory_reader
 from services.recognition.points.api import points_api
 from services.recognition.points.applied import announce_applied, announce_changed_place
-from services.recognition.points.config import PointsSettings
+from services.recognition.points.config import STAGES, PointsSettings
 from services.recognition.points import insights as insights_model
 from services.recognition.points.insights import INSIGHTS_GROUP, INSIGHTS_TOPICS, Insights
 from services.recognition.points.applier import Applier
@@ -110,7 +110,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
             # "Keep me off the leaderboards" turned on or off: the boards of now, the period
             # before and the one before that (movement) mark them, and their rankings follow.
             shown = before.hidden != after.hidden
-        if moved or shown:
+        if (moved or shown) and "apply" in settings.stages:  # the boards are the applier's
             # Rare: totals by _id, a few boards by _id (conditional updates), no scan of history.
             changed = applier.person_changed(after, clock.now(), visibility=shown)
             # Live leaderboards (screens, portals) read their board again now, not at the next award.
@@ -184,8 +184,12 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     app.extensions["insights"] = insights
     app.extensions["clock"] = clock
     app.register_blueprint(points_api)
+    # The stages this process runs (settings.points_stages; all by default). The relay sends the
+    # badges the applier awards. The points state and the directory copy serve every process.
+    stages = {"score": [score_runner], "apply": [relay, apply_runner], "insights": [insights_runner]}
+    workers = [state_runner, people] + [w for stage in STAGES if stage in settings.stages for w in stages[stage]]
     return PointsRuntime(
-        settings=settings, app=app, producer=producer, workers=[relay, state_runner, people, score_runner, apply_runner, insights_runner],
+        settings=settings, app=app, producer=producer, workers=workers,
         rules=rules, store=store, scorer=scorer, applier=applier, queries=queries, relay=relay,
         directory_reader=people, state_runner=state_runner, score_runner=score_runner, apply_runner=apply_runner,
         insights=insights, insights_runner=insights_runner,
