@@ -11,11 +11,14 @@ The Kafka key is ``subject``, so events about one thing land in one partition, i
 
 from __future__ import annotations
 
-import json
+import math
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any
+
+import orjson
 
 from shared.clock import Clock, NotAnInstant, SystemClock, instant_from_iso
 
@@ -57,8 +60,18 @@ class Envelope:
         }
 
     def to_bytes(self) -> bytes:
-        # allow_nan=False: Infinity/NaN are not JSON, and other consumers would choke on them.
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        """The event on the wire: compact UTF-8 JSON (orjson: the points pipeline encodes
+        thousands a second, ~18 times faster than the json module). Encoded once per envelope:
+        an envelope and its data are not changed after they are built."""
+        return self._wire
+
+    @cached_property
+    def _wire(self) -> bytes:
+        raw = orjson.dumps(self.to_dict())
+        if b"null" in raw and _has_non_finite(self.data):
+            # Infinity/NaN are not JSON (orjson writes null): refused, as the json module did.
+            raise ValueError("Out of range float values are not JSON compliant")
+        return raw
 
     @property
     def key(self) -> bytes:
@@ -97,10 +110,20 @@ class Envelope:
             raise InvalidEvent("empty message (tombstone) where an event was expected")
         refuse_oversized(raw)
         try:
-            decoded = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+            decoded = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:  # also invalid UTF-8, and NaN/Infinity, which are not JSON
             raise InvalidEvent(f"unparseable JSON: {exc}") from None
         return cls.from_dict(decoded)
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_finite(v) for v in value)
+    return False
 
 
 def refuse_oversized(raw: bytes) -> bytes:

@@ -53,9 +53,10 @@ def dlq_topic(topic: str) -> str:
 
 
 class EventSchema(BaseModel):
-    """Base of every event's ``data`` schema: unknown fields are refused, values are frozen."""
+    """Base of every event's ``data`` schema: unknown fields are refused, values are frozen, and
+    a number is finite (NaN and Infinity are not JSON)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)
