@@ -38,7 +38,6 @@ events (``ConsumerRunner``'s ``gather_records``): a year of history touches each
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import OrderedDict, defaultdict
@@ -46,6 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, NamedTuple
 
+import orjson
 from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
@@ -135,13 +135,14 @@ BUCKET_FIELDS = ("_id", "o", "l", "v")  # a people's document's own fields; ever
 
 
 def _packed(person: dict[str, Any]) -> str:
-    return json.dumps(person, separators=(",", ":"), sort_keys=True)
+    # orjson: a busy batch packs thousands of people (the json module took a sixth of insights' time).
+    return orjson.dumps(person, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _unpacked(value: Any) -> dict[str, Any]:
     """A person's fields in their bucket: a JSON string, or fields (a store from before them)."""
     if isinstance(value, str):
-        return json.loads(value)
+        return orjson.loads(value)
     return value or {}
 
 
@@ -398,7 +399,7 @@ class Insights:
                     continue  # the document's offsets
                 who, rest = path.split(".", 1)
                 if who not in touched:
-                    touched[who] = json.loads(stored[who]) if who in stored else {}
+                    touched[who] = orjson.loads(stored[who]) if who in stored else {}
                 *parents, leaf = rest.split(".")
                 target = touched[who]
                 for name in parents:
