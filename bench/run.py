@@ -33,7 +33,8 @@ PORTS = {"KAFKA": 29092, "KAFKA_CONTROLLER": 29093, "MONGO": 27019, "GATEWAY": 2
 # (bench/scoring.py); "requests-import": the requests import in-process, its stages and FerretDB time per
 # collection (bench/requests_import.py); "cards": only the card renders (no stack).
 ONLY = os.environ.get("BENCH_ONLY")
-# Points processes sharing the pipeline's work (the stack's one and the others beside it).
+# Points processes sharing the pipeline's work: the stack's two (points applies, points-score
+# scores: ops/supervisor.py) and BENCH_POINTS_PROCESSES - 1 more beside them, each running every stage.
 POINTS_PROCESSES = int(os.environ.get("BENCH_POINTS_PROCESSES", "1"))
 for _name, _port in PORTS.items():  # ports and data folder may be overridden (a second bench beside another)
     os.environ.setdefault(f"INSIDETRACK_{_name}_PORT", str(_port))
@@ -268,7 +269,7 @@ PIPELINE_PEOPLE = int(os.environ.get("BENCH_PIPELINE_PEOPLE", "2000"))
 
 
 def extra_points_processes(count: int) -> list:
-    """More points processes beside the stack's one (BENCH_POINTS_PROCESSES): they share the
+    """More points processes beside the stack's (BENCH_POINTS_PROCESSES - 1): they share the
     points consumer groups' partitions, as a scaled-out deployment does. Started and ready."""
     import subprocess
 
@@ -337,7 +338,7 @@ def bench_pipeline(settings, n: int) -> None:
     producer.close()
     raw = raw_limit(settings, n)
     rate = n / pipeline_s
-    record(f"points_pipeline_{n}", events=n, people=PIPELINE_PEOPLE, points_processes=POINTS_PROCESSES,
+    record(f"points_pipeline_{n}", events=n, people=PIPELINE_PEOPLE, points_processes=f"score | apply+insights{' | all' * (POINTS_PROCESSES - 1)}",
            seconds=round(pipeline_s, 1), publish_s=round(publish_s, 1), events_per_s=round(rate),
            raw_events_per_s=round(raw), ratio_to_raw=round(rate / raw, 3), target=">= 5000/s and >= 50% of raw")
 
