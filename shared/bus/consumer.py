@@ -148,7 +148,7 @@ class ConsumerRunner:
         self.max_poll_records = max_poll_records
         # How long a batch may take before the group drops the member (kafka-python's default, 300 s).
         self.max_poll_interval_ms = max_poll_interval_ms
-        # Behind, batches of up to this many messages (several full polls); None: one poll.
+        # Behind, batches of up to this many messages (several polls); None: one poll.
         self.gather_records = gather_records if batch_handler is not None else None
         # Handlers that read only the payload (and the envelope's type, time, id): see _delivery.
         self.payload_only = payload_only
