@@ -32,7 +32,7 @@ SERVICE = "points"
 # (the demo loader and the benchmarks wait for their lag to reach 0).
 SCORE_GROUP, APPLY_GROUP = "points-score", "points-apply"
 POINTS_GROUPS = {SCORE_GROUP: ("requests", "kudos"), APPLY_GROUP: ("points",)}
-APPLY_GATHER = 5_000  # awards one applier batch takes at most when behind (below)
+APPLY_GATHER = 2_500  # awards one applier batch takes at most when behind (below)
 SCORE_GATHER = 5_000  # source events one scorer batch takes at most when behind
 STATE_RESTORE_WAIT_S = 60.0  # how long the directory reader waits for the points state's restore
 BATCH_WINDOW_MS = 900_000  # how long one scoring batch may take (kafka-python's max_poll_interval_ms)
@@ -148,7 +148,10 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # kudos applied in batches of 10,000 awards took 15 s instead of 29 s (bench/scoring.py). On
     # the faster machine of 2026-11-30, 5,000 scored a year as fast (load + scoring 224-231 s,
     # 241 s at 10,000) and a batch holds half as much; the process still ended the year at
-    # 144-150 MB (151.9 at 10,000): what it keeps then is not the last batch.
+    # 144-150 MB (151.9 at 10,000): what it keeps then is not the last batch. Those batches
+    # were rarely gathered (only after full polls); gathered from polls a tenth full, 5,000
+    # ended the year at 163 MB (thirteenth session), 2,500 at 143 MB: 2,500 (the pipeline
+    # bench: 943 against 1,038-1,154 events/s).
     # The scorer gathers too (SCORE_GATHER): a batch's guards, request facts and scored events
     # are a few bulk writes whatever its size, and its awards one publish.
     # The applier and insights read only payloads: their deliveries drop the envelope's copy of
