@@ -32,7 +32,7 @@ SERVICE = "points"
 # (the demo loader and the benchmarks wait for their lag to reach 0).
 SCORE_GROUP, APPLY_GROUP = "points-score", "points-apply"
 POINTS_GROUPS = {SCORE_GROUP: ("requests", "kudos"), APPLY_GROUP: ("points",)}
-APPLY_GATHER = 2_500  # awards one applier batch takes at most when behind (below)
+APPLY_GATHER = 2_000  # awards one applier batch takes at most when behind (below)
 SCORE_GATHER = 5_000  # source events one scorer batch takes at most when behind
 STATE_RESTORE_WAIT_S = 60.0  # how long the directory reader waits for the points state's restore
 BATCH_WINDOW_MS = 900_000  # how long one scoring batch may take (kafka-python's max_poll_interval_ms)
@@ -149,9 +149,11 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # the faster machine of 2026-11-30, 5,000 scored a year as fast (load + scoring 224-231 s,
     # 241 s at 10,000) and a batch holds half as much; the process still ended the year at
     # 144-150 MB (151.9 at 10,000): what it keeps then is not the last batch. Those batches
-    # were rarely gathered (only after full polls); gathered from polls a tenth full, 5,000
-    # ended the year at 163 MB (thirteenth session), 2,500 at 143 MB: 2,500 (the pipeline
-    # bench: 943 against 1,038-1,154 events/s).
+    # were rarely gathered (only after full polls); gathered from polls a tenth full, the points
+    # process (apply, insights) ended the year at 163 MB with 5,000, 143-150 MB with 2,500,
+    # 133.6 with 2,000 and 133.3 with 1,500 (thirteenth session): 2,000, polled as much at once.
+    # The pipeline bench (40,000 events) moves with it, within its noise: 5,000 1,038-1,154/s,
+    # 2,500 943-987/s, 2,000 858/s, 1,500 838/s.
     # The scorer gathers too (SCORE_GATHER): a batch's guards, request facts and scored events
     # are a few bulk writes whatever its size, and its awards one publish.
     # The applier and insights read only payloads: their deliveries drop the envelope's copy of
@@ -160,7 +162,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
                                   batch_handler=on_source_events, producer=producer, max_poll_records=1000, gather_records=SCORE_GATHER,
                                   max_poll_interval_ms=BATCH_WINDOW_MS)
     apply_runner = ConsumerRunner(settings, group=APPLY_GROUP, topics=list(POINTS_GROUPS[APPLY_GROUP]),
-                                  batch_handler=on_awards, producer=producer, max_poll_records=2500,
+                                  batch_handler=on_awards, producer=producer, max_poll_records=APPLY_GATHER,
                                   gather_records=APPLY_GATHER, max_poll_interval_ms=BATCH_WINDOW_MS, payload_only=True)
 
     # Insights for managers (insights.py): a read model of its own, kept by its own group, so a
