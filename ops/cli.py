@@ -22,7 +22,7 @@ import sys
 from ops.demo.loader import DemoError
 from ops.infra import fonts, local
 from ops.infra.process import Daemon, InfraError
-from ops.supervisor import Supervisor
+from ops.supervisor import SERVICES, Supervisor
 from shared.config import ConfigError, Settings, load_settings
 from shared.events import TOPICS
 from shared.fonts import font_dir
@@ -121,10 +121,8 @@ def _print_greeting(settings: Settings, gateway_url: str, admin_email: str, admi
     for line in greeting(gateway_url, admin_email, admin_token, _token_for, _sign_on(admin_email, screen=True)):
         print(line)
     _print_urls(settings)
-    for name, port in (("requests", settings.requests_port), ("kudos", settings.kudos_port),
-                       ("points", settings.points_port), ("points-score", settings.points_score_port),
-                       ("notifications", settings.notifications_port), ("gateway", settings.gateway_port)):
-        print(f"  {name + ' API':<16}: http://127.0.0.1:{port} (log: {settings.log_dir / (name + '.log')})")
+    for spec in SERVICES:  # what the supervisor started, each with its log (ManagedProcess.logfile)
+        print(f"  {spec.name + ' API':<16}: http://127.0.0.1:{spec.port(settings)} (log: {settings.log_dir / (spec.name + '.log')})")
 
 
 def _admin_email() -> str:
@@ -325,7 +323,7 @@ def cmd_rebuild_points(args, settings: Settings) -> int:
     from ops.infra.process import port_open
 
     ps = load_settings(PointsSettings)
-    running = [port for port in (ps.points_port, ps.points_score_port) if port_open(port)]
+    running = [spec.port(ps) for spec in SERVICES if spec.module == "services.recognition.points" and port_open(spec.port(ps))]
     if running:
         print(f"insidetrack: a points process is running (port {', '.join(map(str, running))}); stop them first "
               "(Ctrl-C `make up`, then `insidetrack infra up`), rebuild, then start again.", file=sys.stderr)
