@@ -1,7 +1,7 @@
 """The points applier on a burst of historical awards, on the real FerretDB: documents that do
-not exist yet are inserted, a board changed for many people is written whole (conditional on
-its version), a board another process wrote meanwhile is updated atomically instead, and a
-replay changes nothing."""
+not exist yet are inserted, a board is written whole as one string (conditional on its
+version), a board another process wrote meanwhile is read again and written on top, a board of
+an older store (a map of entries) is read and rewritten, and a replay changes nothing."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from services.recognition.directory import Directory, DirectoryPersonDoc
 from services.recognition.points.config import PointsSettings
-from services.recognition.points.applier import WHOLE_BOARD_AT, Applier
-from services.recognition.points.store import Store
+from services.recognition.points.applier import Applier
+from services.recognition.points.store import Store, read_board, write_board
 from services.recognition.points.rules import load_rules
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import ManualClock
@@ -21,7 +21,7 @@ from shared.events.schemas import PointsAwarded
 
 pytestmark = pytest.mark.integration
 MON = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
-PEOPLE = [f"p{i:03d}" for i in range(WHOLE_BOARD_AT + 50)]
+PEOPLE = [f"p{i:03d}" for i in range(150)]
 
 
 @pytest.fixture
@@ -53,7 +53,14 @@ def awards(round_: int, at: datetime, partition: str = "0", first_offset: int = 
 
 
 def board(applier, key):
-    return applier.store.boards.find_one({"_id": f"board:{key}"}) or {}
+    return read_board(applier.store.boards, f"board:{key}")
+
+
+def written_elsewhere(boards, key):
+    """Partition 1's owner (another process) adds 5 points to p000 on the board, as it writes."""
+    before = read_board(boards, f"board:{key}")
+    entries = {**before["entries"], "p000": {**before["entries"]["p000"], "p": before["entries"]["p000"]["p"] + 5}}
+    assert write_board(boards, f"board:{key}", before, entries, {**before["applied"], "1": 7})
 
 
 def test_a_burst_inserts_what_is_new_writes_boards_whole_and_a_replay_changes_nothing(applier):
@@ -78,7 +85,7 @@ def test_a_burst_inserts_what_is_new_writes_boards_whole_and_a_replay_changes_no
     assert {d["_id"] for d in applier.handed} == {d["_id"] for d in applier.store.badge_awards.find({}, {"_id": 1})}
 
 
-def test_a_board_another_process_wrote_meanwhile_is_updated_atomically(applier, monkeypatch):
+def test_a_board_another_process_wrote_meanwhile_is_read_again_and_written_on_top(applier, monkeypatch):
     week = period_key(applier.calendar, "week", MON)
     applier.apply_batch(awards(1, MON))
     boards = applier.store.boards
@@ -88,7 +95,7 @@ def test_a_board_another_process_wrote_meanwhile_is_updated_atomically(applier, 
         found = real(filter_, *args, **kwargs)
         if filter_.get("_id") == f"board:{week}" and not racing.done:
             racing.done = True  # between this read and the write, partition 1's owner adds to the board
-            boards.update_one({"_id": f"board:{week}"}, {"$inc": {"entries.p000.p": 5, "v": 1}, "$set": {"applied.1": 7}})
+            written_elsewhere(boards, week)
         return found
 
     racing.done = False
@@ -99,6 +106,22 @@ def test_a_board_another_process_wrote_meanwhile_is_updated_atomically(applier, 
     after = board(applier, week)
     assert after["v"] == 3 and after["applied"] == {"0": 2 * len(PEOPLE) - 1, "1": 7}
     assert after["entries"]["p000"]["p"] == 25 and {e["p"] for pid, e in after["entries"].items() if pid != "p000"} == {20}
+
+
+def test_a_board_an_older_store_kept_as_a_map_is_read_and_rewritten_as_a_string(applier):
+    week = period_key(applier.calendar, "week", MON)
+    # As a store from before kept it: the entries as a map of sub-documents, p001 hidden.
+    applier.store.boards.insert_one({"_id": f"board:{week}", "v": 4, "applied": {"0": -1}, "entries": {
+        "p000": {"p": 7, "d": "sales", "r": "rep"}, "p001": {"p": 3, "d": "pricing", "r": "support", "h": True}}})
+    assert board(applier, week)["entries"]["p001"] == {"p": 3, "d": "pricing", "r": "support", "h": True}
+    applier.apply_batch(awards(1, MON))
+    stored = applier.store.boards.find_one({"_id": f"board:{week}"})
+    assert "entries" not in stored and isinstance(stored["e"], str) and stored["v"] == 5
+    after = board(applier, week)
+    assert after["entries"]["p000"] == {"p": 17, "d": "sales", "r": "rep"}
+    assert after["entries"]["p001"] == {"p": 13, "d": "pricing", "r": "support"}  # visible, as the directory says now
+    assert {e["p"] for pid, e in after["entries"].items() if pid not in ("p000", "p001")} == {10}
+    assert applier.ranking.top(week, "company", None, 1)[0][:2] == ("p000", 17)
 
 
 def test_history_older_than_the_previous_period_goes_where_it_is_read(applier):
@@ -132,7 +155,7 @@ def test_a_board_remembered_but_written_since_by_another_process_is_read_again(a
     assert f"board:{week}" in applier._boards  # as written: the next batch does not read it
     # Partition 1's owner adds to the board; and a redelivery of partition 0's first batch
     # (applied already) comes with the next one.
-    applier.store.boards.update_one({"_id": f"board:{week}"}, {"$inc": {"entries.p000.p": 5, "v": 1}, "$set": {"applied.1": 7}})
+    written_elsewhere(applier.store.boards, week)
     reads = []
     real = applier.store.boards.find_one
     applier.store.boards.find_one = lambda *a, **k: reads.append(a) or real(*a, **k)

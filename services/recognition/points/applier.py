@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from pymongo import ReturnDocument
-
 from services.recognition.directory import Directory
 from services.recognition.points.badges import award_badges
 from services.recognition.points.domain import advance_progress
@@ -27,14 +25,13 @@ from services.recognition.points.ranking import Ranking, ScoreChange
 from services.recognition.points.rules import RuleSet
 from services.recognition.points.state import PersonState, PointsTable
 from services.recognition.points.ledger_pages import empty_index, sort_key
-from services.recognition.points.store import Store, as_document, safe_key, shown_in_ledger
+from services.recognition.points.store import Store, read_board, safe_key, shown_in_ledger, write_board
 from shared.calendar import PERIODS, BusinessCalendar, period_bounds, period_key, previous_period_key
 from shared.clock import Clock, utc
-from shared.db import find_by_ids, insert_many_once, insert_new
+from shared.db import find_by_ids, insert_many_once
 from shared.events.schemas import PointsAwarded
 
 log = logging.getLogger(__name__)
-WHOLE_BOARD_AT = 100  # people changed in one board update beyond which the whole entries map is written
 BOARD_CACHE_ENTRIES = 20_000  # people's entries on the boards an applier keeps in memory, in all
 
 
@@ -231,7 +228,7 @@ class Applier:
             on_board = {**fields, "hidden": bool(person.hidden) if person else False}
             for period in PERIODS:
                 key = period_key(self.calendar, period, item.at)
-                if safe_key(pid) and key >= oldest_board[period]:  # never let an id become a field path in the board documents
+                if safe_key(pid) and key >= oldest_board[period]:  # an id that cannot be a field name is on no board (queries)
                     boards.setdefault(f"board:{key}", _Sum({})).add(item, pid, on_board)
         # The board of each period (everyone's points in one document), then the ranking read
         # model beside it, which leaderboards read (ranking.py): weeks first, the live screens'
@@ -241,104 +238,51 @@ class Applier:
             if on_boards is not None:
                 on_boards(list({i.award.entry_id: i.award for i in board.items}.values()), [doc_id.removeprefix("board:")])
 
-    def _update_board(self, doc_id: str, board: "_Sum", remembered: bool = True) -> None:
-        """One board update, versioned (``v``), and the same change in the ranking read model.
+    def _update_board(self, doc_id: str, board: "_Sum") -> None:
+        """One board write, versioned (``v``), and the same change in the ranking read model.
 
-        The board is read once (its ``applied`` offsets and the entries before) — or taken as
-        this applier wrote it last — then written once: an update conditional on the version
-        read, so the state before it is the one read and the ranking needs no second read; a
-        new board is inserted. If another process wrote the board in between (another
-        partition's owner), the update is made atomically returning the board before it, as one
-        write too; if it was the board remembered that was out of date, it is read again and
-        the batch's part worked out anew (its offsets may be applied already)."""
-        cached = self._boards.pop(doc_id, None) if remembered else None
-        before = cached if cached is not None else (self.store.boards.find_one({"_id": doc_id}) or {})
-        applied = before.get("applied") or {}
-        todo = [i for i in board.items if applied.get(i.partition, -1) < i.offset]
-        if not todo:
-            return  # applied before the crash that replays it
-        offsets = {i.partition: i.offset for i in sorted(todo, key=lambda i: i.offset)}  # the last per partition
-        update = self._board_update(board, todo, before.get("entries") or {})
-        update["$inc"]["v"] = 1
-        update["$set"].update({f"applied.{partition}": offset for partition, offset in offsets.items()})
-        if before:
-            write = update
-            people = list(dict.fromkeys(i.award.person_id for i in todo))
-            if len(people) > WHOLE_BOARD_AT:
-                # Many people at once (a backlog, history): the whole entries map in one $set.
-                # FerretDB's cost of an update grows faster than its number of paths (a board
-                # of 2,000: 1,000 people's paths 2.2 s, the map 0.5 s), and the map is known:
-                # the board as read plus this batch, written only if nothing changed since.
-                entries = {pid: dict(e) for pid, e in (before.get("entries") or {}).items()}
-                for pid in people:
-                    old, fields = entries.get(pid) or {}, board.people[pid]
-                    entries[pid] = {**old, "p": int(old.get("p") or 0) + update["$inc"][f"entries.{pid}.p"],
-                                    "d": fields["department"], "r": fields["role"]}
-                    if f"entries.{pid}.h" in update["$set"]:
-                        entries[pid]["h"] = True
-                    elif f"entries.{pid}.h" in update.get("$unset", {}):
-                        entries[pid].pop("h", None)
-                write = {"$set": {"entries": entries, **{k: v for k, v in update["$set"].items() if k.startswith("applied.")}},
-                         "$inc": {"v": 1}}
-            exact = self.store.boards.update_one({"_id": doc_id, "v": before.get("v")}, write).matched_count == 1
-            if not exact and cached is not None:
-                return self._update_board(doc_id, board, remembered=False)
-        else:
-            exact = not insert_new(self.store.boards, [as_document(doc_id, update)])
-        if not exact:
-            # FerretDB 1.24 refuses a projection here: the whole board comes back.
-            before = self.store.boards.find_one_and_update({"_id": doc_id}, update, upsert=True,
-                                                           return_document=ReturnDocument.BEFORE) or {}
-        entries = before.get("entries") or {}
-        changes = []
-        for pid in dict.fromkeys(i.award.person_id for i in todo):
-            old = entries.get(pid) or {}
-            fields = board.people[pid]
-            # Hidden after the write: set by it, or left as it was (unless the write removed it).
-            hidden = f"entries.{pid}.h" in update["$set"] or (bool(old.get("h")) and f"entries.{pid}.h" not in update.get("$unset", {}))
-            changes.append(ScoreChange(pid, int(old.get("p") or 0), int(old.get("p") or 0) + update["$inc"][f"entries.{pid}.p"],
-                                       fields["department"], fields["role"], old_department=old.get("d"), old_role=old.get("r"),
-                                       hidden=hidden, old_hidden=bool(old.get("h"))))
-
-        after: dict | None = None
-        if exact:
-            # The board as written: the one read plus this batch. Nothing else holds the document
-            # read (a remembered one was taken out above), so its entries change in place.
-            after = {**before, "_id": doc_id, "entries": entries, "applied": {**applied, **offsets},
-                     "v": int(before.get("v") or 0) + 1}
-            for change in changes:
-                entries[change.person_id] = {"p": change.new, "d": change.department, "r": change.role,
-                                             **({"h": True} if change.hidden else {})}
-            self._remember_board(doc_id, after)
-
-        def board_after() -> dict:
-            return after if after is not None else (self.store.boards.find_one({"_id": doc_id}) or {})
-
-        self.ranking.apply(doc_id.removeprefix("board:"), int(before.get("v") or 0) + 1, changes, board_after)
+        The board is read once — or taken as this applier wrote it last — and written whole
+        (store.write_board: one JSON string), only if it is still the version read: so the
+        state before the write is the one read and the ranking needs no second read. If another
+        process wrote the board in between (another partition's owner, a person's move), it is
+        read again and the batch's part worked out anew (its offsets may be applied already)."""
+        before = self._boards.pop(doc_id, None)
+        if before is None:
+            before = read_board(self.store.boards, doc_id)
+        while True:
+            applied = before.get("applied") or {}
+            todo = [i for i in board.items if applied.get(i.partition, -1) < i.offset]
+            if not todo:
+                if before:
+                    self._remember_board(doc_id, before)
+                return  # applied before the crash that replays it
+            gained: dict[str, int] = {}
+            for item in todo:
+                gained[item.award.person_id] = gained.get(item.award.person_id, 0) + item.award.points
+            old_entries = before.get("entries") or {}
+            entries = dict(old_entries)
+            changes = []
+            for pid, points in gained.items():
+                old, fields = old_entries.get(pid) or {}, board.people[pid]
+                hidden = bool(fields.get("hidden"))  # as the directory has it now
+                before_points = int(old.get("p") or 0)
+                entries[pid] = {"p": before_points + points, "d": fields["department"], "r": fields["role"],
+                                **({"h": True} if hidden else {})}
+                changes.append(ScoreChange(pid, before_points, before_points + points, fields["department"], fields["role"],
+                                           old_department=old.get("d"), old_role=old.get("r"), hidden=hidden,
+                                           old_hidden=bool(old.get("h"))))
+            offsets = {i.partition: i.offset for i in sorted(todo, key=lambda i: i.offset)}  # the last per partition
+            if write_board(self.store.boards, doc_id, before, entries, {**applied, **offsets}):
+                break
+            before = read_board(self.store.boards, doc_id)  # someone else wrote it since
+        after = {"_id": doc_id, "v": int(before.get("v") or 0) + 1, "applied": {**applied, **offsets}, "entries": entries}
+        self._remember_board(doc_id, after)
+        self.ranking.apply(doc_id.removeprefix("board:"), after["v"], changes, lambda: after)
 
     def _remember_board(self, doc_id: str, board: dict) -> None:
         self._boards[doc_id] = board
         while self._boards and sum(len(b.get("entries") or {}) for b in self._boards.values()) > BOARD_CACHE_ENTRIES:
             self._boards.popitem(last=False)
-
-    @staticmethod
-    def _board_update(board: "_Sum", items: list["_Item"], before: dict[str, dict]) -> dict:
-        """The batch's points on a board, with each person's department, role and, only for
-        people who keep themselves off the leaderboards, ``h`` (removed when it is there and
-        they are visible again: ``before``, the entries as read)."""
-        inc: dict[str, int] = {}
-        sets: dict[str, Any] = {}
-        unsets: dict[str, str] = {}
-        for item in items:
-            pid = item.award.person_id
-            inc[f"entries.{pid}.p"] = inc.get(f"entries.{pid}.p", 0) + item.award.points
-            fields = board.people[pid]
-            sets[f"entries.{pid}.d"], sets[f"entries.{pid}.r"] = fields["department"], fields["role"]
-            if fields.get("hidden"):
-                sets[f"entries.{pid}.h"] = True
-            elif (before.get(pid) or {}).get("h"):
-                unsets[f"entries.{pid}.h"] = ""
-        return {"$inc": inc, "$set": sets, **({"$unset": unsets} if unsets else {})}
 
     def _oldest_boards(self, now: datetime) -> dict[str, str]:
         """Per period, the oldest key whose board is still read or fixed: two periods before
@@ -374,27 +318,26 @@ class Applier:
         # People's totals keep the department and role they were counted in when they were
         # awarded; reads of this and the previous period take the person's current ones
         # (queries.PointsQueries._points), so nothing is written there.
-        entry = f"entries.{person.id}"
         hidden = bool(getattr(person, "hidden", False))
-        # Hidden: ``h`` is true; visible: it is absent (boards of visible people carry nothing more).
-        shown_wrong = {f"{entry}.h": {"$ne": True}} if hidden else {f"{entry}.h": {"$exists": True}}
-        change: dict[str, Any] = {"$set": {f"{entry}.d": person.department, f"{entry}.r": person.role}, "$inc": {"v": 1}}
-        if hidden:
-            change["$set"][f"{entry}.h"] = True
-        else:
-            change["$unset"] = {f"{entry}.h": ""}
         changed = []
         for key in (self._current_keys(now, back=2) if visibility else keys):
-            before = self.store.boards.find_one_and_update(
-                {"_id": f"board:{key}", entry: {"$exists": True},
-                 "$or": [{f"{entry}.d": {"$ne": person.department}}, {f"{entry}.r": {"$ne": person.role}}, shown_wrong]},
-                change)
-            if before is not None:  # moved, hidden or shown again: the ranking follows
+            doc_id = f"board:{key}"
+            while True:
+                before = read_board(self.store.boards, doc_id)
+                old = (before.get("entries") or {}).get(person.id)
+                if old is None or (old.get("d"), old.get("r"), bool(old.get("h"))) == (person.department, person.role, hidden):
+                    break  # not on this board, or shown as they are
+                # Hidden: ``h`` is true; visible: it is absent (boards of visible people carry nothing more).
+                entries = {**before["entries"], person.id: {"p": old.get("p") or 0, "d": person.department, "r": person.role,
+                                                           **({"h": True} if hidden else {})}}
+                if not write_board(self.store.boards, doc_id, before, entries, before.get("applied") or {}):
+                    continue  # an applier wrote it since: read it again
+                # Moved, hidden or shown again: the ranking follows.
                 changed.append(key)
-                old = before["entries"][person.id]
+                after = {**before, "v": int(before.get("v") or 0) + 1, "entries": entries}
                 points = int(old.get("p") or 0)
-                self.ranking.apply(key, int(before.get("v") or 0) + 1, [ScoreChange(
+                self.ranking.apply(key, after["v"], [ScoreChange(
                     person.id, points, points, person.department, person.role, old_department=old.get("d"),
-                    old_role=old.get("r"), hidden=hidden, old_hidden=bool(old.get("h")))],
-                    lambda key=key: self.store.boards.find_one({"_id": f"board:{key}"}) or {})
+                    old_role=old.get("r"), hidden=hidden, old_hidden=bool(old.get("h")))], lambda after=after: after)
+                break
         return changed

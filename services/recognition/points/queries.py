@@ -24,7 +24,7 @@ from typing import Any
 from services.recognition.directory import Directory
 from services.recognition.points.domain import RUSH_SHARE_DAYS, RuleSet, badge_level
 from services.recognition.points.ranking import Ranking, RankingView
-from services.recognition.points.store import Store, badge_award_id, safe_key
+from services.recognition.points.store import Store, badge_award_id, read_board, safe_key
 from shared.calendar import PERIODS, BusinessCalendar, period_bounds, period_key, previous_period_key
 from shared.clock import Clock, utc
 from shared.db import find_by_ids
@@ -94,7 +94,7 @@ class PointsQueries:
         people who keep themselves off the leaderboards (``h``) left out, but for ``also``."""
         if key is None:
             return []
-        doc = self.store.boards.find_one({"_id": f"board:{key}"}) or {}
+        doc = read_board(self.store.boards, f"board:{key}")
         department, role = scope_filter.get("department"), scope_filter.get("role")
         rows = [(pid, int(e.get("p") or 0), e) for pid, e in (doc.get("entries") or {}).items()
                 if (e.get("p") or 0) > 0 and (department is None or e.get("d") == department)
