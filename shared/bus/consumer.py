@@ -59,7 +59,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
@@ -133,6 +133,7 @@ class ConsumerRunner:
         max_poll_interval_ms: int = 300_000,
         gather_records: int | None = None,
         payload_only: bool = False,
+        skip: Callable[[Any], bool] | None = None,
     ):
         self.settings = settings
         # No group: read every partition (from the start if from_beginning) on every start,
@@ -152,6 +153,9 @@ class ConsumerRunner:
         self.gather_records = gather_records if batch_handler is not None else None
         # Handlers that read only the payload (and the envelope's type, time, id): see _delivery.
         self.payload_only = payload_only
+        # Messages this says yes to are neither decoded nor handled (a group-less reader's own
+        # records, which its process holds already: the points state's changelog).
+        self.skip = skip
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: KafkaConsumer | None = None
@@ -427,6 +431,8 @@ class ConsumerRunner:
         deliveries = []
         for tp, messages in batch.items():
             for message in messages:
+                if self.skip is not None and self.skip(message):
+                    continue
                 try:
                     deliveries.append((message, self._delivery(message)))
                 except InvalidEvent as exc:

@@ -329,3 +329,19 @@ def test_a_payload_only_batch_handler_gets_validated_payloads_and_envelopes_with
     assert (lean_one.envelope.id, lean_one.envelope.type, lean_one.envelope.time) == (
         full_one.envelope.id, full_one.envelope.type, full_one.envelope.time)
     assert len(dead) == 2 and all(reason.startswith("invalid event") for reason in dead)
+
+
+def test_messages_the_runner_is_told_to_skip_are_neither_decoded_nor_handled():
+    """The points state's reader passes the records its own process wrote (it holds them):
+    they reach neither the decoder nor the handler, and the poll is committed as a whole."""
+    settings = load_settings(env={})
+    seen, dead, commits = [], [], []
+    mine = SimpleNamespace(value=b"{not even json", key=b"p1", topic="people", partition=0, offset=0, headers=[])
+    theirs = _message()
+    theirs.offset = 1
+    runner = ConsumerRunner(settings, group="g", topics=["people"], batch_handler=seen.extend, producer=None,
+                            skip=lambda message: message.offset == 0)
+    runner._dead_letter = lambda message, reason: dead.append(reason) or True
+    consumer = SimpleNamespace(commit=lambda offsets, timeout_ms=None: commits.append(offsets), assignment=lambda: {"people-0"})
+    assert runner._handle_batch(consumer, {"people-0": [mine, theirs]}) is True
+    assert [d.offset for d in seen] == [1] and dead == [] and [{tp: o.offset for tp, o in c.items()} for c in commits] == [{"people-0": 2}]
