@@ -26,6 +26,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+import orjson
 from pymongo import UpdateOne
 from pymongo.collection import Collection
 
@@ -43,7 +44,8 @@ def sort_key(at: datetime, entry_id: str) -> str:
     """An entry's place in a person's ledger: time (to the millisecond, as the ledger stores
     it), then id; strings that sort as they do."""
     at = utc(at)
-    return f"{at.strftime('%Y-%m-%dT%H:%M:%S')}.{at.microsecond // 1000:03d}{SEP}{entry_id}"
+    return (f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:{at.second:02d}"
+            f".{at.microsecond // 1000:03d}{SEP}{entry_id}")
 
 
 def entry_of(key: str) -> str:
@@ -84,6 +86,7 @@ class LedgerPages:
         offset)])``; return the people's new indexes (to be written with their state). Entries
         at or before the offsets an index has applied are skipped (a replay)."""
         pages: dict[str, dict[str, Any]] = {}
+        listed: dict[str, list[str]] = {}  # page id -> its keys, newest first (what "e" holds)
         indexes: dict[str, dict[str, Any]] = {}
         for person_id, (index, entries) in batch.items():
             applied = index.get("a") or {}
@@ -96,17 +99,18 @@ class LedgerPages:
             offsets: dict[str, int] = {}
             for _, p, o in todo:
                 offsets[p] = max(offsets.get(p, -1), o)
-            pages[page_id] = {"_id": page_id, "e": json.dumps(keys), "o": offsets}
+            pages[page_id] = {"_id": page_id, "e": orjson.dumps(keys).decode(), "o": offsets}
+            listed[page_id] = keys
             indexes[person_id] = {"n": int(index.get("n") or 0), "pages": [list(p) for p in index.get("pages") or []],
                                   "a": dict(applied), "_page": page_id}
         refused: set[str] = set()
         for part in chunks(list(pages.values())):
             refused |= set(insert_new(self.collection, part))
         if refused:
-            self._union(pages, refused)
+            self._union(pages, refused, listed)
         for person_id, index in indexes.items():
             page = pages[index.pop("_page")]
-            keys = json.loads(page["e"])
+            keys = listed[page["_id"]]
             index["pages"] = [p for p in index["pages"] if p[0] != page["_id"]]  # a replay's page, now larger
             index["pages"].append([page["_id"], len(keys), keys[0], keys[-1], 0])
             index["n"] = sum(p[1] for p in index["pages"])
@@ -114,7 +118,7 @@ class LedgerPages:
                 index["a"][partition] = max(index["a"].get(partition, -1), offset)
         return indexes
 
-    def _union(self, pages: dict[str, dict[str, Any]], refused: set[str]) -> None:
+    def _union(self, pages: dict[str, dict[str, Any]], refused: set[str], listed: dict[str, list[str]]) -> None:
         """Pages written before (a batch delivered again): each becomes the union of both."""
         stored = find_by_ids(self.collection, sorted(refused))
         writes = []
@@ -124,7 +128,8 @@ class LedgerPages:
             offsets = dict(before.get("o") or {})
             for partition, offset in pages[page_id]["o"].items():
                 offsets[partition] = max(offsets.get(partition, -1), offset)
-            pages[page_id] = {"_id": page_id, "e": json.dumps(keys), "o": offsets}
+            pages[page_id] = {"_id": page_id, "e": orjson.dumps(keys).decode(), "o": offsets}
+            listed[page_id] = keys
             writes.append(UpdateOne({"_id": page_id}, {"$set": {"e": pages[page_id]["e"], "o": offsets}}, upsert=True))
         for part in chunks(writes):
             self.collection.bulk_write(part, ordered=False)

@@ -28,12 +28,13 @@ does the same on its first batch.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections import deque
 from typing import Any, Callable, Iterable
+
+import orjson
 
 from shared.bus.consumer import ConsumerRunner, Delivery
 from shared.bus.kafka import EventProducer
@@ -72,11 +73,11 @@ class PersonState:
     @property
     def progress(self) -> dict[str, Any]:
         """The badges' progress (a fresh copy: changing it changes nothing here until set)."""
-        return json.loads(self.progress_json) if self.progress_json else {}
+        return orjson.loads(self.progress_json) if self.progress_json else {}
 
     @progress.setter
     def progress(self, value: dict[str, Any]) -> None:
-        self.progress_json = json.dumps(value, default=str, separators=(",", ":")) if value else None
+        self.progress_json = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode() if value else None
 
     def copy(self) -> "PersonState":
         return PersonState(self.person_id, self.n, {k: list(v) for k, v in self.totals.items()}, applied=dict(self.applied),
