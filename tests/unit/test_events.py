@@ -97,3 +97,25 @@ def test_envelope_times_must_be_timezone_aware():
         Envelope(id="1", type="t", source="s", time=datetime(2026, 1, 1), subject="s", data={}).to_bytes()
     aware = Envelope(id="1", type="t", source="s", time=datetime(2026, 1, 1, tzinfo=timezone.utc), subject="s", data={})
     assert Envelope.from_bytes(aware.to_bytes()) == aware
+
+
+def test_event_ids_are_random_uuids_unique_in_a_process_and_across_a_fork():
+    import os
+    import uuid as uuidlib
+
+    from shared.events.envelope import new_event_id
+
+    ids = [new_event_id() for _ in range(50_000)]
+    assert len(set(ids)) == len(ids)
+    assert {uuidlib.UUID(i).version for i in ids} == {4} and {uuidlib.UUID(i).variant for i in ids} == {uuidlib.RFC_4122}
+    # A forked child (a server's worker) does not repeat its parent's ids.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    assert child != new_event_id() and uuidlib.UUID(child).version == 4

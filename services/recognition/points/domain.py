@@ -14,6 +14,7 @@ badge progress, badge awards), the ranking read model (``ranking.py``) and the r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -124,7 +125,15 @@ class RuleSet:
     event_types: frozenset[str] = field(default_factory=frozenset)
 
     def for_event(self, event_type: str, data: dict[str, Any]) -> list[Rule]:
-        return [r for r in self.rules if r.matches(event_type, data)]
+        return [r for r in self._by_type.get(event_type, ()) if r.matches(event_type, data)]
+
+    @cached_property
+    def _by_type(self) -> dict[str, list[Rule]]:
+        """The rules of each event type, in the file's order (scoring asks once per event)."""
+        by_type: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            by_type.setdefault(rule.on, []).append(rule)
+        return by_type
 
 
 def _ids(value: Any) -> list[str]:
