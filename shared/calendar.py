@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from shared.config import WEEKDAYS
@@ -156,11 +156,28 @@ def _key(period: str, d: date) -> str:
     return f"{d.year}-Q{(d.month - 1) // 3 + 1}"
 
 
+# Period keys by (time zone, period, quarter of an hour in UTC): every zone's offset, and so its
+# midnight and its daylight-saving changes, falls on a quarter of an hour, so one local date
+# holds for the whole of it. Scoring, applying and insights ask for the keys of every event's
+# time in every period: a dict lookup instead of a time zone conversion each time.
+_KEYS: dict[tuple[Any, str, int], str] = {}
+_KEYS_KEPT = 50_000
+
+
 def period_key(calendar: BusinessCalendar, period: str, dt: datetime) -> str:
     """Key of the local period containing ``dt``: "2026-W48", "2026-11", "2026-Q4" or "all"."""
     _check_period(period)
-    local_date = calendar.local(dt).date()
-    return "all" if period == "all" else _key(period, local_date)
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        _aware(dt)  # refused: a naive time's moment is unknowable
+    if period == "all":
+        return "all"
+    slot = (calendar.tz, period, int(dt.timestamp() // 900))
+    key = _KEYS.get(slot)
+    if key is None:
+        if len(_KEYS) >= _KEYS_KEPT:
+            _KEYS.clear()
+        key = _KEYS[slot] = _key(period, calendar.local(dt).date())
+    return key
 
 
 def period_bounds(

@@ -363,3 +363,24 @@ def test_all_time_and_bad_input():
             fn(c, "year", ams(2026, 5, 5))
         with pytest.raises(ValueError):
             fn(c, "all", datetime(2026, 5, 5))
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "Asia/Kathmandu", "America/St_Johns", "Australia/Lord_Howe", "Pacific/Chatham"])
+def test_period_keys_remembered_by_the_quarter_hour_are_the_local_dates_periods_in_any_zone(zone):
+    """Keys are kept per quarter of an hour (calendar.period_key): right in zones offset by
+    45 or 30 minutes and across their daylight-saving changes, to the microsecond before midnight."""
+    import random
+
+    from shared.calendar import _key
+
+    cal = BusinessCalendar(ZoneInfo(zone), time(9), time(17), frozenset(range(5)), frozenset())
+    rng, start = random.Random(zone), datetime(2025, 1, 1, tzinfo=timezone.utc)
+    times = [start + timedelta(seconds=rng.randint(0, 2 * 365 * 86400), microseconds=rng.randint(0, 999_999)) for _ in range(3000)]
+    for d in (date(2026, 3, 29), date(2026, 10, 4), date(2026, 12, 31)):  # around local midnights
+        midnight = datetime.combine(d, time(0), tzinfo=ZoneInfo(zone))
+        times += [midnight - timedelta(microseconds=1), midnight, midnight.astimezone(timezone.utc)]
+    for at in times:
+        for period in ("week", "month", "quarter"):
+            assert period_key(cal, period, at) == _key(period, at.astimezone(ZoneInfo(zone)).date()), (period, at)
+    with pytest.raises(ValueError):
+        period_key(cal, "all", datetime(2026, 1, 1))  # a naive time is refused, even for "all"
