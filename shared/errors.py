@@ -44,6 +44,12 @@ class Conflict(AppError):
     status = 409
 
 
+class Unavailable(AppError):
+    """Not answered here (this process does not hold what it needs); another process does."""
+
+    status = 503
+
+
 class RuleViolation(AppError):
     """Well-formed input that a business rule refuses (over allowance, kudos to yourself...)."""
 

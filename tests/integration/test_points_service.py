@@ -386,8 +386,9 @@ def test_two_processes_share_the_work_and_a_killed_one_loses_and_doubles_nothing
 
 def test_the_stages_run_where_they_are_given_scoring_in_one_process_applying_in_another(points_settings, producer):
     """The local stack's shape (ops/supervisor.py): a process that only scores publishes awards
-    and applies none; a process that applies (and keeps insights) applies them; both serve the
-    API and stop cleanly."""
+    and applies none, keeps no points state and refuses reads of it with the reason; a process
+    that applies (and keeps insights) applies them and answers those reads; both become ready
+    and stop cleanly."""
     import os
     import signal
     import subprocess
@@ -403,10 +404,17 @@ def test_the_stages_run_where_they_are_given_scoring_in_one_process_applying_in_
     for i in range(10):
         h.request("acknowledged", f"st{i}", MON + timedelta(minutes=i), "pia", "acknowledged", business_hours_since_submitted=1.0)
 
+    import requests as http
+
+    from shared.auth import internal_headers
+
+    ports = {}
+
     def start(stages: str):
         env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDETRACK_")}
+        ports[stages] = free_port()
         env.update({"INSIDETRACK_KAFKA_PORT": str(points_settings.kafka_port), "INSIDETRACK_MONGO_PORT": str(points_settings.mongo_port),
-                    "INSIDETRACK_NAME_PREFIX": points_settings.name_prefix, "INSIDETRACK_POINTS_PORT": str(free_port()),
+                    "INSIDETRACK_NAME_PREFIX": points_settings.name_prefix, "INSIDETRACK_POINTS_PORT": str(ports[stages]),
                     "INSIDETRACK_POINTS_STAGES": stages,
                     "INSIDETRACK_LOG_LEVEL": os.environ.get("TEST_CHILD_LOG_LEVEL", "WARNING"), "PYTHONPATH": str(PROJECT_ROOT)})
         return subprocess.Popen([sys.executable, "-m", "services.recognition.points"], env=env, cwd=PROJECT_ROOT)
@@ -434,6 +442,21 @@ def test_the_stages_run_where_they_are_given_scoring_in_one_process_applying_in_
         assert wait_until(lambda: db.ledger.count_documents({}) == 10, timeout=60)
         assert wait_until(lambda: read_table(points_settings).key_totals("2026-W48") == {"pia": 50}, timeout=30)
         assert db.scored_events.count_documents({}) == 10  # the applier scored nothing again
+
+        def get(stages: str, path: str):
+            return http.get(f"http://127.0.0.1:{ports[stages]}{path}", timeout=10,
+                            headers=internal_headers(points_settings.internal_token, "pia"))
+
+        # Both ready; only the applying process holds people's points and answers for them.
+        assert wait_until(lambda: get("score", "/readyz").status_code == 200, timeout=30)
+        assert wait_until(lambda: get("apply,insights", "/readyz").status_code == 200, timeout=30)
+        refused = get("score", "/leaderboard?period=week&first=5")
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "points_not_kept_here"
+        assert get("score", "/people/pia/summary").status_code == 503
+        assert get("score", "/badges").status_code == 200  # the rules' badges: no points state needed
+        ledger = get("apply,insights", "/people/pia/ledger?first=20").json()["items"]
+        assert sum(e["points"] for e in ledger) == 50  # from its points state's ledger index
+        assert get("score", "/people/pia/ledger?first=20").status_code == 503
     finally:
         for proc in (scorer, applier):
             if proc is not None and proc.poll() is None:

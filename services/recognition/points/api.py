@@ -6,13 +6,22 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from services.recognition.points.queries import PointsQueries
 from shared.auth import caller, reads_as_public, sees_private
-from shared.errors import Forbidden
+from shared.errors import Forbidden, Unavailable
 
 points_api = Blueprint("points", __name__)
 
 
 def _queries() -> PointsQueries:
     return current_app.extensions["points_queries"]
+
+
+def _table_queries() -> PointsQueries:
+    """The queries, for reads of people's points (the points state): not served by a process
+    that only scores, which keeps no copy of it (app.py)."""
+    if not current_app.extensions.get("points_table_kept", True):
+        raise Unavailable("points_not_kept_here", "this points process only scores (INSIDETRACK_POINTS_STAGES=score) "
+                          "and keeps no points state: ask the process that applies awards")
+    return _queries()
 
 
 @points_api.before_request
@@ -28,7 +37,7 @@ def leaderboard():
     themselves off the leaderboards are on no page and in no rank; their own ``me`` is
     answered to them alone (not to a screen, not to another caller naming them)."""
     args = request.args
-    queries = _queries()
+    queries = _table_queries()
     board = queries.leaderboard(
         period=args.get("period", "week"), scope=args.get("scope", "company"), department=args.get("department"),
         role=args.get("role"), first=args.get("first", 10), after=args.get("after"), me=args.get("me") or g.get("actor_id"),
@@ -46,7 +55,7 @@ def summary(person_id: str):
     """Points, ranks and badges (everyone's to see); the rush share only for the person, their
     managers up the chain and admins (null for anyone else); the ranks of a person who keeps
     themselves off the leaderboards only for them (null for anyone else, a screen included)."""
-    queries = _queries()
+    queries = _table_queries()
     result = queries.summary(person_id, viewer=None if reads_as_public() else g.actor.id)
     if result.get("rush_share") is not None and (reads_as_public() or not sees_private(g.actor, person_id, queries.directory.get)):
         result = {**result, "rush_share": None}
@@ -56,7 +65,7 @@ def summary(person_id: str):
 @points_api.get("/people/<person_id>/ledger")
 def ledger(person_id: str):
     args = request.args
-    return jsonify(_queries().history(person_id, first=args.get("first", 20), after=args.get("after"),
+    return jsonify(_table_queries().history(person_id, first=args.get("first", 20), after=args.get("after"),
                                       include_zero=args.get("include_zero") == "true"))
 
 

@@ -182,17 +182,27 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
         if not state_runner.caught_up.is_set():
             raise RuntimeError("the points state is still being restored from its changelog")
 
-    app = create_service_app(SERVICE, settings, {**dependency_checks(settings, db), "directory": directory_loaded,
-                                                 "points_state": state_loaded})
+    # A process that only scores keeps no table: scoring never reads people's totals, and
+    # following the changelog cost such a process ~8 % of a core while a backlog was applied,
+    # and a company's states in memory. Its reads that need the table are refused (api.py);
+    # the process that applies serves them.
+    keeps_table = bool(settings.stages - {"score"})
+    checks = {**dependency_checks(settings, db), "directory": directory_loaded}
+    if keeps_table:
+        checks["points_state"] = state_loaded
+    app = create_service_app(SERVICE, settings, checks)
     require_internal_token(app, settings.internal_token)
     app.extensions["points_queries"] = queries
+    app.extensions["points_table_kept"] = keeps_table
     app.extensions["insights"] = insights
     app.extensions["clock"] = clock
     app.register_blueprint(points_api)
     # The stages this process runs (settings.points_stages; all by default). The relay sends the
-    # badges the applier awards. The points state and the directory copy serve every process.
+    # badges the applier awards. The directory copy serves every process; the points state every
+    # process but one that only scores.
     stages = {"score": [score_runner], "apply": [relay, apply_runner], "insights": [insights_runner]}
-    workers = [state_runner, people] + [w for stage in STAGES if stage in settings.stages for w in stages[stage]]
+    workers = ([state_runner] if keeps_table else []) + [people] + [
+        w for stage in STAGES if stage in settings.stages for w in stages[stage]]
     return PointsRuntime(
         settings=settings, app=app, producer=producer, workers=workers,
         rules=rules, store=store, scorer=scorer, applier=applier, queries=queries, relay=relay,
