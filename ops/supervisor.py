@@ -55,11 +55,12 @@ class ServiceSpec:
 SERVICES = (
     ServiceSpec("requests", "services.requests", "requests_port"),
     ServiceSpec("kudos", "services.recognition.kudos", "kudos_port"),
-    # The points pipeline in two processes, so its two busy stages run on two cores: scoring in
-    # one, applying and insights (and the API the gateway calls) in the other (docs/points.md).
-    ServiceSpec("points", "services.recognition.points", "points_port", env=(("INSIDETRACK_POINTS_STAGES", "apply,insights"),)),
+    # The points pipeline in two processes, so its stages run on two cores: applying (and the
+    # API the gateway calls, from the points state) in one, scoring and insights in the other
+    # (docs/points.md, "Stages").
+    ServiceSpec("points", "services.recognition.points", "points_port", env=(("INSIDETRACK_POINTS_STAGES", "apply"),)),
     ServiceSpec("points-score", "services.recognition.points", "points_score_port",
-                env=(("INSIDETRACK_POINTS_STAGES", "score"), ("INSIDETRACK_POINTS_PORT", "{port}"))),
+                env=(("INSIDETRACK_POINTS_STAGES", "score,insights"), ("INSIDETRACK_POINTS_PORT", "{port}"))),
     ServiceSpec("notifications", "services.notifications", "notifications_port"),
     ServiceSpec("gateway", "services.gateway", "gateway_port"),
 )

@@ -385,10 +385,10 @@ def test_two_processes_share_the_work_and_a_killed_one_loses_and_doubles_nothing
 
 
 def test_the_stages_run_where_they_are_given_scoring_in_one_process_applying_in_another(points_settings, producer):
-    """The local stack's shape (ops/supervisor.py): a process that only scores publishes awards
-    and applies none, keeps no points state and refuses reads of it with the reason; a process
-    that applies (and keeps insights) applies them and answers those reads; both become ready
-    and stop cleanly."""
+    """The local stack's shape (ops/supervisor.py): a process that scores (and keeps insights)
+    publishes awards and applies none, keeps no points state and refuses reads of it with the
+    reason; a process that applies applies them and answers those reads; both become ready and
+    stop cleanly."""
     import os
     import signal
     import subprocess
@@ -421,7 +421,7 @@ def test_the_stages_run_where_they_are_given_scoring_in_one_process_applying_in_
 
     client = mongo_client(points_settings)
     db = client[points_settings.database("points")]
-    scorer = start("score")
+    scorer = start("score,insights")
     applier = None
     try:
         producer.publish_all(h.events)
@@ -435,10 +435,13 @@ def test_the_stages_run_where_they_are_given_scoring_in_one_process_applying_in_
             members = admin.describe_groups([apply_group])[apply_group].get("members")
             score_group = points_settings.topic("points-score")
             scorers = admin.describe_groups([score_group])[score_group].get("members")
+            insights_group = points_settings.topic("points-insights")
+            insights_members = lambda: admin.describe_groups([insights_group])[insights_group].get("members")  # noqa: E731
+            assert wait_until(lambda: len(insights_members()) == 1, timeout=30)  # insights run beside the scorer
         finally:
             admin.close()
         assert not members and len(scorers) == 1 and db.ledger.count_documents({}) == 0
-        applier = start("apply,insights")
+        applier = start("apply")
         assert wait_until(lambda: db.ledger.count_documents({}) == 10, timeout=60)
         assert wait_until(lambda: read_table(points_settings).key_totals("2026-W48") == {"pia": 50}, timeout=30)
         assert db.scored_events.count_documents({}) == 10  # the applier scored nothing again
@@ -448,15 +451,15 @@ def test_the_stages_run_where_they_are_given_scoring_in_one_process_applying_in_
                             headers=internal_headers(points_settings.internal_token, "pia"))
 
         # Both ready; only the applying process holds people's points and answers for them.
-        assert wait_until(lambda: get("score", "/readyz").status_code == 200, timeout=30)
-        assert wait_until(lambda: get("apply,insights", "/readyz").status_code == 200, timeout=30)
-        refused = get("score", "/leaderboard?period=week&first=5")
+        assert wait_until(lambda: get("score,insights", "/readyz").status_code == 200, timeout=30)
+        assert wait_until(lambda: get("apply", "/readyz").status_code == 200, timeout=30)
+        refused = get("score,insights", "/leaderboard?period=week&first=5")
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "points_not_kept_here"
-        assert get("score", "/people/pia/summary").status_code == 503
-        assert get("score", "/badges").status_code == 200  # the rules' badges: no points state needed
-        ledger = get("apply,insights", "/people/pia/ledger?first=20").json()["items"]
+        assert get("score,insights", "/people/pia/summary").status_code == 503
+        assert get("score,insights", "/badges").status_code == 200  # the rules' badges: no points state needed
+        ledger = get("apply", "/people/pia/ledger?first=20").json()["items"]
         assert sum(e["points"] for e in ledger) == 50  # from its points state's ledger index
-        assert get("score", "/people/pia/ledger?first=20").status_code == 503
+        assert get("score,insights", "/people/pia/ledger?first=20").status_code == 503
     finally:
         for proc in (scorer, applier):
             if proc is not None and proc.poll() is None:

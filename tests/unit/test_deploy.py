@@ -552,8 +552,8 @@ def test_healthcheck_reports_alive_ready_and_down(fake_service, monkeypatch, cap
 
 
 def test_the_local_stack_runs_scoring_and_applying_in_two_points_processes_on_their_own_ports(monkeypatch, tmp_path):
-    """`make up` starts the points module twice: points (apply, insights: the API the gateway
-    calls, on the stack's points port) and points-score (score, on its own port), each told
+    """`make up` starts the points module twice: points (apply: the API the gateway calls, on
+    the stack's points port) and points-score (score and insights, on its own port), each told
     its stages; compose and Kubernetes set the same."""
     from ops import supervisor
     from services.recognition.points.config import PointsSettings
@@ -567,16 +567,16 @@ def test_the_local_stack_runs_scoring_and_applying_in_two_points_processes_on_th
     for spec in SERVICES:
         if spec.module == "services.recognition.points":
             supervisor.ManagedProcess(spec, settings).start()
-    assert set(started) == {"apply,insights", "score"}
+    assert set(started) == {"apply", "score,insights"}
     for stages, (argv, env) in started.items():
         assert argv[-2:] == ["-m", "services.recognition.points"]
         assert PointsSettings(points_stages=env["INSIDETRACK_POINTS_STAGES"]).stages == set(stages.split(","))
-    assert started["score"][1]["INSIDETRACK_POINTS_PORT"] == str(settings.points_score_port)
-    assert started["apply,insights"][1]["INSIDETRACK_POINTS_PORT"] == "8003"  # the stack's own, untouched
+    assert started["score,insights"][1]["INSIDETRACK_POINTS_PORT"] == str(settings.points_score_port)
+    assert started["apply"][1]["INSIDETRACK_POINTS_PORT"] == "8003"  # the stack's own, untouched
     services = compose()["services"]
-    assert services["points"]["environment"]["INSIDETRACK_POINTS_STAGES"] == "apply,insights"
-    assert services["points-score"]["environment"]["INSIDETRACK_POINTS_STAGES"] == "score"
+    assert services["points"]["environment"]["INSIDETRACK_POINTS_STAGES"] == "apply"
+    assert services["points-score"]["environment"]["INSIDETRACK_POINTS_STAGES"] == "score,insights"
     deployments = k8s_objects("Deployment")
-    for name, stages in (("points", "apply,insights"), ("points-score", "score")):
+    for name, stages in (("points", "apply"), ("points-score", "score,insights")):
         (container,) = containers(deployments[name])
         assert {"name": "INSIDETRACK_POINTS_STAGES", "value": stages} in container["env"]

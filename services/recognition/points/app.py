@@ -182,11 +182,11 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
         if not state_runner.caught_up.is_set():
             raise RuntimeError("the points state is still being restored from its changelog")
 
-    # A process that only scores keeps no table: scoring never reads people's totals, and
-    # following the changelog cost such a process ~8 % of a core while a backlog was applied,
-    # and a company's states in memory. Its reads that need the table are refused (api.py);
-    # the process that applies serves them.
-    keeps_table = bool(settings.stages - {"score"})
+    # Only a process that applies keeps the table (it writes it): scoring and insights never
+    # read people's totals, and following the changelog cost the scoring process ~8 % of a core
+    # while a backlog was applied, and a company's states in memory. A process without it
+    # refuses the reads that need it (api.py); the gateway calls one that applies.
+    keeps_table = "apply" in settings.stages
     checks = {**dependency_checks(settings, db), "directory": directory_loaded}
     if keeps_table:
         checks["points_state"] = state_loaded
@@ -198,8 +198,8 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     app.extensions["clock"] = clock
     app.register_blueprint(points_api)
     # The stages this process runs (settings.points_stages; all by default). The relay sends the
-    # badges the applier awards. The directory copy serves every process; the points state every
-    # process but one that only scores.
+    # badges the applier awards. The directory copy serves every process; the points state the
+    # processes that apply.
     stages = {"score": [score_runner], "apply": [relay, apply_runner], "insights": [insights_runner]}
     workers = ([state_runner] if keeps_table else []) + [people] + [
         w for stage in STAGES if stage in settings.stages for w in stages[stage]]
