@@ -34,7 +34,7 @@ PORTS = {"KAFKA": 29092, "KAFKA_CONTROLLER": 29093, "MONGO": 27019, "GATEWAY": 2
 # collection (bench/requests_import.py); "cards": only the card renders (no stack).
 ONLY = os.environ.get("BENCH_ONLY")
 # Points processes sharing the pipeline's work: the stack's two (points applies, points-score
-# scores: ops/supervisor.py) and BENCH_POINTS_PROCESSES - 1 more beside them, each running every stage.
+# scores and keeps insights: ops/supervisor.py) and BENCH_POINTS_PROCESSES - 1 more beside them, each running every stage.
 POINTS_PROCESSES = int(os.environ.get("BENCH_POINTS_PROCESSES", "1"))
 for _name, _port in PORTS.items():  # ports and data folder may be overridden (a second bench beside another)
     os.environ.setdefault(f"INSIDETRACK_{_name}_PORT", str(_port))
@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 import requests as http  # noqa: E402
 
 from ops.infra import local  # noqa: E402
-from ops.supervisor import Supervisor  # noqa: E402
+from ops.supervisor import SERVICES, Supervisor  # noqa: E402
 from services.gateway.auth import issue_token  # noqa: E402
 from services.gateway.config import GatewaySettings  # noqa: E402
 from services.recognition.points.app import POINTS_GROUPS  # noqa: E402
@@ -360,7 +360,9 @@ def bench_pipeline(settings, n: int, pids: dict[str, int]) -> None:
     producer.close()
     raw = raw_limit(settings, n)
     rate = n / pipeline_s
-    record(f"points_pipeline_{n}", events=n, people=PIPELINE_PEOPLE, points_processes=f"score | apply+insights{' | all' * (POINTS_PROCESSES - 1)}",
+    record(f"points_pipeline_{n}", events=n, people=PIPELINE_PEOPLE, points_processes=" | ".join(
+               [f"{spec.name}: {dict(spec.env)['INSIDETRACK_POINTS_STAGES']}" for spec in SERVICES
+                if spec.module == "services.recognition.points"] + ["all stages"] * (POINTS_PROCESSES - 1)),
            seconds=round(pipeline_s, 1), publish_s=round(publish_s, 1), events_per_s=round(rate),
            raw_events_per_s=round(raw), ratio_to_raw=round(rate / raw, 3),
            cpu_ms_per_event={name: round(1000 * s / n, 3) for name, s in sorted(cpu.items(), key=lambda kv: -kv[1]) if s >= 0.05},
