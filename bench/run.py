@@ -25,7 +25,7 @@ FULL = os.environ.get("BENCH_SCALE") == "full"
 PORTS = {"KAFKA": 29092, "KAFKA_CONTROLLER": 29093, "MONGO": 27019, "GATEWAY": 28000, "REQUESTS": 28001,
          "KUDOS": 28002, "POINTS": 28003, "NOTIFICATIONS": 28004, "POINTS_SCORE": 28005}
 # "leaderboard": only the leaderboard-at-scale part (FerretDB alone); "ferretdb": only inserts against
-# updates timed directly on FerretDB; "pipeline": only the points
+# updates and a 2,000-person board (map against string) timed directly on FerretDB; "pipeline": only the points
 # pipeline against its raw limit (BENCH_EVENTS=10000,100000 sets the sizes); "live": only the
 # running system's kudos->screen latency, gateway overhead and memory; "year": a company-year
 # through the services' own paths, portal reads at demo and year size, idle CPU (bench/year.py);
@@ -165,9 +165,30 @@ def bench_ferretdb_ops(settings, docs: int = 5000, seconds: float = 6.0) -> None
             db.counters.bulk_write([UpdateOne({"_id": f"c{(n + j) % docs}"}, {"$inc": {"v": 1}}) for j in range(100)])
             n += 100
         updates = n / (time.perf_counter() - t)
+        # A board of 2,000 people: its entries as a map of sub-documents (the boards before the
+        # fourteenth session) against one JSON string (store.write_board), median of 20 each.
+        entries = {f"p{i:05d}": {"p": i % 500 + 1, "d": "pricing", "r": "support"} for i in range(2000)}
+        board_ms = {}
+        for kind, value in (("map", entries), ("string", json.dumps(entries))):
+            db.boards.insert_one({"_id": kind, "v": 0, "e": value})
+            timings = {"write": [], "read": [], "one_inc": []}
+            for i in range(20):
+                c = time.perf_counter()
+                db.boards.update_one({"_id": kind, "v": i}, {"$set": {"e": value}, "$inc": {"v": 1}})
+                timings["write"].append((time.perf_counter() - c) * 1000)
+                c = time.perf_counter()
+                db.boards.find_one({"_id": kind})
+                timings["read"].append((time.perf_counter() - c) * 1000)
+            for i in range(20):
+                c = time.perf_counter()
+                db.boards.update_one({"_id": kind}, {"$inc": {"n": 1}})
+                timings["one_inc"].append((time.perf_counter() - c) * 1000)
+            board_ms[kind] = {name: pct(values, 50) for name, values in timings.items()}
         client.drop_database(db.name)
     record("ferretdb_ops", inserts_per_s=round(inserts), updates_by_id_per_s=round(updates),
            update_cost_in_inserts=round(inserts / updates, 1), note="bulk commands of 100, 200-byte documents")
+    record("ferretdb_board_2000_people_ms", entries_as_map=board_ms["map"], entries_as_string=board_ms["string"],
+           note="whole write, read, a one-field $inc: medians of 20")
 
 
 # -- leaderboard at scale (direct on the points store) ---------------------------------------------
