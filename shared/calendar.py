@@ -161,7 +161,7 @@ def _key(period: str, d: date) -> str:
 # holds for the whole of it. Scoring, applying and insights ask for the keys of every event's
 # time in every period: a dict lookup instead of a time zone conversion each time.
 # Kept small: live events fall in a few quarters of an hour, and a year of history in 35,000
-# (50,000 kept held ~12 MB more in each points process at the end of the year bench).
+# (50,000 kept held ~10 MB more in each points process at the end of the year bench).
 _KEYS: dict[tuple[Any, str, int], str] = {}
 _KEYS_KEPT = 2_048
 
