@@ -256,8 +256,8 @@ def as_document(doc_id: str, update: dict[str, Any]) -> dict[str, Any]:
 # A board's entries are one JSON string (``e``): person -> [points, department, role], with a
 # fourth item, 1, for a person who keeps themselves off the leaderboards. FerretDB 1.24 decodes
 # and encodes a whole document for any update, field by field: a board of 2,000 people kept as
-# a map of sub-documents cost ~49 ms a write (one person's $inc as much as everyone's) and
-# ~26 ms a read; as one string ~4 ms and ~2 ms (this machine, fourteenth session). Every write
+# a map of sub-documents cost ~50 ms a write (one person's $inc as much as everyone's) and
+# ~28 ms a read; as one string ~4 ms and ~2 ms (BENCH_ONLY=ferretdb, fourteenth session). Every write
 # is the whole board, conditional on the version read (``v``). A store from before holds the
 # map (``entries``): read as it is, and written as a string by the board's next update.
 
