@@ -1,5 +1,6 @@
-"""What the in-process benches share (bench/scoring.py, bench/requests_import.py): the bench's
-FerretDB alone, with every command's time counted by command and collection."""
+"""What the benches share: the bench's FerretDB alone, with every command's time counted by
+command and collection (bench/scoring.py, bench/requests_import.py); processes' CPU seconds, and
+the pids of a running stack's processes (bench/run.py, bench/year.py)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,13 @@ def cpu_seconds(pid: int) -> float:
     """A process's CPU seconds so far (user + system, from /proc)."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime (fields 14, 15)
+
+
+def stack_pids(settings, services) -> dict[str, int]:
+    """A running stack's processes by name: the supervisor's services, FerretDB and Kafka."""
+    from ops.infra import local
+
+    pids = {p.spec.name: p.proc.pid for p in services.processes}
+    infra = {"ferretdb": local.FerretDB(settings).daemon.pid(), "kafka": local.KafkaBroker(settings).daemon.pid()}
+    pids.update({k: v for k, v in infra.items() if v})
+    return pids

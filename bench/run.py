@@ -50,6 +50,7 @@ os.environ.update({
 sys.path.insert(0, str(ROOT))
 
 import requests as http  # noqa: E402
+from inprocess import cpu_seconds, stack_pids  # noqa: E402  (bench/, the script's own folder)
 
 from ops.infra import local  # noqa: E402
 from ops.supervisor import SERVICES, Supervisor  # noqa: E402
@@ -72,22 +73,6 @@ def pct(values, q):
 def record(name: str, **figures) -> None:
     RESULTS["measurements"][name] = figures
     print(f"  {name:<36} " + "  ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
-
-
-def cpu_s(pid: int) -> float:
-    """The CPU time (user + system) a process has used so far, in seconds (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-
-def stack_pids(settings, services) -> dict[str, int]:
-    """The running stack's processes by name: the services, FerretDB and Kafka."""
-    found = {p.spec.name: p.proc.pid for p in services.processes}
-    found.update({name: pid for name, pid in local.pids(settings).items() if pid})
-    return found
 
 
 def rss_mb(pid: int) -> float:
@@ -358,7 +343,7 @@ def bench_pipeline(settings, n: int, pids: dict[str, int]) -> None:
     with mongo_client(settings) as client:
         ledger = client[settings.database("points")]["ledger"]
         before = ledger.count_documents({})
-        cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         t = time.perf_counter()
         for start in range(0, n, 2000):
             producer.publish_all(events[start:start + 2000])
@@ -376,7 +361,7 @@ def bench_pipeline(settings, n: int, pids: dict[str, int]) -> None:
         pipeline_s = done_at - t
         # Where the machine's cores went during the run: each process's CPU time per event (the
         # bench's own publishing included, as "bench"), and the share of both cores busy.
-        cpu = {name: cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         cpu["bench"] = time.process_time() - bench_cpu
     producer.close()
     raw = raw_limit(settings, n)

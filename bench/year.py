@@ -36,7 +36,7 @@ from typing import Callable
 
 import requests as http
 
-from inprocess import cpu_seconds
+from inprocess import cpu_seconds, stack_pids
 
 PEOPLE = int(os.environ.get("BENCH_YEAR_PEOPLE", "2000"))
 KUDOS = int(os.environ.get("BENCH_YEAR_KUDOS", "50000"))
@@ -459,7 +459,7 @@ def run(settings, record, pct, rss_mb, ports: dict) -> None:
         rng = random.Random(SEED)
         now = datetime.now(timezone.utc)
         rows = people_rows(PEOPLE)
-        meter = CpuMeter(_all_pids(settings, services))
+        meter = CpuMeter(stack_pids(settings, services))
         started = time.perf_counter()
         t = time.perf_counter()
         _, report = import_through_service(requests_url, settings.internal_token, people_csv(rows))
@@ -570,16 +570,6 @@ def internal_headers_for(settings, actor_id: str) -> dict:
     return internal_headers(settings.internal_token, actor_id)
 
 
-def _all_pids(settings, services) -> dict[str, int]:
-    """The services' processes, FerretDB's and Kafka's, by name."""
-    from ops.infra import local
-
-    pids = {p.spec.name: p.proc.pid for p in services.processes}
-    infra = {"ferretdb": local.FerretDB(settings).daemon.pid(), "kafka": local.KafkaBroker(settings).daemon.pid()}
-    pids.update({k: v for k, v in infra.items() if v})
-    return pids
-
-
 def _measure_year(settings, services, gateway_url, token_for, demo_reads: dict, record, pct, rss_mb) -> None:
     actors, contexts = _actors(settings)
     year_reads = time_reads(gateway_url, token_for, actors, contexts, SAMPLES, pct)
@@ -590,7 +580,7 @@ def _measure_year(settings, services, gateway_url, token_for, demo_reads: dict, 
                target="same page size as at demo size: not a target, what history costs" if name.endswith("_page3")
                else "p95 <= 50 ms and <= 1.5x demo p95")
     time.sleep(5)
-    idle = idle_cpu(_all_pids(settings, services), IDLE_S)
+    idle = idle_cpu(stack_pids(settings, services), IDLE_S)
     quiet_total = round(sum(v for k, v in idle.items() if k != "kafka"), 2)
     record("year_idle_cpu_percent", **idle, ferretdb_and_services=quiet_total, seconds=IDLE_S,
            target="FerretDB + all services <= 5 % of one core")
