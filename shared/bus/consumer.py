@@ -404,6 +404,8 @@ class ConsumerRunner:
 
     def _handle(self, message) -> bool:
         """Process one message to completion; False only if stopping interrupted its retries."""
+        if self.skip is not None and self.skip(message):
+            return True
         try:
             delivery = self._delivery(message)
         except InvalidEvent as exc:

@@ -345,3 +345,10 @@ def test_messages_the_runner_is_told_to_skip_are_neither_decoded_nor_handled():
     consumer = SimpleNamespace(commit=lambda offsets, timeout_ms=None: commits.append(offsets), assignment=lambda: {"people-0"})
     assert runner._handle_batch(consumer, {"people-0": [mine, theirs]}) is True
     assert [d.offset for d in seen] == [1] and dead == [] and [{tp: o.offset for tp, o in c.items()} for c in commits] == [{"people-0": 2}]
+    # One message at a time (a runner with a handler): the same.
+    handled = []
+    one = ConsumerRunner(settings, group="g", topics=["people"], handler=lambda envelope, data: handled.append(data),
+                         producer=None, skip=lambda message: message.offset == 0)
+    one._dead_letter = lambda message, reason: dead.append(reason) or True
+    assert one._handle(mine) is True and one._handle(theirs) is True
+    assert [d.email for d in handled] == ["p1@example.com"] and dead == []
