@@ -18,7 +18,7 @@ def _queries() -> PointsQueries:
 def _table_queries() -> PointsQueries:
     """The queries, for reads of people's points (the points state): not served by a process
     that does not apply awards, which keeps no copy of it (app.py)."""
-    if not current_app.extensions.get("points_table_kept", True):
+    if not current_app.extensions["points_table_kept"]:
         raise Unavailable("points_not_kept_here", "this points process does not apply awards (INSIDETRACK_POINTS_STAGES "
                           "has no apply) and keeps no points state: ask a process that applies them")
     return _queries()

@@ -264,10 +264,7 @@ def as_document(doc_id: str, update: dict[str, Any]) -> dict[str, Any]:
 
 def read_board(collection: Collection, doc_id: str) -> dict[str, Any]:
     """A board as ``{"_id", "v", "applied", "entries": {person: {"p", "d", "r"[, "h"]}}}``, or {}."""
-    return decode_board(collection.find_one({"_id": doc_id}))
-
-
-def decode_board(doc: dict[str, Any] | None) -> dict[str, Any]:
+    doc = collection.find_one({"_id": doc_id})
     if not doc:
         return {}
     if "e" in doc:
