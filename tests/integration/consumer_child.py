@@ -3,7 +3,8 @@
 Its handler makes an idempotent effect (insert keyed by event id) and counts deliveries.
 CHILD_KILL_AFTER=N: SIGKILL itself right after the N-th write, before any commit.
 CHILD_IDLE_EXIT=S: stop after S idle seconds (to show that nothing more comes).
-CHILD_EXIT_AT_EFFECTS=N: stop once N effects exist (to let it finish, however slow the machine).
+CHILD_EXIT_AT_EFFECTS=N: stop once N effects exist and the group has committed everything (to let it
+finish, replays included, however slow the machine).
 Otherwise it runs until SIGTERM.
 """
 
@@ -15,7 +16,7 @@ import threading
 import time
 
 from shared.bus.consumer import ConsumerRunner
-from shared.bus.kafka import EventProducer
+from shared.bus.kafka import EventProducer, consumer_lag
 from shared.config import load_settings
 from shared.db import insert_once, mongo_client
 from shared.lifecycle import Shutdown
@@ -56,8 +57,11 @@ def main() -> None:
         threading.Thread(target=watchdog, daemon=True).start()
     if exit_at:
         def finished() -> None:
+            # Every effect written is not enough: the messages replayed after a kill may still
+            # be waiting in another partition of the poll. Stop once the group has committed
+            # everything (its lag is 0), which it does only after handling them.
             while not runner.stopping:
-                if db.effects.count_documents({}) >= exit_at:
+                if db.effects.count_documents({}) >= exit_at and consumer_lag(settings, {"child": ("people",)}) == 0:
                     runner.stop()
                 time.sleep(0.1)
         threading.Thread(target=finished, daemon=True).start()
