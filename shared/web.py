@@ -26,6 +26,9 @@ def create_service_app(service: str, settings: Settings, readiness: Mapping[str,
     app.config["SETTINGS"] = settings
     app.config["SERVICE"] = service
     app.config["MAX_CONTENT_LENGTH"] = 1 * 1024 * 1024
+    # A path is routed as it is: ``/requests/x//cancel`` is no route (404), never a 308 redirect
+    # to ``/requests/x/cancel`` (callers do not follow redirects; the gateway counts one a failure).
+    app.url_map.merge_slashes = False
     checks = dict(readiness or {})
 
     @app.get("/healthz")

@@ -23,11 +23,15 @@ def segment(value: Any) -> str:
     Every character but letters, digits, ``_``, ``-`` and ``~`` is percent-encoded, dots
     included, so ``..`` stays a (non-existent) id. An empty id names nothing: it is refused
     here as a service refuses an unknown id (``/requests//acknowledge`` would reach no
-    command: a routing error, not an answer about the id).
+    command: a routing error, not an answer about the id). So is an id with a ``/``: a WSGI
+    server decodes ``%2F`` before routing, so ``x/`` would reach ``/requests/x//cancel``, and
+    no id the system makes has one.
     """
     text = "" if value is None else str(value)
     if not text:
         raise ServiceError("gateway", 404, "not_found", "no object has an empty id")
+    if "/" in text:
+        raise ServiceError("gateway", 404, "not_found", "no object has an id with a '/'")
     return quote(text, safe="").replace(".", "%2E")
 
 

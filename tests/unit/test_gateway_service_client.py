@@ -71,3 +71,13 @@ def test_refusals_failures_redirects_and_a_closed_port_each_get_their_error(serv
     closed = ServiceClient("kudos", "http://127.0.0.1:9", "secret", timeout=2)
     with pytest.raises(ServiceUnavailable):
         closed.get("/kudos", "p_1")
+
+
+@pytest.mark.parametrize("value", ["x/", "/", "a/b", "v\u0091/"])
+def test_an_id_with_a_slash_names_nothing(value):
+    from services.gateway.clients import segment
+
+    with pytest.raises(ServiceError) as refused:
+        segment(value)
+    assert (refused.value.status, refused.value.code) == (404, "not_found")
+    assert segment("r_1.x") == "r_1%2Ex"

@@ -64,3 +64,15 @@ def test_logs_are_one_json_object_per_line_with_extras(capsys):
     entry = json.loads(line)
     assert entry["msg"] == "kudos given" and entry["service"] == "kudos" and entry["level"] == "INFO"
     assert entry["kudos_id"] == "k1" and entry["count"] == 2 and entry["time"].endswith("+00:00")
+
+
+def test_a_double_slash_is_no_route_never_a_redirect(app):
+    @app.post("/requests/<request_id>/cancel")
+    def cancel(request_id):
+        return {"id": request_id}
+
+    client = app.test_client()
+    assert client.post("/requests/r_1/cancel").json == {"id": "r_1"}
+    # An id "x/" encoded as x%2F is decoded by the WSGI server before routing.
+    doubled = client.post("/requests/x//cancel")
+    assert doubled.status_code == 404 and doubled.json["error"]["code"] == "not_found"
