@@ -25,13 +25,13 @@ from typing import Any
 
 import requests as http
 from flask import Blueprint, Response, current_app, request, send_file
-from graphql import GraphQLError, OperationType, execute, get_operation_ast, parse, specified_rules, validate
+from graphql import GraphQLError, OperationType, get_operation_ast, parse, specified_rules, validate
 
 from services.gateway.auth import bearer_token, verify_token
 from services.gateway.clients import ServiceError, ServiceUnavailable, segment
 from services.gateway.context import RequestContext
 from services.gateway.limits import RateLimiter, as_limits_see, limit_rules, no_introspection_rule
-from services.gateway.schema import schema
+from services.gateway.schema import run, schema
 from shared import fonts
 from shared.errors import AppError
 
@@ -215,8 +215,7 @@ def graphql_endpoint():
 
     context = RequestContext(actor_id=claims.subject, services=current_app.extensions["services"],
                              base_url=request.host_url.rstrip("/"), read_only=claims.read_only)
-    result = execute(schema.graphql_schema, document, variable_values=variables, operation_name=operation_name,
-                     context_value=context)
+    result = run(document, context, variables, operation_name)
     body: dict[str, Any] = {"data": result.data}
     if result.errors:
         body["errors"] = [public_error(e) for e in result.errors]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import graphene
+from graphql import DocumentNode, ExecutionResult, execute
 
 from services.gateway.calls import call_service
 from services.gateway.kudos import Kudos, KudosMutations, KudosQueries
@@ -49,3 +52,19 @@ class Subscription(graphene.ObjectType):
 
 
 schema = graphene.Schema(query=Query, mutation=Mutation, subscription=Subscription)
+
+
+def _never_awaitable(value: Any) -> bool:
+    return False
+
+
+def run(document: DocumentNode, context: Any, variables: dict | None = None, operation_name: str | None = None,
+        root: Any = None) -> ExecutionResult:
+    """Execute a parsed, validated operation on the schema (HTTP and WebSocket alike).
+
+    Every resolver is synchronous (the gateway serves from threads), so no field's value is
+    checked for being awaitable: graphql-core's check (``isinstance`` and ``hasattr`` on every
+    value) was a tenth of executing an answer of 100 items (~800 fields)."""
+    return cast(ExecutionResult, execute(schema.graphql_schema, document, root_value=root, context_value=context,
+                                         variable_values=variables, operation_name=operation_name,
+                                         is_awaitable=_never_awaitable))

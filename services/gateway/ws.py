@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from graphql import GraphQLError, OperationType, execute, get_operation_ast, parse, specified_rules
+from graphql import GraphQLError, OperationType, get_operation_ast, parse, specified_rules
 from graphql.execution.values import get_argument_values, get_variable_values
 from simple_websocket import ConnectionClosed
 
@@ -38,7 +38,7 @@ from services.gateway.kudos import read_kudos
 from services.gateway.limits import limit_rules, no_introspection_rule, validate_within_limits
 from services.gateway.live import LiveHub
 from services.gateway.requests import request_changed_refusal
-from services.gateway.schema import schema
+from services.gateway.schema import run, schema
 from shared.errors import AppError
 
 log = logging.getLogger(__name__)
@@ -323,8 +323,7 @@ class Connection:
     def _execute(self, op: Operation, root: dict | None) -> dict | None:
         if root is None and op.root_field is not None:
             return None
-        result = execute(schema.graphql_schema, op.document, root_value=root, context_value=self._context(),
-                         variable_values=op.variables, operation_name=op.operation_name)
+        result = run(op.document, self._context(), op.variables, op.operation_name, root=root)
         body: dict[str, Any] = {"data": result.data}
         if result.errors:
             body["errors"] = [public_error(e) for e in result.errors]  # as over HTTP: a code, never internals
