@@ -4,13 +4,15 @@ adds nothing."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from shared.bus.consumer import Delivery
 from shared.bus.kafka import consumer_lag
 from shared.events import build_event, decode
-from services.recognition.points.insights import (BUCKET_FIELDS, INSIGHTS_GROUP, INSIGHTS_TOPICS, Insights, _unpacked, bin_of,
-                                                  quantile)
+from services.recognition.points.insights import (BUCKET_FIELDS, INSIGHTS_GROUP, INSIGHTS_TOPICS, Insights, _unpacked,
+                                                  _versions_of, bin_of, quantile)
 from tests.conftest import wait_until
 from tests.integration.helpers import read_topic
 from tests.integration.service_helpers import Client, serving
@@ -289,7 +291,8 @@ def test_a_teams_answer_is_kept_while_its_documents_stay_and_follows_every_chang
     settle_story(settings, producer, runtime)
     first = week_and_all(runtime, points_settings)
     docs = runtime.insights.docs
-    assert docs.find_one({"_id": "pv:2026-W48"})["v"] and runtime.insights._answers
+    versions = docs.find_one({"_id": "pv:2026-W48"})
+    assert isinstance(versions["s"], str) and _versions_of(versions) and "v" not in versions and runtime.insights._answers
     assert week_and_all(runtime, points_settings) == first  # from the kept answers
 
     def afresh() -> dict:
@@ -321,12 +324,32 @@ def test_a_teams_answer_is_kept_while_its_documents_stay_and_follows_every_chang
     # Behind (a crash after the people's write, before its own): the kept answer shows the state
     # it names until the batch is delivered again, which finds nothing new and mends it.
     bucket = str(model.person_bucket("pia", model.INSIGHTS_BUCKETS))
-    stamp = docs.find_one({"_id": "pv:2026-W48"})["v"][bucket]
+    stamp = _versions_of(docs.find_one({"_id": "pv:2026-W48"}))[bucket]
     new = kudos("k-big-2", "jonas", "pia")
     runtime.insights.apply_batch([new])
-    docs.update_one({"_id": "pv:2026-W48"}, {"$set": {f"v.{bucket}": stamp}})
+    behind = _versions_of(docs.find_one({"_id": "pv:2026-W48"}))
+    assert behind[bucket] > stamp
+    docs.update_one({"_id": "pv:2026-W48"}, {"$set": {"s": json.dumps({**behind, bucket: stamp})}, "$inc": {"n": 1}})
     fresh = Insights(docs.database, runtime.rules, runtime.insights.calendar, runtime.insights.directory, clock)
     fresh.apply_batch([new])  # delivered again, to a process that holds nothing in memory
-    assert docs.find_one({"_id": "pv:2026-W48"})["v"][bucket] > stamp
+    assert _versions_of(docs.find_one({"_id": "pv:2026-W48"}))[bucket] > stamp
     mended = week_and_all(runtime, points_settings)
     assert mended[("admin", "week")]["recognition"]["kudos_per_person"] > week["kudos_per_person"]
+
+    # A store from before keeps its versions as a map: read as it is, a string from the next write.
+    now = docs.find_one({"_id": "pv:2026-W48"})
+    docs.replace_one({"_id": "pv:2026-W48"}, {"v": _versions_of(now)})
+    assert week_and_all(runtime, points_settings) == mended
+    runtime.insights._versions_docs.clear()  # as a process started on that store
+    runtime.insights.apply_batch([kudos("k-big-three", "pia", "rita")])
+    upgraded = docs.find_one({"_id": "pv:2026-W48"})
+    assert "v" not in upgraded and set(_versions_of(upgraded)) >= set(_versions_of(now))
+    assert week_and_all(runtime, points_settings)[("mona", "week")]["recognition"]["unrecognized_ids"] == []
+
+    # Two writers (two processes each with a share of the partitions): the one whose copy is old
+    # reads the document again and merges, so neither loses a bucket's version.
+    other = Insights(docs.database, runtime.rules, runtime.insights.calendar, runtime.insights.directory, clock)
+    other._raise_versions({"2026-W48": {"9999": 1}})  # another writer, after ours last wrote
+    runtime.insights._raise_versions({"2026-W48": {"9998": 1}})  # ours, from its copy of before
+    both = _versions_of(docs.find_one({"_id": "pv:2026-W48"}))
+    assert both["9999"] == 1 and both["9998"] == 1 and set(both) >= set(_versions_of(upgraded))

@@ -80,6 +80,7 @@ OFFSETS_KEPT = 50_000  # documents whose offsets this process remembers (a year:
 DECODED_KEPT = 300  # people's documents kept for reads, each person decoded when first read (256 per period key)
 TEAMS_KEPT = 64  # scopes whose sorted people are kept (everyone, and the managers who read lately)
 ANSWERS_KEPT = 64  # teams' reps, recognition and queues kept for reads (a company's: ~1,000 reps, ~300 KB)
+VERSIONS_KEPT = 16  # period keys' versions documents as last written (a batch touches 4: week, month, quarter, all)
 PEOPLE_DOCS_KEPT = 1_100  # people's documents held as last written (256 per period key; ~10 KB each in a year)
 
 
@@ -235,6 +236,9 @@ class Insights:
         self._answers: OrderedDict[tuple, tuple[list, dict, set]] = OrderedDict()
         self._teams: OrderedDict[str, _Team] = OrderedDict()  # by scope: "*" (everyone) or a manager
         self._read_lock = threading.Lock()
+        # The versions documents as this process last wrote or read them (key -> document).
+        self._versions_docs: OrderedDict[str, dict | None] = OrderedDict()
+        self._versions_lock = threading.Lock()
 
     def upgrade(self) -> int:
         """Fold the person documents of an older store (``p:<person>:<key>``, one each) into
@@ -369,20 +373,66 @@ class Insights:
         self._publish_versions(touches)
 
     def _publish_versions(self, doc_ids: Iterable[str]) -> None:
-        """Raise each period key's versions document (``pv:<key>``: ``{v: {<bucket>: version}}``)
-        to the versions of these people's documents as this process now knows them: written or
+        """Raise each period key's versions document (``pv:<key>``, :meth:`_raise_versions`) to
+        the versions of these people's documents as this process now knows them: written or
         found with nothing new (a batch delivered again after a crash between its writes and
         this one mends it). A team's read learns from it, in one document, which buckets
-        changed (``_versions``). Versions only grow."""
+        changed (``_versions``)."""
         raised: dict[str, dict[str, int]] = defaultdict(dict)
         for doc_id in doc_ids:
             state = self._people.get(doc_id)
             if state is not None and state.version is not None:
                 _, bucket, key = doc_id.split(":", 2)
-                raised[key][f"v.{bucket}"] = state.version
+                raised[key][bucket] = state.version
         if raised:
-            self.docs.bulk_write([UpdateOne({"_id": f"pv:{key}"}, {"$max": versions}, upsert=True)
-                                  for key, versions in raised.items()], ordered=False)
+            self._raise_versions(raised)
+
+    def _raise_versions(self, raised: dict[str, dict[str, int]], read: dict[str, dict | None] | None = None) -> None:
+        """Raise each key's versions document to at least these versions (``{key: {bucket:
+        version}}``; versions only grow). The document is ``{s: <JSON: bucket -> version>, n:
+        its writes}``: one string, because FerretDB decodes a document field by field, and a
+        company's 256 buckets as a map cost every insights read ~0.7 ms more than the string.
+        Each write is the whole string, conditional on the write count it had (as this process
+        last wrote or read it); another writer's change since makes it read and merge again.
+        A store from before holds the map (``v``): read as it is, written as the string.
+        The consumer's batches and the reads that mend a document may run at once; a read
+        passes the documents as it just read them (``read``: None for one not there)."""
+        with self._versions_lock:
+            self._versions_docs.update(read or {})
+            self._raise_versions_locked(dict(raised))
+
+    def _raise_versions_locked(self, pending: dict[str, dict[str, int]]) -> None:
+        for _ in range(MAX_RETRIES * 4):
+            stale = [key for key in pending if key not in self._versions_docs]
+            if stale:
+                found = find_by_ids(self.docs, [f"pv:{key}" for key in stale])
+                for key in stale:
+                    self._versions_docs[key] = found.get(f"pv:{key}")
+            missed = {}
+            for key, versions in pending.items():
+                doc = self._versions_docs[key]
+                known = _versions_of(doc)
+                merged = {**known, **{b: n for b, n in versions.items() if n > known.get(b, 0)}}
+                if doc is not None and merged == known and "s" in doc:
+                    continue
+                written = {"_id": f"pv:{key}", "s": orjson.dumps(merged).decode(), "n": int((doc or {}).get("n", 0)) + 1}
+                if doc is None:
+                    ok = not insert_new(self.docs, [written])
+                else:
+                    ok = self.docs.update_one({"_id": written["_id"], "n": doc["n"] if "n" in doc else {"$exists": False}},
+                                              {"$set": {"s": written["s"], "n": written["n"]}, "$unset": {"v": ""}}
+                                              ).matched_count == 1
+                if ok:
+                    self._versions_docs[key] = written
+                else:  # another writer first: read it again
+                    self._versions_docs.pop(key, None)
+                    missed[key] = versions
+            while len(self._versions_docs) > VERSIONS_KEPT:
+                self._versions_docs.popitem(last=False)
+            if not missed:
+                return
+            pending = missed
+        raise RuntimeError(f"versions documents still changing under this writer: {sorted(pending)}")
 
     def _people_change(self, events: list[Touch], state: "_People | None") -> tuple[dict[str, int], dict[str, str]] | None:
         """(offsets taken, each touched person's new JSON) for the events beyond the document's
@@ -625,17 +675,18 @@ class Insights:
         before it) is asked of the bucket's own document, and added to it. None when a
         document is from before versions (the team is then read whole every time)."""
         buckets = team.buckets
-        known = (self.docs.find_one({"_id": f"pv:{key}"}) or {}).get("v") or {}
-        versions = {b: int(known[b]) for b in buckets if b in known}
+        doc = self.docs.find_one({"_id": f"pv:{key}"})
+        known = _versions_of(doc)
+        versions = {b: known[b] for b in buckets if b in known}
         missing = {f"pb:{b}:{key}": b for b in buckets if b not in known}
         if missing:
             found = find_by_ids(self.docs, list(missing), {"v": 1})
             if any(doc.get("v") is None for doc in found.values()):
                 return None
             versions.update((missing[doc_id], int(doc["v"])) for doc_id, doc in found.items())
-            mended = {f"v.{missing[doc_id]}": int(doc["v"]) for doc_id, doc in found.items()}
+            mended = {missing[doc_id]: int(doc["v"]) for doc_id, doc in found.items()}
             if mended:
-                self.docs.update_one({"_id": f"pv:{key}"}, {"$max": mended}, upsert=True)
+                self._raise_versions({key: mended}, read={key: doc})
         return tuple((f"pb:{b}:{key}", versions[b]) for b in buckets if b in versions)
 
     def _team_people(self, team: list, key: str, versions: tuple | None) -> dict[str, dict]:
@@ -703,6 +754,16 @@ class Insights:
             "unrecognized_ids": [p.id for p in team if not docs[p.id].get("kudos_received")],  # by name
             "unrecognized_count": len(team) - len(got),
         }
+
+
+def _versions_of(doc: dict | None) -> dict[str, int]:
+    """A versions document's buckets and versions: its string ``s``, or the map ``v`` of a
+    store from before."""
+    if not doc:
+        return {}
+    if "s" in doc:
+        return orjson.loads(doc["s"])
+    return {bucket: int(n) for bucket, n in (doc.get("v") or {}).items()}
 
 
 def _cut(items: list, page: tuple[Any, str | None] | None, sort_values) -> tuple[list, dict[str, Any]]:
