@@ -292,7 +292,7 @@ def test_a_teams_answer_is_kept_while_its_documents_stay_and_follows_every_chang
     first = week_and_all(runtime, points_settings)
     docs = runtime.insights.docs
     versions = docs.find_one({"_id": "pv:2026-W48"})
-    assert isinstance(versions["s"], str) and _versions_of(versions) and "v" not in versions and runtime.insights._answers
+    assert isinstance(versions["s"], str) and all(_versions_of(versions)) and "v" not in versions and runtime.insights._answers
     assert week_and_all(runtime, points_settings) == first  # from the kept answers
 
     def afresh() -> dict:
@@ -324,26 +324,27 @@ def test_a_teams_answer_is_kept_while_its_documents_stay_and_follows_every_chang
     # Behind (a crash after the people's write, before its own): the kept answer shows the state
     # it names until the batch is delivered again, which finds nothing new and mends it.
     bucket = str(model.person_bucket("pia", model.INSIGHTS_BUCKETS))
-    stamp = _versions_of(docs.find_one({"_id": "pv:2026-W48"}))[bucket]
+    stamp = _versions_of(docs.find_one({"_id": "pv:2026-W48"}))[0][bucket]
     new = kudos("k-big-2", "jonas", "pia")
     runtime.insights.apply_batch([new])
-    behind = _versions_of(docs.find_one({"_id": "pv:2026-W48"}))
+    behind, departments = _versions_of(docs.find_one({"_id": "pv:2026-W48"}))
     assert behind[bucket] > stamp
-    docs.update_one({"_id": "pv:2026-W48"}, {"$set": {"s": json.dumps({**behind, bucket: stamp})}, "$inc": {"n": 1}})
+    docs.update_one({"_id": "pv:2026-W48"}, {"$set": {"s": json.dumps({"b": {**behind, bucket: stamp}, "d": departments})},
+                                             "$inc": {"n": 1}})
     fresh = Insights(docs.database, runtime.rules, runtime.insights.calendar, runtime.insights.directory, clock)
     fresh.apply_batch([new])  # delivered again, to a process that holds nothing in memory
-    assert _versions_of(docs.find_one({"_id": "pv:2026-W48"}))[bucket] > stamp
+    assert _versions_of(docs.find_one({"_id": "pv:2026-W48"}))[0][bucket] > stamp
     mended = week_and_all(runtime, points_settings)
     assert mended[("admin", "week")]["recognition"]["kudos_per_person"] > week["kudos_per_person"]
 
     # A store from before keeps its versions as a map: read as it is, a string from the next write.
     now = docs.find_one({"_id": "pv:2026-W48"})
-    docs.replace_one({"_id": "pv:2026-W48"}, {"v": _versions_of(now)})
+    docs.replace_one({"_id": "pv:2026-W48"}, {"v": _versions_of(now)[0]})
     assert week_and_all(runtime, points_settings) == mended
     runtime.insights._versions_docs.clear()  # as a process started on that store
     runtime.insights.apply_batch([kudos("k-big-three", "pia", "rita")])
     upgraded = docs.find_one({"_id": "pv:2026-W48"})
-    assert "v" not in upgraded and set(_versions_of(upgraded)) >= set(_versions_of(now))
+    assert "v" not in upgraded and set(_versions_of(upgraded)[0]) >= set(_versions_of(now)[0])
     assert week_and_all(runtime, points_settings)[("mona", "week")]["recognition"]["unrecognized_ids"] == []
 
     # Two writers (two processes each with a share of the partitions): the one whose copy is old
@@ -351,5 +352,23 @@ def test_a_teams_answer_is_kept_while_its_documents_stay_and_follows_every_chang
     other = Insights(docs.database, runtime.rules, runtime.insights.calendar, runtime.insights.directory, clock)
     other._raise_versions({"2026-W48": {"9999": 1}})  # another writer, after ours last wrote
     runtime.insights._raise_versions({"2026-W48": {"9998": 1}})  # ours, from its copy of before
-    both = _versions_of(docs.find_one({"_id": "pv:2026-W48"}))
-    assert both["9999"] == 1 and both["9998"] == 1 and set(both) >= set(_versions_of(upgraded))
+    both = _versions_of(docs.find_one({"_id": "pv:2026-W48"}))[0]
+    assert both["9999"] == 1 and both["9998"] == 1 and set(both) >= set(_versions_of(upgraded)[0])
+
+    # A department's document is read again only when the versions document names other offsets
+    # for it: a new request is counted at once, by this process and by one reading afresh.
+    def received(answers) -> dict:
+        return {d["department"]: d["requests_received"] for d in answers[("admin", "week")]["departments"]}
+
+    first_read = received(week_and_all(runtime, points_settings))
+    assert runtime.insights._departments  # (the map above named no department: each is read while so)
+    submitted = next(e for e in story().events if e.type == "request.submitted")
+    request = build_event("request.submitted", "r-new", {**submitted.data, "request_id": "r-new", "at": clock.now()},
+                          source="requests")
+    runtime.insights.apply_batch([Delivery(*decode(request.to_bytes()), settings.topic("requests"), 0, 3_000_000)])
+    named = _versions_of(docs.find_one({"_id": "pv:2026-W48"}))[1]["pricing"]
+    assert named == docs.find_one({"_id": "d:pricing:2026-W48"})["o"] and named[f"{settings.topic('requests')}|0"] == 3_000_000
+    counted = received(week_and_all(runtime, points_settings))
+    assert counted["pricing"] == first_read["pricing"] + 1 and counted == received(afresh())
+    assert runtime.insights._departments["d:pricing:2026-W48"][0] == named
+    assert received(week_and_all(runtime, points_settings)) == counted  # kept, and the same

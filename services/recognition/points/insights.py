@@ -80,6 +80,7 @@ OFFSETS_KEPT = 50_000  # documents whose offsets this process remembers (a year:
 DECODED_KEPT = 300  # people's documents kept for reads, each person decoded when first read (256 per period key)
 TEAMS_KEPT = 64  # scopes whose sorted people are kept (everyone, and the managers who read lately)
 ANSWERS_KEPT = 64  # teams' reps, recognition and queues kept for reads (a company's: ~1,000 reps, ~300 KB)
+DEPARTMENTS_KEPT = 64  # departments' documents kept for reads, by their offsets (8 per period key)
 VERSIONS_KEPT = 16  # period keys' versions documents as last written (a batch touches 4: week, month, quarter, all)
 PEOPLE_DOCS_KEPT = 1_100  # people's documents held as last written (256 per period key; ~10 KB each in a year)
 
@@ -235,6 +236,7 @@ class Insights:
         self._decoded: OrderedDict[str, tuple[int, dict[str, dict]]] = OrderedDict()
         self._answers: OrderedDict[tuple, tuple[list, dict, set]] = OrderedDict()
         self._teams: OrderedDict[str, _Team] = OrderedDict()  # by scope: "*" (everyone) or a manager
+        self._departments: OrderedDict[str, tuple[dict[str, int], dict]] = OrderedDict()  # doc id -> (offsets, doc)
         self._read_lock = threading.Lock()
         # The versions documents as this process last wrote or read them (key -> document).
         self._versions_docs: OrderedDict[str, dict | None] = OrderedDict()
@@ -304,6 +306,7 @@ class Insights:
                 touches[doc_id].append((source, d.offset, who, inc, sets))
         self._write_counters({doc_id: t for doc_id, t in touches.items() if not doc_id.startswith("pb:")})
         self._write_people({doc_id: t for doc_id, t in touches.items() if doc_id.startswith("pb:")})
+        self._publish_versions(touches)
 
     def _write_counters(self, touches: dict[str, list[Touch]]) -> None:
         """The departments' documents: counters, added with ``$inc``."""
@@ -317,6 +320,8 @@ class Insights:
             marks = self._offsets[doc_id] if doc_id in self._offsets else known.get(doc_id)
             change = self._change(events, marks or Marks({}, {}))
             if change is None:
+                if marks is not None and doc_id not in self._offsets:
+                    self._remember(doc_id, marks)  # its offsets go to the versions document too
                 continue  # everything here was taken before
             (inserts if marks is None else updates)[doc_id] = (marks, change)
         for part in chunks(list(inserts)):
@@ -370,38 +375,46 @@ class Insights:
                 self._keep_people(doc_id, (state or NO_PEOPLE).after(taken, strings))
         for doc_id in again:
             self._write_person_doc(doc_id, touches[doc_id])
-        self._publish_versions(touches)
 
     def _publish_versions(self, doc_ids: Iterable[str]) -> None:
         """Raise each period key's versions document (``pv:<key>``, :meth:`_raise_versions`) to
-        the versions of these people's documents as this process now knows them: written or
-        found with nothing new (a batch delivered again after a crash between its writes and
-        this one mends it). A team's read learns from it, in one document, which buckets
-        changed (``_versions``)."""
-        raised: dict[str, dict[str, int]] = defaultdict(dict)
+        the state of these documents as this process now knows them, written or found with
+        nothing new (a batch delivered again after a crash between its writes and this one
+        mends it): a people's document's version, a department's offsets. A read learns from
+        it, in one document, which of a team's buckets and which departments changed."""
+        buckets: dict[str, dict[str, int]] = defaultdict(dict)
+        departments: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
         for doc_id in doc_ids:
-            state = self._people.get(doc_id)
-            if state is not None and state.version is not None:
-                _, bucket, key = doc_id.split(":", 2)
-                raised[key][bucket] = state.version
-        if raised:
-            self._raise_versions(raised)
+            kind, name, key = doc_id.split(":", 2)
+            if kind == "pb":
+                state = self._people.get(doc_id)
+                if state is not None and state.version is not None:
+                    buckets[key][name] = state.version
+            elif kind == "d" and doc_id in self._offsets:
+                departments[key][name] = dict(self._offsets[doc_id].offsets)
+        if buckets or departments:
+            self._raise_versions(buckets, departments)
 
-    def _raise_versions(self, raised: dict[str, dict[str, int]], read: dict[str, dict | None] | None = None) -> None:
+    def _raise_versions(self, buckets: dict[str, dict[str, int]], departments: dict[str, dict[str, dict[str, int]]] | None = None,
+                        read: dict[str, dict | None] | None = None) -> None:
         """Raise each key's versions document to at least these versions (``{key: {bucket:
-        version}}``; versions only grow). The document is ``{s: <JSON: bucket -> version>, n:
-        its writes}``: one string, because FerretDB decodes a document field by field, and a
-        company's 256 buckets as a map cost every insights read ~0.7 ms more than the string.
-        Each write is the whole string, conditional on the write count it had (as this process
-        last wrote or read it); another writer's change since makes it read and merge again.
-        A store from before holds the map (``v``): read as it is, written as the string.
-        The consumer's batches and the reads that mend a document may run at once; a read
-        passes the documents as it just read them (``read``: None for one not there)."""
+        version}}``; versions only grow) and departments' offsets (``{key: {department:
+        {source: offset}}}``; the highest per source: a department's document's own ``o``).
+        The document is ``{s: <JSON {"b": buckets, "d": departments}>, n: its writes}``: one
+        string, because FerretDB decodes a document field by field (a company's 256 buckets as
+        a map cost every insights read ~0.7 ms more than the string). Each write is the whole
+        string, conditional on the write count it had (as this process last wrote or read it);
+        another writer's change since makes it read and merge again. A store from before holds
+        a map of buckets (``v``): read as it is, written as the string. The consumer's batches
+        and the reads that mend a document may run at once; a read passes the documents as it
+        just read them (``read``: None for one not there)."""
         with self._versions_lock:
             self._versions_docs.update(read or {})
-            self._raise_versions_locked(dict(raised))
+            pending = {key: (buckets.get(key) or {}, (departments or {}).get(key) or {})
+                       for key in {*buckets, *(departments or {})}}
+            self._raise_versions_locked(pending)
 
-    def _raise_versions_locked(self, pending: dict[str, dict[str, int]]) -> None:
+    def _raise_versions_locked(self, pending: dict[str, tuple[dict[str, int], dict[str, dict[str, int]]]]) -> None:
         for _ in range(MAX_RETRIES * 4):
             stale = [key for key in pending if key not in self._versions_docs]
             if stale:
@@ -409,13 +422,18 @@ class Insights:
                 for key in stale:
                     self._versions_docs[key] = found.get(f"pv:{key}")
             missed = {}
-            for key, versions in pending.items():
+            for key, (versions, offsets) in pending.items():
                 doc = self._versions_docs[key]
-                known = _versions_of(doc)
+                known, known_departments = _versions_of(doc)
                 merged = {**known, **{b: n for b, n in versions.items() if n > known.get(b, 0)}}
-                if doc is not None and merged == known and "s" in doc:
+                merged_departments = {**known_departments, **{
+                    name: {**known_departments.get(name, {}),
+                           **{source: o for source, o in marks.items() if o > known_departments.get(name, {}).get(source, -1)}}
+                    for name, marks in offsets.items()}}
+                if doc is not None and "s" in doc and merged == known and merged_departments == known_departments:
                     continue
-                written = {"_id": f"pv:{key}", "s": orjson.dumps(merged).decode(), "n": int((doc or {}).get("n", 0)) + 1}
+                written = {"_id": f"pv:{key}", "s": orjson.dumps({"b": merged, "d": merged_departments}).decode(),
+                           "n": int((doc or {}).get("n", 0)) + 1}
                 if doc is None:
                     ok = not insert_new(self.docs, [written])
                 else:
@@ -426,7 +444,7 @@ class Insights:
                     self._versions_docs[key] = written
                 else:  # another writer first: read it again
                     self._versions_docs.pop(key, None)
-                    missed[key] = versions
+                    missed[key] = (versions, offsets)
             while len(self._versions_docs) > VERSIONS_KEPT:
                 self._versions_docs.popitem(last=False)
             if not missed:
@@ -613,7 +631,7 @@ class Insights:
         team = whole_team if department is None else [p for p in whole_team if p.department == department]
         # A team is summed once per state of its documents (the reps sorted, the recognition,
         # the queues its requests went to): an admin's is the company, thousands of people.
-        versions = self._versions(whole, key)
+        versions, department_offsets = self._versions(whole, key)
         answer_key = (key, department, scope, whole.generation, versions)
         with self._read_lock:
             kept = self._answers.get(answer_key) if versions is not None else None
@@ -635,7 +653,7 @@ class Insights:
             departments = sorted({p.department for p in whole_team} | kept[2])
         if department is not None:
             departments = [d for d in departments if d == department]
-        docs = find_by_ids(self.docs, [f"d:{d}:{key}" for d in departments])
+        docs = self._department_docs(departments, key, department_offsets)
         names = {p.id: p.name for p in team}
         reps, recognition = kept[0], dict(kept[1])
         reps, reps_info = _cut(reps, (pages or {}).get("reps"), lambda r: [r["score"], names[r["person_id"]], r["person_id"]])
@@ -669,25 +687,43 @@ class Insights:
             _keep(self._teams, scope, team, TEAMS_KEPT)
         return team
 
-    def _versions(self, team: "_Team", key: str) -> tuple | None:
-        """The versions of a team's people's documents for ``key``, from the key's versions
-        document (one read, ``_publish_versions``); a bucket it does not name yet (a store from
-        before it) is asked of the bucket's own document, and added to it. None when a
-        document is from before versions (the team is then read whole every time)."""
+    def _versions(self, team: "_Team", key: str) -> tuple[tuple | None, dict[str, dict[str, int]]]:
+        """The versions of a team's people's documents for ``key``, and the departments'
+        offsets, from the key's versions document (one read, ``_publish_versions``); a bucket
+        it does not name yet (a store from before it) is asked of the bucket's own document,
+        and added to it. The versions are None when a document is from before versions (the
+        team is then read whole every time)."""
         buckets = team.buckets
         doc = self.docs.find_one({"_id": f"pv:{key}"})
-        known = _versions_of(doc)
+        known, departments = _versions_of(doc)
         versions = {b: known[b] for b in buckets if b in known}
         missing = {f"pb:{b}:{key}": b for b in buckets if b not in known}
         if missing:
             found = find_by_ids(self.docs, list(missing), {"v": 1})
-            if any(doc.get("v") is None for doc in found.values()):
-                return None
-            versions.update((missing[doc_id], int(doc["v"])) for doc_id, doc in found.items())
-            mended = {missing[doc_id]: int(doc["v"]) for doc_id, doc in found.items()}
+            if any(bucket.get("v") is None for bucket in found.values()):
+                return None, departments
+            mended = {missing[doc_id]: int(bucket["v"]) for doc_id, bucket in found.items()}
+            versions.update(mended)
             if mended:
                 self._raise_versions({key: mended}, read={key: doc})
-        return tuple((f"pb:{b}:{key}", versions[b]) for b in buckets if b in versions)
+        return tuple((f"pb:{b}:{key}", versions[b]) for b in buckets if b in versions), departments
+
+    def _department_docs(self, names: list[str], key: str, offsets: dict[str, dict[str, int]]) -> dict[str, dict]:
+        """The departments' documents for ``key``: as this process read them while their
+        offsets are those the versions document names (``offsets``, just read), else read
+        again (``$in``). A year's departments' histograms cost FerretDB ~1 ms a read."""
+        ids = {f"d:{name}:{key}": name for name in names}
+        docs: dict[str, dict] = {}
+        with self._read_lock:
+            for doc_id, name in ids.items():
+                kept = self._departments.get(doc_id)
+                if kept is not None and name in offsets and kept[0] == offsets[name]:
+                    docs[doc_id] = kept[1]
+        for doc_id, doc in find_by_ids(self.docs, [i for i in ids if i not in docs]).items():
+            docs[doc_id] = doc
+            with self._read_lock:
+                _keep(self._departments, doc_id, (dict(doc.get("o") or {}), doc), DEPARTMENTS_KEPT)
+        return docs
 
     def _team_people(self, team: list, key: str, versions: tuple | None) -> dict[str, dict]:
         """Each person's figures for ``key``: their buckets' documents as this process read
@@ -756,14 +792,15 @@ class Insights:
         }
 
 
-def _versions_of(doc: dict | None) -> dict[str, int]:
-    """A versions document's buckets and versions: its string ``s``, or the map ``v`` of a
-    store from before."""
+def _versions_of(doc: dict | None) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """A versions document's buckets with their versions, and departments with their offsets:
+    its string ``s``, or the map ``v`` of buckets of a store from before."""
     if not doc:
-        return {}
+        return {}, {}
     if "s" in doc:
-        return orjson.loads(doc["s"])
-    return {bucket: int(n) for bucket, n in (doc.get("v") or {}).items()}
+        parsed = orjson.loads(doc["s"])
+        return parsed.get("b") or {}, parsed.get("d") or {}
+    return {bucket: int(n) for bucket, n in (doc.get("v") or {}).items()}, {}
 
 
 def _cut(items: list, page: tuple[Any, str | None] | None, sort_values) -> tuple[list, dict[str, Any]]:
