@@ -21,9 +21,10 @@ clock (a read asks for the period containing now; history adds to "all" only):
 
 A read is the departments' documents and the team's buckets for one period key, by ``$in``:
 the cost of the team, never of the history; and only those changed since this process last
-read them, as the key's versions document (``pv:<key>``, ``_raise_versions``) says. Idempotent: each document keeps the last
-offset it took from each topic partition (``o.<topic>|<partition>``), and takes an event only
-beyond it; every batch is added and written back with a conditional write per document on the
+read them, as the key's versions document (``pv:<key>``, ``_raise_versions``) says.
+
+Idempotent: each document keeps the last offset it took from each topic partition
+(``o.<topic>|<partition>``), and takes an event only beyond it; every batch is added and written back with a conditional write per document on the
 offsets it had (a department's) or its version (a people's: a document another writer changed
 meanwhile is read again), so a redelivered batch, with other boundaries or not, adds nothing
 twice.
