@@ -24,10 +24,10 @@ the cost of the team, never of the history; and only those changed since this pr
 read them, as the key's versions document (``pv:<key>``, ``_raise_versions``) says.
 
 Idempotent: each document keeps the last offset it took from each topic partition
-(``o.<topic>|<partition>``), and takes an event only beyond it; every batch is added and written back with a conditional write per document on the
-offsets it had (a department's) or its version (a people's: a document another writer changed
-meanwhile is read again), so a redelivered batch, with other boundaries or not, adds nothing
-twice.
+(``o.<topic>|<partition>``), and takes an event only beyond it; every batch is added and
+written back with a conditional write per document on the offsets it had (a department's) or
+its version (a people's: a document another writer changed meanwhile is read again), so a
+redelivered batch, with other boundaries or not, adds nothing twice.
 
 Cost: one write per touched document per batch, whatever number of events touch it, all of a
 batch's writes in bulks (``shared.db.WRITE_CHUNK``); the offsets of the documents this
