@@ -42,6 +42,5 @@ def stack_pids(settings, services) -> dict[str, int]:
     from ops.infra import local
 
     pids = {p.spec.name: p.proc.pid for p in services.processes}
-    infra = {"ferretdb": local.FerretDB(settings).daemon.pid(), "kafka": local.KafkaBroker(settings).daemon.pid()}
-    pids.update({k: v for k, v in infra.items() if v})
+    pids.update({name: pid for name, pid in local.pids(settings).items() if pid})
     return pids
