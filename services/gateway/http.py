@@ -337,10 +337,12 @@ def card(name: str):
     """Kudos cards are public: pass them through from the kudos service, with caching headers."""
     settings = current_app.config["SETTINGS"]
     headers = {k: v for k, v in request.headers.items() if k.lower() == "if-none-match"}
-    if "/" in name:  # no card's name has one (segment() refuses it)
-        return _request_error("no such card", "NOT_FOUND", 404, "application/json")
     try:
-        upstream = http.get(f"{settings.service_url('kudos')}/cards/{segment(name)}", headers=headers,
+        card_path = f"/cards/{segment(name)}"
+    except ServiceError as exc:  # a name no card has (one with a "/")
+        return _request_error(exc.message, "NOT_FOUND", 404, "application/json")
+    try:
+        upstream = http.get(f"{settings.service_url('kudos')}{card_path}", headers=headers,
                             params={"s": request.args["s"]} if "s" in request.args else None, timeout=settings.service_timeout_s)
     except http.RequestException:
         return _request_error("cards are unavailable right now", "SERVICE_UNAVAILABLE", 503, "application/json")
