@@ -339,6 +339,7 @@ def bench_pipeline(settings, n: int, pids: dict[str, int]) -> None:
                 "kudos_id": f"bk{i}", "giver_id": f"rep{giver}", "recipient_ids": [f"sup{(giver + i // (2 * reps)) % staff}"],
                 "message": "thanks", "values": [], "gesture": "thanks", "request_id": None, "at": at}, source="bench"))
             expected += 2  # kudos_received (maybe capped) + kudos_given (0 points, Grateful)
+    begins = source_ends(settings)  # where this input begins (the floor below reads it again from there)
     bench_cpu = time.process_time()
     with mongo_client(settings) as client:
         ledger = client[settings.database("points")]["ledger"]
@@ -365,16 +366,36 @@ def bench_pipeline(settings, n: int, pids: dict[str, int]) -> None:
         cpu["bench"] = time.process_time() - bench_cpu
     producer.close()
     raw = raw_limit(settings, n)
+    # The stack's floor on the same input: decode, repartition, a ledger entry per award, nothing
+    # of ours (bench/floor.py); no pipeline on these parts does more events a second.
+    sys.path.insert(0, str(ROOT / "bench"))
+    import floor
+
+    bare = floor.run(settings, n, expected, begins, pids, cpu_seconds)
     rate = n / pipeline_s
     record(f"points_pipeline_{n}", events=n, people=PIPELINE_PEOPLE, points_processes=" | ".join(
                [f"{spec.name}: {dict(spec.env)['INSIDETRACK_POINTS_STAGES']}" for spec in SERVICES
                 if spec.module == "services.recognition.points"] + ["all stages"] * (POINTS_PROCESSES - 1)),
            seconds=round(pipeline_s, 1), publish_s=round(publish_s, 1), events_per_s=round(rate),
            raw_events_per_s=round(raw), ratio_to_raw=round(rate / raw, 3),
+           floor_events_per_s=bare["events_per_s"], ratio_to_floor=round(rate / bare["events_per_s"], 3),
+           floor_cpu_ms_per_event=bare["cpu_ms_per_event"], floor_cpu_ms_per_event_all=bare["cpu_ms_per_event_all"],
+           floor_cores_busy=bare["cores_busy"],
            cpu_ms_per_event={name: round(1000 * s / n, 3) for name, s in sorted(cpu.items(), key=lambda kv: -kv[1]) if s >= 0.05},
            cpu_ms_per_event_all=round(1000 * sum(cpu.values()) / n, 3),
            cores_busy=round(sum(cpu.values()) / pipeline_s, 2), cores=os.cpu_count(),
            target=">= 5000/s and >= 50% of raw")
+
+
+def source_ends(settings) -> dict[str, int]:
+    """The source topics' end offsets ("<topic>:<partition>" -> offset)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers)
+    tps = [TopicPartition(settings.topic(t), p) for t in ("requests", "kudos") for p in consumer.partitions_for_topic(settings.topic(t)) or []]
+    ends = {f"{tp.topic}:{tp.partition}": offset for tp, offset in consumer.end_offsets(tps).items()}
+    consumer.close()
+    return ends
 
 
 def raw_limit(settings, n: int) -> float:
