@@ -16,7 +16,7 @@ Nothing else: no rules, caps or guards, no scored-event records, no badges, boar
 ledger pages or insights; no schema validation. Every part left out only makes it faster, so a
 pipeline with the product's work does less than this on the same machine.
 
-``python bench/floor.py score|apply <events or awards> <group prefix>``: prints ``ready`` once
+``python bench/floor.py score|apply <events or awards> <run suffix>``: prints ``ready`` once
 its consumer is assigned, waits for a line on stdin, works until it has taken that many
 records, then prints its CPU seconds and exits.
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import orjson
@@ -36,7 +37,7 @@ from shared.bus.kafka import BATCH_BYTES, LINGER_MS  # noqa: E402  (the producer
 from shared.config import load_settings  # noqa: E402
 from shared.db import mongo_client  # noqa: E402
 
-AWARDS_TOPIC, STATE_TOPIC = "floor_awards", "floor_state"
+AWARDS_TOPIC, STATE_TOPIC = "floor_awards", "floor_state"  # each run's own (a suffix: run())
 SOURCE_TOPICS = ("requests", "kudos")
 POLL_RECORDS = 2_000
 
@@ -62,10 +63,10 @@ def _producer(settings):
                          linger_ms=LINGER_MS, batch_size=BATCH_BYTES)
 
 
-def score(settings, events: int, group: str) -> None:
+def score(settings, events: int, run: str) -> None:
     start = orjson.loads(os.environ["FLOOR_START"])
-    consumer, producer = _consumer(settings, group + "score", SOURCE_TOPICS, start), _producer(settings)
-    topic = settings.topic(AWARDS_TOPIC)
+    consumer, producer = _consumer(settings, run + "score", SOURCE_TOPICS, start), _producer(settings)
+    topic = settings.topic(AWARDS_TOPIC + run)
     cpu = _ready()
     taken = 0
     while taken < events:
@@ -85,12 +86,12 @@ def score(settings, events: int, group: str) -> None:
     _done(producer, consumer, cpu)
 
 
-def apply(settings, awards: int, group: str) -> None:
-    consumer, producer = _consumer(settings, group + "apply", [AWARDS_TOPIC]), _producer(settings)
-    state_topic = settings.topic(STATE_TOPIC)
+def apply(settings, awards: int, run: str) -> None:
+    consumer, producer = _consumer(settings, run + "apply", [AWARDS_TOPIC + run]), _producer(settings)
+    state_topic = settings.topic(STATE_TOPIC + run)
     totals: dict[str, int] = {}
     with mongo_client(settings) as client:
-        ledger = client[settings.database("floor")]["ledger"]
+        ledger = client[settings.database("floor" + run)]["ledger"]
         cpu = _ready()
         taken = 0
         while taken < awards:
@@ -112,8 +113,8 @@ def apply(settings, awards: int, group: str) -> None:
             producer.flush()
             consumer.commit()
             taken += len(batch)
+        _done(producer, consumer, cpu)
         client.drop_database(ledger.database.name)
-    _done(producer, consumer, cpu)
 
 
 def _ready() -> float:
@@ -133,18 +134,25 @@ def run(settings, events: int, awards: int, start: dict[str, int], pids: dict[st
     """Both stages as processes on the ``events`` source events from ``start`` (where the
     pipeline's input began: "<topic>:<partition>" -> offset), which make ``awards`` awards;
     returns events/s and CPU per event (the two stages, FerretDB and Kafka)."""
-    import subprocess
-
     from kafka.admin import NewTopic
 
     from shared.bus.kafka import admin_client
 
+    run = f"_{uuid.uuid4().hex[:6]}"  # this run's topics, groups and database (a bench may run several sizes)
+    topics = [settings.topic(name + run) for name in (AWARDS_TOPIC, STATE_TOPIC)]
     admin = admin_client(settings)
-    admin.create_topics([NewTopic(settings.topic(name), settings.topic_partitions, settings.topic_replication_factor)
-                         for name in (AWARDS_TOPIC, STATE_TOPIC)])
-    admin.close()
-    group = f"{settings.topic('floor')}-{os.getpid()}-"
-    procs = {stage: subprocess.Popen([sys.executable, __file__, stage, str(count), group], stdin=subprocess.PIPE,
+    admin.create_topics([NewTopic(name, settings.topic_partitions, settings.topic_replication_factor) for name in topics])
+    try:
+        return _measure(settings, events, awards, start, pids, cpu_seconds, run)
+    finally:
+        admin.delete_topics(topics)
+        admin.close()
+
+
+def _measure(settings, events: int, awards: int, start: dict[str, int], pids: dict[str, int], cpu_seconds, run: str) -> dict:
+    import subprocess
+
+    procs = {stage: subprocess.Popen([sys.executable, __file__, stage, str(count), run], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env={**os.environ, "FLOOR_START": orjson.dumps(start).decode()})
              for stage, count in (("score", events), ("apply", awards))}
     for stage, proc in procs.items():
@@ -155,14 +163,18 @@ def run(settings, events: int, awards: int, start: dict[str, int], pids: dict[st
     for proc in procs.values():
         proc.stdin.write("go\n")
         proc.stdin.flush()
-    cpu = {}
-    for stage, proc in procs.items():
-        line = proc.stdout.readline().split()
-        if proc.wait(timeout=3600) != 0 or line[:1] != ["cpu"]:
-            raise RuntimeError(f"the floor's {stage} stage failed")
-        cpu[f"floor-{stage}"] = float(line[1])
-    seconds = time.perf_counter() - t
-    cpu.update({name: cpu_seconds(pid) - s for name, s in before.items() for pid in [pids[name]]})
+    try:
+        lines = {stage: proc.stdout.readline().split() for stage, proc in procs.items()}  # each stage's last word: done
+        seconds = time.perf_counter() - t
+        cpu = {name: cpu_seconds(pids[name]) - s for name, s in before.items()}
+        for stage, proc in procs.items():
+            if proc.wait(timeout=600) != 0 or lines[stage][:1] != ["cpu"]:
+                raise RuntimeError(f"the floor's {stage} stage failed")
+            cpu[f"floor-{stage}"] = float(lines[stage][1])
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
     return {"events_per_s": round(events / seconds), "seconds": round(seconds, 1),
             "cpu_ms_per_event": {name: round(1000 * s / events, 3) for name, s in sorted(cpu.items(), key=lambda kv: -kv[1])},
             "cpu_ms_per_event_all": round(1000 * sum(cpu.values()) / events, 3), "cores_busy": round(sum(cpu.values()) / seconds, 2)}
