@@ -9,6 +9,12 @@ with the rest of the batch's change. An insert costs FerretDB a fifteenth of an 
 day-bucket lists this replaces read, updated and raised a head for every person a batch
 touched (half of the points process's FerretDB time in a backlog, docs/performance.md).
 
+A person's newest entries wait in the index itself (``k``, at most ``INLINE_MAX`` keys) and go
+into a page of their own only when there are ``INLINE_MAX`` of them: with a company's people
+each thanked about once a batch, a page per person per batch was a page (and, eight batches
+later, a merge) per entry, as many FerretDB writes as the ledger itself. The keys in the index
+travel in the person's changelog record with the rest of their state, so they are as durable.
+
 Pages of one level are merged into one page of the next when there are ``MERGE_AT`` of them
 (like an LSM tree's levels), so a person's index stays small: a few pages per level, levels
 growing as the log of their entries. A merged page gets a fresh id; the pages it replaces are
@@ -16,7 +22,8 @@ deleted after the state naming it is written (a crash in between leaves garbage,
 
 Replays: a page's id comes from the batch's first entry for the person, so a batch delivered
 again writes the same page; when its insert is refused, the page is read and written as the
-union (a replay may be grouped differently), and the offsets it holds count as applied.
+union (a replay may be grouped differently), and the offsets it holds count as applied. Keys
+still in the index are skipped by the same offsets (``a``), written with them.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from shared.db import chunks, find_by_ids, insert_new
 from shared.pagination import decode_cursor, encode_cursor, page_size
 
 MERGE_AT = 8  # pages of one level merged into one page of the next
+INLINE_MAX = 8  # a person's newest entries kept in their index (``k``) until there are this many: then a page
 FOLDED_LEVEL = 3  # the level of a page folded from an older store's ledger (merged after 8 of them)
 MARKER = "~pages:v1"  # the store's ledger lists are pages (a new store, or folded from the ledger)
 SEP = "|"
@@ -54,8 +62,9 @@ def entry_of(key: str) -> str:
 
 def empty_index() -> dict[str, Any]:
     """A person's ledger index as kept in their state: ``n`` entries, ``pages`` as
-    ``[page id, entries, newest key, oldest key, level]``, ``a`` offsets applied per partition."""
-    return {"n": 0, "pages": [], "a": {}}
+    ``[page id, entries, newest key, oldest key, level]``, ``k`` the keys not in a page yet
+    (newest first; an index from before them has none), ``a`` offsets applied per partition."""
+    return {"n": 0, "pages": [], "k": [], "a": {}}
 
 
 class LedgerPages:
@@ -82,9 +91,10 @@ class LedgerPages:
     # -- writing (the applier, for the people it owns) --------------------------------------------
 
     def add(self, batch: dict[str, tuple[dict[str, Any], list[tuple[str, str, int]]]]) -> dict[str, dict[str, Any]]:
-        """Write each person's new entries: ``person -> (their index, [(sort key, partition,
+        """Add each person's new entries: ``person -> (their index, [(sort key, partition,
         offset)])``; return the people's new indexes (to be written with their state). Entries
-        at or before the offsets an index has applied are skipped (a replay)."""
+        at or before the offsets an index has applied are skipped (a replay). The new keys join
+        the index's own (``k``); once there are ``INLINE_MAX``, they are inserted as one page."""
         pages: dict[str, dict[str, Any]] = {}
         listed: dict[str, list[str]] = {}  # page id -> its keys, newest first (what "e" holds)
         indexes: dict[str, dict[str, Any]] = {}
@@ -93,22 +103,32 @@ class LedgerPages:
             todo = [(key, partition, offset) for key, partition, offset in entries if applied.get(partition, -1) < offset]
             if not todo:
                 continue
-            _, partition, offset = todo[0]
-            page_id = f"{person_id}{SEP}{partition}-{offset}"
-            keys = sorted({key for key, _, _ in todo}, reverse=True)
             offsets: dict[str, int] = {}
             for _, p, o in todo:
                 offsets[p] = max(offsets.get(p, -1), o)
+            keys = sorted({*(index.get("k") or ()), *(key for key, _, _ in todo)}, reverse=True)
+            new = {"n": int(index.get("n") or 0) - len(index.get("k") or ()), "pages": [list(p) for p in index.get("pages") or []],
+                   "k": [], "a": dict(applied)}
+            for partition, offset in offsets.items():
+                new["a"][partition] = max(new["a"].get(partition, -1), offset)
+            indexes[person_id] = new
+            if len(keys) < INLINE_MAX:
+                new["k"] = keys
+                new["n"] += len(keys)
+                continue
+            _, partition, offset = todo[0]
+            page_id = f"{person_id}{SEP}{partition}-{offset}"
             pages[page_id] = {"_id": page_id, "e": orjson.dumps(keys).decode(), "o": offsets}
             listed[page_id] = keys
-            indexes[person_id] = {"n": int(index.get("n") or 0), "pages": [list(p) for p in index.get("pages") or []],
-                                  "a": dict(applied), "_page": page_id}
+            new["_page"] = page_id
         refused: set[str] = set()
         for part in chunks(list(pages.values())):
             refused |= set(insert_new(self.collection, part))
         if refused:
             self._union(pages, refused, listed)
         for person_id, index in indexes.items():
+            if "_page" not in index:
+                continue
             page = pages[index.pop("_page")]
             keys = listed[page["_id"]]
             index["pages"] = [p for p in index["pages"] if p[0] != page["_id"]]  # a replay's page, now larger
@@ -170,7 +190,7 @@ class LedgerPages:
                 ids = {p[0] for p in pages}
                 index["pages"] = [p for p in index["pages"] if p[0] not in ids] + [
                     [page_id, len(keys), keys[0], keys[-1], int(pages[0][4]) + 1]]
-                index["n"] = sum(p[1] for p in index["pages"])
+                index["n"] = sum(p[1] for p in index["pages"]) + len(index.get("k") or ())
                 replaced += sorted(ids)
             for part in chunks(new):
                 self.collection.insert_many(part, ordered=False)
@@ -194,7 +214,9 @@ class LedgerPages:
             below = sort_key(at, entry_id)
         index = index or empty_index()
         pages = sorted((p for p in index.get("pages") or [] if below is None or p[3] < below), key=lambda p: p[2], reverse=True)
-        found: dict[str, str] = {}  # entry id -> key
+        # entry id -> key: the keys in the index itself first (not always the newest: history
+        # imported after live thanks), then the pages that can hold entries of this page.
+        found: dict[str, str] = {entry_of(key): key for key in index.get("k") or () if below is None or key < below}
         at = 0
         while at < len(pages):
             ranked = sorted(found.values(), reverse=True)
