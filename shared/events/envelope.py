@@ -79,6 +79,16 @@ class Envelope:
     def key(self) -> bytes:
         return self.subject.encode()
 
+    def without_data(self) -> "Envelope":
+        """This envelope with empty ``data`` (a consumer that keeps only the typed payload).
+        A copy of its fields, not ``dataclasses.replace``: that looks the fields up again for
+        every copy, ~5 times the time, and an applier makes thousands a second."""
+        clone = object.__new__(Envelope)
+        clone.__dict__.update(self.__dict__)
+        clone.__dict__.pop("_wire", None)  # the encoded copy, with its data
+        clone.__dict__["data"] = {}
+        return clone
+
     @classmethod
     def from_dict(cls, raw: Any) -> "Envelope":
         if not isinstance(raw, dict):
