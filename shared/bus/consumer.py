@@ -115,9 +115,6 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 TRIM_AFTER = 500  # deliveries in a poll from which the memory it freed is handed back (shared/memory.py)
-# ... at most this often while behind: malloc_trim walks the whole heap, and after every batch
-# of a backlog it took 9 % of the insights process's CPU (py-spy, 2026-12-01).
-TRIM_BUSY_EVERY_S = 5.0
 TRIM_IDLE_EVERY_S = 10.0  # and once caught up after some work, at most this often (a trickle of events)
 
 
@@ -446,10 +443,9 @@ class ConsumerRunner:
         if deliveries and not self._run(deliveries):
             return False
         self._commit(consumer, {tp: messages[-1].offset + 1 for tp, messages in batch.items() if messages})
-        if len(deliveries) >= TRIM_AFTER and time.monotonic() - self._trimmed_at >= TRIM_BUSY_EVERY_S:
+        if len(deliveries) >= TRIM_AFTER:
             # A big poll's peak does not stay as the process's size: its messages and deliveries
             # let go first (the caller's ``batch`` is this dict: emptied, not only unnamed here).
-            # Caught up, the idle trim (run) gives back what the batches since freed.
             batch.clear()
             deliveries.clear()
             self._trim()

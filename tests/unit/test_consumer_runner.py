@@ -244,39 +244,6 @@ def test_a_runner_caught_up_after_some_work_gives_freed_memory_back_at_most_ever
     assert trims[1] - trims[0] >= TRIM_IDLE_EVERY_S
 
 
-def test_a_runner_behind_gives_freed_memory_back_at_most_every_five_seconds(monkeypatch):
-    """Behind (a backlog), big polls still give their memory back, but not after every one:
-    malloc_trim walks the whole heap, and after each batch it cost an insights process 9 % of
-    its CPU. At most every TRIM_BUSY_EVERY_S, and once caught up as before; every event handled."""
-    import shared.bus.consumer as consumer_module
-    from shared.bus.consumer import TRIM_AFTER, TRIM_BUSY_EVERY_S
-
-    trims, clock = [], [1000.0]
-    template = build_event("kudos.given", "k", {
-        "kudos_id": "k", "giver_id": "p1", "recipient_ids": ["p2"], "message": "thanks", "values": [],
-        "gesture": "thanks", "request_id": None, "at": "2026-11-27T09:00:00Z"}, source="test")
-
-    def poll_of(first):
-        return {"kudos-0": [SimpleNamespace(value=template.to_bytes(), key=b"k", topic="kudos", partition=0, offset=o, headers=[])
-                            for o in range(first, first + TRIM_AFTER)]}
-
-    # five big polls 2 s apart (1002 ... 1010), then idle polls (1012 ...)
-    batches = [poll_of(i * TRIM_AFTER) for i in range(5)] + [{}] * 4
-    handled = []
-    runner = ConsumerRunner(load_settings(env={}), group=None, topics=["kudos"], from_beginning=False,
-                            batch_handler=lambda deliveries: handled.extend(d.offset for d in deliveries), producer=None)
-    monkeypatch.setattr(consumer_module, "kafka_reachable", lambda settings: None)
-    monkeypatch.setattr(consumer_module, "release_free_memory", lambda: trims.append(clock[0]))
-    monkeypatch.setattr(consumer_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    monkeypatch.setattr(consumer_module, "KafkaConsumer",
-                        lambda **config: _BusyThenIdleClient(runner.request_stop, batches, clock, **config))
-    runner.run()
-    assert handled == list(range(5 * TRIM_AFTER))
-    # the first big poll; the fourth, 6 s later; then caught up, 10 s after the last trim
-    assert trims == [1002.0, 1008.0, 1018.0]
-    assert all(b - a >= TRIM_BUSY_EVERY_S for a, b in zip(trims, trims[1:]))
-
-
 def test_a_runtime_asks_all_its_consumers_to_stop_before_waiting_for_any():
     """Each idle consumer sees a stop at the end of its poll: asked together, their waits overlap
     (one poll, not one per consumer). Workers are then stopped in reverse order as before, so the
