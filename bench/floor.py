@@ -40,6 +40,7 @@ from shared.db import mongo_client  # noqa: E402
 AWARDS_TOPIC, STATE_TOPIC = "floor_awards", "floor_state"  # each run's own (a suffix: run())
 SOURCE_TOPICS = ("requests", "kudos")
 POLL_RECORDS = 2_000
+STALL_S = 120.0
 
 
 def _consumer(settings, group: str, topics, start: dict[str, int] | None = None):
@@ -68,9 +69,11 @@ def score(settings, events: int, run: str) -> None:
     consumer, producer = _consumer(settings, run + "score", SOURCE_TOPICS, start), _producer(settings)
     topic = settings.topic(AWARDS_TOPIC + run)
     cpu = _ready()
-    taken = 0
+    taken, stalled = 0, _Stall()
     while taken < events:
-        for records in consumer.poll(timeout_ms=500).values():
+        polled = consumer.poll(timeout_ms=500)
+        stalled.check(bool(polled), "score", taken, events)
+        for records in polled.values():
             for record in records:
                 event = orjson.loads(record.value)
                 data = event["data"]
@@ -93,9 +96,10 @@ def apply(settings, awards: int, run: str) -> None:
     with mongo_client(settings) as client:
         ledger = client[settings.database("floor" + run)]["ledger"]
         cpu = _ready()
-        taken = 0
+        taken, stalled = 0, _Stall()
         while taken < awards:
             batch = [record for records in consumer.poll(timeout_ms=500).values() for record in records]
+            stalled.check(bool(batch), "apply", taken, awards)
             if not batch:
                 continue
             entries, touched = [], set()
@@ -115,6 +119,19 @@ def apply(settings, awards: int, run: str) -> None:
             taken += len(batch)
         _done(producer, consumer, cpu)
         client.drop_database(ledger.database.name)
+
+
+class _Stall:
+    """Ends a stage that has had nothing to read for STALL_S (its input never came)."""
+
+    def __init__(self):
+        self.since = time.monotonic()
+
+    def check(self, progressed: bool, stage: str, taken: int, wanted: int) -> None:
+        if progressed:
+            self.since = time.monotonic()
+        elif time.monotonic() - self.since > STALL_S:
+            sys.exit(f"the floor's {stage} stage read nothing for {STALL_S:.0f} s ({taken} of {wanted})")
 
 
 def _ready() -> float:
@@ -155,15 +172,15 @@ def _measure(settings, events: int, awards: int, start: dict[str, int], pids: di
     procs = {stage: subprocess.Popen([sys.executable, __file__, stage, str(count), run], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env={**os.environ, "FLOOR_START": orjson.dumps(start).decode()})
              for stage, count in (("score", events), ("apply", awards))}
-    for stage, proc in procs.items():
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the floor's {stage} stage did not start")
-    before = {name: cpu_seconds(pid) for name, pid in pids.items() if name in ("ferretdb", "kafka")}
-    t = time.perf_counter()
-    for proc in procs.values():
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
     try:
+        for stage, proc in procs.items():
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"the floor's {stage} stage did not start")
+        before = {name: cpu_seconds(pid) for name, pid in pids.items() if name in ("ferretdb", "kafka")}
+        t = time.perf_counter()
+        for proc in procs.values():
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
         lines = {stage: proc.stdout.readline().split() for stage, proc in procs.items()}  # each stage's last word: done
         seconds = time.perf_counter() - t
         cpu = {name: cpu_seconds(pids[name]) - s for name, s in before.items()}
