@@ -183,22 +183,28 @@ def consumer_lag(settings: Settings, groups: dict[str, Sequence[str]]) -> int:
     A consumer commits only after its effects are written, so 0 means "everything produced so
     far has been handled" (a stage's output may still be on its way through an outbox).
     """
+    return sum(group_lags(settings, groups).values())
+
+
+def group_lags(settings: Settings, groups: dict[str, Sequence[str]]) -> dict[str, int]:
+    """:func:`consumer_lag` of each group, in one look (which stage a backlog waits on)."""
     from kafka import KafkaConsumer, TopicPartition
 
     admin = admin_client(settings)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers, client_id="insidetrack-lag",
                              enable_auto_commit=False)
     try:
-        lag = 0
+        lags = {}
         for group, topics in groups.items():
             name = settings.topic(group)  # groups carry the prefix too
             committed = admin.list_group_offsets({name: None}).get(name, {})
             partitions = [TopicPartition(settings.topic(t), p) for t in topics
                           for p in sorted(consumer.partitions_for_topic(settings.topic(t)) or ())]
+            lags[group] = 0
             for tp, end in consumer.end_offsets(partitions).items():
                 done = committed.get(tp)
-                lag += end - (done.offset if done is not None and done.offset >= 0 else 0)
-        return lag
+                lags[group] += end - (done.offset if done is not None and done.offset >= 0 else 0)
+        return lags
     finally:
         consumer.close()
         admin.close()
