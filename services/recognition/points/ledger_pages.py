@@ -67,6 +67,11 @@ def empty_index() -> dict[str, Any]:
     return {"n": 0, "pages": [], "k": [], "a": {}}
 
 
+def _count(index: dict[str, Any]) -> int:
+    """An index's entries (its ``n``): its pages' and the keys it holds itself."""
+    return sum(p[1] for p in index["pages"]) + len(index.get("k") or ())
+
+
 class LedgerPages:
     def __init__(self, collection: Collection):
         self.collection = collection
@@ -107,14 +112,13 @@ class LedgerPages:
             for _, p, o in todo:
                 offsets[p] = max(offsets.get(p, -1), o)
             keys = sorted({*(index.get("k") or ()), *(key for key, _, _ in todo)}, reverse=True)
-            new = {"n": int(index.get("n") or 0) - len(index.get("k") or ()), "pages": [list(p) for p in index.get("pages") or []],
-                   "k": [], "a": dict(applied)}
+            new = {"pages": [list(p) for p in index.get("pages") or []], "k": [], "a": dict(applied)}
             for partition, offset in offsets.items():
                 new["a"][partition] = max(new["a"].get(partition, -1), offset)
             indexes[person_id] = new
             if len(keys) < INLINE_MAX:
                 new["k"] = keys
-                new["n"] += len(keys)
+                new["n"] = _count(new)
                 continue
             _, partition, offset = todo[0]
             page_id = f"{person_id}{SEP}{partition}-{offset}"
@@ -133,7 +137,7 @@ class LedgerPages:
             keys = listed[page["_id"]]
             index["pages"] = [p for p in index["pages"] if p[0] != page["_id"]]  # a replay's page, now larger
             index["pages"].append([page["_id"], len(keys), keys[0], keys[-1], 0])
-            index["n"] = sum(p[1] for p in index["pages"])
+            index["n"] = _count(index)
             for partition, offset in page["o"].items():
                 index["a"][partition] = max(index["a"].get(partition, -1), offset)
         return indexes
@@ -190,7 +194,7 @@ class LedgerPages:
                 ids = {p[0] for p in pages}
                 index["pages"] = [p for p in index["pages"] if p[0] not in ids] + [
                     [page_id, len(keys), keys[0], keys[-1], int(pages[0][4]) + 1]]
-                index["n"] = sum(p[1] for p in index["pages"]) + len(index.get("k") or ())
+                index["n"] = _count(index)
                 replaced += sorted(ids)
             for part in chunks(new):
                 self.collection.insert_many(part, ordered=False)
