@@ -50,7 +50,8 @@ os.environ.update({
 sys.path.insert(0, str(ROOT))
 
 import requests as http  # noqa: E402
-from inprocess import cpu_seconds, stack_pids  # noqa: E402  (bench/, the script's own folder)
+# bench/, the script's own folder, is on the path: its modules import as they are (floor, year, ...).
+from inprocess import cpu_seconds, stack_pids  # noqa: E402
 
 from ops.infra import local  # noqa: E402
 from ops.supervisor import SERVICES, Supervisor  # noqa: E402
@@ -384,7 +385,6 @@ def bench_pipeline(settings, n: int, pids: dict[str, int]) -> None:
     raw = raw_limit(settings, n)
     # The stack's floor on the same input: decode, repartition, a ledger entry per award, nothing
     # of ours (bench/floor.py); no pipeline on these parts does more events a second.
-    sys.path.insert(0, str(ROOT / "bench"))
     import floor
 
     bare = floor.run(settings, n, expected, begins, pids, cpu_seconds)
@@ -707,20 +707,17 @@ def main() -> int:
                           "kafka": "4.3.1 (KRaft, -Xmx512m)", "mongo": "FerretDB 1.24 on SQLite (serialized writes)"}
     RESULTS["started"] = datetime.now(timezone.utc).isoformat()
     if ONLY == "year":  # a company-year through the services' own paths (bench/year.py)
-        sys.path.insert(0, str(ROOT / "bench"))
         import year
 
         RESULTS["sizes"] = {"people": year.PEOPLE, "kudos": year.KUDOS, "requests": year.REQUESTS, "demo": year.DEMO}
         year.run(settings, record, pct, rss_mb, PORTS)
         return write_results()
     if ONLY == "scoring":  # the points engine on a year of kudos, in-process (bench/scoring.py)
-        sys.path.insert(0, str(ROOT / "bench"))
         import scoring
 
         scoring.run(settings, record, rss_mb)
         return write_results()
     if ONLY == "requests-import":  # the requests import of history, in-process (bench/requests_import.py)
-        sys.path.insert(0, str(ROOT / "bench"))
         import requests_import
 
         requests_import.run(settings, record, rss_mb)
