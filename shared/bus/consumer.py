@@ -235,17 +235,28 @@ class ConsumerRunner:
 
     def _gather(self, consumer: KafkaConsumer, batch: dict) -> dict:
         """More polls while they come back at least a tenth full (behind), up to
-        ``gather_records`` messages in all."""
+        ``gather_records`` messages in all, not counting those ``skip`` passes by (a batch's
+        cost is in the messages it handles: insights passes most awards by)."""
         if not self.gather_records:
             return batch
-        count = last = sum(len(messages) for messages in batch.values())
+        last = sum(len(messages) for messages in batch.values())
+        count = self._kept(batch)
         while last * GATHER_SHARE >= self.max_poll_records and count < self.gather_records and not self._stopping.is_set():
-            more = consumer.poll(timeout_ms=GATHER_POLL_MS, max_records=min(self.max_poll_records, self.gather_records - count))
+            # With skip, a poll's size says little about what it keeps: whole polls (a batch
+            # may end up to one poll over gather_records).
+            wanted = self.max_poll_records if self.skip else min(self.max_poll_records, self.gather_records - count)
+            more = consumer.poll(timeout_ms=GATHER_POLL_MS, max_records=wanted)
             last = sum(len(messages) for messages in more.values())
             for tp, messages in more.items():
                 batch.setdefault(tp, []).extend(messages)
-            count += last
+            count += self._kept(more)
         return batch
+
+    def _kept(self, batch: dict) -> int:
+        """How many of a poll's messages are handled (not passed by with ``skip``)."""
+        if self.skip is None:
+            return sum(len(messages) for messages in batch.values())
+        return sum(1 for messages in batch.values() for m in messages if not self.skip(m))
 
     def _open(self) -> KafkaConsumer | None:
         """A new Kafka client, subscribed (a group) or assigned every partition (no group).

@@ -16,7 +16,7 @@ from kafka.admin import NewPartitions
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.config import Settings
-from shared.events import TOPICS, Envelope, dlq_topic, topic_of, validate
+from shared.events import TOPICS, Envelope, data_header, dlq_topic, ensure_valid, spec_for
 from shared.events.envelope import refuse_oversized
 
 log = logging.getLogger(__name__)
@@ -51,16 +51,14 @@ class EventProducer:
         )
 
     def publish(self, envelope: Envelope):
-        """Validate and send one event; returns the client's future (``.get()`` to wait)."""
-        validate(envelope)
+        """Validate and send one event; returns the client's future (``.get()`` to wait).
+        Headers: the CloudEvents type and id, and the data fields its type sends as headers."""
+        ensure_valid(envelope)
         value = refuse_oversized(envelope.to_bytes())  # consumers would dead-letter it
-        topic = self.settings.topic(topic_of(envelope.type))
-        return self._producer.send(
-            topic,
-            key=envelope.key,
-            value=value,
-            headers=[("ce_type", envelope.type.encode()), ("ce_id", envelope.id.encode())],
-        )
+        spec = spec_for(envelope.type, envelope.schemaversion)
+        headers = [("ce_type", envelope.type.encode()), ("ce_id", envelope.id.encode())]
+        headers += [(data_header(f), str(envelope.data[f]).encode()) for f in spec.headers if envelope.data.get(f) is not None]
+        return self._producer.send(self.settings.topic(spec.topic), key=envelope.key, value=value, headers=headers)
 
     def publish_all(self, envelopes: Sequence[Envelope], timeout: float = SEND_TIMEOUT_S) -> list:
         """Send events in order and wait until the broker has every one; raises on failure.

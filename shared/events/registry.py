@@ -65,6 +65,22 @@ class EventSpec:
     version: int
     topic: str
     schema: type[EventSchema]
+    # Data fields also sent as Kafka headers (``data_header``), so that a consumer that wants
+    # only some of these events can pass the others by without decoding them.
+    headers: tuple[str, ...] = ()
+
+
+def data_header(field: str) -> str:
+    """The Kafka header that carries a data field of an event (``EventSpec.headers``)."""
+    return f"data_{field}"
+
+
+def header_value(message, name: str) -> str | None:
+    """A header of a Kafka message as text (None: the message does not carry it)."""
+    for key, value in message.headers or ():
+        if key == name:
+            return value.decode(errors="replace") if value is not None else None
+    return None
 
 
 _SPECS: dict[tuple[str, int], EventSpec] = {}
@@ -73,8 +89,9 @@ _LATEST: dict[str, int] = {}
 E = TypeVar("E", bound=type[EventSchema])
 
 
-def event_type(type: str, topic: str, version: int = 1) -> Callable[[E], E]:
-    """Register the decorated schema as the ``data`` of ``type`` at ``version``."""
+def event_type(type: str, topic: str, version: int = 1, headers: tuple[str, ...] = ()) -> Callable[[E], E]:
+    """Register the decorated schema as the ``data`` of ``type`` at ``version`` (``headers``:
+    data fields sent as Kafka headers too)."""
     if topic not in TOPICS:
         raise ValueError(f"unknown topic {topic!r} for {type}")
 
@@ -82,7 +99,10 @@ def event_type(type: str, topic: str, version: int = 1) -> Callable[[E], E]:
         key = (type, version)
         if key in _SPECS:
             raise ValueError(f"{type} v{version} registered twice")
-        _SPECS[key] = EventSpec(type, version, topic, schema)
+        unknown = [f for f in headers if f not in schema.model_fields]
+        if unknown:
+            raise ValueError(f"{type}: header fields {unknown} are not in its schema")
+        _SPECS[key] = EventSpec(type, version, topic, schema, tuple(headers))
         _LATEST[type] = max(version, _LATEST.get(type, 0))
         return schema
 
@@ -134,12 +154,29 @@ def build_event(
         id=id,
     )
     refuse_oversized(envelope.to_bytes())  # every consumer would dead-letter it
+    mark_valid(envelope)
     return envelope
 
 
 def validate(envelope: Envelope) -> EventSchema:
     """Return the typed ``data`` of a known event; raises InvalidEvent with the reason."""
     return _check(spec_for(envelope.type, envelope.schemaversion), envelope.data)
+
+
+_VALID = "_valid"  # set on an envelope by build_event: its data is its schema's own dump
+
+
+def mark_valid(envelope: Envelope) -> None:
+    """Remember that ``envelope`` was validated as built (an envelope is not changed after)."""
+    envelope.__dict__[_VALID] = True
+
+
+def ensure_valid(envelope: Envelope) -> None:
+    """Validate an envelope before it is sent, unless build_event validated it already (the
+    points pipeline sends thousands a second, each built by build_event: validating every one
+    again cost as much as building it)."""
+    if not envelope.__dict__.get(_VALID):
+        validate(envelope)
 
 
 def decode(raw: bytes | None) -> tuple[Envelope, EventSchema]:

@@ -177,7 +177,7 @@ class KudosAddedOn(EventSchema):
 APPLIED_MAX_PEOPLE = 500  # person ids per points.applied event: far below MAX_EVENT_BYTES
 
 
-@event_type("points.awarded", topic="points")
+@event_type("points.awarded", topic="points", headers=("rule",))  # insights passes the rules it does not count
 class PointsAwarded(EventSchema):
     """One award to one person by one rule for one source event (the ledger entry to be).
 

@@ -308,6 +308,26 @@ def test_behind_a_batch_handler_gets_several_polls_at_once_and_caught_up_one_pol
     assert len(one_poll._gather(consumer, consumer.poll(timeout_ms=1000))["kudos-0"]) == 30 and polls == [30]
 
 
+def test_a_gathered_batch_counts_only_the_messages_it_handles():
+    """Insights passes most awards by undecoded (``skip``): a batch gathers up to
+    ``gather_records`` messages it handles, so passing others by does not shrink its batches
+    (each batch rewrites the documents it touches: smaller batches would cost more writes)."""
+    settings = load_settings(env={})
+    runner = ConsumerRunner(settings, group="g", topics=["kudos"], batch_handler=lambda deliveries: None,
+                            producer=None, max_poll_records=30, gather_records=40, skip=lambda m: m.offset % 3 != 0)
+    backlog, polls = list(range(300)), []
+
+    def poll(timeout_ms, max_records=None):
+        out, backlog[:] = backlog[:min(max_records or 30, 30)], backlog[min(max_records or 30, 30):]
+        polls.append(len(out))
+        return {"kudos-0": [SimpleNamespace(offset=o) for o in out]} if out else {}
+
+    consumer = SimpleNamespace(poll=poll)
+    batch = runner._gather(consumer, consumer.poll(timeout_ms=1000))
+    kept = [m.offset for m in batch["kudos-0"] if m.offset % 3 == 0]
+    assert len(kept) == 40 and [m.offset for m in batch["kudos-0"]] == list(range(120)) and polls == [30, 30, 30, 30]
+
+
 def test_a_payload_only_batch_handler_gets_validated_payloads_and_envelopes_without_their_data_copy():
     """The points applier and insights read payloads only: their deliveries do not keep the raw
     data a second time (a gathered batch of 10,000 held half its memory in that copy); other

@@ -119,3 +119,69 @@ def test_event_ids_are_random_uuids_unique_in_a_process_and_across_a_fork():
     child = os.read(read, 100).decode()
     os.close(read)
     assert child != new_event_id() and uuidlib.UUID(child).version == 4
+
+
+class _SentRecords:
+    """Stands in for kafka-python's producer: keeps what was sent."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, topic, key=None, value=None, headers=None):
+        self.sent.append({"topic": topic, "key": key, "value": value, "headers": dict(headers or [])})
+
+
+def _producer():
+    from shared.bus.kafka import EventProducer
+    from shared.config import load_settings
+
+    producer = object.__new__(EventProducer)  # no broker: its client is replaced
+    producer.settings, producer._producer = load_settings(env={}), _SentRecords()
+    return producer
+
+
+AWARD = {"entry_id": "e1", "person_id": "sup1", "points": 10, "rule": "kudos_received", "reason": "Thanked",
+         "source_event_id": "k1", "source_event_type": "kudos.given", "at": datetime(2026, 11, 30, 9, tzinfo=timezone.utc)}
+
+
+def test_an_award_travels_with_its_rule_as_a_header_and_insights_passes_rules_it_does_not_count_undecoded(clock):
+    from types import SimpleNamespace
+
+    from services.recognition.points.insights import Insights
+    from services.recognition.points.rules import DEFAULT_RULES, load_rules
+
+    producer = _producer()
+    for rule in ("kudos_received", "closed_the_loop"):
+        producer.publish(build_event("points.awarded", "sup1", {**AWARD, "rule": rule}, source="points", clock=clock))
+    kudos = build_event("kudos.given", "k1", {"kudos_id": "k1", "giver_id": "rep1", "recipient_ids": ["sup1"], "message": "thanks", "gesture": "thanks",
+                                              "at": clock.now()}, source="kudos", clock=clock)
+    producer.publish(kudos)
+    received, closed, given = producer._producer.sent
+    assert received["headers"] == {"ce_type": b"points.awarded", "ce_id": received["headers"]["ce_id"], "data_rule": b"kudos_received"}
+    assert closed["headers"]["data_rule"] == b"closed_the_loop" and "data_rule" not in given["headers"]
+
+    insights = Insights({"insights": None, "insight_requests": None}, load_rules(DEFAULT_RULES), calendar=None, directory=None)
+    as_read = [SimpleNamespace(topic="points", headers=list(r["headers"].items()), value=r["value"]) for r in (received, closed, given)]
+    # Kudos received is not part of the internal-selling score; closing the loop is; a kudos is no award.
+    assert [insights.not_counted(m) for m in as_read] == [True, False, False]
+    # An award sent before the header existed is decoded and looked at, not passed by.
+    older = SimpleNamespace(topic="points", headers=[("ce_type", b"points.awarded")], value=received["value"])
+    assert insights.not_counted(older) is False
+
+
+def test_an_event_is_validated_once_as_built_and_one_made_by_hand_is_validated_before_it_is_sent(clock, monkeypatch):
+    from shared.events import registry
+    from shared.events.envelope import make_envelope
+
+    checks = []
+    real = registry._check
+    monkeypatch.setattr(registry, "_check", lambda spec, data: checks.append(spec.type) or real(spec, data))
+    producer = _producer()
+    producer.publish(build_event("points.awarded", "sup1", AWARD, source="points", clock=clock))
+    assert checks == ["points.awarded"]  # built: validated; sent: not again
+    bad = make_envelope("points.awarded", "sup1", {**AWARD, "at": AWARD["at"].isoformat(), "points": -5}, source="points", clock=clock)
+    with pytest.raises(InvalidEvent, match="points"):
+        producer.publish(bad)
+    assert len(producer._producer.sent) == 1  # the bad one was not sent
+    # A consumer's copy without its data is no longer the validated event.
+    assert not build_event("points.awarded", "sup1", AWARD, source="points", clock=clock).without_data().__dict__.get("_valid")

@@ -172,7 +172,8 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     insights_runner = ConsumerRunner(settings, group=INSIGHTS_GROUP, topics=list(INSIGHTS_TOPICS),
                                      batch_handler=insights.apply_batch, producer=producer,
                                      max_poll_records=insights_model.POLL_RECORDS, gather_records=insights_model.GATHER,
-                                     max_poll_interval_ms=BATCH_WINDOW_MS, payload_only=True)
+                                     max_poll_interval_ms=BATCH_WINDOW_MS, payload_only=True,
+                                     skip=insights.not_counted)
 
     def directory_loaded() -> None:
         if not people.caught_up.is_set():

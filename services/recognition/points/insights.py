@@ -57,6 +57,7 @@ from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, as_utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new, patient
 from shared.errors import BadInput, Forbidden
+from shared.events import data_header, header_value
 from shared.pagination import decode_cursor, encode_cursor, page_size
 from shared.vocabulary import Department, Period, Priority, values
 
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 INSIGHTS_GROUP = "points-insights"
 LAYOUT_MARKER = "~layout:people-buckets"  # the person documents of an older store are folded into buckets
 INSIGHTS_TOPICS = ("requests", "kudos", "points")
+RULE_HEADER = data_header("rule")  # an award's rule, on its record (points.awarded's headers)
 PERIODS = values(Period)
 SHORT_NOTICE_HOURS = 24  # a rush with less notice than this (business hours) is "short notice"
 # Histogram bins of business hours: upper bounds. A median or p90 is the upper bound of the bin
@@ -280,6 +282,16 @@ class Insights:
         return len(old)
 
     # -- write side -----------------------------------------------------------------------------
+
+    def not_counted(self, message) -> bool:
+        """An award whose rule the internal-selling score does not count, known by its header
+        (``data_rule``): passed by undecoded (the consumer's ``skip``). Most awards are of other
+        rules (kudos received and given, acknowledgements), and decoding them was most of this
+        stage's work. An award without the header (from before it) is decoded and looked at."""
+        if header_value(message, "ce_type") != "points.awarded":
+            return False
+        rule = header_value(message, RULE_HEADER)
+        return rule is not None and rule not in self.rep_rules
 
     def _keys(self, at: datetime) -> list[str]:
         keys = [(p, period_key(self.calendar, p, at)) for p in PERIODS]
