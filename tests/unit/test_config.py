@@ -59,3 +59,22 @@ def test_points_stages_are_named_from_the_known_ones_and_a_wrong_name_is_refused
         with pytest.raises(ConfigError) as caught:
             load_settings(PointsSettings, env={"INSIDETRACK_POINTS_STAGES": wrong})
         assert "INSIDETRACK_POINTS_STAGES" in str(caught.value) and "score, apply, insights" in str(caught.value)
+
+
+def test_services_run_full_garbage_collections_as_seldom_as_configured():
+    """Busy consumers spent a third to half of their CPU in Python's full collections: a
+    service sets how many middle collections come before a full one, from its settings."""
+    import gc
+
+    from shared.serve import tune_collector
+
+    before = gc.get_threshold()
+    try:
+        tune_collector(load_settings(env={}))
+        assert gc.get_threshold() == (before[0], before[1], 100)
+        tune_collector(load_settings(env={"INSIDETRACK_GC_FULL_AFTER": "25"}))
+        assert gc.get_threshold()[2] == 25
+    finally:
+        gc.set_threshold(*before)
+    with pytest.raises(ConfigError, match="GC_FULL_AFTER"):
+        load_settings(env={"INSIDETRACK_GC_FULL_AFTER": "0"})
