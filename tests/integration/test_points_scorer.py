@@ -1,7 +1,7 @@
 """The scorer (stage 1 of points) on FerretDB: a batch scored with its guards (monthly limits,
 the giver-to-receiver cap) read and written in bulk gives the same awards as one event at a
 time; a batch another scorer races against is scored again, counting nothing twice; an event
-delivered again is not scored again, but its stored awards are published again."""
+delivered again is scored again to the same awards (same ids), which are published again."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from kafka.errors import KafkaTimeoutError
 from services.recognition import directory as engine_directory
 from services.recognition.directory import Directory
 from services.recognition.points import scorer as scoring
-from services.recognition.points.scorer import Scorer, awards_of
-from services.recognition.points.store import Store
+from services.recognition.points.scorer import Scorer
+from services.recognition.points.store import Store, entry_id
 from services.recognition.points.rules import load_rules
 from shared.calendar import BusinessCalendar
 from shared.clock import ManualClock
@@ -68,8 +68,12 @@ def test_a_batch_scores_exactly_as_one_event_at_a_time(db, settings):
             received[person] = received.get(person, 0) + points
     assert received and all(total > 0 for total in received.values())
 
-    # a replay of the whole batch scores nothing new
-    assert scorer(db, settings, "_batched").score_batch(events) == []
+    # A replay of the whole batch (a redelivery) gives the same awards, ids included: the guards
+    # know the awards they counted, so nothing is capped or counted anew (stage 2 skips them).
+    again = scorer(db, settings, "_batched").score_batch(events)
+    assert awards(again) == awards(batched)
+    guards = scorer(db, settings, "_batched").store.guards
+    assert all(g["points"] <= 30 and len(g["ids"]) == len(set(g["ids"])) for g in guards.find({"_id": {"$regex": "^giver:"}}))
 
 
 @pytest.mark.parametrize("guard_existed", [False, True], ids=["new guard (inserted)", "existing guard (updated)"])
@@ -100,7 +104,7 @@ def test_a_batch_raced_by_another_scorer_counts_nothing_twice(db, settings, monk
     assert guard["points"] == 30 and len(guard["ids"]) == 3 == len(set(guard["ids"]))
 
 
-def test_awards_lost_between_store_and_publish_go_out_when_the_event_comes_again(db, settings):
+def test_awards_lost_between_scoring_and_publish_go_out_when_the_event_comes_again(db, settings):
     scorer_ = scorer(db, settings, "_again")
     sent = []
 
@@ -110,19 +114,41 @@ def test_awards_lost_between_store_and_publish_go_out_when_the_event_comes_again
     event = kudos(1, "g", ["r1", "r2"])
     scorer_.publish = kafka_away
     with pytest.raises(KafkaTimeoutError):
-        scorer_.score_batch([event])  # stored, not published: the consumer does not commit
-    assert scorer_.store.scored_events.count_documents({}) == 1
-
+        scorer_.score_batch([event])  # guards written, nothing published: the consumer does not commit
     scorer_.publish = sent.extend
-    assert scorer_.score_batch([event, event]) == []  # redelivered (twice, even): not scored again...
-    awards = awards_of(scorer_.store.scored_events.find_one({"_id": event.id}))
-    assert sorted(e.id for e in sent) == sorted(a["entry_id"] for a in awards)  # ...but published, once
-    assert {e.type for e in sent} == {"points.awarded"} and len(sent) == 3  # two received, one given
+    scorer_.score_batch([event, event])  # redelivered (twice in one poll, even): scored once more
+    expected = {entry_id(event.id, rule, person) for rule, person in
+                (("kudos_received", "r1"), ("kudos_received", "r2"), ("kudos_given", "g"))}
+    assert sorted(e.id for e in sent) == sorted(expected)  # published, once each
+    assert {e.type for e in sent} == {"points.awarded"}
+    assert {e.data["person_id"]: e.data["points"] for e in sent} == {"r1": 10, "r2": 10, "g": 0}  # nothing capped
+    # The giver-to-receiver guards counted each award once, though it was scored twice.
+    for person in ("r1", "r2"):
+        guard = scorer_.store.guards.find_one({"_id": f"giver:g:{person}:{NOW:%Y-%m}"})
+        assert guard["points"] == 10 and guard["ids"] == [entry_id(event.id, "kudos_received", person)]
 
     sent.clear()
     fresh = kudos(2, "g", ["r1"])
     assert len(scorer_.score_batch([fresh])) == 1
     assert len(sent) == 2 and all(e.data["source_event_id"] == fresh.id for e in sent)
+
+
+def test_a_spaced_award_scored_again_after_a_later_one_of_its_key_comes_out_the_same(db, settings):
+    """Deal updates count once per request per 5 business days. Two of one request a week apart
+    (an import's history) in one batch both count; a redelivery of the batch scores the first
+    one after the guard already holds the second: it is recognised by its award's id."""
+    scorer_ = scorer(db, settings, "_spaced")
+    updates = [build_event("request.deal_updated", "q1", {
+        "request_id": "q1", "requester_id": "rep1", "department": "pricing", "actor_id": "rep1", "status": "in_progress",
+        "at": at, "text": "moving"},
+        source="test") for at in (NOW - timedelta(days=14), NOW - timedelta(days=7), NOW - timedelta(days=6))]
+    first = awards(scorer_.score_batch(updates))
+    counted = [key for key, (points, _) in first.items() if key[1] == "deal_update"]
+    assert [key[0] for key in counted] == [updates[0].id, updates[1].id]  # the third is too soon after the second
+    assert awards(scorer_.score_batch(updates)) == first
+    single = scorer(db, settings, "_spaced_single")  # one at a time, then the batch delivered again: the same
+    assert awards([doc for u in updates for doc in single.score_batch([u])]) == first
+    assert awards(single.score_batch(updates)) == first
 
 
 def test_the_directory_copy_reads_many_people_in_index_sized_chunks(db):

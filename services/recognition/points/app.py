@@ -154,7 +154,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # 133.6 with 2,000 and 133.3 with 1,500 (thirteenth session): 2,000, polled as much at once.
     # The pipeline bench (40,000 events) moves with it, within its noise: 5,000 1,038-1,154/s,
     # 2,500 943-987/s, 2,000 858/s, 1,500 838/s.
-    # The scorer gathers too (SCORE_GATHER): a batch's guards, request facts and scored events
+    # The scorer gathers too (SCORE_GATHER): a batch's guards and request facts
     # are a few bulk writes whatever its size, and its awards one publish.
     # The applier and insights read only payloads: their deliveries drop the envelope's copy of
     # the data (payload_only), a third of what a gathered batch holds.

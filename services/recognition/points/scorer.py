@@ -1,11 +1,13 @@
 """Stage 1 of the points pipeline: source events become awards.
 
 Stage 1, :class:`Scorer` (consumer group ``points-score`` on ``requests`` and ``kudos``):
-evaluates the rules file for an event, runs the stateful guards, stores one ``scored_events``
-document per source event with its awards (one write), then publishes the awards as
-``points.awarded`` events before the consumer commits. The stored document is the record of
-what to publish: an event delivered again (a crash or a rebalance before the commit) is not
-scored again, but its stored awards are published again, and stage 2 skips awards it has.
+evaluates the rules file for an event, runs the stateful guards and publishes the awards as
+``points.awarded`` events before the consumer commits. Nothing is stored per source event: an
+event delivered again (a crash or a rebalance before the commit, or the same event published
+twice) is scored again and comes out the same. Award ids are deterministic (event, rule,
+person), the guards remember the ids they counted (``_within``) or awarded (``_spaced``), and
+stage 2 skips awards it has: so a replay awards nothing twice, and awards lost between the
+guards' write and the publish go out with the redelivery.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-import orjson
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -30,6 +31,9 @@ from shared.db import chunks, find_by_ids, insert_many_once, insert_new, insert_
 from shared.events import Envelope, build_event
 
 log = logging.getLogger(__name__)
+# Award ids a spacing guard (once per key per N business days) keeps: an event scored again
+# after later ones of its key (a redelivery) is recognised by its award's id among them.
+ONCE_KEPT = 20
 
 
 @dataclass
@@ -43,56 +47,44 @@ class Scorer:
     # rebuild: history is re-scored, not re-announced.
     publish: Callable[[list[Envelope]], Any] | None = None
 
-    def score(self, envelope: Envelope) -> list[dict[str, Any]] | None:
-        """Score one source event; returns its awards, or None if it was scored before."""
-        scored = self.score_batch([envelope])
-        return scored[0]["awards"] if scored else None
-
     def score_batch(self, envelopes: list[Envelope]) -> list[dict[str, Any]]:
-        """Score source events in order, store them in bulk, publish their awards; return the
-        new documents (``_id`` = the source event id, with their awards).
+        """Score source events in order, publish their awards; return one document per event
+        (``_id`` = the source event id, with its awards).
 
-        The guards and request facts each event touches are written as it is scored; all of
-        them are idempotent by award id, so a batch interrupted before the insert is simply
-        scored again. Events scored before (a redelivery, or the same event published twice)
-        are not scored again, but their stored awards are published again: the consumer
-        commits only after this returns, so a crash between the insert and the publish is
-        mended by the redelivery.
+        The guards and request facts each event touches are written as it is scored (in bulk at
+        the batch's end); all of them are idempotent by award id, so a batch interrupted anywhere
+        (before, during or after the publish) is simply scored again when it is delivered again,
+        with the same awards. Until the thanks waiting for a delivery are published, they stay
+        waiting: they are cleared last. An event twice in one batch is scored once.
+
+        (Until the seventeenth session each event's awards were stored, one ``scored_events``
+        document per event, to publish them again instead: a third of FerretDB's time in the
+        pipeline bench, for what scoring again gives as well.)
         """
-        before = {i: {**doc, "awards": awards_of(doc)}
-                  for i, doc in find_by_ids(self.store.scored_events, [e.id for e in envelopes], {"awards": 1}).items()}
-        todo, seen = [], set(before)
+        todo, seen = [], set()
         for envelope in envelopes:
             if envelope.id in seen:
                 continue
             seen.add(envelope.id)
             todo.append(envelope)
-        docs = self._score_and_store(todo) if todo else []
+        docs = self._score_fresh(todo) if todo else []
         if self.publish:
-            self.publish([self._event(award) for doc in [*before.values(), *docs] for award in doc["awards"]])
-        return docs
-
-    def _score_and_store(self, todo: list[Envelope]) -> list[dict[str, Any]]:
-        try:
-            docs = self._score_all(todo, batched=len(todo) > 1)
-        except _GuardRace:
-            log.info("another scorer counted against this batch's guards meanwhile: scoring it again, "
-                     "one write at a time", extra={"events": len(todo)})
-            docs = self._score_all(todo, batched=False)
-        # A document refused as a duplicate was scored meanwhile by another process (a
-        # rebalance): that process publishes its copy's awards. The awards are stored as one
-        # JSON string: FerretDB encodes a document field by field, and a kudos's two awards
-        # are ~30 fields (the insert took 0.26 ms an event, a third of the scorer's time).
-        stored = {d["_id"] for d in insert_many_once(self.store.scored_events, [
-            {**doc, "awards": orjson.dumps(doc["awards"]).decode()} for doc in docs])}
-        docs = [doc for doc in docs if doc["_id"] in stored]
-        # Only now that the thanks its deliveries awarded are stored (a crash before this line
-        # scores the delivery again, with the same waiting thanks).
+            self.publish([self._event(award) for doc in docs for award in doc["awards"]])
+        # Only now that the thanks its deliveries awarded are published (a crash before this
+        # line scores the delivery again, with the same waiting thanks).
         cleared = [UpdateOne({"_id": doc["request_id"]}, {"$set": {"waiting_thanks": []}})
                    for doc in docs if doc["type"] == "request.delivered" and "request_id" in doc]
         for part in chunks(cleared):
             self.store.request_facts.bulk_write(part, ordered=False)
         return docs
+
+    def _score_fresh(self, todo: list[Envelope]) -> list[dict[str, Any]]:
+        try:
+            return self._score_all(todo, batched=len(todo) > 1)
+        except _GuardRace:
+            log.info("another scorer counted against this batch's guards meanwhile: scoring it again, "
+                     "one write at a time", extra={"events": len(todo)})
+            return self._score_all(todo, batched=False)
 
     def _score_all(self, envelopes: list[Envelope], batched: bool) -> list[dict[str, Any]]:
         batch = _Batch(self.store, self.directory, batched)
@@ -221,20 +213,16 @@ class Scorer:
         """At most one award per key per N business days (events of one key come in order)."""
         guard_id = once_guard_id(rule, key, person)
         doc = batch.guard(guard_id)
-        if doc.get("last_award") == eid:
-            return True  # this very award, replayed
+        awarded = doc.get("awards") or []
+        if doc.get("last_award") == eid or eid in awarded:
+            return True  # this very award, scored again (a redelivery: maybe after a later one of its key)
         if doc.get("last_at") is not None:
             gap = self.calendar.business_hours_between(utc(doc["last_at"]), at)
             if gap < rule.once_per_business_days * self.calendar.hours_per_day:
                 return False
-        batch.set(guard_id, {"last_at": at, "last_award": eid})
+        # The awards of a key are few (one per N business days); the latest ONCE_KEPT are kept.
+        batch.set(guard_id, {"last_at": at, "last_award": eid, "awards": [*awarded[-(ONCE_KEPT - 1):], eid]})
         return True
-
-
-def awards_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The awards of a ``scored_events`` document (a JSON string; a list in older stores)."""
-    awards = doc.get("awards") or []
-    return orjson.loads(awards) if isinstance(awards, str) else awards
 
 
 class _GuardRace(Exception):

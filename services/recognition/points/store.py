@@ -28,8 +28,12 @@ SOURCE = "points"  # the source of the events the points service writes
 class Store:
     """The points collections; a rebuild uses the same shape under a name suffix."""
 
-    NAMES = ("scored_events", "request_facts", "guards", "submissions", "submission_days", "ledger", "ledger_pages",
+    NAMES = ("request_facts", "guards", "submissions", "submission_days", "ledger", "ledger_pages",
              "boards", "rankings", "badge_awards")
+    # Collections older stores kept that nothing reads any more: dropped by upgrade().
+    # scored_events: each source event's awards (to the sixteenth session); the scorer now scores
+    # a redelivered event again (scorer.py).
+    RETIRED = ("scored_events",)
     # People's totals and badge progress as older stores kept them (per person, then in bucket
     # documents: PERSON_BUCKETS): folded into the points state (state.py) once, then dropped.
     FOLDED = ("totals", "badge_progress", "person_totals", "person_progress")
@@ -131,9 +135,15 @@ class Store:
         return {"people": len(folded)}
 
     def upgrade(self) -> dict[str, int]:
-        """Build the requesters' days a store from before them lacks from ``submissions``: one
-        scan, once (a marker document says it is done, in ``submission_days``; older stores
-        kept it in ``ledger_lists``); idempotent, so a crash midway just does it again."""
+        """Drop the collections nothing reads any more (``RETIRED``). Build the requesters' days
+        a store from before them lacks from ``submissions``: one scan, once (a marker document
+        says it is done, in ``submission_days``; older stores kept it in ``ledger_lists``);
+        idempotent, so a crash midway just does it again."""
+        present = set(self.db.list_collection_names())
+        for name in self.RETIRED:
+            if name + self.suffix in present:
+                self.db.drop_collection(name + self.suffix)
+                log.info("points collection retired", extra={"collection": name + self.suffix})
         marker = {"_id": UPGRADE_MARKER}
         if self.submission_days.find_one(marker) is not None or self.ledger_lists.find_one(marker) is not None:
             return {}
@@ -184,8 +194,8 @@ class Store:
         return {"people": len(people), "entries": sum(map(len, people.values()))}
 
     def drop(self) -> None:
-        for name in (*self.NAMES, *self.FOLDED, *self.OLD_LISTS):
-            getattr(self, name).drop()
+        for name in (*self.NAMES, *self.FOLDED, *self.OLD_LISTS, *self.RETIRED):
+            self.db[name + self.suffix].drop()
 
 
 UPGRADE_MARKER = "~upgraded:v1"  # in submission_days (ledger_lists before): the days were built from submissions
