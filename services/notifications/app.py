@@ -9,7 +9,7 @@ import requests as http
 
 from services.notifications.api import notifications_api
 from services.notifications.config import NotificationsSettings
-from services.notifications.delivery import DELIVER_GROUP, DELIVER_TOPICS, Deliverer
+from services.notifications.delivery import DELIVER_GROUP, DELIVER_TOPICS, Deliverer, not_notified
 from services.notifications.directory import PeopleCopy, people_reader
 from services.notifications.domain import UrlRules
 from services.notifications.handlers import WebhookAdmin
@@ -82,7 +82,8 @@ def build_runtime(settings: NotificationsSettings, clock: Clock | None = None,
     reader = people_reader(settings, people, producer)
     deliverer = Deliverer(store, people, settings, clock, session=session)
     runner = ConsumerRunner(settings, group=DELIVER_GROUP, topics=list(DELIVER_TOPICS), batch_handler=deliverer.handle_batch,
-                            producer=producer, max_poll_records=MAX_POLL_RECORDS, max_poll_interval_ms=POLL_WINDOW_MS)
+                            producer=producer, max_poll_records=MAX_POLL_RECORDS, max_poll_interval_ms=POLL_WINDOW_MS,
+                            skip=not_notified)
     admin = WebhookAdmin(store, people, UrlRules(settings.webhook_allow_http, settings.allowed_hosts), clock)
 
     def directory_loaded() -> None:

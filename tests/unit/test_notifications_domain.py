@@ -225,3 +225,20 @@ def test_history_reads_the_webhooks_version_once_a_second_and_a_new_event_sees_a
     deliverer._version = None
     deliverer.webhooks(clock.now() - timedelta(minutes=5))
     assert store.version_reads == 4
+
+
+def test_events_no_webhook_takes_are_passed_by_without_being_decoded():
+    """Most request events (acknowledged, assigned, started, ...) concern no webhook: the
+    delivery consumer passes them by on their ``ce_type`` header, undecoded. Every type a
+    webhook takes is decoded; so is a message without the header (sent before it existed)."""
+    from types import SimpleNamespace
+
+    from services.notifications.delivery import not_notified
+    from services.notifications.domain import EVENT_OF_TYPE
+
+    def message(kind):
+        return SimpleNamespace(value=b"{}", headers=[("ce_type", kind.encode())] if kind else [])
+
+    assert all(not_notified(message(kind)) for kind in ("request.acknowledged", "request.assigned", "points.awarded"))
+    assert not any(not_notified(message(kind)) for kind in EVENT_OF_TYPE)
+    assert "kudos.given" in EVENT_OF_TYPE and not not_notified(message(None))

@@ -32,7 +32,7 @@ SERVICE = "points"
 # (the demo loader and the benchmarks wait for their lag to reach 0).
 SCORE_GROUP, APPLY_GROUP = "points-score", "points-apply"
 POINTS_GROUPS = {SCORE_GROUP: ("requests", "kudos"), APPLY_GROUP: ("points",)}
-APPLY_GATHER = 4_000  # awards one applier batch takes at most when behind (below)
+APPLY_GATHER = 3_000  # awards one applier batch takes at most when behind (below)
 SCORE_GATHER = 5_000  # source events one scorer batch takes at most when behind
 STATE_RESTORE_WAIT_S = 60.0  # how long the directory reader waits for the points state's restore
 BATCH_WINDOW_MS = 900_000  # how long one scoring batch may take (kafka-python's max_poll_interval_ms)
@@ -153,10 +153,11 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # process (apply, insights) ended the year at 163 MB with 5,000, 143-150 MB with 2,500,
     # 133.6 with 2,000 and 133.3 with 1,500 (thirteenth session): 2,000, polled as much at once.
     # Since insights runs beside the scorer (the points process applies only) and the scorer
-    # stores nothing per event, the applier is the stage a backlog waits on: 4,000 (a batch's
-    # state records and board writes are per person and board, so they fall per award) took the
-    # pipeline bench from 1,870 to 2,074 events/s, the applier draining 7 s after the scorer
-    # instead of 14 (seventeenth session; docs/performance.md).
+    # stores nothing per event, the applier is the stage a backlog waits on: bigger batches write
+    # fewer state records and board versions per award. The pipeline bench (100,000 events):
+    # 2,000 1,870/s (the applier drained 14 s after the scorer), 3,000 1,928/s (11 s), 4,000
+    # 2,074/s (7 s); the year bench's points process ended at 125, 133 and 142 MB (target 150):
+    # 3,000 (seventeenth session; docs/performance.md).
     # The pipeline bench (40,000 events) moves with it, within its noise: 5,000 1,038-1,154/s,
     # 2,500 943-987/s, 2,000 858/s, 1,500 838/s.
     # The scorer gathers too (SCORE_GATHER): a batch's guards and request facts
