@@ -92,9 +92,10 @@ class Settings(BaseModel):
     # Outbox relay: how often it looks for pending events when nobody wakes it up.
     outbox_poll_ms: int = Field(500, ge=10, le=60_000)
     # Python's cyclic garbage collector: a full collection (every object the process holds)
-    # after this many collections of the middle generation (Python's default: 10). Busy points
-    # processes spent a third to half of their CPU in full collections (shared/serve.py).
-    gc_full_after: int = Field(100, ge=1, le=100_000)
+    # after this many collections of the middle generation (Python's default: 10). The points
+    # processes default to 100: busy, they spent a third to half of their CPU in full
+    # collections (shared/serve.py).
+    gc_full_after: int = Field(10, ge=1, le=100_000)
 
     # Services accept commands only from callers presenting this token (the gateway, the CLI).
     internal_token: str = Field(DEV_INTERNAL_TOKEN, min_length=16)

@@ -70,9 +70,13 @@ def test_services_run_full_garbage_collections_as_seldom_as_configured():
 
     before = gc.get_threshold()
     try:
-        tune_collector(load_settings(env={}))
+        from services.recognition.points.config import PointsSettings
+
+        tune_collector(load_settings(PointsSettings, env={}))  # the points processes: 10 times rarer
         assert gc.get_threshold() == (before[0], before[1], 100)
-        tune_collector(load_settings(env={"INSIDETRACK_GC_FULL_AFTER": "25"}))
+        tune_collector(load_settings(env={}))  # the other services: Python's own pace
+        assert gc.get_threshold() == (before[0], before[1], 10)
+        tune_collector(load_settings(PointsSettings, env={"INSIDETRACK_GC_FULL_AFTER": "25"}))
         assert gc.get_threshold()[2] == 25
     finally:
         gc.set_threshold(*before)
