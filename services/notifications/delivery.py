@@ -36,7 +36,7 @@ from services.notifications.domain import (
 from services.notifications.store import Store
 from shared.bus.consumer import TransientError
 from shared.clock import Clock, as_utc
-from shared.events import Envelope, EventSchema, header_value
+from shared.events import TYPE_HEADER, Envelope, EventSchema, header_value
 from shared.vocabulary import DeliveryStatus
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def not_notified(message) -> bool:
     """An event of a type no webhook takes (most request events: acknowledged, assigned, ...),
     known by its ``ce_type`` header: the consumer passes it by undecoded (``skip``). A message
     without the header is decoded and looked at as before."""
-    kind = header_value(message, "ce_type")
+    kind = header_value(message, TYPE_HEADER)
     return kind is not None and kind not in EVENT_OF_TYPE
 
 

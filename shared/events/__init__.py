@@ -5,6 +5,7 @@ from shared.events.envelope import Envelope, InvalidEvent, MAX_EVENT_BYTES
 from shared.events.registry import (
     DLQ_SUFFIX,
     TOPICS,
+    TYPE_HEADER,
     EventSchema,
     build_event,
     data_header,
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidEvent",
     "MAX_EVENT_BYTES",
     "TOPICS",
+    "TYPE_HEADER",
     "build_event",
     "data_header",
     "decode",

@@ -70,6 +70,11 @@ class EventSpec:
     headers: tuple[str, ...] = ()
 
 
+# The Kafka headers every event carries (CloudEvents' Kafka binding): its type and id. A consumer
+# that wants only some types passes the others by on TYPE_HEADER, undecoded.
+TYPE_HEADER, ID_HEADER = "ce_type", "ce_id"
+
+
 def data_header(field: str) -> str:
     """The Kafka header that carries a data field of an event (``EventSpec.headers``)."""
     return f"data_{field}"

@@ -57,7 +57,7 @@ from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, as_utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new, patient
 from shared.errors import BadInput, Forbidden
-from shared.events import data_header, header_value
+from shared.events import TYPE_HEADER, data_header, header_value
 from shared.pagination import decode_cursor, encode_cursor, page_size
 from shared.vocabulary import Department, Period, Priority, values
 
@@ -288,7 +288,7 @@ class Insights:
         (``data_rule``): passed by undecoded (the consumer's ``skip``). Most awards are of other
         rules (kudos received and given, acknowledgements), and decoding them was most of this
         stage's work. An award without the header (from before it) is decoded and looked at."""
-        if header_value(message, "ce_type") != "points.awarded":
+        if header_value(message, TYPE_HEADER) != "points.awarded":
             return False
         rule = header_value(message, RULE_HEADER)
         return rule is not None and rule not in self.rep_rules
