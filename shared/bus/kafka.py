@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from typing import Iterable, Sequence
 
 from kafka import KafkaAdminClient, KafkaProducer
@@ -185,6 +186,19 @@ def consumer_lag(settings: Settings, groups: dict[str, Sequence[str]]) -> int:
     return sum(group_lags(settings, groups).values())
 
 
+def _group_offsets(admin, group: str, patience_s: float = 10.0) -> dict:
+    """A group's committed offsets. Its coordinator may be loading them (a broker just
+    started, or a coordinator moved): that is retried for a while, not reported."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return admin.list_group_offsets({group: None}).get(group, {})
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def group_lags(settings: Settings, groups: dict[str, Sequence[str]]) -> dict[str, int]:
     """:func:`consumer_lag` of each group, in one look (which stage a backlog waits on)."""
     from kafka import KafkaConsumer, TopicPartition
@@ -196,7 +210,7 @@ def group_lags(settings: Settings, groups: dict[str, Sequence[str]]) -> dict[str
         lags = {}
         for group, topics in groups.items():
             name = settings.topic(group)  # groups carry the prefix too
-            committed = admin.list_group_offsets({name: None}).get(name, {})
+            committed = _group_offsets(admin, name)
             partitions = [TopicPartition(settings.topic(t), p) for t in topics
                           for p in sorted(consumer.partitions_for_topic(settings.topic(t)) or ())]
             lags[group] = 0
