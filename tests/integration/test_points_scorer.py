@@ -258,10 +258,96 @@ def test_a_batch_of_requests_and_thanks_records_their_facts_as_one_event_at_a_ti
     thanked = {kudos_ids[a["source_event_id"]] for d in in_one for a in d["awards"] if a["rule"] == "thanked_the_helpers"}
     assert thanked == {"t1", "t3"}
     for name in ("request_facts", "submissions", "submission_days"):
-        ours = {d["_id"]: d for d in getattr(batched.store, name).find()}
-        theirs = {d["_id"]: d for d in getattr(single.store, name).find()}
+        # (A list emptied one at a time and one never written in a batch are the same.)
+        ours = {d["_id"]: {k: v for k, v in d.items() if v != []} for d in getattr(batched.store, name).find()}
+        theirs = {d["_id"]: {k: v for k, v in d.items() if v != []} for d in getattr(single.store, name).find()}
         assert ours == theirs, name
     facts = {d["_id"]: d for d in batched.store.request_facts.find()}
-    assert facts["q1"]["delivered"] and facts["q1"]["waiting_thanks"] == []
+    assert facts["q1"]["delivered"] and not facts["q1"].get("waiting_thanks")
     assert [w["event"]["data"]["kudos_id"] for w in facts["q2"]["waiting_thanks"]] == ["t4"]
     assert batched.store.submissions.count_documents({"rush_short_notice": True}) == 1
+
+
+def thanks_for(n: int, rid: str, minutes: int):
+    return build_event("kudos.given", f"t{n}", {
+        "kudos_id": f"t{n}", "giver_id": "rep", "recipient_ids": ["analyst"], "message": "thanks", "values": [],
+        "gesture": "thanks", "request_id": rid, "at": NOW - timedelta(minutes=100 - minutes)}, source="test")
+
+
+def delivery(rid: str, minutes: int):
+    return request_event("request.delivered", rid, minutes, assignee_ids=["analyst"], on_time=True, rush=False,
+                         priority="normal", notice_business_hours=40)
+
+
+def thanked(envelopes) -> list[str]:
+    """The kudos whose thanks for a delivery were awarded, among published award events."""
+    return sorted(e.data["source_event_id"] for e in envelopes if e.data["rule"] == "thanked_the_helpers")
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched delivery", "delivery alone"])
+def test_a_thanks_that_starts_waiting_while_its_delivery_is_scored_is_awarded(db, settings, monkeypatch, batched):
+    """Two scorer processes: one scores the delivery of r1 and has read its facts (one thanks
+    waiting); before it writes the delivery, the other reads r1 undelivered and adds a second
+    thanks to wait. Both thanks are awarded once, and nothing is left waiting."""
+    suffix = "_late_thanks" + ("_batched" if batched else "")
+    delivering, thanking = scorer(db, settings, suffix), scorer(db, settings, suffix)
+    sent: list = []
+    delivering.publish = thanking.publish = sent.extend
+    first, second = thanks_for(1, "r1", 30), thanks_for(2, "r1", 40)
+    thanking.score_batch([request_event("request.submitted", "r1", 1, priority="normal", notice_business_hours=40,
+                                        brief_complete=True), first])
+    assert thanked(sent) == []  # r1 not delivered: t1 waits
+    flush, change_facts = scoring._Batch.flush, scoring._Batch.change_facts
+    raced = []
+
+    def thanks_meanwhile():
+        if not raced:
+            raced.append(True)
+            thanking.score_batch([second])
+
+    def flush_after_thanks(self):  # batched: the delivery's facts were read, not yet written
+        thanks_meanwhile()
+        flush(self)
+
+    def set_after_thanks(self, request_id, fields):  # alone: read facts, then written at once
+        if fields.get("delivered"):
+            thanks_meanwhile()
+        change_facts(self, request_id, fields)
+
+    if batched:
+        monkeypatch.setattr(scoring._Batch, "flush", flush_after_thanks)
+        delivering.score_batch([delivery("r1", 20), kudos(3, "g", ["r"])])
+    else:
+        monkeypatch.setattr(scoring._Batch, "change_facts", set_after_thanks)
+        delivering.score_batch([delivery("r1", 20)])
+
+    assert raced and thanked(sent) == sorted([first.id, second.id])
+    assert not delivering.store.request_facts.find_one({"_id": "r1"}).get("waiting_thanks")
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched thanks", "thanks alone"])
+def test_a_thanks_read_undelivered_but_written_after_the_delivery_is_awarded_at_once(db, settings, monkeypatch, batched):
+    """The other order: a scorer reads r1 undelivered for a thanks, and the delivery is written
+    before the thanks joins the waiting list. The thanks does not wait (nobody would read it
+    again): its batch is scored again and awards it."""
+    suffix = "_after_delivery" + ("_batched" if batched else "")
+    delivering, thanking = scorer(db, settings, suffix), scorer(db, settings, suffix)
+    sent: list = []
+    delivering.publish = thanking.publish = sent.extend
+    thanking.score_batch([request_event("request.submitted", "r1", 1, priority="normal", notice_business_hours=40,
+                                        brief_complete=True)])
+    wait, raced = scoring._Batch.wait_for_delivery, []
+
+    def delivered_meanwhile(self, request_id, waiting):
+        if not raced:
+            raced.append(True)
+            delivering.score_batch([delivery("r1", 20)])
+        return wait(self, request_id, waiting)
+
+    monkeypatch.setattr(scoring._Batch, "wait_for_delivery", delivered_meanwhile)
+    event = thanks_for(1, "r1", 30)
+    docs = thanking.score_batch([event, kudos(3, "g", ["r"])] if batched else [event])
+
+    assert raced and thanked(sent) == [event.id]
+    assert [a["rule"] for a in docs[0]["awards"] if a["rule"] == "thanked_the_helpers"] == ["thanked_the_helpers"]
+    assert not delivering.store.request_facts.find_one({"_id": "r1"}).get("waiting_thanks")

@@ -24,7 +24,9 @@ from services.recognition.directory import Directory
 from services.recognition.points.domain import (
     Rule, RuleSet, event_time, guard_ids, giver_guard_id, limit_guard_id, once_guard_id, rush_short_notice,
 )
-from services.recognition.points.store import SOURCE, Store, day_id, entry_id, insert_else_update, safe_key, submission_entry
+from services.recognition.points.store import (
+    SOURCE, Store, as_document, day_id, entry_id, insert_else_update, safe_key, submission_entry,
+)
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new, insert_once
@@ -70,13 +72,38 @@ class Scorer:
         docs = self._score_fresh(todo) if todo else []
         if self.publish:
             self.publish([self._event(award) for doc in docs for award in doc["awards"]])
-        # Only now that the thanks its deliveries awarded are published (a crash before this
-        # line scores the delivery again, with the same waiting thanks).
-        cleared = [UpdateOne({"_id": doc["request_id"]}, {"$set": {"waiting_thanks": []}})
-                   for doc in docs if doc["type"] == "request.delivered" and "request_id" in doc]
-        for part in chunks(cleared):
-            self.store.request_facts.bulk_write(part, ordered=False)
+        self._settle_waiting([doc for doc in docs if "waited" in doc])
         return docs
+
+    def _settle_waiting(self, deliveries: list[dict[str, Any]]) -> None:
+        """Clear the thanks these deliveries read as waiting, now that their awards are
+        published (a crash before this scores the delivery again, with the same thanks), and
+        award any that another scorer added after they were read.
+
+        A thanks waits only while its request is not delivered (:meth:`_Batch.wait_for_delivery`
+        adds it on that condition), and the delivery is written before this runs: so the list
+        read here is final, and what is on it beyond what the batch read came from a scorer
+        that read the request just before the delivery was written.
+        """
+        handled = {doc["request_id"]: doc.pop("waited") for doc in deliveries}
+        while handled:
+            pulls = [UpdateOne({"_id": rid}, {"$pullAll": {"waiting_thanks": entries}})
+                     for rid, entries in handled.items() if entries]
+            for part in chunks(pulls):
+                self.store.request_facts.bulk_write(part, ordered=False)
+            late = {rid: doc for rid, doc in find_by_ids(self.store.request_facts, list(handled)).items()
+                    if doc.get("waiting_thanks") and doc.get("delivered")}
+            handled = {}
+            for rid, facts in late.items():
+                log.info("thanks added while its request's delivery was scored: awarded now",
+                         extra={"request_id": rid, "thanks": len(facts["waiting_thanks"])})
+                batch = _Batch(self.store, self.directory, batched=False)
+                awards = self._waiting_thanks(rid, utc(facts["delivered_at"]), batch, facts["waiting_thanks"])
+                if self.publish:
+                    self.publish([self._event(award) for award in awards])
+                handled[rid] = facts["waiting_thanks"]
+                doc = next(d for d in deliveries if d["request_id"] == rid)
+                doc["awards"].extend(awards)
 
     def _score_fresh(self, todo: list[Envelope]) -> list[dict[str, Any]]:
         try:
@@ -114,19 +141,21 @@ class Scorer:
                 award = self._award(rule, person, envelope, at, batch)
                 if award is not None:
                     awards.append(award)
-        if envelope.type == "request.delivered":
-            awards.extend(self._waiting_thanks(data["request_id"], at, batch))
         doc = {"_id": envelope.id, "type": envelope.type, "at": at, "awards": awards}
-        if envelope.type == "request.delivered" and batch.facts(data["request_id"]).get("waiting_thanks"):
-            doc["request_id"] = data["request_id"]  # its waiting thanks are cleared once this is stored
+        if envelope.type == "request.delivered":
+            waited = list(batch.facts(data["request_id"]).get("waiting_thanks") or [])
+            awards.extend(self._waiting_thanks(data["request_id"], at, batch, waited))
+            # The thanks read as waiting are cleared, and any added meanwhile awarded, once
+            # this batch's awards are published (_settle_waiting).
+            doc.update(request_id=data["request_id"], waited=waited)
         return doc
 
-    def _waiting_thanks(self, request_id: str, delivered_at: datetime, batch: "_Batch") -> list[dict[str, Any]]:
+    def _waiting_thanks(self, request_id: str, delivered_at: datetime, batch: "_Batch",
+                        waited: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Kudos that thanked for this delivery but were read before it (topics are read in
         parallel): award them now, exactly as if they had come after."""
-        facts = batch.facts(request_id)
         awards = []
-        for waiting in facts.get("waiting_thanks") or []:
+        for waiting in waited:
             kudos = Envelope.from_dict(waiting["event"])
             rule = next((r for r in self.rules.rules if r.id == waiting["rule"]), None)
             if rule is None or event_time(kudos) < delivered_at:
@@ -167,9 +196,12 @@ class Scorer:
                 return None
             facts = batch.facts(request_id)
             if not facts.get("delivered"):
-                # Maybe the delivery is still on its way (another topic): wait for it there.
-                batch.change_facts(request_id, waiting={"event": envelope.to_dict(), "rule": rule.id, "person": person})
-                return None
+                # Maybe the delivery is still on its way (another topic): wait for it there,
+                # unless it was written since the facts were read (then they are read again).
+                entry = {"event": envelope.to_dict(), "rule": rule.id, "person": person}
+                if batch.wait_for_delivery(request_id, entry):
+                    return None
+                facts = batch.facts(request_id)
             if facts.get("requester_id") != person or (facts.get("delivered_at") and at < utc(facts["delivered_at"])):
                 return None
         if rule.once_per_key and not self._spaced(batch, rule, person, str(data.get(rule.once_per_key)), eid, at):
@@ -287,21 +319,31 @@ class _Batch:
             self.prefetch([], [], [request_id])
         return self.requests[request_id]
 
-    def change_facts(self, request_id: str, fields: dict[str, Any] | None = None, waiting: dict | None = None) -> None:
-        """Set fields of a request's facts, and/or add a thanks waiting for its delivery."""
+    def change_facts(self, request_id: str, fields: dict[str, Any]) -> None:
+        """Set fields of a request's facts."""
         if not self.batched:
-            update: dict[str, Any] = {"$set": fields} if fields else {}
-            if waiting is not None:
-                update["$addToSet"] = {"waiting_thanks": waiting}
-            self.store.request_facts.update_one({"_id": request_id}, update, upsert=True)
+            self.store.request_facts.update_one({"_id": request_id}, {"$set": fields}, upsert=True)
             return
+        self.facts(request_id).update(fields)
+        self.fact_sets.setdefault(request_id, {}).update(fields)
+
+    def wait_for_delivery(self, request_id: str, waiting: dict[str, Any]) -> bool:
+        """Add a thanks to those waiting for its request's delivery, on condition that the
+        delivery is not written: False (live) if it is, so the thanks is scored now instead.
+        Batched, the condition is checked at :meth:`flush` (a miss scores the batch again live).
+        """
+        if not self.batched:
+            try:
+                self.store.request_facts.update_one(
+                    {"_id": request_id, "delivered": {"$ne": True}}, {"$addToSet": {"waiting_thanks": waiting}}, upsert=True)
+                return True
+            except DuplicateKeyError:
+                return False  # delivered meanwhile: the upsert found no match and its insert was refused
         doc = self.facts(request_id)
-        if fields:
-            doc.update(fields)
-            self.fact_sets.setdefault(request_id, {}).update(fields)
-        if waiting is not None and waiting not in (doc.get("waiting_thanks") or []):
+        if waiting not in (doc.get("waiting_thanks") or []):
             doc["waiting_thanks"] = [*(doc.get("waiting_thanks") or []), waiting]
             self.fact_waiting.setdefault(request_id, []).append(waiting)
+        return True
 
     def submit(self, submission: dict, day: tuple[str, str, dict] | None) -> None:
         """A request submitted, and its entry in the requester's day (id, field path, value)."""
@@ -361,20 +403,37 @@ class _Batch:
         return {i: self.known[i] for i in ids if self.known.get(i) is not None}
 
     def flush(self) -> None:
-        facts, new_facts = [], {}
+        facts, new_facts, waits = [], {}, []
         for request_id in dict.fromkeys([*self.fact_sets, *self.fact_waiting]):
             update: dict[str, Any] = {}
             if self.fact_sets.get(request_id):
                 update["$set"] = self.fact_sets[request_id]
-            if self.fact_waiting.get(request_id):
-                update["$addToSet"] = {"waiting_thanks": {"$each": self.fact_waiting[request_id]}}
+            # Thanks that waited in this batch for a delivery this batch scored were awarded
+            # by it; the others wait on condition that the delivery is not written meanwhile.
+            waiting = [] if self.requests[request_id].get("delivered") else self.fact_waiting.get(request_id)
             if request_id in self.facts_absent:
+                if waiting:
+                    update["$addToSet"] = {"waiting_thanks": {"$each": waiting}}
                 new_facts[request_id] = update
-            else:
+                continue
+            if update:
                 facts.append(UpdateOne({"_id": request_id}, update, upsert=True))
+            if waiting:
+                waits.append(UpdateOne({"_id": request_id, "delivered": {"$ne": True}},
+                                       {"$addToSet": {"waiting_thanks": {"$each": waiting}}}, upsert=True))
         # A request's first facts are inserted whole (an update costs FerretDB ~15 inserts; an
-        # import's requests are all new); one created meanwhile (refused) gets the update.
+        # import's requests are all new); one created meanwhile (refused) gets the update,
+        # unless it has thanks to wait: it may be delivered by now.
+        waiting_new = [request_id for request_id, update in new_facts.items() if "$addToSet" in update]
+        for part in chunks(waiting_new):
+            if insert_new(self.store.request_facts, [as_document(r, new_facts.pop(r)) for r in part]):
+                raise _GuardRace()
         facts += insert_else_update(self.store.request_facts, new_facts)
+        try:
+            for part in chunks(waits):
+                self.store.request_facts.bulk_write(part, ordered=False)
+        except (BulkWriteError, KeyError) as exc:  # a delivery written since the batch read its request
+            raise _GuardRace() from exc
         # The requesters' days are not read first (nothing here needs them): each is inserted,
         # and updated only when it is there already (its insert refused).
         days = insert_else_update(self.store.submission_days, {d: {"$set": paths} for d, paths in self.days.items()})
