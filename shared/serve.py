@@ -70,7 +70,7 @@ def serve(
 
 def tune_collector(settings: Settings) -> None:
     """How often Python's cyclic garbage collector makes a full collection (``gc_full_after``;
-    the points processes: ten times less often than Python's default).
+    the points processes: three times less often than Python's default).
 
     A full collection walks every object the process holds: the points processes hold tables,
     caches and a directory, and each batch allocates enough to start one every few hundred

@@ -72,8 +72,8 @@ def test_services_run_full_garbage_collections_as_seldom_as_configured():
     try:
         from services.recognition.points.config import PointsSettings
 
-        tune_collector(load_settings(PointsSettings, env={}))  # the points processes: 10 times rarer
-        assert gc.get_threshold() == (before[0], before[1], 100)
+        tune_collector(load_settings(PointsSettings, env={}))  # the points processes: 3 times rarer
+        assert gc.get_threshold() == (before[0], before[1], 30)
         tune_collector(load_settings(env={}))  # the other services: Python's own pace
         assert gc.get_threshold() == (before[0], before[1], 10)
         tune_collector(load_settings(PointsSettings, env={"INSIDETRACK_GC_FULL_AFTER": "25"}))
