@@ -62,9 +62,13 @@ class EventProducer:
         headers += [(data_header(f), str(envelope.data[f]).encode()) for f in spec.headers if envelope.data.get(f) is not None]
         return self._producer.send(self.settings.topic(spec.topic), key=envelope.key, value=value, headers=headers)
 
-    def publish_all(self, envelopes: Sequence[Envelope], timeout: float = SEND_TIMEOUT_S) -> list:
+    def publish_all(self, envelopes: Iterable[Envelope], timeout: float = SEND_TIMEOUT_S) -> list:
         """Send events in order and wait until the broker has every one; raises on failure.
-        Returns where each one went (the client's record metadata: partition, offset)."""
+        Returns where each one went (the client's record metadata: partition, offset).
+
+        ``envelopes`` may be a generator: each event is then built, sent (its bytes copied into
+        the client's batch) and let go before the next, so a large publish does not hold all
+        its envelopes at once (a scorer's batch of 5,000 events sends ~12,500 awards)."""
         futures = [self.publish(e) for e in envelopes]
         self._producer.flush(timeout=timeout)
         return [future.get(timeout=timeout) for future in futures]

@@ -117,6 +117,32 @@ def test_an_oversized_event_is_refused_where_it_is_built_and_sent_and_dead_lette
     assert dead.value == forged.to_bytes()
 
 
+def test_a_generator_of_events_is_sent_each_event_built_as_it_is_sent(settings, producer, monkeypatch):
+    """The scorer hands publish_all a generator (its batch's thousands of awards are not all
+    built at once): every event goes out, and each is built only once the one before it has
+    been handed to the client."""
+    built: list[str] = []
+    handed: list[str] = []
+    publish = producer.publish
+
+    def publish_one(envelope):
+        handed.append(envelope.subject)
+        return publish(envelope)
+
+    monkeypatch.setattr(producer, "publish", publish_one)
+
+    def events():
+        for n in range(1, 6):
+            assert handed == built  # the events built so far are all with the client already
+            built.append(f"p{n}")
+            yield upserted(n)
+
+    metadata = producer.publish_all(events())
+    assert built == ["p1", "p2", "p3", "p4", "p5"] and len(metadata) == 5
+    received = read_topic(settings, settings.topic("people"), 5)
+    assert sorted(Envelope.from_bytes(r.value).subject for r in received) == built
+
+
 def test_a_handler_that_keeps_failing_is_dead_lettered_after_bounded_retries(settings, producer):
     producer.publish_all([upserted(1), upserted(2)])
     attempts: dict[str, int] = {}

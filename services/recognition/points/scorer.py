@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -45,9 +45,10 @@ class Scorer:
     calendar: BusinessCalendar
     directory: Directory
     clock: Clock
-    # Sends events and waits for the broker's ack (EventProducer.publish_all); None in a
-    # rebuild: history is re-scored, not re-announced.
-    publish: Callable[[list[Envelope]], Any] | None = None
+    # Sends events and waits for the broker's ack (EventProducer.publish_all; given a
+    # generator, each award's event is built as it is sent); None in a rebuild: history is
+    # re-scored, not re-announced.
+    publish: Callable[[Iterable[Envelope]], Any] | None = None
 
     def score_batch(self, envelopes: list[Envelope]) -> list[dict[str, Any]]:
         """Score source events in order, publish their awards; return one document per event
@@ -71,7 +72,7 @@ class Scorer:
             todo.append(envelope)
         docs = self._score_fresh(todo) if todo else []
         if self.publish:
-            self.publish([self._event(award) for doc in docs for award in doc["awards"]])
+            self.publish(self._event(award) for doc in docs for award in doc["awards"])
         self._settle_waiting([doc for doc in docs if "waited" in doc])
         return docs
 
