@@ -11,8 +11,8 @@ import pytest
 from shared.bus.consumer import Delivery
 from shared.bus.kafka import consumer_lag
 from shared.events import build_event, decode
-from services.recognition.points.insights import (BUCKET_FIELDS, INSIGHTS_GROUP, INSIGHTS_TOPICS, Insights, _unpacked,
-                                                  _versions_of, bin_of, quantile)
+from services.recognition.points.insights import INSIGHTS_GROUP, INSIGHTS_TOPICS, Insights
+from services.recognition.points.insights_docs import BUCKET_FIELDS, _unpacked, _versions_of, bin_of, quantile
 from tests.conftest import wait_until
 from tests.integration.helpers import read_topic
 from tests.integration.service_helpers import Client, serving
@@ -180,7 +180,8 @@ def test_an_older_stores_person_documents_are_folded_into_buckets_exactly(settin
     nothing; and an event that a crash had added to one person's document but not yet to the
     other's (a batch cut short) is added once to the one who lacked it."""
     from services.recognition.points.app import build_runtime
-    from services.recognition.points.insights import INSIGHTS_BUCKETS, LAYOUT_MARKER
+    from services.recognition.points.insights import LAYOUT_MARKER
+    from services.recognition.points.insights_docs import INSIGHTS_BUCKETS
     from services.recognition.points.store import person_bucket, person_id_of
     from shared.db import disconnect
 
@@ -241,7 +242,7 @@ def test_people_kept_as_fields_by_an_older_store_answer_the_same_and_become_stri
     bucket's document (and no version). Read as they are; a new event adds to them once, and
     the people it touches are written back as one string each; a delivery again adds nothing."""
     from services.recognition.points.app import build_runtime
-    from services.recognition.points.insights import INSIGHTS_BUCKETS
+    from services.recognition.points.insights_docs import INSIGHTS_BUCKETS
     from services.recognition.points.store import person_bucket
     from shared.db import disconnect
 
@@ -286,7 +287,8 @@ def test_a_teams_answer_is_kept_while_its_documents_stay_and_follows_every_chang
     changed; an admin's team is the company): the same answers as a process reading afresh; a
     new event changes them at once; a versions document lost or behind (a crash between the
     writes and it) is mended from the documents or by the batch delivered again."""
-    import services.recognition.points.insights as model
+    from services.recognition.points.insights_docs import INSIGHTS_BUCKETS
+    from services.recognition.points.store import person_bucket
 
     settle_story(settings, producer, runtime)
     first = week_and_all(runtime, points_settings)
@@ -323,7 +325,7 @@ def test_a_teams_answer_is_kept_while_its_documents_stay_and_follows_every_chang
     assert week_and_all(runtime, points_settings) == after and docs.find_one({"_id": "pv:2026-W48"})
     # Behind (a crash after the people's write, before its own): the kept answer shows the state
     # it names until the batch is delivered again, which finds nothing new and mends it.
-    bucket = str(model.person_bucket("pia", model.INSIGHTS_BUCKETS))
+    bucket = str(person_bucket("pia", INSIGHTS_BUCKETS))
     stamp = _versions_of(docs.find_one({"_id": "pv:2026-W48"}))[0][bucket]
     new = kudos("k-big-2", "jonas", "pia")
     runtime.insights.apply_batch([new])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from services.recognition.points.insights import BINS, _nested, bin_of, quantile, rep_rules, share
+from services.recognition.points.insights import rep_rules
+from services.recognition.points.insights_docs import BINS, _nested, bin_of, quantile, share
 from services.recognition.points.rules import DEFAULT_RULES, load_rules
 
 
@@ -44,7 +45,8 @@ def test_an_event_adds_to_the_periods_not_yet_over_and_history_to_all_time_only(
 
 
 def test_a_bucket_takes_each_persons_events_once_also_beyond_a_folded_persons_own_offsets():
-    from services.recognition.points.insights import Insights, Marks
+    from services.recognition.points.insights import Insights
+    from services.recognition.points.insights_docs import Marks
 
     def touch(offset, who, n=1):
         return ("kudos|0", offset, who, {f"{who}.kudos_received": n}, {})
@@ -62,7 +64,7 @@ def test_a_bucket_takes_each_persons_events_once_also_beyond_a_folded_persons_ow
 
 
 def test_a_persons_field_in_a_bucket_is_never_one_of_the_buckets_own():
-    from services.recognition.points.insights import _person_key
+    from services.recognition.points.insights_docs import _person_key
 
     assert [_person_key(p) for p in ("o", "l", "_id", "v", "rita", "a.b", "%o")] == ["%o", "%l", "%_id", "%v", "rita", "a%2Eb",
                                                                                  "%25o"]

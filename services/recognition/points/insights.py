@@ -19,9 +19,11 @@ clock (a read asks for the period containing now; history adds to "all" only):
   people read 2,000 documents); a string each keeps a document a few values to FerretDB
   (``_write_people``).
 
-A read is the departments' documents and the team's buckets for one period key, by ``$in``:
-the cost of the team, never of the history; and only those changed since this process last
-read them, as the key's versions document (``pv:<key>``, ``_raise_versions``) says.
+A read (insights_read.py, mixed into :class:`Insights`) is the departments' documents and the
+team's buckets for one period key, by ``$in``: the cost of the team, never of the history; and
+only those changed since this process last read them, as the key's versions document
+(``pv:<key>``, ``_raise_versions``) says. The documents' shapes and their helpers are in
+insights_docs.py.
 
 Idempotent: each document keeps the last offset it took from each topic partition
 (``o.<topic>|<partition>``), and takes an event only beyond it; every batch is added and
@@ -43,23 +45,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict, defaultdict
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable
 
 import orjson
 from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from shared.auth import ADMIN_ROLE
-from services.recognition.points.store import person_bucket, person_field, person_id_of
+from services.recognition.points.insights_docs import (
+    NO_PEOPLE, PERIODS, Marks, Touch, _keep, _nested, _new_people_doc, _packed, _People, _people_write, _person_doc,
+    _person_key, _versions_of, bin_of,
+)
+from services.recognition.points.insights_read import InsightsReads
+from services.recognition.points.store import person_field
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, as_utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new, patient
-from shared.errors import BadInput, Forbidden
 from shared.events import TYPE_HEADER, data_header, header_value
-from shared.pagination import decode_cursor, encode_cursor, page_size
-from shared.vocabulary import Department, Period, Priority, values
+from shared.vocabulary import Priority
 
 log = logging.getLogger(__name__)
 
@@ -67,24 +70,14 @@ INSIGHTS_GROUP = "points-insights"
 LAYOUT_MARKER = "~layout:people-buckets"  # the person documents of an older store are folded into buckets
 INSIGHTS_TOPICS = ("requests", "kudos", "points")
 RULE_HEADER = data_header("rule")  # an award's rule, on its record (points.awarded's headers)
-PERIODS = values(Period)
 SHORT_NOTICE_HOURS = 24  # a rush with less notice than this (business hours) is "short notice"
-# Histogram bins of business hours: upper bounds. A median or p90 is the upper bound of the bin
-# it falls in (within a quarter of an hour below 1 h, half an hour to 8 h, 2 h to 40 h, ...).
-BINS = ([0.25, 0.5, 0.75, 1.0] + [1.0 + 0.5 * i for i in range(1, 15)] + [8.0 + 2 * i for i in range(1, 17)]
-        + [40.0 + 10 * i for i in range(1, 17)] + [float("inf")])
 MAX_RETRIES = 5
 # Events per batch when behind (a backlog), in polls of POLL_RECORDS. Each event held costs
 # ~4 KB of Python objects while its batch is handled (10,000 held the points process at
 # 216 MB RSS through a year's import; 1,000 at ~145).
 GATHER = 3_000
 POLL_RECORDS = 1_000
-INSIGHTS_BUCKETS = 256  # people's documents per period (an admin's read of the company reads them all)
 OFFSETS_KEPT = 50_000  # documents whose offsets this process remembers (a year: ~2,000 people x 4 periods)
-DECODED_KEPT = 300  # people's documents kept for reads, each person decoded when first read (256 per period key)
-TEAMS_KEPT = 64  # scopes whose sorted people are kept (everyone, and the managers who read lately)
-ANSWERS_KEPT = 64  # teams' reps, recognition and queues kept for reads (a company's: ~1,000 reps, ~300 KB)
-DEPARTMENTS_KEPT = 64  # departments' documents kept for reads, by their offsets (8 per period key)
 VERSIONS_KEPT = 16  # period keys' versions documents as last written (a batch touches 4: week, month, quarter, all)
 PEOPLE_DOCS_KEPT = 1_100  # people's documents held as last written (256 per period key; ~10 KB each in a year)
 
@@ -95,130 +88,10 @@ def rep_rules(rules) -> frozenset[str]:
     return frozenset(r.id for r in rules.rules if r.to == "requester_id" or (r.on == "kudos.given" and r.requires))
 
 
-def bin_of(hours: float) -> int:
-    for i, bound in enumerate(BINS):
-        if hours <= bound:
-            return i
-    return len(BINS) - 1
+class Insights(InsightsReads):
+    """The read model's write side (its consumer's batches, ``apply_batch``) and, mixed in from
+    insights_read.py, its reads (``read``)."""
 
-
-def quantile(histogram: dict[str, int], q: float) -> float | None:
-    """The upper bound of the bin holding the ``q`` quantile; None without values."""
-    counts = sorted((int(k), n) for k, n in (histogram or {}).items() if n)
-    total = sum(n for _, n in counts)
-    if not total:
-        return None
-    seen = 0
-    for index, n in counts:
-        seen += n
-        if seen >= q * total:
-            bound = BINS[index]
-            return None if bound == float("inf") else bound
-    return None
-
-
-def _nested(flat: dict[str, Any]) -> dict[str, Any]:
-    """A new document from update paths (``"u1.ack.3": 1`` -> ``{"u1": {"ack": {"3": 1}}}``)."""
-    out: dict[str, Any] = {}
-    for path, value in flat.items():
-        *parents, leaf = path.split(".")
-        target = out
-        for name in parents:
-            target = target.setdefault(name, {})
-        target[leaf] = value
-    return out
-
-
-class Marks(NamedTuple):
-    """What a document has taken: the last offset per source partition (``o``), and per person
-    the offsets their own document had in an older store (``l``, from ``Insights.upgrade``)."""
-    offsets: dict[str, int]
-    legacy: dict[str, dict[str, int]]
-
-
-Touch = tuple[str, int, "str | None", dict, dict]  # source, offset, person field or None, increments, sets
-BUCKET_FIELDS = ("_id", "o", "l", "v")  # a people's document's own fields; every other one is a person
-
-
-def _packed(person: dict[str, Any]) -> str:
-    # orjson: a busy batch packs thousands of people (the json module took a sixth of insights' time).
-    return orjson.dumps(person, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
-
-
-def _unpacked(value: Any) -> dict[str, Any]:
-    """A person's fields in their bucket: a JSON string, or fields (a store from before them)."""
-    if isinstance(value, str):
-        return orjson.loads(value)
-    return value or {}
-
-
-@dataclass
-class _People:
-    """A people's document as read or written: its version (None: from before versions), its
-    offsets and each person's fields as JSON."""
-    version: int | None
-    marks: Marks
-    people: dict[str, str]
-
-    @classmethod
-    def of(cls, doc: dict) -> "_People":
-        return cls(doc.get("v"), Marks(doc.get("o") or {}, doc.get("l") or {}),
-                   {k: v if isinstance(v, str) else _packed(v or {}) for k, v in doc.items() if k not in BUCKET_FIELDS})
-
-    def after(self, taken: dict[str, int], strings: dict[str, str]) -> "_People":
-        return _People((self.version or 0) + 1, Marks({**self.marks.offsets, **taken}, self.marks.legacy),
-                       {**self.people, **strings})
-
-
-NO_PEOPLE = _People(0, Marks({}, {}), {})  # a people's document not stored yet
-
-
-def _new_people_doc(doc_id: str, taken: dict[str, int], strings: dict[str, str]) -> dict[str, Any]:
-    """A people's document inserted by its first change."""
-    return {"_id": doc_id, "v": 1, "o": dict(taken), **strings}
-
-
-def _keep(cache: OrderedDict, key: str, value: Any, limit: int) -> None:
-    """Put ``value`` in an in-memory cache as the newest, dropping the oldest beyond ``limit``."""
-    cache[key] = value
-    cache.move_to_end(key)
-    while len(cache) > limit:
-        cache.popitem(last=False)
-
-
-def _people_write(doc_id: str, state: _People, change: tuple[dict[str, int], dict[str, str]]) -> tuple[dict, dict]:
-    """The conditional update of a people's document: on the version read."""
-    taken, strings = change
-    version = state.version if state.version is not None else {"$exists": False}
-    return ({"_id": doc_id, "v": version},
-            {"$set": {**strings, **{f"o.{s}": o for s, o in taken.items()}}, "$inc": {"v": 1}})
-
-
-def _person_key(person_id: str) -> str:
-    """A person's field in their bucket's document: their id as a field name, never one of the
-    bucket's own fields (``BUCKET_FIELDS``: a ``%`` first, which no escaped id starts with)."""
-    field = person_field(person_id)
-    return f"%{field}" if field in BUCKET_FIELDS else field
-
-
-def _person_doc(person_id: str, key: str) -> str:
-    """The document of a person's bucket for a period key (``pb:<bucket>:<key>``)."""
-    return f"pb:{person_bucket(person_id, INSIGHTS_BUCKETS)}:{key}"
-
-
-def share(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
-
-
-class _Team(NamedTuple):
-    """A scope's active people as the directory copy had them at ``generation``."""
-    generation: int
-    people: list
-    by_id: dict
-    buckets: tuple[str, ...]  # their people's documents' buckets
-
-
-class Insights:
     def __init__(self, db, rules, calendar: BusinessCalendar, directory, clock: Clock | None = None):
         # With a clock, an event adds only to the periods that are not over yet (the current
         # one, or a later one): nothing reads an ended period, and a year of history written to
@@ -233,15 +106,7 @@ class Insights:
         self._offsets: OrderedDict[str, Marks] = OrderedDict()
         # The people's documents as this process last wrote them (doc id -> version, offsets, people).
         self._people: OrderedDict[str, _People] = OrderedDict()
-        # The read side's copies: a people's document as read, under its version (doc id ->
-        # (v, {field: the person's JSON, replaced by its decoding when first read})), a scope's
-        # people by name, and a team's answer under the versions of its documents; reads run
-        # on several threads.
-        self._decoded: OrderedDict[str, tuple[int, dict[str, dict]]] = OrderedDict()
-        self._answers: OrderedDict[tuple, tuple[list, dict, set]] = OrderedDict()
-        self._teams: OrderedDict[str, _Team] = OrderedDict()  # by scope: "*" (everyone) or a manager
-        self._departments: OrderedDict[str, tuple[dict[str, int], dict]] = OrderedDict()  # doc id -> (offsets, doc)
-        self._read_lock = threading.Lock()
+        self._init_reads()  # the read side's copies (insights_read.py)
         # The versions documents as this process last wrote or read them (key -> document).
         self._versions_docs: OrderedDict[str, dict | None] = OrderedDict()
         self._versions_lock = threading.Lock()
@@ -619,232 +484,3 @@ class Insights:
             self._remember(doc_id, Marks({**marks.offsets, **taken}, marks.legacy))
             return
         raise RuntimeError(f"insights document {doc_id} kept changing under this writer")
-
-    # -- read side ------------------------------------------------------------------------------
-
-    def read(self, actor, period: str, department: str | None, now: datetime,
-             pages: dict[str, tuple[Any, str | None]] | None = None) -> dict[str, Any]:
-        """The insights of ``period`` (the one containing ``now``) for the actor's team: a
-        manager's reports down the chain, or everyone for an admin; ``department`` narrows it.
-
-        ``pages`` may cut the two lists that grow with the team (a company is 2,000 people):
-        ``{"reps": (first, after), "unrecognized": (first, after)}``; reps go by score (highest
-        first, then name), the unrecognized by name; each list's full count and page info come
-        with it (``reps_count``, ``reps_page_info``; in ``recognition``: ``unrecognized_count``,
-        ``unrecognized_page_info``). Without it, every rep and person is listed."""
-        if period not in PERIODS:
-            raise BadInput("bad_period", f"period must be one of {', '.join(PERIODS)}", "period")
-        if department is not None and department not in values(Department):
-            raise BadInput("unknown_department", f"unknown department {department!r}", "department")
-        scope = "*" if actor.role == ADMIN_ROLE else actor.id
-        whole = self._team(scope)
-        if actor.role != ADMIN_ROLE and not whole.people:
-            raise Forbidden("not_a_manager", "insights are for managers (about the people below them) and admins")
-        key = period_key(self.calendar, period, now)
-        whole_team = whole.people
-        team = whole_team if department is None else [p for p in whole_team if p.department == department]
-        # A team is summed once per state of its documents (the reps sorted, the recognition,
-        # the queues its requests went to): an admin's is the company, thousands of people.
-        versions, department_offsets = self._versions(whole, key)
-        answer_key = (key, department, scope, whole.generation, versions)
-        with self._read_lock:
-            kept = self._answers.get(answer_key) if versions is not None else None
-        if kept is None:
-            people = self._team_people(whole_team, key, versions)
-            names = {p.id: p.name for p in team}
-            reps = [self._rep(p, people[p.id]) for p in team if p.role == "rep"]
-            reps.sort(key=lambda r: (-r["score"], names[r["person_id"]], r["person_id"]))
-            # A manager: the queues their team works, and those their team's requests went to in
-            # the period (a sales manager sees how pricing and legal answered their reps).
-            used = {d for doc in people.values() for d, n in (doc.get("qd") or {}).items() if n}
-            kept = (reps, self._recognition(team, people), used)
-            if versions is not None:
-                with self._read_lock:
-                    _keep(self._answers, answer_key, kept, ANSWERS_KEPT)
-        if actor.role == ADMIN_ROLE:
-            departments = list(values(Department))
-        else:
-            departments = sorted({p.department for p in whole_team} | kept[2])
-        if department is not None:
-            departments = [d for d in departments if d == department]
-        docs = self._department_docs(departments, key, department_offsets)
-        names = {p.id: p.name for p in team}
-        reps, recognition = kept[0], dict(kept[1])
-        reps, reps_info = _cut(reps, (pages or {}).get("reps"), lambda r: [r["score"], names[r["person_id"]], r["person_id"]])
-        unrecognized, info = _cut(recognition["unrecognized_ids"], (pages or {}).get("unrecognized"), lambda i: [names[i], i])
-        recognition.update(unrecognized_ids=unrecognized, unrecognized_page_info=info["page_info"])
-        named = {r["person_id"] for r in reps} | set(recognition["unrecognized_ids"])
-        return {
-            "period": period, "key": key,
-            "departments": [self._department(d, docs.get(f"d:{d}:{key}") or {}) for d in departments],
-            "reps": reps, "reps_count": reps_info["total_count"], "reps_page_info": reps_info["page_info"],
-            "recognition": recognition,
-            # The people it names, from the directory copy (as the requests service shows them),
-            # so the gateway needs no lookup for their names.
-            "people": [whole.by_id[i].as_record() for i in sorted(named, key=lambda i: (names[i], i))],
-        }
-
-    def _team(self, scope: str) -> "_Team":
-        """The active people of a scope (``*``: everyone; else a manager's reports down the
-        chain), by name, kept while the directory copy stays the same (sorting a company's
-        2,000 people for every read was a tenth of an admin's)."""
-        generation = self.directory.generation
-        with self._read_lock:
-            kept = self._teams.get(scope)
-        if kept is not None and kept.generation == generation:
-            return kept
-        members = self.directory.everyone() if scope == "*" else self.directory.below(scope)
-        people = sorted((p for p in members if p.active), key=lambda p: (p.name, p.id))
-        team = _Team(generation, people, {p.id: p for p in people},
-                     tuple(sorted({str(person_bucket(p.id, INSIGHTS_BUCKETS)) for p in people})))
-        with self._read_lock:
-            _keep(self._teams, scope, team, TEAMS_KEPT)
-        return team
-
-    def _versions(self, team: "_Team", key: str) -> tuple[tuple | None, dict[str, dict[str, int]]]:
-        """The versions of a team's people's documents for ``key``, and the departments'
-        offsets, from the key's versions document (one read, ``_publish_versions``); a bucket
-        it does not name yet (a store from before it) is asked of the bucket's own document,
-        and added to it. The versions are None when a document is from before versions (the
-        team is then read whole every time)."""
-        buckets = team.buckets
-        doc = self.docs.find_one({"_id": f"pv:{key}"})
-        known, departments = _versions_of(doc)
-        versions = {b: known[b] for b in buckets if b in known}
-        missing = {f"pb:{b}:{key}": b for b in buckets if b not in known}
-        if missing:
-            found = find_by_ids(self.docs, list(missing), {"v": 1})
-            if any(bucket.get("v") is None for bucket in found.values()):
-                return None, departments
-            mended = {missing[doc_id]: int(bucket["v"]) for doc_id, bucket in found.items()}
-            versions.update(mended)
-            if mended:
-                self._raise_versions({key: mended}, read={key: doc})
-        return tuple((f"pb:{b}:{key}", versions[b]) for b in buckets if b in versions), departments
-
-    def _department_docs(self, names: list[str], key: str, offsets: dict[str, dict[str, int]]) -> dict[str, dict]:
-        """The departments' documents for ``key``: as this process read them while their
-        offsets are those the versions document names (``offsets``, just read), else read
-        again (``$in``). A year's departments' histograms cost FerretDB ~1 ms a read."""
-        ids = {f"d:{name}:{key}": name for name in names}
-        docs: dict[str, dict] = {}
-        with self._read_lock:
-            for doc_id, name in ids.items():
-                kept = self._departments.get(doc_id)
-                if kept is not None and name in offsets and kept[0] == offsets[name]:
-                    docs[doc_id] = kept[1]
-        for doc_id, doc in find_by_ids(self.docs, [i for i in ids if i not in docs]).items():
-            docs[doc_id] = doc
-            with self._read_lock:
-                _keep(self._departments, doc_id, (dict(doc.get("o") or {}), doc), DEPARTMENTS_KEPT)
-        return docs
-
-    def _team_people(self, team: list, key: str, versions: tuple | None) -> dict[str, dict]:
-        """Each person's figures for ``key``: their buckets' documents as this process read
-        them, while their version is the one ``versions`` (just read) names, else read again
-        (``$in``); a person's JSON decoded when first needed and kept with its document.
-        Decoding 2,000 people's JSON for every read was most of an admin's read."""
-        wanted = dict(versions or ())
-        ids = sorted({_person_doc(p.id, key) for p in team})
-        with self._read_lock:
-            docs = {i: self._decoded[i][1] for i in ids if i in self._decoded and self._decoded[i][0] == wanted.get(i)}
-        for doc_id, doc in find_by_ids(self.docs, [i for i in ids if i not in docs]).items():
-            docs[doc_id] = {f: value for f, value in doc.items() if f not in BUCKET_FIELDS}
-            if doc.get("v") is not None:  # a document from before versions is read every time
-                with self._read_lock:
-                    _keep(self._decoded, doc_id, (doc["v"], docs[doc_id]), DECODED_KEPT)
-        people = {}
-        for p in team:
-            fields, field = docs.get(_person_doc(p.id, key)) or {}, _person_key(p.id)
-            value = fields.get(field)
-            if isinstance(value, str):
-                value = fields[field] = _unpacked(value)  # kept decoded (the same dict for every thread)
-            people[p.id] = value or {}
-        return people
-
-    @staticmethod
-    def _department(name: str, doc: dict) -> dict[str, Any]:
-        received, delivered = int(doc.get("received", 0)), int(doc.get("delivered", 0))
-        return {
-            "department": name, "requests_received": received,
-            "acknowledged": int(doc.get("acknowledged", 0)), "delivered": delivered,
-            "ack_median_hours": quantile(doc.get("ack"), 0.5), "ack_p90_hours": quantile(doc.get("ack"), 0.9),
-            "deliver_median_hours": quantile(doc.get("dlv"), 0.5), "deliver_p90_hours": quantile(doc.get("dlv"), 0.9),
-            "on_time_share": share(int(doc.get("on_time", 0)), delivered),
-            "rush_share": share(int(doc.get("rush", 0)), received),
-            "rush_short_notice_share": share(int(doc.get("rush_short", 0)), received),
-            "info_loops_per_request": share(int(doc.get("info_requests", 0)), received),
-            "closed_loop_share": share(int(doc.get("closed_loop", 0)), delivered),
-        }
-
-    @staticmethod
-    def _rep(person, doc: dict) -> dict[str, Any]:
-        submitted = int(doc.get("submitted", 0))
-        return {
-            "person_id": person.id, "score": int(doc.get("score", 0)), "requests": submitted,
-            "rush_share": share(int(doc.get("rush_short", 0)), submitted),
-            "complete_brief_share": share(int(doc.get("brief_complete", 0)), submitted),
-            "deal_updates": int(doc.get("deal_updates", 0)), "weeks_with_deal_update": len(doc.get("uw") or {}),
-        }
-
-    @staticmethod
-    def _recognition(team: list, docs: dict[str, dict]) -> dict[str, Any]:
-        gave = [p for p in team if docs[p.id].get("kudos_given")]
-        got = [p for p in team if docs[p.id].get("kudos_received")]
-        received = sum(int(docs[p.id].get("kudos_received", 0)) for p in team)
-        thanked: dict[str, int] = defaultdict(int)
-        for p in team:
-            for value, n in (docs[p.id].get("v") or {}).items():
-                thanked[person_id_of(value)] += int(n)  # a value's name as a field (store.person_field)
-        top = sorted(thanked.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
-        return {
-            "people": len(team), "gave_share": share(len(gave), len(team)), "received_share": share(len(got), len(team)),
-            "kudos_per_person": share(received, len(team)),
-            "top_values": [{"value": v, "count": n} for v, n in top],
-            "unrecognized_ids": [p.id for p in team if not docs[p.id].get("kudos_received")],  # by name
-            "unrecognized_count": len(team) - len(got),
-        }
-
-
-def _versions_of(doc: dict | None) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
-    """A versions document's buckets with their versions, and departments with their offsets:
-    its string ``s``, or the map ``v`` of buckets of a store from before."""
-    if not doc:
-        return {}, {}
-    if "s" in doc:
-        parsed = orjson.loads(doc["s"])
-        return parsed.get("b") or {}, parsed.get("d") or {}
-    return {bucket: int(n) for bucket, n in (doc.get("v") or {}).items()}, {}
-
-
-def _cut(items: list, page: tuple[Any, str | None] | None, sort_values) -> tuple[list, dict[str, Any]]:
-    """A page of ``items`` (already in order) after the cursor of the item whose ``sort_values``
-    it names; the whole list when there is no ``page``. Returns the items and
-    ``{"total_count", "page_info"}``."""
-    total = len(items)
-    if page is None:
-        return items, {"total_count": total, "page_info": {
-            "has_next_page": False, "has_previous_page": False,
-            "start_cursor": encode_cursor(sort_values(items[0])) if items else None,
-            "end_cursor": encode_cursor(sort_values(items[-1])) if items else None}}
-    first, after = page
-    size = page_size(first)
-    start = 0
-    if after and items:
-        mark = _order(decode_cursor(after, len(sort_values(items[0]))))
-        # Past the named item in the list's order: the first one whose values sort after it
-        # (stable when people join or leave the list between two pages).
-        try:
-            start = next((i for i, item in enumerate(items) if _order(sort_values(item)) > mark), total)
-        except TypeError:  # values of another list's cursor
-            raise BadInput("bad_cursor", "the cursor is not one this list gave out", field="after") from None
-    chosen = items[start:start + size]
-    return chosen, {"total_count": total, "page_info": {
-        "has_next_page": start + size < total, "has_previous_page": start > 0,
-        "start_cursor": encode_cursor(sort_values(chosen[0])) if chosen else None,
-        "end_cursor": encode_cursor(sort_values(chosen[-1])) if chosen else after}}
-
-
-def _order(values: list) -> tuple:
-    """Sort values in the lists' order: a number (a score) highest first, strings ascending."""
-    return tuple((-v if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for v in values)
