@@ -93,8 +93,8 @@ class Settings(BaseModel):
     outbox_poll_ms: int = Field(500, ge=10, le=60_000)
     # Python's cyclic garbage collector: a full collection (every object the process holds)
     # after this many collections of the middle generation (Python's default: 10). The points
-    # processes default to 100: busy, they spent a third to half of their CPU in full
-    # collections (shared/serve.py).
+    # processes default to 30 (services/recognition/points/config.py): busy, they spent a third
+    # to half of their CPU in full collections (shared/serve.py).
     gc_full_after: int = Field(10, ge=1, le=100_000)
 
     # Services accept commands only from callers presenting this token (the gateway, the CLI).

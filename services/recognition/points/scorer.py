@@ -99,7 +99,7 @@ class Scorer:
                 log.info("thanks added while its request's delivery was scored: awarded now",
                          extra={"request_id": rid, "thanks": len(facts["waiting_thanks"])})
                 batch = _Batch(self.store, self.directory, batched=False)
-                awards = self._waiting_thanks(rid, utc(facts["delivered_at"]), batch, facts["waiting_thanks"])
+                awards = self._waiting_thanks(facts["waiting_thanks"], utc(facts["delivered_at"]), batch)
                 if self.publish:
                     self.publish([self._event(award) for award in awards])
                 handled[rid] = facts["waiting_thanks"]
@@ -145,14 +145,13 @@ class Scorer:
         doc = {"_id": envelope.id, "type": envelope.type, "at": at, "awards": awards}
         if envelope.type == "request.delivered":
             waited = list(batch.facts(data["request_id"]).get("waiting_thanks") or [])
-            awards.extend(self._waiting_thanks(data["request_id"], at, batch, waited))
+            awards.extend(self._waiting_thanks(waited, at, batch))
             # The thanks read as waiting are cleared, and any added meanwhile awarded, once
             # this batch's awards are published (_settle_waiting).
             doc.update(request_id=data["request_id"], waited=waited)
         return doc
 
-    def _waiting_thanks(self, request_id: str, delivered_at: datetime, batch: "_Batch",
-                        waited: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _waiting_thanks(self, waited: list[dict[str, Any]], delivered_at: datetime, batch: "_Batch") -> list[dict[str, Any]]:
         """Kudos that thanked for this delivery but were read before it (topics are read in
         parallel): award them now, exactly as if they had come after."""
         awards = []
@@ -404,7 +403,7 @@ class _Batch:
         return {i: self.known[i] for i in ids if self.known.get(i) is not None}
 
     def flush(self) -> None:
-        facts, new_facts, waits = [], {}, []
+        facts, new_facts, new_waiting, waits = [], {}, {}, []
         for request_id in dict.fromkeys([*self.fact_sets, *self.fact_waiting]):
             update: dict[str, Any] = {}
             if self.fact_sets.get(request_id):
@@ -414,8 +413,9 @@ class _Batch:
             waiting = [] if self.requests[request_id].get("delivered") else self.fact_waiting.get(request_id)
             if request_id in self.facts_absent:
                 if waiting:
-                    update["$addToSet"] = {"waiting_thanks": {"$each": waiting}}
-                new_facts[request_id] = update
+                    new_waiting[request_id] = {**update, "$addToSet": {"waiting_thanks": {"$each": waiting}}}
+                else:
+                    new_facts[request_id] = update
                 continue
             if update:
                 facts.append(UpdateOne({"_id": request_id}, update, upsert=True))
@@ -425,9 +425,8 @@ class _Batch:
         # A request's first facts are inserted whole (an update costs FerretDB ~15 inserts; an
         # import's requests are all new); one created meanwhile (refused) gets the update,
         # unless it has thanks to wait: it may be delivered by now.
-        waiting_new = [request_id for request_id, update in new_facts.items() if "$addToSet" in update]
-        for part in chunks(waiting_new):
-            if insert_new(self.store.request_facts, [as_document(r, new_facts.pop(r)) for r in part]):
+        for part in chunks(list(new_waiting)):
+            if insert_new(self.store.request_facts, [as_document(r, new_waiting[r]) for r in part]):
                 raise _GuardRace()
         facts += insert_else_update(self.store.request_facts, new_facts)
         try:
