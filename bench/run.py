@@ -511,7 +511,7 @@ class StageTap:
                     data = event["data"]
                     if event["type"] == "kudos.given":
                         people = data["recipient_ids"]
-                    elif event["type"] == "points.awarded" and data["points"] > 0:
+                    elif event["type"] == "points.awarded" and any(a["points"] > 0 for a in data.get("awards") or [data]):
                         people = [data["person_id"]]
                     elif event["type"] == "points.applied":
                         people = data["person_ids"]

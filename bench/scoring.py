@@ -38,7 +38,7 @@ def run(settings, record, rss_mb) -> None:
     from shared.config import load_settings
     from shared.db import connect, disconnect
     from shared.events import build_event
-    from shared.events.schemas import PointsAwarded
+    from shared.events.schemas import PersonAwards, awards_in
     from shared.memory import release_free_memory
 
     ps = load_settings(PointsSettings)
@@ -80,10 +80,11 @@ def run(settings, record, rss_mb) -> None:
             while len(published) - applied >= APPLY_BATCH or (last and applied < len(published)):
                 t = time.perf_counter()
                 items = []
-                for envelope in published[applied:applied + APPLY_BATCH]:
-                    items.append((PointsAwarded.model_validate(envelope.data), "0", offset))
+                records = published[applied:applied + APPLY_BATCH]
+                for envelope in records:
+                    items += [(award, "0", offset) for award in awards_in(PersonAwards.model_validate(envelope.data))]
                     offset += 1
-                applied += len(items)
+                applied += len(records)
                 applier.apply_batch(items)
                 rss_peak = max(rss_peak, rss_mb(os.getpid()))
                 applying += time.perf_counter() - t

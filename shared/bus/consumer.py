@@ -44,7 +44,8 @@ then the messages are handled one by one so only the one that fails is dead-lett
 
 ``gather_records`` lets a batch handler that is behind (a backlog: an import, a restart) take
 larger batches than one poll: while polls bring at least a tenth of ``max_poll_records``, the
-runner polls again and hands over up to that many messages at once. A handler that writes each
+runner polls again and hands over up to that many messages at once (and up to ``gather_bytes``
+of them, when given). A handler that writes each
 touched document once per batch (a read model of counters) then writes a fraction as often. A
 poll under a tenth full means the handler is caught up: the batch goes at once, so nothing live
 waits for more. (Full polls only were too strict: a poll returns what the last fetches brought,
@@ -132,6 +133,7 @@ class ConsumerRunner:
         max_poll_records: int = 200,
         max_poll_interval_ms: int = 300_000,
         gather_records: int | None = None,
+        gather_bytes: int | None = None,
         payload_only: bool = False,
         skip: Callable[[Any], bool] | None = None,
     ):
@@ -151,6 +153,9 @@ class ConsumerRunner:
         self.max_poll_interval_ms = max_poll_interval_ms
         # Behind, batches of up to this many messages (several polls); None: one poll.
         self.gather_records = gather_records if batch_handler is not None else None
+        # And of up to this many bytes of messages (None: no bound but the count): a handler whose
+        # messages each hold a varying number of items (a person's awards) bounds what it holds.
+        self.gather_bytes = gather_bytes
         # Handlers that read only the payload (and the envelope's type, time, id): see _delivery.
         self.payload_only = payload_only
         # Messages this says yes to are neither decoded nor handled (a group-less reader's own
@@ -240,8 +245,9 @@ class ConsumerRunner:
         if not self.gather_records:
             return batch
         last = sum(len(messages) for messages in batch.values())
-        count = self._kept(batch)
-        while last * GATHER_SHARE >= self.max_poll_records and count < self.gather_records and not self._stopping.is_set():
+        count, size = self._kept(batch), self._size(batch)
+        while (last * GATHER_SHARE >= self.max_poll_records and count < self.gather_records
+               and (self.gather_bytes is None or size < self.gather_bytes) and not self._stopping.is_set()):
             # With skip, a poll's size says little about what it keeps: whole polls (a batch
             # may end up to one poll over gather_records).
             wanted = self.max_poll_records if self.skip else min(self.max_poll_records, self.gather_records - count)
@@ -249,8 +255,14 @@ class ConsumerRunner:
             last = sum(len(messages) for messages in more.values())
             for tp, messages in more.items():
                 batch.setdefault(tp, []).extend(messages)
-            count += self._kept(more)
+            count, size = count + self._kept(more), size + self._size(more)
         return batch
+
+    def _size(self, batch: dict) -> int:
+        """The bytes of a poll's messages (when ``gather_bytes`` bounds a batch)."""
+        if self.gather_bytes is None:
+            return 0
+        return sum(len(m.value or b"") for messages in batch.values() for m in messages)
 
     def _kept(self, batch: dict) -> int:
         """How many of a poll's messages are handled (not passed by with ``skip``)."""

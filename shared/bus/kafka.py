@@ -17,7 +17,7 @@ from kafka.admin import NewPartitions
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.config import Settings
-from shared.events import TOPICS, Envelope, data_header, dlq_topic, ensure_valid, spec_for
+from shared.events import TOPICS, Envelope, data_header, dlq_topic, ensure_valid, header_text, spec_for
 from shared.events.registry import ID_HEADER, TYPE_HEADER
 from shared.events.envelope import refuse_oversized
 
@@ -59,7 +59,7 @@ class EventProducer:
         value = refuse_oversized(envelope.to_bytes())  # consumers would dead-letter it
         spec = spec_for(envelope.type, envelope.schemaversion)
         headers = [(TYPE_HEADER, envelope.type.encode()), (ID_HEADER, envelope.id.encode())]
-        headers += [(data_header(f), str(envelope.data[f]).encode()) for f in spec.headers if envelope.data.get(f) is not None]
+        headers += [(data_header(f), header_text(envelope.data[f]).encode()) for f in spec.headers if envelope.data.get(f) is not None]
         return self._producer.send(self.settings.topic(spec.topic), key=envelope.key, value=value, headers=headers)
 
     def publish_all(self, envelopes: Iterable[Envelope], timeout: float = SEND_TIMEOUT_S) -> list:

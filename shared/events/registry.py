@@ -80,6 +80,11 @@ def data_header(field: str) -> str:
     return f"data_{field}"
 
 
+def header_text(value: Any) -> str:
+    """A data field's value as its header carries it (a list: its items, comma-separated)."""
+    return ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
 def header_value(message, name: str) -> str | None:
     """A header of a Kafka message as text (None: the message does not carry it)."""
     for key, value in message.headers or ():

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.events.registry import EventSchema, event_type
 from shared.vocabulary import Department, Gesture, Outcome, Priority, Role  # noqa: F401 - the words events carry
@@ -197,6 +197,39 @@ class PointsAwarded(EventSchema):
     resets: list[str] = []
     counterparts: list[Id] = []
     at: datetime
+
+
+AWARDS_PER_RECORD = 200  # a person's awards in one points.awarded record at most (~70 KB: far below MAX_EVENT_BYTES)
+
+
+@event_type("points.awarded", topic="points", version=2, headers=("rules",))
+class PersonAwards(EventSchema):
+    """A person's awards from one batch of the scorer, in order (version 2 of ``points.awarded``).
+
+    One record per person a batch awards (up to ``AWARDS_PER_RECORD`` awards), not one per
+    award: each record is built, sent, stored, fetched, parsed and decoded, and in a backlog a
+    batch gives each of a company's people a few awards (docs/performance.md). ``rules``: the
+    awards' rules, once each, also sent as a header (``data_rules``, comma-separated), so that
+    insights passes by records of rules it does not count without decoding them. A version-1
+    record (one award) from before is read as a list of one (:func:`awards_in`).
+    """
+
+    person_id: Id
+    awards: list[PointsAwarded] = Field(min_length=1, max_length=AWARDS_PER_RECORD)
+    rules: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_person(self) -> "PersonAwards":
+        if any(award.person_id != self.person_id for award in self.awards):
+            raise ValueError("every award is the record's person's")
+        if set(self.rules) != {award.rule for award in self.awards}:
+            raise ValueError("rules lists the awards' rules")
+        return self
+
+
+def awards_in(payload: "PointsAwarded | PersonAwards") -> list[PointsAwarded]:
+    """The awards a ``points.awarded`` record carries, in order, whatever its version."""
+    return payload.awards if isinstance(payload, PersonAwards) else [payload]
 
 
 @event_type("points.applied", topic="points-applied")

@@ -213,3 +213,23 @@ def test_a_badge_tier_is_awarded_once_and_read_again_only_by_a_process_that_has_
     # A process that has not seen it (a restart) reads it and awards nothing twice.
     award(set())
     assert asked[2:] == [[stored["_id"]]] and store.badge_awards.count_documents({}) == 1
+
+
+def test_a_persons_awards_in_one_record_all_count_once(applier):
+    """A points.awarded record holds several of a person's awards, all at its one offset: each
+    adds to the totals, the board, the ledger and the person's ledger list, and the record
+    delivered again (a crash before the commit) adds nothing."""
+    week = period_key(applier.calendar, "week", MON)
+    record = [(PointsAwarded(entry_id=f"r-{n}", person_id="p001", points=10, rule="kudos_received", reason="Kudos received",
+                             source_event_id=f"kr{n}", source_event_type="kudos.given", at=MON + timedelta(minutes=n)), "3", 40)
+              for n in range(3)]
+    assert applier.apply_batch(record) == 3
+    assert applier.store.key_totals(week) == {"p001": 30}
+    assert board(applier, week)["entries"]["p001"]["p"] == 30
+    assert applier.store.ledger.count_documents({"person_id": "p001"}) == 3
+    assert applier.table.get("p001").ledger["n"] == 3  # all three in the ledger list
+    assert applier.apply_batch(record) == 0  # delivered again
+    applier.store.ledger.delete_many({"person_id": "p001"})  # as if the crash came before the ledger's write
+    assert applier.apply_batch(record) == 3
+    assert applier.store.key_totals(week) == {"p001": 30}
+    assert board(applier, week)["entries"]["p001"]["p"] == 30 and applier.table.get("p001").ledger["n"] == 3

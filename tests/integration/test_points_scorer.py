@@ -119,9 +119,12 @@ def test_awards_lost_between_scoring_and_publish_go_out_when_the_event_comes_aga
     scorer_.score_batch([event, event])  # redelivered (twice in one poll, even): scored once more
     expected = {entry_id(event.id, rule, person) for rule, person in
                 (("kudos_received", "r1"), ("kudos_received", "r2"), ("kudos_given", "g"))}
-    assert sorted(e.id for e in sent) == sorted(expected)  # published, once each
+    assert sorted(a["entry_id"] for a in sent_awards(sent)) == sorted(expected)  # published, once each
     assert {e.type for e in sent} == {"points.awarded"}
-    assert {e.data["person_id"]: e.data["points"] for e in sent} == {"r1": 10, "r2": 10, "g": 0}  # nothing capped
+    assert {a["person_id"]: a["points"] for a in sent_awards(sent)} == {"r1": 10, "r2": 10, "g": 0}  # nothing capped
+    # One record per person, holding that person's awards only.
+    assert sorted(e.subject for e in sent) == ["g", "r1", "r2"]
+    assert all(a["person_id"] == e.subject for e in sent for a in e.data["awards"])
     # The giver-to-receiver guards counted each award once, though it was scored twice.
     for person in ("r1", "r2"):
         guard = scorer_.store.guards.find_one({"_id": f"giver:g:{person}:{NOW:%Y-%m}"})
@@ -130,7 +133,7 @@ def test_awards_lost_between_scoring_and_publish_go_out_when_the_event_comes_aga
     sent.clear()
     fresh = kudos(2, "g", ["r1"])
     assert len(scorer_.score_batch([fresh])) == 1
-    assert len(sent) == 2 and all(e.data["source_event_id"] == fresh.id for e in sent)
+    assert len(sent_awards(sent)) == 2 and all(a["source_event_id"] == fresh.id for a in sent_awards(sent))
 
 
 def test_a_spaced_award_scored_again_after_a_later_one_of_its_key_comes_out_the_same(db, settings):
@@ -279,9 +282,14 @@ def delivery(rid: str, minutes: int):
                          priority="normal", notice_business_hours=40)
 
 
+def sent_awards(envelopes) -> list[dict]:
+    """The awards in published ``points.awarded`` records (each a person's), in order."""
+    return [award for e in envelopes for award in e.data["awards"]]
+
+
 def thanked(envelopes) -> list[str]:
     """The kudos whose thanks for a delivery were awarded, among published award events."""
-    return sorted(e.data["source_event_id"] for e in envelopes if e.data["rule"] == "thanked_the_helpers")
+    return sorted(a["source_event_id"] for a in sent_awards(envelopes) if a["rule"] == "thanked_the_helpers")
 
 
 @pytest.mark.parametrize("batched", [True, False], ids=["batched delivery", "delivery alone"])

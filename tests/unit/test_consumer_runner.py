@@ -328,6 +328,32 @@ def test_a_gathered_batch_counts_only_the_messages_it_handles():
     assert len(kept) == 40 and [m.offset for m in batch["kudos-0"]] == list(range(120)) and polls == [30, 30, 30, 30]
 
 
+def test_a_gathered_batch_stops_at_its_bytes_whatever_its_count():
+    """The points applier's records each hold a person's awards, a few or a couple of hundred: its
+    batches are bounded by their bytes too (what the batch holds in memory), not only by count."""
+    settings = load_settings(env={})
+    runner = ConsumerRunner(settings, group="g", topics=["points"], batch_handler=lambda deliveries: None,
+                            producer=None, max_poll_records=30, gather_records=1_000, gather_bytes=100_000)
+    sizes = [100] * 60 + [20_000] * 60 + [100] * 300  # small records, then big ones (a person's many awards)
+    backlog, polls = list(range(len(sizes))), []
+
+    def poll(timeout_ms, max_records=None):
+        out, backlog[:] = backlog[:min(max_records or 30, 30)], backlog[min(max_records or 30, 30):]
+        polls.append(len(out))
+        return {"points-0": [SimpleNamespace(offset=o, value=b"x" * sizes[o]) for o in out]} if out else {}
+
+    consumer = SimpleNamespace(poll=poll)
+    batch = runner._gather(consumer, consumer.poll(timeout_ms=1000))
+    # Two polls of small records (6 KB), then one of big ones (600 KB): over the bound, handed over.
+    assert [m.offset for m in batch["points-0"]] == list(range(90)) and polls == [30, 30, 30]
+    polls.clear()
+    batch = runner._gather(consumer, consumer.poll(timeout_ms=1000))
+    assert len(batch["points-0"]) == 30 and polls == [30]  # a poll over the bound goes as it is
+    polls.clear()
+    batch = runner._gather(consumer, consumer.poll(timeout_ms=1000))  # small again: gathered by count
+    assert len(batch["points-0"]) == 300 and polls == [30] * 10 + [0]  # until the backlog ran out
+
+
 def test_a_payload_only_batch_handler_gets_validated_payloads_and_envelopes_without_their_data_copy():
     """The points applier and insights read payloads only: their deliveries do not keep the raw
     data a second time (a gathered batch of 10,000 held half its memory in that copy); other

@@ -144,29 +144,59 @@ AWARD = {"entry_id": "e1", "person_id": "sup1", "points": 10, "rule": "kudos_rec
          "source_event_id": "k1", "source_event_type": "kudos.given", "at": datetime(2026, 11, 30, 9, tzinfo=timezone.utc)}
 
 
-def test_an_award_travels_with_its_rule_as_a_header_and_insights_passes_rules_it_does_not_count_undecoded(clock):
+def awards_of(*rules: str, person: str = "sup1") -> dict:
+    """A person's awards record (points.awarded v2): one award per rule given."""
+    awards = [{**AWARD, "entry_id": f"e-{i}", "person_id": person, "rule": rule} for i, rule in enumerate(rules)]
+    return {"person_id": person, "awards": awards, "rules": sorted(set(rules))}
+
+
+def test_a_persons_awards_travel_with_their_rules_as_a_header_and_insights_passes_rules_it_does_not_count_undecoded(clock):
     from types import SimpleNamespace
 
     from services.recognition.points.insights import Insights
     from services.recognition.points.rules import DEFAULT_RULES, load_rules
 
     producer = _producer()
-    for rule in ("kudos_received", "closed_the_loop"):
-        producer.publish(build_event("points.awarded", "sup1", {**AWARD, "rule": rule}, source="points", clock=clock))
+    producer.publish(build_event("points.awarded", "sup1", awards_of("kudos_received", "kudos_given"), source="points", clock=clock))
+    producer.publish(build_event("points.awarded", "sup1", awards_of("kudos_received", "closed_the_loop"), source="points", clock=clock))
     kudos = build_event("kudos.given", "k1", {"kudos_id": "k1", "giver_id": "rep1", "recipient_ids": ["sup1"], "message": "thanks", "gesture": "thanks",
                                               "at": clock.now()}, source="kudos", clock=clock)
     producer.publish(kudos)
-    received, closed, given = producer._producer.sent
-    assert received["headers"] == {"ce_type": b"points.awarded", "ce_id": received["headers"]["ce_id"], "data_rule": b"kudos_received"}
-    assert closed["headers"]["data_rule"] == b"closed_the_loop" and "data_rule" not in given["headers"]
+    received, mixed, given = producer._producer.sent
+    assert received["headers"] == {"ce_type": b"points.awarded", "ce_id": received["headers"]["ce_id"],
+                                   "data_rules": b"kudos_given,kudos_received"}
+    assert mixed["headers"]["data_rules"] == b"closed_the_loop,kudos_received" and "data_rules" not in given["headers"]
 
     insights = Insights({"insights": None, "insight_requests": None}, load_rules(DEFAULT_RULES), calendar=None, directory=None)
-    as_read = [SimpleNamespace(topic="points", headers=list(r["headers"].items()), value=r["value"]) for r in (received, closed, given)]
-    # Kudos received is not part of the internal-selling score; closing the loop is; a kudos is no award.
+    as_read = [SimpleNamespace(topic="points", headers=list(r["headers"].items()), value=r["value"]) for r in (received, mixed, given)]
+    # Kudos received and given are not part of the internal-selling score; closing the loop is
+    # (so a record with it is decoded, whatever else it holds); a kudos is no award.
     assert [insights.not_counted(m) for m in as_read] == [True, False, False]
-    # An award sent before the header existed is decoded and looked at, not passed by.
-    older = SimpleNamespace(topic="points", headers=[("ce_type", b"points.awarded")], value=received["value"])
-    assert insights.not_counted(older) is False
+    # A version-1 record (one award, its rule as ``data_rule``) from before is passed by the same
+    # way; one without a header at all is decoded and looked at.
+    assert insights.not_counted(SimpleNamespace(topic="points", headers=[("ce_type", b"points.awarded"), ("data_rule", b"kudos_received")],
+                                                value=b"{}")) is True
+    assert insights.not_counted(SimpleNamespace(topic="points", headers=[("ce_type", b"points.awarded")], value=received["value"])) is False
+
+
+def test_a_persons_awards_record_holds_only_their_awards_and_names_every_rule(clock):
+    with pytest.raises(InvalidEvent, match="the record's person's"):
+        build_event("points.awarded", "sup1", {**awards_of("kudos_received"), "person_id": "sup2"}, source="points", clock=clock)
+    with pytest.raises(InvalidEvent, match="rules lists"):
+        build_event("points.awarded", "sup1", {**awards_of("kudos_received", "closed_the_loop"), "rules": ["kudos_received"]},
+                    source="points", clock=clock)
+    with pytest.raises(InvalidEvent, match="awards"):
+        build_event("points.awarded", "sup1", {"person_id": "sup1", "awards": [], "rules": ["kudos_received"]}, source="points", clock=clock)
+    # What a consumer reads from either version: the awards, in order.
+    from shared.events import decode
+    from shared.events.schemas import awards_in
+
+    record = build_event("points.awarded", "sup1", awards_of("kudos_received", "closed_the_loop"), source="points", clock=clock)
+    assert [a.rule for a in awards_in(decode(record.to_bytes())[1])] == ["kudos_received", "closed_the_loop"]
+    from shared.events.envelope import make_envelope
+
+    older = make_envelope("points.awarded", "sup1", {**AWARD, "at": AWARD["at"].isoformat()}, source="points", clock=clock, schemaversion=1)
+    assert [a.entry_id for a in awards_in(decode(older.to_bytes())[1])] == ["e1"]
 
 
 def test_an_event_is_validated_once_as_built_and_one_made_by_hand_is_validated_before_it_is_sent(clock, monkeypatch):
@@ -177,11 +207,12 @@ def test_an_event_is_validated_once_as_built_and_one_made_by_hand_is_validated_b
     real = registry._check
     monkeypatch.setattr(registry, "_check", lambda spec, data: checks.append(spec.type) or real(spec, data))
     producer = _producer()
-    producer.publish(build_event("points.awarded", "sup1", AWARD, source="points", clock=clock))
+    producer.publish(build_event("points.awarded", "sup1", awards_of("kudos_received"), source="points", clock=clock))
     assert checks == ["points.awarded"]  # built: validated; sent: not again
-    bad = make_envelope("points.awarded", "sup1", {**AWARD, "at": AWARD["at"].isoformat(), "points": -5}, source="points", clock=clock)
+    bad = make_envelope("points.awarded", "sup1", {**AWARD, "at": AWARD["at"].isoformat(), "points": -5}, source="points", clock=clock,
+                        schemaversion=1)
     with pytest.raises(InvalidEvent, match="points"):
         producer.publish(bad)
     assert len(producer._producer.sent) == 1  # the bad one was not sent
     # A consumer's copy without its data is no longer the validated event.
-    assert not build_event("points.awarded", "sup1", AWARD, source="points", clock=clock).without_data().__dict__.get("_valid")
+    assert not build_event("points.awarded", "sup1", awards_of("kudos_received"), source="points", clock=clock).without_data().__dict__.get("_valid")

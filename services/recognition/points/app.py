@@ -24,6 +24,7 @@ from shared.bus.outbox import OutboxRelay
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, clock_for
 from shared.db import connect
+from shared.events.schemas import awards_in
 from shared.serve import ServiceRuntime
 from shared.web import create_service_app, dependency_checks
 
@@ -32,7 +33,8 @@ SERVICE = "points"
 # (the demo loader and the benchmarks wait for their lag to reach 0).
 SCORE_GROUP, APPLY_GROUP = "points-score", "points-apply"
 POINTS_GROUPS = {SCORE_GROUP: ("requests", "kudos"), APPLY_GROUP: ("points",)}
-APPLY_GATHER = 3_000  # awards one applier batch takes at most when behind (below)
+APPLY_GATHER = 3_000  # records (each a person's awards) one applier batch takes at most when behind (below)
+APPLY_GATHER_BYTES = 4 * 1024 * 1024  # and their bytes: ~11,000 awards (a record holds 1 to AWARDS_PER_RECORD)
 SCORE_GATHER = 5_000  # source events one scorer batch takes at most when behind
 STATE_RESTORE_WAIT_S = 60.0  # how long the directory reader waits for the points state's restore
 BATCH_WINDOW_MS = 900_000  # how long one scoring batch may take (kafka-python's max_poll_interval_ms)
@@ -128,10 +130,13 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
             announce_applied(producer.publish_all, awards, calendar, clock, keys)
             announced.update(a.entry_id for a in awards)
 
-        applier.apply_batch([(d.payload, str(d.partition), d.offset) for d in deliveries], on_boards=board_written)
+        # A record holds one person's awards (several, from one scorer batch): each is applied at
+        # the record's partition and offset.
+        items = [(award, str(d.partition), d.offset) for d in deliveries for award in awards_in(d.payload)]
+        applier.apply_batch(items, on_boards=board_written)
         # The rest (awards applied before a crash, delivered again): announced before the runner
         # commits, so a crash in between sends it again (applied.py).
-        announce_applied(producer.publish_all, [d.payload for d in deliveries if d.payload.entry_id not in announced],
+        announce_applied(producer.publish_all, [award for award, _, _ in items if award.entry_id not in announced],
                          calendar, clock)
 
     people = directory_reader(settings, directory, producer)
@@ -169,7 +174,8 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
                                   max_poll_interval_ms=BATCH_WINDOW_MS)
     apply_runner = ConsumerRunner(settings, group=APPLY_GROUP, topics=list(POINTS_GROUPS[APPLY_GROUP]),
                                   batch_handler=on_awards, producer=producer, max_poll_records=APPLY_GATHER,
-                                  gather_records=APPLY_GATHER, max_poll_interval_ms=BATCH_WINDOW_MS, payload_only=True)
+                                  gather_records=APPLY_GATHER, gather_bytes=APPLY_GATHER_BYTES,
+                                  max_poll_interval_ms=BATCH_WINDOW_MS, payload_only=True)
 
     # Insights for managers (insights.py): a read model of its own, kept by its own group, so a
     # backlog there never holds up scoring (and the demo and benchmarks do not wait for it).

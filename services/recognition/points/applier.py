@@ -193,12 +193,12 @@ class Applier:
         oldest = self._oldest_boards(now)
         for item in items:
             pid, person = item.award.person_id, people.get(item.award.person_id)
-            state = self.table.get(pid)
-            if state is not None and state.applied.get(item.partition, -1) >= item.offset:
+            # Against the offsets applied before this batch: a record carries several of a
+            # person's awards, all at its offset (an award twice in a batch was dropped by id).
+            stored = self.table.get(pid)
+            if stored is not None and stored.applied.get(item.partition, -1) >= item.offset:
                 continue  # applied before the crash that replays it
             state = self._state(states, pid)
-            if state.applied.get(item.partition, -1) >= item.offset:
-                continue
             scope = [person.department if person else None, person.role if person else None]
             for period in PERIODS:
                 key = period_key(self.calendar, period, item.at)

@@ -62,6 +62,7 @@ from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, as_utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new, patient
 from shared.events import TYPE_HEADER, data_header, header_value
+from shared.events.schemas import awards_in
 from shared.vocabulary import Priority
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ log = logging.getLogger(__name__)
 INSIGHTS_GROUP = "points-insights"
 LAYOUT_MARKER = "~layout:people-buckets"  # the person documents of an older store are folded into buckets
 INSIGHTS_TOPICS = ("requests", "kudos", "points")
-RULE_HEADER = data_header("rule")  # an award's rule, on its record (points.awarded's headers)
+RULES_HEADER = data_header("rules")  # a person's awards' rules, on their record (points.awarded's headers)
+RULE_HEADER = data_header("rule")  # the rule of a version-1 record's one award (an older topic's)
 SHORT_NOTICE_HOURS = 24  # a rush with less notice than this (business hours) is "short notice"
 MAX_RETRIES = 5
 # Events per batch when behind (a backlog), in polls of POLL_RECORDS. Each event held costs
@@ -86,6 +88,21 @@ def rep_rules(rules) -> frozenset[str]:
     """The rules of the internal-selling score: those that award the requester, and thanking the
     helpers of a request (``requires`` a delivered request)."""
     return frozenset(r.id for r in rules.rules if r.to == "requester_id" or (r.on == "kudos.given" and r.requires))
+
+
+def _merged(effects: list[tuple[str, str | None, dict, dict]]) -> list[tuple[str, str | None, dict, dict]]:
+    """Effects on the same document added up into one (an event's changes to a document are
+    taken together: a second at the same offset would be passed by as taken)."""
+    by_doc: dict[str, tuple[str, str | None, dict, dict]] = {}
+    for doc_id, who, inc, sets in effects:
+        if doc_id not in by_doc:
+            by_doc[doc_id] = (doc_id, who, dict(inc), dict(sets))
+            continue
+        merged = by_doc[doc_id]
+        for name, n in inc.items():
+            merged[2][name] = merged[2].get(name, 0) + n
+        merged[3].update(sets)
+    return list(by_doc.values())
 
 
 class Insights(InsightsReads):
@@ -149,12 +166,16 @@ class Insights(InsightsReads):
     # -- write side -----------------------------------------------------------------------------
 
     def not_counted(self, message) -> bool:
-        """An award whose rule the internal-selling score does not count, known by its header
-        (``data_rule``): passed by undecoded (the consumer's ``skip``). Most awards are of other
-        rules (kudos received and given, acknowledgements), and decoding them was most of this
-        stage's work. An award without the header (from before it) is decoded and looked at."""
+        """A person's awards none of whose rules the internal-selling score counts, known by
+        their header (``data_rules``; a version-1 record's one award by ``data_rule``): passed by
+        undecoded (the consumer's ``skip``). Most awards are of other rules (kudos received and
+        given, acknowledgements), and decoding them was most of this stage's work. A record
+        without the header (from before it) is decoded and looked at."""
         if header_value(message, TYPE_HEADER) != "points.awarded":
             return False
+        rules = header_value(message, RULES_HEADER)
+        if rules is not None:  # a person's awards (version 2): passed by when none is counted
+            return not any(rule in self.rep_rules for rule in rules.split(","))
         rule = header_value(message, RULE_HEADER)
         return rule is not None and rule not in self.rep_rules
 
@@ -428,9 +449,10 @@ class Insights(InsightsReads):
                 out.append((_person_doc(owner, key) if who else f"{kind}:{owner}:{key}", who, inc, sets or {}))
 
         if event_type == "points.awarded":
-            if data.rule in self.rep_rules and data.points:
-                both("p", data.person_id, as_utc(data.at), {"score": data.points})
-            return out
+            for award in awards_in(data):
+                if award.rule in self.rep_rules and award.points:
+                    both("p", award.person_id, as_utc(award.at), {"score": award.points})
+            return _merged(out)  # a record's awards are one event at one offset: one change per document
         if event_type == "kudos.given":
             at = as_utc(data.at)
             both("p", data.giver_id, at, {"kudos_given": 1})

@@ -2,7 +2,8 @@
 
 Stage 1, :class:`Scorer` (consumer group ``points-score`` on ``requests`` and ``kudos``):
 evaluates the rules file for an event, runs the stateful guards and publishes the awards as
-``points.awarded`` events before the consumer commits. Nothing is stored per source event: an
+``points.awarded`` records (one per person per batch, holding that person's awards) before
+the consumer commits. Nothing is stored per source event: an
 event delivered again (a crash or a rebalance before the commit, or the same event published
 twice) is scored again and comes out the same. Award ids are deterministic (event, rule,
 person), the guards remember the ids they counted (``_within``) or awarded (``_spaced``), and
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -31,6 +32,7 @@ from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new, insert_once
 from shared.events import Envelope, build_event
+from shared.events.schemas import AWARDS_PER_RECORD
 
 log = logging.getLogger(__name__)
 # Award ids a spacing guard (once per key per N business days) keeps: an event scored again
@@ -72,7 +74,7 @@ class Scorer:
             todo.append(envelope)
         docs = self._score_fresh(todo) if todo else []
         if self.publish:
-            self.publish(self._event(award) for doc in docs for award in doc["awards"])
+            self.publish(self._events(award for doc in docs for award in doc["awards"]))
         self._settle_waiting([doc for doc in docs if "waited" in doc])
         return docs
 
@@ -100,8 +102,8 @@ class Scorer:
                          extra={"request_id": rid, "thanks": len(facts["waiting_thanks"])})
                 batch = _Batch(self.store, self.directory, batched=False)
                 awards = self._waiting_thanks(facts["waiting_thanks"], utc(facts["delivered_at"]), batch)
-                if self.publish:
-                    self.publish([self._event(award) for award in awards])
+                if self.publish and awards:
+                    self.publish(self._events(awards))
                 handled[rid] = facts["waiting_thanks"]
                 doc = next(d for d in deliveries if d["request_id"] == rid)
                 doc["awards"].extend(awards)
@@ -165,8 +167,18 @@ class Scorer:
                 awards.append(award)
         return awards
 
-    def _event(self, award: dict[str, Any]) -> Envelope:
-        return build_event("points.awarded", award["person_id"], award, source=SOURCE, clock=self.clock, id=award["entry_id"])
+    def _events(self, awards: Iterable[dict[str, Any]]) -> Iterator[Envelope]:
+        """The awards as ``points.awarded`` records: one per person (up to AWARDS_PER_RECORD
+        awards each), each person's in the order given. Built one at a time as they are taken
+        (the publish sends each before the next is built)."""
+        by_person: dict[str, list[dict[str, Any]]] = {}
+        for award in awards:
+            by_person.setdefault(award["person_id"], []).append(award)
+        for person_id, theirs in by_person.items():
+            for part in chunks(theirs, AWARDS_PER_RECORD):
+                yield build_event("points.awarded", person_id, {
+                    "person_id": person_id, "awards": part, "rules": sorted({award["rule"] for award in part}),
+                }, source=SOURCE, clock=self.clock)
 
     def _track_facts(self, envelope: Envelope, at: datetime, batch: "_Batch") -> None:
         data = envelope.data
