@@ -78,6 +78,8 @@ class Deliverer:
         self._loaded_at = 0.0
         self._checked_at: datetime | None = None  # the clock's time of the last version read
         self._checked_mono = 0.0
+        self._read_this_batch = False  # the version was read during the batch being handled (if any)
+        self._in_batch = False
 
     # -- webhooks ---------------------------------------------------------------------------------
 
@@ -86,12 +88,18 @@ class Deliverer:
         webhook created since may be for it), and at most once a second for older ones (a
         backlog, imported history: a read per event was a third of this process's database
         work): a webhook created after the last read has ``created_at`` after such an event,
-        so it would not take it anyway, and one changed or disabled is seen within a second."""
+        so it would not take it anyway, and one changed or disabled is seen within a second.
+
+        Read at most once a batch (:meth:`handle_events`): every event of a batch was published
+        before the batch's first read, so a webhook created after that read is newer than all of
+        them (a read per event was ~200 reads a second under load, 1.5 % of the stack's CPU)."""
         now = self.monotonic()
-        fresh = (self._version is not None and event_time is not None and self._checked_at is not None  # None: read again
-                 and event_time < self._checked_at - CLOCK_SKEW and now - self._checked_mono < VERSION_EVERY_S)
+        fresh = self._version is not None and ((self._in_batch and self._read_this_batch) or (  # None: read again
+            event_time is not None and self._checked_at is not None
+            and event_time < self._checked_at - CLOCK_SKEW and now - self._checked_mono < VERSION_EVERY_S))
         if not fresh:
             version = self.store.webhooks_version()
+            self._read_this_batch = True
             self._checked_at, self._checked_mono = self.clock.now(), now
             if version != self._version or now - self._loaded_at > RELOAD_S:
                 self._webhooks = [Webhook.from_doc(d) for d in self.store.all_webhooks()]
@@ -114,8 +122,12 @@ class Deliverer:
         nothing twice (the titles are there, each delivery is recorded once)."""
         submitted = [p.model_dump(mode="json") for e, p in events if e.type == "request.submitted"]
         self.store.remember_requests([(d["request_id"], d["title"], d["customer"]) for d in submitted])
-        for envelope, payload in events:
-            self._notify(envelope, payload)
+        self._in_batch, self._read_this_batch = True, False  # the webhooks' version: read once for this batch (webhooks)
+        try:
+            for envelope, payload in events:
+                self._notify(envelope, payload)
+        finally:
+            self._in_batch = False
 
     def _notify(self, envelope: Envelope, payload: EventSchema) -> None:
         if envelope.type not in EVENT_OF_TYPE:

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,6 +15,7 @@ from services.notifications.domain import (
     Notice, Person, UrlRules, Webhook, body_for, check_url, delivery_id, encode_body, headers_for, matches,
     notice_for, people_of, retryable, webhook_fields,
 )
+from shared.clock import as_utc
 from shared.config import ConfigError, load_settings
 from shared.errors import BadInput
 from shared.vocabulary import WebhookEvent
@@ -192,6 +194,9 @@ class _Webhooks:
     def all_webhooks(self):
         return list(self.docs)
 
+    def remember_requests(self, requests):
+        pass  # (the titles of submitted requests: none here)
+
     def add(self, created_at):
         self.docs.append({"_id": f"wh_{len(self.docs)}", "url": "https://chat.example.com/hook", "events": ["KUDOS_GIVEN"],
                           "format": "JSON", "secret": "s", "created_at": created_at})
@@ -225,6 +230,33 @@ def test_history_reads_the_webhooks_version_once_a_second_and_a_new_event_sees_a
     deliverer._version = None
     deliverer.webhooks(clock.now() - timedelta(minutes=5))
     assert store.version_reads == 4
+
+
+def test_a_batch_of_new_events_reads_the_webhooks_version_once_and_again_after_a_webhook_is_disabled():
+    """Live, every event is newer than the last read: the version is read once a batch (each of
+    its events was published before that read), not once an event; the next batch reads it
+    again, and so does the event after a webhook the deliverer disabled."""
+    from services.notifications.delivery import Deliverer
+    from shared.clock import ManualClock
+
+    store, clock = _Webhooks(), ManualClock(T0)
+    deliverer = Deliverer(store, None, NotificationsSettings(), clock, monotonic=lambda: 100.0)
+    seen = []
+    deliverer._notify = lambda envelope, payload: seen.append(deliverer.webhooks(as_utc(envelope.time)))
+    batch = [(SimpleNamespace(time=clock.now(), type="kudos.given"), None) for _ in range(50)]
+    deliverer.handle_events(batch)
+    assert store.version_reads == 1 and len(seen) == 50
+    store.add(clock.now())  # a webhook made after that batch was read: the next batch sees it
+    clock.advance(seconds=1)
+    deliverer.handle_events([(SimpleNamespace(time=clock.now(), type="kudos.given"), None)] * 3)
+    assert store.version_reads == 2 and [w.id for w in seen[-1]] == ["wh_0"]
+
+    def notify(envelope, payload):
+        seen.append(deliverer.webhooks(as_utc(envelope.time)))
+        deliverer._version = None  # the deliverer disabled a webhook that kept failing
+    deliverer._notify = notify
+    deliverer.handle_events([(SimpleNamespace(time=clock.now(), type="kudos.given"), None)] * 3)
+    assert store.version_reads == 5  # read again before each next event
 
 
 def test_events_no_webhook_takes_are_passed_by_without_being_decoded():
