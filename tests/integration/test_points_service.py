@@ -262,6 +262,22 @@ def test_duplicates_and_replays_change_nothing(producer, runtime, settings):
     assert (totals(runtime, "all"), runtime.store.ledger.count_documents({})) == before
 
 
+def test_an_award_published_one_a_record_before_the_upgrade_is_still_applied(producer, runtime):
+    """A points topic written by the version before (points.awarded v1: one award a record) is
+    read by the new applier as it comes: its awards count, once."""
+    from shared.events.envelope import make_envelope
+
+    feed(producer, runtime, story().events)
+    before = totals(runtime, "all")
+    award = {"entry_id": "old-1", "person_id": "pia", "points": 5, "rule": "kudos_received", "reason": "Kudos received",
+             "source_event_id": "k-old", "source_event_type": "kudos.given", "at": (MON + timedelta(days=1)).isoformat()}
+    old = make_envelope("points.awarded", "pia", award, source="points", schemaversion=1)
+    producer.publish_all([old, old])  # and once more (a duplicate publish)
+    feed(producer, runtime, [])
+    assert totals(runtime, "all") == {**before, "pia": before["pia"] + 5}
+    assert runtime.store.ledger.count_documents({"source_event_id": "k-old"}) == 1
+
+
 def test_giver_cap_records_capped_awards_with_zero_points(producer, runtime):
     h = History()
     for i in range(4):
