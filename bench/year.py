@@ -602,7 +602,8 @@ def _measure_year(settings, services, gateway_url, token_for, demo_reads: dict, 
     record("year_idle_cpu_percent", **idle, ferretdb_and_services=quiet_total, seconds=IDLE_S,
            target="FerretDB + all services <= 5 % of one core")
     record("year_rss_mb", **{p.spec.name: max(rss_mb(pid) for pid in with_children(p.proc.pid)) for p in services.processes},
-           target="each service's largest process <= 150 MB")
+           **{f"{p.spec.name}_peak": max(rss_mb(pid, "VmHWM") for pid in with_children(p.proc.pid)) for p in services.processes},
+           target="each service's largest process <= 150 MB (now, after the year; _peak: the largest it was, loading it)")
     if REBUILD:
         _measure_rebuild(services, record, rss_mb)
 
