@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from services.recognition.points.scorer import Scorer
 from shared.clock import ManualClock
 from shared.events import decode
@@ -32,3 +34,19 @@ def test_a_batchs_awards_go_out_as_one_record_per_person_in_order_and_split_when
     assert read[0][1].rules == ["closed_the_loop", "kudos_received"]
     assert all(e.type == "points.awarded" and e.schemaversion == 2 for e in records)
     assert list(scorer._events(iter([]))) == []
+
+
+def test_awards_too_large_for_one_record_go_out_in_several_in_order():
+    """A person's awards with long reasons (or many counterparts) can be over the largest event
+    (MAX_EVENT_BYTES) before AWARDS_PER_RECORD: they are split in halves, every award sent once,
+    in order; an award that is not valid is still refused."""
+    from shared.events import MAX_EVENT_BYTES, InvalidEvent
+
+    scorer = Scorer(store=None, rules=None, calendar=None, directory=None, clock=ManualClock(NOW))
+    long_reason = "x" * 4000
+    awards = [{**award(n, "pia"), "reason": long_reason} for n in range(150)]  # ~600 KB in one record
+    records = list(scorer._events(iter(awards)))
+    assert len(records) > 1 and all(len(e.to_bytes()) <= MAX_EVENT_BYTES for e in records)
+    assert [a.entry_id for e in records for a in awards_in(decode(e.to_bytes())[1])] == [f"e{n}" for n in range(150)]
+    with pytest.raises(InvalidEvent, match="points"):
+        list(scorer._events(iter([{**award(0, "pia"), "points": -1}, award(1, "pia")])))

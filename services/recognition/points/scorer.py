@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator
 
+import orjson
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -31,7 +32,7 @@ from services.recognition.points.store import (
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new, insert_once
-from shared.events import Envelope, build_event
+from shared.events import MAX_EVENT_BYTES, Envelope, InvalidEvent, build_event
 from shared.events.schemas import AWARDS_PER_RECORD
 
 log = logging.getLogger(__name__)
@@ -176,9 +177,22 @@ class Scorer:
             by_person.setdefault(award["person_id"], []).append(award)
         for person_id, theirs in by_person.items():
             for part in chunks(theirs, AWARDS_PER_RECORD):
-                yield build_event("points.awarded", person_id, {
-                    "person_id": person_id, "awards": part, "rules": sorted({award["rule"] for award in part}),
-                }, source=SOURCE, clock=self.clock)
+                yield from self._record(person_id, part)
+
+    def _record(self, person_id: str, awards: list[dict[str, Any]]) -> Iterator[Envelope]:
+        """One record of a person's awards, or several when one would be over the largest event
+        (MAX_EVENT_BYTES: awards with long reasons or many counterparts): halves, in order."""
+        data = {"person_id": person_id, "awards": awards, "rules": sorted({award["rule"] for award in awards})}
+        try:
+            record = build_event("points.awarded", person_id, data, source=SOURCE, clock=self.clock)
+        except InvalidEvent:  # refused: over the size (then split), or not valid (then raised)
+            if len(awards) == 1 or len(orjson.dumps(data, default=str)) < MAX_EVENT_BYTES // 2:
+                raise
+            half = len(awards) // 2
+            yield from self._record(person_id, awards[:half])
+            yield from self._record(person_id, awards[half:])
+            return
+        yield record
 
     def _track_facts(self, envelope: Envelope, at: datetime, batch: "_Batch") -> None:
         data = envelope.data
