@@ -45,7 +45,7 @@ then the messages are handled one by one so only the one that fails is dead-lett
 ``gather_records`` lets a batch handler that is behind (a backlog: an import, a restart) take
 larger batches than one poll: while polls bring at least a tenth of ``max_poll_records``, the
 runner polls again and hands over up to that many messages at once (and up to ``gather_bytes``
-of them, when given). A handler that writes each
+of them, when given; with ``skip``, up to ``GATHER_HELD`` times as many in all, passed by or not). A handler that writes each
 touched document once per batch (a read model of counters) then writes a fraction as often. A
 poll under a tenth full means the handler is caught up: the batch goes at once, so nothing live
 waits for more. (Full polls only were too strict: a poll returns what the last fetches brought,
