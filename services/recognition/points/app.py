@@ -148,7 +148,7 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # 5,000 awards held the process at 150-160 MB while a year was scored (target 150): 2,500. A
     # batch may take up to 15 minutes before the group gives the member's partitions to another
     # (at load average 30 a batch of 4,000 once outlasted kafka-python's default 5 minutes).
-    # Behind, the applier gathers up to APPLY_GATHER awards (several polls, ~2.7 KB each held):
+    # Behind, the applier gathered up to APPLY_GATHER awards (several polls, ~2.7 KB each held):
     # a batch's writes are per document (people's buckets, boards, ledger lists), so 10k history
     # kudos applied in batches of 10,000 awards took 15 s instead of 29 s (bench/scoring.py). On
     # the faster machine of 2026-11-30, 5,000 scored a year as fast (load + scoring 224-231 s,
@@ -165,6 +165,10 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # 3,000 (seventeenth session; docs/performance.md).
     # The pipeline bench (40,000 events) moves with it, within its noise: 5,000 1,038-1,154/s,
     # 2,500 943-987/s, 2,000 858/s, 1,500 838/s.
+    # (Those figures are of one record an award. Since the nineteenth session a record holds a
+    # person's awards, 1 to 200: APPLY_GATHER counts records, and APPLY_GATHER_BYTES bounds what a
+    # batch holds, ~11,000 awards; polls of 1,000 gathering 3,000 records, ~8,500 awards a batch,
+    # were no faster than these, docs/performance.md.)
     # The scorer gathers too (SCORE_GATHER): a batch's guards and request facts
     # are a few bulk writes whatever its size, and its awards one publish.
     # The applier and insights read only payloads: their deliveries drop the envelope's copy of
