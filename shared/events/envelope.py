@@ -69,6 +69,10 @@ class Envelope:
 
     @cached_property
     def _wire(self) -> bytes:
+        return self.encode()
+
+    def encode(self) -> bytes:
+        """The event's bytes, encoded now and not kept (``to_bytes`` keeps them)."""
         raw = orjson.dumps(self.to_dict())
         if b"null" in raw and _has_non_finite(self.data):
             # Infinity/NaN are not JSON (orjson writes null): refused, as the json module did.
