@@ -215,6 +215,25 @@ def test_a_badge_tier_is_awarded_once_and_read_again_only_by_a_process_that_has_
     assert asked[2:] == [[stored["_id"]]] and store.badge_awards.count_documents({}) == 1
 
 
+def test_badge_tiers_are_awarded_from_progress_as_json_text_a_few_people_at_a_time(applier, monkeypatch):
+    """The applier hands award_badges each person's progress as the JSON text of their state,
+    decoded a few people at a time: every tier reached is awarded once, across those groups."""
+    import orjson
+    from services.recognition.points import badges
+
+    monkeypatch.setattr(badges, "BADGE_PEOPLE_AT_ONCE", 2)
+    full = {"team_favorite": {"count": 0, "members": [f"g{i}" for i in range(10)], "weeks": [], "evidence": ["ev1", "ev2"]}}
+    short = {"team_favorite": {"count": 0, "members": ["g1"], "weeks": [], "evidence": ["ev3"]}}
+    progress = {pid: (orjson.dumps({"badges": full, "applied": {"0": 4}}).decode(), MON) for pid in PEOPLE[:5]}
+    progress["p005"] = (orjson.dumps({"badges": short, "applied": {}}).decode(), MON)  # below the tier
+    progress["p006"] = (None, MON)  # no progress at all
+    badges.award_badges(applier.store, applier.rules, applier.clock, progress, publish=False, notify=lambda *a: None,
+                        notify_inserted=None, known=set())
+    stored = list(applier.store.badge_awards.find())
+    assert sorted(d["person_id"] for d in stored) == PEOPLE[:5]
+    assert {d["badge"] for d in stored} == {"team_favorite"} and all(d["evidence"] == ["ev1", "ev2"] for d in stored)
+
+
 def test_a_persons_awards_in_one_record_all_count_once(applier):
     """A points.awarded record holds several of a person's awards, all at its one offset: each
     adds to the totals, the board, the ledger and the person's ledger list, and the record
