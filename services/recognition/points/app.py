@@ -34,7 +34,7 @@ SERVICE = "points"
 SCORE_GROUP, APPLY_GROUP = "points-score", "points-apply"
 POINTS_GROUPS = {SCORE_GROUP: ("requests", "kudos"), APPLY_GROUP: ("points",)}
 APPLY_GATHER = 3_000  # records (each a person's awards) one applier batch takes at most when behind (below)
-APPLY_GATHER_BYTES = 4 * 1024 * 1024  # and their bytes: ~11,000 awards (a record holds 1 to AWARDS_PER_RECORD)
+APPLY_GATHER_BYTES = 2 * 1024 * 1024  # and their bytes: ~5,500 awards (a record holds 1 to AWARDS_PER_RECORD)
 SCORE_GATHER = 5_000  # source events one scorer batch takes at most when behind
 STATE_RESTORE_WAIT_S = 60.0  # how long the directory reader waits for the points state's restore
 BATCH_WINDOW_MS = 900_000  # how long one scoring batch may take (kafka-python's max_poll_interval_ms)
@@ -167,8 +167,10 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # 2,500 943-987/s, 2,000 858/s, 1,500 838/s.
     # (Those figures are of one record an award. Since the nineteenth session a record holds a
     # person's awards, 1 to 200: APPLY_GATHER counts records, and APPLY_GATHER_BYTES bounds what a
-    # batch holds, ~11,000 awards; polls of 1,000 gathering 3,000 records, ~8,500 awards a batch,
-    # were no faster than these, docs/performance.md.)
+    # batch holds; polls of 1,000 gathering 3,000 records, ~8,500 awards a batch, were no faster
+    # than these, docs/performance.md. A gathered award is ~2.6 KB of Python objects for ~0.5 KB
+    # on the wire: at 4 MiB a batch held ~24 MB decoded, and the applier peaked at 150-153 MB
+    # while a company-year was applied; at 2 MiB, 136 MB, twentieth session.)
     # The scorer gathers too (SCORE_GATHER): a batch's guards and request facts
     # are a few bulk writes whatever its size, and its awards one publish.
     # The applier and insights read only payloads: their deliveries drop the envelope's copy of
