@@ -163,11 +163,9 @@ def build_event(
         schemaversion=spec.version,
         id=id,
     )
-    # Every consumer would dead-letter it. Measured, not kept: an import builds a part's events
-    # (10,000 requests' events) before it stores them with their outbox, and their bytes held
-    # there were 51 MB of the requests service's peak (37 MB of kudos'). Publishing encodes
-    # again (~10 us a points.awarded record).
-    refuse_oversized(envelope.encode())
+    # Every consumer would dead-letter it. Measured, not kept (Envelope.to_bytes): publishing
+    # encodes again (~10 us a points.awarded record).
+    refuse_oversized(envelope.to_bytes())
     mark_valid(envelope)
     return envelope
 
