@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from shared.bus.consumer import MAX_BACKOFF_S, ConsumerRunner, TransientError
 from shared.config import load_settings
 from shared.events import build_event
@@ -383,6 +385,30 @@ def test_a_payload_only_batch_handler_gets_validated_payloads_and_envelopes_with
     assert (lean_one.envelope.id, lean_one.envelope.type, lean_one.envelope.time) == (
         full_one.envelope.id, full_one.envelope.type, full_one.envelope.time)
     assert len(dead) == 2 and all(reason.startswith("invalid event") for reason in dead)
+
+
+def test_an_envelope_only_batch_handler_gets_envelopes_with_their_data_and_bad_messages_are_still_dead_lettered():
+    """The scorer reads envelopes only: its deliveries do not keep the typed payload too, but
+    every message is still validated against its schema (one that does not match goes to the
+    dead-letter topic, not to the handler)."""
+    settings = load_settings(env={})
+    seen, dead = [], []
+    runner = ConsumerRunner(settings, group="g", topics=["people"], batch_handler=seen.extend, producer=None,
+                            envelope_only=True)
+    runner._dead_letter = lambda message, reason: dead.append(reason) or True
+    wrong = build_event("person.upserted", "p2", {"person_id": "p2", "email": "p2@example.com", "name": "P Two",
+                                                  "role": "rep", "department": "sales"}, source="test").to_dict()
+    wrong["data"]["email"] = 42  # not the schema's
+    import orjson
+    bad = SimpleNamespace(value=orjson.dumps(wrong), key=b"p2", topic="people", partition=0, offset=1, headers=[])
+    consumer = SimpleNamespace(commit=lambda offsets, timeout_ms=None: None, assignment=lambda: {"people-0"})
+    assert runner._handle_batch(consumer, {"people-0": [_message(), bad]}) is True
+    [one] = seen
+    assert one.payload is None and one.envelope.data["email"] == "p1@example.com"
+    assert len(dead) == 1 and "does not match its schema" in dead[0]
+    with pytest.raises(ValueError):
+        ConsumerRunner(settings, group="g", topics=["people"], batch_handler=seen.extend, producer=None,
+                       envelope_only=True, payload_only=True)
 
 
 def test_messages_the_runner_is_told_to_skip_are_neither_decoded_nor_handled():

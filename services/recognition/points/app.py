@@ -174,10 +174,11 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
     # The scorer gathers too (SCORE_GATHER): a batch's guards and request facts
     # are a few bulk writes whatever its size, and its awards one publish.
     # The applier and insights read only payloads: their deliveries drop the envelope's copy of
-    # the data (payload_only), a third of what a gathered batch holds.
+    # the data (payload_only), a third of what a gathered batch holds. The scorer reads only the
+    # envelopes (their data as it came): its deliveries drop the typed payload (envelope_only).
     score_runner = ConsumerRunner(settings, group=SCORE_GROUP, topics=list(POINTS_GROUPS[SCORE_GROUP]),
                                   batch_handler=on_source_events, producer=producer, max_poll_records=1000, gather_records=SCORE_GATHER,
-                                  max_poll_interval_ms=BATCH_WINDOW_MS)
+                                  max_poll_interval_ms=BATCH_WINDOW_MS, envelope_only=True)
     apply_runner = ConsumerRunner(settings, group=APPLY_GROUP, topics=list(POINTS_GROUPS[APPLY_GROUP]),
                                   batch_handler=on_awards, producer=producer, max_poll_records=APPLY_GATHER,
                                   gather_records=APPLY_GATHER, gather_bytes=APPLY_GATHER_BYTES,
