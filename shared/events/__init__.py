@@ -1,7 +1,7 @@
 """Event envelope, schemas and registry; importing this package registers every schema."""
 
 from shared.events import schemas  # noqa: F401  (registers the event types)
-from shared.events.envelope import Envelope, InvalidEvent, MAX_EVENT_BYTES
+from shared.events.envelope import Envelope, InvalidEvent, MAX_EVENT_BYTES, OversizedEvent
 from shared.events.registry import (
     DLQ_SUFFIX,
     TOPICS,
@@ -26,6 +26,7 @@ __all__ = [
     "EventSchema",
     "InvalidEvent",
     "MAX_EVENT_BYTES",
+    "OversizedEvent",
     "TOPICS",
     "TYPE_HEADER",
     "build_event",

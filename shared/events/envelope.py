@@ -35,6 +35,10 @@ class InvalidEvent(Exception):
     """A message that is not a valid event; ``str()`` is the reason recorded in the DLQ."""
 
 
+class OversizedEvent(InvalidEvent):
+    """An event over :data:`MAX_EVENT_BYTES` (a builder may split what it holds and retry)."""
+
+
 @dataclass(frozen=True)
 class Envelope:
     id: str
@@ -140,7 +144,7 @@ def refuse_oversized(raw: bytes) -> bytes:
     Checked where an event is built (so no handler stores one), sent and read.
     """
     if len(raw) > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"message of {len(raw)} bytes exceeds {MAX_EVENT_BYTES}")
+        raise OversizedEvent(f"message of {len(raw)} bytes exceeds {MAX_EVENT_BYTES}")
     return raw
 
 

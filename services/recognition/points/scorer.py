@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator
 
-import orjson
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -32,7 +31,7 @@ from services.recognition.points.store import (
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new, insert_once
-from shared.events import MAX_EVENT_BYTES, Envelope, InvalidEvent, build_event
+from shared.events import Envelope, OversizedEvent, build_event
 from shared.events.schemas import AWARDS_PER_RECORD
 
 log = logging.getLogger(__name__)
@@ -185,8 +184,8 @@ class Scorer:
         data = {"person_id": person_id, "awards": awards, "rules": sorted({award["rule"] for award in awards})}
         try:
             record = build_event("points.awarded", person_id, data, source=SOURCE, clock=self.clock)
-        except InvalidEvent:  # refused: over the size (then split), or not valid (then raised)
-            if len(awards) == 1 or len(orjson.dumps(data, default=str)) < MAX_EVENT_BYTES // 2:
+        except OversizedEvent:  # split; an award that is not valid is raised as it is
+            if len(awards) == 1:
                 raise
             half = len(awards) // 2
             yield from self._record(person_id, awards[:half])
