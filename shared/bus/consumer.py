@@ -51,6 +51,16 @@ poll under a tenth full means the handler is caught up: the batch goes at once, 
 waits for more. (Full polls only were too strict: a poll returns what the last fetches brought,
 256 KiB a partition, and behind a producer that is still writing, the points applier's polls
 came back a third full, so it applied ~700 awards a batch instead of 5,000.)
+
+``flush`` lets a batch handler keep what it is handed (a read model adding up counters: the
+way a stream processor's commit interval works) and write it when the runner calls ``flush()``.
+The runner then commits a batch's offsets only after the flush that follows it, and calls it
+once ``flush_records`` messages are held, after every batch that leaves it caught up (a live
+event is written at once), when a poll brings nothing, and before it stops. A crash loses only
+what was held, which is read again from the last commit. A flush that fails is tried again
+(an outage for as long as it lasts); one that raises :class:`Replay` (what it held cannot be
+written as it is) has let go of what it held, and the runner reads again from the last commit
+with a new client.
 """
 
 from __future__ import annotations
@@ -112,6 +122,10 @@ class TransientError(Exception):
     """Raised by a handler when a dependency is down: retry the message, never dead-letter it."""
 
 
+class Replay(Exception):
+    """Raised by a ``flush`` that let go of what it held: read again from the last commit."""
+
+
 def _is_transient(exc: BaseException) -> bool:
     """An outage, not the message's fault: the database or Kafka (a handler that publishes)
     cannot be reached right now."""
@@ -141,6 +155,8 @@ class ConsumerRunner:
         payload_only: bool = False,
         envelope_only: bool = False,
         skip: Callable[[Any], bool] | None = None,
+        flush: Callable[[], None] | None = None,
+        flush_records: int | None = None,
     ):
         self.settings = settings
         # No group: read every partition (from the start if from_beginning) on every start,
@@ -170,6 +186,15 @@ class ConsumerRunner:
         # Messages this says yes to are neither decoded nor handled (a group-less reader's own
         # records, which its process holds already: the points state's changelog).
         self.skip = skip
+        # A batch handler that holds what it is handed until flush() (module docstring): the
+        # offsets of the batches held, how many messages, and whether the last poll was behind.
+        if flush is not None and batch_handler is None:
+            raise ValueError("only a batch handler holds events until a flush")
+        self.flush = flush
+        self.flush_records = flush_records or max_poll_records
+        self._held: dict[TopicPartition, int] = {}
+        self._held_count = 0
+        self._behind = False
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: KafkaConsumer | None = None
@@ -225,6 +250,13 @@ class ConsumerRunner:
                     batch = self._gather(consumer, batch)
                     if batch and not self._handle_batch(consumer, batch):
                         break  # stopping in the middle of a retry: leave it for the next run
+                    if self._held and (not batch or not self._behind or self._held_count >= self.flush_records):
+                        flushed = self._flush(consumer)
+                        if flushed is None:
+                            break  # stopping while the flush waits out an outage
+                        if not flushed:
+                            consumer = self._start_over(consumer, "what was held is read again from the last commit")
+                            continue
                     self._check_caught_up(consumer)
                     continue
                 for tp, messages in batch.items():
@@ -240,6 +272,8 @@ class ConsumerRunner:
                 self._check_caught_up(consumer)
         finally:
             if self._consumer is not None:  # the newest client, if _start_over replaced one
+                if self._held:
+                    self._flush(self._consumer)  # once: a stop does not wait out an outage
                 self._commit_pending(self._consumer)
                 self._consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
             log.info(
@@ -251,9 +285,10 @@ class ConsumerRunner:
         """More polls while they come back at least a tenth full (behind), up to
         ``gather_records`` messages in all, not counting those ``skip`` passes by (a batch's
         cost is in the messages it handles: insights passes most awards by)."""
+        last = held = sum(len(messages) for messages in batch.values())
+        self._behind = last * GATHER_SHARE >= self.max_poll_records
         if not self.gather_records:
             return batch
-        last = held = sum(len(messages) for messages in batch.values())
         count, size = self._kept(batch), self._size(batch)
         while (last * GATHER_SHARE >= self.max_poll_records and count < self.gather_records
                and (self.skip is None or held < GATHER_HELD * self.gather_records)
@@ -267,6 +302,7 @@ class ConsumerRunner:
             for tp, messages in more.items():
                 batch.setdefault(tp, []).extend(messages)
             count, size = count + self._kept(more), size + self._size(more)
+        self._behind = last * GATHER_SHARE >= self.max_poll_records
         return batch
 
     def _size(self, batch: dict) -> int:
@@ -348,14 +384,17 @@ class ConsumerRunner:
             return True
         return now - self._unsettled_since >= self.settings.consumer_rejoin_after_s
 
-    def _start_over(self, consumer: KafkaConsumer) -> KafkaConsumer | None:
-        """Close a client whose group membership never settles and open a new one."""
+    def _start_over(self, consumer: KafkaConsumer, why: str = "group membership is stranded") -> KafkaConsumer | None:
+        """Close a client (its group membership never settles, or what was held is to be read
+        again) and open a new one, which reads from the last commit."""
         self.restarts += 1
-        log.warning("group membership is stranded; starting over with a new Kafka client",
+        log.warning(f"{why}; starting over with a new Kafka client",
                     extra={"group": self.group, "state": consumer.group_metadata().state,
-                           "unsettled_s": round(time.monotonic() - self._unsettled_since, 1),
+                           "unsettled_s": round(time.monotonic() - (self._unsettled_since or time.monotonic()), 1),
                            "restarts": self.restarts})
-        self._consumer, self._uncommitted = None, {}  # the new client starts from the committed offsets
+        # The new client starts from the committed offsets. A handler that still holds events
+        # passes them by when they come again, and writes them with a later flush.
+        self._consumer, self._uncommitted, self._held, self._held_count = None, {}, {}, 0
         try:
             consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
         except Exception as exc:  # noqa: BLE001 - the old client is abandoned either way
@@ -390,6 +429,31 @@ class ConsumerRunner:
             return
         if all(consumer.position(tp) >= end for tp, end in self._end_offsets.items()):
             self.caught_up.set()
+
+    def _flush(self, consumer: KafkaConsumer) -> bool | None:
+        """Have the handler write what it holds, then commit the offsets held: True; False when
+        it raised Replay; None when stopping while a failed flush waits to be tried again."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self.flush()
+                break
+            except Replay as exc:
+                log.warning("a flush let go of what it held", extra={"group": self.group, "reason": str(exc)})
+                return False
+            except Exception as exc:  # noqa: BLE001 - nothing is committed until it succeeds
+                if _is_transient(exc):
+                    self.dependency_down = f"{type(exc).__name__}: {exc}"
+                    log.warning("dependency down during a flush, will retry", extra={"group": self.group, "error": self.dependency_down})
+                else:
+                    log.error("flush failed, will retry", extra={"group": self.group, "attempt": attempt, "error": repr(exc)})
+                if not self._backoff(attempt):
+                    return None
+        self.dependency_down = None
+        held, self._held, self._held_count = self._held, {}, 0
+        self._commit(consumer, held)
+        return True
 
     def _commit(self, consumer: KafkaConsumer, offsets: dict) -> None:
         """Commit ``{partition: next offset to read}`` (nothing for a group-less reader)."""
@@ -481,7 +545,12 @@ class ConsumerRunner:
                         return False
         if deliveries and not self._run(deliveries):
             return False
-        self._commit(consumer, {tp: messages[-1].offset + 1 for tp, messages in batch.items() if messages})
+        offsets = {tp: messages[-1].offset + 1 for tp, messages in batch.items() if messages}
+        if self.flush is None:
+            self._commit(consumer, offsets)
+        else:  # committed after the flush that writes what the handler holds of them
+            self._held.update(offsets)
+            self._held_count += len(deliveries)
         if len(deliveries) >= TRIM_AFTER:
             # A big poll's peak does not stay as the process's size: its messages and deliveries
             # let go first (the caller's ``batch`` is this dict: emptied, not only unnamed here).

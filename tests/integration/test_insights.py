@@ -281,6 +281,59 @@ def test_people_kept_as_fields_by_an_older_store_answer_the_same_and_become_stri
         disconnect()
 
 
+def test_a_backlog_is_held_then_written_once_exactly_whatever_another_writer_did_meanwhile(settings, producer, runtime,
+                                                                                           clock):
+    """Behind, insights adds batches up in memory and writes each document once per
+    FLUSH_EVENTS events (the consumer commits after the write). Until then nothing is written;
+    a document another writer changed meanwhile gets what is held added to it as it is now; one
+    that already took some of the held events (a partition that moved) cannot be split: the
+    flush lets go of everything held and the consumer reads it again (Replay)."""
+    from services.recognition.points.insights_docs import _person_doc, _person_key
+    from shared.bus.consumer import Replay
+
+    settle_story(settings, producer, runtime)
+    docs = runtime.insights.docs
+
+    def received(who: str) -> int:
+        doc = docs.find_one({"_id": _person_doc(who, "all")}) or {}
+        return _unpacked(doc.get(_person_key(who))).get("kudos_received", 0)
+
+    def kudos(kid: str, giver: str, to: str, partition: int, offset: int) -> Delivery:
+        event = build_event("kudos.given", kid, {
+            "kudos_id": kid, "giver_id": giver, "recipient_ids": [to], "message": "thanks", "values": [],
+            "gesture": "thanks", "request_id": None, "at": clock.now()}, source="kudos")
+        return Delivery(*decode(event.to_bytes()), settings.topic("kudos"), partition, offset)
+
+    def process() -> Insights:  # another points process (or this one restarted): holds nothing
+        return Insights(docs.database, runtime.rules, runtime.insights.calendar, runtime.insights.directory, clock)
+
+    jonas, pia = received("jonas"), received("pia")
+    held = process()
+    first = [kudos("k-held-1", "rita", "jonas", 0, 3_000_000)]
+    second = [kudos("k-held-2", "jonas", "pia", 0, 3_000_001), kudos("k-held-3", "li", "jonas", 0, 3_000_002)]
+    held.add(first)
+    held.add(second)
+    held.add(first)  # delivered again while held (a new client after a start over): once
+    assert (received("jonas"), received("pia")) == (jonas, pia)  # nothing written yet
+    process().apply_batch([kudos("k-other", "mona", "jonas", 1, 3_000_000)])  # another partition's writer, meanwhile
+    assert received("jonas") == jonas + 1
+    held.flush()
+    assert (received("jonas"), received("pia")) == (jonas + 3, pia + 1)
+    held.apply_batch([*first, *second])  # delivered again: nothing twice
+    process().apply_batch([*first, *second])
+    assert (received("jonas"), received("pia")) == (jonas + 3, pia + 1)
+
+    # Held events of which another writer took some: a partition that moved between them.
+    moved = [kudos("k-moved-1", "rita", "jonas", 0, 3_000_010), kudos("k-moved-2", "mona", "jonas", 0, 3_000_011)]
+    held.add(moved)
+    process().apply_batch(moved[:1])
+    with pytest.raises(Replay):
+        held.flush()
+    assert held._held == {} and received("jonas") == jonas + 4
+    held.apply_batch(moved)  # read again from the last commit
+    assert received("jonas") == jonas + 5
+
+
 def test_a_teams_answer_is_kept_while_its_documents_stay_and_follows_every_change(settings, producer, runtime,
                                                                                   points_settings, clock):
     """A team is summed once per state of its documents (the key's versions document says which

@@ -432,3 +432,132 @@ def test_messages_the_runner_is_told_to_skip_are_neither_decoded_nor_handled():
     one._dead_letter = lambda message, reason: dead.append(reason) or True
     assert one._handle(mine) is True and one._handle(theirs) is True
     assert [d.email for d in handled] == ["p1@example.com"] and dead == []
+
+
+class _GroupClient:
+    """A group member's Kafka client: polls return these batches in turn (the runner is asked
+    to stop during the poll after the last); commits and closes are recorded in ``log``."""
+
+    def __init__(self, batches, log, runner_stops, **config):
+        self.batches, self.log, self._stops = list(batches), log, runner_stops
+
+    def partitions_for_topic(self, topic):
+        return {0}
+
+    def subscribe(self, topics):
+        pass
+
+    def topics(self):
+        return set()
+
+    def assignment(self):
+        from kafka.structs import TopicPartition
+
+        return {TopicPartition("kudos", 0)}
+
+    def group_metadata(self):
+        from kafka.structs import MemberState
+
+        return SimpleNamespace(state=MemberState.STABLE)
+
+    def poll(self, timeout_ms=0, max_records=None):
+        if not self.batches:
+            self._stops()
+            return {}
+        return self.batches.pop(0)
+
+    def commit(self, offsets, timeout_ms=None):
+        self.log.append(("commit", {tp.partition: meta.offset for tp, meta in offsets.items()}))
+
+    def close(self, autocommit=True, timeout_ms=None):
+        self.log.append(("close",))
+
+
+def _kudos_messages(first: int, count: int) -> dict:
+    from kafka.structs import TopicPartition
+
+    def message(offset):
+        event = build_event("kudos.given", f"k{offset}", {
+            "kudos_id": f"k{offset}", "giver_id": "p1", "recipient_ids": ["p2"], "message": "thanks", "values": [],
+            "gesture": "thanks", "request_id": None, "at": "2026-11-27T09:00:00Z"}, source="test")
+        return SimpleNamespace(value=event.to_bytes(), key=b"k", topic="kudos", partition=0, offset=offset, headers=[])
+
+    return {TopicPartition("kudos", 0): [message(o) for o in range(first, first + count)]}
+
+
+def _run_holding(monkeypatch, clients: list[list[dict]], flush, log, stop_at: int | None = None) -> ConsumerRunner:
+    """A runner whose batch handler holds what it gets until ``flush``; each client in turn
+    gets its polls (a new one after a start over). A stop is asked while ``stop_at`` is handled."""
+    import shared.bus.consumer as consumer_module
+
+    def add(deliveries) -> None:
+        log.append(("add", [d.offset for d in deliveries]))
+        if stop_at in [d.offset for d in deliveries]:
+            runner.request_stop()  # SIGTERM
+
+    settings = load_settings(env={"INSIDETRACK_CONSUMER_BACKOFF_MS": "1"})
+    # Polls of 10 of 100 or more are a backlog's (GATHER_SHARE); a batch is one poll (gather_records).
+    runner = ConsumerRunner(settings, group="g", topics=["kudos"], producer=None, max_poll_records=100, gather_records=10,
+                            batch_handler=add, flush=flush, flush_records=25)
+    monkeypatch.setattr(consumer_module, "kafka_reachable", lambda settings: None)
+    monkeypatch.setattr(consumer_module, "KafkaConsumer",
+                        lambda **config: _GroupClient(clients.pop(0), log, runner.request_stop, **config))
+    runner.run()
+    return runner
+
+
+def test_a_holding_handlers_offsets_are_committed_only_after_the_flush_that_writes_them(monkeypatch):
+    """Insights holds a backlog's changes (ConsumerRunner's ``flush``): each touched document is
+    written once per FLUSH_EVENTS events. Nothing may be committed before it is written (a crash
+    would lose it), and a live event is written at once, not when more come."""
+    log = []
+    polls = [_kudos_messages(0, 10), _kudos_messages(10, 10), _kudos_messages(20, 10),  # behind: 30 held, then written
+             _kudos_messages(30, 10), _kudos_messages(40, 2),  # caught up (a poll under a tenth full): written
+             {},  # idle
+             _kudos_messages(42, 1),  # a live event: written at once
+             _kudos_messages(43, 10)]  # behind, then nothing more: written
+    _run_holding(monkeypatch, [polls], lambda: log.append(("flush",)), log)
+    steps = [step[0] if step[0] in ("add", "flush") else step for step in log]
+    assert steps == ["add", "add", "add", "flush", ("commit", {0: 30}),
+                     "add", "add", "flush", ("commit", {0: 42}),
+                     "add", "flush", ("commit", {0: 43}),
+                     "add", "flush", ("commit", {0: 53}), ("close",)]
+
+
+def test_a_flush_that_fails_is_tried_again_and_one_that_lets_go_reads_again_from_the_last_commit(monkeypatch):
+    from shared.bus.consumer import Replay
+
+    log, outcomes = [], [TransientError("database unreachable"), None, Replay("a partition moved"), None]
+
+    def flush():
+        log.append(("flush",))
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+
+    first = [_kudos_messages(0, 2),  # caught up: written (after one failed try), committed
+             _kudos_messages(2, 3)]  # the flush lets go: nothing committed, a new client
+    second = [_kudos_messages(2, 3)]  # from the last commit: the same messages again, written
+    runner = _run_holding(monkeypatch, [first, second], flush, log)
+    steps = [step[0] if step[0] == "flush" else step for step in log]
+    assert steps == [("add", [0, 1]), "flush", "flush", ("commit", {0: 2}),
+                     ("add", [2, 3, 4]), "flush", ("close",),
+                     ("add", [2, 3, 4]), "flush", ("commit", {0: 5}), ("close",)]
+    assert runner.restarts == 1 and runner.dead_lettered == 0
+
+
+def test_a_stop_writes_what_is_held_and_commits_it_and_a_stop_during_an_outage_commits_nothing(monkeypatch):
+    log = []
+    _run_holding(monkeypatch, [[_kudos_messages(0, 10), _kudos_messages(10, 10), _kudos_messages(20, 10)]],
+                 lambda: log.append(("flush",)), log, stop_at=19)
+    assert log == [("add", list(range(10))), ("add", list(range(10, 20))), ("flush",), ("commit", {0: 20}), ("close",)]
+
+    log.clear()
+
+    def down():
+        log.append(("flush",))
+        raise TransientError("database unreachable")
+
+    _run_holding(monkeypatch, [[_kudos_messages(0, 10), _kudos_messages(10, 10)]], down, log, stop_at=19)
+    # Tried once as it stops (no waiting out the outage); read again from offset 0 on the next start.
+    assert log == [("add", list(range(10))), ("add", list(range(10, 20))), ("flush",), ("close",)]

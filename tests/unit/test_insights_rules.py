@@ -53,13 +53,13 @@ def test_a_bucket_takes_each_persons_events_once_also_beyond_a_folded_persons_ow
 
     # Rita's own document (an older store) had taken offset 9; the bucket, folded, is at 5.
     marks = Marks({"kudos|0": 5}, {"rita": {"kudos|0": 9}})
-    taken, update, _ = Insights._change([touch(4, "pia"), touch(7, "rita"), touch(7, "pia"), touch(10, "rita"),
-                                         touch(10, "jo")], marks)
+    change = Insights._change([touch(4, "pia"), touch(7, "rita"), touch(7, "pia"), touch(10, "rita"),
+                               touch(10, "jo")], marks)
     # One event may touch two people of one bucket (offset 10): both count; Rita's 7 she had.
-    assert update["$inc"] == {"pia.kudos_received": 1, "rita.kudos_received": 1, "jo.kudos_received": 1}
-    assert taken == {"kudos|0": 10} and update["$set"] == {"o.kudos|0": 10}
+    assert change.inc == {"pia.kudos_received": 1, "rita.kudos_received": 1, "jo.kudos_received": 1}
+    assert change.taken == {"kudos|0": 10} and change.first == {"kudos|0": 7} and change.sets == {}
     # Delivered again within one batch: once.
-    assert Insights._change([touch(11, "pia"), touch(11, "pia")], marks)[1]["$inc"] == {"pia.kudos_received": 1}
+    assert Insights._change([touch(11, "pia"), touch(11, "pia")], marks).inc == {"pia.kudos_received": 1}
     assert Insights._change([touch(5, "pia"), touch(9, "rita")], marks) is None
 
 

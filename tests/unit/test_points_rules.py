@@ -9,6 +9,7 @@ wire: datetimes are strings, enums plain strings, booleans JSON booleans.
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -640,6 +641,14 @@ def test_entry_id_is_deterministic():
     first = entry_id("ev-1", "delivered_on_time", SUPPORT_1)
     assert first == entry_id("ev-1", "delivered_on_time", SUPPORT_1)
     assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", first)
+
+
+def test_entry_id_is_the_uuid5_every_stored_ledger_has():
+    # Ledgers, guards and badge evidence hold these ids: a new way to make them must give the same.
+    for event, rule, person in [("ev-1", "delivered_on_time", SUPPORT_1), ("0f9c-é", "kudos_received", "Zoë Ω"),
+                                ("", "r", "p:with:colons")]:
+        expected = uuid.uuid5(uuid.NAMESPACE_URL, f"insidetrack:points:{event}:{rule}:{person}")
+        assert entry_id(event, rule, person) == str(expected)
 
 
 def test_entry_id_differs_when_any_input_differs():

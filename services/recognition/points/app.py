@@ -186,10 +186,13 @@ def build_runtime(settings: PointsSettings, clock: Clock | None = None) -> Point
 
     # Insights for managers (insights.py): a read model of its own, kept by its own group, so a
     # backlog there never holds up scoring (and the demo and benchmarks do not wait for it).
-    # Behind, it takes up to GATHER events at once (several polls): one write per touched
-    # document per batch, so a backlog costs a fraction of the writes (insights.py).
+    # Behind, it takes up to GATHER events at once (several polls) and holds their changes, added
+    # up per document, until FLUSH_EVENTS are held: then one write per touched document and the
+    # commit, so a backlog costs a fraction of the writes (insights.py). Caught up, each batch
+    # is written at once.
     insights_runner = ConsumerRunner(settings, group=INSIGHTS_GROUP, topics=list(INSIGHTS_TOPICS),
-                                     batch_handler=insights.apply_batch, producer=producer,
+                                     batch_handler=insights.add, flush=insights.flush, flush_records=insights_model.FLUSH_EVENTS,
+                                     producer=producer,
                                      max_poll_records=insights_model.POLL_RECORDS, gather_records=insights_model.GATHER,
                                      max_poll_interval_ms=BATCH_WINDOW_MS, payload_only=True,
                                      skip=insights.not_counted)

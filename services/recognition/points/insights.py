@@ -35,9 +35,12 @@ Cost: one write per touched document per batch, whatever number of events touch 
 batch's writes in bulks (``shared.db.WRITE_CHUNK``); the offsets of the documents this
 process wrote last are kept in memory (``OFFSETS_KEPT``), so a batch reads only documents it
 has not seen (or that another writer changed: its conditional write misses and it is read
-again). Behind (an import, a restart), the consumer hands over batches of up to ``GATHER``
-events (``ConsumerRunner``'s ``gather_records``): a year of history touches each person's
-"all" document once per batch of thousands instead of once per poll of a thousand.
+again). Behind (an import, a restart, a burst), the consumer hands over batches of up to
+``GATHER`` events (``ConsumerRunner``'s ``gather_records``), and their changes are held, added
+up per document (``add``), until ``FLUSH_EVENTS`` are held or the consumer is caught up
+(``flush``, then the commit: ``ConsumerRunner``'s ``flush``): a year of history touches each
+person's "all" document once per 20,000 events instead of once per poll of a thousand. A
+crash loses what was held, and the consumer reads it again from its last commit.
 """
 
 from __future__ import annotations
@@ -53,11 +56,12 @@ from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from services.recognition.points.insights_docs import (
-    NO_PEOPLE, PERIODS, Marks, Touch, _keep, _nested, _new_people_doc, _packed, _People, _people_write, _person_doc,
-    _person_key, _versions_of, bin_of,
+    NO_PEOPLE, PERIODS, Marks, Touch, _base_marks, _Change, _condition, _Held, _keep, _marks_of, _nested, _new_people_doc,
+    _People, _people_write, _person_doc, _person_key, _strings, _versions_of, bin_of,
 )
 from services.recognition.points.insights_read import InsightsReads
 from services.recognition.points.store import person_field
+from shared.bus.consumer import Replay
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, as_utc
 from shared.db import chunks, find_by_ids, insert_many_once, insert_new, patient
@@ -78,6 +82,10 @@ MAX_RETRIES = 5
 # ~4 KB of Python objects while its batch is handled (10,000 held the points process at
 # 216 MB RSS through a year's import; 1,000 at ~145).
 GATHER = 3_000
+# Behind, the events added before the documents are written and the offsets committed
+# (``Insights.add``): each touched document is rewritten once per this many events. Held as
+# their documents' changes added up (bounded by people x periods, not by events).
+FLUSH_EVENTS = 20_000
 POLL_RECORDS = 1_000
 OFFSETS_KEPT = 50_000  # documents whose offsets this process remembers (a year: ~2,000 people x 4 periods)
 VERSIONS_KEPT = 16  # period keys' versions documents as last written (a batch touches 4: week, month, quarter, all)
@@ -106,7 +114,7 @@ def _merged(effects: list[tuple[str, str | None, dict, dict]]) -> list[tuple[str
 
 
 class Insights(InsightsReads):
-    """The read model's write side (its consumer's batches, ``apply_batch``) and, mixed in from
+    """The read model's write side (its consumer's batches: ``add`` and ``flush``) and, mixed in from
     insights_read.py, its reads (``read``)."""
 
     def __init__(self, db, rules, calendar: BusinessCalendar, directory, clock: Clock | None = None):
@@ -127,6 +135,10 @@ class Insights(InsightsReads):
         # The versions documents as this process last wrote or read them (key -> document).
         self._versions_docs: OrderedDict[str, dict | None] = OrderedDict()
         self._versions_lock = threading.Lock()
+        # Documents' events added and not yet written (``add``, ``flush``), and the documents
+        # written whose key's versions document is not raised yet.
+        self._held: dict[str, _Held] = {}
+        self._unannounced: set[str] = set()
 
     def upgrade(self) -> int:
         """Fold the person documents of an older store (``p:<person>:<key>``, one each) into
@@ -185,13 +197,24 @@ class Insights(InsightsReads):
         return [key for p, key in keys if key >= self._current.get(p, "")]
 
     def apply_batch(self, deliveries: Iterable) -> None:
-        """Add a poll's events (``shared.bus.consumer.Delivery``) to the read model."""
+        """Add events (``shared.bus.consumer.Delivery``) to the read model and write them."""
+        self.add(deliveries)
+        self.flush()
+
+    def add(self, deliveries: Iterable) -> None:
+        """Add a batch's events to what is held (:class:`_Held`), written by :meth:`flush`.
+
+        The consumer (``ConsumerRunner``'s ``flush``) calls flush once a backlog's batches held
+        ``FLUSH_EVENTS`` events, and after every batch that leaves it caught up: so a live event
+        is written at once, and a backlog rewrites each touched document once per
+        ``FLUSH_EVENTS`` events, not once per gathered batch (its offsets are committed only
+        after). An event already held, or taken by the document, is passed by (offsets)."""
         deliveries = list(deliveries)
         if self.clock is not None:
             now = self.clock.now()
             self._current = {p: period_key(self.calendar, p, now) for p in PERIODS}
         submitted = [d for d in deliveries if d.envelope.type == "request.submitted"]
-        if submitted:
+        if submitted:  # at once, not held: a delivery held later reads its request's submission
             insert_many_once(self.requests, [
                 {"_id": d.payload.request_id, "submitted_at": as_utc(d.payload.at), "department": d.payload.department.value}
                 for d in submitted])
@@ -204,77 +227,114 @@ class Insights(InsightsReads):
             source = f"{d.topic}|{d.partition}"
             for doc_id, who, inc, sets in self._effects(d.envelope.type, d.payload, facts):
                 touches[doc_id].append((source, d.offset, who, inc, sets))
-        self._write_counters({doc_id: t for doc_id, t in touches.items() if not doc_id.startswith("pb:")})
-        self._write_people({doc_id: t for doc_id, t in touches.items() if doc_id.startswith("pb:")})
-        self._publish_versions(touches)
+        self._hold(touches)
 
-    def _write_counters(self, touches: dict[str, list[Touch]]) -> None:
-        """The departments' documents: counters, added with ``$inc``."""
-        # The offsets of the touched documents not remembered, in one read (an $in by _id); then
-        # one write each, in bulks: inserts for new documents, conditional updates for the rest.
-        unknown = [doc_id for doc_id in touches if doc_id not in self._offsets]
-        known = {doc_id: Marks(doc.get("o") or {}, doc.get("l") or {})
-                 for doc_id, doc in find_by_ids(self.docs, unknown, {"o": 1, "l": 1}).items()}
-        inserts, updates, again = {}, {}, []
+    def _hold(self, touches: dict[str, list[Touch]]) -> None:
+        """Merge each document's new events into what it holds; the documents neither held nor
+        in memory (``_offsets``, ``_people``: as last written) read first, in one query each kind."""
+        # Each document not held as this process last wrote it (taken now: keeping those read
+        # below may push some out of memory), or as read now (None: not stored).
+        bases = {doc_id: (self._people if doc_id.startswith("pb:") else self._offsets).get(doc_id)
+                 for doc_id in touches if doc_id not in self._held}
+        unknown = [doc_id for doc_id, base in bases.items() if base is None]
+        for doc_id, doc in find_by_ids(self.docs, [doc_id for doc_id in unknown if doc_id.startswith("pb:")]).items():
+            bases[doc_id] = _People.of(doc)
+            self._keep_people(doc_id, bases[doc_id])
+        counters = [doc_id for doc_id in unknown if not doc_id.startswith("pb:")]
+        for doc_id, doc in find_by_ids(self.docs, counters, {"o": 1, "l": 1}).items():
+            bases[doc_id] = _marks_of(doc)
+            self._remember(doc_id, bases[doc_id])
+        # Their key's versions document is raised with the next flush, whether they change or
+        # not: one found with nothing new mends a versions document a crash left behind.
+        self._unannounced.update(touches)
+        changes: dict[str, tuple[Any, _Change]] = {}
         for doc_id, events in touches.items():
-            marks = self._offsets[doc_id] if doc_id in self._offsets else known.get(doc_id)
-            change = self._change(events, marks or Marks({}, {}))
-            if change is None:
-                if marks is not None and doc_id not in self._offsets:
-                    self._remember(doc_id, marks)  # its offsets go to the versions document too
-                continue  # everything here was taken before
-            (inserts if marks is None else updates)[doc_id] = (marks, change)
-        for part in chunks(list(inserts)):
-            refused = insert_new(self.docs, [_nested({"_id": doc_id, **inserts[doc_id][1][2]}) for doc_id in part])
+            held = self._held.get(doc_id)
+            base = held.base if held is not None else bases[doc_id]
+            marks = _base_marks(base)
+            if held is not None:  # what it holds counts as taken
+                marks = Marks({**marks.offsets, **held.taken}, marks.legacy)
+            change = self._change(events, marks)
+            if change is not None:
+                changes[doc_id] = (base, change)
+        # Worked out in full before any is held: a batch that fails is handed over again (or
+        # one event at a time) and must find nothing of itself held.
+        for doc_id, (base, change) in changes.items():
+            held = self._held.get(doc_id)
+            if held is None:
+                held = self._held[doc_id] = _Held(base, dict(change.first), {}, {}, {})
+            held.add(change)
+
+    def flush(self) -> None:
+        """Write what is held: one write per document (inserts for new ones, bulks of
+        conditional updates for the rest), then the key's versions documents.
+
+        A document another writer changed since it was read is read again: when none of the
+        events it holds are in it (another partition's writer), they are added to it as it is
+        now; when all are, it is passed by; when some are (a partition that moved from this
+        process to another and back, or the other way), what is held cannot be split: all of
+        it is let go and :class:`Replay` raised, so the consumer reads again from its last
+        commit (the documents written meanwhile take nothing twice: their offsets say)."""
+        if self._held:
+            self._write_counters([doc_id for doc_id in self._held if not doc_id.startswith("pb:")])
+            self._write_people([doc_id for doc_id in self._held if doc_id.startswith("pb:")])
+        if self._unannounced:
+            self._publish_versions(self._unannounced)
+            self._unannounced = set()
+
+    def _write_counters(self, doc_ids: list[str]) -> None:
+        """The departments' documents: counters, added with ``$inc``."""
+        inserts = [doc_id for doc_id in doc_ids if self._held[doc_id].base is None]
+        updates = [doc_id for doc_id in doc_ids if self._held[doc_id].base is not None]
+        again = []
+        for part in chunks(inserts):
+            refused = insert_new(self.docs, [_nested({"_id": doc_id, **self._held[doc_id].fields()}) for doc_id in part])
             again += [doc_id for doc_id in part if doc_id in refused]
-        for part in chunks(list(updates)):
-            ops = [UpdateOne({"_id": doc_id, **self._condition(*updates[doc_id])}, updates[doc_id][1][1]) for doc_id in part]
+        for part in chunks(updates):
+            ops = [UpdateOne({"_id": doc_id, **_condition(self._held[doc_id].base, self._held[doc_id].taken)},
+                             self._held[doc_id].update()) for doc_id in part]
             if self.docs.bulk_write(ops, ordered=False).matched_count < len(ops):
                 again += part  # someone else wrote some of them: which, their offsets say
+        for doc_id in doc_ids:
+            if doc_id not in again:
+                held = self._held.pop(doc_id)
+                before = _base_marks(held.base)
+                self._remember(doc_id, Marks({**before.offsets, **held.taken}, before.legacy))
         for doc_id in again:
             self._offsets.pop(doc_id, None)
-        for doc_id, (_, (taken, _, _)) in [*inserts.items(), *updates.items()]:
-            if doc_id not in again:
-                before = self._offsets.get(doc_id) or known.get(doc_id) or Marks({}, {})
-                self._remember(doc_id, Marks({**before.offsets, **taken}, before.legacy))
-        for doc_id in again:
-            self._write(doc_id, touches[doc_id])
+            self._write(doc_id)
 
-    def _write_people(self, touches: dict[str, list[Touch]]) -> None:
+    def _write_people(self, doc_ids: list[str]) -> None:
         """The people's documents: each person's fields one JSON string, rewritten whole.
 
         FerretDB decodes and encodes a whole document to update a field of it, at a cost that
         grows with its values: a bucket of eight people field by field (deal-update weeks, values,
         queues: ~650 values) took 8.4 ms an update and 5.8 ms a read, as eight strings 1.7 and 0.7
-        (measured). So a batch reads the documents it does not hold (``_people``, the last it
-        wrote), adds its events to each touched person in memory, and writes each document once:
-        the new strings and offsets, conditional on the version it read (``v``; a document from
+        (measured). So each document is read once (or taken as this process last wrote it,
+        ``_people``), its held events added to each touched person in memory, and written once:
+        the new strings and offsets, conditional on the version it had (``v``; a document from
         before versions: on having none), so a document another writer changed meanwhile is
         read again and its part worked out anew. A person left as fields (a store from before
         the strings) is read as fields and written back as a string when next touched."""
-        unknown = [doc_id for doc_id in touches if doc_id not in self._people]
-        for doc_id, doc in find_by_ids(self.docs, unknown).items():
-            self._keep_people(doc_id, _People.of(doc))
-        inserts, updates, again = {}, {}, []
-        for doc_id, events in touches.items():
-            state = self._people.get(doc_id)
-            change = self._people_change(events, state)
-            if change is not None:
-                (updates if state is not None else inserts)[doc_id] = (state, change)
-        for part in chunks(list(inserts)):
-            refused = insert_new(self.docs, [_new_people_doc(doc_id, *inserts[doc_id][1]) for doc_id in part])
+        strings = {doc_id: _strings(self._held[doc_id].base, self._held[doc_id]) for doc_id in doc_ids}
+        inserts = [doc_id for doc_id in doc_ids if self._held[doc_id].base is None]
+        updates = [doc_id for doc_id in doc_ids if self._held[doc_id].base is not None]
+        again = []
+        for part in chunks(inserts):
+            refused = insert_new(self.docs, [_new_people_doc(doc_id, self._held[doc_id].taken, strings[doc_id]) for doc_id in part])
             again += [doc_id for doc_id in part if doc_id in refused]
-        for part in chunks(list(updates)):
-            ops = [UpdateOne(*_people_write(doc_id, *updates[doc_id])) for doc_id in part]
+        for part in chunks(updates):
+            ops = [UpdateOne(*_people_write(doc_id, self._held[doc_id].base, (self._held[doc_id].taken, strings[doc_id])))
+                   for doc_id in part]
             if self.docs.bulk_write(ops, ordered=False).matched_count < len(ops):
                 again += part  # another writer changed some of them: each is read again below
-        for doc_id, (state, (taken, strings)) in [*inserts.items(), *updates.items()]:
-            if doc_id in again:
-                self._people.pop(doc_id, None)
-            else:
-                self._keep_people(doc_id, (state or NO_PEOPLE).after(taken, strings))
+        for doc_id in doc_ids:
+            if doc_id not in again:
+                held = self._held.pop(doc_id)
+                self._keep_people(doc_id, (held.base or NO_PEOPLE).after(held.taken, strings[doc_id]))
         for doc_id in again:
-            self._write_person_doc(doc_id, touches[doc_id])
+            self._people.pop(doc_id, None)
+            self._write_person_doc(doc_id)
 
     def _publish_versions(self, doc_ids: Iterable[str]) -> None:
         """Raise each period key's versions document (``pv:<key>``, :meth:`_raise_versions`) to
@@ -352,50 +412,46 @@ class Insights(InsightsReads):
             pending = missed
         raise RuntimeError(f"versions documents still changing under this writer: {sorted(pending)}")
 
-    def _people_change(self, events: list[Touch], state: "_People | None") -> tuple[dict[str, int], dict[str, str]] | None:
-        """(offsets taken, each touched person's new JSON) for the events beyond the document's
-        offsets; None when every one was taken before."""
-        change = self._change(events, state.marks if state is not None else Marks({}, {}))
-        if change is None:
-            return None
-        taken, update, _ = change
-        stored = state.people if state is not None else {}
-        touched: dict[str, dict[str, Any]] = {}
-        for operator in ("$inc", "$set"):
-            for path, value in (update.get(operator) or {}).items():
-                if path.startswith("o."):
-                    continue  # the document's offsets
-                who, rest = path.split(".", 1)
-                if who not in touched:
-                    touched[who] = orjson.loads(stored[who]) if who in stored else {}
-                *parents, leaf = rest.split(".")
-                target = touched[who]
-                for name in parents:
-                    target = target.setdefault(name, {})
-                target[leaf] = target.get(leaf, 0) + value if operator == "$inc" else value
-        return taken, {who: _packed(person) for who, person in touched.items()}
-
-    def _write_person_doc(self, doc_id: str, events: list[Touch]) -> None:
+    def _write_person_doc(self, doc_id: str) -> None:
         """One people's document on its own, read first: after another writer changed it."""
         for _ in range(MAX_RETRIES):
             doc = self.docs.find_one({"_id": doc_id})
             state = _People.of(doc) if doc is not None else None
-            change = self._people_change(events, state)
-            if change is None:
+            held = self._rebased(doc_id, state.marks if state is not None else None, state)
+            if held is None:
                 if state is not None:
                     self._keep_people(doc_id, state)
-                return  # everything here was taken before
-            taken, strings = change
+                return  # everything held was taken before
+            strings = _strings(state, held)
             if state is None:
                 try:
-                    self.docs.insert_one(_new_people_doc(doc_id, taken, strings))
+                    self.docs.insert_one(_new_people_doc(doc_id, held.taken, strings))
                 except DuplicateKeyError:
                     continue
-            elif not self.docs.update_one(*_people_write(doc_id, state, change)).matched_count:
+            elif not self.docs.update_one(*_people_write(doc_id, state, (held.taken, strings))).matched_count:
                 continue
-            self._keep_people(doc_id, (state or NO_PEOPLE).after(taken, strings))
+            del self._held[doc_id]
+            self._keep_people(doc_id, (state or NO_PEOPLE).after(held.taken, strings))
             return
         raise RuntimeError(f"insights document {doc_id} kept changing under this writer")
+
+    def _rebased(self, doc_id: str, marks: "Marks | None", base: Any) -> "_Held | None":
+        """What ``doc_id`` holds, on the document as just read (its ``marks``, None: not there):
+        None when it has every held event already; :class:`Replay` when it has some of them."""
+        held = self._held[doc_id]
+        offsets = marks.offsets if marks is not None else {}
+        have = [offsets.get(source, -1) >= last for source, last in held.taken.items()]
+        if all(have):
+            del self._held[doc_id]
+            return None
+        if any(have) or any(held.first[source] <= offsets.get(source, -1) for source in held.taken):
+            for held_id in self._held:  # read afresh when their events come again: another writer was here
+                self._people.pop(held_id, None)
+                self._offsets.pop(held_id, None)
+            self._held.clear()
+            raise Replay(f"insights document {doc_id} has some of the events held for it (a partition moved)")
+        held.base = base
+        return held
 
     def _keep_people(self, doc_id: str, state: "_People") -> None:
         _keep(self._people, doc_id, state, PEOPLE_DOCS_KEPT)
@@ -404,13 +460,13 @@ class Insights(InsightsReads):
         _keep(self._offsets, doc_id, marks, OFFSETS_KEPT)
 
     @staticmethod
-    def _change(events: list["Touch"], marks: "Marks"):
-        """(offsets taken, the update, the fields of a new document) for the events beyond
-        ``marks`` (a person's own offsets too, kept from an older store); None when every one
-        was taken before."""
+    def _change(events: list["Touch"], marks: "Marks") -> "_Change | None":
+        """The events beyond ``marks`` (a person's own offsets too, kept from an older store),
+        added up; None when every one was taken before."""
         inc: dict[str, int] = defaultdict(int)
         sets: dict[str, Any] = {}
         taken: dict[str, int] = {}
+        first: dict[str, int] = {}
         seen: dict[tuple[str, str | None], int] = {}  # within this batch, per source and person
         for source, offset, who, event_inc, event_sets in events:
             own = (marks.legacy.get(who) or {}).get(source, -1) if who is not None else -1
@@ -421,18 +477,10 @@ class Insights(InsightsReads):
                 inc[field] += n
             sets.update(event_sets)
             taken[source] = max(offset, taken.get(source, -1))
+            first[source] = min(offset, first.get(source, offset))
         if not taken:
             return None
-        offsets = {f"o.{s}": o for s, o in taken.items()}
-        update = {"$set": {**sets, **offsets}}
-        if inc:
-            update["$inc"] = dict(inc)
-        return taken, update, {**offsets, **sets, **inc}
-
-    @staticmethod
-    def _condition(marks: "Marks", change) -> dict[str, Any]:
-        """The offsets the document had for the sources this change moves (none: not there)."""
-        return {f"o.{s}": marks.offsets[s] if s in marks.offsets else {"$exists": False} for s in change[0]}
+        return _Change(taken, first, dict(inc), sets)
 
     def _effects(self, event_type: str, data, facts: dict) -> list[tuple[str, str | None, dict, dict]]:
         """(document id, person field or None, increments, fields set) for each document an
@@ -486,23 +534,24 @@ class Insights(InsightsReads):
             both("d", queue, at, {"closed": 1, "closed_loop": int(data.business_hours_since_delivered is not None)})
         return out
 
-    def _write(self, doc_id: str, events: list["Touch"]) -> None:
-        """One document on its own, read first: after another writer changed it under a bulk."""
+    def _write(self, doc_id: str) -> None:
+        """One department's document on its own, read first: after another writer changed it."""
         for _ in range(MAX_RETRIES):
             doc = self.docs.find_one({"_id": doc_id}, {"o": 1, "l": 1})
-            marks = Marks(dict((doc or {}).get("o") or {}), (doc or {}).get("l") or {})
-            change = self._change(events, marks)
-            if change is None:
+            marks = _marks_of(doc) if doc is not None else None
+            held = self._rebased(doc_id, marks, marks)
+            if held is None:
                 self._remember(doc_id, marks)
-                return  # everything here was taken before
-            taken, update, fields = change
+                return  # everything held was taken before
             if doc is None:
                 try:
-                    self.docs.insert_one(_nested({"_id": doc_id, **fields}))
+                    self.docs.insert_one(_nested({"_id": doc_id, **held.fields()}))
                 except DuplicateKeyError:
                     continue
-            elif not self.docs.update_one({"_id": doc_id, **self._condition(marks, change)}, update).matched_count:
+            elif not self.docs.update_one({"_id": doc_id, **_condition(marks, held.taken)}, held.update()).matched_count:
                 continue
-            self._remember(doc_id, Marks({**marks.offsets, **taken}, marks.legacy))
+            del self._held[doc_id]
+            before = marks or Marks({}, {})
+            self._remember(doc_id, Marks({**before.offsets, **held.taken}, before.legacy))
             return
         raise RuntimeError(f"insights document {doc_id} kept changing under this writer")

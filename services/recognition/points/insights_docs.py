@@ -106,6 +106,83 @@ class _People:
 NO_PEOPLE = _People(0, Marks({}, {}), {})  # a people's document not stored yet
 
 
+def _marks_of(doc: dict) -> Marks:
+    """A department's document's offsets (``o``), and its people's own from an older store (``l``)."""
+    return Marks(dict(doc.get("o") or {}), doc.get("l") or {})
+
+
+def _base_marks(base: "Marks | _People | None") -> Marks:
+    """The offsets of a document as read: a department's marks, a people's document's, none."""
+    if base is None:
+        return Marks({}, {})
+    return base.marks if isinstance(base, _People) else base
+
+
+def _condition(marks: Marks, taken: dict[str, int]) -> dict[str, Any]:
+    """The offsets the document had for the sources a write moves (none: not there)."""
+    return {f"o.{s}": marks.offsets[s] if s in marks.offsets else {"$exists": False} for s in taken}
+
+
+class _Change(NamedTuple):
+    """Events of one document beyond its offsets, added up: the last and first offset taken per
+    source, and the update paths they add to (``inc``) and set."""
+    taken: dict[str, int]
+    first: dict[str, int]
+    inc: dict[str, int]
+    sets: dict[str, Any]
+
+
+@dataclass
+class _Held:
+    """A document's events added and not yet written (insights.Insights.add): its changes added
+    up, the first and last offset held per source, and the document as it was read (``base``:
+    a department's Marks or a people's _People; None: not stored then), which the write is
+    conditional on."""
+    base: Any
+    first: dict[str, int]
+    taken: dict[str, int]
+    inc: dict[str, int]
+    sets: dict[str, Any]
+
+    def add(self, change: _Change) -> None:
+        for source, offset in change.first.items():
+            self.first.setdefault(source, offset)  # later events of a source come after the held ones
+        self.taken.update(change.taken)
+        for path, n in change.inc.items():
+            self.inc[path] = self.inc.get(path, 0) + n
+        self.sets.update(change.sets)
+
+    def update(self) -> dict[str, Any]:
+        """The update of a department's document: the counters, the sets and the new offsets."""
+        update: dict[str, Any] = {"$set": {**self.sets, **{f"o.{s}": o for s, o in self.taken.items()}}}
+        if self.inc:
+            update["$inc"] = dict(self.inc)
+        return update
+
+    def fields(self) -> dict[str, Any]:
+        """A new department's document's fields (as update paths)."""
+        return {**{f"o.{s}": o for s, o in self.taken.items()}, **self.sets, **self.inc}
+
+
+def _strings(state: "_People | None", held: _Held) -> dict[str, str]:
+    """Each person the held events touch, as their new JSON string: their fields in ``state``
+    (a people's document as read; None: not stored) with the held paths (``<person>.<field>...``)
+    added or set."""
+    stored = state.people if state is not None else {}
+    touched: dict[str, dict[str, Any]] = {}
+    for paths, adds in ((held.inc, True), (held.sets, False)):
+        for path, value in paths.items():
+            who, rest = path.split(".", 1)
+            if who not in touched:
+                touched[who] = orjson.loads(stored[who]) if who in stored else {}
+            *parents, leaf = rest.split(".")
+            target = touched[who]
+            for name in parents:
+                target = target.setdefault(name, {})
+            target[leaf] = target.get(leaf, 0) + value if adds else value
+    return {who: _packed(person) for who, person in touched.items()}
+
+
 def _new_people_doc(doc_id: str, taken: dict[str, int], strings: dict[str, str]) -> dict[str, Any]:
     """A people's document inserted by its first change."""
     return {"_id": doc_id, "v": 1, "o": dict(taken), **strings}

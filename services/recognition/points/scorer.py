@@ -118,28 +118,32 @@ class Scorer:
 
     def _score_all(self, envelopes: list[Envelope], batched: bool) -> list[dict[str, Any]]:
         batch = _Batch(self.store, self.directory, batched)
+        # Each event's rules, matched once (the prefetch and the scoring both need them).
+        matched = [self.rules.for_event(envelope.type, envelope.data) for envelope in envelopes]
         if batched:  # what the batch's guards, requests and counterparts are, read in one query each
             guards, people, requests = [], [], []
-            for envelope in envelopes:
+            for envelope, rules in zip(envelopes, matched):
                 if isinstance(envelope.data.get("request_id"), str):
                     requests.append(envelope.data["request_id"])
+                if not rules:
+                    continue
                 month = period_key(self.calendar, "month", event_time(envelope))
-                for rule in self.rules.for_event(envelope.type, envelope.data):
+                for rule in rules:
                     for person in rule.awardees(envelope.data):
                         guards.extend(guard_ids(self.rules, rule, person, envelope.data, month))
                     if rule.counterpart_role:
                         people.extend(rule.counterparts(envelope.data))
             batch.prefetch(guards, people, requests)
-        docs = [self._score(envelope, batch) for envelope in envelopes]
+        docs = [self._score(envelope, batch, rules) for envelope, rules in zip(envelopes, matched)]
         batch.flush()
         return docs
 
-    def _score(self, envelope: Envelope, batch: "_Batch") -> dict[str, Any]:
+    def _score(self, envelope: Envelope, batch: "_Batch", rules: list[Rule]) -> dict[str, Any]:
         data = envelope.data
         at = event_time(envelope)
         self._track_facts(envelope, at, batch)
         awards = []
-        for rule in self.rules.for_event(envelope.type, data):
+        for rule in rules:
             for person in rule.awardees(data):
                 award = self._award(rule, person, envelope, at, batch)
                 if award is not None:
