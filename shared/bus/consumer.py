@@ -55,8 +55,10 @@ came back a third full, so it applied ~700 awards a batch instead of 5,000.)
 ``flush`` lets a batch handler keep what it is handed (a read model adding up counters: the
 way a stream processor's commit interval works) and write it when the runner calls ``flush()``.
 The runner then commits a batch's offsets only after the flush that follows it, and calls it
-once ``flush_records`` messages are held, after every batch that leaves it caught up (a live
-event is written at once), when a poll brings nothing, and before it stops. A crash loses only
+once ``flush_records`` messages are held or the first of them was handed over
+``FLUSH_AFTER_S`` ago, after every batch that leaves it caught up (its partitions hold nothing
+more, as the last fetches said: a live event is written at once), when a poll brings nothing,
+and before it stops. A crash loses only
 what was held, which is read again from the last commit. A flush that fails is tried again
 (an outage for as long as it lasts); one that raises :class:`Replay` (what it held cannot be
 written as it is) has let go of what it held, and the runner reads again from the last commit
@@ -116,6 +118,7 @@ GATHER_SHARE = 10  # behind: a poll brought at least 1/GATHER_SHARE of max_poll_
 # gathered polls of nothing but those (~1.7 KB each held) and peaked its process ~35 MB higher.
 GATHER_HELD = 3
 CLOSE_TIMEOUT_MS = 5_000  # leaving the group is a courtesy, not worth kafka-python's 30 s
+FLUSH_AFTER_S = 10.0  # a handler that holds events (``flush``) writes them at least this often, however far behind
 
 
 class TransientError(Exception):
@@ -194,7 +197,8 @@ class ConsumerRunner:
         self.flush_records = flush_records or max_poll_records
         self._held: dict[TopicPartition, int] = {}
         self._held_count = 0
-        self._behind = False
+        self._held_since = 0.0
+        self._next: dict[TopicPartition, int] = {}  # per partition handled: the next offset to read
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: KafkaConsumer | None = None
@@ -250,7 +254,8 @@ class ConsumerRunner:
                     batch = self._gather(consumer, batch)
                     if batch and not self._handle_batch(consumer, batch):
                         break  # stopping in the middle of a retry: leave it for the next run
-                    if self._held and (not batch or not self._behind or self._held_count >= self.flush_records):
+                    if self._held and (not batch or self._held_count >= self.flush_records or not self._lagging(consumer)
+                                       or time.monotonic() - self._held_since >= FLUSH_AFTER_S):
                         flushed = self._flush(consumer)
                         if flushed is None:
                             break  # stopping while the flush waits out an outage
@@ -285,10 +290,9 @@ class ConsumerRunner:
         """More polls while they come back at least a tenth full (behind), up to
         ``gather_records`` messages in all, not counting those ``skip`` passes by (a batch's
         cost is in the messages it handles: insights passes most awards by)."""
-        last = held = sum(len(messages) for messages in batch.values())
-        self._behind = last * GATHER_SHARE >= self.max_poll_records
         if not self.gather_records:
             return batch
+        last = held = sum(len(messages) for messages in batch.values())
         count, size = self._kept(batch), self._size(batch)
         while (last * GATHER_SHARE >= self.max_poll_records and count < self.gather_records
                and (self.skip is None or held < GATHER_HELD * self.gather_records)
@@ -302,7 +306,6 @@ class ConsumerRunner:
             for tp, messages in more.items():
                 batch.setdefault(tp, []).extend(messages)
             count, size = count + self._kept(more), size + self._size(more)
-        self._behind = last * GATHER_SHARE >= self.max_poll_records
         return batch
 
     def _size(self, batch: dict) -> int:
@@ -394,7 +397,7 @@ class ConsumerRunner:
                            "restarts": self.restarts})
         # The new client starts from the committed offsets. A handler that still holds events
         # passes them by when they come again, and writes them with a later flush.
-        self._consumer, self._uncommitted, self._held, self._held_count = None, {}, {}, 0
+        self._consumer, self._uncommitted, self._held, self._held_count, self._next = None, {}, {}, 0, {}
         try:
             consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
         except Exception as exc:  # noqa: BLE001 - the old client is abandoned either way
@@ -429,6 +432,18 @@ class ConsumerRunner:
             return
         if all(consumer.position(tp) >= end for tp, end in self._end_offsets.items()):
             self.caught_up.set()
+
+    def _lagging(self, consumer: KafkaConsumer) -> bool:
+        """Whether a partition this runner has read holds more than it has handled, as the
+        broker's last fetch responses say (kafka-python's ``highwater``: no request of its own)."""
+        for tp, following in self._next.items():
+            try:
+                end = consumer.highwater(tp)
+            except KafkaError:  # not ours any more
+                continue
+            if end is not None and end > following:
+                return True
+        return False
 
     def _flush(self, consumer: KafkaConsumer) -> bool | None:
         """Have the handler write what it holds, then commit the offsets held: True; False when
@@ -549,7 +564,10 @@ class ConsumerRunner:
         if self.flush is None:
             self._commit(consumer, offsets)
         else:  # committed after the flush that writes what the handler holds of them
+            if not self._held:
+                self._held_since = time.monotonic()
             self._held.update(offsets)
+            self._next.update(offsets)
             self._held_count += len(deliveries)
         if len(deliveries) >= TRIM_AFTER:
             # A big poll's peak does not stay as the process's size: its messages and deliveries

@@ -435,11 +435,13 @@ def test_messages_the_runner_is_told_to_skip_are_neither_decoded_nor_handled():
 
 
 class _GroupClient:
-    """A group member's Kafka client: polls return these batches in turn (the runner is asked
-    to stop during the poll after the last); commits and closes are recorded in ``log``."""
+    """A group member's Kafka client: polls return these batches in turn, each with the end of
+    the partition the fetch that brought it saw (``highwater``; by default the batch's own end:
+    caught up); the runner is asked to stop during the poll after the last. Commits and closes
+    are recorded in ``log``."""
 
     def __init__(self, batches, log, runner_stops, **config):
-        self.batches, self.log, self._stops = list(batches), log, runner_stops
+        self.batches, self.log, self._stops, self.end = list(batches), log, runner_stops, None
 
     def partitions_for_topic(self, topic):
         return {0}
@@ -460,11 +462,19 @@ class _GroupClient:
 
         return SimpleNamespace(state=MemberState.STABLE)
 
+    def highwater(self, tp):
+        return self.end
+
     def poll(self, timeout_ms=0, max_records=None):
         if not self.batches:
             self._stops()
             return {}
-        return self.batches.pop(0)
+        batch = self.batches.pop(0)
+        if isinstance(batch, tuple):
+            batch, self.end = batch
+        elif batch:
+            self.end = max(m.offset for messages in batch.values() for m in messages) + 1
+        return batch
 
     def commit(self, offsets, timeout_ms=None):
         self.log.append(("commit", {tp.partition: meta.offset for tp, meta in offsets.items()}))
@@ -496,7 +506,7 @@ def _run_holding(monkeypatch, clients: list[list[dict]], flush, log, stop_at: in
             runner.request_stop()  # SIGTERM
 
     settings = load_settings(env={"INSIDETRACK_CONSUMER_BACKOFF_MS": "1"})
-    # Polls of 10 of 100 or more are a backlog's (GATHER_SHARE); a batch is one poll (gather_records).
+    # A batch is one poll (gather_records).
     runner = ConsumerRunner(settings, group="g", topics=["kudos"], producer=None, max_poll_records=100, gather_records=10,
                             batch_handler=add, flush=flush, flush_records=25)
     monkeypatch.setattr(consumer_module, "kafka_reachable", lambda settings: None)
@@ -511,11 +521,11 @@ def test_a_holding_handlers_offsets_are_committed_only_after_the_flush_that_writ
     written once per FLUSH_EVENTS events. Nothing may be committed before it is written (a crash
     would lose it), and a live event is written at once, not when more come."""
     log = []
-    polls = [_kudos_messages(0, 10), _kudos_messages(10, 10), _kudos_messages(20, 10),  # behind: 30 held, then written
-             _kudos_messages(30, 10), _kudos_messages(40, 2),  # caught up (a poll under a tenth full): written
+    polls = [(_kudos_messages(0, 10), 100), (_kudos_messages(10, 10), 100), (_kudos_messages(20, 10), 100),  # behind: 30 held, then written
+             (_kudos_messages(30, 10), 42), _kudos_messages(40, 2),  # caught up (nothing more there): written
              {},  # idle
              _kudos_messages(42, 1),  # a live event: written at once
-             _kudos_messages(43, 10)]  # behind, then nothing more: written
+             (_kudos_messages(43, 10), 60)]  # behind, then nothing more comes: written
     _run_holding(monkeypatch, [polls], lambda: log.append(("flush",)), log)
     steps = [step[0] if step[0] in ("add", "flush") else step for step in log]
     assert steps == ["add", "add", "add", "flush", ("commit", {0: 30}),
@@ -548,7 +558,7 @@ def test_a_flush_that_fails_is_tried_again_and_one_that_lets_go_reads_again_from
 
 def test_a_stop_writes_what_is_held_and_commits_it_and_a_stop_during_an_outage_commits_nothing(monkeypatch):
     log = []
-    _run_holding(monkeypatch, [[_kudos_messages(0, 10), _kudos_messages(10, 10), _kudos_messages(20, 10)]],
+    _run_holding(monkeypatch, [[(_kudos_messages(0, 10), 100), (_kudos_messages(10, 10), 100), _kudos_messages(20, 10)]],
                  lambda: log.append(("flush",)), log, stop_at=19)
     assert log == [("add", list(range(10))), ("add", list(range(10, 20))), ("flush",), ("commit", {0: 20}), ("close",)]
 
@@ -558,6 +568,30 @@ def test_a_stop_writes_what_is_held_and_commits_it_and_a_stop_during_an_outage_c
         log.append(("flush",))
         raise TransientError("database unreachable")
 
-    _run_holding(monkeypatch, [[_kudos_messages(0, 10), _kudos_messages(10, 10)]], down, log, stop_at=19)
+    _run_holding(monkeypatch, [[(_kudos_messages(0, 10), 100), (_kudos_messages(10, 10), 100)]], down, log, stop_at=19)
     # Tried once as it stops (no waiting out the outage); read again from offset 0 on the next start.
     assert log == [("add", list(range(10))), ("add", list(range(10, 20))), ("flush",), ("close",)]
+
+
+def test_a_holding_handler_far_behind_still_writes_every_ten_seconds(monkeypatch):
+    """However long a backlog lasts, what is held is written (and committed) at least every
+    FLUSH_AFTER_S: a manager's insights lag a busy stack by seconds, not by a backlog."""
+    import shared.bus.consumer as consumer_module
+    from shared.bus.consumer import FLUSH_AFTER_S
+
+    clock, log = [1000.0], []
+
+    def flush():
+        log.append(("flush", clock[0]))
+
+    def tick(*args, **kwargs):  # each poll takes 4 s of the runner's clock
+        clock[0] += 4.0
+
+    polls = [(_kudos_messages(o, 2), 10_000) for o in range(0, 12, 2)]
+    monkeypatch.setattr(consumer_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    original = _GroupClient.poll
+    monkeypatch.setattr(_GroupClient, "poll", lambda self, timeout_ms=0, max_records=None: tick() or original(self))
+    _run_holding(monkeypatch, [polls], flush, log)
+    flushes = [step for step in log if step[0] == "flush"]
+    assert [step[1] for step in flushes] == [1016.0, 1028.0]  # 12 s after the first held (a poll after 10 s); then as the polls end
+    assert all(later - earlier <= FLUSH_AFTER_S + 4.0 for (_, earlier), (_, later) in zip(flushes, flushes[1:]))
