@@ -252,9 +252,10 @@ class ConsumerRunner:
                     continue
                 if self.batch_handler is not None:
                     batch = self._gather(consumer, batch)
-                    if batch and not self._handle_batch(consumer, batch):
+                    polled = bool(batch)  # (_handle_batch empties a big one as it lets go of it)
+                    if polled and not self._handle_batch(consumer, batch):
                         break  # stopping in the middle of a retry: leave it for the next run
-                    if self._held and (not batch or self._held_count >= self.flush_records or not self._lagging(consumer)
+                    if self._held and (not polled or self._held_count >= self.flush_records or not self._lagging(consumer)
                                        or time.monotonic() - self._held_since >= FLUSH_AFTER_S):
                         flushed = self._flush(consumer)
                         if flushed is None:

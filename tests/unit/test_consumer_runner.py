@@ -512,6 +512,7 @@ def _run_holding(monkeypatch, clients: list[list[dict]], flush, log, stop_at: in
     monkeypatch.setattr(consumer_module, "kafka_reachable", lambda settings: None)
     monkeypatch.setattr(consumer_module, "KafkaConsumer",
                         lambda **config: _GroupClient(clients.pop(0), log, runner.request_stop, **config))
+    monkeypatch.setattr(consumer_module, "TRIM_AFTER", 5)  # a big poll's batch is let go of as soon as it is handled
     runner.run()
     return runner
 
