@@ -58,11 +58,10 @@ The runner then commits a batch's offsets only after the flush that follows it, 
 once ``flush_records`` messages are held or the first of them was handed over
 ``FLUSH_AFTER_S`` ago, after every batch that leaves it caught up (its partitions hold nothing
 more, as the last fetches said: a live event is written at once), when a poll brings nothing,
-and before it stops. A crash loses only
-what was held, which is read again from the last commit. A flush that fails is tried again
-(an outage for as long as it lasts); one that raises :class:`Replay` (what it held cannot be
-written as it is) has let go of what it held, and the runner reads again from the last commit
-with a new client.
+before it starts over with a new client, and as it stops. A crash loses only what was held,
+which is read again from the last commit. A flush that fails is tried again (an outage for as
+long as it lasts); one that raises :class:`Replay` (what it held cannot be written as it is)
+has let go of what it held, and the runner reads again from the last commit with a new client.
 """
 
 from __future__ import annotations
@@ -190,7 +189,8 @@ class ConsumerRunner:
         # records, which its process holds already: the points state's changelog).
         self.skip = skip
         # A batch handler that holds what it is handed until flush() (module docstring): the
-        # offsets of the batches held, how many messages, and whether the last poll was behind.
+        # offsets of the batches held, how many messages, since when, and per partition handled
+        # the next offset (to tell whether the partitions hold more).
         if flush is not None and batch_handler is None:
             raise ValueError("only a batch handler holds events until a flush")
         self.flush = flush
@@ -396,8 +396,13 @@ class ConsumerRunner:
                     extra={"group": self.group, "state": consumer.group_metadata().state,
                            "unsettled_s": round(time.monotonic() - (self._unsettled_since or time.monotonic()), 1),
                            "restarts": self.restarts})
-        # The new client starts from the committed offsets. A handler that still holds events
-        # passes them by when they come again, and writes them with a later flush.
+        # The new client starts from the committed offsets: what a handler holds is written
+        # first (its offsets may not be committed: the events come again and are passed by).
+        if self._held:
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - a handler that still holds events passes them by when they come again
+                log.warning("a flush before starting over failed", extra={"group": self.group, "error": repr(exc)})
         self._consumer, self._uncommitted, self._held, self._held_count, self._next = None, {}, {}, 0, {}
         try:
             consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
