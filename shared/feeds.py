@@ -41,7 +41,7 @@ from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from shared.clock import utc
-from shared.db import WRITE_CHUNK, chunks, find_by_ids, insert_new
+from shared.db import INSERT_CHUNK, WRITE_CHUNK, chunks, find_by_ids, insert_new
 from shared.errors import BadInput
 from shared.pagination import decode_cursor, encode_cursor, page_size
 
@@ -326,7 +326,7 @@ class FeedStore:
                 added += len(new)
                 updates.append((UpdateOne({"_id": bucket_id, "v": v, **{k: {"$exists": False} for k in new}},
                                           {"$set": new, "$inc": {"n": len(new), "v": 1}}), bucket_id, v + 1, n + len(new), new))
-            for part in chunks(inserts, WRITE_CHUNK):
+            for part in chunks(inserts, INSERT_CHUNK):
                 refused = insert_new(self.collection, part)
                 for doc in part:
                     if doc["_id"] in refused:  # created meanwhile by another writer
@@ -379,7 +379,7 @@ class FeedStore:
             higher = {f"b.{slot}": s for slot, s in slots.items() if int(shown.get(slot) or 0) < s}
             if higher:
                 raises.append(UpdateOne({"_id": feed}, {"$max": higher}, upsert=True))
-        for part in chunks(inserts, WRITE_CHUNK):
+        for part in chunks(inserts, INSERT_CHUNK):
             refused = insert_new(self.collection, part)  # created meanwhile: raised like the others
             raises += [UpdateOne({"_id": d["_id"]}, {"$max": {f"b.{s}": v for s, v in d["b"].items()}}, upsert=True)
                        for d in part if d["_id"] in refused]
