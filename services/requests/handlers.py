@@ -30,7 +30,7 @@ from shared.bus.outbox import PENDING as OUTBOX_PENDING
 from shared.calendar import BusinessCalendar
 from shared.clock import Clock, utc
 from shared.csvimport import csv_lines, guarded, unreadable
-from shared.db import ID_CHUNK, WRITE_CHUNK, chunks, find_by_ids
+from shared.db import ID_CHUNK, INSERT_CHUNK, WRITE_CHUNK, chunks, find_by_ids
 from shared.errors import AppError, BadInput, Conflict, Forbidden, NotFound, Unauthorized
 from shared.events import Envelope, build_event
 from shared.memory import release_free_memory
@@ -183,7 +183,7 @@ class RequestsService:
         created, updated, errors = 0, len(people) - len(inserts) - len(updates), []
         written: list[tuple[Person, int]] = []
         retry: list[tuple[int, Person]] = []
-        for part in chunks(inserts, WRITE_CHUNK):
+        for part in chunks(inserts, INSERT_CHUNK):
             docs = [self.repo.new_person_doc(p, now, [self._person_event(p)]) for _, p in part]
             self.repo.people_journal.mark(*(p.id for _, p in part))
             failed: set[int] = set()
@@ -367,7 +367,7 @@ class RequestsService:
         batches, marks = self._record_import_events(fresh)
         inserted: list[SupportRequest] = []
         since = time.time()
-        for part in chunks(fresh, WRITE_CHUNK):
+        for part in chunks(fresh, INSERT_CHUNK):
             # As a live one looks once projected and published: its events are in step 1's documents.
             docs = [self.repo.new_request_doc(row.request, (), lists_pending=False) for row in part]
             clashed: set[str] = set()
