@@ -403,3 +403,31 @@ def test_ferretdb_tracks_no_objects_for_leak_checks_outside_its_debug_builds(set
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_inserts_larger_than_one_ferretdb_commit_are_exact_with_documents_already_there(settings):
+    """Inserts go in commands of INSERT_CHUNK, which our FerretDB commits 500 documents at a time
+    (deploy/local/ferretdb/patches.json). A command holding documents already stored (a replay:
+    ledger entries, guards, imported kudos) stores exactly the others, once, and says which were
+    refused; the stored ones are left as they were."""
+    from shared.db import INSERT_CHUNK, insert_many_once, insert_new, mongo_client
+
+    client = mongo_client(settings)
+    try:
+        coll = client[settings.database("bulk")]["ledger_like"]
+        coll.drop()
+        there = [0, 499, 500, 777, 1_199]  # first, either side of a 500-document commit, last
+        coll.insert_many([{"_id": f"e{i}", "n": -1} for i in there])
+        docs = [{"_id": f"e{i}", "n": i} for i in range(1_200)]
+        stored = insert_many_once(coll, docs)
+        assert len(docs) > 2 * INSERT_CHUNK
+        assert sorted(d["_id"] for d in stored) == sorted(f"e{i}" for i in range(1_200) if i not in there)
+        assert coll.count_documents({}) == 1_200
+        assert [coll.find_one({"_id": f"e{i}"})["n"] for i in there] == [-1] * len(there)
+        assert coll.find_one({"_id": "e501"})["n"] == 501
+        assert insert_many_once(coll, docs) == []  # all there: nothing stored twice
+
+        refused = insert_new(coll, [{"_id": f"e{i}", "n": 0} for i in range(1_195, 1_205)])
+        assert refused == {f"e{i}" for i in range(1_195, 1_200)} and coll.count_documents({}) == 1_205
+    finally:
+        client.close()
