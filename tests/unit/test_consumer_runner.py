@@ -513,6 +513,8 @@ def _run_holding(monkeypatch, clients: list[list[dict]], flush, log, stop_at: in
     monkeypatch.setattr(consumer_module, "KafkaConsumer",
                         lambda **config: _GroupClient(clients.pop(0), log, runner.request_stop, **config))
     monkeypatch.setattr(consumer_module, "TRIM_AFTER", 5)  # a big poll's batch is let go of as soon as it is handled
+    # A failed flush's pause, without waiting (a timed wait on a faked clock may never end).
+    monkeypatch.setattr(runner, "_backoff", lambda attempt: not runner.stopping)
     runner.run()
     return runner
 
