@@ -18,6 +18,14 @@ def _message():
     return SimpleNamespace(value=event.to_bytes(), key=b"p1", topic="people", partition=0, offset=0, headers=[])
 
 
+def _kudos_message(offset: int):
+    """A kudos.given message at ``offset`` of partition 0 of the kudos topic."""
+    event = build_event("kudos.given", f"k{offset}", {
+        "kudos_id": f"k{offset}", "giver_id": "p1", "recipient_ids": ["p2"], "message": "thanks", "values": [],
+        "gesture": "thanks", "request_id": None, "at": "2026-11-27T09:00:00Z"}, source="test")
+    return SimpleNamespace(value=event.to_bytes(), key=b"k", topic="kudos", partition=0, offset=offset, headers=[])
+
+
 def _pauses_during_an_outage(failures: int, error: Exception = TransientError("database unreachable")) -> list[float]:
     """The pauses a consumer takes while its handler reports a dependency down ``failures`` times."""
     settings = load_settings(env={"INSIDETRACK_CONSUMER_BACKOFF_MS": "100"})
@@ -223,15 +231,9 @@ def test_a_runner_caught_up_after_some_work_gives_freed_memory_back_at_most_ever
 
     trims, clock = [], [1000.0]
 
-    def message(offset):
-        event = build_event("kudos.given", f"k{offset}", {
-            "kudos_id": f"k{offset}", "giver_id": "p1", "recipient_ids": ["p2"], "message": "thanks", "values": [],
-            "gesture": "thanks", "request_id": None, "at": "2026-11-27T09:00:00Z"}, source="test")
-        return SimpleNamespace(value=event.to_bytes(), key=b"k", topic="kudos", partition=0, offset=offset, headers=[])
-
     # work, idle (trim), idle (nothing new: none), work, idle 6 s after the trim (too soon),
     # idle 8 s after it (too soon), idle 10 s after it (trim)
-    batches = [{"kudos-0": [message(0), message(1)]}, {}, {}, {"kudos-0": [message(2)]}, {}, {}, {}]
+    batches = [{"kudos-0": [_kudos_message(0), _kudos_message(1)]}, {}, {}, {"kudos-0": [_kudos_message(2)]}, {}, {}, {}]
     handled = []
     runner = ConsumerRunner(load_settings(env={}), group=None, topics=["kudos"], from_beginning=False,
                             handler=lambda e, d: handled.append(d.kudos_id), producer=None)
@@ -486,13 +488,7 @@ class _GroupClient:
 def _kudos_messages(first: int, count: int) -> dict:
     from kafka.structs import TopicPartition
 
-    def message(offset):
-        event = build_event("kudos.given", f"k{offset}", {
-            "kudos_id": f"k{offset}", "giver_id": "p1", "recipient_ids": ["p2"], "message": "thanks", "values": [],
-            "gesture": "thanks", "request_id": None, "at": "2026-11-27T09:00:00Z"}, source="test")
-        return SimpleNamespace(value=event.to_bytes(), key=b"k", topic="kudos", partition=0, offset=offset, headers=[])
-
-    return {TopicPartition("kudos", 0): [message(o) for o in range(first, first + count)]}
+    return {TopicPartition("kudos", 0): [_kudos_message(o) for o in range(first, first + count)]}
 
 
 def _run_holding(monkeypatch, clients: list[list[dict]], flush, log, stop_at: int | None = None) -> ConsumerRunner:
