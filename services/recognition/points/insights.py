@@ -205,7 +205,7 @@ class Insights(InsightsReads):
         """Add a batch's events to what is held (:class:`_Held`), written by :meth:`flush`.
 
         The consumer (``ConsumerRunner``'s ``flush``) calls flush once a backlog's batches held
-        ``FLUSH_EVENTS`` events, and after every batch that leaves it caught up: so a live event
+        ``FLUSH_EVENTS`` events or 10 s passed, and after every batch that leaves it caught up: so a live event
         is written at once, and a backlog rewrites each touched document once per
         ``FLUSH_EVENTS`` events, not once per gathered batch (its offsets are committed only
         after). An event already held, or taken by the document, is passed by (offsets)."""

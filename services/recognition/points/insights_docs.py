@@ -152,16 +152,20 @@ class _Held:
             self.inc[path] = self.inc.get(path, 0) + n
         self.sets.update(change.sets)
 
+    def offsets(self) -> dict[str, int]:
+        """The new offsets, as update paths (``o.<topic>|<partition>``)."""
+        return {f"o.{s}": o for s, o in self.taken.items()}
+
     def update(self) -> dict[str, Any]:
         """The update of a department's document: the counters, the sets and the new offsets."""
-        update: dict[str, Any] = {"$set": {**self.sets, **{f"o.{s}": o for s, o in self.taken.items()}}}
+        update: dict[str, Any] = {"$set": {**self.sets, **self.offsets()}}
         if self.inc:
             update["$inc"] = dict(self.inc)
         return update
 
     def fields(self) -> dict[str, Any]:
         """A new department's document's fields (as update paths)."""
-        return {**{f"o.{s}": o for s, o in self.taken.items()}, **self.sets, **self.inc}
+        return {**self.offsets(), **self.sets, **self.inc}
 
 
 def _strings(state: "_People | None", held: _Held) -> dict[str, str]:
