@@ -131,19 +131,29 @@ def insert_once(collection, document: dict) -> bool:
         return False
 
 
-def insert_new(collection, documents: list[dict]) -> set:
-    """Insert documents that were missing when read (in one command, unordered); the ids
-    refused because another writer created them meanwhile."""
+def _insert_part(collection, part: list[dict]) -> set[int]:
+    """Insert one command's documents (unordered); the indexes of those refused because a
+    document with their ``_id`` is there already (created meanwhile by another writer)."""
     try:
-        collection.insert_many(documents, ordered=False)
+        collection.insert_many(part, ordered=False)
         return set()
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         if any(err.get("code") != 11000 for err in errors):
             raise
-        return {documents[err["index"]]["_id"] for err in errors}
+        return {err["index"] for err in errors}
     except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
-        return {doc["_id"] for doc in documents if not insert_once(collection, doc)}
+        return {i for i, doc in enumerate(part) if not insert_once(collection, doc)}
+
+
+def insert_new(collection, documents: list[dict]) -> set:
+    """Insert documents that were missing when read, in commands of INSERT_CHUNK (unordered);
+    the ids refused because another writer created them meanwhile. Every command is sent,
+    whatever an earlier one refused."""
+    refused: set = set()
+    for part in chunks(documents, INSERT_CHUNK):
+        refused |= {part[i]["_id"] for i in _insert_part(collection, part)}
+    return refused
 
 
 def insert_many_once(collection, documents: list[dict]) -> list[dict]:
@@ -151,17 +161,8 @@ def insert_many_once(collection, documents: list[dict]) -> list[dict]:
     were new."""
     stored = []
     for part in chunks(documents, INSERT_CHUNK):
-        try:
-            collection.insert_many(part, ordered=False)
-            stored.extend(part)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(err.get("code") != 11000 for err in errors):
-                raise
-            lost = {err["index"] for err in errors}
-            stored.extend(doc for i, doc in enumerate(part) if i not in lost)
-        except KeyError:  # FerretDB's incomplete reply to a bulk with refusals: one by one
-            stored.extend(doc for doc in part if insert_once(collection, doc))
+        lost = _insert_part(collection, part)
+        stored.extend(doc for i, doc in enumerate(part) if i not in lost)
     return stored
 
 

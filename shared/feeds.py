@@ -41,7 +41,7 @@ from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from shared.clock import utc
-from shared.db import INSERT_CHUNK, WRITE_CHUNK, chunks, find_by_ids, insert_new
+from shared.db import WRITE_CHUNK, chunks, find_by_ids, insert_new
 from shared.errors import BadInput
 from shared.pagination import decode_cursor, encode_cursor, page_size
 
@@ -326,13 +326,12 @@ class FeedStore:
                 added += len(new)
                 updates.append((UpdateOne({"_id": bucket_id, "v": v, **{k: {"$exists": False} for k in new}},
                                           {"$set": new, "$inc": {"n": len(new), "v": 1}}), bucket_id, v + 1, n + len(new), new))
-            for part in chunks(inserts, INSERT_CHUNK):
-                refused = insert_new(self.collection, part)
-                for doc in part:
-                    if doc["_id"] in refused:  # created meanwhile by another writer
-                        unsure[doc["_id"]] = {f"e.{i}": item for i, item in doc["e"].items()}
-                    else:
-                        stamp(doc["_id"], 1, doc["n"])
+            refused = insert_new(self.collection, inserts)
+            for doc in inserts:
+                if doc["_id"] in refused:  # created meanwhile by another writer
+                    unsure[doc["_id"]] = {f"e.{i}": item for i, item in doc["e"].items()}
+                else:
+                    stamp(doc["_id"], 1, doc["n"])
             for part in chunks(updates, WRITE_CHUNK):
                 if self.collection.bulk_write([op for op, *_ in part], ordered=False).matched_count == len(part):
                     for _, bucket_id, v, n, _ in part:
@@ -379,10 +378,9 @@ class FeedStore:
             higher = {f"b.{slot}": s for slot, s in slots.items() if int(shown.get(slot) or 0) < s}
             if higher:
                 raises.append(UpdateOne({"_id": feed}, {"$max": higher}, upsert=True))
-        for part in chunks(inserts, INSERT_CHUNK):
-            refused = insert_new(self.collection, part)  # created meanwhile: raised like the others
-            raises += [UpdateOne({"_id": d["_id"]}, {"$max": {f"b.{s}": v for s, v in d["b"].items()}}, upsert=True)
-                       for d in part if d["_id"] in refused]
+        refused = insert_new(self.collection, inserts)  # created meanwhile: raised like the others
+        raises += [UpdateOne({"_id": d["_id"]}, {"$max": {f"b.{s}": v for s, v in d["b"].items()}}, upsert=True)
+                   for d in inserts if d["_id"] in refused]
         for part in chunks(raises, WRITE_CHUNK):
             self.collection.bulk_write(part, ordered=False)
 

@@ -427,7 +427,12 @@ def test_inserts_larger_than_one_ferretdb_commit_are_exact_with_documents_alread
         assert coll.find_one({"_id": "e501"})["n"] == 501
         assert insert_many_once(coll, docs) == []  # all there: nothing stored twice
 
-        refused = insert_new(coll, [{"_id": f"e{i}", "n": 0} for i in range(1_195, 1_205)])
-        assert refused == {f"e{i}" for i in range(1_195, 1_200)} and coll.count_documents({}) == 1_205
+        # insert_new sends every command of INSERT_CHUNK (here three), whatever one refused, and
+        # names the refused ids of all of them.
+        coll.insert_one({"_id": "e2100", "n": -1})  # in the second command below
+        refused = insert_new(coll, [{"_id": f"e{i}", "n": 0} for i in range(1_195, 1_195 + 2 * INSERT_CHUNK + 10)])
+        assert refused == {f"e{i}" for i in range(1_195, 1_200)} | {"e2100"}
+        assert coll.count_documents({}) == 1_195 + 2 * INSERT_CHUNK + 10
+        assert coll.find_one({"_id": "e2100"})["n"] == -1 and coll.find_one({"_id": "e2204"})["n"] == 0
     finally:
         client.close()

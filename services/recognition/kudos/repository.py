@@ -24,7 +24,7 @@ from services.recognition.kudos.domain import AddOn, Kudos
 from services.recognition.kudos.feeds import KudosFeeds, person_feed
 from shared.bus.outbox import OutboxJournal, merge_update, with_outbox, with_packed_outbox
 from shared.clock import utc
-from shared.db import INSERT_CHUNK, WRITE_CHUNK, chunks, find_by_ids, insert_new
+from shared.db import WRITE_CHUNK, chunks, find_by_ids, insert_new
 from shared.events import Envelope
 from shared.feeds import in_order
 from shared.pagination import paginate
@@ -114,12 +114,9 @@ class KudosRepository:
     def insert_imported(self, kudos: Sequence[Kudos]) -> list[str]:
         """Store imported kudos (no outbox: their events are in ``kudos_imports``), in bulk;
         the ids stored by this call (another import of the same rows may get there first)."""
-        inserted: list[str] = []
-        for part in chunks(list(kudos), INSERT_CHUNK):
-            docs = [{**new_kudos_doc(k), "imported": True} for k in part]
-            clashed = insert_new(self.kudos, docs)
-            inserted += [d["_id"] for d in docs if d["_id"] not in clashed]
-        return inserted
+        docs = [{**new_kudos_doc(k), "imported": True} for k in kudos]
+        clashed = insert_new(self.kudos, docs)
+        return [d["_id"] for d in docs if d["_id"] not in clashed]
 
     def holds_imports(self, collection) -> bool:
         """Whether the relay's ``collection`` is ``kudos_imports`` (its ``on_scan`` hook)."""

@@ -64,7 +64,7 @@ from services.recognition.points.store import person_field
 from shared.bus.consumer import Replay
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, as_utc
-from shared.db import INSERT_CHUNK, chunks, find_by_ids, insert_many_once, insert_new, patient
+from shared.db import chunks, find_by_ids, insert_many_once, insert_new, patient
 from shared.events import TYPE_HEADER, data_header, header_value
 from shared.events.schemas import awards_in
 from shared.vocabulary import Priority
@@ -287,9 +287,8 @@ class Insights(InsightsReads):
         inserts = [doc_id for doc_id in doc_ids if self._held[doc_id].base is None]
         updates = [doc_id for doc_id in doc_ids if self._held[doc_id].base is not None]
         again = []
-        for part in chunks(inserts, INSERT_CHUNK):
-            refused = insert_new(self.docs, [_nested({"_id": doc_id, **self._held[doc_id].fields()}) for doc_id in part])
-            again += [doc_id for doc_id in part if doc_id in refused]
+        refused = insert_new(self.docs, [_nested({"_id": doc_id, **self._held[doc_id].fields()}) for doc_id in inserts])
+        again += [doc_id for doc_id in inserts if doc_id in refused]
         for part in chunks(updates):
             ops = [UpdateOne({"_id": doc_id, **_condition(self._held[doc_id].base, self._held[doc_id].taken)},
                              self._held[doc_id].update()) for doc_id in part]
@@ -320,9 +319,8 @@ class Insights(InsightsReads):
         inserts = [doc_id for doc_id in doc_ids if self._held[doc_id].base is None]
         updates = [doc_id for doc_id in doc_ids if self._held[doc_id].base is not None]
         again = []
-        for part in chunks(inserts, INSERT_CHUNK):
-            refused = insert_new(self.docs, [_new_people_doc(doc_id, self._held[doc_id].taken, strings[doc_id]) for doc_id in part])
-            again += [doc_id for doc_id in part if doc_id in refused]
+        refused = insert_new(self.docs, [_new_people_doc(doc_id, self._held[doc_id].taken, strings[doc_id]) for doc_id in inserts])
+        again += [doc_id for doc_id in inserts if doc_id in refused]
         for part in chunks(updates):
             ops = [UpdateOne(*_people_write(doc_id, self._held[doc_id].base, (self._held[doc_id].taken, strings[doc_id])))
                    for doc_id in part]

@@ -38,7 +38,7 @@ from pymongo import UpdateOne
 from pymongo.collection import Collection
 
 from shared.clock import utc
-from shared.db import INSERT_CHUNK, chunks, find_by_ids, insert_new
+from shared.db import chunks, find_by_ids, insert_new
 from shared.pagination import decode_cursor, encode_cursor, page_size
 
 MERGE_AT = 8  # pages of one level merged into one page of the next
@@ -125,9 +125,7 @@ class LedgerPages:
             pages[page_id] = {"_id": page_id, "e": orjson.dumps(keys).decode(), "o": offsets}
             listed[page_id] = keys
             new["_page"] = page_id
-        refused: set[str] = set()
-        for part in chunks(list(pages.values()), INSERT_CHUNK):
-            refused |= set(insert_new(self.collection, part))
+        refused = insert_new(self.collection, list(pages.values()))
         if refused:
             self._union(pages, refused, listed)
         for person_id, index in indexes.items():

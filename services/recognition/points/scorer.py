@@ -30,7 +30,7 @@ from services.recognition.points.store import (
 )
 from shared.calendar import BusinessCalendar, period_key
 from shared.clock import Clock, utc
-from shared.db import INSERT_CHUNK, chunks, find_by_ids, insert_many_once, insert_new, insert_once
+from shared.db import chunks, find_by_ids, insert_many_once, insert_new, insert_once
 from shared.events import Envelope, OversizedEvent, build_event
 from shared.events.schemas import AWARDS_PER_RECORD
 
@@ -454,9 +454,8 @@ class _Batch:
         # A request's first facts are inserted whole (an update costs FerretDB ~15 inserts; an
         # import's requests are all new); one created meanwhile (refused) gets the update,
         # unless it has thanks to wait: it may be delivered by now.
-        for part in chunks(list(new_waiting), INSERT_CHUNK):
-            if insert_new(self.store.request_facts, [as_document(r, new_waiting[r]) for r in part]):
-                raise _GuardRace()
+        if insert_new(self.store.request_facts, [as_document(r, update) for r, update in new_waiting.items()]):
+            raise _GuardRace()
         facts += insert_else_update(self.store.request_facts, new_facts)
         try:
             for part in chunks(waits):
@@ -473,9 +472,8 @@ class _Batch:
         self.fact_sets, self.fact_waiting, self.days, self.submissions = {}, {}, {}, []
         ops, self.ops = self.ops, []
         created, self.created = [{**self.docs[i], "_id": i} for i in self.created], set()
-        for part in chunks(created, INSERT_CHUNK):
-            if insert_new(self.guards, part):
-                raise _GuardRace()  # created meanwhile by another scorer
+        if insert_new(self.guards, created):
+            raise _GuardRace()  # created meanwhile by another scorer
         try:
             for part in chunks(ops):
                 result = self.guards.bulk_write(part, ordered=True)
