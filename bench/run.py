@@ -267,16 +267,25 @@ def seed(settings, gateway_url: str, people: int = 60) -> dict:
     gs = load_settings(GatewaySettings)
     token = issue_token(gs, admin["_id"], admin["email"], "admin")
     rows = [f"p{i}@example.com,Person {i},{'rep' if i % 2 else 'support'},{'sales' if i % 2 else 'pricing'}" for i in range(people)]
-    for start in range(0, people, 500):
+    found = import_people(settings, gateway_url, token, rows)
+    seeded = [found[f"p{i}@example.com"] for i in range(people)]
+    return {"token": token, "people": seeded, "gateway_settings": gs}
+
+
+def import_people(settings, gateway_url: str, token: str, rows: list[str]) -> dict[str, dict]:
+    """Import people (CSV rows ``email,name,role,department``) through the gateway in parts of
+    500 rows (under the body limit); wait until the kudos and points services' directory copies
+    hold everyone. Returns the imported people's documents by email."""
+    for start in range(0, len(rows), 500):
         part = rows[start:start + 500]
         answer = http.post(gateway_url + "/graphql", headers={"Authorization": f"Bearer {token}"}, timeout=120, json={
             "query": "mutation($c: String!) { importPeople(csv: $c) { created } }",
             "variables": {"c": "\n".join(["email,name,role,department"] + part)}}).json()
         if not answer.get("data") or answer["data"]["importPeople"]["created"] != len(part):
             raise RuntimeError(f"seeding people through the gateway failed: {answer}")
+    emails = {row.split(",", 1)[0] for row in rows}
     with mongo_client(settings) as client:
-        found = {d["email"]: d for d in client[settings.database("requests")]["people"].find({"email": {"$regex": "^p[0-9]"}})}
-    seeded = [found[f"p{i}@example.com"] for i in range(people)]
+        found = {d["email"]: d for d in client[settings.database("requests")]["people"].find() if d["email"] in emails}
     # The kudos and points services each keep a copy of the directory from the people topic and
     # refuse callers they do not know yet: wait until both copies hold everyone.
     with mongo_client(settings) as client:
@@ -287,7 +296,7 @@ def seed(settings, gateway_url: str, people: int = 60) -> dict:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the directory copies hold {[c.count_documents({}) for c in copies]} of {everyone}")
             time.sleep(0.5)
-    return {"token": token, "people": seeded, "gateway_settings": gs}
+    return found
 
 
 PIPELINE_PEOPLE = int(os.environ.get("BENCH_PIPELINE_PEOPLE", "2000"))
@@ -320,26 +329,64 @@ def extra_points_processes(count: int) -> list:
     return [proc for proc, _ in procs]
 
 
-def bench_pipeline(settings, n: int, pids: dict[str, int]) -> None:
+# The pipeline's support staff, spread over the departments that help reps.
+SUPPORT_DEPARTMENTS = ("presales", "pricing", "legal", "order_desk", "marketing", "product", "customer_service")
+
+
+def seed_pipeline_people(settings, gateway_url: str, token: str) -> dict[str, list]:
+    """The pipeline's company, in the directory as a real one is (its people imported through
+    the gateway, in every copy): PIPELINE_PEOPLE people, half reps in sales, half support staff
+    over SUPPORT_DEPARTMENTS. Awards to people the directory does not know (ids made up by the
+    bench, as before the twenty-second session) were looked up again in every batch, and
+    counted on no department's board or insights. Returns the reps' ids and the staff's
+    (id, department) pairs."""
+    reps, staff = PIPELINE_PEOPLE // 2, PIPELINE_PEOPLE - PIPELINE_PEOPLE // 2
+    departments = [SUPPORT_DEPARTMENTS[i % len(SUPPORT_DEPARTMENTS)] for i in range(staff)]
+    rows = [f"pr{i}@example.com,Rep {i},rep,sales" for i in range(reps)]
+    rows += [f"ps{i}@example.com,Support {i},support,{departments[i]}" for i in range(staff)]
+    found = import_people(settings, gateway_url, token, rows)
+    return {"reps": [found[f"pr{i}@example.com"]["_id"] for i in range(reps)],
+            "staff": [(found[f"ps{i}@example.com"]["_id"], departments[i]) for i in range(staff)]}
+
+
+def settle(pids: dict[str, int], quiet_cores: float = 0.15, timeout_s: float = 120.0) -> float:
+    """Wait until the stack is quiet (under ``quiet_cores`` of CPU over two seconds in a row):
+    the people just imported are applied by every process's directory reader one by one (a
+    copy's count is reached when the first process wrote everyone), and that work must not be
+    counted in the next measure. Returns the seconds waited."""
+    start = time.monotonic()
+    quiet = 0
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    while quiet < 2 and time.monotonic() - start < timeout_s:
+        time.sleep(1.0)
+        now = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        quiet = quiet + 1 if sum(now[k] - before[k] for k in now) < quiet_cores else 0
+        before = now
+    return round(time.monotonic() - start, 1)
+
+
+def bench_pipeline(settings, n: int, pids: dict[str, int], people: dict[str, list]) -> None:
     producer = EventProducer(settings, client_id="bench")
     base = datetime(2026, 11, 23, 9, tzinfo=timezone.utc)
     events, expected = [], 0
-    # A company's mix: 1,000 reps and 1,000 support staff; each kudos a pair seen about once
-    # in the run (the giver-to-receiver cap would zero repeated pairs), each rep's giver and
-    # each supporter's acknowledgements spread over everyone.
-    reps, staff = PIPELINE_PEOPLE // 2, PIPELINE_PEOPLE - PIPELINE_PEOPLE // 2
+    # A company's mix (seed_pipeline_people): 1,000 reps and 1,000 support staff; each kudos a
+    # pair seen about once in the run (the giver-to-receiver cap would zero repeated pairs), each
+    # rep's giver and each supporter's acknowledgements (in their department) spread over everyone.
+    reps, staff = people["reps"], people["staff"]
     for i in range(n):
         at = base + timedelta(seconds=i)
         if i % 2:
+            actor, department = staff[(i * 7) % len(staff)]
             events.append(build_event("request.acknowledged", f"br{i}", {
-                "request_id": f"br{i}", "requester_id": f"rep{i % reps}", "department": "pricing",
-                "actor_id": f"sup{(i * 7) % staff}", "status": "acknowledged", "at": at,
+                "request_id": f"br{i}", "requester_id": reps[i % len(reps)], "department": department,
+                "actor_id": actor, "status": "acknowledged", "at": at,
                 "business_hours_since_submitted": 1.0}, source="bench"))
             expected += 1
         else:
-            giver = (i // 2) % reps
+            giver = (i // 2) % len(reps)
             events.append(build_event("kudos.given", f"bk{i}", {
-                "kudos_id": f"bk{i}", "giver_id": f"rep{giver}", "recipient_ids": [f"sup{(giver + i // (2 * reps)) % staff}"],
+                "kudos_id": f"bk{i}", "giver_id": reps[giver],
+                "recipient_ids": [staff[(giver + i // (2 * len(reps))) % len(staff)][0]],
                 "message": "thanks", "values": [], "gesture": "thanks", "request_id": None, "at": at}, source="bench"))
             expected += 2  # kudos_received (maybe capped) + kudos_given (0 points, Grateful)
     begins = source_ends(settings)  # where this input begins (the floor below reads it again from there)
@@ -402,7 +449,7 @@ def bench_pipeline(settings, n: int, pids: dict[str, int]) -> None:
 
     bare = floor.run(settings, n, expected, begins, pids, cpu_seconds)
     rate = n / pipeline_s
-    record(f"points_pipeline_{n}", events=n, people=PIPELINE_PEOPLE, points_processes=" | ".join(
+    record(f"points_pipeline_{n}", events=n, people=PIPELINE_PEOPLE, people_settle_s=people.get("settle_s"), points_processes=" | ".join(
                [f"{spec.name}: {dict(spec.env)['INSIDETRACK_POINTS_STAGES']}" for spec in SERVICES
                 if spec.module == "services.recognition.points"] + ["all stages"] * (POINTS_PROCESSES - 1)),
            seconds=round(pipeline_s, 1), publish_s=round(publish_s, 1), events_per_s=round(rate),
@@ -770,8 +817,12 @@ def main() -> int:
             sizes = [int(n) for n in os.environ["BENCH_EVENTS"].split(",")]
         extra = extra_points_processes(POINTS_PROCESSES - 1) if ONLY != "live" and POINTS_PROCESSES > 1 else []
         try:
+            company = None
+            if ONLY != "live":
+                company = seed_pipeline_people(settings, gateway_url, ctx["token"])
+                company["settle_s"] = settle(stack_pids(settings, services))
             for n in sizes if ONLY != "live" else []:
-                bench_pipeline(settings, n, stack_pids(settings, services))
+                bench_pipeline(settings, n, stack_pids(settings, services), company)
         finally:
             for proc in extra:
                 proc.terminate()
