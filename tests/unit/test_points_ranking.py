@@ -217,6 +217,31 @@ def test_updates_in_order_equal_a_sort_of_the_board(small, seed):
         check(ranking, board)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_one_scope_changed_many_times_keeps_the_exact_best(small, seed):
+    """A scope's state taking many changes of the same people (a board update changes a person
+    once, but the state must not rely on it): after each change its list is still the exact
+    best of the scope (all of it, or a prefix after people left), with no one twice, and its
+    count and histogram are exact."""
+    rng = random.Random(seed)
+    state, points = rk.ScopeState(), {}
+    for _ in range(3000):
+        pid = f"p{rng.randrange(25)}"
+        if pid in points and rng.random() < 0.15:
+            state.remove(pid, points.pop(pid))
+        elif pid in points:
+            new = points[pid] + rng.choice([0, 1, 1, 4])
+            state.update(pid, points[pid], new, "sales", "rep")
+            points[pid] = new
+        else:
+            points[pid] = rng.randint(1, 12)
+            state.add(pid, points[pid], "sales", "rep")
+        best = sorted(((p, n, "sales", "rep") for p, n in points.items()), key=lambda e: (-e[1], e[0]))
+        assert state.top == best[:len(state.top)] and len(state.top) <= rk.TOP_K
+        assert state.n == len(points) and state.complete == (len(state.top) == len(points))
+        assert state.hist == {n: sum(1 for v in points.values() if v == n) for n in set(points.values())}
+
+
 def test_the_real_sizes_on_a_large_board():
     rng = random.Random(7)
     board, ranking = Board(rng), Ranking(MemoryCollection())
