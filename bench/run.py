@@ -285,7 +285,7 @@ def import_people(settings, gateway_url: str, token: str, rows: list[str]) -> di
             raise RuntimeError(f"seeding people through the gateway failed: {answer}")
     emails = {row.split(",", 1)[0] for row in rows}
     with mongo_client(settings) as client:
-        found = {d["email"]: d for d in client[settings.database("requests")]["people"].find() if d["email"] in emails}
+        found = {d["email"]: d for d in client[settings.database("requests")]["people"].find() if d.get("email") in emails}
     # The kudos and points services each keep a copy of the directory from the people topic and
     # refuse callers they do not know yet: wait until both copies hold everyone.
     with mongo_client(settings) as client:
@@ -338,8 +338,8 @@ def seed_pipeline_people(settings, gateway_url: str, token: str) -> dict[str, li
     the gateway, in every copy): PIPELINE_PEOPLE people, half reps in sales, half support staff
     over SUPPORT_DEPARTMENTS. Awards to people the directory does not know (ids made up by the
     bench, as before the twenty-second session) were looked up again in every batch, and
-    counted on no department's board or insights. Returns the reps' ids and the staff's
-    (id, department) pairs."""
+    ranked in no department or role. Returns the reps' ids and the staff's (id, department)
+    pairs."""
     reps, staff = PIPELINE_PEOPLE // 2, PIPELINE_PEOPLE - PIPELINE_PEOPLE // 2
     departments = [SUPPORT_DEPARTMENTS[i % len(SUPPORT_DEPARTMENTS)] for i in range(staff)]
     rows = [f"pr{i}@example.com,Rep {i},rep,sales" for i in range(reps)]
